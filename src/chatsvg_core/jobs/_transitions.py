@@ -1,0 +1,254 @@
+"""The state machine as pure functions and as data.
+
+Each function takes a job, the current time and the inputs it needs, and
+returns the new job or raises :class:`~chatsvg_core.errors.InvalidTransition`
+(or its subclass :class:`~chatsvg_core.errors.StaleLease`). None of them reads
+a clock or does I/O; stores call them and persist the result with a
+compare-and-set on ``version``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from types import MappingProxyType
+from typing import Final
+
+from chatsvg_core._clock import utc
+from chatsvg_core.errors import InvalidTransition, StaleLease
+from chatsvg_core.jobs._model import Job, JobErrorInfo, JobStatus
+
+__all__ = [
+    "TRANSITIONS",
+    "Transition",
+    "claim",
+    "expire",
+    "fail",
+    "heartbeat",
+    "new_job",
+    "retry",
+    "succeed",
+]
+
+Q, R, S, F = JobStatus.QUEUED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.FAILED
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One edge of the state machine: ``action`` moves ``source`` to ``target``."""
+
+    action: str
+    source: JobStatus
+    target: JobStatus
+    guard: str
+    """When the edge is allowed, in words (rendered in the docs)."""
+
+
+TRANSITIONS: Final[tuple[Transition, ...]] = (
+    Transition("claim", Q, R, "due (run_at <= now) and attempts left"),
+    Transition("heartbeat", R, R, "current lease token"),
+    Transition("succeed", R, S, "current lease token"),
+    Transition("retry", R, Q, "current lease token and attempts left"),
+    Transition("fail", R, F, "current lease token"),
+    Transition("fail", Q, F, "refused before it runs (cancelled, out of credits)"),
+    Transition("expire", R, Q, "lease lapsed and attempts left"),
+    Transition("expire", R, F, "lease lapsed and no attempts left"),
+)
+"""Every edge there is; no other change of status exists."""
+
+ALLOWED: Final[Mapping[str, frozenset[tuple[JobStatus, JobStatus]]]] = MappingProxyType(
+    {
+        action: frozenset((t.source, t.target) for t in TRANSITIONS if t.action == action)
+        for action in dict.fromkeys(t.action for t in TRANSITIONS)
+    }
+)
+
+
+def _refuse(job: Job, action: str, reason: str) -> InvalidTransition:
+    return InvalidTransition(
+        f"cannot {action} job {job.id} in status {job.status.value}: {reason}",
+        job_id=job.id,
+        status=job.status.value,
+        action=action,
+        reason=reason,
+    )
+
+
+def _check_source(job: Job, action: str, *sources: JobStatus) -> None:
+    if job.status not in sources:
+        reason = "terminal" if job.terminal else "wrong_status"
+        raise _refuse(job, action, reason)
+
+
+def _check_token(job: Job, action: str, token: int) -> None:
+    _check_source(job, action, R)
+    if job.lease_token != token:
+        raise StaleLease(
+            f"cannot {action} job {job.id}: lease token {token} is stale "
+            f"(current {job.lease_token})",
+            job_id=job.id,
+            status=job.status.value,
+            action=action,
+            reason="stale_token",
+            token=token,
+            current_token=job.lease_token,
+        )
+
+
+def _positive(lease: timedelta) -> timedelta:
+    if lease <= timedelta(0):
+        raise ValueError("a lease must last a positive time")
+    return lease
+
+
+def new_job(
+    *,
+    job_id: str,
+    owner: str,
+    request: Mapping[str, object],
+    request_hash: str,
+    now: datetime,
+    idempotency_key: str | None = None,
+    max_attempts: int = 3,
+    run_at: datetime | None = None,
+) -> Job:
+    """A fresh QUEUED job, due at ``run_at`` (default: ``now``)."""
+    now = utc(now)
+    return Job.model_validate(
+        {
+            "id": job_id,
+            "owner": owner,
+            "request": dict(request),
+            "request_hash": request_hash,
+            "idempotency_key": idempotency_key,
+            "max_attempts": max_attempts,
+            "run_at": utc(run_at) if run_at is not None else now,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+
+
+def claim(job: Job, *, now: datetime, worker_id: str, lease: timedelta) -> Job:
+    """QUEUED → RUNNING: take the job for ``lease``; the new token is the new attempt number.
+
+    Refused when the job is not QUEUED, not yet due, or out of attempts.
+    """
+    now = utc(now)
+    _check_source(job, "claim", Q)
+    if job.run_at > now:
+        raise _refuse(job, "claim", "not_due")
+    if job.attempt >= job.max_attempts:
+        raise _refuse(job, "claim", "attempts_exhausted")
+    attempt = job.attempt + 1
+    return job.evolve(
+        status=R,
+        attempt=attempt,
+        lease_token=attempt,
+        lease_expires_at=now + _positive(lease),
+        worker_id=worker_id,
+        version=job.version + 1,
+        updated_at=now,
+    )
+
+
+def heartbeat(job: Job, *, now: datetime, token: int, lease: timedelta) -> Job:
+    """RUNNING → RUNNING: extend the lease to ``now + lease``; only with the current token.
+
+    A lease that lapsed but was not yet expired by recovery can still be
+    extended: nobody else can hold the job until :func:`expire` has run.
+    """
+    now = utc(now)
+    _check_token(job, "heartbeat", token)
+    return job.evolve(
+        lease_expires_at=max(now + _positive(lease), job.lease_expires_at or now),
+        version=job.version + 1,
+        updated_at=now,
+    )
+
+
+def succeed(job: Job, *, now: datetime, token: int, result_ref: str) -> Job:
+    """RUNNING → SUCCEEDED with a result reference; only with the current token."""
+    now = utc(now)
+    _check_token(job, "succeed", token)
+    return job.evolve(
+        status=S,
+        lease_token=None,
+        lease_expires_at=None,
+        result_ref=result_ref,
+        version=job.version + 1,
+        updated_at=now,
+    )
+
+
+def retry(job: Job, *, now: datetime, token: int, run_at: datetime, error: JobErrorInfo) -> Job:
+    """RUNNING → QUEUED, due again at ``run_at``; only while attempts remain."""
+    now = utc(now)
+    run_at = utc(run_at)
+    _check_token(job, "retry", token)
+    if job.attempt >= job.max_attempts:
+        raise _refuse(job, "retry", "attempts_exhausted")
+    if run_at < now:
+        raise ValueError("run_at of a retry is never in the past")
+    return job.evolve(
+        status=Q,
+        lease_token=None,
+        lease_expires_at=None,
+        worker_id=None,
+        run_at=run_at,
+        last_error=error,
+        version=job.version + 1,
+        updated_at=now,
+    )
+
+
+def fail(job: Job, *, now: datetime, error: JobErrorInfo, token: int | None = None) -> Job:
+    """RUNNING → FAILED with the current token, or QUEUED → FAILED with ``token=None``.
+
+    The second form refuses a job before it runs (cancelled, out of credits).
+    """
+    now = utc(now)
+    if token is None:
+        _check_source(job, "fail", Q)
+    else:
+        _check_token(job, "fail", token)
+    return job.evolve(
+        status=F,
+        lease_token=None,
+        lease_expires_at=None,
+        last_error=error,
+        version=job.version + 1,
+        updated_at=now,
+    )
+
+
+def expire(job: Job, *, now: datetime, run_at: datetime | None = None) -> Job:
+    """RUNNING with a lapsed lease → QUEUED (attempts left) or FAILED (none left).
+
+    The lapsed attempt counts as a transient failure; ``run_at`` (default
+    ``now``) is when the job is due again.
+    """
+    now = utc(now)
+    _check_source(job, "expire", R)
+    assert job.lease_expires_at is not None  # guaranteed by Job's validator
+    if job.lease_expires_at > now:
+        raise _refuse(job, "expire", "lease_live")
+    error = JobErrorInfo(
+        code="lease_expired",
+        type="LeaseExpired",
+        message=f"worker {job.worker_id!r} lost its lease on attempt {job.attempt}",
+        transient=True,
+        fields={"worker_id": job.worker_id, "attempt": job.attempt},
+    )
+    common = {
+        "lease_token": None,
+        "lease_expires_at": None,
+        "last_error": error,
+        "version": job.version + 1,
+        "updated_at": now,
+    }
+    if job.attempt >= job.max_attempts:
+        return job.evolve(status=F, **common)
+    due = utc(run_at) if run_at is not None else now
+    return job.evolve(status=Q, worker_id=None, run_at=max(due, now), **common)

@@ -1,0 +1,21 @@
+"""Storage backends and the protocol they implement (jobs, idempotency, ledger, results)."""
+
+from __future__ import annotations
+
+from chatsvg_core.storage._protocol import (
+    EntryKind,
+    IdempotencyRecord,
+    JobResult,
+    LedgerEntry,
+    Store,
+    StoreTransaction,
+)
+
+__all__ = [
+    "EntryKind",
+    "IdempotencyRecord",
+    "JobResult",
+    "LedgerEntry",
+    "Store",
+    "StoreTransaction",
+]
