@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._protocol import (
     EntryKind,
     IdempotencyRecord,
@@ -10,12 +11,15 @@ from chatsvg_core.storage._protocol import (
     Store,
     StoreTransaction,
 )
+from chatsvg_core.storage.memory import MemoryStore
 
 __all__ = [
     "EntryKind",
     "IdempotencyRecord",
     "JobResult",
     "LedgerEntry",
+    "MemoryStore",
     "Store",
+    "StoreClosed",
     "StoreTransaction",
 ]
