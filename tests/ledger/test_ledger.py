@@ -307,10 +307,13 @@ async def test_ops_share_the_callers_transaction() -> None:
     class Crash(Exception):
         pass
 
-    with pytest.raises(Crash):
+    async def charge_then_crash() -> None:
         async with store.transaction() as tx:
             await charge(tx, "alice", 5, ref="job-1", now=START)
             raise Crash  # e.g. the job update failed: the charge must go too
+
+    with pytest.raises(Crash):
+        await charge_then_crash()
     assert await ledger.balance("alice") == 5
     with pytest.raises(RefundWithoutCharge):
         await ledger.refund("job-1")
