@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from chatsvg_core.storage._errors import StoreClosed
+from chatsvg_core.storage._jobs import (
+    claim_job,
+    claim_next,
+    complete_job,
+    expire_leases,
+    fail_job,
+    heartbeat_job,
+    retry_job,
+)
 from chatsvg_core.storage._protocol import (
     EntryKind,
     IdempotencyRecord,
@@ -22,4 +31,11 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreTransaction",
+    "claim_job",
+    "claim_next",
+    "complete_job",
+    "expire_leases",
+    "fail_job",
+    "heartbeat_job",
+    "retry_job",
 ]
