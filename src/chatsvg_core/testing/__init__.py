@@ -7,5 +7,23 @@ Importing :mod:`chatsvg_core` never imports this package; it needs the
 from __future__ import annotations
 
 from chatsvg_core.testing._clock import FakeClock
+from chatsvg_core.testing._fake_openai import (
+    ChatReply,
+    DisconnectReply,
+    ErrorReply,
+    FakeOpenAIServer,
+    FakeReply,
+    RawReply,
+    RecordedRequest,
+)
 
-__all__ = ["FakeClock"]
+__all__ = [
+    "ChatReply",
+    "DisconnectReply",
+    "ErrorReply",
+    "FakeClock",
+    "FakeOpenAIServer",
+    "FakeReply",
+    "RawReply",
+    "RecordedRequest",
+]
