@@ -7,6 +7,15 @@ Importing :mod:`chatsvg_core` never imports this package; it needs the
 from __future__ import annotations
 
 from chatsvg_core.testing._clock import FakeClock
+from chatsvg_core.testing._fake_openai import (
+    ChatReply,
+    DisconnectReply,
+    ErrorReply,
+    FakeOpenAIServer,
+    FakeReply,
+    RawReply,
+    RecordedRequest,
+)
 from chatsvg_core.testing._idempotency_strategies import (
     idempotency_keys,
     invalid_idempotency_keys,
@@ -32,7 +41,14 @@ from chatsvg_core.testing._idempotency_suite import (
 
 __all__ = [
     "IDEMPOTENCY_CHECKS",
+    "ChatReply",
+    "DisconnectReply",
+    "ErrorReply",
     "FakeClock",
+    "FakeOpenAIServer",
+    "FakeReply",
+    "RawReply",
+    "RecordedRequest",
     "StoreFactory",
     "SubmitTally",
     "check_concurrent_conflicting_submits",
