@@ -33,6 +33,7 @@ __all__ = [
     "OPENAI_BASE_URL",
     "OpenAICompatibleProvider",
     "OpenAICompatibleSettings",
+    "parse_retry_after",
 ]
 
 logger = logging.getLogger("chatsvg_core.generate")
@@ -383,9 +384,9 @@ model='llama3.2')
                 status=status,
             )
         if data.get("error"):
-            message, code = _error_details(content)
-            text = f"error object in a {status} answer: {message[:300]}"
-            if _is_content_policy(code, message):
+            detail, code = _error_details(content)
+            text = f"error object in a {status} answer: {detail[:300]}"
+            if _is_content_policy(code, detail):
                 self._fail(ProviderPermanentError, text, reason="content_policy", status=status)
             self._fail(ProviderTransientError, text, reason="error_body", status=status)
         choices = data.get("choices")
@@ -396,8 +397,8 @@ model='llama3.2')
         choice: dict[str, Any] = choices[0]
         finish = choice.get("finish_reason")
         finish_reason = finish if isinstance(finish, str) else None
-        message = choice.get("message")
-        message = message if isinstance(message, dict) else {}
+        raw_message = choice.get("message")
+        reply: dict[str, Any] = raw_message if isinstance(raw_message, dict) else {}
         if finish_reason == "content_filter":
             self._fail(
                 ProviderPermanentError,
@@ -405,7 +406,7 @@ model='llama3.2')
                 reason="content_filter",
                 status=status,
             )
-        refusal = message.get("refusal")
+        refusal = reply.get("refusal")
         if isinstance(refusal, str) and refusal.strip():
             self._fail(
                 ProviderPermanentError,
@@ -413,7 +414,7 @@ model='llama3.2')
                 reason="refusal",
                 status=status,
             )
-        text = _message_text(message.get("content"))
+        text = _message_text(reply.get("content"))
         if not text.strip():
             self._fail(
                 ProviderTransientError,
