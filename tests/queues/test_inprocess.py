@@ -106,3 +106,18 @@ async def test_bad_delays_are_refused() -> None:
     for delay in (-1.0, float("nan"), float("inf")):
         with pytest.raises(ValueError, match="delay"):
             await queue.enqueue("j", delay=delay)
+
+
+async def test_repeated_announcements_run_once_at_the_earliest_time() -> None:
+    queue = InProcessQueue(concurrency=1)
+    seen: list[str] = []
+
+    async def handle(job_id: str) -> None:
+        seen.append(job_id)
+
+    await queue.enqueue("j", delay=0.05)
+    await queue.enqueue("j", delay=0.5)  # later: ignored
+    await queue.enqueue("j")  # earlier: replaces
+    assert len(queue) == 1
+    await asyncio.wait_for(queue.serve(handle, until_idle=True), 5)
+    assert seen == ["j"]

@@ -39,6 +39,7 @@ class InProcessQueue:
             raise ValueError("concurrency must be at least 1")
         self.concurrency = concurrency
         self._heap: list[tuple[float, int, str]] = []
+        self._pending: dict[str, float] = {}
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._stopping = False
@@ -46,13 +47,16 @@ class InProcessQueue:
 
     def __len__(self) -> int:
         """Ids waiting (due or not), not counting those being handled."""
-        return len(self._heap)
+        return len(self._pending)
 
     async def enqueue(self, job_id: str, *, delay: float = 0.0) -> None:
         """Schedule ``job_id`` for ``delay`` seconds from now (non-finite delays are refused)."""
         if not math.isfinite(delay) or delay < 0:
             raise ValueError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
         due = asyncio.get_running_loop().time() + delay
+        if job_id in self._pending and self._pending[job_id] <= due:
+            return  # already announced for no later than this
+        self._pending[job_id] = due
         heapq.heappush(self._heap, (due, next(self._seq), job_id))
         self._wake.set()
 
@@ -66,7 +70,7 @@ class InProcessQueue:
         loop = asyncio.get_running_loop()
         try:
             while not self._stopping:
-                if until_idle and not self._heap and not self._running:
+                if until_idle and not self._pending and not self._running:
                     return
                 if not self._heap:
                     self._wake.clear()
@@ -83,6 +87,10 @@ class InProcessQueue:
                     slots.release()
                     break
                 heapq.heappop(self._heap)
+                if self._pending.get(job_id) != due:
+                    slots.release()  # superseded by an earlier announcement
+                    continue
+                del self._pending[job_id]
                 task = asyncio.create_task(self._run(handler, job_id, slots))
                 self._running.add(task)
                 task.add_done_callback(self._finished)
