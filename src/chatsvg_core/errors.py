@@ -43,7 +43,6 @@ __all__ = [
     "StaleLease",
     "StorageError",
     "StorageUnavailable",
-    "StoreClosed",
     "TransientError",
     "TruncatedSVG",
     "UnhashablePayload",
@@ -274,13 +273,6 @@ class IncompatibleStorage(StorageError, PermanentError):
     """The database is not ours, or its schema is newer than this library knows."""
 
     code = "incompatible_storage"
-    http_status = 500
-
-
-class StoreClosed(StorageError, PermanentError):
-    """The store was closed (``aclose()``); open a new one to go on (fields: ``backend``)."""
-
-    code = "store_closed"
     http_status = 500
 
 

@@ -9,6 +9,7 @@ PostgreSQL driver is never needed unless used.
 
 from __future__ import annotations
 
+from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._open import ENTRY_POINT_GROUP, SCHEMES, open_storage
 from chatsvg_core.storage._protocol import (
     EntryKind,
@@ -18,6 +19,7 @@ from chatsvg_core.storage._protocol import (
     Store,
     StoreTransaction,
 )
+from chatsvg_core.storage.memory import MemoryStore
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -26,7 +28,9 @@ __all__ = [
     "IdempotencyRecord",
     "JobResult",
     "LedgerEntry",
+    "MemoryStore",
     "Store",
+    "StoreClosed",
     "StoreTransaction",
     "open_storage",
 ]

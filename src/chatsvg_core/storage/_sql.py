@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from chatsvg_core._clock import utc
 from chatsvg_core.errors import InvalidAmount, StorageError
 from chatsvg_core.jobs import Job, JobStatus
+from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResult, LedgerEntry
 
 __all__ = ["SCHEMA_TABLE", "TABLES", "FaultHook", "Migration", "SQLTransaction", "migrations"]
@@ -97,6 +98,8 @@ def _dump(value: Any) -> str:
 class SQLTransaction:
     """The primitives over one open database transaction (dialect-neutral part)."""
 
+    dialect: ClassVar[str] = "sql"
+    """The backend's name, for error fields."""
     for_update: ClassVar[str] = ""
     """Appended to a SELECT that must lock its rows (``FOR UPDATE`` on PostgreSQL)."""
     skip_locked: ClassVar[str] = ""
@@ -127,7 +130,9 @@ class SQLTransaction:
 
     def _check_open(self) -> None:
         if self._finished:
-            raise StorageError("the transaction has ended; open a new one")
+            raise StoreClosed(
+                "the transaction has ended; open a new one", store=self.dialect, what="transaction"
+            )
 
     # --- row codecs ---------------------------------------------------------
 
@@ -241,7 +246,7 @@ class SQLTransaction:
         row = await self._one(
             f"SELECT {_JOB_COLUMNS} FROM chatsvg_jobs "
             "WHERE status = 'queued' AND run_at <= ? "
-            f"ORDER BY run_at, id LIMIT 1{self.skip_locked}",
+            f"ORDER BY run_at, created_at, id LIMIT 1{self.skip_locked}",
             (self._ts(utc(now)),),
         )
         return None if row is None else self._job(row)
@@ -450,6 +455,22 @@ class SQLTransaction:
         )
         return 0 if row is None else int(row[0])
 
+    async def usage(self, owner: str, *, since: datetime, until: datetime) -> int:
+        """Credits spent in ``[since, until)``: charges and reservations not given back.
+
+        The ``NOT EXISTS`` probe is a lookup in the (kind, ref) unique index.
+        """
+        self._check_open()
+        row = await self._one(
+            "SELECT COALESCE(-SUM(e.amount), 0) FROM chatsvg_ledger e "
+            "WHERE e.owner = ? AND e.kind IN ('charge', 'reserve') "
+            "AND e.created_at >= ? AND e.created_at < ? "
+            "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.ref = e.ref "
+            "AND r.kind = CASE e.kind WHEN 'charge' THEN 'refund' ELSE 'release' END)",
+            (owner, self._ts(utc(since)), self._ts(utc(until))),
+        )
+        return 0 if row is None else int(row[0])
+
     async def entries(
         self, owner: str, *, limit: int = 100, before: datetime | None = None
     ) -> Sequence[LedgerEntry]:
@@ -462,7 +483,7 @@ class SQLTransaction:
             params.append(self._ts(utc(before)))
         rows = await self._all(
             f"SELECT {_ENTRY_COLUMNS} FROM chatsvg_ledger WHERE owner = ?{clause} "
-            "ORDER BY created_at DESC, seq DESC LIMIT ?",
+            "ORDER BY created_at DESC, id DESC LIMIT ?",
             (*params, max(0, limit)),
         )
         return [self._entry(r) for r in rows]

@@ -48,8 +48,8 @@ from chatsvg_core.errors import (
     IncompatibleStorage,
     StorageError,
     StorageUnavailable,
-    StoreClosed,
 )
+from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._sql import SCHEMA_TABLE, TABLES, FaultHook, SQLTransaction, migrations
 
 try:
@@ -89,7 +89,7 @@ def _pg(sql: str) -> str:
 
 def _map_error(exc: BaseException, **fields: Any) -> StorageError:
     if isinstance(exc, PoolClosed):
-        return StoreClosed("the PostgreSQL store is closed", backend="postgres")
+        return StoreClosed("the PostgreSQL store is closed", store="postgres", what="store")
     if isinstance(exc, PoolTimeout):
         return StorageUnavailable(f"PostgreSQL: {exc}", backend="postgres", **fields)
     if isinstance(exc, _TRANSIENT):
@@ -105,6 +105,7 @@ def _map_error(exc: BaseException, **fields: Any) -> StorageError:
 class PostgresTransaction(SQLTransaction):
     """The primitives inside one PostgreSQL transaction (READ COMMITTED)."""
 
+    dialect = "postgres"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
 
@@ -282,7 +283,7 @@ class PostgresStore:
     async def _connection(self) -> AsyncIterator[AConn]:
         """A pooled connection inside one transaction: commit on exit, roll back on error."""
         if self._closed:
-            raise StoreClosed("the PostgreSQL store is closed", backend="postgres")
+            raise StoreClosed("the PostgreSQL store is closed", store="postgres", what="store")
         try:
             conn = await self._pool.getconn()
         except (PoolClosed, PoolTimeout, psycopg.Error) as exc:

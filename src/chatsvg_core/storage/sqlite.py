@@ -50,8 +50,8 @@ from chatsvg_core.errors import (
     IncompatibleStorage,
     StorageError,
     StorageUnavailable,
-    StoreClosed,
 )
+from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._sql import SCHEMA_TABLE, TABLES, FaultHook, SQLTransaction, migrations
 
 __all__ = ["MIN_SQLITE_VERSION", "SQLiteStore", "SQLiteTransaction"]
@@ -84,6 +84,8 @@ def _map_error(exc: sqlite3.Error, path: str) -> Exception:
 
 class SQLiteTransaction(SQLTransaction):
     """The primitives inside one ``BEGIN IMMEDIATE`` transaction."""
+
+    dialect = "sqlite"
 
     def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
         super().__init__()
@@ -292,10 +294,10 @@ class SQLiteStore:
     async def _immediate(self) -> AsyncIterator[sqlite3.Connection]:
         """Hold the process lock and one ``BEGIN IMMEDIATE`` transaction."""
         if self._closed:
-            raise StoreClosed("the SQLite store is closed", backend="sqlite", path=self.path)
+            raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
         async with self._lock:
             if self._closed:
-                raise StoreClosed("the SQLite store is closed", backend="sqlite", path=self.path)
+                raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
             conn = await self._connection()
             await self._call(partial(conn.execute, "BEGIN IMMEDIATE"))
             try:

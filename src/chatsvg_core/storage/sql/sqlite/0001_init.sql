@@ -65,8 +65,8 @@ CREATE TABLE chatsvg_ledger (
 );
 -- Exactly once by construction: one entry per (kind, ref) when ref is set.
 CREATE UNIQUE INDEX chatsvg_ledger_kind_ref ON chatsvg_ledger (kind, ref) WHERE ref IS NOT NULL;
--- Daily-cap sums and history pages; covering, so sums never touch the table.
-CREATE INDEX chatsvg_ledger_owner_time ON chatsvg_ledger (owner, created_at, kind, amount);
+-- Daily usage (caps) and history pages; covering, so sums never touch the table.
+CREATE INDEX chatsvg_ledger_owner_time ON chatsvg_ledger (owner, created_at, kind, amount, ref);
 
 CREATE TABLE chatsvg_results (
     job_id     TEXT    NOT NULL PRIMARY KEY,
