@@ -1,4 +1,11 @@
-"""Storage backends and the protocol they implement (jobs, idempotency, ledger, results)."""
+"""Storage backends and the protocol they implement (jobs, idempotency, ledger, results).
+
+Backends: :class:`chatsvg_core.storage.sqlite.SQLiteStore` (embedded default),
+:class:`chatsvg_core.storage.postgres.PostgresStore` (the ``postgres`` extra)
+and :class:`chatsvg_core.storage.memory.MemoryStore`; :func:`open_storage`
+picks one from a URL. The backend modules are imported on demand, so the
+PostgreSQL driver is never needed unless used.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +19,7 @@ from chatsvg_core.storage._jobs import (
     heartbeat_job,
     retry_job,
 )
+from chatsvg_core.storage._open import ENTRY_POINT_GROUP, SCHEMES, open_storage
 from chatsvg_core.storage._protocol import (
     EntryKind,
     IdempotencyRecord,
@@ -23,6 +31,8 @@ from chatsvg_core.storage._protocol import (
 from chatsvg_core.storage.memory import MemoryStore
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
+    "SCHEMES",
     "EntryKind",
     "IdempotencyRecord",
     "JobResult",
@@ -37,5 +47,6 @@ __all__ = [
     "expire_leases",
     "fail_job",
     "heartbeat_job",
+    "open_storage",
     "retry_job",
 ]
