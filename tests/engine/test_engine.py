@@ -61,7 +61,9 @@ async def test_happy_path_charges_once_and_stores_the_sanitized_svg() -> None:
     assert result.svg.startswith("<svg")
     assert "circle" in result.svg
     async with store.transaction() as tx:
-        assert await tx.balance("alice") == 10 - engine.pricing.cost(engine.prepare({"prompt": "x"}))
+        assert await tx.balance("alice") == 10 - engine.pricing.cost(
+            engine.prepare({"prompt": "x"})
+        )
     kinds = [e.kind for e in events]
     assert kinds == [
         EventKind.SUBMITTED,
@@ -245,3 +247,14 @@ async def test_event_hook_errors_do_not_break_jobs() -> None:
     job = await engine.process(sub.job.id, "w")
     assert job is not None
     assert job.status is JobStatus.SUCCEEDED
+
+
+async def test_owner_without_account_fails_without_charge() -> None:
+    engine, store, provider, *_ = make()
+    sub = await engine.submit("nobody", None, {"prompt": "a cat"})
+    job = await engine.process(sub.job.id, "w")
+    assert job is not None
+    assert job.status is JobStatus.FAILED
+    assert job.last_error is not None
+    assert job.last_error.code == "unknown_account"
+    assert provider.calls == 0

@@ -35,7 +35,9 @@ __all__ = ["add_engine_commands"]
 def add_engine_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the engine's subcommands on the ``chatsvg`` parser."""
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--database-url", help="storage URL (default sqlite:///.chatsvg/chatsvg.db)")
+    common.add_argument(
+        "--database-url", help="storage URL (default sqlite:///.chatsvg/chatsvg.db)"
+    )
     common.add_argument("--owner", help="account to act for (default: local)")
 
     gen = sub.add_parser(
@@ -257,7 +259,7 @@ async def _generate(args: argparse.Namespace) -> int:
         assert result is not None
         balance = await ledger.balance(settings.owner)
     if args.output and args.output != "-":
-        Path(args.output).write_text(result.svg, encoding="utf-8")
+        await asyncio.to_thread(Path(args.output).write_text, result.svg, encoding="utf-8")
         display.line(f"  wrote {args.output} ({len(result.svg)} bytes); balance {balance} credits")
     else:
         sys.stdout.write(result.svg + "\n")
@@ -300,7 +302,9 @@ async def _balance(args: argparse.Namespace) -> int:
         return 0
     print(f"{settings.owner}: {statement.balance} credits")
     for e in statement.entries:
-        print(f"  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.kind.value:<10} {e.amount:>+6}  {e.ref or ''}")
+        print(
+            f"  {e.created_at:%Y-%m-%d %H:%M:%S}  {e.kind.value:<10} {e.amount:>+6}  {e.ref or ''}"
+        )
     return 0
 
 

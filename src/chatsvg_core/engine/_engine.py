@@ -20,8 +20,8 @@ from chatsvg_core.errors import (
     InvalidTransition,
     JobNotFound,
     RefundWithoutCharge,
-    StaleLease,
     TransientError,
+    UnknownAccount,
 )
 from chatsvg_core.generate import (
     GenerationRequest,
@@ -36,23 +36,23 @@ from chatsvg_core.idempotency import (
     idempotency_scope,
     request_hash,
 )
-from chatsvg_core.jobs import (
-    Job,
-    JobErrorInfo,
-    JobStatus,
-    claim,
-    expire,
-    fail,
-    heartbeat,
-    new_job,
-    retry,
-    succeed,
-)
+from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.ledger import DayBoundary, charge, refund
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy
 from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
-from chatsvg_core.storage import EntryKind, JobResult, Store, StoreTransaction
+from chatsvg_core.storage import (
+    EntryKind,
+    JobResult,
+    Store,
+    StoreTransaction,
+    claim_job,
+    complete_job,
+    expire_leases,
+    fail_job,
+    heartbeat_job,
+    retry_job,
+)
 
 __all__ = ["Checkpoint", "Engine", "RecoveryReport", "SubmitResult"]
 
@@ -191,29 +191,6 @@ class Engine:
         if self.checkpoint is not None:
             await self.checkpoint(name, job_id)
 
-    @staticmethod
-    async def _write(tx: StoreTransaction, old: Job, new: Job) -> Job:
-        # Compare-and-set on version: a concurrent change makes our write a
-        # no-op, reported as a stale lease so the caller abandons the job.
-        if not await tx.update_job(new, expected_version=old.version):
-            raise StaleLease(
-                f"job {old.id} changed under us (version {old.version})",
-                job_id=old.id,
-                status=old.status.value,
-                action="write",
-                reason="version_changed",
-                token=old.lease_token,
-                current_token=None,
-            )
-        return new
-
-    @staticmethod
-    async def _load(tx: StoreTransaction, job_id: str) -> Job:
-        job = await tx.get_job(job_id, for_update=True)
-        if job is None:
-            raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
-        return job
-
     # --- submit -------------------------------------------------------------
 
     def prepare(self, request: GenerationRequest | Mapping[str, Any]) -> GenerationRequest:
@@ -255,10 +232,15 @@ class Engine:
                 replayed = False
             else:
                 outcome = await create_or_replay(
-                    tx, job=job, scope=scope, key=idempotency_key, now=now,
+                    tx,
+                    job=job,
+                    scope=scope,
+                    key=idempotency_key,
+                    now=now,
                     ttl=self.idempotency_ttl,
                 )
                 replayed = not isinstance(outcome, Created)
+                assert outcome.job is not None  # create_or_replay always sets it
                 job = outcome.job
         if replayed:
             self._emit(EventKind.REPLAYED, job)
@@ -315,24 +297,29 @@ class Engine:
                 return None
             if current.attempt >= current.max_attempts:
                 return None
-            job = await self._write(
-                tx, current, claim(current, now=now, worker_id=worker_id, lease=self.lease)
-            )
+            job = await claim_job(tx, job_id, now=now, worker_id=worker_id, lease=self.lease)
             request = GenerationRequest.model_validate(job.request)
             cost = self.pricing.cost(request)
             entry_id = _uuid()
             try:
                 entry = await charge(
-                    tx, job.owner, cost, ref=job.id, now=now,
-                    daily_cap=self.daily_cap(job.owner), day=self.day,
+                    tx,
+                    job.owner,
+                    cost,
+                    ref=job.id,
+                    now=now,
+                    daily_cap=self.daily_cap(job.owner),
+                    day=self.day,
                     new_id=lambda: entry_id,
                 )
-            except (InsufficientCredits, DailyCapExceeded) as exc:
-                assert job.lease_token is not None
-                failed = fail(
-                    job, now=now, token=job.lease_token, error=JobErrorInfo.from_exception(exc)
+            except (InsufficientCredits, DailyCapExceeded, UnknownAccount) as exc:
+                job = await fail_job(
+                    tx,
+                    job.id,
+                    now=now,
+                    token=job.lease_token,
+                    error=JobErrorInfo.from_exception(exc),
                 )
-                job = await self._write(tx, job, failed)
                 charged_now = False
             else:
                 # A later attempt gets the first attempt's entry back.
@@ -345,26 +332,18 @@ class Engine:
             self._emit(EventKind.CHARGED, job, amount=cost)
         return job
 
-    async def _run_with_heartbeat(
-        self, job: Job
-    ) -> tuple[str, dict[str, Any]] | BaseException:
+    async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
         lost = asyncio.Event()
+        assert job.lease_token is not None
+        token = job.lease_token
 
         async def beat() -> None:
-            current = job
             while True:
                 await asyncio.sleep(self.heartbeat_every)
                 try:
                     async with self.store.transaction() as tx:
-                        fresh = await self._load(tx, current.id)
-                        assert current.lease_token is not None
-                        current = await self._write(
-                            tx,
-                            fresh,
-                            heartbeat(
-                                fresh, now=self.clock.now(), token=current.lease_token,
-                                lease=self.lease,
-                            ),
+                        await heartbeat_job(
+                            tx, job.id, token=token, now=self.clock.now(), lease=self.lease
                         )
                 except InvalidTransition:
                     lost.set()
@@ -416,10 +395,9 @@ class Engine:
         assert job.lease_token is not None
         try:
             async with self.store.transaction() as tx:
-                current = await self._load(tx, job.id)
-                done = succeed(current, now=now, token=job.lease_token, result_ref=job.id)
-                await tx.put_result(JobResult(job_id=job.id, svg=svg, metadata=metadata, created_at=now))
-                done = await self._write(tx, current, done)
+                done, _ = await complete_job(
+                    tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata
+                )
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
             return None
@@ -436,18 +414,19 @@ class Engine:
         refunded = None
         try:
             async with self.store.transaction() as tx:
-                current = await self._load(tx, job.id)
                 if not isinstance(decision, GiveUp) and job.attempt < job.max_attempts:
                     delay = decision.delay
-                    new = retry(
-                        current, now=now, token=job.lease_token,
-                        run_at=now + timedelta(seconds=delay), error=info,
+                    new = await retry_job(
+                        tx,
+                        job.id,
+                        token=job.lease_token,
+                        now=now,
+                        run_at=now + timedelta(seconds=delay),
+                        error=info,
                     )
-                    new = await self._write(tx, current, new)
                 else:
                     delay = None
-                    new = fail(current, now=now, token=job.lease_token, error=info)
-                    new = await self._write(tx, current, new)
+                    new = await fail_job(tx, job.id, now=now, token=job.lease_token, error=info)
                     refunded = await self._refund(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
@@ -488,42 +467,41 @@ class Engine:
         """
         now = now or self.clock.now()
         report = RecoveryReport()
+        delays: dict[str, float] = {}
+
+        def run_at_for(job: Job) -> datetime:
+            delays[job.id] = self.policy.delay(max(1, job.attempt), rng=self.rng)
+            return now + timedelta(seconds=delays[job.id])
+
+        refunded: dict[str, int] = {}
         async with self.store.transaction() as tx:
-            expired = list(await tx.expired_jobs(now, limit=limit))
-        for stale in expired:
-            delay = self.policy.delay(max(1, stale.attempt), rng=self.rng)
-            try:
-                async with self.store.transaction() as tx:
-                    current = await self._load(tx, stale.id)
-                    new = await self._write(
-                        tx, current, expire(current, now=now, run_at=now + timedelta(seconds=delay))
-                    )
-                    refunded = (
-                        await self._refund(tx, new.id, now)
-                        if new.status is JobStatus.FAILED
-                        else None
-                    )
-            except InvalidTransition:
-                continue  # someone else moved it first
-            self._emit(EventKind.LEASE_EXPIRED, new, worker_id=stale.worker_id)
-            if new.status is JobStatus.QUEUED:
-                report.requeued.append(new.id)
+            # Expiry and the refund of a job it fails commit together.
+            expired = await expire_leases(tx, now=now, run_at_for=run_at_for, limit=limit)
+            for job in expired:
+                if job.status is JobStatus.FAILED:
+                    amount = await self._refund(tx, job.id, now)
+                    if amount is not None:
+                        refunded[job.id] = amount
+        for job in expired:
+            self._emit(EventKind.LEASE_EXPIRED, job)
+            if job.status is JobStatus.QUEUED:
+                report.requeued.append(job.id)
                 if self.queue is not None:
-                    await self.queue.enqueue(new.id, delay=delay)
-            else:
-                report.failed.append(new.id)
-                assert new.last_error is not None
-                self._emit(EventKind.FAILED, new, error_code=new.last_error.code, transient=True)
-                if refunded is not None:
-                    report.refunded.append(new.id)
-                    self._emit(EventKind.REFUNDED, new, amount=refunded)
+                    await self.queue.enqueue(job.id, delay=delays.get(job.id, 0.0))
+                continue
+            report.failed.append(job.id)
+            assert job.last_error is not None
+            self._emit(EventKind.FAILED, job, error_code=job.last_error.code, transient=True)
+            if job.id in refunded:
+                report.refunded.append(job.id)
+                self._emit(EventKind.REFUNDED, job, amount=refunded[job.id])
         for job_id in await self._unrefunded_failures(limit):
             async with self.store.transaction() as tx:
-                job = await self._load(tx, job_id)
+                failed = await tx.get_job(job_id)
                 amount = await self._refund(tx, job_id, now)
-            if amount is not None:
+            if amount is not None and failed is not None:
                 report.refunded.append(job_id)
-                self._emit(EventKind.REFUNDED, job, amount=amount)
+                self._emit(EventKind.REFUNDED, failed, amount=amount)
         return report
 
     async def _unrefunded_failures(self, limit: int) -> list[str]:

@@ -78,4 +78,3 @@ def generate_svg(
     '<svg'
     """
     return run_sync(lambda: agenerate_svg(prompt, provider=provider, policy=policy, **request))
-
