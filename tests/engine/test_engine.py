@@ -258,3 +258,23 @@ async def test_owner_without_account_fails_without_charge() -> None:
     assert job.last_error is not None
     assert job.last_error.code == "unknown_account"
     assert provider.calls == 0
+
+
+async def test_process_next_takes_due_jobs_from_the_store() -> None:
+    engine, store, provider, clock, _ = make(["transient"])
+    await funded(engine)
+    a = await engine.submit("alice", None, {"prompt": "a cat"})
+    b = await engine.submit("alice", None, {"prompt": "a dog"})
+    first = await engine.process_next("w")
+    second = await engine.process_next("w")
+    assert first is not None
+    assert second is not None
+    assert {first.id, second.id} == {a.job.id, b.job.id}
+    assert first.status is JobStatus.QUEUED  # the scripted transient failure
+    assert second.status is JobStatus.SUCCEEDED
+    assert await engine.process_next("w") is None  # the retry is not due yet
+    clock.advance(60)
+    third = await engine.process_next("w")
+    assert third is not None
+    assert third.status is JobStatus.SUCCEEDED
+    await check_invariants(store, ["alice"], recovered=True)

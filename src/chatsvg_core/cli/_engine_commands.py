@@ -8,7 +8,7 @@ import contextlib
 import json
 import signal
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -29,11 +29,11 @@ from chatsvg_core.ledger import Ledger
 from chatsvg_core.queues import InProcessQueue
 from chatsvg_core.storage import Store, open_storage
 
-__all__ = ["add_engine_commands"]
+__all__ = ["register"]
 
 
-def add_engine_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Register the engine's subcommands on the ``chatsvg`` parser."""
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``generate``, ``jobs``, ``balance``, ``grant`` and ``worker``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--database-url", help="storage URL (default sqlite:///.chatsvg/chatsvg.db)"
@@ -55,24 +55,24 @@ def add_engine_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     gen.add_argument("--detail", choices=[d.value for d in Detail], default=Detail.STANDARD.value)
     gen.add_argument("--provider", choices=["auto", "offline", "openai"])
     gen.add_argument("--quiet", "-q", action="store_true", help="no lifecycle display")
-    gen.set_defaults(run=_generate)
+    gen.set_defaults(handler=_sync(_generate))
 
     jobs = sub.add_parser("jobs", parents=[common], help="list recent jobs")
     jobs.add_argument("--status", choices=[s.value for s in JobStatus])
     jobs.add_argument("--all-owners", action="store_true")
     jobs.add_argument("--limit", type=int, default=20)
     jobs.add_argument("--json", action="store_true")
-    jobs.set_defaults(run=_jobs)
+    jobs.set_defaults(handler=_sync(_jobs))
 
     bal = sub.add_parser("balance", parents=[common], help="show the credit balance and entries")
     bal.add_argument("--limit", type=int, default=10)
     bal.add_argument("--json", action="store_true")
-    bal.set_defaults(run=_balance)
+    bal.set_defaults(handler=_sync(_balance))
 
     grant = sub.add_parser("grant", parents=[common], help="give credits to an owner")
     grant.add_argument("amount", type=int)
     grant.add_argument("--external-id", help="payment id: a repeat with it grants nothing")
-    grant.set_defaults(run=_grant)
+    grant.set_defaults(handler=_sync(_grant))
 
     worker = sub.add_parser(
         "worker", parents=[common], help="run a worker against the configured store"
@@ -81,10 +81,22 @@ def add_engine_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     worker.add_argument("--poll", type=float, default=2.0, help="seconds between store sweeps")
     worker.add_argument("--provider", choices=["auto", "offline", "openai"])
     worker.add_argument("--once", action="store_true", help="drain what is due, then exit")
-    worker.set_defaults(run=_worker)
+    worker.set_defaults(handler=_sync(_worker))
 
 
 # --- plumbing -----------------------------------------------------------------
+
+
+def _sync(
+    command: Callable[[argparse.Namespace], Coroutine[Any, Any, int]],
+) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        try:
+            return asyncio.run(command(args))
+        except ChatSVGError as exc:
+            return _error(exc)
+
+    return handler
 
 
 def _settings(args: argparse.Namespace) -> CLISettings:

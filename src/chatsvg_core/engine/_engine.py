@@ -47,6 +47,7 @@ from chatsvg_core.storage import (
     Store,
     StoreTransaction,
     claim_job,
+    claim_next,
     complete_job,
     expire_leases,
     fail_job,
@@ -264,6 +265,22 @@ class Engine:
         claimed = await self._claim_and_charge(job_id, worker_id)
         if claimed is None or claimed.status is not JobStatus.RUNNING:
             return claimed
+        return await self._run_claimed(claimed, worker_id)
+
+    async def process_next(self, worker_id: str) -> Job | None:
+        """Claim the next due job straight from the store and run one attempt of it.
+
+        For hosts that use the database as the queue (no ``JobQueue``):
+        concurrent workers get distinct jobs (``next_due_job`` skips rows
+        others hold). Returns ``None`` when nothing is due.
+        """
+        claimed = await self._claim_and_charge(None, worker_id)
+        if claimed is None or claimed.status is not JobStatus.RUNNING:
+            return claimed
+        return await self._run_claimed(claimed, worker_id)
+
+    async def _run_claimed(self, claimed: Job, worker_id: str) -> Job | None:
+        job_id = claimed.id
         await self._step("claimed", job_id)
         try:
             outcome = await self._run_with_heartbeat(claimed)
@@ -282,22 +299,29 @@ class Engine:
         await self._step("generated", job_id)
         return await self._finish_success(claimed, *outcome)
 
-    async def _claim_and_charge(self, job_id: str, worker_id: str) -> Job | None:
+    async def _claim_and_charge(self, job_id: str | None, worker_id: str) -> Job | None:
         now = self.clock.now()
         async with self.store.transaction() as tx:
-            current = await tx.get_job(job_id, for_update=True)
-            if current is None:
-                log.warning("delivered unknown job %s", job_id)
-                return None
-            if current.status is not JobStatus.QUEUED:
-                return None
-            if current.run_at > now:
-                if self.queue is not None:
-                    await self.queue.enqueue(job_id, delay=(current.run_at - now).total_seconds())
-                return None
-            if current.attempt >= current.max_attempts:
-                return None
-            job = await claim_job(tx, job_id, now=now, worker_id=worker_id, lease=self.lease)
+            if job_id is None:
+                next_job = await claim_next(tx, now=now, worker_id=worker_id, lease=self.lease)
+                if next_job is None:
+                    return None
+                job = next_job
+            else:
+                current = await tx.get_job(job_id, for_update=True)
+                if current is None:
+                    log.warning("delivered unknown job %s", job_id)
+                    return None
+                if current.status is not JobStatus.QUEUED:
+                    return None
+                if current.run_at > now:
+                    if self.queue is not None:
+                        wait = (current.run_at - now).total_seconds()
+                        await self.queue.enqueue(job_id, delay=wait)
+                    return None
+                if current.attempt >= current.max_attempts:
+                    return None
+                job = await claim_job(tx, job_id, now=now, worker_id=worker_id, lease=self.lease)
             request = GenerationRequest.model_validate(job.request)
             cost = self.pricing.cost(request)
             entry_id = _uuid()
