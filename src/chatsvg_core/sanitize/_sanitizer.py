@@ -20,6 +20,7 @@ __all__ = ["Sanitizer", "sanitize_svg"]
 
 _SVG_PREFIX = "{" + t.SVG_NS + "}"
 _SVG_ROOT = _SVG_PREFIX + "svg"
+_SVG_A = _SVG_PREFIX + "a"
 _XLINK_PREFIX = "{" + t.XLINK_NS + "}"
 _XML_PREFIX = "{" + t.XML_NS + "}"
 _OUT_NAMES = {t.XLINK_HREF: "xlink:href", t.XML_SPACE: "xml:space", t.XML_LANG: "xml:lang"}
@@ -194,12 +195,14 @@ class Sanitizer:
                      ReasonCode.PROCESSING_INSTRUCTION_REMOVED, node, str(node.target),
                      node.text or "")  # fmt: skip
 
-    def _element(self, run: _Run, el: Any, scope_id: str | None) -> OutElement | None:
+    def _element(
+        self, run: _Run, el: Any, scope_id: str | None, *, unwrap: bool = False
+    ) -> OutElement | None:
         tag = el.tag
         name = tag[len(_SVG_PREFIX) :]
         if name in t.ANIMATION_ELEMENTS and not self._animation_ok(run, el, name):
             return None
-        out = OutElement(name, self._attrs(run, el, name))
+        out = OutElement(name, {} if unwrap else self._attrs(run, el, name))
         children = out.children
         if name == "style":
             self._style(run, el, out, scope_id)
@@ -220,6 +223,17 @@ class Sanitizer:
                 sub = self._element(run, child, scope_id)
                 if sub is not None:
                     children.append(sub)
+            elif ctag == _SVG_A:
+                # A link the policy does not allow: keep what it draws, drop the link.
+                run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, child, "a",
+                         "unwrapped: children kept")  # fmt: skip
+                sub = self._element(run, child, scope_id, unwrap=True)
+                if sub is not None:
+                    for grandchild in sub.children:
+                        if isinstance(grandchild, str):
+                            self._text(run, el, children, grandchild, text_ok)
+                        else:
+                            children.append(grandchild)
             else:
                 reason = (
                     ReasonCode.ELEMENT_NOT_ALLOWED
@@ -390,13 +404,34 @@ class Sanitizer:
         if not uses:
             return
         limit = self.policy.max_rendered_elements
+        while True:
+            total, cyclic = self._rendered_size(out, ids, limit)
+            if not cyclic:
+                break
+            # Browsers ignore a <use> in a reference cycle; drop it and measure again.
+            self._drop_cyclic(run, root, out, cyclic)
+        if total > limit:
+            raise reject(ReasonCode.TOO_MUCH_RENDERING,
+                         f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
+
+    def _rendered_size(
+        self, out: OutElement, ids: dict[str, OutElement], limit: int
+    ) -> tuple[int, set[int]]:
+        """Elements rendered with ``<use>`` expanded (capped at ``limit + 1``), and cyclic uses.
+
+        An iterative depth-first search over child edges and use -> target edges
+        (no recursion, so a 10^5-long chain is fine). ``path`` is the current
+        DFS path; an edge back into it closes a cycle, which always contains a
+        use edge: the last use edge on the cycle is cut.
+        """
         size: dict[int, int] = {}
-        state: dict[int, int] = {}  # 1 = in progress, 2 = done
-        cyclic: list[tuple[OutElement, OutElement]] = []
-        # Iterative post-order DFS over children and use -> target edges.
-        work: list[tuple[OutElement, OutElement | None, bool]] = [(out, None, False)]
+        done: set[int] = set()
+        on_path: dict[int, int] = {}
+        path: list[OutElement] = []
+        cyclic: set[int] = set()
+        work: list[tuple[OutElement, bool]] = [(out, False)]
         while work:
-            node, parent, expanded = work.pop()
+            node, expanded = work.pop()
             key = id(node)
             if expanded:
                 total = 1
@@ -404,31 +439,33 @@ class Sanitizer:
                     if isinstance(child, OutElement):
                         total += size.get(id(child), 0)
                 target = self._use_target(node, ids)
-                if target is not None and state.get(id(target)) == 2:
-                    total += size[id(target)]
+                if target is not None and key not in cyclic:
+                    total += size.get(id(target), 0)
                 size[key] = min(total, limit + 1)
-                state[key] = 2
+                done.add(key)
+                path.pop()
+                del on_path[key]
                 continue
-            if state.get(key) == 2:
+            if key in done or key in on_path:
                 continue
-            if state.get(key) == 1:
-                continue
-            state[key] = 1
-            work.append((node, parent, True))
+            on_path[key] = len(path)
+            path.append(node)
+            work.append((node, True))
+            edges: list[OutElement] = [c for c in node.children if isinstance(c, OutElement)]
             target = self._use_target(node, ids)
             if target is not None:
-                if state.get(id(target)) == 1:
-                    cyclic.append((node, parent or node))
-                elif state.get(id(target)) != 2:
-                    work.append((target, None, False))
-            for child in node.children:
-                if isinstance(child, OutElement) and state.get(id(child)) != 2:
-                    work.append((child, node, False))
-        if cyclic:
-            self._drop_cyclic(run, root, out, {id(u) for u, _ in cyclic})
-        if size.get(id(out), 0) > limit:
-            raise reject(ReasonCode.TOO_MUCH_RENDERING,
-                         f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
+                edges.append(target)
+            for nxt in edges:
+                nkey = id(nxt)
+                if nkey in on_path:
+                    cycle = [*path[on_path[nkey] :], nxt]
+                    for a, b in zip(reversed(cycle[:-1]), reversed(cycle[1:]), strict=True):
+                        if self._use_target(a, ids) is b:
+                            cyclic.add(id(a))
+                            break
+                elif nkey not in done:
+                    work.append((nxt, False))
+        return size.get(id(out), 0), cyclic
 
     @staticmethod
     def _use_target(node: OutElement, ids: dict[str, OutElement]) -> OutElement | None:
