@@ -17,9 +17,13 @@ Choices beyond JCS, all documented in ``docs/idempotency.md``:
 * pydantic models are dumped with ``model_dump(mode="json")`` first (field
   names, not aliases; every field, including ``None`` and defaults);
 * tuples (and lists) are arrays; any ``Mapping`` with string keys is an object;
-* integers must lie in the ECMAScript safe range ±(2**53 - 1) (I-JSON, RFC
-  7493 §2.2): a larger one is refused rather than rounded to a double, since
-  rounding would give two different requests one fingerprint;
+* integers are JSON numbers, that is IEEE doubles: every integer within
+  ±(2**53 - 1) is exact; a larger one is accepted only if it is exactly how
+  ECMAScript writes a double (``9007199254740992``, ``36684765430851050``),
+  so that parsing a canonical text and canonicalising it again gives it back.
+  Any other integer (``2**53 + 1``, ``10**30``) is refused
+  (``inexact_integer``) rather than rounded, since rounding would give two
+  different requests one fingerprint where other JCS peers see one number;
 * no Unicode normalisation: NFC and NFD spellings are different requests
   (the model sees different code points), and refusing with a conflict is the
   safe failure where conflating them would replay the wrong job;
@@ -50,7 +54,11 @@ HASH_VERSION: Final = "v1"
 """The fingerprint scheme; it prefixes every :func:`request_hash` result."""
 
 MAX_SAFE_INTEGER: Final = 2**53 - 1
-"""The largest integer every JSON peer reads exactly (``Number.MAX_SAFE_INTEGER``)."""
+"""Up to this magnitude every integer is exact in every JSON peer (``Number.MAX_SAFE_INTEGER``).
+
+Beyond it, an integer is accepted only if it is exactly the ECMAScript
+spelling of a double (see :func:`canonical_json`).
+"""
 
 MAX_DEPTH: Final = 128
 """The deepest nesting of arrays and objects accepted (the top level is depth 1)."""
@@ -157,10 +165,7 @@ def _encode(payload: Any, exclude: _ExcludeTree | None) -> str:
             if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
                 append(int.__repr__(value))
             else:
-                raise _Refused(
-                    "integer_out_of_range",
-                    f"integer {value} is outside ±(2**53 - 1), where JSON peers lose precision",
-                )
+                append(encode_big_int(value))
         elif kind is bool:
             append("true" if value else "false")
         elif value is None:
@@ -169,6 +174,20 @@ def _encode(payload: Any, exclude: _ExcludeTree | None) -> str:
             append(encode_float(value))
         else:
             encode_other(value, depth, excl)
+
+    def encode_big_int(value: int) -> str:
+        text = int.__repr__(value)
+        try:
+            spelt = _es_number(float(value))
+        except OverflowError:
+            spelt = "beyond the double range"
+        if spelt != text:
+            raise _Refused(
+                "inexact_integer",
+                f"integer {text[:40]} is not exactly a JSON double "
+                f"(other JCS implementations would read it as {spelt[:40]})",
+            )
+        return text
 
     def encode_float(value: float) -> str:
         if math.isfinite(value):
@@ -316,7 +335,7 @@ def canonical_json(payload: Any, *, exclude: str | Iterable[str] | None = None) 
     """The RFC 8785 (JCS) canonical JSON text of ``payload``.
 
     ``payload`` is plain JSON data (``dict`` with ``str`` keys, ``list``/
-    ``tuple``, ``str``, ``int`` within ±(2**53 - 1), finite ``float``,
+    ``tuple``, ``str``, ``int`` exact as a double, finite ``float``,
     ``bool``, ``None``) or pydantic models anywhere inside it, which are
     dumped in JSON mode first. ``exclude`` drops object members named by
     JSON pointers (see :func:`request_hash`).
@@ -326,8 +345,8 @@ def canonical_json(payload: Any, *, exclude: str | Iterable[str] | None = None) 
 
     Raises:
         UnhashablePayload: for anything that is not JSON (NaN, infinities,
-            non-string keys, sets, bytes, other objects), an integer outside
-            the safe range, a lone surrogate, or nesting beyond
+            non-string keys, sets, bytes, other objects), an integer that
+            no double represents exactly, a lone surrogate, or nesting beyond
             :data:`MAX_DEPTH`. ``path`` is a JSON pointer to the bad value,
             ``reason`` a stable code.
         ValueError: for a malformed ``exclude`` pointer (a programming error).

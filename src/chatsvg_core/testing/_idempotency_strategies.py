@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from chatsvg_core.idempotency import MAX_KEY_LENGTH, MAX_SAFE_INTEGER
+from chatsvg_core.idempotency import MAX_KEY_LENGTH, MAX_SAFE_INTEGER, canonical_json
 
 __all__ = [
     "idempotency_keys",
@@ -37,12 +37,27 @@ def json_text(*, max_size: int = 12) -> st.SearchStrategy[str]:
     )
 
 
+def _exact_big_integers() -> st.SearchStrategy[int]:
+    # Integers beyond 2**53 that are exactly how ECMAScript writes a double:
+    # what json.loads gives for a canonical text such as "36684765430851050".
+    return st.floats(min_value=2.0**53, max_value=1e21, exclude_max=True).map(
+        lambda f: int(canonical_json(f))
+    ) | st.floats(max_value=-(2.0**53), min_value=-1e21, exclude_min=True).map(
+        lambda f: int(canonical_json(f))
+    )
+
+
 def json_scalars() -> st.SearchStrategy[Any]:
-    """``None``, booleans, safe-range integers, finite floats (incl. -0.0, subnormals), text."""
+    """``None``, booleans, integers, finite floats (incl. -0.0, subnormals), text.
+
+    Integers are those within ±(2**53 - 1) and, beyond, those that are exact
+    ECMAScript spellings of doubles.
+    """
     return st.one_of(
         st.none(),
         st.booleans(),
         st.integers(min_value=-MAX_SAFE_INTEGER, max_value=MAX_SAFE_INTEGER),
+        _exact_big_integers(),
         st.floats(allow_nan=False, allow_infinity=False),
         json_text(),
     )
@@ -76,6 +91,13 @@ def json_reorderings(draw: st.DrawFn, value: Any) -> Any:
     return value
 
 
+def _inexact(value: int) -> bool:
+    try:
+        return canonical_json(float(value)) != str(value)
+    except OverflowError:
+        return True
+
+
 class _Opaque:
     """A custom object that is not JSON."""
 
@@ -86,7 +108,10 @@ class _Opaque:
 def _bad_leaves() -> st.SearchStrategy[Any]:
     return st.one_of(
         st.sampled_from([float("nan"), float("inf"), float("-inf")]),
-        st.integers(min_value=MAX_SAFE_INTEGER + 1) | st.integers(max_value=-MAX_SAFE_INTEGER - 1),
+        (
+            st.integers(min_value=MAX_SAFE_INTEGER + 1)
+            | st.integers(max_value=-MAX_SAFE_INTEGER - 1)
+        ).filter(_inexact),
         st.binary(max_size=4),
         st.frozensets(st.integers(), max_size=3),
         st.sets(st.integers(), max_size=3),
@@ -108,7 +133,7 @@ def _bad_leaves() -> st.SearchStrategy[Any]:
 def unhashable_payloads(draw: st.DrawFn) -> Any:
     """A JSON structure with exactly one non-JSON value somewhere inside it.
 
-    Non-JSON: NaN, ±infinity, integers beyond ±(2**53 - 1), bytes, sets,
+    Non-JSON: NaN, ±infinity, integers no double holds exactly, bytes, sets,
     complex numbers, custom objects, non-string keys, lone surrogates.
     """
     value = draw(_bad_leaves())

@@ -293,6 +293,17 @@ async def check_rollback_frees_key(factory: StoreFactory) -> None:
     await _with_store(factory, body)
 
 
+async def _submit_expecting_no_conflict(
+    store: Store, job: Job, scope: str, key: str, now: datetime
+) -> Created | Replayed:
+    try:
+        return await _submit(store, job, scope, key, now, SubmitTally())
+    except IdempotencyConflict as exc:
+        raise AssertionError(
+            f"an expired key was not reusable: {job.id} at {now.isoformat()} got {exc!r}"
+        ) from exc
+
+
 async def check_expired_key_reusable(factory: StoreFactory) -> None:
     """After its TTL a key binds a new request (even a different one); pruning removes records."""
     owner, key = "owner-ttl", "key-ttl"
@@ -318,8 +329,8 @@ async def check_expired_key_reusable(factory: StoreFactory) -> None:
         else:
             raise AssertionError("a live key accepted a different payload")
         at_expiry = _T0 + _TTL  # expired "at or before now"
-        second = await _submit(
-            store, _job("ttl-2", owner, scope, key, {"v": 2}), scope, key, at_expiry, SubmitTally()
+        second = await _submit_expecting_no_conflict(
+            store, _job("ttl-2", owner, scope, key, {"v": 2}), scope, key, at_expiry
         )
         _expect(
             isinstance(second, Created) and second.job_id == "ttl-2",
@@ -331,13 +342,8 @@ async def check_expired_key_reusable(factory: StoreFactory) -> None:
         _expect(early == 0, f"pruning removed {early} live or replaced records")
         pruned = await prune_expired(store, now=at_expiry + _TTL, batch_size=1)
         _expect(pruned == 1, f"pruning removed {pruned} records, expected 1")
-        third = await _submit(
-            store,
-            _job("ttl-3", owner, scope, key, {"v": 3}),
-            scope,
-            key,
-            at_expiry + _TTL,
-            SubmitTally(),
+        third = await _submit_expecting_no_conflict(
+            store, _job("ttl-3", owner, scope, key, {"v": 3}), scope, key, at_expiry + _TTL
         )
         _expect(isinstance(third, Created), f"a pruned key was not reusable: {third!r}")
 
