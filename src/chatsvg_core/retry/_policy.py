@@ -184,13 +184,15 @@ class RetryPolicy(BaseModel):
         if self.honour_retry_after and retry_after is not None and not math.isnan(retry_after):
             return min(max(retry_after, 0.0), self.retry_after_cap)
         bound = self.backoff_bound(attempt)
+        # ``==`` rather than ``is``: ``model_copy(update=...)`` skips validation
+        # and may leave a plain string here.
         jitter = self.jitter
-        if jitter is Jitter.NONE:
+        if jitter == Jitter.NONE:
             return bound
         rand = _DEFAULT_RNG if rng is None else rng
-        if jitter is Jitter.FULL:
+        if jitter == Jitter.FULL:
             return min(bound, rand.uniform(0.0, bound))
-        if jitter is Jitter.EQUAL:
+        if jitter == Jitter.EQUAL:
             half = bound / 2
             return min(bound, max(half, half + rand.uniform(0.0, half)))
         # Decorrelated: the AWS formula, seeded from the last delay.
