@@ -103,7 +103,7 @@ def test_the_documented_numbers() -> None:
     ("size", "ratio"), [(0, 0.1), (-1, 0.1), (10, 0), (10, 11), (1001, 1), (0.0001, 0.0001)]
 )
 def test_bad_settings_are_refused(size: float, ratio: float) -> None:
-    with pytest.raises(ValueError, match="max_tokens|token_ratio"):
+    with pytest.raises(ValueError, match=r"max_tokens|token_ratio"):
         RetryBudget(max_tokens=size, token_ratio=ratio)
 
 

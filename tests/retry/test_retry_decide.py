@@ -98,7 +98,7 @@ def test_the_budget_stops_retries_when_too_many_calls_fail() -> None:
 
 @pytest.mark.parametrize(("attempt", "elapsed"), [(0, 0.0), (1, -1.0), (1, float("nan"))])
 def test_bad_arguments_are_refused(attempt: int, elapsed: float) -> None:
-    with pytest.raises(ValueError, match="attempt|elapsed"):
+    with pytest.raises(ValueError, match=r"attempt|elapsed"):
         RetryPolicy().decide(TRANSIENT, attempt, elapsed)
 
 
