@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatsvg_core import errors
@@ -271,6 +271,7 @@ def arbitrary_exceptions(draw: st.DrawFn) -> BaseException:
     return exc
 
 
+@settings(max_examples=150)
 @given(
     arbitrary_exceptions(),
     st.dictionaries(st.integers(100, 599), st.sampled_from(list(ErrorClass)), max_size=3),

@@ -127,7 +127,7 @@ def test_a_job_loop_driven_by_decide_never_exceeds_max_attempts(
         assert attempt == policy.max_attempts
 
 
-@given(policies())
+@given(policies(overrides=True))
 def test_json_round_trip_is_identity(policy: RetryPolicy) -> None:
     assert RetryPolicy.model_validate_json(policy.model_dump_json()) == policy
     assert RetryPolicy.model_validate(policy.model_dump()) == policy
