@@ -426,3 +426,15 @@ class socket_closed_port:
 def test_tenacity_objects_are_plain_tenacity() -> None:
     assert isinstance(RetryPolicy().retrying(), tenacity.Retrying)
     assert isinstance(RetryPolicy().async_retrying(), tenacity.AsyncRetrying)
+
+
+def test_the_injected_wall_clock_reads_http_date_retry_after() -> None:
+    from chatsvg_core.testing import FakeClock
+
+    clock = FakeClock()  # 2026-01-01T00:00:00Z
+    flaky = Flaky(
+        1, errors.ProviderTransientError("busy", retry_after="Thu, 01 Jan 2026 00:00:12 GMT")
+    )
+    slept: list[float] = []
+    assert RetryPolicy().retrying(sleep=slept.append, clock=clock, hooks=())(flaky) == "ok"
+    assert slept == [12.0]

@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from chatsvg_core._clock import Clock
 from chatsvg_core.retry._budget import RetryBudget
 from chatsvg_core.retry._classify import Classification, ErrorClass, classify
 from chatsvg_core.retry._decision import Decision, GiveUp, GiveUpReason, Retry
@@ -348,13 +349,21 @@ class RetryPolicy(BaseModel):
         rng: random.Random | None = None,
         sleep: Callable[[float], None] | None = None,
         monotonic: Callable[[], float] | None = None,
+        clock: Clock | None = None,
         name: str | None = None,
     ) -> Retrying:
         """A tenacity ``Retrying`` that follows this policy; see :func:`retrying`."""
         from chatsvg_core.retry._tenacity import retrying
 
         return retrying(
-            self, hooks=hooks, budget=budget, rng=rng, sleep=sleep, monotonic=monotonic, name=name
+            self,
+            hooks=hooks,
+            budget=budget,
+            rng=rng,
+            sleep=sleep,
+            monotonic=monotonic,
+            clock=clock,
+            name=name,
         )
 
     def async_retrying(
@@ -365,11 +374,19 @@ class RetryPolicy(BaseModel):
         rng: random.Random | None = None,
         sleep: Callable[[float], Any] | None = None,
         monotonic: Callable[[], float] | None = None,
+        clock: Clock | None = None,
         name: str | None = None,
     ) -> AsyncRetrying:
         """A tenacity ``AsyncRetrying`` that follows this policy; see :func:`async_retrying`."""
         from chatsvg_core.retry._tenacity import async_retrying
 
         return async_retrying(
-            self, hooks=hooks, budget=budget, rng=rng, sleep=sleep, monotonic=monotonic, name=name
+            self,
+            hooks=hooks,
+            budget=budget,
+            rng=rng,
+            sleep=sleep,
+            monotonic=monotonic,
+            clock=clock,
+            name=name,
         )
