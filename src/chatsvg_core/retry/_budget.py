@@ -30,13 +30,15 @@ class RetryBudget:
     * A retry is allowed only while the tokens are strictly more than
       ``max_tokens / 2``.
 
-    Why these numbers: starting full, 5 failures in a row are tolerated before
-    retries stop, so an isolated burst is still retried. In steady state the
+    Why these numbers: from a full bucket the first four failures in a row are
+    still retried and the fifth is not, so an isolated burst is retried while
+    an outage is noticed within a handful of calls. In steady state the
     bucket holds its level when ``failures * 1 == successes * token_ratio``,
     so retries keep going while fewer than ``ratio / (1 + ratio)`` of calls
-    fail (about 9% with 0.1) and stop above that, which is the point where
-    retries stop helping and start adding load. After an outage, 10 successes
-    earn back one failure's token, so retries resume gradually.
+    fail (about 9% with 0.1) and stop above that: past that rate retries
+    mostly add load to a provider that is already failing. After an outage
+    each success refunds a tenth of a token, so retries resume gradually as
+    the provider recovers, not all at once.
 
     Every method holds a lock for a few arithmetic operations and never
     awaits, so one budget can be shared by threads and asyncio tasks alike.

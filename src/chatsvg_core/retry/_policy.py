@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from chatsvg_core._clock import Clock
 from chatsvg_core.retry._budget import RetryBudget
 from chatsvg_core.retry._classify import Classification, ErrorClass, classify
 from chatsvg_core.retry._decision import Decision, GiveUp, GiveUpReason, Retry
@@ -184,13 +185,15 @@ class RetryPolicy(BaseModel):
         if self.honour_retry_after and retry_after is not None and not math.isnan(retry_after):
             return min(max(retry_after, 0.0), self.retry_after_cap)
         bound = self.backoff_bound(attempt)
+        # ``==`` rather than ``is``: ``model_copy(update=...)`` skips validation
+        # and may leave a plain string here.
         jitter = self.jitter
-        if jitter is Jitter.NONE:
+        if jitter == Jitter.NONE:
             return bound
         rand = _DEFAULT_RNG if rng is None else rng
-        if jitter is Jitter.FULL:
+        if jitter == Jitter.FULL:
             return min(bound, rand.uniform(0.0, bound))
-        if jitter is Jitter.EQUAL:
+        if jitter == Jitter.EQUAL:
             half = bound / 2
             return min(bound, max(half, half + rand.uniform(0.0, half)))
         # Decorrelated: the AWS formula, seeded from the last delay.
@@ -346,13 +349,21 @@ class RetryPolicy(BaseModel):
         rng: random.Random | None = None,
         sleep: Callable[[float], None] | None = None,
         monotonic: Callable[[], float] | None = None,
+        clock: Clock | None = None,
         name: str | None = None,
     ) -> Retrying:
         """A tenacity ``Retrying`` that follows this policy; see :func:`retrying`."""
         from chatsvg_core.retry._tenacity import retrying
 
         return retrying(
-            self, hooks=hooks, budget=budget, rng=rng, sleep=sleep, monotonic=monotonic, name=name
+            self,
+            hooks=hooks,
+            budget=budget,
+            rng=rng,
+            sleep=sleep,
+            monotonic=monotonic,
+            clock=clock,
+            name=name,
         )
 
     def async_retrying(
@@ -363,11 +374,19 @@ class RetryPolicy(BaseModel):
         rng: random.Random | None = None,
         sleep: Callable[[float], Any] | None = None,
         monotonic: Callable[[], float] | None = None,
+        clock: Clock | None = None,
         name: str | None = None,
     ) -> AsyncRetrying:
         """A tenacity ``AsyncRetrying`` that follows this policy; see :func:`async_retrying`."""
         from chatsvg_core.retry._tenacity import async_retrying
 
         return async_retrying(
-            self, hooks=hooks, budget=budget, rng=rng, sleep=sleep, monotonic=monotonic, name=name
+            self,
+            hooks=hooks,
+            budget=budget,
+            rng=rng,
+            sleep=sleep,
+            monotonic=monotonic,
+            clock=clock,
+            name=name,
         )

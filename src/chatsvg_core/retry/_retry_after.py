@@ -54,9 +54,9 @@ def parse_retry_after(
       accepted too);
     * an HTTP-date (``"Wed, 21 Oct 2015 07:28:00 GMT"``, and the obsolete
       RFC 850 and asctime forms). The wait is the date minus ``now``, never
-      negative. For a response that carries a ``Date`` header, that header is
-      used as "now" when ``now`` is not given, because both dates come from
-      the server's clock and so clock skew between hosts cancels out.
+      negative. For a response that carries a valid ``Date`` header, that
+      header is "now" (ahead of the ``now`` argument), because both dates come
+      from the server's clock and so clock skew between hosts cancels out.
 
     A date with no ``now`` to compare against, an empty, malformed or overlong
     (more than :data:`MAX_RETRY_AFTER_HEADER` characters) value gives
@@ -75,10 +75,9 @@ def parse_retry_after(
     header: str | None
     if isinstance(value, httpx.Response):
         header = value.headers.get("retry-after")
-        if now is None:
-            date = value.headers.get("date")
-            if date is not None and len(date) <= MAX_RETRY_AFTER_HEADER:
-                now = _parse_date(date)
+        date = value.headers.get("date")
+        if date is not None and len(date) <= MAX_RETRY_AFTER_HEADER:
+            now = _parse_date(date) or now
     elif isinstance(value, httpx.Headers):
         header = value.get("retry-after")
     else:

@@ -71,7 +71,16 @@ def _call_name(retry_state: RetryCallState, name: str | None) -> str | None:
 class _Bridge:
     """Everything the tenacity callbacks share for one ``Retrying`` object."""
 
-    __slots__ = ("budget", "clock", "hooks", "monotonic", "name", "policy", "rng")
+    __slots__ = (
+        "budget",
+        "clock",
+        "hooks",
+        "injected_clock",
+        "monotonic",
+        "name",
+        "policy",
+        "rng",
+    )
 
     def __init__(
         self,
@@ -90,6 +99,7 @@ class _Bridge:
         self.hooks = None if hooks is None else tuple(hooks)
         self.budget = budget
         self.rng = rng
+        self.injected_clock = monotonic is not None
         self.monotonic = time.monotonic if monotonic is None else monotonic
         self.clock = SystemClock() if clock is None else clock
         self.name = name
@@ -101,13 +111,16 @@ class _Bridge:
         found = retry_state.__dict__.get(_STATE)
         if isinstance(found, _CallState):
             return found
-        # Only reached if ``before`` did not run (a foreign copy of the
-        # Retrying object); the call's own start time is the next best.
-        created = _CallState(start=self.monotonic())
+        # Created lazily at the first failure, so a call that succeeds first
+        # time pays nothing for it. tenacity stamps each call's start with
+        # ``time.monotonic``; an injected clock has its start noted by ``before``.
+        start = self.monotonic() if self.injected_clock else retry_state.start_time
+        created = _CallState(start=start)
         retry_state.__dict__[_STATE] = created
         return created
 
     def before(self, retry_state: RetryCallState) -> None:
+        """Only installed with an injected clock: note the call's start on it."""
         if retry_state.attempt_number == 1 or _STATE not in retry_state.__dict__:
             retry_state.__dict__[_STATE] = _CallState(start=self.monotonic())
 
@@ -252,14 +265,16 @@ def _parts(
     bridge = _Bridge(
         policy, hooks=hooks, budget=budget, rng=rng, monotonic=monotonic, clock=clock, name=name
     )
-    return {
+    parts: dict[str, Any] = {
         "stop": _PolicyStop(bridge),
         "wait": _PolicyWait(bridge),
         "retry": _PolicyRetry(bridge),
-        "before": bridge.before,
         "before_sleep": bridge.before_sleep,
         "reraise": True,
     }
+    if bridge.injected_clock:
+        parts["before"] = bridge.before
+    return parts
 
 
 def retrying(
