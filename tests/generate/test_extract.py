@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -232,7 +233,6 @@ def test_five_megabytes_of_adversarial_input_are_scanned_linearly(unit: str) -> 
     assert len(text) > MAX_ANSWER_CHARS
     with pytest.raises(NoSVGFound):  # refused unscanned at the default limit
         extract_svg(text)
-    try:
-        extract_svg(text, max_chars=len(text))  # and scanned in linear time when allowed
-    except (TruncatedSVG, NoSVGFound):
-        pass
+    # ... and scanned in linear time when allowed (pytest-timeout guards the bound).
+    with contextlib.suppress(TruncatedSVG, NoSVGFound):
+        extract_svg(text, max_chars=len(text))
