@@ -82,3 +82,16 @@ async def test_corpus_answers_survive_real_http(fake_server: FakeOpenAIServer, n
     else:
         with pytest.raises(TruncatedSVG if outcome == "truncated" else NoSVGFound):
             extract_svg(output.text)
+
+
+async def test_captured_answers_are_reproducible() -> None:
+    """The captured_* corpus files are exactly what the provider receives today."""
+    from .capture_answers import capture
+
+    captured = await capture()
+    assert captured
+    for name, (text, outcome, expected) in captured.items():
+        assert read(f"{name}.txt") == text
+        assert MANIFEST[f"{name}.txt"]["outcome"] == outcome
+        if expected is not None:
+            assert read(MANIFEST[f"{name}.txt"]["expected"]) == expected
