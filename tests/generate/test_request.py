@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
@@ -83,6 +83,7 @@ def test_pricing_refuses_unpriced_or_free_levels() -> None:
 
 
 @given(requests)
+@settings(max_examples=100)
 def test_cost_is_a_positive_int_that_depends_only_on_priced_fields(
     request: GenerationRequest,
 ) -> None:
