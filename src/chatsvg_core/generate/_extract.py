@@ -13,7 +13,9 @@ The rules (also in ``docs/extraction.md``):
    part of it). Inside an SVG, every tag is skipped whole with its quoted
    attribute values (a ``>`` or ``</svg>`` inside quotes does not count), and
    comments and CDATA sections are skipped whole. A start tag written alone in
-   inline code in prose (`` `<svg>` ``) is a mention, not markup.
+   inline code in prose (`` `<svg>` ``) is a mention, not markup. A reasoning
+   block at the very start (``<think>…</think>``, ``<thinking>``, ``<reasoning>``)
+   is skipped; an answer that ends inside one is truncated.
 4. A candidate is complete when its outermost ``</svg>`` is found. The answer's
    choice is the **largest** complete candidate (the whole drawing rather than
    a snippet shown beside it); ties go to the first.
@@ -48,6 +50,10 @@ _TOKEN = re.compile(
 )
 # The rest of a start tag: attribute text and quoted values, possessively (no backtracking).
 _TAG_REST = re.compile(r"""[^>"']*+(?:(?:"[^"]*+"|'[^']*+')[^>"']*+)*+>""")
+_ANY_SVG = re.compile(r"<svg", re.IGNORECASE)
+# Reasoning models (DeepSeek-R1, QwQ... served by vLLM or Ollama) may open their
+# answer with their reasoning, where draft SVG fragments are not the answer.
+_REASONING = re.compile(r"\A\s*+<(think|thinking|reasoning)>", re.IGNORECASE)
 _OPEN_SVG, _CLOSE_SVG, _COMMENT, _CDATA, _OTHER_TAG = 1, 2, 3, 4, 5
 
 
@@ -57,12 +63,12 @@ class _Scan:
     open_start: int | None
 
 
-def _regions(text: str) -> list[tuple[int, int, bool]]:
-    """``(start, end, fenced)`` spans covering the answer, split at code fences."""
+def _regions(text: str, begin: int) -> list[tuple[int, int, bool]]:
+    """``(start, end, fenced)`` spans covering ``text[begin:]``, split at code fences."""
     regions: list[tuple[int, int, bool]] = []
-    position = 0
+    position = begin
     opened: tuple[str, int, int] | None = None  # fence char, fence length, content start
-    for match in _FENCE.finditer(text):
+    for match in _FENCE.finditer(text, begin):
         marker, rest = match.group(1), match.group(2)
         if opened is None:
             if marker[0] == "`" and "`" in rest:
@@ -140,7 +146,8 @@ def extract_svg(text: str, *, max_chars: int = MAX_ANSWER_CHARS) -> str:
 
     Raises:
         TruncatedSVG: an SVG starts but the answer ends before it closes
-            (transient; fields ``offset``, ``length``).
+            (transient; fields ``offset``, ``length``, and ``reason`` =
+            ``unfinished_reasoning`` when it ends inside a reasoning block).
         NoSVGFound: no SVG at all, or the answer is not text or longer than
             ``max_chars`` (permanent; fields ``reason``, ``length``).
 
@@ -156,11 +163,26 @@ def extract_svg(text: str, *, max_chars: int = MAX_ANSWER_CHARS) -> str:
             length=len(text),
             limit=max_chars,
         )
+    begin = 0
+    reasoning = _REASONING.match(text)
+    if reasoning:
+        closer = re.compile(rf"</{reasoning.group(1)}[ \t\r\n]*+>", re.IGNORECASE)
+        found = closer.search(text, reasoning.end())
+        if found is None:
+            raise TruncatedSVG(
+                "the answer ends inside the model's reasoning, before any answer",
+                offset=reasoning.start(1) - 1,
+                length=len(text) - reasoning.start(1) + 1,
+                reason="unfinished_reasoning",
+            )
+        begin = found.end()
+    if _ANY_SVG.search(text, begin) is None:
+        raise NoSVGFound("the answer contains no <svg> element", reason="no_svg", length=len(text))
     best: tuple[int, int] | None = None
     cut_off: int | None = None
     # Only blanks and fence markers after a region: the answer ended inside it.
     tail = len(text.rstrip(" \t\r\n`~"))
-    for start, end, fenced in _regions(text):
+    for start, end, fenced in _regions(text, begin):
         scan = _scan(text, start, end, fenced)
         for candidate in scan.complete:
             if best is None or candidate[1] - candidate[0] > best[1] - best[0]:

@@ -313,6 +313,11 @@ model='llama3.2')
     def _redact(self, text: str) -> str:
         return text.replace(self._secret, "[redacted]") if self._secret else text
 
+    def _excerpt(self, text: str, limit: int = 300) -> str:
+        # Redact before cutting: a cut through the key would leave a piece of it.
+        text = self._redact(text)
+        return text if len(text) <= limit else text[:limit] + "..."
+
     def _fail(
         self,
         kind: type[ProviderError],
@@ -344,7 +349,7 @@ model='llama3.2')
         message, code = _error_details(content)
         text = f"HTTP {status} from {_host(self.settings.base_url)}"
         if message:
-            text += f": {message[:300]}"
+            text += f": {self._excerpt(message)}"
         if code in {"insufficient_quota", "billing_hard_limit_reached"}:
             # A 429 that no waiting cures: the account is out of money.
             self._fail(ProviderPermanentError, text, reason="insufficient_quota", status=status)
@@ -385,7 +390,7 @@ model='llama3.2')
             )
         if data.get("error"):
             detail, code = _error_details(content)
-            text = f"error object in a {status} answer: {detail[:300]}"
+            text = f"error object in a {status} answer: {self._excerpt(detail)}"
             if _is_content_policy(code, detail):
                 self._fail(ProviderPermanentError, text, reason="content_policy", status=status)
             self._fail(ProviderTransientError, text, reason="error_body", status=status)
@@ -410,7 +415,7 @@ model='llama3.2')
         if isinstance(refusal, str) and refusal.strip():
             self._fail(
                 ProviderPermanentError,
-                f"the model refused: {refusal[:300]}",
+                f"the model refused: {self._excerpt(refusal)}",
                 reason="refusal",
                 status=status,
             )
@@ -453,7 +458,7 @@ def _error_details(content: bytes) -> tuple[str, str]:
     try:
         data = json.loads(content)
     except (ValueError, UnicodeDecodeError, RecursionError):
-        return content[:300].decode("utf-8", "replace").strip(), ""
+        return content[:4000].decode("utf-8", "replace").strip(), ""
     error = data.get("error") if isinstance(data, dict) else None
     if isinstance(error, dict):
         message = error.get("message")
