@@ -15,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_stat
 from chatsvg_core.errors import ChatSVGError, InvalidTransition
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.storage import (
+    JobResult,
     MemoryStore,
     Store,
     StoreTransaction,
@@ -182,7 +183,7 @@ class _JobMachine(RuleBasedStateMachine):
 
     @invariant()
     def stores_agree_and_jobs_keep_their_shape(self) -> None:
-        async def read(store: Store) -> tuple[list[Job], dict[str, object]]:
+        async def read(store: Store) -> tuple[list[Job], dict[str, JobResult | None]]:
             async with store.transaction() as tx:
                 jobs = sorted(await tx.list_jobs(limit=100), key=lambda j: j.id)
                 results = {j.id: await tx.get_result(j.id) for j in jobs}
