@@ -25,8 +25,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
-from chatsvg_core.jobs import claim, new_job, succeed
-from chatsvg_core.storage import EntryKind, IdempotencyRecord, JobResult, LedgerEntry, Store
+from chatsvg_core import ledger
+from chatsvg_core.errors import DailyCapExceeded, InsufficientCredits, RefundWithoutCharge
+from chatsvg_core.jobs import new_job
+from chatsvg_core.storage import (
+    EntryKind,
+    IdempotencyRecord,
+    JobResult,
+    LedgerEntry,
+    Store,
+    claim_next,
+    complete_job,
+)
 from chatsvg_core.storage.postgres import PostgresStore
 from chatsvg_core.storage.sqlite import SQLiteStore
 
@@ -53,83 +63,63 @@ async def claim_worker(store: Store, config: dict[str, Any]) -> dict[str, Any]:
     async def loop(task: int) -> None:
         worker_id = f"{name}/{task}"
         while True:
-            now = datetime.now(UTC)
             async with store.transaction() as tx:
-                job = await tx.next_due_job(now)
-                if job is None:
-                    return
-                running = claim(job, now=now, worker_id=worker_id, lease=LEASE)
-                if not await tx.update_job(running, expected_version=job.version):
-                    raise AssertionError(f"lost a compare-and-set on a locked job {job.id}")
-            claimed.append([job.id, running.lease_token, worker_id])
+                job = await claim_next(tx, now=datetime.now(UTC), worker_id=worker_id, lease=LEASE)
+            if job is None:
+                return
+            claimed.append([job.id, job.lease_token, worker_id])
             async with store.transaction() as tx:
-                current = await tx.get_job(job.id, for_update=True)
-                assert current is not None
-                done = succeed(
-                    current,
-                    now=datetime.now(UTC),
-                    token=running.lease_token or 0,
-                    result_ref=job.id,
+                await complete_job(
+                    tx, job.id, token=job.lease_token or 0, now=datetime.now(UTC), svg="<svg/>"
                 )
-                await tx.put_result(
-                    JobResult(job_id=job.id, svg="<svg/>", created_at=datetime.now(UTC))
-                )
-                if not await tx.update_job(done, expected_version=current.version):
-                    raise AssertionError(f"lost a compare-and-set on a locked job {job.id}")
 
     await asyncio.gather(*(loop(i) for i in range(config.get("tasks", 2))))
     return {"claimed": claimed}
 
 
 async def charge_worker(store: Store, config: dict[str, Any]) -> dict[str, Any]:
-    """The ledger's charge/refund rules over the primitives, as the engine uses them."""
+    """The ledger's charge and refund (``chatsvg_core.ledger``), racing other processes."""
     owner, amount, cap = config["owner"], config["amount"], config["cap"]
     rng = random.Random(config["seed"])
     refs = list(config["refs"])
     rng.shuffle(refs)
     outcomes: dict[str, int] = {}
-    day = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
 
     def note(what: str) -> None:
         outcomes[what] = outcomes.get(what, 0) + 1
 
     for ref in refs:
-        async with store.transaction() as tx:
-            await tx.lock_account(owner)
-            if await tx.find_entry(EntryKind.CHARGE, ref) is not None:
-                note("replay")
-            elif await tx.balance(owner) < amount:
-                note("insufficient")
-            elif await tx.usage(owner, since=day, until=day + timedelta(days=1)) + amount > cap:
-                note("cap")
-            else:
-                await tx.insert_entry(
-                    LedgerEntry(
-                        id=uuid4().hex,
-                        owner=owner,
-                        kind=EntryKind.CHARGE,
-                        amount=-amount,
-                        ref=ref,
-                        created_at=datetime.now(UTC),
-                    )
-                )
-                note("charged")
-        if rng.random() < config["refund_rate"]:
+        try:
+            mine = uuid4().hex
             async with store.transaction() as tx:
-                await tx.lock_account(owner)
-                charge = await tx.find_entry(EntryKind.CHARGE, ref)
-                if charge is not None and await tx.find_entry(EntryKind.REFUND, ref) is None:
-                    await tx.insert_entry(
-                        LedgerEntry(
-                            id=uuid4().hex,
-                            owner=owner,
-                            kind=EntryKind.REFUND,
-                            amount=-charge.amount,
-                            ref=ref,
-                            created_at=datetime.now(UTC),
-                        )
+                written = await ledger.charge(
+                    tx,
+                    owner,
+                    amount,
+                    ref=ref,
+                    now=datetime.now(UTC),
+                    daily_cap=cap,
+                    new_id=lambda: mine,  # noqa: B023 - used at once
+                )
+            # A replay hands back the first charge, written under another id.
+            note("charged" if written.id == mine else "replay")
+        except InsufficientCredits:
+            note("insufficient")
+        except DailyCapExceeded:
+            note("cap")
+        if rng.random() < config["refund_rate"]:
+            try:
+                mine = uuid4().hex
+                async with store.transaction() as tx:
+                    written = await ledger.refund(
+                        tx,
+                        ref,
+                        now=datetime.now(UTC),
+                        new_id=lambda: mine,  # noqa: B023 - used at once
                     )
-                    note("refunded")
+                note("refunded" if written.id == mine else "refund_replay")
+            except RefundWithoutCharge:
+                note("refund_without_charge")
     return {"outcomes": outcomes}
 
 

@@ -19,7 +19,6 @@ from typing import Any
 import anyio
 import psycopg
 import pytest
-from _sqlhelpers import drop_schema, fresh_postgres, fresh_sqlite, new_schema_name
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,6 +41,8 @@ from chatsvg_core.storage import (
 from chatsvg_core.storage._sql import migrations
 from chatsvg_core.storage.postgres import PostgresStore
 from chatsvg_core.storage.sqlite import SQLiteStore
+
+from ._sqlhelpers import drop_schema, fresh_postgres, fresh_sqlite, new_schema_name
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -31,13 +31,14 @@ from typing import Any
 
 import psycopg
 import pytest
-from _sqlhelpers import drop_schema, new_schema_name
 
 import chatsvg_core
 from chatsvg_core.jobs import JobStatus, new_job
 from chatsvg_core.storage import EntryKind, LedgerEntry, Store
 from chatsvg_core.storage.postgres import PostgresStore
 from chatsvg_core.storage.sqlite import SQLiteStore
+
+from ._sqlhelpers import drop_schema, new_schema_name
 
 WORKER = Path(__file__).with_name("_proc_worker.py")
 SRC = Path(chatsvg_core.__file__).resolve().parent.parent

@@ -10,6 +10,15 @@ PostgreSQL driver is never needed unless used.
 from __future__ import annotations
 
 from chatsvg_core.storage._errors import StoreClosed
+from chatsvg_core.storage._jobs import (
+    claim_job,
+    claim_next,
+    complete_job,
+    expire_leases,
+    fail_job,
+    heartbeat_job,
+    retry_job,
+)
 from chatsvg_core.storage._open import ENTRY_POINT_GROUP, SCHEMES, open_storage
 from chatsvg_core.storage._protocol import (
     EntryKind,
@@ -32,5 +41,12 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreTransaction",
+    "claim_job",
+    "claim_next",
+    "complete_job",
+    "expire_leases",
+    "fail_job",
+    "heartbeat_job",
     "open_storage",
+    "retry_job",
 ]
