@@ -6,10 +6,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pytest
-from _sqlhelpers import fresh_postgres, fresh_sqlite
 
 from chatsvg_core.storage import Store
 from chatsvg_core.testing.conformance import StoreConformance
+
+from ._sqlhelpers import fresh_postgres, fresh_sqlite
 
 
 class TestSQLiteStore(StoreConformance):

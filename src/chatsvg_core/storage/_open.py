@@ -16,7 +16,7 @@ import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from importlib.metadata import entry_points
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from chatsvg_core.errors import ConfigurationError
 from chatsvg_core.storage._protocol import Store
@@ -70,7 +70,9 @@ def _split_options(
                 ) from exc
         else:
             rest.append((name, value))
-    return urlunsplit(parts._replace(query=urlencode(rest))), ours
+    # Rebuilt by hand: urlunsplit would drop the empty host of sqlite:////abs.
+    base = url.split("?", 1)[0]
+    return (f"{base}?{urlencode(rest)}" if rest else base), ours
 
 
 async def _open_memory(url: str, **options: Any) -> Store:

@@ -28,7 +28,16 @@ from chatsvg_core.jobs import Job, JobStatus
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResult, LedgerEntry
 
-__all__ = ["SCHEMA_TABLE", "TABLES", "FaultHook", "Migration", "SQLTransaction", "migrations"]
+__all__ = [
+    "INSERT_ENTRY",
+    "MOVE_BALANCE",
+    "SCHEMA_TABLE",
+    "TABLES",
+    "FaultHook",
+    "Migration",
+    "SQLTransaction",
+    "migrations",
+]
 
 SCHEMA_TABLE = "chatsvg_schema_version"
 """The version table: one row per applied migration."""
@@ -61,6 +70,14 @@ _JOB_COLUMNS = (
 )
 _ENTRY_COLUMNS = "id, owner, kind, amount, ref, memo, created_at"
 _IDEM_COLUMNS = "scope, idem_key, request_hash, job_id, created_at, expires_at"
+INSERT_ENTRY = (
+    f"INSERT INTO chatsvg_ledger ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (kind, ref) WHERE ref IS NOT NULL DO NOTHING"
+)
+MOVE_BALANCE = (
+    "INSERT INTO chatsvg_accounts (owner, balance, created_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (owner) DO UPDATE SET balance = chatsvg_accounts.balance + excluded.balance"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +136,18 @@ class SQLTransaction:
     async def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
         """Run a statement; return the number of rows it changed."""
         raise NotImplementedError
+
+    async def _append_entry(self, params: Sequence[Any]) -> bool:
+        """Insert a ledger row unless its (kind, ref) exists; if inserted, move the balance.
+
+        ``params`` are the entry's columns in ``_ENTRY_COLUMNS`` order. Returns
+        whether the row was inserted. Dialects override this to do both
+        statements in one trip to the database.
+        """
+        if await self._exec(INSERT_ENTRY, params) != 1:
+            return False
+        await self._exec(MOVE_BALANCE, (params[1], params[3], params[6]))
+        return True
 
     def _ts(self, value: datetime) -> Any:
         """A datetime as the database stores it."""
@@ -395,9 +424,9 @@ class SQLTransaction:
             raise InvalidAmount(
                 "amount does not fit a signed 64-bit integer", amount=str(entry.amount)
             )
-        changed = await self._exec(
-            f"INSERT INTO chatsvg_ledger ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (kind, ref) WHERE ref IS NOT NULL DO NOTHING",
+        # The stored balance moves in the same transaction as the entry, so it
+        # always equals the sum of the entries (the tests check it).
+        inserted = await self._append_entry(
             (
                 entry.id,
                 entry.owner,
@@ -406,17 +435,9 @@ class SQLTransaction:
                 entry.ref,
                 entry.memo,
                 self._ts(entry.created_at),
-            ),
-        )
-        if changed == 1:
-            # Same transaction as the entry, so the stored balance always
-            # equals the sum of the entries (the tests check it).
-            await self._exec(
-                "INSERT INTO chatsvg_accounts (owner, balance, created_at) VALUES (?, ?, ?) "
-                "ON CONFLICT (owner) DO UPDATE "
-                "SET balance = chatsvg_accounts.balance + excluded.balance",
-                (entry.owner, entry.amount, self._ts(entry.created_at)),
             )
+        )
+        if inserted:
             return entry
         assert entry.ref is not None  # a NULL ref never conflicts
         existing = await self.find_entry(entry.kind, entry.ref)

@@ -50,7 +50,14 @@ from chatsvg_core.errors import (
     StorageUnavailable,
 )
 from chatsvg_core.storage._errors import StoreClosed
-from chatsvg_core.storage._sql import SCHEMA_TABLE, TABLES, FaultHook, SQLTransaction, migrations
+from chatsvg_core.storage._sql import (
+    INSERT_ENTRY,
+    SCHEMA_TABLE,
+    TABLES,
+    FaultHook,
+    SQLTransaction,
+    migrations,
+)
 
 try:
     import psycopg
@@ -79,6 +86,16 @@ _TRANSIENT = (
 )
 
 AConn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+_APPEND_ENTRY = (
+    "WITH ins AS ("
+    f"{INSERT_ENTRY} RETURNING owner, amount, created_at), "
+    "moved AS (INSERT INTO chatsvg_accounts (owner, balance, created_at) "
+    "SELECT owner, amount, created_at FROM ins "
+    "ON CONFLICT (owner) DO UPDATE SET balance = chatsvg_accounts.balance + excluded.balance "
+    "RETURNING 1) "
+    "SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM moved)"
+)
 
 
 @lru_cache(maxsize=256)
@@ -134,6 +151,11 @@ class PostgresTransaction(SQLTransaction):
             return cur.rowcount
         except psycopg.Error as exc:
             raise _map_error(exc) from exc
+
+    async def _append_entry(self, params: Sequence[Any]) -> bool:
+        # One round trip: the balance moves only for a row the INSERT wrote.
+        row = await self._one(_APPEND_ENTRY, params)
+        return row is not None and row[0] == 1
 
     def _ts(self, value: datetime) -> datetime:
         return value

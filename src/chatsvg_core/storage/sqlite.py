@@ -19,9 +19,10 @@ How it stays correct with several writers (threads, tasks and processes):
 * **In-process queueing**: inside one process the store's transactions take
   an ``anyio.Lock`` (FIFO) before touching the database, so tasks of one
   process queue fairly instead of polling SQLite's busy handler.
-* **No blocked event loop**: every call into ``sqlite3`` runs in a worker
-  thread (``anyio.to_thread.run_sync``); one connection per store, used by one
-  thread at a time.
+* **No blocked event loop**: every call into ``sqlite3`` runs on the store's
+  own thread (one connection, one thread, calls in order); the event loop
+  awaits it. ``BEGIN IMMEDIATE`` rides with a transaction's first statement,
+  and multi-statement primitives go in one trip, to keep thread hops few.
 * **Durability**: ``synchronous=FULL`` by default, so a committed charge
   survives power loss; ``synchronous="normal"`` is faster (WAL stays
   consistent, but the last commits may be lost on power failure, not on a
@@ -32,9 +33,11 @@ Requires SQLite 3.35+ (``RETURNING``); Python's bundled SQLite is usually newer.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -42,7 +45,6 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import anyio
-import anyio.to_thread
 
 from chatsvg_core._clock import Clock, SystemClock
 from chatsvg_core.errors import (
@@ -52,7 +54,15 @@ from chatsvg_core.errors import (
     StorageUnavailable,
 )
 from chatsvg_core.storage._errors import StoreClosed
-from chatsvg_core.storage._sql import SCHEMA_TABLE, TABLES, FaultHook, SQLTransaction, migrations
+from chatsvg_core.storage._sql import (
+    INSERT_ENTRY,
+    MOVE_BALANCE,
+    SCHEMA_TABLE,
+    TABLES,
+    FaultHook,
+    SQLTransaction,
+    migrations,
+)
 
 __all__ = ["MIN_SQLITE_VERSION", "SQLiteStore", "SQLiteTransaction"]
 
@@ -83,7 +93,13 @@ def _map_error(exc: sqlite3.Error, path: str) -> Exception:
 
 
 class SQLiteTransaction(SQLTransaction):
-    """The primitives inside one ``BEGIN IMMEDIATE`` transaction."""
+    """The primitives inside one ``BEGIN IMMEDIATE`` transaction.
+
+    ``BEGIN IMMEDIATE`` is sent with the first statement, in the same trip to
+    the store's thread, so a transaction costs one thread hop per primitive
+    plus one for ``COMMIT``; a transaction that runs no statement takes no
+    lock at all.
+    """
 
     dialect = "sqlite"
 
@@ -91,32 +107,40 @@ class SQLiteTransaction(SQLTransaction):
         super().__init__()
         self._store = store
         self._conn = conn
+        self._begun = False
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        return await self._store._call(fn)
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        store = self._store
+
+        def job() -> T:
+            if not self._begun:
+                conn.execute("BEGIN IMMEDIATE")
+                self._begun = True
+                store._hook("begin")
+            return fn(conn)
+
+        return await store._call(job)
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        conn = self._conn
-
-        def run() -> tuple[Any, ...] | None:
+        def run(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
             row: tuple[Any, ...] | None = conn.execute(sql, tuple(params)).fetchone()
             return row
 
         return await self._run(run)
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        conn = self._conn
-
-        def run() -> list[tuple[Any, ...]]:
-            return conn.execute(sql, tuple(params)).fetchall()
-
-        return await self._run(run)
+        return await self._run(lambda conn: conn.execute(sql, tuple(params)).fetchall())
 
     async def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
-        conn = self._conn
+        return await self._run(lambda conn: conn.execute(sql, tuple(params)).rowcount)
 
-        def run() -> int:
-            return conn.execute(sql, tuple(params)).rowcount
+    async def _append_entry(self, params: Sequence[Any]) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            if conn.execute(INSERT_ENTRY, tuple(params)).rowcount != 1:
+                return False
+            conn.execute(MOVE_BALANCE, (params[1], params[3], params[6]))
+            return True
 
         return await self._run(run)
 
@@ -188,6 +212,10 @@ class SQLiteStore:
         self._conn: sqlite3.Connection | None = None
         self._lock = anyio.Lock()
         self._closed = False
+        # One thread per store runs every sqlite3 call, in submission order.
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="chatsvg-sqlite"
+        )
 
     # --- lifecycle ----------------------------------------------------------
 
@@ -237,7 +265,10 @@ class SQLiteStore:
         async with self._lock:
             conn, self._conn = self._conn, None
             if conn is not None:
-                await anyio.to_thread.run_sync(conn.close)
+                await self._call(conn.close)
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown(wait=False)
 
     async def __aenter__(self) -> SQLiteStore:
         return self
@@ -276,8 +307,13 @@ class SQLiteStore:
         return conn
 
     async def _call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the store's own thread and await it without blocking the loop."""
+        executor = self._executor
+        if executor is None:
+            raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
+        future = executor.submit(fn)
         try:
-            return await anyio.to_thread.run_sync(fn)
+            return await asyncio.wrap_future(future)
         except sqlite3.Error as exc:
             raise _map_error(exc, self.path) from exc
 
@@ -291,54 +327,74 @@ class SQLiteStore:
             self._fault_hook(point)
 
     @asynccontextmanager
-    async def _immediate(self) -> AsyncIterator[sqlite3.Connection]:
-        """Hold the process lock and one ``BEGIN IMMEDIATE`` transaction."""
+    async def _locked(self) -> AsyncIterator[sqlite3.Connection]:
+        """The store's connection, held by this task alone (FIFO among the process's tasks)."""
         if self._closed:
             raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
         async with self._lock:
             if self._closed:
                 raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
-            conn = await self._connection()
+            yield await self._connection()
+
+    async def _finish(self, conn: sqlite3.Connection, *, commit: bool) -> None:
+        """COMMIT (with its hooks) or ROLLBACK, on the store's thread, in one trip.
+
+        The job is submitted before it is awaited, and the thread runs jobs in
+        order: even if the awaiting task is cancelled again, the connection is
+        closed out before any later transaction uses it.
+        """
+
+        def commit_job() -> None:
+            if conn.in_transaction:
+                self._hook("before_commit")
+                conn.execute("COMMIT")
+            self._hook("after_commit")
+
+        def rollback_job() -> None:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                # Unusable connection: drop it; SQLite discards the
+                # uncommitted writes, and the next transaction reconnects.
+                self._conn = None
+                conn.close()
+
+        if commit:
+            await self._call(commit_job)
+            return
+        with anyio.CancelScope(shield=True):
+            await self._call(rollback_job)
+
+    @asynccontextmanager
+    async def _immediate(self) -> AsyncIterator[sqlite3.Connection]:
+        """An eager ``BEGIN IMMEDIATE`` transaction, for schema work."""
+        async with self._locked() as conn:
             await self._call(partial(conn.execute, "BEGIN IMMEDIATE"))
             try:
-                await self._call(partial(self._hook, "begin"))
                 yield conn
+                await self._finish(conn, commit=True)
             except BaseException:
-                # Shielded: a cancelled task must still roll back, or the
-                # connection would stay inside a half-done transaction.
-                with anyio.CancelScope(shield=True):
-                    await self._rollback(conn)
+                await self._finish(conn, commit=False)
                 raise
-            try:
-                await self._call(partial(self._hook, "before_commit"))
-                await self._call(partial(conn.execute, "COMMIT"))
-            except BaseException:
-                with anyio.CancelScope(shield=True):
-                    await self._rollback(conn)
-                raise
-            await self._call(partial(self._hook, "after_commit"))
-
-    async def _rollback(self, conn: sqlite3.Connection) -> None:
-        try:
-            if conn.in_transaction:
-                await self._call(partial(conn.execute, "ROLLBACK"))
-        except StorageError:
-            # The connection is unusable; drop it so the next transaction
-            # opens a fresh one. SQLite itself discards the uncommitted writes.
-            self._conn = None
-            await anyio.to_thread.run_sync(conn.close)
 
     # --- the Store protocol -------------------------------------------------------
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[SQLiteTransaction]:
         """One ``BEGIN IMMEDIATE`` transaction: commit on normal exit, roll back on error."""
-        async with self._immediate() as conn:
+        async with self._locked() as conn:
             tx = SQLiteTransaction(self, conn)
             try:
                 yield tx
-            finally:
                 tx._finished = True
+                await self._finish(conn, commit=True)
+            except BaseException:
+                tx._finished = True
+                # Shielded inside _finish: a cancelled task must still roll
+                # back, or the connection would stay in a half-done transaction.
+                await self._finish(conn, commit=False)
+                raise
 
     # --- schema -------------------------------------------------------------------
 
