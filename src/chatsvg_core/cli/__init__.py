@@ -20,6 +20,8 @@ __all__ = ["COMMANDS", "build_parser", "main"]
 # name -> module path; each module defines ``register(subparsers)``.
 COMMANDS: dict[str, str] = {
     "sanitize": "chatsvg_core.cli._sanitize",
+    # One module registers the engine's commands: generate, jobs, balance, grant, worker.
+    "generate": "chatsvg_core.cli._engine_commands",
 }
 
 Handler = Callable[[argparse.Namespace], int]
