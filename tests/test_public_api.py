@@ -56,3 +56,31 @@ def test_issue_smoke_command() -> None:
         check=True,
     ).stdout
     assert out.strip() == "queued <class 'chatsvg_core.errors.ChatSVGError'>"
+
+
+SUBPACKAGES = [
+    "engine",
+    "errors",
+    "generate",
+    "idempotency",
+    "jobs",
+    "ledger",
+    "queues",
+    "retry",
+    "sanitize",
+    "storage",
+]
+
+
+def test_public_subpackages_document_every_name() -> None:
+    import importlib
+
+    missing = []
+    for name in SUBPACKAGES:
+        module = importlib.import_module(f"chatsvg_core.{name}")
+        assert module.__doc__, name
+        for public in module.__all__:
+            obj = getattr(module, public)
+            if (inspect.isclass(obj) or inspect.isfunction(obj)) and not inspect.getdoc(obj):
+                missing.append(f"{name}.{public}")
+    assert missing == []

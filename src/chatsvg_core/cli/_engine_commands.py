@@ -11,11 +11,10 @@ import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from chatsvg_core.cli._settings import CLISettings
 from chatsvg_core.engine import Engine, EngineEvent, EventKind
-from chatsvg_core.errors import ChatSVGError, UnknownAccount
+from chatsvg_core.errors import ChatSVGError, ConfigurationError, UnknownAccount
 from chatsvg_core.generate import (
     Detail,
     GenerationRequest,
@@ -28,6 +27,9 @@ from chatsvg_core.jobs import JobStatus
 from chatsvg_core.ledger import Ledger
 from chatsvg_core.queues import InProcessQueue
 from chatsvg_core.storage import Store, open_storage
+
+if TYPE_CHECKING:
+    from chatsvg_core.cli._settings import CLISettings
 
 __all__ = ["register"]
 
@@ -100,6 +102,13 @@ def _sync(
 
 
 def _settings(args: argparse.Namespace) -> CLISettings:
+    try:
+        from chatsvg_core.cli._settings import CLISettings
+    except ImportError as exc:  # pydantic-settings comes with the `cli` extra
+        raise ConfigurationError(
+            "the engine commands need the cli extra: pip install 'chatsvg-core[cli]'",
+            missing=exc.name,
+        ) from exc
     return CLISettings().with_flags(
         database_url=getattr(args, "database_url", None),
         owner=getattr(args, "owner", None),

@@ -11,6 +11,7 @@ from chatsvg_core.engine._engine import (
 )
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind
 from chatsvg_core.engine._facade import SyncEngine
+from chatsvg_core.engine._quick import agenerate_svg, generate_svg
 
 __all__ = [
     "OPERATION",
@@ -22,4 +23,6 @@ __all__ = [
     "RecoveryReport",
     "SubmitResult",
     "SyncEngine",
+    "agenerate_svg",
+    "generate_svg",
 ]

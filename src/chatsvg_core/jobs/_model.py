@@ -125,6 +125,22 @@ class Job(BaseModel):
         """Claims still allowed."""
         return self.max_attempts - self.attempt
 
+    def _repr_html_(self) -> str:
+        from chatsvg_core._display import html_table
+
+        error = f"{self.last_error.code}: {self.last_error.message}" if self.last_error else ""
+        rows = [
+            ("status", self.status.value),
+            ("owner", self.owner),
+            ("attempt", f"{self.attempt} / {self.max_attempts}"),
+            ("prompt", self.request.get("prompt", "")),
+            ("run at", self.run_at.isoformat()),
+            ("lease until", self.lease_expires_at.isoformat() if self.lease_expires_at else ""),
+            ("last error", error),
+            ("created", self.created_at.isoformat()),
+        ]
+        return html_table(["field", "value"], rows, caption=f"job {self.id}")
+
     def evolve(self, **changes: Any) -> Job:
         """A validated copy with ``changes`` applied (used by the transitions)."""
         data = self.model_dump()

@@ -28,6 +28,19 @@ class Statement(BaseModel):
     balance: int
     entries: tuple[LedgerEntry, ...]
 
+    def _repr_html_(self) -> str:
+        from chatsvg_core._display import html_table
+
+        rows = [
+            (e.created_at.isoformat(), e.kind.value, f"{e.amount:+d}", e.ref or "", e.memo or "")
+            for e in self.entries
+        ]
+        return html_table(
+            ["when", "kind", "amount", "ref", "memo"],
+            rows,
+            caption=f"{self.owner}: {self.balance} credits",
+        )
+
 
 class DailyUsage(BaseModel):
     """How much of the daily cap an owner has used in the day containing ``at``."""

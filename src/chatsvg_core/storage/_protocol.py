@@ -106,6 +106,10 @@ class JobResult(BaseModel):
     metadata: dict[str, JsonValue] = Field(default_factory=dict)
     created_at: UTCDateTime
 
+    def _repr_svg_(self) -> str:
+        # Jupyter shows the picture; the markup is already sanitized.
+        return self.svg
+
 
 @runtime_checkable
 class StoreTransaction(Protocol):
