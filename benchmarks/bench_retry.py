@@ -5,8 +5,9 @@ policy (attempts + deadline stop, full-jitter exponential wait, exception-type
 predicate, reraise), and ``RetryPolicy().retrying()`` (with and without a
 shared ``RetryBudget``); then the same for async calls. Prints per-call times
 (best of several interleaved rounds, in process CPU time, so that other
-processes on a shared machine disturb the numbers less than wall time would) and ratios to the bare call and to plain
-tenacity. Run: ``python benchmarks/bench_retry.py [--quick]``.
+processes on a shared machine disturb the numbers less than wall time would)
+and ratios to the bare call and to plain tenacity.
+Run: ``python benchmarks/bench_retry.py [--quick]``.
 """
 
 from __future__ import annotations

@@ -125,9 +125,9 @@ class RetryPolicy(BaseModel):
     """Wait what the server's ``Retry-After`` says instead of the computed backoff."""
     retry_after_cap: float = Field(default=60.0, ge=0, le=86400)
     """Longest ``Retry-After`` wait honoured, in seconds; longer hints are cut to it."""
-    status_overrides: StatusOverrides = Field(default_factory=dict)
+    status_overrides: StatusOverrides = Field(default_factory=dict, validate_default=True)
     """HTTP status → ``"transient"``/``"permanent"``, over the default table."""
-    type_overrides: TypeOverrides = Field(default_factory=dict)
+    type_overrides: TypeOverrides = Field(default_factory=dict, validate_default=True)
     """Dotted exception class name (``"httpx.ReadTimeout"``) → verdict; bases match too."""
     classifier: Callable[[BaseException], bool | None] | None = Field(
         default=None, exclude=True, repr=False
@@ -139,6 +139,25 @@ class RetryPolicy(BaseModel):
         if self.initial_delay > self.max_delay:
             raise ValueError("initial_delay must not exceed max_delay")
         return self
+
+    def __hash__(self) -> int:
+        # pydantic's frozen hash would hash the override mappings, which are
+        # read-only views and unhashable; equal policies still hash equal.
+        return hash(
+            (
+                self.max_attempts,
+                self.initial_delay,
+                self.multiplier,
+                self.max_delay,
+                self.jitter,
+                self.deadline,
+                self.honour_retry_after,
+                self.retry_after_cap,
+                frozenset(self.status_overrides.items()),
+                frozenset(self.type_overrides.items()),
+                self.classifier,
+            )
+        )
 
     # --- pure parts -----------------------------------------------------
 
