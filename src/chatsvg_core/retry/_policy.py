@@ -100,11 +100,12 @@ class RetryPolicy(BaseModel):
     attempts, backoff from 0.5 s doubling to at most 30 s with full jitter, all
     within two minutes, honouring the provider's ``Retry-After`` up to a minute.
 
-    >>> policy = RetryPolicy(max_attempts=3, jitter="none", initial_delay=1)
-    >>> [policy.delay(n) for n in (1, 2, 3)]
-    [1.0, 2.0, 4.0]
-    >>> RetryPolicy.model_validate_json(policy.model_dump_json()) == policy
-    True
+    Examples:
+        >>> policy = RetryPolicy(max_attempts=3, jitter="none", initial_delay=1)
+        >>> [policy.delay(n) for n in (1, 2, 3)]
+        [1.0, 2.0, 4.0]
+        >>> RetryPolicy.model_validate_json(policy.model_dump_json()) == policy
+        True
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
