@@ -260,7 +260,7 @@ def test_iterator_and_decorator_forms() -> None:
     assert calls.calls == 2
 
 
-async def test_async_iterator_form_and_sync_functions() -> None:
+async def test_async_iterator_form() -> None:
     policy = RetryPolicy(max_attempts=4)
 
     async def no_sleep(seconds: float) -> None:
@@ -271,8 +271,6 @@ async def test_async_iterator_form_and_sync_functions() -> None:
         with attempt:
             result = await flaky.acall()
     assert (result, flaky.calls) == ("ok", 3)
-    sync_flaky = Flaky(1)
-    assert await policy.async_retrying(sleep=no_sleep, hooks=())(sync_flaky) == "ok"
 
 
 def test_one_retrying_object_shared_by_threads_keeps_calls_apart() -> None:
