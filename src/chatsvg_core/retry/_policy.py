@@ -19,6 +19,7 @@ from pydantic import (
     PlainSerializer,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from chatsvg_core._clock import Clock
 from chatsvg_core.retry._budget import RetryBudget
@@ -130,7 +131,9 @@ class RetryPolicy(BaseModel):
     """HTTP status → ``"transient"``/``"permanent"``, over the default table."""
     type_overrides: TypeOverrides = Field(default_factory=dict, validate_default=True)
     """Dotted exception class name (``"httpx.ReadTimeout"``) → verdict; bases match too."""
-    classifier: Callable[[BaseException], bool | None] | None = Field(
+    # Skipped from the JSON schema as well as from dumps: a settings schema
+    # should only describe what can be written in settings.
+    classifier: SkipJsonSchema[Callable[[BaseException], bool | None] | None] = Field(
         default=None, exclude=True, repr=False
     )
     """Code-only hook consulted first: ``True``/``False``, or ``None`` for no opinion."""
