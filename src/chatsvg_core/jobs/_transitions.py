@@ -26,6 +26,7 @@ __all__ = [
     "expire",
     "fail",
     "heartbeat",
+    "mermaid",
     "new_job",
     "retry",
     "succeed",
@@ -252,3 +253,12 @@ def expire(job: Job, *, now: datetime, run_at: datetime | None = None) -> Job:
         return job.evolve(status=F, **common)
     due = utc(run_at) if run_at is not None else now
     return job.evolve(status=Q, worker_id=None, run_at=max(due, now), **common)
+
+
+def mermaid() -> str:
+    """The transition table as a Mermaid ``stateDiagram-v2`` (rendered in the docs)."""
+    lines = ["stateDiagram-v2", "    [*] --> queued: submit"]
+    for t in TRANSITIONS:
+        lines.append(f"    {t.source.value} --> {t.target.value}: {t.action} ({t.guard})")
+    lines += ["    succeeded --> [*]", "    failed --> [*]"]
+    return "\n".join(lines)

@@ -1,7 +1,25 @@
-"""Storage backends and the protocol they implement (jobs, idempotency, ledger, results)."""
+"""Storage backends and the protocol they implement (jobs, idempotency, ledger, results).
+
+Backends: :class:`chatsvg_core.storage.sqlite.SQLiteStore` (embedded default),
+:class:`chatsvg_core.storage.postgres.PostgresStore` (the ``postgres`` extra)
+and :class:`chatsvg_core.storage.memory.MemoryStore`; :func:`open_storage`
+picks one from a URL. The backend modules are imported on demand, so the
+PostgreSQL driver is never needed unless used.
+"""
 
 from __future__ import annotations
 
+from chatsvg_core.storage._errors import StoreClosed
+from chatsvg_core.storage._jobs import (
+    claim_job,
+    claim_next,
+    complete_job,
+    expire_leases,
+    fail_job,
+    heartbeat_job,
+    retry_job,
+)
+from chatsvg_core.storage._open import ENTRY_POINT_GROUP, SCHEMES, open_storage
 from chatsvg_core.storage._protocol import (
     EntryKind,
     IdempotencyRecord,
@@ -10,12 +28,25 @@ from chatsvg_core.storage._protocol import (
     Store,
     StoreTransaction,
 )
+from chatsvg_core.storage.memory import MemoryStore
 
 __all__ = [
+    "ENTRY_POINT_GROUP",
+    "SCHEMES",
     "EntryKind",
     "IdempotencyRecord",
     "JobResult",
     "LedgerEntry",
+    "MemoryStore",
     "Store",
+    "StoreClosed",
     "StoreTransaction",
+    "claim_job",
+    "claim_next",
+    "complete_job",
+    "expire_leases",
+    "fail_job",
+    "heartbeat_job",
+    "open_storage",
+    "retry_job",
 ]

@@ -18,6 +18,9 @@ Rules every backend keeps:
 * Uniqueness lives in the store, not only in Python: one job per id, one
   idempotency record per (scope, key), one ledger entry per (kind, ref)
   when ``ref`` is set.
+* After ``aclose()``, ``transaction()`` raises
+  :class:`~chatsvg_core.storage.StoreClosed`; so does any primitive called on
+  a transaction whose block has ended.
 """
 
 from __future__ import annotations
@@ -126,7 +129,9 @@ class StoreTransaction(Protocol):
         ...
 
     async def next_due_job(self, now: datetime) -> Job | None:
-        """Lock and return one QUEUED job with ``run_at <= now`` (oldest ``run_at`` first).
+        """Lock and return one QUEUED job with ``run_at <= now``.
+
+        Order: oldest ``run_at`` first, then oldest ``created_at``, then ``id``.
 
         Rows locked by other transactions are skipped (PostgreSQL:
         ``FOR UPDATE SKIP LOCKED``), so concurrent claimers get distinct jobs.
@@ -145,7 +150,10 @@ class StoreTransaction(Protocol):
         limit: int = 100,
         before: datetime | None = None,
     ) -> Sequence[Job]:
-        """Jobs, newest ``created_at`` first, optionally filtered; ``before`` pages."""
+        """Jobs, newest ``created_at`` first (ties: ``id`` descending), optionally filtered.
+
+        ``before`` pages: only jobs with ``created_at < before``.
+        """
         ...
 
     async def put_result(self, result: JobResult) -> JobResult:
@@ -206,10 +214,31 @@ class StoreTransaction(Protocol):
         """Sum of the owner's amounts of ``kinds`` with ``since <= created_at < until``."""
         ...
 
+    async def usage(self, owner: str, *, since: datetime, until: datetime) -> int:
+        """Credits the owner spent in ``[since, until)``, net of what was given back.
+
+        The negated sum of the owner's CHARGE and RESERVE entries with
+        ``since <= created_at < until`` whose ``ref`` has no REFUND (for a
+        charge) or RELEASE (for a reservation). A refunded charge therefore
+        returns its credits to the day it was *made* in, whenever the refund
+        happens; this is what daily caps are checked against. In SQL::
+
+            SELECT COALESCE(-SUM(e.amount), 0) FROM entries e
+             WHERE e.owner = :owner AND e.kind IN ('charge', 'reserve')
+               AND e.created_at >= :since AND e.created_at < :until
+               AND NOT EXISTS (SELECT 1 FROM entries r WHERE r.ref = e.ref
+                     AND r.kind = CASE e.kind WHEN 'charge' THEN 'refund'
+                                             ELSE 'release' END)
+        """
+        ...
+
     async def entries(
         self, owner: str, *, limit: int = 100, before: datetime | None = None
     ) -> Sequence[LedgerEntry]:
-        """The owner's entries, newest first; ``before`` pages."""
+        """The owner's entries, newest ``created_at`` first (ties: ``id`` descending).
+
+        ``before`` pages: only entries with ``created_at < before``.
+        """
         ...
 
 
@@ -222,5 +251,8 @@ class Store(Protocol):
         ...
 
     async def aclose(self) -> None:
-        """Release connections. The store cannot be used afterwards."""
+        """Release connections. The store cannot be used afterwards (``StoreClosed``).
+
+        Calling it again does nothing.
+        """
         ...

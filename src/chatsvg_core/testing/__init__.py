@@ -7,5 +7,63 @@ Importing :mod:`chatsvg_core` never imports this package; it needs the
 from __future__ import annotations
 
 from chatsvg_core.testing._clock import FakeClock
+from chatsvg_core.testing._fake_openai import (
+    ChatReply,
+    DisconnectReply,
+    ErrorReply,
+    FakeOpenAIServer,
+    FakeReply,
+    RawReply,
+    RecordedRequest,
+)
+from chatsvg_core.testing._idempotency_strategies import (
+    idempotency_keys,
+    invalid_idempotency_keys,
+    json_objects,
+    json_reorderings,
+    json_scalars,
+    json_text,
+    json_values,
+    unhashable_payloads,
+)
+from chatsvg_core.testing._idempotency_suite import (
+    IDEMPOTENCY_CHECKS,
+    StoreFactory,
+    SubmitTally,
+    check_concurrent_conflicting_submits,
+    check_concurrent_same_submits,
+    check_expired_key_reusable,
+    check_rollback_frees_key,
+    check_scopes_isolated,
+    check_sequential_semantics,
+    run_idempotency_suite,
+)
 
-__all__ = ["FakeClock"]
+__all__ = [
+    "IDEMPOTENCY_CHECKS",
+    "ChatReply",
+    "DisconnectReply",
+    "ErrorReply",
+    "FakeClock",
+    "FakeOpenAIServer",
+    "FakeReply",
+    "RawReply",
+    "RecordedRequest",
+    "StoreFactory",
+    "SubmitTally",
+    "check_concurrent_conflicting_submits",
+    "check_concurrent_same_submits",
+    "check_expired_key_reusable",
+    "check_rollback_frees_key",
+    "check_scopes_isolated",
+    "check_sequential_semantics",
+    "idempotency_keys",
+    "invalid_idempotency_keys",
+    "json_objects",
+    "json_reorderings",
+    "json_scalars",
+    "json_text",
+    "json_values",
+    "run_idempotency_suite",
+    "unhashable_payloads",
+]

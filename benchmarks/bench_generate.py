@@ -1,0 +1,82 @@
+"""Extraction speed: extract_svg against a floor and a naive peer, on the same inputs.
+
+- floor: ``str.find`` of ``<svg`` and ``</svg>`` (finds a span, understands nothing);
+- naive peer: ``re.search(r"<svg[\\s>].*?</svg>", DOTALL | IGNORECASE)``, the usual
+  hand-written extractor (no fences, no nesting, no quotes, no truncation rule).
+
+Run: ``PYTHONPATH=src python benchmarks/bench_generate.py``. Prints MB/s and ratios.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from chatsvg_core.errors import NoSVGFound, TruncatedSVG
+from chatsvg_core.generate import extract_svg
+
+CORPUS = Path(__file__).parent.parent / "tests" / "data" / "model_answers"
+NAIVE = re.compile(r"<svg[\s>].*?</svg>", re.DOTALL | re.IGNORECASE)
+
+
+def floor(text: str) -> object:
+    start = text.find("<svg")
+    end = text.find("</svg>", start)
+    return text[start : end + 6] if start >= 0 and end >= 0 else None
+
+
+def naive(text: str) -> object:
+    match = NAIVE.search(text)
+    return match.group(0) if match else None
+
+
+def ours(text: str) -> object:
+    try:
+        return extract_svg(text, max_chars=len(text))
+    except (TruncatedSVG, NoSVGFound):
+        return None
+
+
+def best_of(func: Callable[[str], object], text: str, budget_s: float = 0.4) -> float:
+    times: list[float] = []
+    deadline = time.perf_counter() + budget_s
+    while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 200):
+        started = time.perf_counter()
+        func(text)
+        times.append(time.perf_counter() - started)
+    return min(times) if len(times) > 5 else statistics.median(times)
+
+
+def inputs() -> dict[str, str]:
+    corpus = "\n\n".join(p.read_text("utf-8") for p in sorted(CORPUS.glob("*.txt")))
+    body = "".join(
+        f'<path d="M{i} {i} L{i + 5} {i + 9} Z" fill="#{i % 999:03d}"/>\n' for i in range(20_000)
+    )
+    big = f"Here you go:\n```svg\n<svg xmlns='http://www.w3.org/2000/svg'>\n{body}</svg>\n```\n"
+    return {
+        "corpus answers, concatenated": corpus,
+        "1 MB fenced SVG (20k paths)": big,
+        "adversarial '<svg ' x 4000": "<svg " * 4000,
+    }
+
+
+def main() -> None:
+    print(
+        f"{'input':34} {'KB':>6} {'floor ms':>9} {'naive ms':>9} {'ours ms':>8}"
+        f" {'ours MB/s':>9} {'ours/floor':>10} {'ours/naive':>10}"
+    )
+    for name, text in inputs().items():
+        size_mb = len(text.encode()) / 1e6
+        t_floor, t_naive, t_ours = (best_of(f, text) for f in (floor, naive, ours))
+        print(
+            f"{name:34} {len(text) / 1000:6.0f} {t_floor * 1e3:9.3f} {t_naive * 1e3:9.2f}"
+            f" {t_ours * 1e3:8.2f} {size_mb / t_ours:9.1f} {t_ours / t_floor:9.0f}x"
+            f" {t_ours / t_naive:9.3f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

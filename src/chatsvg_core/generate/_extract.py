@@ -1,0 +1,200 @@
+"""Find the SVG in a model's answer, without parsing, executing or fetching anything.
+
+The rules (also in ``docs/extraction.md``):
+
+1. Answers longer than ``max_chars`` are refused unscanned
+   (``NoSVGFound(reason="too_large")``): no answer to a request bounded by
+   ``max_tokens`` is that long.
+2. The answer is split into regions: each fenced code block (```` ``` ```` or
+   ``~~~``, any info string: ``svg``, ``xml``, ``html`` or none) is one region,
+   and the prose between fences is another. An unclosed fence runs to the end.
+3. In each region a single left-to-right scan finds ``<svg`` start tags and
+   ``</svg>`` end tags, counting nesting (an ``<svg>`` inside an ``<svg>`` is
+   part of it). Inside an SVG, every tag is skipped whole with its quoted
+   attribute values (a ``>`` or ``</svg>`` inside quotes does not count), and
+   comments and CDATA sections are skipped whole. A start tag written alone in
+   inline code in prose (`` `<svg>` ``) is a mention, not markup. A reasoning
+   block at the very start (``<think>…</think>``, ``<thinking>``, ``<reasoning>``)
+   is skipped; an answer that ends inside one is truncated.
+4. A candidate is complete when its outermost ``</svg>`` is found. The answer's
+   choice is the **largest** complete candidate (the whole drawing rather than
+   a snippet shown beside it); ties go to the first.
+5. If an SVG is still open when the answer ends (the model was cut off) and it
+   is longer than every complete candidate, the answer is truncated:
+   :class:`~chatsvg_core.errors.TruncatedSVG`, which is transient. An SVG left
+   open in a region that is followed by more text (a stray mention) does not count.
+6. No candidate at all: :class:`~chatsvg_core.errors.NoSVGFound` (permanent).
+
+The result is the exact text from ``<svg`` to the matching ``</svg>``; an XML
+declaration, DOCTYPE (with any entity declarations) and HTML wrapper around it
+are left behind, so the sanitizer never sees a DTD. Every step is a forward scan
+with possessive or bounded patterns, so the work is linear in the answer's length.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from chatsvg_core.errors import NoSVGFound, TruncatedSVG
+
+__all__ = ["MAX_ANSWER_CHARS", "extract_svg"]
+
+MAX_ANSWER_CHARS = 2_000_000
+"""Default ``max_chars``: about 16 times the longest answer a 128k-token model writes."""
+
+_FENCE = re.compile(r"^[ ]{0,3}(`{3,}+|~{3,}+)([^\n]*+)$", re.MULTILINE)
+_TOKEN = re.compile(
+    r"<(?:(svg)(?=[\s/>]|\Z)|(/svg)[ \t\r\n]*+>|(!--)|(!\[CDATA\[)|([A-Za-z_][\w:.-]*+))",
+    re.IGNORECASE,
+)
+# The rest of a start tag: attribute text and quoted values, possessively (no backtracking).
+_TAG_REST = re.compile(r"""[^>"']*+(?:(?:"[^"]*+"|'[^']*+')[^>"']*+)*+>""")
+_ANY_SVG = re.compile(r"<svg", re.IGNORECASE)
+# Reasoning models (DeepSeek-R1, QwQ... served by vLLM or Ollama) may open their
+# answer with their reasoning, where draft SVG fragments are not the answer.
+_REASONING = re.compile(r"\A\s*+<(think|thinking|reasoning)>", re.IGNORECASE)
+_OPEN_SVG, _CLOSE_SVG, _COMMENT, _CDATA, _OTHER_TAG = 1, 2, 3, 4, 5
+
+
+@dataclass(frozen=True)
+class _Scan:
+    complete: list[tuple[int, int]]
+    open_start: int | None
+
+
+def _regions(text: str, begin: int) -> list[tuple[int, int, bool]]:
+    """``(start, end, fenced)`` spans covering ``text[begin:]``, split at code fences."""
+    regions: list[tuple[int, int, bool]] = []
+    position = begin
+    opened: tuple[str, int, int] | None = None  # fence char, fence length, content start
+    for match in _FENCE.finditer(text, begin):
+        marker, rest = match.group(1), match.group(2)
+        if opened is None:
+            if marker[0] == "`" and "`" in rest:
+                continue  # ```inline``` code on one line, not a fence
+            regions.append((position, match.start(), False))
+            # The content starts after the marker, so an SVG written on the
+            # fence line itself (```svg<svg ...) is still seen.
+            opened = (marker[0], len(marker), match.start(1) + len(marker))
+        elif marker[0] == opened[0] and len(marker) >= opened[1] and not rest.strip():
+            regions.append((opened[2], match.start(), True))
+            position = match.end()
+            opened = None
+    if opened is not None:
+        regions.append((opened[2], len(text), True))
+    else:
+        regions.append((position, len(text), False))
+    return [r for r in regions if r[0] < r[1]]
+
+
+def _scan(text: str, start: int, end: int, fenced: bool) -> _Scan:
+    complete: list[tuple[int, int]] = []
+    depth = 0
+    outer = 0
+    position = start
+    while True:
+        token = _TOKEN.search(text, position, end)
+        if token is None:
+            return _Scan(complete, outer if depth else None)
+        kind = token.lastindex
+        if kind == _OPEN_SVG:
+            rest = _TAG_REST.match(text, token.end(), end)
+            if rest is None:  # the start tag itself never ends
+                return _Scan(complete, outer if depth else token.start())
+            self_closing = text[rest.end() - 2] == "/"
+            position = rest.end()
+            if depth == 0:
+                mention = (
+                    not fenced
+                    and token.start() > start
+                    and text[token.start() - 1] == "`"
+                    and text.startswith("`", position)
+                )
+                if mention:
+                    continue
+                if self_closing:
+                    complete.append((token.start(), position))
+                    continue
+                outer = token.start()
+            if not self_closing:
+                depth += 1
+        elif kind == _CLOSE_SVG:
+            position = token.end()
+            if depth:
+                depth -= 1
+                if depth == 0:
+                    complete.append((outer, position))
+        elif depth == 0:
+            # Comments and other tags outside an SVG (prose, HTML wrappers) do not matter.
+            position = token.end()
+        elif kind in (_COMMENT, _CDATA):
+            closer = "-->" if kind == _COMMENT else "]]>"
+            found = text.find(closer, token.end(), end)
+            if found < 0:
+                return _Scan(complete, outer)
+            position = found + len(closer)
+        else:
+            rest = _TAG_REST.match(text, token.end(), end)
+            if rest is None:
+                return _Scan(complete, outer)
+            position = rest.end()
+
+
+def extract_svg(text: str, *, max_chars: int = MAX_ANSWER_CHARS) -> str:
+    """Return the SVG element in a model's ``text`` (see the module rules).
+
+    Raises:
+        TruncatedSVG: an SVG starts but the answer ends before it closes
+            (transient; fields ``offset``, ``length``, and ``reason`` =
+            ``unfinished_reasoning`` when it ends inside a reasoning block).
+        NoSVGFound: no SVG at all, or the answer is not text or longer than
+            ``max_chars`` (permanent; fields ``reason``, ``length``).
+
+    >>> extract_svg('Sure! ```svg\\n<svg viewBox="0 0 1 1"><rect/></svg>\\n``` Enjoy.')
+    '<svg viewBox="0 0 1 1"><rect/></svg>'
+    """
+    if not isinstance(text, str):
+        raise NoSVGFound("the answer is not text", reason="not_text", length=None)
+    if len(text) > max_chars:
+        raise NoSVGFound(
+            f"the answer is longer than {max_chars} characters; not scanned",
+            reason="too_large",
+            length=len(text),
+            limit=max_chars,
+        )
+    begin = 0
+    reasoning = _REASONING.match(text)
+    if reasoning:
+        closer = re.compile(rf"</{reasoning.group(1)}[ \t\r\n]*+>", re.IGNORECASE)
+        found = closer.search(text, reasoning.end())
+        if found is None:
+            raise TruncatedSVG(
+                "the answer ends inside the model's reasoning, before any answer",
+                offset=reasoning.start(1) - 1,
+                length=len(text) - reasoning.start(1) + 1,
+                reason="unfinished_reasoning",
+            )
+        begin = found.end()
+    if _ANY_SVG.search(text, begin) is None:
+        raise NoSVGFound("the answer contains no <svg> element", reason="no_svg", length=len(text))
+    best: tuple[int, int] | None = None
+    cut_off: int | None = None
+    # Only blanks and fence markers after a region: the answer ended inside it.
+    tail = len(text.rstrip(" \t\r\n`~"))
+    for start, end, fenced in _regions(text, begin):
+        scan = _scan(text, start, end, fenced)
+        for candidate in scan.complete:
+            if best is None or candidate[1] - candidate[0] > best[1] - best[0]:
+                best = candidate
+        if scan.open_start is not None and end >= tail:
+            cut_off = scan.open_start
+    if cut_off is not None and (best is None or len(text) - cut_off > best[1] - best[0]):
+        raise TruncatedSVG(
+            "the answer ends inside an unclosed <svg> element",
+            offset=cut_off,
+            length=len(text) - cut_off,
+        )
+    if best is None:
+        raise NoSVGFound("the answer contains no <svg> element", reason="no_svg", length=len(text))
+    return text[best[0] : best[1]]

@@ -1,0 +1,73 @@
+"""The provider protocol: a request in, a model's raw answer out."""
+
+from __future__ import annotations
+
+from typing import Annotated, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from chatsvg_core._sync import run_sync
+from chatsvg_core.generate._request import GenerationRequest
+
+__all__ = ["Provider", "ProviderOutput", "TokenUsage", "generate_sync"]
+
+Count = Annotated[int, Field(ge=0)]
+
+
+class TokenUsage(BaseModel):
+    """Tokens the provider reports (``None`` where it does not say)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    prompt_tokens: Count | None = None
+    completion_tokens: Count | None = None
+    total_tokens: Count | None = None
+
+
+class ProviderOutput(BaseModel):
+    """A model's raw answer, before SVG extraction and sanitizing."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str = Field(description="The answer as the model wrote it (may hold prose, fences).")
+    model: str = Field(description="The model that answered, as the provider names it.")
+    provider: str = Field(description="The provider's name, e.g. ``openai-compatible``.")
+    usage: TokenUsage = Field(default_factory=TokenUsage)
+    latency_s: Annotated[float, Field(ge=0)] = Field(
+        description="Seconds from sending the request to having the whole answer."
+    )
+    finish_reason: str | None = Field(
+        default=None,
+        description="Why the model stopped (``stop``, ``length``...); ``length`` often "
+        "means a truncated SVG.",
+    )
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Anything that turns a :class:`GenerationRequest` into a model's answer.
+
+    Implementations raise only :class:`~chatsvg_core.errors.ProviderTransientError`
+    (worth retrying) or :class:`~chatsvg_core.errors.ProviderPermanentError`
+    (not), never a transport library's own exceptions, and never put a secret
+    in an error. Retrying is the caller's job (the retry policy), not the
+    provider's.
+    """
+
+    name: str
+    """A short name used in errors, logs and :attr:`ProviderOutput.provider`."""
+
+    async def generate(self, request: GenerationRequest) -> ProviderOutput:
+        """Ask the model once for ``request``; return its raw answer."""
+        ...
+
+
+def generate_sync(provider: Provider, request: GenerationRequest) -> ProviderOutput:
+    """Call ``provider.generate(request)`` from sync code (scripts, Celery, Jupyter).
+
+    Runs on the library's one event-loop thread per process
+    (:func:`chatsvg_core._sync.run_sync`). A provider used this way must create
+    its own HTTP client (the default) or be given one created on that same loop;
+    an ``httpx.AsyncClient`` built on another loop cannot be shared with it.
+    """
+    return run_sync(provider.generate, request)

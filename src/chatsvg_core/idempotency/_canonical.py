@@ -1,0 +1,397 @@
+"""RFC 8785 (JSON Canonicalization Scheme) and the versioned request fingerprint.
+
+The canonical form is JCS exactly, so that any JCS implementation (the npm
+``canonicalize`` package, a browser, Go, Java) produces the same bytes:
+
+* objects: members sorted by the UTF-16 code units of their names, no
+  whitespace; arrays keep their order;
+* strings: ``"`` and ``\\`` escaped, control characters below U+0020 as
+  ``\\b \\f \\n \\r \\t`` or ``\\u00xx`` (lowercase hex), everything else
+  (U+007F, U+2028, non-BMP characters...) written as itself in UTF-8;
+* numbers: ECMAScript ``Number.prototype.toString`` of the IEEE-754 double
+  (``1.0`` → ``1``, ``-0.0`` → ``0``, ``1e21`` → ``1e+21``, ``1e-7`` →
+  ``1e-7``).
+
+Choices beyond JCS, all documented in ``docs/idempotency.md``:
+
+* pydantic models are dumped with ``model_dump(mode="json")`` first (field
+  names, not aliases; every field, including ``None`` and defaults);
+* tuples (and lists) are arrays; any ``Mapping`` with string keys is an object;
+* integers are JSON numbers, that is IEEE doubles: every integer within
+  ±(2**53 - 1) is exact; a larger one is accepted only if it is exactly how
+  ECMAScript writes a double (``9007199254740992``, ``36684765430851050``),
+  so that parsing a canonical text and canonicalising it again gives it back.
+  Any other integer (``2**53 + 1``, ``10**30``) is refused
+  (``inexact_integer``) rather than rounded, since rounding would give two
+  different requests one fingerprint where other JCS peers see one number;
+* no Unicode normalisation: NFC and NFD spellings are different requests
+  (the model sees different code points), and refusing with a conflict is the
+  safe failure where conflating them would replay the wrong job;
+* nesting is limited to :data:`MAX_DEPTH` levels, which also stops cycles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from json.encoder import encode_basestring  # the C escaper: exactly JCS's string rules
+from typing import Any, Final
+
+from pydantic import BaseModel
+
+from chatsvg_core.errors import UnhashablePayload
+
+__all__ = [
+    "HASH_VERSION",
+    "MAX_DEPTH",
+    "MAX_SAFE_INTEGER",
+    "canonical_json",
+    "request_hash",
+]
+
+HASH_VERSION: Final = "v1"
+"""The fingerprint scheme; it prefixes every :func:`request_hash` result."""
+
+MAX_SAFE_INTEGER: Final = 2**53 - 1
+"""Up to this magnitude every integer is exact in every JSON peer (``Number.MAX_SAFE_INTEGER``).
+
+Beyond it, an integer is accepted only if it is exactly the ECMAScript
+spelling of a double (see :func:`canonical_json`).
+"""
+
+MAX_DEPTH: Final = 128
+"""The deepest nesting of arrays and objects accepted (the top level is depth 1)."""
+
+_ExcludeTree = dict[str, "_ExcludeTree | None"]
+"""Parsed exclusions: ``None`` marks a member to drop, a dict a member to descend into."""
+
+
+class _Refused(Exception):
+    # Carries the reason up the stack; each container level on the way adds its
+    # segment, so the JSON pointer costs nothing unless something is refused.
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.detail = detail
+        self.segments: list[str] = []
+
+
+def _pointer(segments: Iterable[str]) -> str:
+    return "".join("/" + s.replace("~", "~0").replace("/", "~1") for s in segments)
+
+
+def _es_number(value: float) -> str:
+    """ECMAScript ``Number.prototype.toString`` for a finite double.
+
+    ``repr`` already gives the shortest digits that round-trip, which is the
+    digit string ECMAScript picks too; only the layout (where the point goes,
+    when an exponent is used and how it is written) differs.
+    """
+    if value == 0:
+        return "0"  # also -0.0: ECMAScript prints it as "0"
+    magnitude = abs(value)
+    if 1e-4 <= magnitude < 1e16:
+        # repr writes these in positional notation, as ECMAScript does.
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    text = repr(magnitude)
+    mantissa, _, exp_text = text.partition("e")
+    exponent = int(exp_text) if exp_text else 0
+    int_part, _, frac_part = mantissa.partition(".")
+    if frac_part == "0":
+        frac_part = ""
+    digits = (int_part + frac_part).lstrip("0")
+    exponent -= len(frac_part)
+    stripped = digits.rstrip("0")
+    exponent += len(digits) - len(stripped)
+    digits = stripped
+    k = len(digits)
+    n = k + exponent  # value = 0.digits * 10**n
+    if k <= n <= 21:
+        out = digits + "0" * (n - k)
+    elif 0 < n <= 21:
+        out = digits[:n] + "." + digits[n:]
+    elif -6 < n <= 0:
+        out = "0." + "0" * (-n) + digits
+    else:
+        e = n - 1
+        sign = "+" if e >= 0 else "-"
+        head = digits if k == 1 else digits[0] + "." + digits[1:]
+        out = f"{head}e{sign}{abs(e)}"
+    return "-" + out if value < 0 else out
+
+
+def _utf16_key(name: str) -> bytes:
+    return name.encode("utf-16-be", "surrogatepass")
+
+
+def _parse_exclude(exclude: str | Iterable[str] | None) -> _ExcludeTree | None:
+    if exclude is None:
+        return None
+    pointers = [exclude] if isinstance(exclude, str) else list(exclude)
+    tree: _ExcludeTree = {}
+    for pointer in pointers:
+        if not isinstance(pointer, str) or not pointer.startswith("/"):
+            raise ValueError(
+                f"exclude takes JSON pointers (RFC 6901) such as '/client_ts': {pointer!r}"
+            )
+        segments = [s.replace("~1", "/").replace("~0", "~") for s in pointer[1:].split("/")]
+        node = tree
+        for segment in segments[:-1]:
+            child = node.get(segment, {})
+            if child is None:
+                break  # an ancestor is already dropped whole
+            node[segment] = child
+            node = child
+        else:
+            node[segments[-1]] = None
+    return tree or None
+
+
+def _encode(payload: Any, exclude: _ExcludeTree | None) -> str:
+    parts: list[str] = []
+    append = parts.append
+
+    def encode(value: Any, depth: int, excl: _ExcludeTree | None) -> None:
+        kind = type(value)
+        if kind is str:
+            append(encode_basestring(value))
+        elif kind is dict:
+            encode_object(value, depth, excl)
+        elif kind is list or kind is tuple:
+            encode_array(value, depth)
+        elif kind is int:
+            if -MAX_SAFE_INTEGER <= value <= MAX_SAFE_INTEGER:
+                append(int.__repr__(value))
+            else:
+                append(encode_big_int(value))
+        elif kind is bool:
+            append("true" if value else "false")
+        elif value is None:
+            append("null")
+        elif kind is float:
+            append(encode_float(value))
+        else:
+            encode_other(value, depth, excl)
+
+    def encode_big_int(value: int) -> str:
+        text = int.__repr__(value)
+        try:
+            spelt = _es_number(float(value))
+        except OverflowError:
+            spelt = "beyond the double range"
+        if spelt != text:
+            raise _Refused(
+                "inexact_integer",
+                f"integer {text[:40]} is not exactly a JSON double "
+                f"(other JCS implementations would read it as {spelt[:40]})",
+            )
+        return text
+
+    def encode_float(value: float) -> str:
+        if math.isfinite(value):
+            return _es_number(value)
+        if value != value:
+            raise _Refused("nan", "NaN is not a JSON number")
+        raise _Refused("infinity", "infinity is not a JSON number")
+
+    def encode_object(obj: Mapping[Any, Any], depth: int, excl: _ExcludeTree | None) -> None:
+        if depth > MAX_DEPTH:
+            raise _Refused("too_deep", f"nesting deeper than {MAX_DEPTH} levels")
+        names = list(obj)
+        for name in names:
+            if type(name) is not str and not isinstance(name, str):
+                bad = _Refused(
+                    "non_string_key",
+                    f"object key {name!r} ({type(name).__name__}) is not a string",
+                )
+                bad.segments.append(str(name))
+                raise bad
+        if excl is not None:
+            names = [n for n in names if excl.get(n, True) is not None]
+        names.sort()
+        joined = "".join(names)
+        if not joined.isascii() and max(joined) > "\uffff":
+            # Code-point order differs from UTF-16 order only when a non-BMP
+            # character meets one in U+E000..U+FFFF; sort by code units then.
+            names.sort(key=_utf16_key)
+        append("{")
+        first = True
+        name = ""
+        try:
+            for name in names:
+                if first:
+                    first = False
+                else:
+                    append(",")
+                append(encode_basestring(name))
+                append(":")
+                value = obj[name]
+                kind = type(value)
+                if kind is str:
+                    append(encode_basestring(value))
+                else:
+                    encode(value, depth + 1, excl.get(name) if excl is not None else None)
+        except _Refused as bad:
+            bad.segments.append(name)
+            raise
+        append("}")
+
+    def encode_array(items: list[Any] | tuple[Any, ...], depth: int) -> None:
+        if depth > MAX_DEPTH:
+            raise _Refused("too_deep", f"nesting deeper than {MAX_DEPTH} levels")
+        append("[")
+        index = 0
+        try:
+            for index, value in enumerate(items):
+                if index:
+                    append(",")
+                if type(value) is str:
+                    append(encode_basestring(value))
+                else:
+                    encode(value, depth + 1, None)
+        except _Refused as bad:
+            bad.segments.append(str(index))
+            raise
+        append("]")
+
+    def encode_other(value: Any, depth: int, excl: _ExcludeTree | None) -> None:
+        # Subclasses and models: rarer, so they leave the fast type checks above.
+        if isinstance(value, BaseModel):
+            encode(value.model_dump(mode="json"), depth, excl)
+        elif isinstance(value, bool):
+            append("true" if value else "false")
+        elif isinstance(value, str):
+            append(encode_basestring(value))
+        elif isinstance(value, int):
+            encode(int(value), depth, excl)
+        elif isinstance(value, float):
+            append(encode_float(float(value)))
+        elif isinstance(value, Mapping):
+            encode_object(value, depth, excl)
+        elif isinstance(value, list | tuple):
+            encode_array(value, depth)
+        else:
+            raise _Refused("unsupported_type", f"{type(value).__qualname__} is not a JSON value")
+
+    encode(payload, 1, exclude)
+    return "".join(parts)
+
+
+def _find_lone_surrogate(value: Any, depth: int = 0) -> list[str] | None:
+    # Only run after encoding failed, to name the place of the bad string.
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return []
+        return None
+    if isinstance(value, Mapping):
+        for name, item in value.items():
+            if _find_lone_surrogate(name) is not None:
+                return [name]
+            found = _find_lone_surrogate(item, depth + 1)
+            if found is not None:
+                return [name, *found]
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = _find_lone_surrogate(item, depth + 1)
+            if found is not None:
+                return [str(index), *found]
+    return None
+
+
+def _canonical(payload: Any, exclude: str | Iterable[str] | None) -> tuple[str, bytes]:
+    try:
+        text = _encode(payload, _parse_exclude(exclude))
+    except _Refused as bad:
+        pointer = _pointer(reversed(bad.segments))
+        raise UnhashablePayload(
+            f"payload cannot be canonicalised at {pointer or '(root)'}: {bad.detail}",
+            path=pointer,
+            reason=bad.reason,
+        ) from None
+    except RecursionError:
+        raise UnhashablePayload(
+            "payload nests too deeply to canonicalise", path="", reason="too_deep"
+        ) from None
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:
+        pointer = _pointer(_find_lone_surrogate(payload) or [])
+        raise UnhashablePayload(
+            f"payload cannot be canonicalised at {pointer or '(root)'}: "
+            "a string holds a lone surrogate, which is not Unicode text",
+            path=pointer,
+            reason="lone_surrogate",
+        ) from None
+    return text, data
+
+
+def canonical_json(payload: Any, *, exclude: str | Iterable[str] | None = None) -> str:
+    """The RFC 8785 (JCS) canonical JSON text of ``payload``.
+
+    ``payload`` is plain JSON data (``dict`` with ``str`` keys, ``list``/
+    ``tuple``, ``str``, ``int`` exact as a double, finite ``float``,
+    ``bool``, ``None``) or pydantic models anywhere inside it, which are
+    dumped in JSON mode first. ``exclude`` drops object members named by
+    JSON pointers (see :func:`request_hash`).
+
+    >>> canonical_json({"b": [1.0, -0.0, 1e21], "a": "é\\n"})
+    '{"a":"é\\\\n","b":[1,0,1e+21]}'
+
+    Raises:
+        UnhashablePayload: for anything that is not JSON (NaN, infinities,
+            non-string keys, sets, bytes, other objects), an integer that
+            no double represents exactly, a lone surrogate, or nesting beyond
+            :data:`MAX_DEPTH`. ``path`` is a JSON pointer to the bad value,
+            ``reason`` a stable code.
+        ValueError: for a malformed ``exclude`` pointer (a programming error).
+    """
+    return _canonical(payload, exclude)[0]
+
+
+def request_hash(
+    payload: Any,
+    *,
+    scope: str | None = None,
+    exclude: str | Iterable[str] | None = None,
+) -> str:
+    """The versioned fingerprint of a request: ``"v1:"`` + 64 lowercase hex digits.
+
+    ``v1`` is SHA-256 over the UTF-8 bytes of the JCS text of the two-element
+    array ``[scope, payload]`` (``scope`` ``null`` when not given), that is
+    ``'[' + canonical_json(scope) + ',' + canonical_json(payload) + ']'``. Any
+    JCS implementation reproduces it (JavaScript:
+    ``sha256(canonicalize([scope, payload]))``); binding the scope means a
+    fingerprint never matches across owners or operations.
+
+    ``exclude`` names object members that must not affect identity (a client
+    timestamp, a trace id) as RFC 6901 JSON pointers: ``"/client_ts"``,
+    ``"/trace/id"``, ``"/a~1b"`` for the key ``"a/b"``. A pointer names an
+    object member reached through objects only; one that does not match
+    anything in this payload is ignored, so a request with or without the
+    member hashes the same. Array elements cannot be excluded: their order and
+    count are part of the request.
+
+    >>> request_hash({"prompt": "a red fox", "client_ts": 1}, exclude={"/client_ts"}) == (
+    ...     request_hash({"prompt": "a red fox"}))
+    True
+
+    Raises:
+        UnhashablePayload: as :func:`canonical_json`.
+        ValueError: for a malformed ``exclude`` pointer.
+    """
+    _, body = _canonical(payload, exclude)
+    digest = hashlib.sha256(b"[")
+    if scope is None:
+        digest.update(b"null")
+    else:
+        digest.update(_canonical(scope, None)[1])
+    digest.update(b",")
+    digest.update(body)
+    digest.update(b"]")
+    return f"{HASH_VERSION}:{digest.hexdigest()}"

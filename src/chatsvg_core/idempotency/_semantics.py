@@ -1,0 +1,184 @@
+"""Replay and conflict semantics: the pure decision and the one atomic store step.
+
+For one (scope, key) the first request wins and creates a job; a later
+request with the same fingerprint gets that job back (a replay, whatever the
+job's state); a later request with another fingerprint is refused with
+:class:`~chatsvg_core.errors.IdempotencyConflict`. Records live for a TTL
+(24 h by default); after it the key may be used again.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Final, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from chatsvg_core._clock import utc
+from chatsvg_core.errors import IdempotencyConflict, JobNotFound
+from chatsvg_core.idempotency._keys import validate_idempotency_key
+from chatsvg_core.jobs import Job
+from chatsvg_core.storage import IdempotencyRecord, Store, StoreTransaction
+
+__all__ = [
+    "DEFAULT_TTL",
+    "Created",
+    "Replayed",
+    "create_or_replay",
+    "decide",
+    "prune_expired",
+]
+
+DEFAULT_TTL: Final = timedelta(hours=24)
+"""How long a key stays bound to its job unless the host says otherwise (Stripe's choice)."""
+
+
+class Created(BaseModel):
+    """This request won its key: a new job was (or, from :func:`decide`, is to be) created.
+
+    ``job`` is set by :func:`create_or_replay`; :func:`decide` alone leaves it ``None``.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: Literal["created"] = "created"
+    job_id: str
+    record: IdempotencyRecord
+    job: Job | None = None
+
+
+class Replayed(BaseModel):
+    """The key was already bound to this same request: here is the original job.
+
+    The job may be in any state (queued, running, succeeded, failed); a host
+    answers with it as it would for the first submit (Stripe returns the first
+    response; the IETF draft allows the original status). ``job`` is set by
+    :func:`create_or_replay`.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    outcome: Literal["replayed"] = "replayed"
+    job_id: str
+    record: IdempotencyRecord
+    job: Job | None = None
+
+
+def decide(existing: IdempotencyRecord, proposed: IdempotencyRecord) -> Created | Replayed:
+    """The outcome for ``proposed`` given the live record ``existing`` for its (scope, key).
+
+    ``existing`` is what :meth:`StoreTransaction.claim_idempotency` returned
+    for ``proposed``: the proposed record itself if it won, else the live one.
+    Job ids are fresh per submit, so the two are told apart by ``job_id``.
+
+    Raises:
+        IdempotencyConflict: same key, different request fingerprint (fields
+            ``scope``, ``key``); hosts answer 422.
+        ValueError: the records are for different (scope, key) pairs, or the
+            store returned our job id with another fingerprint (a broken store).
+    """
+    if existing.scope != proposed.scope or existing.key != proposed.key:
+        raise ValueError("decide() compares records of one (scope, key)")
+    if existing.job_id == proposed.job_id:
+        if existing.request_hash != proposed.request_hash:
+            raise ValueError(
+                f"the store returned job {existing.job_id} with a fingerprint it was not given"
+            )
+        return Created(job_id=proposed.job_id, record=existing)
+    if existing.request_hash == proposed.request_hash:
+        return Replayed(job_id=existing.job_id, record=existing)
+    raise IdempotencyConflict(
+        "this idempotency key was already used for a different request; "
+        "send a new key for a new request",
+        scope=existing.scope,
+        key=existing.key,
+    )
+
+
+async def create_or_replay(
+    tx: StoreTransaction,
+    *,
+    job: Job,
+    scope: str,
+    key: str,
+    now: datetime,
+    ttl: timedelta = DEFAULT_TTL,
+) -> Created | Replayed:
+    """Claim (scope, key) for ``job`` and insert it, or return the job the key already has.
+
+    Runs inside the caller's transaction: the claim and the insert commit
+    together or not at all, so concurrent first submits with one key create
+    one job (the store's ``claim_idempotency`` makes the others wait for the
+    winner and see its record). ``job.request_hash`` is the fingerprint
+    compared (compute it with :func:`~chatsvg_core.idempotency.request_hash`
+    and the same ``scope``). The job is inserted only when this call won.
+
+    Args:
+        tx: an open store transaction.
+        job: the new job, not yet stored (fresh id, QUEUED).
+        scope: from :func:`~chatsvg_core.idempotency.idempotency_scope`.
+        key: the client's key; validated here.
+        now: the current time (aware); the record expires at ``now + ttl``.
+        ttl: how long the key stays bound; must be positive.
+
+    Returns:
+        :class:`Created` with the new job, or :class:`Replayed` with the original job.
+
+    Raises:
+        InvalidIdempotencyKey: the key breaks a rule.
+        IdempotencyConflict: the key is bound to a request with another fingerprint.
+        JobNotFound: the live record names a job the store no longer has
+            (jobs were deleted while their keys were still live).
+        ValueError: a non-positive ``ttl``, or ``job.idempotency_key`` set to another key.
+    """
+    key = validate_idempotency_key(key)
+    if ttl <= timedelta(0):
+        raise ValueError(f"ttl must be positive, got {ttl}")
+    if job.idempotency_key is not None and job.idempotency_key != key:
+        raise ValueError("job.idempotency_key differs from the key being claimed")
+    now = utc(now)
+    proposed = IdempotencyRecord(
+        scope=scope,
+        key=key,
+        request_hash=job.request_hash,
+        job_id=job.id,
+        created_at=now,
+        expires_at=now + ttl,
+    )
+    existing = await tx.claim_idempotency(proposed, now=now)
+    outcome = decide(existing, proposed)
+    if isinstance(outcome, Created):
+        await tx.insert_job(job)
+        return outcome.model_copy(update={"job": job})
+    original = await tx.get_job(outcome.job_id)
+    if original is None:
+        raise JobNotFound(
+            f"idempotency key is bound to job {outcome.job_id}, which no longer exists",
+            job_id=outcome.job_id,
+        )
+    return outcome.model_copy(update={"job": original})
+
+
+async def prune_expired(
+    store: Store, *, now: datetime, batch_size: int = 1000, max_batches: int | None = None
+) -> int:
+    """Delete idempotency records expired at or before ``now``; return how many.
+
+    Each batch is its own short transaction, so pruning a large backlog never
+    holds locks for long. Stops when a batch comes back short, or after
+    ``max_batches``. Pruning is housekeeping only: an expired record is
+    already ignored by ``claim_idempotency``, pruned or not.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    now = utc(now)
+    total = 0
+    batches = 0
+    while max_batches is None or batches < max_batches:
+        async with store.transaction() as tx:
+            deleted = await tx.prune_idempotency(now, limit=batch_size)
+        total += deleted
+        batches += 1
+        if deleted < batch_size:
+            break
+    return total

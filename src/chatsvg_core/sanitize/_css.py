@@ -1,0 +1,367 @@
+"""CSS sanitizing with a real tokenizer (tinycss2), for ``style`` and ``<style>``.
+
+Declarations are kept only for allowlisted properties whose value holds
+nothing but allowlisted tokens and functions; ``url()`` may only point to a
+same-document ``#id``. Rules keep only simple selectors (type, class, id,
+attribute, allowlisted pseudo-classes) and, when confinement is on, each
+selector's subject is restricted to the SVG's own subtree with a zero-
+specificity ``:where(#root, #root *)`` so ``<style>`` inside an inlined SVG
+never styles the host page. The output never contains ``<``, so it can never
+close a ``<style>`` element, whatever parser reads it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import tinycss2
+from tinycss2 import ast
+
+from chatsvg_core.sanitize import _tables as t
+from chatsvg_core.sanitize._policy import SanitizePolicy
+from chatsvg_core.sanitize._reasons import ReasonCode
+from chatsvg_core.sanitize._urls import UrlContext, check_url
+
+__all__ = ["CssIssue", "CssSanitizer"]
+
+Rewriter = Callable[[str], str]
+"""Maps a same-document fragment (``#id``) to its final form (id prefixing)."""
+
+_VALUE_TOKENS = (
+    ast.WhitespaceToken,
+    ast.IdentToken,
+    ast.NumberToken,
+    ast.PercentageToken,
+    ast.DimensionToken,
+    ast.HashToken,
+    ast.StringToken,
+)
+_VALUE_LITERALS = frozenset({",", "/", "+", "-", "*", "%", "!"})
+_SELECTOR_LITERALS = frozenset({".", ",", ">", "+", "~", "*", ":"})
+_ATTR_LITERALS = frozenset({"=", "~=", "|=", "^=", "$=", "*="})
+_MEDIA_LITERALS = frozenset({",", ":", "/", ">", "="})
+_KEYFRAMES = frozenset({"keyframes", "-webkit-keyframes"})
+
+
+@dataclass(frozen=True, slots=True)
+class CssIssue:
+    """One CSS change: reason, the property/rule name, and the offending text."""
+
+    reason: ReasonCode
+    name: str
+    detail: str
+    removed: bool = True
+
+
+class _Reject(Exception):
+    def __init__(self, reason: ReasonCode, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _no_lt(css: str) -> str:
+    # ``<`` can only sit in strings or escaped identifiers once values are
+    # checked; a CSS escape keeps the meaning and removes the character.
+    if "<" not in css:
+        return css
+    return css.replace("\\<", "\\3c ").replace("<", "\\3c ")
+
+
+@dataclass
+class CssSanitizer:
+    """Sanitizes CSS under one policy; ``rewrite`` maps ``#id`` references."""
+
+    policy: SanitizePolicy
+    rewrite: Rewriter
+    issues: list[CssIssue] = field(default_factory=list)
+
+    # --- values -----------------------------------------------------------
+
+    def _url(self, raw: str) -> str:
+        verdict = check_url(raw, UrlContext.CSS, self.policy)
+        if not verdict.allowed:
+            raise _Reject(ReasonCode.URL_NOT_ALLOWED, f"url({raw}): {verdict.why}")
+        if any(c in verdict.url for c in "\"'()\\ \t\n<>"):
+            raise _Reject(ReasonCode.URL_NOT_ALLOWED, f"url({raw}): unusual characters")
+        return self.rewrite(verdict.url)
+
+    def _value(self, tokens: Iterable[Any]) -> list[Any]:
+        out: list[Any] = []
+        for tok in tokens:
+            if isinstance(tok, _VALUE_TOKENS):
+                out.append(tok)
+            elif isinstance(tok, ast.LiteralToken):
+                if tok.value not in _VALUE_LITERALS:
+                    raise _Reject(ReasonCode.CSS_VALUE_NOT_ALLOWED, f"token {tok.value!r}")
+                out.append(tok)
+            elif isinstance(tok, ast.URLToken):
+                url = self._url(tok.value)
+                out.append(ast.URLToken(tok.source_line, tok.source_column, url, f"url({url})"))
+            elif isinstance(tok, ast.FunctionBlock):
+                name = tok.lower_name
+                if name not in t.CSS_FUNCTIONS:
+                    raise _Reject(ReasonCode.CSS_VALUE_NOT_ALLOWED, f"function {tok.name}()")
+                if name == "url":
+                    args = [a for a in tok.arguments if not isinstance(a, ast.WhitespaceToken)]
+                    if len(args) != 1 or not isinstance(args[0], ast.StringToken):
+                        raise _Reject(ReasonCode.URL_NOT_ALLOWED, "url() without one string")
+                    url = self._url(args[0].value)
+                    out.append(ast.URLToken(tok.source_line, tok.source_column, url, f"url({url})"))
+                else:
+                    args = self._value(tok.arguments)
+                    out.append(
+                        ast.FunctionBlock(tok.source_line, tok.source_column, tok.name, args)
+                    )
+            elif isinstance(tok, ast.ParenthesesBlock):
+                out.append(
+                    ast.ParenthesesBlock(
+                        tok.source_line, tok.source_column, self._value(tok.content)
+                    )
+                )
+            else:
+                kind = getattr(tok, "type", type(tok).__name__)
+                raise _Reject(ReasonCode.CSS_VALUE_NOT_ALLOWED, f"{kind} in value")
+        return out
+
+    def value(self, text: str) -> str:
+        """Check a presentation attribute value; return it (rewritten) or raise ``_Reject``."""
+        if "(" not in text and "\\" not in text:
+            # Without a function or an escape no URL or function can hide here.
+            return text
+        tokens = tinycss2.parse_component_value_list(text, skip_comments=True)
+        return _no_lt(tinycss2.serialize(self._value(tokens)).strip())
+
+    def check_attribute(self, name: str, text: str) -> tuple[str | None, CssIssue | None]:
+        """Check a presentation attribute; ``(value, None)`` or ``(None, issue)``."""
+        try:
+            return self.value(text), None
+        except _Reject as exc:
+            return None, CssIssue(exc.reason, name, exc.detail)
+
+    # --- declarations -----------------------------------------------------
+
+    def _declarations(self, items: Sequence[Any]) -> list[str]:
+        kept: list[str] = []
+        for item in items:
+            if isinstance(item, ast.Declaration):
+                name = item.lower_name
+                if name not in self.policy.css_properties:
+                    self.issues.append(
+                        CssIssue(ReasonCode.CSS_PROPERTY_NOT_ALLOWED, name, _short(item))
+                    )
+                    continue
+                try:
+                    value = tinycss2.serialize(self._value(item.value)).strip()
+                except _Reject as exc:
+                    self.issues.append(CssIssue(exc.reason, name, exc.detail))
+                    continue
+                if not value:
+                    continue
+                kept.append(f"{name}:{value}{' !important' if item.important else ''}")
+            elif isinstance(item, ast.AtRule):
+                self.issues.append(
+                    CssIssue(ReasonCode.CSS_RULE_NOT_ALLOWED, "@" + item.lower_at_keyword, "")
+                )
+            elif isinstance(item, ast.ParseError):
+                self.issues.append(CssIssue(ReasonCode.CSS_INVALID, "", item.message))
+            elif isinstance(item, ast.QualifiedRule):
+                self.issues.append(CssIssue(ReasonCode.CSS_RULE_NOT_ALLOWED, "nested rule", ""))
+        return kept
+
+    def style_attribute(self, text: str) -> str:
+        """Sanitize a ``style`` attribute; the result may be empty."""
+        items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
+        return _no_lt(";".join(self._declarations(items)))
+
+    # --- selectors --------------------------------------------------------
+
+    def _prefix(self, name: str) -> str:
+        prefix = self.policy.id_prefix
+        if prefix is None or name == prefix or name.startswith(prefix + "-"):
+            return name
+        return f"{prefix}-{name}"
+
+    def _compound_tokens(self, tokens: list[Any]) -> list[Any]:
+        """Validate one selector list's tokens and rewrite ids and classes."""
+        out: list[Any] = []
+        i = 0
+        n = len(tokens)
+        while i < n:
+            tok = tokens[i]
+            if isinstance(tok, ast.WhitespaceToken | ast.IdentToken):
+                out.append(tok)
+            elif isinstance(tok, ast.HashToken):
+                if not tok.is_identifier:
+                    raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, f"selector #{tok.value}")
+                name = self._prefix(tok.value)
+                out.append(ast.HashToken(tok.source_line, tok.source_column, name, True))
+            elif isinstance(tok, ast.LiteralToken) and tok.value in _SELECTOR_LITERALS:
+                out.append(tok)
+                nxt = tokens[i + 1] if i + 1 < n else None
+                if tok.value == "." and isinstance(nxt, ast.IdentToken):
+                    out.append(ast.IdentToken(nxt.source_line, nxt.source_column,
+                                              self._prefix(nxt.value)))  # fmt: skip
+                    i += 1
+                elif tok.value == ":":
+                    i += 1
+                    out.extend(self._pseudo(nxt))
+                elif tok.value == ".":
+                    raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, "bad class selector")
+            elif isinstance(tok, ast.SquareBracketsBlock):
+                for part in tok.content:
+                    ok = isinstance(
+                        part, ast.WhitespaceToken | ast.IdentToken | ast.StringToken
+                    ) or (isinstance(part, ast.LiteralToken) and part.value in _ATTR_LITERALS)
+                    if not ok:
+                        raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, "attribute selector")
+                out.append(tok)
+            else:
+                raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, f"selector token {_repr(tok)}")
+            i += 1
+        return out
+
+    def _pseudo(self, tok: Any) -> list[Any]:
+        if isinstance(tok, ast.IdentToken) and tok.lower_value in t.CSS_PSEUDO_CLASSES:
+            return [tok]
+        if isinstance(tok, ast.FunctionBlock) and tok.lower_name in t.CSS_PSEUDO_FUNCTIONS:
+            if tok.lower_name.startswith("nth-"):
+                for part in tok.arguments:
+                    ok = isinstance(
+                        part,
+                        ast.WhitespaceToken | ast.IdentToken | ast.NumberToken | ast.DimensionToken,
+                    ) or (isinstance(part, ast.LiteralToken) and part.value in {"+", "-"})
+                    if not ok:
+                        raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, f":{tok.name}()")
+                return [tok]
+            args = self._compound_tokens(list(tok.arguments))
+            return [ast.FunctionBlock(tok.source_line, tok.source_column, tok.name, args)]
+        raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, f"pseudo-class {_repr(tok)}")
+
+    def _selector(self, prelude: list[Any], scope: str | None) -> str:
+        tokens = self._compound_tokens(prelude)
+        groups: list[list[Any]] = [[]]
+        for tok in tokens:
+            if isinstance(tok, ast.LiteralToken) and tok.value == ",":
+                groups.append([])
+            else:
+                groups[-1].append(tok)
+        selectors = []
+        for group in groups:
+            text = tinycss2.serialize(group).strip()
+            if not text:
+                raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, "empty selector")
+            if text[-1] in ">+~":
+                raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, "dangling combinator")
+            if scope is not None and not text.endswith(scope):
+                text += scope
+            selectors.append(text)
+        return ",".join(selectors)
+
+    # --- stylesheets ------------------------------------------------------
+
+    def _rules(self, rules: Iterable[Any], scope: str | None, depth: int) -> list[str]:
+        out: list[str] = []
+        for rule in rules:
+            if isinstance(rule, ast.QualifiedRule):
+                try:
+                    selector = self._selector(list(rule.prelude), scope)
+                except _Reject as exc:
+                    self.issues.append(CssIssue(exc.reason, "rule", exc.detail))
+                    continue
+                items = tinycss2.parse_declaration_list(
+                    rule.content, skip_comments=True, skip_whitespace=True
+                )
+                decls = self._declarations(items)
+                if decls:
+                    out.append(f"{selector}{{{';'.join(decls)}}}")
+            elif isinstance(rule, ast.AtRule):
+                kept = self._at_rule(rule, scope, depth)
+                if kept is not None:
+                    out.append(kept)
+            elif isinstance(rule, ast.ParseError):
+                self.issues.append(CssIssue(ReasonCode.CSS_INVALID, "", rule.message))
+        return out
+
+    def _at_rule(self, rule: Any, scope: str | None, depth: int) -> str | None:
+        keyword = rule.lower_at_keyword
+        if rule.content is not None and depth < 4:
+            if keyword == "media":
+                try:
+                    prelude = self._media_prelude(rule.prelude)
+                except _Reject as exc:
+                    self.issues.append(CssIssue(exc.reason, "@media", exc.detail))
+                    return None
+                inner = tinycss2.parse_rule_list(
+                    rule.content, skip_comments=True, skip_whitespace=True
+                )
+                body = self._rules(inner, scope, depth + 1)
+                return f"@media {prelude}{{{''.join(body)}}}" if body else None
+            if keyword in _KEYFRAMES:
+                return self._keyframes(rule)
+        self.issues.append(CssIssue(ReasonCode.CSS_RULE_NOT_ALLOWED, "@" + keyword, ""))
+        return None
+
+    def _media_prelude(self, prelude: Sequence[Any]) -> str:
+        for tok in prelude:
+            if isinstance(tok, ast.ParenthesesBlock):
+                self._media_prelude(tok.content)
+            elif not (
+                isinstance(
+                    tok,
+                    ast.WhitespaceToken
+                    | ast.IdentToken
+                    | ast.NumberToken
+                    | ast.DimensionToken
+                    | ast.PercentageToken,
+                )
+                or (isinstance(tok, ast.LiteralToken) and tok.value in _MEDIA_LITERALS)
+            ):
+                raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, f"media query token {_repr(tok)}")
+        return str(tinycss2.serialize(prelude)).strip()
+
+    def _keyframes(self, rule: Any) -> str | None:
+        name = [tok for tok in rule.prelude if not isinstance(tok, ast.WhitespaceToken)]
+        if len(name) != 1 or not isinstance(name[0], ast.IdentToken | ast.StringToken):
+            self.issues.append(CssIssue(ReasonCode.CSS_RULE_NOT_ALLOWED, "@keyframes", "name"))
+            return None
+        frames: list[str] = []
+        for frame in tinycss2.parse_rule_list(rule.content, skip_comments=True,
+                                              skip_whitespace=True):  # fmt: skip
+            if not isinstance(frame, ast.QualifiedRule) or not all(
+                isinstance(tok, ast.WhitespaceToken | ast.IdentToken | ast.PercentageToken)
+                or (isinstance(tok, ast.LiteralToken) and tok.value == ",")
+                for tok in frame.prelude
+            ):
+                self.issues.append(CssIssue(ReasonCode.CSS_RULE_NOT_ALLOWED, "keyframe", ""))
+                continue
+            items = tinycss2.parse_declaration_list(
+                frame.content, skip_comments=True, skip_whitespace=True
+            )
+            decls = self._declarations(items)
+            if decls:
+                frames.append(f"{tinycss2.serialize(frame.prelude).strip()}{{{';'.join(decls)}}}")
+        ident = tinycss2.serialize(name)
+        return f"@keyframes {ident}{{{''.join(frames)}}}" if frames else None
+
+    def stylesheet(self, text: str, scope_id: str | None) -> str:
+        """Sanitize a ``<style>`` element's text; ``scope_id`` confines selectors."""
+        scope = None
+        if scope_id is not None:
+            ident = tinycss2.serialize_identifier(scope_id)
+            scope = f":where(#{ident},#{ident} *)"
+        rules = tinycss2.parse_stylesheet(text, skip_comments=True, skip_whitespace=True)
+        return _no_lt("".join(self._rules(rules, scope, 0)))
+
+
+def _repr(tok: Any) -> str:
+    if tok is None:
+        return "end of selector"
+    return str(getattr(tok, "value", None) or getattr(tok, "type", type(tok).__name__))
+
+
+def _short(item: Any) -> str:
+    text = str(tinycss2.serialize(item.value)).strip()
+    return text[:200]

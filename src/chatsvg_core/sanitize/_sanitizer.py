@@ -1,0 +1,525 @@
+"""The sanitizer: walk the parsed tree, keep what the policy allows, report the rest."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lxml import etree
+
+from chatsvg_core.sanitize import _tables as t
+from chatsvg_core.sanitize._css import CssIssue, CssSanitizer
+from chatsvg_core.sanitize._parse import parse_svg, reject
+from chatsvg_core.sanitize._policy import SanitizePolicy
+from chatsvg_core.sanitize._reasons import Action, ReasonCode
+from chatsvg_core.sanitize._report import NodeKind, ReportEntry, SanitizedSVG, SanitizeReport
+from chatsvg_core.sanitize._serialize import OutElement, serialize
+from chatsvg_core.sanitize._urls import UrlContext, check_url
+
+__all__ = ["Sanitizer", "sanitize_svg"]
+
+_SVG_PREFIX = "{" + t.SVG_NS + "}"
+_SVG_ROOT = _SVG_PREFIX + "svg"
+_SVG_A = _SVG_PREFIX + "a"
+_XLINK_PREFIX = "{" + t.XLINK_NS + "}"
+_XML_PREFIX = "{" + t.XML_NS + "}"
+_OUT_NAMES = {t.XLINK_HREF: "xlink:href", t.XML_SPACE: "xml:space", t.XML_LANG: "xml:lang"}
+_DRAWABLE = frozenset(
+    {"path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text", "image", "use"}
+)
+_SCHEME_LIKE = re.compile(r"[a-z][a-z0-9+.-]*:")
+_URL_OPEN = re.compile(r"url\(([\"']?)(.)")
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]+")
+_DEFAULT_ROOT_ID = "chatsvg"
+
+
+def _short(value: str) -> str:
+    return value if len(value) <= 200 else value[:197] + "..."
+
+
+def _location(el: Any) -> str:
+    parts: list[str] = []
+    node = el
+    while node is not None:
+        tag = node.tag if isinstance(node.tag, str) else "node()"
+        local = etree.QName(tag).localname if isinstance(node.tag, str) else tag
+        parent = node.getparent()
+        if parent is None:
+            parts.append(local)
+            break
+        index = 1
+        for sibling in node.itersiblings(preceding=True):
+            if sibling.tag == node.tag:
+                index += 1
+        parts.append(f"{local}[{index}]")
+        node = parent
+    return "/" + "/".join(reversed(parts))
+
+
+class _Run:
+    """The state of one sanitizing run (report entries, flags)."""
+
+    __slots__ = ("css", "entries", "removed", "sanitizer", "style_kept", "uses_xlink")
+
+    def __init__(self, sanitizer: Sanitizer) -> None:
+        self.sanitizer = sanitizer
+        self.entries: list[ReportEntry] = []
+        self.uses_xlink = False
+        self.style_kept = False
+        self.removed = False
+        self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment)
+
+    def note(
+        self,
+        action: Action,
+        kind: NodeKind,
+        reason: ReasonCode,
+        el: Any,
+        name: str = "",
+        detail: str | None = None,
+    ) -> None:
+        if action is Action.REMOVED:
+            self.removed = True
+        self.entries.append(
+            ReportEntry(
+                action=action,
+                kind=kind,
+                reason=reason,
+                path=_location(el),
+                line=el.sourceline,
+                name=name,
+                detail=None if detail is None else _short(detail),
+            )
+        )
+
+    def css_issues(self, el: Any, issues: list[CssIssue]) -> None:
+        for issue in issues:
+            action = Action.REMOVED if issue.removed else Action.REWRITTEN
+            kind: NodeKind = "url" if issue.reason is ReasonCode.URL_NOT_ALLOWED else "css"
+            self.note(action, kind, issue.reason, el, issue.name, issue.detail)
+        issues.clear()
+
+
+class Sanitizer:
+    """A reusable sanitizer for one policy (tables are computed once).
+
+    Thread-safe: each call keeps its state on the stack.
+
+    Example:
+        >>> s = Sanitizer(SanitizePolicy.strict())
+        >>> s.sanitize('<svg xmlns="http://www.w3.org/2000/svg"><script>x</script>'
+        ...            '<rect width="1" height="1"/></svg>').svg
+        '<svg xmlns="http://www.w3.org/2000/svg"><rect width="1" height="1"/></svg>'
+    """
+
+    def __init__(self, policy: SanitizePolicy | None = None) -> None:
+        self.policy = policy if policy is not None else SanitizePolicy.default()
+        p = self.policy
+        self._elements = frozenset(_SVG_PREFIX + name for name in p.elements)
+        base = t.CORE_ATTRIBUTES if p.allow_style_attribute else t.CORE_ATTRIBUTES - {"style"}
+        self._attributes: dict[str, frozenset[str]] = {}
+        for name in p.elements:
+            own, presentation = t.ELEMENT_ATTRIBUTES[name]
+            allowed = base | own
+            if presentation:
+                allowed |= t.PRESENTATION_ATTRIBUTES | t.CONDITIONAL_ATTRIBUTES
+            self._attributes[name] = (allowed & p.attributes) | p.extra_attributes
+        self._animatable = frozenset(
+            a
+            for a in p.attributes
+            if "{" not in a and a.lower() not in t.ANIMATION_FORBIDDEN_TARGETS
+        )
+
+    # --- id prefixing ---------------------------------------------------------
+
+    def prefix_id(self, name: str) -> str:
+        """The final form of an id or class name under the policy's ``id_prefix``."""
+        prefix = self.policy.id_prefix
+        if prefix is None or name == prefix or name.startswith(prefix + "-"):
+            return name
+        return f"{prefix}-{name}"
+
+    def rewrite_fragment(self, url: str) -> str:
+        """Rewrite a ``#id`` reference to match prefixed ids (identity without a prefix)."""
+        if url.startswith("#") and self.policy.id_prefix is not None:
+            return "#" + self.prefix_id(url[1:])
+        return url
+
+    # --- public API -----------------------------------------------------------
+
+    def sanitize(self, data: str | bytes) -> SanitizedSVG:
+        """Sanitize one document.
+
+        Raises:
+            SVGRejected: the input cannot be made safe (reason code in ``.reason``).
+        """
+        root, doctype_dropped = parse_svg(data, self.policy)
+        if root.tag != _SVG_ROOT:
+            raise reject(ReasonCode.NOT_SVG_ROOT, f"root element is {root.tag!r}")
+        run = _Run(self)
+        if doctype_dropped:
+            run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root, "DOCTYPE")
+        for sibling in root.itersiblings(preceding=True):
+            self._note_misc(run, sibling)
+        for sibling in root.itersiblings():
+            self._note_misc(run, sibling)
+        scope_id = self._scope_id(root)
+        out = self._element(run, root, scope_id)
+        assert out is not None  # the root is always allowed
+        if run.style_kept and scope_id is not None and "id" not in out.attrs:
+            out.attrs = {"id": scope_id, **out.attrs}
+            run.note(Action.REWRITTEN, "id", ReasonCode.ROOT_ID_ADDED, root, "id", scope_id)
+        self._bound_rendering(run, root, out)
+        if run.removed and not _has_drawable(out) and len(root):
+            raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
+        svg = serialize(out, xlink=run.uses_xlink)
+        return SanitizedSVG(svg=svg, report=SanitizeReport(entries=tuple(run.entries)))
+
+    # --- the walk -------------------------------------------------------------
+
+    def _scope_id(self, root: Any) -> str | None:
+        p = self.policy
+        if not (p.allow_style_element and p.confine_styles):
+            return None
+        existing = root.get("id")
+        if existing is not None and existing.strip():
+            return self.prefix_id(existing)
+        return p.id_prefix if p.id_prefix is not None else _DEFAULT_ROOT_ID
+
+    def _note_misc(self, run: _Run, node: Any) -> None:
+        if isinstance(node, etree._Comment):
+            run.note(Action.REMOVED, "comment", ReasonCode.COMMENT_REMOVED, node,
+                     detail=node.text or "")  # fmt: skip
+        elif isinstance(node, etree._ProcessingInstruction):
+            run.note(Action.REMOVED, "processing_instruction",
+                     ReasonCode.PROCESSING_INSTRUCTION_REMOVED, node, str(node.target),
+                     node.text or "")  # fmt: skip
+
+    def _element(
+        self, run: _Run, el: Any, scope_id: str | None, *, unwrap: bool = False
+    ) -> OutElement | None:
+        tag = el.tag
+        name = tag[len(_SVG_PREFIX) :]
+        if name in t.ANIMATION_ELEMENTS and not self._animation_ok(run, el, name):
+            return None
+        out = OutElement(name, {} if unwrap else self._attrs(run, el, name))
+        children = out.children
+        if name == "style":
+            self._style(run, el, out, scope_id)
+            return out if out.children else None
+        text_ok = name in t.TEXT_ELEMENTS
+        text_only = name in t.TEXT_ONLY_ELEMENTS
+        text = el.text
+        if text:
+            self._text(run, el, children, text, text_ok)
+        for child in el:
+            ctag = child.tag
+            if not isinstance(ctag, str):
+                self._note_misc(run, child)
+            elif text_only:
+                run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, child,
+                         etree.QName(ctag).localname, f"markup inside <{name}>")  # fmt: skip
+            elif ctag in self._elements:
+                sub = self._element(run, child, scope_id)
+                if sub is not None:
+                    children.append(sub)
+            elif ctag == _SVG_A:
+                # A link the policy does not allow: keep what it draws, drop the link.
+                run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, child, "a",
+                         "unwrapped: children kept")  # fmt: skip
+                sub = self._element(run, child, scope_id, unwrap=True)
+                if sub is not None:
+                    for grandchild in sub.children:
+                        if isinstance(grandchild, str):
+                            self._text(run, el, children, grandchild, text_ok)
+                        else:
+                            children.append(grandchild)
+            else:
+                reason = (
+                    ReasonCode.ELEMENT_NOT_ALLOWED
+                    if ctag.startswith(_SVG_PREFIX)
+                    else ReasonCode.FOREIGN_NAMESPACE
+                )
+                run.note(Action.REMOVED, "element", reason, child, etree.QName(ctag).localname)
+            tail = child.tail
+            if tail:
+                self._text(run, el, children, tail, text_ok)
+        return out
+
+    def _text(self, run: _Run, el: Any, children: list[OutElement | str], text: str,
+              text_ok: bool) -> None:  # fmt: skip
+        if not text_ok and not text.isspace():
+            run.note(Action.REMOVED, "text", ReasonCode.TEXT_REMOVED, el, detail=text)
+            return
+        if children and isinstance(children[-1], str):
+            children[-1] += text
+        else:
+            children.append(text)
+
+    def _style(self, run: _Run, el: Any, out: OutElement, scope_id: str | None) -> None:
+        parts = [el.text or ""]
+        for child in el:
+            if isinstance(child.tag, str):
+                run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, child,
+                         etree.QName(child.tag).localname, "markup inside <style>")  # fmt: skip
+            else:
+                self._note_misc(run, child)
+            parts.append(child.tail or "")
+        kind = out.attrs.get("type", "text/css").strip().lower()
+        if kind not in ("text/css", ""):
+            run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, el, "style", kind)
+            return
+        source = "".join(parts)
+        css = run.css.stylesheet(source, scope_id)
+        run.css_issues(el, run.css.issues)
+        if css:
+            out.children.append(css)
+            run.style_kept = True
+            if scope_id is not None and ":where(" in css:
+                pass
+
+    def _animation_ok(self, run: _Run, el: Any, name: str) -> bool:
+        target = el.get("attributeName")
+        if target is not None:
+            plain = _SPACE_OR_CONTROL.sub("", target)
+            local = plain.rpartition(":")[2].lower()
+            if (
+                local.startswith("on")
+                or local in t.ANIMATION_FORBIDDEN_TARGETS
+                or plain.rpartition(":")[2] not in self._animatable
+            ):
+                run.note(Action.REMOVED, "element", ReasonCode.ANIMATION_TARGET_FORBIDDEN, el,
+                         name, f"attributeName={target!r}")  # fmt: skip
+                return False
+        for key in ("values", "from", "to", "by"):
+            value = el.get(key)
+            if value is None:
+                continue
+            squashed = _SPACE_OR_CONTROL.sub("", value).lower()
+            bad = bool(_SCHEME_LIKE.search(squashed)) or any(
+                m.group(2) != "#" for m in _URL_OPEN.finditer(squashed)
+            )
+            if bad:
+                run.note(Action.REMOVED, "element", ReasonCode.ANIMATION_VALUE_FORBIDDEN, el,
+                         name, f"{key}={value!r}")  # fmt: skip
+                return False
+        return True
+
+    def _attrs(self, run: _Run, el: Any, name: str) -> dict[str, str]:
+        allowed = self._attributes[name]
+        p = self.policy
+        out: dict[str, str] = {}
+        for key, value in el.items():
+            if key[0] == "{":
+                if key not in allowed:
+                    reason = (
+                        ReasonCode.ATTRIBUTE_NOT_ALLOWED
+                        if key.startswith((_XLINK_PREFIX, _XML_PREFIX))
+                        else ReasonCode.FOREIGN_NAMESPACE
+                    )
+                    run.note(Action.REMOVED, "attribute", reason, el,
+                             etree.QName(key).localname, value)  # fmt: skip
+                    continue
+            elif key not in allowed:
+                reason = (
+                    ReasonCode.EVENT_HANDLER
+                    if key[:2].lower() == "on"
+                    else ReasonCode.ATTRIBUTE_NOT_ALLOWED
+                )
+                run.note(Action.REMOVED, "attribute", reason, el, key, value)
+                continue
+            if key in t.PATH_ATTRIBUTES:
+                if len(value) > p.max_path_length:
+                    raise reject(ReasonCode.PATH_TOO_LONG, f"<{name} {key}> is {len(value)} long",
+                                 p.max_path_length)  # fmt: skip
+            elif len(value) > p.max_attribute_length and key not in t.HREF_ATTRIBUTES:
+                raise reject(ReasonCode.ATTRIBUTE_TOO_LONG, f"<{name} {key}> is {len(value)} long",
+                             p.max_attribute_length)  # fmt: skip
+            checked = self._value(run, el, name, key, value)
+            if checked is None:
+                continue
+            out_name = _OUT_NAMES.get(key, key)
+            if key == t.XLINK_HREF:
+                run.uses_xlink = True
+            out[out_name] = checked
+        return out
+
+    def _value(self, run: _Run, el: Any, name: str, key: str, value: str) -> str | None:
+        if key in t.HREF_ATTRIBUTES:
+            context = (
+                UrlContext.IMAGE
+                if name in ("image", "feImage")
+                else UrlContext.LINK
+                if name == "a"
+                else UrlContext.REFERENCE
+            )
+            verdict = check_url(value, context, self.policy)
+            if not verdict.allowed:
+                run.note(Action.REMOVED, "url", ReasonCode.URL_NOT_ALLOWED, el,
+                         _OUT_NAMES.get(key, key), f"{value}: {verdict.why}")  # fmt: skip
+                return None
+            return self._rewritten(run, el, key, verdict.url, self.rewrite_fragment(verdict.url))
+        if key == "style":
+            css = run.css.style_attribute(value)
+            run.css_issues(el, run.css.issues)
+            if not css:
+                return None
+            return css
+        if key == "id":
+            return self._rewritten(run, el, key, value, self.prefix_id(value))
+        if key == "class":
+            if self.policy.id_prefix is None:
+                return value
+            new = " ".join(self.prefix_id(c) for c in value.split())
+            return self._rewritten(run, el, key, value, new)
+        if key in t.PRESENTATION_ATTRIBUTES:
+            checked, issue = run.css.check_attribute(key, value)
+            if issue is not None:
+                run.css_issues(el, [issue])
+                return None
+            return checked
+        return value
+
+    def _rewritten(self, run: _Run, el: Any, key: str, old: str, new: str) -> str:
+        if new != old and self.policy.id_prefix is not None and old.lstrip("#") != new.lstrip("#"):
+            run.note(Action.REWRITTEN, "id", ReasonCode.ID_PREFIXED, el,
+                     _OUT_NAMES.get(key, key), f"{old} -> {new}")  # fmt: skip
+        return new
+
+    # --- render cost ----------------------------------------------------------
+
+    def _bound_rendering(self, run: _Run, root: Any, out: OutElement) -> None:
+        """Drop cyclic ``<use>`` and refuse documents whose ``<use>`` expansion is too big."""
+        ids: dict[str, OutElement] = {}
+        uses = False
+        stack: list[OutElement] = [out]
+        while stack:
+            node = stack.pop()
+            ident = node.attrs.get("id")
+            if ident is not None:
+                ids.setdefault(ident, node)
+            if node.name == "use":
+                uses = True
+            stack.extend(c for c in node.children if isinstance(c, OutElement))
+        if not uses:
+            return
+        limit = self.policy.max_rendered_elements
+        while True:
+            total, cyclic = self._rendered_size(out, ids, limit)
+            if not cyclic:
+                break
+            # Browsers ignore a <use> in a reference cycle; drop it and measure again.
+            self._drop_cyclic(run, root, out, cyclic)
+        if total > limit:
+            raise reject(ReasonCode.TOO_MUCH_RENDERING,
+                         f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
+
+    def _rendered_size(
+        self, out: OutElement, ids: dict[str, OutElement], limit: int
+    ) -> tuple[int, set[int]]:
+        """Elements rendered with ``<use>`` expanded (capped at ``limit + 1``), and cyclic uses.
+
+        An iterative depth-first search over child edges and use -> target edges
+        (no recursion, so a 10^5-long chain is fine). ``path`` is the current
+        DFS path; an edge back into it closes a cycle, which always contains a
+        use edge: the last use edge on the cycle is cut.
+        """
+        size: dict[int, int] = {}
+        done: set[int] = set()
+        on_path: dict[int, int] = {}
+        path: list[OutElement] = []
+        cyclic: set[int] = set()
+        work: list[tuple[OutElement, bool]] = [(out, False)]
+        while work:
+            node, expanded = work.pop()
+            key = id(node)
+            if expanded:
+                total = 1
+                for child in node.children:
+                    if isinstance(child, OutElement):
+                        total += size.get(id(child), 0)
+                target = self._use_target(node, ids)
+                if target is not None and key not in cyclic:
+                    total += size.get(id(target), 0)
+                size[key] = min(total, limit + 1)
+                done.add(key)
+                path.pop()
+                del on_path[key]
+                continue
+            if key in done or key in on_path:
+                continue
+            on_path[key] = len(path)
+            path.append(node)
+            work.append((node, True))
+            edges: list[OutElement] = [c for c in node.children if isinstance(c, OutElement)]
+            target = self._use_target(node, ids)
+            if target is not None:
+                edges.append(target)
+            for nxt in edges:
+                nkey = id(nxt)
+                if nkey in on_path:
+                    cycle = [*path[on_path[nkey] :], nxt]
+                    for a, b in zip(reversed(cycle[:-1]), reversed(cycle[1:]), strict=True):
+                        if self._use_target(a, ids) is b:
+                            cyclic.add(id(a))
+                            break
+                elif nkey not in done:
+                    work.append((nxt, False))
+        return size.get(id(out), 0), cyclic
+
+    @staticmethod
+    def _use_target(node: OutElement, ids: dict[str, OutElement]) -> OutElement | None:
+        if node.name != "use":
+            return None
+        ref = node.attrs.get("href", node.attrs.get("xlink:href"))
+        if ref is None or not ref.startswith("#"):
+            return None
+        return ids.get(ref[1:])
+
+    def _drop_cyclic(self, run: _Run, root: Any, out: OutElement, bad: set[int]) -> None:
+        stack = [out]
+        while stack:
+            node = stack.pop()
+            kept: list[OutElement | str] = []
+            for child in node.children:
+                if isinstance(child, OutElement) and id(child) in bad:
+                    run.note(Action.REMOVED, "element", ReasonCode.REFERENCE_CYCLE, root, "use",
+                             child.attrs.get("href", child.attrs.get("xlink:href")))  # fmt: skip
+                    continue
+                kept.append(child)
+                if isinstance(child, OutElement):
+                    stack.append(child)
+            node.children = kept
+
+
+def _has_drawable(out: OutElement) -> bool:
+    stack = [out]
+    while stack:
+        node = stack.pop()
+        if node.name in _DRAWABLE:
+            return True
+        stack.extend(c for c in node.children if isinstance(c, OutElement))
+    return False
+
+
+_DEFAULT: Sanitizer | None = None
+
+
+def sanitize_svg(data: str | bytes, *, policy: SanitizePolicy | None = None) -> SanitizedSVG:
+    """Sanitize an SVG document under ``policy`` (the ``default`` preset when omitted).
+
+    Example:
+        >>> sanitize_svg('<svg xmlns="http://www.w3.org/2000/svg">'
+        ...              '<a href="javascript:alert(1)"><circle r="4"/></a></svg>').svg
+        '<svg xmlns="http://www.w3.org/2000/svg"><a><circle r="4"/></a></svg>'
+
+    Raises:
+        SVGRejected: the input cannot be made safe; ``err.reason`` is a :class:`ReasonCode`
+            value, ``err.detail`` says what, ``err.limit`` the limit exceeded (if any).
+    """
+    global _DEFAULT
+    if policy is None:
+        if _DEFAULT is None:
+            _DEFAULT = Sanitizer()
+        return _DEFAULT.sanitize(data)
+    return Sanitizer(policy).sanitize(data)

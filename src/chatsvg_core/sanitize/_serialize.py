@@ -1,0 +1,59 @@
+"""Serialization of the sanitized tree: canonical, well-formed, safe to inline in HTML.
+
+The sanitizer builds a small tree of :class:`OutElement`; this module writes it
+with fixed prefixes (the SVG namespace as default, ``xlink:`` and ``xml:``),
+double-quoted attributes and every ``&``, ``<`` and ``>`` escaped in text and
+attributes. No comment, CDATA section, processing instruction or DOCTYPE is
+ever written, so an HTML parser and an XML parser read the same tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from chatsvg_core.sanitize._tables import SVG_NS, XLINK_NS
+
+__all__ = ["OutElement", "serialize"]
+
+
+@dataclass(slots=True)
+class OutElement:
+    """One element of the sanitized tree; children are elements or text."""
+
+    name: str
+    attrs: dict[str, str] = field(default_factory=dict)
+    children: list[OutElement | str] = field(default_factory=list)
+
+
+_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
+_ATTR = str.maketrans(
+    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;",
+     "\t": "&#9;"}
+)  # fmt: skip
+
+
+def _write(node: OutElement, out: list[str]) -> None:
+    out.append("<" + node.name)
+    for key, value in node.attrs.items():
+        out.append(f' {key}="{value.translate(_ATTR)}"')
+    if not node.children:
+        out.append("/>")
+        return
+    out.append(">")
+    for child in node.children:
+        if isinstance(child, str):
+            out.append(child.translate(_TEXT))
+        else:
+            _write(child, out)
+    out.append(f"</{node.name}>")
+
+
+def serialize(root: OutElement, *, xlink: bool) -> str:
+    """Write the tree; ``xlink`` declares the xlink namespace on the root."""
+    namespaces = {"xmlns": SVG_NS}
+    if xlink:
+        namespaces["xmlns:xlink"] = XLINK_NS
+    top = OutElement(root.name, {**namespaces, **root.attrs}, root.children)
+    out: list[str] = []
+    _write(top, out)
+    return "".join(out)

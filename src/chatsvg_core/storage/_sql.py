@@ -1,0 +1,510 @@
+"""What the SQL backends share: the primitives written once over a tiny driver interface.
+
+:class:`SQLTransaction` implements every :class:`~chatsvg_core.storage.StoreTransaction`
+primitive with portable SQL (``?`` placeholders; upserts with ``RETURNING``,
+which both SQLite 3.35+ and PostgreSQL understand). A dialect subclass supplies
+three coroutines that run one statement (``_one``, ``_all``, ``_exec``), the
+time codec, and the locking clauses: PostgreSQL adds ``FOR UPDATE`` /
+``SKIP LOCKED``; SQLite has nothing to add, because its write transactions
+start with ``BEGIN IMMEDIATE`` and so already hold the database's one write
+lock.
+
+Also here: reading the migration files shipped in ``storage/sql/<dialect>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from importlib import resources
+from typing import Any, ClassVar
+
+from chatsvg_core._clock import utc
+from chatsvg_core.errors import InvalidAmount, StorageError
+from chatsvg_core.jobs import Job, JobStatus
+from chatsvg_core.storage._errors import StoreClosed
+from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResult, LedgerEntry
+
+__all__ = [
+    "INSERT_ENTRY",
+    "MOVE_BALANCE",
+    "SCHEMA_TABLE",
+    "TABLES",
+    "FaultHook",
+    "Migration",
+    "SQLTransaction",
+    "migrations",
+]
+
+SCHEMA_TABLE = "chatsvg_schema_version"
+"""The version table: one row per applied migration."""
+
+TABLES = frozenset(
+    {
+        SCHEMA_TABLE,
+        "chatsvg_jobs",
+        "chatsvg_idempotency",
+        "chatsvg_accounts",
+        "chatsvg_ledger",
+        "chatsvg_results",
+    }
+)
+"""Every table the schema owns (a database holding others is not ours)."""
+
+FaultHook = Callable[[str], None]
+"""A test hook called with a point name (``"begin"``, ``"before_commit"``, ...).
+
+Crash tests use it to pause a process at a known point of a transaction and
+kill it there; it is ``None`` in normal use.
+"""
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+_JOB_COLUMNS = (
+    "id, owner, status, attempt, max_attempts, run_at, lease_expires_at, lease_token, "
+    "worker_id, request, request_hash, idempotency_key, last_error, result_ref, version, "
+    "created_at, updated_at"
+)
+_ENTRY_COLUMNS = "id, owner, kind, amount, ref, memo, created_at"
+_IDEM_COLUMNS = "scope, idem_key, request_hash, job_id, created_at, expires_at"
+INSERT_ENTRY = (
+    f"INSERT INTO chatsvg_ledger ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (kind, ref) WHERE ref IS NOT NULL DO NOTHING"
+)
+MOVE_BALANCE = (
+    "INSERT INTO chatsvg_accounts (owner, balance, created_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (owner) DO UPDATE SET balance = chatsvg_accounts.balance + excluded.balance"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One forward migration file: ``NNNN_name.sql``."""
+
+    version: int
+    name: str
+    sql: str
+
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+def migrations(dialect: str) -> tuple[Migration, ...]:
+    """The migrations shipped for ``dialect`` (``sqlite`` or ``postgres``), in order."""
+    folder = resources.files("chatsvg_core.storage").joinpath("sql", dialect)
+    found: list[Migration] = []
+    for item in folder.iterdir():
+        match = _MIGRATION_NAME.match(item.name)
+        if match:
+            found.append(Migration(int(match[1]), match[2], item.read_text("utf-8")))
+    found.sort(key=lambda m: m.version)
+    if [m.version for m in found] != list(range(1, len(found) + 1)):
+        raise StorageError(f"migration files for {dialect} are not numbered 1..n", dialect=dialect)
+    return tuple(found)
+
+
+def _dump(value: Any) -> str:
+    # Compact and deterministic; ensure_ascii keeps NUL and other control
+    # characters escaped, which PostgreSQL text columns could not hold raw.
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+
+
+class SQLTransaction:
+    """The primitives over one open database transaction (dialect-neutral part)."""
+
+    dialect: ClassVar[str] = "sql"
+    """The backend's name, for error fields."""
+    for_update: ClassVar[str] = ""
+    """Appended to a SELECT that must lock its rows (``FOR UPDATE`` on PostgreSQL)."""
+    skip_locked: ClassVar[str] = ""
+    """Appended to the claim query (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+
+    def __init__(self) -> None:
+        self._finished = False
+
+    # --- driver interface (dialect subclasses) -----------------------------
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        raise NotImplementedError
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        raise NotImplementedError
+
+    async def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run a statement; return the number of rows it changed."""
+        raise NotImplementedError
+
+    async def _append_entry(self, params: Sequence[Any]) -> bool:
+        """Insert a ledger row unless its (kind, ref) exists; if inserted, move the balance.
+
+        ``params`` are the entry's columns in ``_ENTRY_COLUMNS`` order. Returns
+        whether the row was inserted. Dialects override this to do both
+        statements in one trip to the database.
+        """
+        if await self._exec(INSERT_ENTRY, params) != 1:
+            return False
+        await self._exec(MOVE_BALANCE, (params[1], params[3], params[6]))
+        return True
+
+    def _ts(self, value: datetime) -> Any:
+        """A datetime as the database stores it."""
+        raise NotImplementedError
+
+    def _dt(self, value: Any) -> datetime:
+        """A stored time back as an aware UTC datetime."""
+        raise NotImplementedError
+
+    def _check_open(self) -> None:
+        if self._finished:
+            raise StoreClosed(
+                "the transaction has ended; open a new one", store=self.dialect, what="transaction"
+            )
+
+    # --- row codecs ---------------------------------------------------------
+
+    def _job_params(self, job: Job) -> tuple[Any, ...]:
+        return (
+            job.id,
+            job.owner,
+            job.status.value,
+            job.attempt,
+            job.max_attempts,
+            self._ts(job.run_at),
+            None if job.lease_expires_at is None else self._ts(job.lease_expires_at),
+            job.lease_token,
+            job.worker_id,
+            _dump(job.request),
+            job.request_hash,
+            job.idempotency_key,
+            None if job.last_error is None else _dump(job.last_error.model_dump(mode="json")),
+            job.result_ref,
+            job.version,
+            self._ts(job.created_at),
+            self._ts(job.updated_at),
+        )
+
+    def _job(self, row: tuple[Any, ...]) -> Job:
+        return Job.model_validate(
+            {
+                "id": row[0],
+                "owner": row[1],
+                "status": row[2],
+                "attempt": row[3],
+                "max_attempts": row[4],
+                "run_at": self._dt(row[5]),
+                "lease_expires_at": None if row[6] is None else self._dt(row[6]),
+                "lease_token": row[7],
+                "worker_id": row[8],
+                "request": json.loads(row[9]),
+                "request_hash": row[10],
+                "idempotency_key": row[11],
+                "last_error": None if row[12] is None else json.loads(row[12]),
+                "result_ref": row[13],
+                "version": row[14],
+                "created_at": self._dt(row[15]),
+                "updated_at": self._dt(row[16]),
+            }
+        )
+
+    def _entry(self, row: tuple[Any, ...]) -> LedgerEntry:
+        return LedgerEntry(
+            id=row[0],
+            owner=row[1],
+            kind=EntryKind(row[2]),
+            amount=row[3],
+            ref=row[4],
+            memo=row[5],
+            created_at=self._dt(row[6]),
+        )
+
+    def _record(self, row: tuple[Any, ...]) -> IdempotencyRecord:
+        return IdempotencyRecord(
+            scope=row[0],
+            key=row[1],
+            request_hash=row[2],
+            job_id=row[3],
+            created_at=self._dt(row[4]),
+            expires_at=self._dt(row[5]),
+        )
+
+    # --- jobs -----------------------------------------------------------------
+
+    async def insert_job(self, job: Job) -> None:
+        """Insert a new job; an existing id is a programming error (``ValueError``)."""
+        self._check_open()
+        # ON CONFLICT instead of catching the unique violation: on PostgreSQL
+        # a failed statement would abort the caller's whole transaction.
+        changed = await self._exec(
+            f"INSERT INTO chatsvg_jobs ({_JOB_COLUMNS}) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (id) DO NOTHING",
+            self._job_params(job),
+        )
+        if changed != 1:
+            raise ValueError(f"a job with id {job.id!r} already exists")
+
+    async def get_job(self, job_id: str, *, for_update: bool = False) -> Job | None:
+        """The job, or ``None``. ``for_update`` locks its row until the transaction ends."""
+        self._check_open()
+        lock = self.for_update if for_update else ""
+        row = await self._one(
+            f"SELECT {_JOB_COLUMNS} FROM chatsvg_jobs WHERE id = ?{lock}", (job_id,)
+        )
+        return None if row is None else self._job(row)
+
+    async def update_job(self, job: Job, *, expected_version: int) -> bool:
+        """Compare-and-set on ``version``; return whether the row was written."""
+        self._check_open()
+        params = self._job_params(job)
+        changed = await self._exec(
+            "UPDATE chatsvg_jobs SET owner = ?, status = ?, attempt = ?, max_attempts = ?, "
+            "run_at = ?, lease_expires_at = ?, lease_token = ?, worker_id = ?, request = ?, "
+            "request_hash = ?, idempotency_key = ?, last_error = ?, result_ref = ?, "
+            "version = ?, updated_at = ? "
+            "WHERE id = ? AND version = ?",
+            (*params[1:15], params[16], job.id, expected_version),
+        )
+        return changed == 1
+
+    async def next_due_job(self, now: datetime) -> Job | None:
+        """Lock and return one due QUEUED job (oldest ``run_at`` first), skipping locked rows."""
+        self._check_open()
+        row = await self._one(
+            f"SELECT {_JOB_COLUMNS} FROM chatsvg_jobs "
+            "WHERE status = 'queued' AND run_at <= ? "
+            f"ORDER BY run_at, created_at, id LIMIT 1{self.skip_locked}",
+            (self._ts(utc(now)),),
+        )
+        return None if row is None else self._job(row)
+
+    async def expired_jobs(self, now: datetime, *, limit: int) -> Sequence[Job]:
+        """RUNNING jobs whose lease ended at or before ``now`` (not locked)."""
+        self._check_open()
+        rows = await self._all(
+            f"SELECT {_JOB_COLUMNS} FROM chatsvg_jobs "
+            "WHERE status = 'running' AND lease_expires_at <= ? "
+            "ORDER BY lease_expires_at, id LIMIT ?",
+            (self._ts(utc(now)), max(0, limit)),
+        )
+        return [self._job(r) for r in rows]
+
+    async def list_jobs(
+        self,
+        *,
+        owner: str | None = None,
+        status: JobStatus | None = None,
+        limit: int = 100,
+        before: datetime | None = None,
+    ) -> Sequence[Job]:
+        """Jobs, newest ``created_at`` first, optionally filtered; ``before`` pages."""
+        self._check_open()
+        where: list[str] = []
+        params: list[Any] = []
+        if owner is not None:
+            where.append("owner = ?")
+            params.append(owner)
+        if status is not None:
+            where.append("status = ?")
+            params.append(JobStatus(status).value)
+        if before is not None:
+            where.append("created_at < ?")
+            params.append(self._ts(utc(before)))
+        clause = f" WHERE {' AND '.join(where)}" if where else ""
+        rows = await self._all(
+            f"SELECT {_JOB_COLUMNS} FROM chatsvg_jobs{clause} "
+            "ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, max(0, limit)),
+        )
+        return [self._job(r) for r in rows]
+
+    async def put_result(self, result: JobResult) -> JobResult:
+        """Store a job's result once; a second put returns the first one unchanged."""
+        self._check_open()
+        changed = await self._exec(
+            "INSERT INTO chatsvg_results (job_id, svg, metadata, created_at) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+            (result.job_id, result.svg, _dump(result.metadata), self._ts(result.created_at)),
+        )
+        if changed == 1:
+            return result
+        stored = await self.get_result(result.job_id)
+        if stored is None:  # pragma: no cover - a result is never deleted
+            raise StorageError("result vanished after a conflicting insert", job_id=result.job_id)
+        return stored
+
+    async def get_result(self, job_id: str) -> JobResult | None:
+        """The stored result of a job, or ``None``."""
+        self._check_open()
+        row = await self._one(
+            "SELECT job_id, svg, metadata, created_at FROM chatsvg_results WHERE job_id = ?",
+            (job_id,),
+        )
+        if row is None:
+            return None
+        return JobResult(
+            job_id=row[0], svg=row[1], metadata=json.loads(row[2]), created_at=self._dt(row[3])
+        )
+
+    # --- idempotency ----------------------------------------------------------
+
+    async def claim_idempotency(
+        self, record: IdempotencyRecord, *, now: datetime
+    ) -> IdempotencyRecord:
+        """Make ``record`` the live one for (scope, key) unless a live one exists.
+
+        One upsert: insert, or replace the stored record only if it expired
+        (the ``WHERE`` of ``DO UPDATE``). On PostgreSQL under READ COMMITTED a
+        concurrent first claim waits on the other's uncommitted row and then
+        sees the conflict; a concurrent replacement of an expired record
+        re-checks the ``WHERE`` against the winner's committed row, which is
+        live, and so updates nothing. Either way the loser reads the winner.
+        """
+        self._check_open()
+        params = (
+            record.scope,
+            record.key,
+            record.request_hash,
+            record.job_id,
+            self._ts(record.created_at),
+            self._ts(record.expires_at),
+        )
+        while True:
+            row = await self._one(
+                f"INSERT INTO chatsvg_idempotency ({_IDEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (scope, idem_key) DO UPDATE SET "
+                "request_hash = excluded.request_hash, job_id = excluded.job_id, "
+                "created_at = excluded.created_at, expires_at = excluded.expires_at "
+                "WHERE chatsvg_idempotency.expires_at <= ? RETURNING scope",
+                (*params, self._ts(utc(now))),
+            )
+            if row is not None:
+                return record
+            live = await self._one(
+                f"SELECT {_IDEM_COLUMNS} FROM chatsvg_idempotency WHERE scope = ? AND idem_key = ?",
+                (record.scope, record.key),
+            )
+            if live is not None:
+                return self._record(live)
+            # Pruned between the two statements (possible only on PostgreSQL,
+            # where each statement sees the latest commits): claim again.
+
+    async def prune_idempotency(self, now: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` records expired at or before ``now``; return how many."""
+        raise NotImplementedError
+
+    # --- ledger -----------------------------------------------------------------
+
+    async def lock_account(self, owner: str, *, create: bool = False) -> bool:
+        """Lock the owner's account row until the transaction ends; return whether it exists."""
+        self._check_open()
+        select = f"SELECT 1 FROM chatsvg_accounts WHERE owner = ?{self.for_update}"
+        if await self._one(select, (owner,)) is not None:
+            return True
+        if not create:
+            return False
+        # A concurrent creator may win the insert; the SELECT after it then
+        # waits for that transaction and locks the committed row.
+        await self._exec(
+            "INSERT INTO chatsvg_accounts (owner, balance, created_at) VALUES (?, 0, ?) "
+            "ON CONFLICT (owner) DO NOTHING",
+            (owner, self._ts(self._now())),
+        )
+        return await self._one(select, (owner,)) is not None
+
+    def _now(self) -> datetime:
+        raise NotImplementedError
+
+    async def insert_entry(self, entry: LedgerEntry) -> LedgerEntry:
+        """Append ``entry`` (and move the stored balance); a (kind, ref) seen before wins."""
+        self._check_open()
+        if not INT64_MIN <= entry.amount <= INT64_MAX:
+            raise InvalidAmount(
+                "amount does not fit a signed 64-bit integer", amount=str(entry.amount)
+            )
+        # The stored balance moves in the same transaction as the entry, so it
+        # always equals the sum of the entries (the tests check it).
+        inserted = await self._append_entry(
+            (
+                entry.id,
+                entry.owner,
+                entry.kind.value,
+                entry.amount,
+                entry.ref,
+                entry.memo,
+                self._ts(entry.created_at),
+            )
+        )
+        if inserted:
+            return entry
+        assert entry.ref is not None  # a NULL ref never conflicts
+        existing = await self.find_entry(entry.kind, entry.ref)
+        if existing is None:  # pragma: no cover - entries are never deleted
+            raise StorageError("ledger entry vanished after a conflicting insert", ref=entry.ref)
+        return existing
+
+    async def find_entry(self, kind: EntryKind, ref: str) -> LedgerEntry | None:
+        """The entry of this kind for this reference, or ``None``."""
+        self._check_open()
+        row = await self._one(
+            f"SELECT {_ENTRY_COLUMNS} FROM chatsvg_ledger WHERE kind = ? AND ref = ?",
+            (EntryKind(kind).value, ref),
+        )
+        return None if row is None else self._entry(row)
+
+    async def balance(self, owner: str) -> int:
+        """The sum of the owner's entry amounts (kept as the account's stored balance)."""
+        self._check_open()
+        row = await self._one("SELECT balance FROM chatsvg_accounts WHERE owner = ?", (owner,))
+        return 0 if row is None else int(row[0])
+
+    async def sum_entries(
+        self, owner: str, kinds: Sequence[EntryKind], *, since: datetime, until: datetime
+    ) -> int:
+        """Sum of the owner's amounts of ``kinds`` with ``since <= created_at < until``."""
+        self._check_open()
+        values = sorted({EntryKind(k).value for k in kinds})
+        if not values:
+            return 0
+        marks = ", ".join("?" * len(values))
+        row = await self._one(
+            "SELECT COALESCE(SUM(amount), 0) FROM chatsvg_ledger "
+            f"WHERE owner = ? AND created_at >= ? AND created_at < ? AND kind IN ({marks})",
+            (owner, self._ts(utc(since)), self._ts(utc(until)), *values),
+        )
+        return 0 if row is None else int(row[0])
+
+    async def usage(self, owner: str, *, since: datetime, until: datetime) -> int:
+        """Credits spent in ``[since, until)``: charges and reservations not given back.
+
+        The ``NOT EXISTS`` probe is a lookup in the (kind, ref) unique index.
+        """
+        self._check_open()
+        row = await self._one(
+            "SELECT COALESCE(-SUM(e.amount), 0) FROM chatsvg_ledger e "
+            "WHERE e.owner = ? AND e.kind IN ('charge', 'reserve') "
+            "AND e.created_at >= ? AND e.created_at < ? "
+            "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.ref = e.ref "
+            "AND r.kind = CASE e.kind WHEN 'charge' THEN 'refund' ELSE 'release' END)",
+            (owner, self._ts(utc(since)), self._ts(utc(until))),
+        )
+        return 0 if row is None else int(row[0])
+
+    async def entries(
+        self, owner: str, *, limit: int = 100, before: datetime | None = None
+    ) -> Sequence[LedgerEntry]:
+        """The owner's entries, newest first; ``before`` pages."""
+        self._check_open()
+        params: list[Any] = [owner]
+        clause = ""
+        if before is not None:
+            clause = " AND created_at < ?"
+            params.append(self._ts(utc(before)))
+        rows = await self._all(
+            f"SELECT {_ENTRY_COLUMNS} FROM chatsvg_ledger WHERE owner = ?{clause} "
+            "ORDER BY created_at DESC, id DESC LIMIT ?",
+            (*params, max(0, limit)),
+        )
+        return [self._entry(r) for r in rows]

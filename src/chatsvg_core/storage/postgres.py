@@ -1,0 +1,464 @@
+"""The production backend: PostgreSQL through psycopg 3 and psycopg-pool.
+
+Needs the ``postgres`` extra (``pip install 'chatsvg-core[postgres]'``); the
+driver is imported when this module is, so ``import chatsvg_core`` never
+needs it.
+
+How it keeps the protocol's promises under READ COMMITTED (the default
+isolation, which this backend uses):
+
+* ``next_due_job``: ``SELECT ... FOR UPDATE SKIP LOCKED`` — concurrent
+  claimers each lock a different due job, and nobody waits on a row another
+  worker is claiming.
+* ``lock_account``: ``SELECT ... FOR UPDATE`` on the owner's row of
+  ``chatsvg_accounts``; every transaction that checks a balance or a daily
+  cap and then charges takes it first, so those checks cannot race.
+* ``insert_entry``: ``INSERT ... ON CONFLICT (kind, ref) WHERE ref IS NOT NULL
+  DO NOTHING`` on a partial unique index — a second entry for the same job and
+  kind is impossible whatever the application does; the loser of a race waits
+  for the winner's commit, then reads the winner's entry.
+* ``claim_idempotency``: one upsert that replaces a stored record only if it
+  expired; see :meth:`~chatsvg_core.storage._sql.SQLTransaction.claim_idempotency`.
+* A lost connection (server restart, ``pg_terminate_backend``, network) makes
+  the operation raise :class:`~chatsvg_core.errors.StorageUnavailable`; the
+  server rolls the transaction back and the pool discards the connection. If
+  the connection is lost *during* ``COMMIT`` the outcome is unknown (the error
+  has ``commit_unknown=True``); every write of the library is idempotent, so
+  retrying the whole operation is safe.
+
+Tables live in one PostgreSQL schema (``schema=...``, default: the first of
+the server's ``search_path``, usually ``public``), which must hold nothing
+but chatsvg-core's tables.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, suppress
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import anyio
+
+from chatsvg_core._clock import Clock, SystemClock, utc
+from chatsvg_core.errors import (
+    ConfigurationError,
+    IncompatibleStorage,
+    StorageError,
+    StorageUnavailable,
+)
+from chatsvg_core.storage._errors import StoreClosed
+from chatsvg_core.storage._sql import (
+    INSERT_ENTRY,
+    SCHEMA_TABLE,
+    TABLES,
+    FaultHook,
+    SQLTransaction,
+    migrations,
+)
+
+try:
+    import psycopg
+    import psycopg.conninfo
+    import psycopg.errors
+    from psycopg import sql as pgsql
+    from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout
+except ImportError as exc:  # pragma: no cover - exercised without the extra
+    raise ConfigurationError(
+        "the PostgreSQL backend needs the 'postgres' extra: pip install 'chatsvg-core[postgres]'",
+        extra="postgres",
+        missing=exc.name,
+    ) from exc
+
+__all__ = ["PostgresStore", "PostgresTransaction"]
+
+_SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+# Errors after which the same work may well succeed: the connection or server
+# went away, or the server chose this transaction as a deadlock victim.
+_TRANSIENT = (
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    psycopg.errors.SerializationFailure,
+    psycopg.errors.DeadlockDetected,
+)
+
+AConn = psycopg.AsyncConnection[tuple[Any, ...]]
+
+_APPEND_ENTRY = (
+    "WITH ins AS ("
+    f"{INSERT_ENTRY} RETURNING owner, amount, created_at), "
+    "moved AS (INSERT INTO chatsvg_accounts (owner, balance, created_at) "
+    "SELECT owner, amount, created_at FROM ins "
+    "ON CONFLICT (owner) DO UPDATE SET balance = chatsvg_accounts.balance + excluded.balance "
+    "RETURNING 1) "
+    "SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM moved)"
+)
+
+
+@lru_cache(maxsize=256)
+def _pg(sql: str) -> str:
+    """Portable ``?`` placeholders as psycopg's ``%s`` (our SQL has no other ``?`` or ``%``)."""
+    return sql.replace("?", "%s")
+
+
+def _map_error(exc: BaseException, **fields: Any) -> StorageError:
+    if isinstance(exc, PoolClosed):
+        return StoreClosed("the PostgreSQL store is closed", store="postgres", what="store")
+    if isinstance(exc, PoolTimeout):
+        return StorageUnavailable(f"PostgreSQL: {exc}", backend="postgres", **fields)
+    if isinstance(exc, _TRANSIENT):
+        sqlstate = getattr(exc, "sqlstate", None)
+        return StorageUnavailable(
+            f"PostgreSQL: {exc}", backend="postgres", sqlstate=sqlstate, **fields
+        )
+    return StorageError(
+        f"PostgreSQL: {exc}", backend="postgres", sqlstate=getattr(exc, "sqlstate", None), **fields
+    )
+
+
+class PostgresTransaction(SQLTransaction):
+    """The primitives inside one PostgreSQL transaction (READ COMMITTED)."""
+
+    dialect = "postgres"
+    for_update = " FOR UPDATE"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, store: PostgresStore, conn: AConn) -> None:
+        super().__init__()
+        self._store = store
+        self._conn = conn
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        try:
+            cur = await self._conn.execute(_pg(sql), params)
+            return await cur.fetchone()
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        try:
+            cur = await self._conn.execute(_pg(sql), params)
+            return await cur.fetchall()
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+
+    async def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
+        try:
+            cur = await self._conn.execute(_pg(sql), params)
+            return cur.rowcount
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+
+    async def _append_entry(self, params: Sequence[Any]) -> bool:
+        # One round trip: the balance moves only for a row the INSERT wrote.
+        row = await self._one(_APPEND_ENTRY, params)
+        return row is not None and row[0] == 1
+
+    def _ts(self, value: datetime) -> datetime:
+        return value
+
+    def _dt(self, value: Any) -> datetime:
+        return utc(value)
+
+    def _now(self) -> datetime:
+        return self._store._clock.now()
+
+    async def prune_idempotency(self, now: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` records expired at or before ``now``; return how many."""
+        self._check_open()
+        # SKIP LOCKED: two pruners never wait on (or double-count) one row.
+        return await self._exec(
+            "DELETE FROM chatsvg_idempotency WHERE (scope, idem_key) IN ("
+            "SELECT scope, idem_key FROM chatsvg_idempotency WHERE expires_at <= ? "
+            "LIMIT ? FOR UPDATE SKIP LOCKED)",
+            (utc(now), max(0, limit)),
+        )
+
+
+class PostgresStore:
+    """A :class:`~chatsvg_core.storage.Store` in a PostgreSQL schema, over a connection pool.
+
+    Open it with :meth:`open`::
+
+        store = await PostgresStore.open("postgresql://app@db/app", schema="chatsvg")
+        async with store.transaction() as tx:
+            ...
+        await store.aclose()
+    """
+
+    dialect = "postgres"
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool[AConn],
+        *,
+        schema: str | None = None,
+        clock: Clock | None = None,
+        fault_hook: FaultHook | None = None,
+    ) -> None:
+        self._pool = pool
+        self.schema = schema
+        self._clock: Clock = clock or SystemClock()
+        self._fault_hook = fault_hook
+        self._closed = False
+
+    @classmethod
+    async def open(
+        cls,
+        conninfo: str,
+        *,
+        schema: str | None = None,
+        min_size: int = 1,
+        max_size: int = 10,
+        pool_timeout: float = 30.0,
+        check_connection: bool = True,
+        auto_migrate: bool = True,
+        clock: Clock | None = None,
+        fault_hook: FaultHook | None = None,
+    ) -> PostgresStore:
+        """Connect a pool to ``conninfo`` (a ``postgresql://`` URL or libpq string).
+
+        Args:
+            schema: the PostgreSQL schema for the tables, created by
+                :meth:`migrate` if missing; ``None`` uses the server's
+                ``search_path``.
+            min_size, max_size: pool bounds (psycopg-pool).
+            pool_timeout: seconds to wait for a pooled connection before
+                :class:`~chatsvg_core.errors.StorageUnavailable`.
+            check_connection: test each connection as it leaves the pool
+                (one short round trip), so a connection the server dropped
+                while idle is replaced instead of failing the transaction.
+            auto_migrate: apply missing migrations now (else only check the
+                schema, and :meth:`migrate` must be called).
+        """
+        if schema is not None and not _SCHEMA_NAME.match(schema):
+            raise ConfigurationError(
+                "schema must be a plain identifier ([A-Za-z_][A-Za-z0-9_]*, 63 chars max)",
+                schema=schema,
+            )
+        if not 0 <= min_size <= max_size or max_size < 1:
+            raise ConfigurationError(
+                "pool sizes need 0 <= min_size <= max_size and max_size >= 1",
+                min_size=min_size,
+                max_size=max_size,
+            )
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(conninfo)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigurationError(f"bad PostgreSQL conninfo: {exc}") from exc
+        # Every session in UTC, and in our schema when one is given.
+        options = [str(params.get("options") or ""), "-c timezone=UTC"]
+        if schema is not None:
+            options.append(f"-c search_path={schema}")
+        params["options"] = " ".join(o for o in options if o)
+        pool: AsyncConnectionPool[AConn] = AsyncConnectionPool(
+            psycopg.conninfo.make_conninfo("", **params),
+            min_size=min_size,
+            max_size=max_size,
+            timeout=pool_timeout,
+            open=False,
+            check=AsyncConnectionPool.check_connection if check_connection else None,
+            name=f"chatsvg-{schema or 'default'}",
+        )
+        store = cls(pool, schema=schema, clock=clock, fault_hook=fault_hook)
+        try:
+            try:
+                await pool.open(wait=True, timeout=pool_timeout)
+            except (PoolTimeout, psycopg.Error) as exc:
+                raise StorageUnavailable(
+                    f"PostgreSQL is not reachable: {exc}", backend="postgres"
+                ) from exc
+            if auto_migrate:
+                await store.migrate()
+            else:
+                await store.check_schema()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await store.aclose()
+            raise
+        return store
+
+    async def aclose(self) -> None:
+        """Close the pool; later transactions raise :class:`~chatsvg_core.errors.StoreClosed`."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._pool.close()
+
+    async def __aenter__(self) -> PostgresStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"PostgresStore(schema={self.schema!r})"
+
+    def _hook(self, point: str) -> None:
+        if self._fault_hook is not None:
+            self._fault_hook(point)
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AConn]:
+        """A pooled connection inside one transaction: commit on exit, roll back on error."""
+        if self._closed:
+            raise StoreClosed("the PostgreSQL store is closed", store="postgres", what="store")
+        try:
+            conn = await self._pool.getconn()
+        except (PoolClosed, PoolTimeout, psycopg.Error) as exc:
+            raise _map_error(exc) from exc
+        try:
+            try:
+                self._hook("begin")
+                yield conn
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await _quiet_rollback(conn)
+                raise
+            try:
+                self._hook("before_commit")
+                await conn.commit()
+            except psycopg.Error as exc:
+                with anyio.CancelScope(shield=True):
+                    await _quiet_rollback(conn)
+                # Lost during COMMIT: the server may or may not have committed.
+                raise _map_error(exc, commit_unknown=True) from exc
+            self._hook("after_commit")
+        finally:
+            # putconn discards a broken connection and resets an unclean one.
+            with anyio.CancelScope(shield=True):
+                await self._pool.putconn(conn)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[PostgresTransaction]:
+        """One READ COMMITTED transaction: commit on normal exit, roll back on error."""
+        async with self._connection() as conn:
+            tx = PostgresTransaction(self, conn)
+            try:
+                yield tx
+            finally:
+                tx._finished = True
+
+    # --- schema -------------------------------------------------------------------
+
+    async def _schema_state(self, conn: AConn) -> int:
+        cur = await conn.execute("SELECT current_schema()")
+        row = await cur.fetchone()
+        current = None if row is None else row[0]
+        if current is None:
+            return 0  # the schema does not exist yet
+        cur = await conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s",
+            (current,),
+        )
+        tables = {r[0] for r in await cur.fetchall()}
+        latest = len(migrations(self.dialect))
+        if SCHEMA_TABLE not in tables:
+            if tables:
+                raise IncompatibleStorage(
+                    f"PostgreSQL schema {current!r} holds tables that are not chatsvg-core's; "
+                    "give chatsvg-core a schema of its own (schema=...)",
+                    backend="postgres",
+                    schema=current,
+                    tables=sorted(tables)[:20],
+                )
+            return 0
+        cur = await conn.execute(
+            pgsql.SQL("SELECT MAX(version) FROM {}").format(pgsql.Identifier(SCHEMA_TABLE))
+        )
+        row = await cur.fetchone()
+        version = int(row[0]) if row and row[0] is not None else 0
+        if version > latest:
+            raise IncompatibleStorage(
+                f"the database schema is version {version}; this library knows up to {latest}",
+                backend="postgres",
+                schema=current,
+                version=version,
+                latest=latest,
+            )
+        foreign = tables - TABLES
+        if foreign:
+            raise IncompatibleStorage(
+                f"PostgreSQL schema {current!r} holds tables that are not chatsvg-core's",
+                backend="postgres",
+                schema=current,
+                tables=sorted(foreign)[:20],
+            )
+        return version
+
+    async def schema_version(self) -> int:
+        """The schema version stored in the database (0 when empty or missing)."""
+        async with self._connection() as conn:
+            try:
+                return await self._schema_state(conn)
+            except psycopg.Error as exc:
+                raise _map_error(exc) from exc
+
+    async def check_schema(self) -> None:
+        """Refuse a schema that is not ours or not at this library's version."""
+        version = await self.schema_version()
+        latest = len(migrations(self.dialect))
+        if version != latest:
+            raise IncompatibleStorage(
+                f"the database schema is version {version}, this library needs {latest}; "
+                "call migrate()",
+                backend="postgres",
+                schema=self.schema,
+                version=version,
+                latest=latest,
+            )
+
+    async def migrate(self) -> int:
+        """Apply the missing forward migrations in one transaction; return the new version.
+
+        An advisory lock serialises concurrent callers (several processes
+        starting at once); PostgreSQL's DDL is transactional, so a failed
+        migration leaves nothing behind.
+        """
+        async with self._connection() as conn:
+            try:
+                return await self._migrate(conn)
+            except psycopg.Error as exc:
+                raise _map_error(exc) from exc
+
+    async def _migrate(self, conn: AConn) -> int:
+        await conn.execute(
+            "SELECT pg_advisory_xact_lock(hashtext(%s))",
+            (f"chatsvg_core.migrate:{self.schema or ''}",),
+        )
+        if self.schema is not None:
+            await conn.execute(
+                pgsql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(pgsql.Identifier(self.schema))
+            )
+        version = await self._schema_state(conn)
+        for migration in migrations(self.dialect):
+            if migration.version <= version:
+                continue
+            if migration.version == 1:
+                await conn.execute(
+                    pgsql.SQL(
+                        "CREATE TABLE {} (version integer PRIMARY KEY, name text NOT NULL, "
+                        "applied_at timestamptz NOT NULL)"
+                    ).format(pgsql.Identifier(SCHEMA_TABLE))
+                )
+            # No parameters, so psycopg sends the whole file as one simple query.
+            await conn.execute(migration.sql.encode())
+            await conn.execute(
+                pgsql.SQL("INSERT INTO {} (version, name, applied_at) VALUES (%s, %s, %s)").format(
+                    pgsql.Identifier(SCHEMA_TABLE)
+                ),
+                (migration.version, migration.name, self._clock.now()),
+            )
+            version = migration.version
+        return version
+
+
+async def _quiet_rollback(conn: AConn) -> None:
+    # Only called while another exception propagates: if the connection is
+    # gone, the server has already discarded the transaction, and that
+    # original exception is the one the caller must see.
+    with suppress(psycopg.Error):
+        await conn.rollback()

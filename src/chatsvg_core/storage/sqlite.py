@@ -1,0 +1,513 @@
+"""The embedded default backend: one SQLite file, safe for several processes.
+
+How it stays correct with several writers (threads, tasks and processes):
+
+* **WAL mode** (``PRAGMA journal_mode=WAL``): readers never block the writer
+  and the writer never blocks readers.
+* **``BEGIN IMMEDIATE``** for every transaction: it takes the database's
+  write lock up front. A deferred transaction that reads first and writes
+  later must *upgrade* its lock, and when another connection wrote meanwhile
+  SQLite answers ``SQLITE_BUSY`` at once, ignoring the busy timeout; starting
+  immediate avoids that failure and makes every transaction serializable. It
+  also keeps the locking promises of the protocol: ``next_due_job``,
+  ``get_job(for_update=True)`` and ``lock_account`` need no row locks, since
+  no other writer can run until the transaction ends.
+* **A busy timeout** (``busy_timeout``, default 10 s): a process that finds
+  the write lock held waits for it instead of failing. If the wait runs out
+  the transaction fails with :class:`~chatsvg_core.errors.StorageUnavailable`
+  (transient) and wrote nothing.
+* **In-process queueing**: inside one process the store's transactions take
+  an ``anyio.Lock`` (FIFO) before touching the database, so tasks of one
+  process queue fairly instead of polling SQLite's busy handler.
+* **No blocked event loop**: every call into ``sqlite3`` runs on the store's
+  own thread (one connection, one thread, calls in order); the event loop
+  awaits it. ``BEGIN IMMEDIATE`` rides with a transaction's first statement,
+  and multi-statement primitives go in one trip, to keep thread hops few.
+* **Durability**: ``synchronous=FULL`` by default, so a committed charge
+  survives power loss; ``synchronous="normal"`` is faster (WAL stays
+  consistent, but the last commits may be lost on power failure, not on a
+  process crash).
+
+Requires SQLite 3.35+ (``RETURNING``); Python's bundled SQLite is usually newer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import anyio
+
+from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core.errors import (
+    ConfigurationError,
+    IncompatibleStorage,
+    StorageError,
+    StorageUnavailable,
+)
+from chatsvg_core.storage._errors import StoreClosed
+from chatsvg_core.storage._sql import (
+    INSERT_ENTRY,
+    MOVE_BALANCE,
+    SCHEMA_TABLE,
+    TABLES,
+    FaultHook,
+    SQLTransaction,
+    migrations,
+)
+
+__all__ = ["MIN_SQLITE_VERSION", "SQLiteStore", "SQLiteTransaction"]
+
+T = TypeVar("T")
+
+MIN_SQLITE_VERSION = (3, 35, 0)
+"""``RETURNING`` arrived in SQLite 3.35."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+Synchronous = Literal["full", "normal", "extra"]
+
+
+def _map_error(exc: sqlite3.Error, path: str) -> Exception:
+    """The library error for a driver error (the original is chained)."""
+    message = str(exc)
+    if isinstance(exc, sqlite3.OperationalError):
+        # Locked/busy past the timeout, disk I/O, file vanished: try again later.
+        return StorageUnavailable(f"SQLite: {message}", backend="sqlite", path=path)
+    if isinstance(exc, sqlite3.DatabaseError) and (
+        "not a database" in message or "malformed" in message
+    ):
+        return IncompatibleStorage(f"SQLite: {message}", backend="sqlite", path=path)
+    if isinstance(exc, sqlite3.IntegrityError):
+        return StorageError(f"SQLite constraint: {message}", backend="sqlite", path=path)
+    return StorageError(f"SQLite: {message}", backend="sqlite", path=path)
+
+
+class SQLiteTransaction(SQLTransaction):
+    """The primitives inside one ``BEGIN IMMEDIATE`` transaction.
+
+    ``BEGIN IMMEDIATE`` is sent with the first statement, in the same trip to
+    the store's thread, so a transaction costs one thread hop per primitive
+    plus one for ``COMMIT``; a transaction that runs no statement takes no
+    lock at all.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
+        super().__init__()
+        self._store = store
+        self._conn = conn
+        self._begun = False
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._conn
+        store = self._store
+
+        def job() -> T:
+            if not self._begun:
+                conn.execute("BEGIN IMMEDIATE")
+                self._begun = True
+                store._hook("begin")
+            return fn(conn)
+
+        return await store._call(job)
+
+    async def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
+        def run(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
+            row: tuple[Any, ...] | None = conn.execute(sql, tuple(params)).fetchone()
+            return row
+
+        return await self._run(run)
+
+    async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return await self._run(lambda conn: conn.execute(sql, tuple(params)).fetchall())
+
+    async def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return await self._run(lambda conn: conn.execute(sql, tuple(params)).rowcount)
+
+    async def _append_entry(self, params: Sequence[Any]) -> bool:
+        def run(conn: sqlite3.Connection) -> bool:
+            if conn.execute(INSERT_ENTRY, tuple(params)).rowcount != 1:
+                return False
+            conn.execute(MOVE_BALANCE, (params[1], params[3], params[6]))
+            return True
+
+        return await self._run(run)
+
+    def _ts(self, value: datetime) -> int:
+        return (value - _EPOCH) // _MICRO
+
+    def _dt(self, value: Any) -> datetime:
+        return _EPOCH + timedelta(microseconds=int(value))
+
+    def _now(self) -> datetime:
+        return self._store._clock.now()
+
+    async def prune_idempotency(self, now: datetime, *, limit: int) -> int:
+        """Delete up to ``limit`` records expired at or before ``now``; return how many."""
+        self._check_open()
+        return await self._exec(
+            "DELETE FROM chatsvg_idempotency WHERE rowid IN ("
+            "SELECT rowid FROM chatsvg_idempotency WHERE expires_at <= ? LIMIT ?)",
+            (self._ts(now), max(0, limit)),
+        )
+
+
+class SQLiteStore:
+    """A :class:`~chatsvg_core.storage.Store` in one SQLite database file.
+
+    Open it with :meth:`open` (which checks and migrates the schema) rather
+    than the constructor::
+
+        store = await SQLiteStore.open("chatsvg.db")
+        async with store.transaction() as tx:
+            job = await tx.get_job("job-1")
+        await store.aclose()
+
+    Several stores, in one process or many, may share the file.
+    """
+
+    dialect = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 10.0,
+        synchronous: Synchronous = "full",
+        clock: Clock | None = None,
+        fault_hook: FaultHook | None = None,
+    ) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+            raise ConfigurationError(
+                f"SQLite {sqlite3.sqlite_version} is too old; chatsvg-core needs 3.35+",
+                sqlite_version=sqlite3.sqlite_version,
+            )
+        if synchronous not in ("full", "normal", "extra"):
+            raise ConfigurationError(
+                "synchronous must be 'full', 'normal' or 'extra'", synchronous=synchronous
+            )
+        if busy_timeout < 0:
+            raise ConfigurationError("busy_timeout must be >= 0", busy_timeout=busy_timeout)
+        self.path = os.fspath(path)
+        if self.path == ":memory:" or self.path.startswith("file:"):
+            raise ConfigurationError(
+                "SQLiteStore needs a file path; use memory:// (MemoryStore) for an in-memory store",
+                path=self.path,
+            )
+        self.busy_timeout = busy_timeout
+        self.synchronous: Synchronous = synchronous
+        self._clock: Clock = clock or SystemClock()
+        self._fault_hook = fault_hook
+        self._conn: sqlite3.Connection | None = None
+        self._lock = anyio.Lock()
+        self._closed = False
+        # One thread per store runs every sqlite3 call, in submission order.
+        self._executor: ThreadPoolExecutor | None = ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="chatsvg-sqlite"
+        )
+
+    # --- lifecycle ----------------------------------------------------------
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        auto_migrate: bool = True,
+        busy_timeout: float = 10.0,
+        synchronous: Synchronous = "full",
+        clock: Clock | None = None,
+        fault_hook: FaultHook | None = None,
+    ) -> SQLiteStore:
+        """Open (creating if needed) the database at ``path`` and check its schema.
+
+        With ``auto_migrate`` (the default) missing migrations are applied;
+        without it a database that is behind raises
+        :class:`~chatsvg_core.errors.IncompatibleStorage` and :meth:`migrate`
+        must be called first. A file that is not a SQLite database, holds
+        tables that are not ours, or has a newer schema than this library
+        knows is refused with :class:`~chatsvg_core.errors.IncompatibleStorage`.
+        """
+        store = cls(
+            path,
+            busy_timeout=busy_timeout,
+            synchronous=synchronous,
+            clock=clock,
+            fault_hook=fault_hook,
+        )
+        try:
+            if auto_migrate:
+                await store.migrate()
+            else:
+                await store.check_schema()
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await store.aclose()
+            raise
+        return store
+
+    async def aclose(self) -> None:
+        """Close the connection (after the running transaction, if any). Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        async with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                await self._call(conn.close)
+            executor, self._executor = self._executor, None
+            if executor is not None:
+                executor.shutdown(wait=False)
+
+    async def __aenter__(self) -> SQLiteStore:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # --- plumbing ---------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: the driver never opens or commits transactions
+        # behind our back; we issue BEGIN IMMEDIATE / COMMIT / ROLLBACK.
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        try:
+            conn.execute("PRAGMA foreign_keys = ON")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise StorageUnavailable(
+                    "SQLite could not switch the database to WAL mode",
+                    backend="sqlite",
+                    path=self.path,
+                    journal_mode=None if mode is None else mode[0],
+                )
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` on the store's own thread and await it without blocking the loop."""
+        executor = self._executor
+        if executor is None:
+            raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
+        future = executor.submit(fn)
+        try:
+            return await asyncio.wrap_future(future)
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self.path) from exc
+
+    async def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            self._conn = await self._call(self._connect)
+        return self._conn
+
+    def _hook(self, point: str) -> None:
+        if self._fault_hook is not None:
+            self._fault_hook(point)
+
+    @asynccontextmanager
+    async def _locked(self) -> AsyncIterator[sqlite3.Connection]:
+        """The store's connection, held by this task alone (FIFO among the process's tasks)."""
+        if self._closed:
+            raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
+        async with self._lock:
+            if self._closed:
+                raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
+            yield await self._connection()
+
+    async def _finish(self, conn: sqlite3.Connection, *, commit: bool) -> None:
+        """COMMIT (with its hooks) or ROLLBACK, on the store's thread, in one trip.
+
+        The job is submitted before it is awaited, and the thread runs jobs in
+        order: even if the awaiting task is cancelled again, the connection is
+        closed out before any later transaction uses it.
+        """
+
+        def commit_job() -> None:
+            if conn.in_transaction:
+                self._hook("before_commit")
+                conn.execute("COMMIT")
+            self._hook("after_commit")
+
+        def rollback_job() -> None:
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                # Unusable connection: drop it; SQLite discards the
+                # uncommitted writes, and the next transaction reconnects.
+                self._conn = None
+                conn.close()
+
+        if commit:
+            await self._call(commit_job)
+            return
+        with anyio.CancelScope(shield=True):
+            await self._call(rollback_job)
+
+    @asynccontextmanager
+    async def _immediate(self) -> AsyncIterator[sqlite3.Connection]:
+        """An eager ``BEGIN IMMEDIATE`` transaction, for schema work."""
+        async with self._locked() as conn:
+            await self._call(partial(conn.execute, "BEGIN IMMEDIATE"))
+            try:
+                yield conn
+                await self._finish(conn, commit=True)
+            except BaseException:
+                await self._finish(conn, commit=False)
+                raise
+
+    # --- the Store protocol -------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[SQLiteTransaction]:
+        """One ``BEGIN IMMEDIATE`` transaction: commit on normal exit, roll back on error."""
+        async with self._locked() as conn:
+            tx = SQLiteTransaction(self, conn)
+            try:
+                yield tx
+                tx._finished = True
+                await self._finish(conn, commit=True)
+            except BaseException:
+                tx._finished = True
+                # Shielded inside _finish: a cancelled task must still roll
+                # back, or the connection would stay in a half-done transaction.
+                await self._finish(conn, commit=False)
+                raise
+
+    # --- schema -------------------------------------------------------------------
+
+    def _schema_state(self, conn: sqlite3.Connection) -> int:
+        """The applied schema version (0 for an empty database); refuses foreign ones."""
+        tables = {
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+        latest = len(migrations(self.dialect))
+        if SCHEMA_TABLE not in tables:
+            if tables:
+                raise IncompatibleStorage(
+                    "the SQLite database holds tables that are not chatsvg-core's",
+                    backend="sqlite",
+                    path=self.path,
+                    tables=sorted(tables)[:20],
+                )
+            return 0
+        row = conn.execute(f"SELECT MAX(version) FROM {SCHEMA_TABLE}").fetchone()
+        version = int(row[0]) if row and row[0] is not None else 0
+        if version > latest:
+            raise IncompatibleStorage(
+                f"the database schema is version {version}; this library knows up to {latest}",
+                backend="sqlite",
+                path=self.path,
+                version=version,
+                latest=latest,
+            )
+        foreign = tables - TABLES
+        if foreign:
+            raise IncompatibleStorage(
+                "the SQLite database holds tables that are not chatsvg-core's",
+                backend="sqlite",
+                path=self.path,
+                tables=sorted(foreign)[:20],
+            )
+        return version
+
+    async def schema_version(self) -> int:
+        """The schema version stored in the database (0 when empty)."""
+        async with self._immediate() as conn:
+            return await self._call(partial(self._schema_state, conn))
+
+    async def check_schema(self) -> None:
+        """Refuse a database that is not ours or is not at this library's schema version."""
+        version = await self.schema_version()
+        latest = len(migrations(self.dialect))
+        if version != latest:
+            raise IncompatibleStorage(
+                f"the database schema is version {version}, this library needs {latest}; "
+                "call migrate()",
+                backend="sqlite",
+                path=self.path,
+                version=version,
+                latest=latest,
+            )
+
+    async def migrate(self) -> int:
+        """Apply the missing forward migrations in one transaction; return the new version.
+
+        Safe to call from several processes at once: the check and the
+        migrations run under one ``BEGIN IMMEDIATE`` (SQLite's DDL is
+        transactional), so exactly one applies them.
+        """
+        async with self._immediate() as conn:
+            return await self._call(partial(self._migrate, conn))
+
+    def _migrate(self, conn: sqlite3.Connection) -> int:
+        version = self._schema_state(conn)
+        now = (self._clock.now() - _EPOCH) // _MICRO
+        for migration in migrations(self.dialect):
+            if migration.version <= version:
+                continue
+            if migration.version == 1:
+                conn.execute(
+                    f"CREATE TABLE {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, "
+                    "name TEXT NOT NULL, applied_at INTEGER NOT NULL)"
+                )
+            for statement in _statements(migration.sql):
+                conn.execute(statement)
+            conn.execute(
+                f"INSERT INTO {SCHEMA_TABLE} (version, name, applied_at) VALUES (?, ?, ?)",
+                (migration.version, migration.name, now),
+            )
+            version = migration.version
+        return version
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration script into statements (``executescript`` would COMMIT first)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if not buffer and (not line.strip() or line.lstrip().startswith("--")):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        raise StorageError("migration script ends inside a statement", tail=buffer[:200])
+    return statements
+
+
+def path_from_url(url: str) -> Path:
+    """The file of a ``sqlite:///relative`` or ``sqlite:////absolute`` URL."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise ConfigurationError(
+            "a SQLite URL is sqlite:///relative/path.db or sqlite:////absolute/path.db",
+            url=url,
+        )
+    return Path(url[len(prefix) :])

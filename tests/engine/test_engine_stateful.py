@@ -1,0 +1,160 @@
+"""The whole engine as a hypothesis state machine, with crashes between any two steps.
+
+Random submits (repeated and conflicting keys), grants, worker runs whose
+provider succeeds, fails briefly, fails for good, or crashes the worker, crashes
+at every named checkpoint, clock moves past leases, and recovery passes. After
+every step the invariants of ARCHITECTURE.md hold over the whole store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+
+from chatsvg_core import errors
+from chatsvg_core.engine import Engine
+from chatsvg_core.jobs import JobStatus
+from chatsvg_core.ledger import Ledger
+from chatsvg_core.retry import Jitter, RetryPolicy
+from chatsvg_core.storage.memory import MemoryStore
+from chatsvg_core.testing import FakeClock
+
+from ._support import Crash, ScriptedProvider, check_invariants
+
+T = TypeVar("T")
+OWNERS = ["ann", "bob"]
+POLICY = RetryPolicy(max_attempts=2, initial_delay=1.0, max_delay=30.0, jitter=Jitter.FULL)
+
+
+class EngineMachine(RuleBasedStateMachine):
+    jobs = Bundle("jobs")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.store = MemoryStore()
+        self.clock = FakeClock()
+        self.provider = ScriptedProvider()
+        self.crash_at: str | None = None
+        self.engine = Engine(
+            self.store,
+            None,
+            self.provider,
+            policy=POLICY,
+            call_policy=POLICY.model_copy(update={"max_attempts": 1}),
+            clock=self.clock,
+            heartbeat_every=10**6,
+            daily_cap=lambda owner: 12 if owner == "bob" else None,
+            checkpoint=self._checkpoint,
+        )
+        self.ledger = Ledger(self.store, clock=self.clock)
+        self.keys: dict[tuple[str, str], tuple[str, str, datetime]] = {}
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return self.loop.run_until_complete(coro)
+
+    def teardown(self) -> None:
+        self.loop.close()
+
+    async def _checkpoint(self, step: str, job_id: str) -> None:
+        if self.crash_at == step:
+            self.crash_at = None
+            raise Crash
+
+    @rule(owner=st.sampled_from(OWNERS), amount=st.integers(1, 6))
+    def grant(self, owner: str, amount: int) -> None:
+        self.run(self.ledger.grant(owner, amount))
+
+    @rule(
+        target=jobs,
+        owner=st.sampled_from(OWNERS),
+        key=st.sampled_from([None, "k1", "k2"]),
+        prompt=st.sampled_from(["a cat", "a dog", "a red sun"]),
+    )
+    def submit(self, owner: str, key: str | None, prompt: str) -> str:
+        now = self.clock.now()
+        live = None
+        if key is not None and (owner, key) in self.keys:
+            job_id, first_prompt, at = self.keys[(owner, key)]
+            if now < at + self.engine.idempotency_ttl:
+                live = (job_id, first_prompt)
+        try:
+            result = self.run(self.engine.submit(owner, key, {"prompt": prompt}))
+        except errors.IdempotencyConflict:
+            assert live is not None
+            assert live[1] != prompt
+            return live[0]
+        if key is not None:
+            if live is not None:
+                assert result.replayed
+                assert (result.job.id, prompt) == live
+            else:
+                assert not result.replayed
+                self.keys[(owner, key)] = (result.job.id, prompt, now)
+        return result.job.id
+
+    @rule(
+        job_id=jobs,
+        outcome=st.sampled_from(["ok", "prose", "transient", "permanent", "nosvg", "crash"]),
+        crash_at=st.sampled_from([None, None, "claimed", "generated", "finished"]),
+    )
+    def work(self, job_id: str, outcome: str, crash_at: str | None) -> None:
+        self.provider.script.clear()
+        self.provider.script.append(outcome)
+        self.crash_at = crash_at
+        try:
+            self.run(self.engine.process(job_id, "worker"))
+        except Crash:
+            pass
+        finally:
+            self.crash_at = None
+
+    @rule(job_id=jobs)
+    def crash_then_recover(self, job_id: str) -> None:
+        # A worker dies holding the lease; time passes; recovery runs. Spelled
+        # out as one rule so sequences reach exhausted attempts quickly.
+        self.work(job_id, "crash", None)
+        self.clock.advance(self.engine.lease + timedelta(seconds=POLICY.max_delay))
+        self.recover()
+        self.clock.advance(POLICY.max_delay)
+
+    @rule(seconds=st.sampled_from([1, 30, 121, 3600, 86400]))
+    def tick(self, seconds: int) -> None:
+        self.clock.advance(seconds)
+
+    @rule()
+    def recover(self) -> None:
+        self.run(self.engine.recover())
+
+    @invariant()
+    def money_and_jobs_are_consistent(self) -> None:
+        self.run(check_invariants(self.store, OWNERS, recovered=True))
+
+    @invariant()
+    def daily_cap_never_exceeded(self) -> None:
+        async def used() -> int:
+            try:
+                return (await self.ledger.usage("bob")).used
+            except errors.UnknownAccount:
+                return 0
+
+        assert self.run(used()) <= 12
+
+    @invariant()
+    def running_jobs_hold_a_lease(self) -> None:
+        async def running() -> None:
+            async with self.store.transaction() as tx:
+                for job in await tx.list_jobs(status=JobStatus.RUNNING, limit=1000):
+                    assert job.lease_expires_at is not None
+
+        self.run(running())
+
+
+EngineMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
+TestEngineMachine = EngineMachine.TestCase

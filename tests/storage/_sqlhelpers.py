@@ -1,0 +1,52 @@
+"""Shared helpers for the SQL backend tests: fresh databases and raw checks."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from chatsvg_core.storage.postgres import PostgresStore
+from chatsvg_core.storage.sqlite import SQLiteStore
+
+
+def new_schema_name() -> str:
+    """A schema name no other test run (or helper) uses."""
+    return f"chatsvg_t_{os.getpid()}_{secrets.token_hex(4)}"
+
+
+def drop_schema(url: str, schema: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@asynccontextmanager
+async def fresh_postgres(url: str, **options: Any) -> AsyncIterator[PostgresStore]:
+    """A store in a new, empty schema; the schema is dropped afterwards."""
+    schema = new_schema_name()
+    options.setdefault("min_size", 1)
+    options.setdefault("max_size", 4)
+    store = await PostgresStore.open(url, schema=schema, **options)
+    try:
+        yield store
+    finally:
+        await store.aclose()
+        drop_schema(url, schema)
+
+
+@asynccontextmanager
+async def fresh_sqlite(**options: Any) -> AsyncIterator[SQLiteStore]:
+    """A store in a new database file in a temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="chatsvg-sqlite-") as folder:
+        store = await SQLiteStore.open(Path(folder) / "store.db", **options)
+        try:
+            yield store
+        finally:
+            await store.aclose()
