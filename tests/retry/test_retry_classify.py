@@ -178,6 +178,8 @@ def test_the_classifier_is_not_serialised() -> None:
     assert "classifier" not in dumped
     assert RetryPolicy.model_validate(dumped).classifier is None
     assert "classifier" not in repr(policy)
+    schema = RetryPolicy.model_json_schema()
+    assert set(schema["properties"]) == set(dumped)
 
 
 class Hostile(Exception):

@@ -129,7 +129,9 @@ def test_a_job_loop_driven_by_decide_never_exceeds_max_attempts(
 
 @given(policies(overrides=True))
 def test_json_round_trip_is_identity(policy: RetryPolicy) -> None:
-    assert RetryPolicy.model_validate_json(policy.model_dump_json()) == policy
+    loaded = RetryPolicy.model_validate_json(policy.model_dump_json())
+    assert loaded == policy
+    assert hash(loaded) == hash(policy)
     assert RetryPolicy.model_validate(policy.model_dump()) == policy
     assert RetryPolicy.model_validate(policy.model_dump(mode="json")) == policy
 
@@ -140,6 +142,9 @@ def test_the_policy_is_frozen_and_strict() -> None:
         policy.max_attempts = 3  # type: ignore[misc]
     with pytest.raises(TypeError):
         policy.status_overrides[500] = "transient"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        RetryPolicy().type_overrides["x.Y"] = "transient"  # type: ignore[index]
+    assert len({RetryPolicy(), RetryPolicy(), policy}) == 2
     with pytest.raises(ValidationError, match="initial_delay"):
         RetryPolicy(initial_delay=10, max_delay=1)
     with pytest.raises(ValidationError):

@@ -260,7 +260,7 @@ def test_iterator_and_decorator_forms() -> None:
     assert calls.calls == 2
 
 
-async def test_async_iterator_form_and_sync_functions() -> None:
+async def test_async_iterator_form() -> None:
     policy = RetryPolicy(max_attempts=4)
 
     async def no_sleep(seconds: float) -> None:
@@ -271,8 +271,6 @@ async def test_async_iterator_form_and_sync_functions() -> None:
         with attempt:
             result = await flaky.acall()
     assert (result, flaky.calls) == ("ok", 3)
-    sync_flaky = Flaky(1)
-    assert await policy.async_retrying(sleep=no_sleep, hooks=())(sync_flaky) == "ok"
 
 
 def test_one_retrying_object_shared_by_threads_keeps_calls_apart() -> None:
@@ -438,3 +436,18 @@ def test_the_injected_wall_clock_reads_http_date_retry_after() -> None:
     slept: list[float] = []
     assert RetryPolicy().retrying(sleep=slept.append, clock=clock, hooks=())(flaky) == "ok"
     assert slept == [12.0]
+
+
+async def test_one_async_retrying_object_shared_by_tasks_keeps_calls_apart() -> None:
+    policy = RetryPolicy(max_attempts=6, deadline=None, jitter="none")
+
+    async def yielding_sleep(seconds: float) -> None:
+        await asyncio.sleep(0)  # let the other tasks run between attempts
+
+    recorder = Recorder()
+    retrying = policy.async_retrying(sleep=yielding_sleep, hooks=[recorder])
+    flakies = [Flaky(i % 5) for i in range(8)]
+    results = await asyncio.gather(*(retrying(f.acall) for f in flakies))
+    assert results == ["ok"] * 8
+    assert [f.calls for f in flakies] == [i % 5 + 1 for i in range(8)]
+    assert len(recorder.events) == sum(i % 5 for i in range(8))

@@ -43,13 +43,14 @@ class RetryBudget:
     Every method holds a lock for a few arithmetic operations and never
     awaits, so one budget can be shared by threads and asyncio tasks alike.
 
-    >>> budget = RetryBudget(max_tokens=4, token_ratio=0.5)
-    >>> budget.record_failure(); budget.allows_retry()
-    True
-    >>> budget.record_failure(); budget.allows_retry()
-    False
-    >>> budget.record_success(); budget.record_success(); budget.allows_retry()
-    True
+    Examples:
+        >>> budget = RetryBudget(max_tokens=4, token_ratio=0.5)
+        >>> budget.record_failure(); budget.allows_retry()
+        True
+        >>> budget.record_failure(); budget.allows_retry()
+        False
+        >>> budget.record_success(); budget.record_success(); budget.allows_retry()
+        True
     """
 
     __slots__ = ("_lock", "_max", "_ratio", "_tokens")

@@ -188,10 +188,11 @@ def classify(
     :meth:`RetryPolicy.classify <chatsvg_core.retry.RetryPolicy.classify>` calls
     this with the policy's overrides.
 
-    >>> from chatsvg_core.errors import ProviderTransientError
-    >>> c = classify(ProviderTransientError("busy", status=429, retry_after=3))
-    >>> c.kind, c.retry_after, c.code
-    (<ErrorClass.TRANSIENT: 'transient'>, 3.0, 'provider_transient')
+    Examples:
+        >>> from chatsvg_core.errors import ProviderTransientError
+        >>> c = classify(ProviderTransientError("busy", status=429, retry_after=3))
+        >>> c.kind, c.retry_after, c.code
+        (<ErrorClass.TRANSIENT: 'transient'>, 3.0, 'provider_transient')
     """
     cls = type(exc)
     error_type = dotted_name(cls)

@@ -217,12 +217,13 @@ def set_testing(enabled: bool, *, attempts: int | None = None) -> None:
 def retry_testing(*, attempts: int | None = None) -> Iterator[TestingMode]:
     """Within the block, retries happen without waiting (see :func:`set_testing`).
 
-    >>> from chatsvg_core.retry import RetryPolicy
-    >>> with retry_testing():
-    ...     RetryPolicy().decide(TimeoutError(), 1, 0.0).delay
-    0.0
-
     The previous state is restored on exit, so blocks nest.
+
+    Examples:
+        >>> from chatsvg_core.retry import RetryPolicy
+        >>> with retry_testing():
+        ...     RetryPolicy().decide(TimeoutError(), 1, 0.0).delay
+        0.0
     """
     if attempts is not None and attempts < 1:
         raise ValueError("attempts must be at least 1")

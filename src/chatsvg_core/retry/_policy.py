@@ -19,6 +19,7 @@ from pydantic import (
     PlainSerializer,
     model_validator,
 )
+from pydantic.json_schema import SkipJsonSchema
 
 from chatsvg_core._clock import Clock
 from chatsvg_core.retry._budget import RetryBudget
@@ -100,11 +101,12 @@ class RetryPolicy(BaseModel):
     attempts, backoff from 0.5 s doubling to at most 30 s with full jitter, all
     within two minutes, honouring the provider's ``Retry-After`` up to a minute.
 
-    >>> policy = RetryPolicy(max_attempts=3, jitter="none", initial_delay=1)
-    >>> [policy.delay(n) for n in (1, 2, 3)]
-    [1.0, 2.0, 4.0]
-    >>> RetryPolicy.model_validate_json(policy.model_dump_json()) == policy
-    True
+    Examples:
+        >>> policy = RetryPolicy(max_attempts=3, jitter="none", initial_delay=1)
+        >>> [policy.delay(n) for n in (1, 2, 3)]
+        [1.0, 2.0, 4.0]
+        >>> RetryPolicy.model_validate_json(policy.model_dump_json()) == policy
+        True
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
@@ -125,11 +127,13 @@ class RetryPolicy(BaseModel):
     """Wait what the server's ``Retry-After`` says instead of the computed backoff."""
     retry_after_cap: float = Field(default=60.0, ge=0, le=86400)
     """Longest ``Retry-After`` wait honoured, in seconds; longer hints are cut to it."""
-    status_overrides: StatusOverrides = Field(default_factory=dict)
+    status_overrides: StatusOverrides = Field(default_factory=dict, validate_default=True)
     """HTTP status → ``"transient"``/``"permanent"``, over the default table."""
-    type_overrides: TypeOverrides = Field(default_factory=dict)
+    type_overrides: TypeOverrides = Field(default_factory=dict, validate_default=True)
     """Dotted exception class name (``"httpx.ReadTimeout"``) → verdict; bases match too."""
-    classifier: Callable[[BaseException], bool | None] | None = Field(
+    # Skipped from the JSON schema as well as from dumps: a settings schema
+    # should only describe what can be written in settings.
+    classifier: SkipJsonSchema[Callable[[BaseException], bool | None] | None] = Field(
         default=None, exclude=True, repr=False
     )
     """Code-only hook consulted first: ``True``/``False``, or ``None`` for no opinion."""
@@ -139,6 +143,25 @@ class RetryPolicy(BaseModel):
         if self.initial_delay > self.max_delay:
             raise ValueError("initial_delay must not exceed max_delay")
         return self
+
+    def __hash__(self) -> int:
+        # pydantic's frozen hash would hash the override mappings, which are
+        # read-only views and unhashable; equal policies still hash equal.
+        return hash(
+            (
+                self.max_attempts,
+                self.initial_delay,
+                self.multiplier,
+                self.max_delay,
+                self.jitter,
+                self.deadline,
+                self.honour_retry_after,
+                self.retry_after_cap,
+                frozenset(self.status_overrides.items()),
+                frozenset(self.type_overrides.items()),
+                self.classifier,
+            )
+        )
 
     # --- pure parts -----------------------------------------------------
 

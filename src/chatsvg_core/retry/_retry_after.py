@@ -63,12 +63,13 @@ def parse_retry_after(
     ``None``: the caller falls back to its own backoff. ``cap``, when given,
     bounds the result from above.
 
-    >>> parse_retry_after("120")
-    120.0
-    >>> from datetime import datetime, UTC
-    >>> parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT",
-    ...                   now=datetime(2015, 10, 21, 7, 28, tzinfo=UTC))
-    30.0
+    Examples:
+        >>> parse_retry_after("120")
+        120.0
+        >>> from datetime import datetime, UTC
+        >>> parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT",
+        ...                   now=datetime(2015, 10, 21, 7, 28, tzinfo=UTC))
+        30.0
     """
     if value is None:
         return None
