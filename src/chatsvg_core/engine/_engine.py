@@ -39,7 +39,7 @@ from chatsvg_core.idempotency import (
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.ledger import DayBoundary, charge, refund
 from chatsvg_core.queues import JobQueue
-from chatsvg_core.retry import GiveUp, RetryPolicy
+from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
 from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
 from chatsvg_core.storage import (
     EntryKind,
@@ -434,7 +434,15 @@ class Engine:
         assert job.lease_token is not None
         info = JobErrorInfo.from_exception(error)
         elapsed = max(0.0, (now - job.created_at).total_seconds())
-        decision = self.policy.decide(error, job.attempt, elapsed, rng=self.rng)
+        decision = self.policy.decide(
+            error,
+            job.attempt,
+            elapsed,
+            rng=self.rng,
+            now=now,  # an HTTP-date Retry-After is read against the injected clock
+            hooks=get_on_retry_hooks(),
+            name="job",
+        )
         refunded = None
         try:
             async with self.store.transaction() as tx:
