@@ -228,20 +228,21 @@ def _encode_object(
     if depth > MAX_DEPTH:
         raise _Refused("too_deep", f"nesting deeper than {MAX_DEPTH} levels")
     names = list(obj)
-    for name in names:
-        if type(name) is not str and not isinstance(name, str):
-            bad = _Refused(
-                "non_string_key", f"object key {name!r} ({type(name).__name__}) is not a string"
-            )
-            bad.segments.append(str(name))
-            raise bad
+    try:
+        joined = "".join(names)  # also the type check: only str keys join
+    except TypeError:
+        name = next(n for n in names if not isinstance(n, str))
+        bad = _Refused(
+            "non_string_key", f"object key {name!r} ({type(name).__name__}) is not a string"
+        )
+        bad.segments.append(str(name))
+        raise bad from None
     if excl is not None:
         names = [n for n in names if excl.get(n, True) is not None]
     if not names:
         out.append("{}")
         return
     names.sort()
-    joined = "".join(names)
     if not joined.isascii() and max(joined) > "\uffff":
         # Code-point order differs from UTF-16 order only when a non-BMP
         # character meets one in U+E000..U+FFFF; sort by code units then.
