@@ -19,6 +19,7 @@ from chatsvg_core.testing._idempotency_strategies import (
 )
 from chatsvg_core.testing._idempotency_suite import (
     IDEMPOTENCY_CHECKS,
+    IdempotencyConformance,
     StoreFactory,
     SubmitTally,
     check_concurrent_conflicting_submits,
@@ -33,6 +34,7 @@ from chatsvg_core.testing._idempotency_suite import (
 __all__ = [
     "IDEMPOTENCY_CHECKS",
     "FakeClock",
+    "IdempotencyConformance",
     "StoreFactory",
     "SubmitTally",
     "check_concurrent_conflicting_submits",

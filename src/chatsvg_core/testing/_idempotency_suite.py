@@ -21,10 +21,13 @@ transaction.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from functools import partial
+from typing import Any, ClassVar, Final
 
 import anyio
 import anyio.lowlevel
@@ -40,9 +43,11 @@ from chatsvg_core.idempotency import (
 )
 from chatsvg_core.jobs import Job, new_job
 from chatsvg_core.storage import Store
+from chatsvg_core.testing.conformance._base import ConformanceBase
 
 __all__ = [
     "IDEMPOTENCY_CHECKS",
+    "IdempotencyConformance",
     "StoreFactory",
     "SubmitTally",
     "check_concurrent_conflicting_submits",
@@ -369,3 +374,51 @@ async def run_idempotency_suite(factory: StoreFactory, *, submitters: int = 50) 
     await check_expired_key_reusable(factory)
     await check_concurrent_same_submits(factory, submitters=submitters)
     await check_concurrent_conflicting_submits(factory, submitters=submitters)
+
+
+class IdempotencyConformance(ConformanceBase):
+    """The checks as pytest tests, for hosts using the class-based conformance suites.
+
+    Subclass it (alone or next to
+    :class:`~chatsvg_core.testing.conformance.StoreConformance`) in a
+    ``Test*`` class and implement ``open_store()``; each check gets fresh
+    stores from it. ``submitters`` sets the crowd size of the two
+    concurrency checks.
+    """
+
+    submitters: ClassVar[int] = 50
+
+    def _check(self, check: Callable[[StoreFactory], Awaitable[None]]) -> None:
+        async def main() -> None:
+            async with AsyncExitStack() as stack:
+
+                async def factory() -> Store:
+                    return await stack.enter_async_context(self.open_store())
+
+                await check(factory)
+
+        asyncio.run(main())
+
+    def test_idempotency_sequential_semantics(self) -> None:
+        """Create, replay (whatever the job's state), conflict."""
+        self._check(check_sequential_semantics)
+
+    def test_idempotency_scopes_isolated(self) -> None:
+        """One key in different scopes binds different jobs."""
+        self._check(check_scopes_isolated)
+
+    def test_idempotency_rollback_frees_key(self) -> None:
+        """A failed transaction leaves its key unclaimed."""
+        self._check(check_rollback_frees_key)
+
+    def test_idempotency_expired_key_reusable(self) -> None:
+        """Expiry frees a key; pruning deletes expired records."""
+        self._check(check_expired_key_reusable)
+
+    def test_idempotency_concurrent_same_submits(self) -> None:
+        """N concurrent submits, one payload: one job, N - 1 replays."""
+        self._check(partial(check_concurrent_same_submits, submitters=self.submitters))
+
+    def test_idempotency_concurrent_conflicting_submits(self) -> None:
+        """N concurrent submits, two payloads: one job; replays or conflicts."""
+        self._check(partial(check_concurrent_conflicting_submits, submitters=self.submitters))
