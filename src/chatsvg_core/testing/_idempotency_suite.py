@@ -49,7 +49,6 @@ __all__ = [
     "IDEMPOTENCY_CHECKS",
     "IdempotencyConformance",
     "StoreFactory",
-    "SubmitTally",
     "check_concurrent_conflicting_submits",
     "check_concurrent_same_submits",
     "check_expired_key_reusable",
@@ -78,7 +77,7 @@ class _Boom(Exception):
 
 
 @dataclass
-class SubmitTally:
+class _SubmitTally:
     """What a crowd of concurrent submitters got back."""
 
     created: list[Created] = field(default_factory=list)
@@ -99,7 +98,7 @@ def _job(job_id: str, owner: str, scope: str, key: str, payload: dict[str, Any])
 
 
 async def _submit(
-    store: Store, job: Job, scope: str, key: str, now: datetime, tally: SubmitTally
+    store: Store, job: Job, scope: str, key: str, now: datetime, tally: _SubmitTally
 ) -> Created | Replayed:
     # A store may report a lost serialization race as a transient error; a
     # host's engine retries those, so the suite does too, a bounded number of times.
@@ -117,8 +116,8 @@ async def _submit(
 
 async def _crowd(
     store: Store, jobs: Sequence[Job], scope: str, key: str, now: datetime = _T0
-) -> SubmitTally:
-    tally = SubmitTally()
+) -> _SubmitTally:
+    tally = _SubmitTally()
     start = anyio.Event()
 
     async def one(index: int, job: Job) -> None:
@@ -220,12 +219,12 @@ async def check_sequential_semantics(factory: StoreFactory) -> None:
 
     async def body(store: Store) -> None:
         first = await _submit(
-            store, _job("seq-1", owner, scope, key, payload), scope, key, _T0, SubmitTally()
+            store, _job("seq-1", owner, scope, key, payload), scope, key, _T0, _SubmitTally()
         )
         _expect(isinstance(first, Created) and first.job_id == "seq-1", f"first: {first!r}")
         later = _T0 + timedelta(hours=1)
         again = await _submit(
-            store, _job("seq-2", owner, scope, key, reordered), scope, key, later, SubmitTally()
+            store, _job("seq-2", owner, scope, key, reordered), scope, key, later, _SubmitTally()
         )
         _expect(isinstance(again, Replayed), f"a retry with reordered keys gave {again!r}")
         _expect(
@@ -239,7 +238,7 @@ async def check_sequential_semantics(factory: StoreFactory) -> None:
                 scope,
                 key,
                 later,
-                SubmitTally(),
+                _SubmitTally(),
             )
         except IdempotencyConflict as exc:
             _expect(
@@ -264,7 +263,7 @@ async def check_scopes_isolated(factory: StoreFactory) -> None:
         for index, (owner, operation) in enumerate(cases):
             scope = idempotency_scope(owner, operation)
             job = _job(f"iso-{index}", owner, scope, key, payload)
-            outcome = await _submit(store, job, scope, key, _T0, SubmitTally())
+            outcome = await _submit(store, job, scope, key, _T0, _SubmitTally())
             _expect(isinstance(outcome, Created), f"{scope!r} saw another scope's key: {outcome!r}")
 
     await _with_store(factory, body)
@@ -286,7 +285,7 @@ async def check_rollback_frees_key(factory: StoreFactory) -> None:
         except _Boom:
             pass
         outcome = await _submit(
-            store, _job("rb-2", owner, scope, key, payload), scope, key, _T0, SubmitTally()
+            store, _job("rb-2", owner, scope, key, payload), scope, key, _T0, _SubmitTally()
         )
         _expect(
             isinstance(outcome, Created) and outcome.job_id == "rb-2",
@@ -302,7 +301,7 @@ async def _submit_expecting_no_conflict(
     store: Store, job: Job, scope: str, key: str, now: datetime
 ) -> Created | Replayed:
     try:
-        return await _submit(store, job, scope, key, now, SubmitTally())
+        return await _submit(store, job, scope, key, now, _SubmitTally())
     except IdempotencyConflict as exc:
         raise AssertionError(
             f"an expired key was not reusable: {job.id} at {now.isoformat()} got {exc!r}"
@@ -316,7 +315,7 @@ async def check_expired_key_reusable(factory: StoreFactory) -> None:
 
     async def body(store: Store) -> None:
         first = await _submit(
-            store, _job("ttl-1", owner, scope, key, {"v": 1}), scope, key, _T0, SubmitTally()
+            store, _job("ttl-1", owner, scope, key, {"v": 1}), scope, key, _T0, _SubmitTally()
         )
         _expect(isinstance(first, Created), f"first submit gave {first!r}")
         just_before = _T0 + _TTL - timedelta(seconds=1)
@@ -327,7 +326,7 @@ async def check_expired_key_reusable(factory: StoreFactory) -> None:
                 scope,
                 key,
                 just_before,
-                SubmitTally(),
+                _SubmitTally(),
             )
         except IdempotencyConflict:
             pass
