@@ -20,6 +20,7 @@ from chatsvg_core.storage._protocol import (
     Store,
     StoreTransaction,
 )
+from chatsvg_core.storage._sync import SyncStore, SyncTransaction
 from chatsvg_core.storage.memory import MemoryStore
 
 __all__ = [
@@ -31,6 +32,8 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreTransaction",
+    "SyncStore",
+    "SyncTransaction",
     "claim_job",
     "claim_next",
     "complete_job",
