@@ -114,7 +114,7 @@ class MemoryStore:
         async with self._lock:
             self._check_open()
             self._holder = task
-            tx = _MemoryTransaction(self)
+            tx = self._new_transaction()
             try:
                 yield tx
             except BaseException:
@@ -125,6 +125,10 @@ class MemoryStore:
                 self._apply(tx._overlay)
             finally:
                 self._holder = None
+
+    def _new_transaction(self) -> _MemoryTransaction:
+        # A seam for the tests that prove the conformance suite catches broken stores.
+        return _MemoryTransaction(self)
 
     async def aclose(self) -> None:
         """Close the store; waits for a running transaction to finish first. Idempotent."""
