@@ -100,10 +100,18 @@ class SyncLedger:
         return run_sync(self.ledger.balance, owner)
 
     def statement(
-        self, owner: str, *, limit: int = 100, before: datetime | None = None
+        self,
+        owner: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        before_id: str | None = None,
     ) -> Statement:
         """See :meth:`Ledger.statement`."""
-        return run_sync(functools.partial(self.ledger.statement, owner, limit=limit, before=before))
+        op = functools.partial(
+            self.ledger.statement, owner, limit=limit, before=before, before_id=before_id
+        )
+        return run_sync(op)
 
     def usage(
         self,

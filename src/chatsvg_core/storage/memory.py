@@ -27,7 +27,7 @@ specification.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -163,6 +163,16 @@ class MemoryStore:
         return f"MemoryStore({state})"
 
 
+def _older_than(before: datetime | None, before_id: str | None) -> Callable[[datetime, str], bool]:
+    """The paging filter: before a timestamp, or before a (timestamp, id) cursor."""
+    if before is None:
+        return lambda at, row_id: True
+    cutoff = utc(before)
+    if before_id is None:
+        return lambda at, row_id: at < cutoff
+    return lambda at, row_id: (at, row_id) < (cutoff, before_id)
+
+
 def _newest_first(items: Iterable[LedgerEntry]) -> list[LedgerEntry]:
     return sorted(items, key=lambda e: (e.created_at, e.id), reverse=True)
 
@@ -243,15 +253,16 @@ class _MemoryTransaction:
         status: JobStatus | None = None,
         limit: int = 100,
         before: datetime | None = None,
+        before_id: str | None = None,
     ) -> Sequence[Job]:
         self._check()
-        cutoff = utc(before) if before is not None else None
+        older = _older_than(before, before_id)
         found = [
             j
             for j in self._all_jobs().values()
             if (owner is None or j.owner == owner)
             and (status is None or j.status is status)
-            and (cutoff is None or j.created_at < cutoff)
+            and older(j.created_at, j.id)
         ]
         found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         return found[: max(limit, 0)]
@@ -366,9 +377,14 @@ class _MemoryTransaction:
         return spent
 
     async def entries(
-        self, owner: str, *, limit: int = 100, before: datetime | None = None
+        self,
+        owner: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        before_id: str | None = None,
     ) -> Sequence[LedgerEntry]:
         self._check()
-        cutoff = utc(before) if before is not None else None
-        found = [e for e in self._owner_entries(owner) if cutoff is None or e.created_at < cutoff]
+        older = _older_than(before, before_id)
+        found = [e for e in self._owner_entries(owner) if older(e.created_at, e.id)]
         return _newest_first(found)[: max(limit, 0)]
