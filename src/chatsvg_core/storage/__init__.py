@@ -3,6 +3,15 @@
 from __future__ import annotations
 
 from chatsvg_core.storage._errors import StoreClosed
+from chatsvg_core.storage._jobs import (
+    claim_job,
+    claim_next,
+    complete_job,
+    expire_leases,
+    fail_job,
+    heartbeat_job,
+    retry_job,
+)
 from chatsvg_core.storage._protocol import (
     EntryKind,
     IdempotencyRecord,
@@ -11,6 +20,7 @@ from chatsvg_core.storage._protocol import (
     Store,
     StoreTransaction,
 )
+from chatsvg_core.storage._sync import SyncStore, SyncTransaction
 from chatsvg_core.storage.memory import MemoryStore
 
 __all__ = [
@@ -22,4 +32,13 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreTransaction",
+    "SyncStore",
+    "SyncTransaction",
+    "claim_job",
+    "claim_next",
+    "complete_job",
+    "expire_leases",
+    "fail_job",
+    "heartbeat_job",
+    "retry_job",
 ]

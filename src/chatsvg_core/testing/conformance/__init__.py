@@ -24,15 +24,24 @@ test), and the ledger, job and concurrency suites.
 from __future__ import annotations
 
 from chatsvg_core.testing.conformance._base import Capability, ConformanceBase
+from chatsvg_core.testing.conformance._concurrency import ConcurrencyConformance
+from chatsvg_core.testing.conformance._jobs import JobConformance
+from chatsvg_core.testing.conformance._ledger import LedgerConformance, check_ledger_invariants
 from chatsvg_core.testing.conformance._primitives import PrimitiveConformance
 
 __all__ = [
     "Capability",
+    "ConcurrencyConformance",
     "ConformanceBase",
+    "JobConformance",
+    "LedgerConformance",
     "PrimitiveConformance",
     "StoreConformance",
+    "check_ledger_invariants",
 ]
 
 
-class StoreConformance(PrimitiveConformance):
+class StoreConformance(
+    PrimitiveConformance, LedgerConformance, JobConformance, ConcurrencyConformance
+):
     """Every conformance test of the storage contract, in one class to subclass."""

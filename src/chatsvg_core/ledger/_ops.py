@@ -1,0 +1,475 @@
+"""The ledger's rules, written once over the storage primitives.
+
+Every function takes an open :class:`~chatsvg_core.storage.StoreTransaction`
+and does its reads and its write inside it, holding the owner's account lock,
+so the engine can make "claim + charge" or "fail + refund" one atomic step.
+A function that raises has written nothing the caller's transaction keeps:
+the checks all run before the single ``insert_entry``, and a conflict found
+after it is raised so the caller's transaction rolls back.
+
+Exactly-once comes from two layers: the checks under the account lock, and
+the store's unique (kind, ref) constraint, which holds even for two
+transactions that lock different owners while naming the same reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Final
+from uuid import uuid4
+
+from chatsvg_core._clock import utc
+from chatsvg_core.errors import (
+    DailyCapExceeded,
+    InsufficientCredits,
+    InvalidAmount,
+    RefundWithoutCharge,
+    UnknownAccount,
+)
+from chatsvg_core.ledger._errors import InvalidOwner, LedgerConflict, NoReservation
+from chatsvg_core.ledger._policy import DayBoundary
+from chatsvg_core.storage import EntryKind, LedgerEntry, StoreTransaction
+
+__all__ = [
+    "IdFactory",
+    "adjust",
+    "balance",
+    "capture",
+    "charge",
+    "grant",
+    "refund",
+    "release",
+    "reserve",
+]
+
+IdFactory = Callable[[], str]
+"""Makes a new, unique entry id."""
+
+_UTC_DAY: Final = DayBoundary()
+_MAX_AMOUNT: Final = 2**62
+"""Amounts beyond this would overflow a signed 64-bit column once summed."""
+
+
+def _uuid() -> str:
+    return uuid4().hex
+
+
+def _check_amount(amount: object, *, owner: str | None, positive: bool = True) -> int:
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise InvalidAmount(
+            f"an amount is a whole number of credits, not {type(amount).__name__}",
+            owner=owner,
+            amount=repr(amount),
+            reason="not_an_int",
+        )
+    if positive and amount <= 0:
+        raise InvalidAmount(
+            f"the amount must be positive, got {amount}",
+            owner=owner,
+            amount=amount,
+            reason="not_positive",
+        )
+    if amount == 0:
+        raise InvalidAmount("the amount must not be zero", owner=owner, amount=0, reason="zero")
+    if abs(amount) > _MAX_AMOUNT:
+        raise InvalidAmount(
+            f"the amount exceeds {_MAX_AMOUNT}", owner=owner, amount=amount, reason="too_large"
+        )
+    return amount
+
+
+def _check_owner(owner: object) -> str:
+    if not isinstance(owner, str) or not 1 <= len(owner) <= 255:
+        raise InvalidOwner("an owner id is a string of 1 to 255 characters", owner=repr(owner)[:64])
+    return owner
+
+
+def _check_ref(ref: object, what: str) -> str:
+    if not isinstance(ref, str) or not ref:
+        raise ValueError(f"{what} must be a non-empty string")
+    return ref
+
+
+def _check_cap(cap: int | None) -> int | None:
+    if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
+        raise ValueError("a daily cap is a non-negative int or None")
+    return cap
+
+
+async def _locked(tx: StoreTransaction, owner: str) -> None:
+    if not await tx.lock_account(owner):
+        raise UnknownAccount(f"no account for owner {owner!r}", owner=owner)
+
+
+def _same(found: LedgerEntry, owner: str, amount: int) -> LedgerEntry:
+    """``found`` if it is the entry a replay of (owner, amount) would have written."""
+    if found.owner != owner or found.amount != amount:
+        raise LedgerConflict(
+            f"{found.kind.value} {found.ref!r} was already written with other values",
+            kind=found.kind.value,
+            ref=found.ref,
+            reason="replay_mismatch",
+            owner=owner,
+            expected_owner=found.owner,
+            amount=amount,
+            expected_amount=found.amount,
+        )
+    return found
+
+
+async def _append(
+    tx: StoreTransaction,
+    *,
+    owner: str,
+    kind: EntryKind,
+    amount: int,
+    ref: str | None,
+    now: datetime,
+    memo: str | None,
+    new_id: IdFactory,
+) -> LedgerEntry:
+    wanted = LedgerEntry(
+        id=new_id(), owner=owner, kind=kind, amount=amount, ref=ref, memo=memo, created_at=now
+    )
+    written = await tx.insert_entry(wanted)
+    # Another transaction (holding another owner's lock) may have taken this
+    # (kind, ref) first: the store then hands back its entry instead of ours.
+    return written if written.id == wanted.id else _same(written, owner, amount)
+
+
+async def grant(
+    tx: StoreTransaction,
+    owner: str,
+    amount: int,
+    *,
+    now: datetime,
+    external_id: str | None = None,
+    memo: str | None = None,
+    new_id: IdFactory = _uuid,
+) -> LedgerEntry:
+    """Give ``owner`` ``amount`` credits, creating the account if needed.
+
+    With an ``external_id`` (a payment id, say) the grant is idempotent: a
+    second call with the same id returns the first entry and gives nothing.
+
+    Raises:
+        InvalidAmount: ``amount`` is not a positive int.
+        InvalidOwner: ``owner`` is empty or too long.
+        LedgerConflict: ``external_id`` was used for another owner or amount.
+    """
+    owner = _check_owner(owner)
+    amount = _check_amount(amount, owner=owner)
+    now = utc(now)
+    if external_id is not None:
+        _check_ref(external_id, "external_id")
+    await tx.lock_account(owner, create=True)
+    if external_id is not None:
+        seen = await tx.find_entry(EntryKind.GRANT, external_id)
+        if seen is not None:
+            return _same(seen, owner, amount)
+    return await _append(
+        tx,
+        owner=owner,
+        kind=EntryKind.GRANT,
+        amount=amount,
+        ref=external_id,
+        now=now,
+        memo=memo,
+        new_id=new_id,
+    )
+
+
+async def _spend(
+    tx: StoreTransaction,
+    kind: EntryKind,
+    other: EntryKind,
+    owner: str,
+    amount: int,
+    *,
+    ref: str,
+    now: datetime,
+    daily_cap: int | None,
+    day: DayBoundary,
+    memo: str | None,
+    new_id: IdFactory,
+) -> LedgerEntry:
+    owner = _check_owner(owner)
+    amount = _check_amount(amount, owner=owner)
+    ref = _check_ref(ref, "ref")
+    cap = _check_cap(daily_cap)
+    now = utc(now)
+    await _locked(tx, owner)
+    seen = await tx.find_entry(kind, ref)
+    if seen is not None:
+        return _same(seen, owner, -amount)
+    if await tx.find_entry(other, ref) is not None:
+        raise LedgerConflict(
+            f"job {ref!r} already has a {other.value}; one job uses one mode",
+            kind=kind.value,
+            ref=ref,
+            reason=f"has_{other.value}",
+        )
+    available = await tx.balance(owner)
+    if available < amount:
+        raise InsufficientCredits(
+            f"owner {owner!r} has {available} credits, {amount} needed",
+            owner=owner,
+            balance=available,
+            amount=amount,
+        )
+    if cap is not None:
+        start, end = day.window(now)
+        used = await tx.usage(owner, since=start, until=end)
+        if used + amount > cap:
+            raise DailyCapExceeded(
+                f"owner {owner!r} used {used} of a daily cap of {cap}; {amount} more is too many",
+                owner=owner,
+                cap=cap,
+                used=used,
+                amount=amount,
+                resets_at=end.isoformat(),
+            )
+    return await _append(
+        tx, owner=owner, kind=kind, amount=-amount, ref=ref, now=now, memo=memo, new_id=new_id
+    )
+
+
+async def charge(
+    tx: StoreTransaction,
+    owner: str,
+    amount: int,
+    *,
+    ref: str,
+    now: datetime,
+    daily_cap: int | None = None,
+    day: DayBoundary = _UTC_DAY,
+    memo: str | None = None,
+    new_id: IdFactory = _uuid,
+) -> LedgerEntry:
+    """Take ``amount`` credits from ``owner`` for job ``ref``, at most once per ``ref``.
+
+    A repeat for the same ``ref`` returns the first charge and takes nothing,
+    whatever the balance is now. The checks and the write happen under the
+    account lock, so they hold under any concurrency.
+
+    Raises:
+        UnknownAccount: the owner has no account (never granted anything).
+        InsufficientCredits: the balance is below ``amount``; nothing written.
+        DailyCapExceeded: today's net usage plus ``amount`` would exceed
+            ``daily_cap``; nothing written.
+        InvalidAmount, InvalidOwner: bad input.
+        LedgerConflict: ``ref`` was charged to another owner or amount, or
+            has a two-phase reservation.
+    """
+    return await _spend(
+        tx,
+        EntryKind.CHARGE,
+        EntryKind.RESERVE,
+        owner,
+        amount,
+        ref=ref,
+        now=now,
+        daily_cap=daily_cap,
+        day=day,
+        memo=memo,
+        new_id=new_id,
+    )
+
+
+async def reserve(
+    tx: StoreTransaction,
+    owner: str,
+    amount: int,
+    *,
+    ref: str,
+    now: datetime,
+    daily_cap: int | None = None,
+    day: DayBoundary = _UTC_DAY,
+    memo: str | None = None,
+    new_id: IdFactory = _uuid,
+) -> LedgerEntry:
+    """Two-phase mode: hold ``amount`` credits for job ``ref`` (a pending transfer).
+
+    The held credits leave the balance at once (so they cannot be spent
+    twice) and count toward the daily cap until released. Same checks, errors
+    and exactly-once rule as :func:`charge`; a job is either charged or
+    reserved, never both.
+    """
+    return await _spend(
+        tx,
+        EntryKind.RESERVE,
+        EntryKind.CHARGE,
+        owner,
+        amount,
+        ref=ref,
+        now=now,
+        daily_cap=daily_cap,
+        day=day,
+        memo=memo,
+        new_id=new_id,
+    )
+
+
+async def refund(
+    tx: StoreTransaction,
+    ref: str,
+    *,
+    now: datetime,
+    memo: str | None = None,
+    new_id: IdFactory = _uuid,
+) -> LedgerEntry:
+    """Give back the charge of job ``ref``: exactly its amount, at most once.
+
+    A repeat returns the first refund. Raises :class:`RefundWithoutCharge`
+    when ``ref`` was never charged (nothing written).
+    """
+    ref = _check_ref(ref, "ref")
+    now = utc(now)
+    charged = await tx.find_entry(EntryKind.CHARGE, ref)
+    if charged is None:
+        raise RefundWithoutCharge(f"job {ref!r} has no charge to refund", ref=ref)
+    await _locked(tx, charged.owner)
+    seen = await tx.find_entry(EntryKind.REFUND, ref)
+    if seen is not None:
+        return _same(seen, charged.owner, -charged.amount)
+    return await _append(
+        tx,
+        owner=charged.owner,
+        kind=EntryKind.REFUND,
+        amount=-charged.amount,
+        ref=ref,
+        now=now,
+        memo=memo,
+        new_id=new_id,
+    )
+
+
+async def _settle(
+    tx: StoreTransaction,
+    ref: str,
+    kind: EntryKind,
+    other: EntryKind,
+    *,
+    now: datetime,
+    memo: str | None,
+    new_id: IdFactory,
+) -> LedgerEntry:
+    ref = _check_ref(ref, "ref")
+    now = utc(now)
+    held = await tx.find_entry(EntryKind.RESERVE, ref)
+    if held is None:
+        raise NoReservation(f"job {ref!r} has no reservation to {kind.value}", ref=ref)
+    await _locked(tx, held.owner)
+    amount = 0 if kind is EntryKind.CAPTURE else -held.amount
+    seen = await tx.find_entry(kind, ref)
+    if seen is not None:
+        return _same(seen, held.owner, amount)
+    if await tx.find_entry(other, ref) is not None:
+        raise LedgerConflict(
+            f"the reservation of job {ref!r} was already settled by a {other.value}",
+            kind=kind.value,
+            ref=ref,
+            reason=f"already_{other.value}d",
+        )
+    return await _append(
+        tx, owner=held.owner, kind=kind, amount=amount, ref=ref, now=now, memo=memo, new_id=new_id
+    )
+
+
+async def capture(
+    tx: StoreTransaction,
+    ref: str,
+    *,
+    now: datetime,
+    memo: str | None = None,
+    new_id: IdFactory = _uuid,
+) -> LedgerEntry:
+    """Two-phase mode: make the reservation of job ``ref`` final (an entry of amount 0).
+
+    At most once; a repeat returns the first capture. Raises
+    :class:`NoReservation` without a reservation, :class:`LedgerConflict`
+    after a release.
+    """
+    return await _settle(
+        tx, ref, EntryKind.CAPTURE, EntryKind.RELEASE, now=now, memo=memo, new_id=new_id
+    )
+
+
+async def release(
+    tx: StoreTransaction,
+    ref: str,
+    *,
+    now: datetime,
+    memo: str | None = None,
+    new_id: IdFactory = _uuid,
+) -> LedgerEntry:
+    """Two-phase mode: return the reservation of job ``ref`` in full, at most once.
+
+    A repeat returns the first release. Raises :class:`NoReservation` without
+    a reservation, :class:`LedgerConflict` after a capture.
+    """
+    return await _settle(
+        tx, ref, EntryKind.RELEASE, EntryKind.CAPTURE, now=now, memo=memo, new_id=new_id
+    )
+
+
+async def adjust(
+    tx: StoreTransaction,
+    owner: str,
+    amount: int,
+    *,
+    now: datetime,
+    ref: str | None = None,
+    memo: str | None = None,
+    new_id: IdFactory = _uuid,
+) -> LedgerEntry:
+    """An operator's correction of either sign (never zero) on an existing account.
+
+    With a ``ref`` it is idempotent like a grant. A negative adjustment
+    cannot take the balance below zero. Adjustments never count toward the
+    daily cap (they are not usage).
+
+    Raises:
+        UnknownAccount, InsufficientCredits, InvalidAmount, InvalidOwner,
+        LedgerConflict (``ref`` reused with other values).
+    """
+    owner = _check_owner(owner)
+    amount = _check_amount(amount, owner=owner, positive=False)
+    now = utc(now)
+    if ref is not None:
+        _check_ref(ref, "ref")
+    await _locked(tx, owner)
+    if ref is not None:
+        seen = await tx.find_entry(EntryKind.ADJUSTMENT, ref)
+        if seen is not None:
+            return _same(seen, owner, amount)
+    if amount < 0:
+        available = await tx.balance(owner)
+        if available + amount < 0:
+            raise InsufficientCredits(
+                f"owner {owner!r} has {available} credits; cannot take {-amount}",
+                owner=owner,
+                balance=available,
+                amount=-amount,
+            )
+    return await _append(
+        tx,
+        owner=owner,
+        kind=EntryKind.ADJUSTMENT,
+        amount=amount,
+        ref=ref,
+        now=now,
+        memo=memo,
+        new_id=new_id,
+    )
+
+
+async def balance(tx: StoreTransaction, owner: str) -> int:
+    """The owner's balance (sum of entries), read under the account lock.
+
+    Raises :class:`UnknownAccount` for an owner without an account.
+    """
+    owner = _check_owner(owner)
+    await _locked(tx, owner)
+    return await tx.balance(owner)

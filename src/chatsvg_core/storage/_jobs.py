@@ -1,0 +1,170 @@
+"""Job-store operations, written once over the primitives.
+
+Each operation reads the job with its row locked, applies one pure
+transition function from :mod:`chatsvg_core.jobs` (which refuses what the
+state machine forbids, including a stale fencing token) and writes the new
+job with a compare-and-set on ``version``. A refused transition or a lost
+compare-and-set raises before anything is written, so the caller's
+transaction keeps nothing of it. The store never invents a transition.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+
+from pydantic import JsonValue
+
+from chatsvg_core._clock import utc
+from chatsvg_core.errors import InvalidTransition, JobNotFound
+from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, claim, expire, fail, heartbeat
+from chatsvg_core.jobs import retry as _retry
+from chatsvg_core.jobs import succeed as _succeed
+from chatsvg_core.storage._protocol import JobResult, StoreTransaction
+
+__all__ = [
+    "claim_job",
+    "claim_next",
+    "complete_job",
+    "expire_leases",
+    "fail_job",
+    "heartbeat_job",
+    "retry_job",
+]
+
+
+async def _load(tx: StoreTransaction, job_id: str) -> Job:
+    job = await tx.get_job(job_id, for_update=True)
+    if job is None:
+        raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+    return job
+
+
+async def _save(tx: StoreTransaction, before: Job, after: Job, action: str) -> Job:
+    if not await tx.update_job(after, expected_version=before.version):
+        # Only possible when a backend's row lock is weaker than promised, or
+        # a caller skipped for_update; either way we must not write.
+        raise InvalidTransition(
+            f"job {before.id} changed while {action} was being applied",
+            job_id=before.id,
+            status=before.status.value,
+            action=action,
+            reason="version_conflict",
+        )
+    return after
+
+
+async def claim_job(
+    tx: StoreTransaction, job_id: str, *, now: datetime, worker_id: str, lease: timedelta
+) -> Job:
+    """QUEUED → RUNNING for this job (a queue delivered its id); returns the running job.
+
+    Raises :class:`~chatsvg_core.errors.JobNotFound`, or
+    :class:`~chatsvg_core.errors.InvalidTransition` when it is not QUEUED, not
+    due, or out of attempts (a redelivered message finds it RUNNING: leave it).
+    """
+    job = await _load(tx, job_id)
+    return await _save(tx, job, claim(job, now=now, worker_id=worker_id, lease=lease), "claim")
+
+
+async def claim_next(
+    tx: StoreTransaction, *, now: datetime, worker_id: str, lease: timedelta
+) -> Job | None:
+    """Claim the next due QUEUED job (skipping jobs other claimers hold), or ``None``."""
+    job = await tx.next_due_job(utc(now))
+    if job is None:
+        return None
+    return await _save(tx, job, claim(job, now=now, worker_id=worker_id, lease=lease), "claim")
+
+
+async def heartbeat_job(
+    tx: StoreTransaction, job_id: str, *, token: int, now: datetime, lease: timedelta
+) -> Job:
+    """Extend the lease to ``now + lease``; :class:`~chatsvg_core.errors.StaleLease` if lost."""
+    job = await _load(tx, job_id)
+    return await _save(tx, job, heartbeat(job, now=now, token=token, lease=lease), "heartbeat")
+
+
+async def complete_job(
+    tx: StoreTransaction,
+    job_id: str,
+    *,
+    token: int,
+    now: datetime,
+    svg: str,
+    metadata: Mapping[str, JsonValue] | None = None,
+) -> tuple[Job, JobResult]:
+    """RUNNING → SUCCEEDED and store the result, both only with the current token.
+
+    The transition is checked before the result is written, so a stale
+    worker's result is never stored.
+    """
+    job = await _load(tx, job_id)
+    done = _succeed(job, now=now, token=token, result_ref=job.id)
+    result = await tx.put_result(
+        JobResult(job_id=job.id, svg=svg, metadata=dict(metadata or {}), created_at=utc(now))
+    )
+    return await _save(tx, job, done, "succeed"), result
+
+
+async def retry_job(
+    tx: StoreTransaction,
+    job_id: str,
+    *,
+    token: int,
+    now: datetime,
+    run_at: datetime,
+    error: JobErrorInfo,
+) -> Job:
+    """RUNNING → QUEUED, due at ``run_at``; only with the current token and attempts left."""
+    job = await _load(tx, job_id)
+    return await _save(
+        tx, job, _retry(job, now=now, token=token, run_at=run_at, error=error), "retry"
+    )
+
+
+async def fail_job(
+    tx: StoreTransaction,
+    job_id: str,
+    *,
+    now: datetime,
+    error: JobErrorInfo,
+    token: int | None = None,
+) -> Job:
+    """RUNNING → FAILED with the current token, or QUEUED → FAILED with ``token=None``.
+
+    Refund the job's charge in the same transaction
+    (:func:`chatsvg_core.ledger.refund`) so FAILED and refunded are one step.
+    """
+    job = await _load(tx, job_id)
+    return await _save(tx, job, fail(job, now=now, error=error, token=token), "fail")
+
+
+async def expire_leases(
+    tx: StoreTransaction,
+    *,
+    now: datetime,
+    run_at_for: Callable[[Job], datetime | None] | None = None,
+    limit: int = 100,
+) -> Sequence[Job]:
+    """Expire up to ``limit`` lapsed leases: back to QUEUED, or FAILED with no attempts left.
+
+    ``run_at_for(job)`` gives when a re-queued job is due again (the retry
+    policy's delay; default now). A job that changed since it was listed
+    (a heartbeat, a completion) is left alone. Returns the expired jobs; the
+    caller refunds those that became FAILED.
+    """
+    now = utc(now)
+    done: list[Job] = []
+    for listed in await tx.expired_jobs(now, limit=limit):
+        job = await tx.get_job(listed.id, for_update=True)
+        if (
+            job is None
+            or job.status is not JobStatus.RUNNING
+            or job.lease_expires_at is None
+            or job.lease_expires_at > now
+        ):
+            continue
+        run_at = run_at_for(job) if run_at_for is not None else None
+        done.append(await _save(tx, job, expire(job, now=now, run_at=run_at), "expire"))
+    return done

@@ -1,0 +1,197 @@
+"""Job transitions through the store: a state machine beside the reference store."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from datetime import timedelta
+from typing import Any
+
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+
+from chatsvg_core.errors import ChatSVGError, InvalidTransition
+from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
+from chatsvg_core.storage import (
+    JobResult,
+    MemoryStore,
+    Store,
+    StoreTransaction,
+    claim_job,
+    claim_next,
+    complete_job,
+    expire_leases,
+    fail_job,
+    heartbeat_job,
+    retry_job,
+)
+from chatsvg_core.testing.conformance._base import T0, ConformanceBase
+
+__all__ = ["JobConformance"]
+
+IDS = tuple(f"job-{i}" for i in range(5))
+WORKERS = ("w1", "w2", "w3")
+LEASE = timedelta(seconds=30)
+ERROR = JobErrorInfo(code="provider_transient", type="X", message="boom", transient=True)
+
+Outcome = tuple[Any, ...]
+
+
+def _describe(value: object) -> object:
+    if isinstance(value, tuple | list):
+        return tuple(_describe(v) for v in value)
+    return value
+
+
+async def _outcome(store: Store, op: Callable[[StoreTransaction], Awaitable[object]]) -> Outcome:
+    try:
+        async with store.transaction() as tx:
+            return ("ok", _describe(await op(tx)))
+    except InvalidTransition as exc:
+        return ("error", type(exc).__name__, exc.fields.get("reason"))
+    except ChatSVGError as exc:
+        return ("error", type(exc).__name__)
+    except ValueError:
+        return ("error", "ValueError")
+
+
+class JobConformance(ConformanceBase):
+    """Every job operation, in random order, gives the reference store's answer."""
+
+    def test_job_state_machine(self) -> None:
+        suite = self
+        run_state_machine_as_test(  # type: ignore[no-untyped-call]
+            lambda: _JobMachine(suite),
+            settings=self.state_machine_settings(),
+        )
+
+
+class _JobMachine(RuleBasedStateMachine):
+    def __init__(self, suite: ConformanceBase) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.stack = AsyncExitStack()
+        self.host: Store = self.loop.run_until_complete(
+            self.stack.enter_async_context(suite.open_store())
+        )
+        self.reference = MemoryStore()
+        self.now = T0
+        self.finished: dict[str, Job] = {}
+
+    def teardown(self) -> None:
+        try:
+            self.loop.run_until_complete(self.stack.aclose())
+            self.loop.run_until_complete(self.reference.aclose())
+        finally:
+            self.loop.close()
+
+    def _step(self, op: Callable[[StoreTransaction], Awaitable[object]]) -> Outcome:
+        host = self.loop.run_until_complete(_outcome(self.host, op))
+        ref = self.loop.run_until_complete(_outcome(self.reference, op))
+        assert host == ref, f"host store: {host} but the reference store: {ref}"
+        return host
+
+    @rule(seconds=st.sampled_from([1, 5, 29, 30, 31, 60]))
+    def advance(self, seconds: int) -> None:
+        self.now += timedelta(seconds=seconds)
+
+    @rule(
+        job_id=st.sampled_from(IDS),
+        attempts=st.integers(1, 3),
+        delay=st.sampled_from([0, 0, 5, 60]),
+    )
+    def submit(self, job_id: str, attempts: int, delay: int) -> None:
+        job = new_job(
+            job_id=job_id,
+            owner="owner-" + job_id[-1],
+            request={"prompt": job_id},
+            request_hash="h",
+            now=self.now,
+            max_attempts=attempts,
+            run_at=self.now + timedelta(seconds=delay),
+        )
+        self._step(lambda tx: tx.insert_job(job))
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def claim_next(self, worker: str) -> None:
+        now = self.now
+
+        async def queued() -> list[Job]:
+            async with self.host.transaction() as tx:
+                return list(await tx.list_jobs(status=JobStatus.QUEUED, limit=100))
+
+        due = sorted(
+            (j for j in self.loop.run_until_complete(queued()) if j.run_at <= now),
+            key=lambda j: (j.run_at, j.created_at, j.id),
+        )
+        got = self._step(lambda tx: claim_next(tx, now=now, worker_id=worker, lease=LEASE))
+        if not due:
+            assert got == ("ok", None), f"nothing was due, yet claim_next gave {got}"
+        else:
+            assert got[0] == "ok", got
+            assert isinstance(got[1], Job), got
+            assert got[1].id == due[0].id, f"claimed {got[1].id}, but {due[0].id} was due first"
+            assert got[1].worker_id == worker
+
+    @rule(job_id=st.sampled_from(IDS), worker=st.sampled_from(WORKERS))
+    def claim(self, job_id: str, worker: str) -> None:
+        now = self.now
+        self._step(lambda tx: claim_job(tx, job_id, now=now, worker_id=worker, lease=LEASE))
+
+    @rule(job_id=st.sampled_from(IDS), token=st.integers(1, 3))
+    def heartbeat(self, job_id: str, token: int) -> None:
+        now = self.now
+        self._step(lambda tx: heartbeat_job(tx, job_id, token=token, now=now, lease=LEASE))
+
+    @rule(job_id=st.sampled_from(IDS), token=st.integers(1, 3))
+    def complete(self, job_id: str, token: int) -> None:
+        now = self.now
+        self._step(
+            lambda tx: complete_job(
+                tx, job_id, token=token, now=now, svg=f"<svg id='{job_id}'/>", metadata={"t": 1}
+            )
+        )
+
+    @rule(job_id=st.sampled_from(IDS), token=st.integers(1, 3), delay=st.integers(0, 60))
+    def retry(self, job_id: str, token: int, delay: int) -> None:
+        now = self.now
+        run_at = now + timedelta(seconds=delay)
+        self._step(
+            lambda tx: retry_job(tx, job_id, token=token, now=now, run_at=run_at, error=ERROR)
+        )
+
+    @rule(job_id=st.sampled_from(IDS), token=st.none() | st.integers(1, 3))
+    def fail(self, job_id: str, token: int | None) -> None:
+        now = self.now
+        self._step(lambda tx: fail_job(tx, job_id, now=now, error=ERROR, token=token))
+
+    @rule(limit=st.integers(1, 5))
+    def expire(self, limit: int) -> None:
+        now = self.now
+
+        def due(job: Job) -> Any:
+            return now + timedelta(seconds=10 * job.attempt)
+
+        self._step(lambda tx: expire_leases(tx, now=now, run_at_for=due, limit=limit))
+
+    @invariant()
+    def stores_agree_and_jobs_keep_their_shape(self) -> None:
+        async def read(store: Store) -> tuple[list[Job], dict[str, JobResult | None]]:
+            async with store.transaction() as tx:
+                jobs = sorted(await tx.list_jobs(limit=100), key=lambda j: j.id)
+                results = {j.id: await tx.get_result(j.id) for j in jobs}
+                return jobs, results
+
+        host, host_results = self.loop.run_until_complete(read(self.host))
+        ref, ref_results = self.loop.run_until_complete(read(self.reference))
+        assert host == ref, "host and reference stores hold different jobs"
+        assert host_results == ref_results, "host and reference stores hold different results"
+        for job in host:
+            was = self.finished.get(job.id)
+            assert was is None or was == job, f"terminal job {job.id} changed"
+            if job.terminal:
+                self.finished[job.id] = job
+            assert (job.status is JobStatus.SUCCEEDED) == (host_results[job.id] is not None)
+            if job.status is JobStatus.RUNNING:
+                assert job.lease_token == job.attempt
