@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-
-import pytest
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 from chatsvg_core.storage import MemoryStore, Store
-from chatsvg_core.testing import IDEMPOTENCY_CHECKS
+from chatsvg_core.testing import IdempotencyConformance, run_idempotency_suite
+
+
+class TestMemoryStoreIdempotency(IdempotencyConformance):
+    @asynccontextmanager
+    async def open_store(self) -> AsyncIterator[Store]:
+        store = MemoryStore()
+        try:
+            yield store
+        finally:
+            await store.aclose()
 
 
 async def memory_store() -> Store:
     return MemoryStore()
 
 
-@pytest.mark.parametrize("check", IDEMPOTENCY_CHECKS, ids=lambda c: c.__name__)
-async def test_idempotency_check_on_memory_store(
-    check: Callable[[Callable[[], Awaitable[Store]]], Awaitable[None]],
-) -> None:
-    await check(memory_store)
+async def test_the_whole_suite_as_one_call() -> None:
+    await run_idempotency_suite(memory_store, submitters=20)

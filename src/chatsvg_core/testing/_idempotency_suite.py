@@ -21,10 +21,13 @@ transaction.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from functools import partial
+from typing import Any, ClassVar, Final
 
 import anyio
 import anyio.lowlevel
@@ -40,11 +43,12 @@ from chatsvg_core.idempotency import (
 )
 from chatsvg_core.jobs import Job, new_job
 from chatsvg_core.storage import Store
+from chatsvg_core.testing.conformance._base import ConformanceBase
 
 __all__ = [
     "IDEMPOTENCY_CHECKS",
+    "IdempotencyConformance",
     "StoreFactory",
-    "SubmitTally",
     "check_concurrent_conflicting_submits",
     "check_concurrent_same_submits",
     "check_expired_key_reusable",
@@ -73,7 +77,7 @@ class _Boom(Exception):
 
 
 @dataclass
-class SubmitTally:
+class _SubmitTally:
     """What a crowd of concurrent submitters got back."""
 
     created: list[Created] = field(default_factory=list)
@@ -94,7 +98,7 @@ def _job(job_id: str, owner: str, scope: str, key: str, payload: dict[str, Any])
 
 
 async def _submit(
-    store: Store, job: Job, scope: str, key: str, now: datetime, tally: SubmitTally
+    store: Store, job: Job, scope: str, key: str, now: datetime, tally: _SubmitTally
 ) -> Created | Replayed:
     # A store may report a lost serialization race as a transient error; a
     # host's engine retries those, so the suite does too, a bounded number of times.
@@ -112,8 +116,8 @@ async def _submit(
 
 async def _crowd(
     store: Store, jobs: Sequence[Job], scope: str, key: str, now: datetime = _T0
-) -> SubmitTally:
-    tally = SubmitTally()
+) -> _SubmitTally:
+    tally = _SubmitTally()
     start = anyio.Event()
 
     async def one(index: int, job: Job) -> None:
@@ -215,12 +219,12 @@ async def check_sequential_semantics(factory: StoreFactory) -> None:
 
     async def body(store: Store) -> None:
         first = await _submit(
-            store, _job("seq-1", owner, scope, key, payload), scope, key, _T0, SubmitTally()
+            store, _job("seq-1", owner, scope, key, payload), scope, key, _T0, _SubmitTally()
         )
         _expect(isinstance(first, Created) and first.job_id == "seq-1", f"first: {first!r}")
         later = _T0 + timedelta(hours=1)
         again = await _submit(
-            store, _job("seq-2", owner, scope, key, reordered), scope, key, later, SubmitTally()
+            store, _job("seq-2", owner, scope, key, reordered), scope, key, later, _SubmitTally()
         )
         _expect(isinstance(again, Replayed), f"a retry with reordered keys gave {again!r}")
         _expect(
@@ -234,7 +238,7 @@ async def check_sequential_semantics(factory: StoreFactory) -> None:
                 scope,
                 key,
                 later,
-                SubmitTally(),
+                _SubmitTally(),
             )
         except IdempotencyConflict as exc:
             _expect(
@@ -259,7 +263,7 @@ async def check_scopes_isolated(factory: StoreFactory) -> None:
         for index, (owner, operation) in enumerate(cases):
             scope = idempotency_scope(owner, operation)
             job = _job(f"iso-{index}", owner, scope, key, payload)
-            outcome = await _submit(store, job, scope, key, _T0, SubmitTally())
+            outcome = await _submit(store, job, scope, key, _T0, _SubmitTally())
             _expect(isinstance(outcome, Created), f"{scope!r} saw another scope's key: {outcome!r}")
 
     await _with_store(factory, body)
@@ -281,7 +285,7 @@ async def check_rollback_frees_key(factory: StoreFactory) -> None:
         except _Boom:
             pass
         outcome = await _submit(
-            store, _job("rb-2", owner, scope, key, payload), scope, key, _T0, SubmitTally()
+            store, _job("rb-2", owner, scope, key, payload), scope, key, _T0, _SubmitTally()
         )
         _expect(
             isinstance(outcome, Created) and outcome.job_id == "rb-2",
@@ -297,7 +301,7 @@ async def _submit_expecting_no_conflict(
     store: Store, job: Job, scope: str, key: str, now: datetime
 ) -> Created | Replayed:
     try:
-        return await _submit(store, job, scope, key, now, SubmitTally())
+        return await _submit(store, job, scope, key, now, _SubmitTally())
     except IdempotencyConflict as exc:
         raise AssertionError(
             f"an expired key was not reusable: {job.id} at {now.isoformat()} got {exc!r}"
@@ -311,7 +315,7 @@ async def check_expired_key_reusable(factory: StoreFactory) -> None:
 
     async def body(store: Store) -> None:
         first = await _submit(
-            store, _job("ttl-1", owner, scope, key, {"v": 1}), scope, key, _T0, SubmitTally()
+            store, _job("ttl-1", owner, scope, key, {"v": 1}), scope, key, _T0, _SubmitTally()
         )
         _expect(isinstance(first, Created), f"first submit gave {first!r}")
         just_before = _T0 + _TTL - timedelta(seconds=1)
@@ -322,7 +326,7 @@ async def check_expired_key_reusable(factory: StoreFactory) -> None:
                 scope,
                 key,
                 just_before,
-                SubmitTally(),
+                _SubmitTally(),
             )
         except IdempotencyConflict:
             pass
@@ -369,3 +373,51 @@ async def run_idempotency_suite(factory: StoreFactory, *, submitters: int = 50) 
     await check_expired_key_reusable(factory)
     await check_concurrent_same_submits(factory, submitters=submitters)
     await check_concurrent_conflicting_submits(factory, submitters=submitters)
+
+
+class IdempotencyConformance(ConformanceBase):
+    """The checks as pytest tests, for hosts using the class-based conformance suites.
+
+    Subclass it (alone or next to
+    :class:`~chatsvg_core.testing.conformance.StoreConformance`) in a
+    ``Test*`` class and implement ``open_store()``; each check gets fresh
+    stores from it. ``submitters`` sets the crowd size of the two
+    concurrency checks.
+    """
+
+    submitters: ClassVar[int] = 50
+
+    def _check(self, check: Callable[[StoreFactory], Awaitable[None]]) -> None:
+        async def main() -> None:
+            async with AsyncExitStack() as stack:
+
+                async def factory() -> Store:
+                    return await stack.enter_async_context(self.open_store())
+
+                await check(factory)
+
+        asyncio.run(main())
+
+    def test_idempotency_sequential_semantics(self) -> None:
+        """Create, replay (whatever the job's state), conflict."""
+        self._check(check_sequential_semantics)
+
+    def test_idempotency_scopes_isolated(self) -> None:
+        """One key in different scopes binds different jobs."""
+        self._check(check_scopes_isolated)
+
+    def test_idempotency_rollback_frees_key(self) -> None:
+        """A failed transaction leaves its key unclaimed."""
+        self._check(check_rollback_frees_key)
+
+    def test_idempotency_expired_key_reusable(self) -> None:
+        """Expiry frees a key; pruning deletes expired records."""
+        self._check(check_expired_key_reusable)
+
+    def test_idempotency_concurrent_same_submits(self) -> None:
+        """N concurrent submits, one payload: one job, N - 1 replays."""
+        self._check(partial(check_concurrent_same_submits, submitters=self.submitters))
+
+    def test_idempotency_concurrent_conflicting_submits(self) -> None:
+        """N concurrent submits, two payloads: one job; replays or conflicts."""
+        self._check(partial(check_concurrent_conflicting_submits, submitters=self.submitters))
