@@ -50,6 +50,13 @@ _TOKEN = re.compile(
 )
 # The rest of a start tag: attribute text and quoted values, possessively (no backtracking).
 _TAG_REST = re.compile(r"""[^>"']*+(?:(?:"[^"]*+"|'[^']*+')[^>"']*+)*+>""")
+# Inside an SVG: a run of text and ordinary tags (quoted values included) that
+# cannot open or close an SVG, a comment or a CDATA section. Skipping it in one
+# possessive match keeps the per-tag work in C; it never backtracks.
+_ORDINARY = re.compile(
+    r"""(?:[^<]++|<(?=[A-Za-z_/?])(?![sS][vV][gG](?:[\s/>]|\Z)|/[sS][vV][gG][ \t\r\n>])"""
+    r"""[^>"']*+(?:(?:"[^"]*+"|'[^']*+')[^>"']*+)*+>)*+"""
+)
 _ANY_SVG = re.compile(r"<svg", re.IGNORECASE)
 # Reasoning models (DeepSeek-R1, QwQ... served by vLLM or Ollama) may open their
 # answer with their reasoning, where draft SVG fragments are not the answer.
@@ -94,6 +101,10 @@ def _scan(text: str, start: int, end: int, fenced: bool) -> _Scan:
     outer = 0
     position = start
     while True:
+        if depth:
+            skipped = _ORDINARY.match(text, position, end)
+            if skipped is not None:
+                position = skipped.end()
         token = _TOKEN.search(text, position, end)
         if token is None:
             return _Scan(complete, outer if depth else None)
