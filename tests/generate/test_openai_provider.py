@@ -532,3 +532,16 @@ async def test_latency_comes_from_the_injected_timer(fake_server: FakeOpenAIServ
     async with make(fake_server, timer=lambda: next(ticks)) as provider:
         output = await provider.generate(REQUEST)
     assert output.latency_s == 2.5
+
+
+async def test_broken_gzip_body_is_transient(fake_server: FakeOpenAIServer) -> None:
+    reply = RawReply(b"definitely not gzip", headers={"Content-Encoding": "gzip"})
+    err = await fails(fake_server, reply, ProviderTransientError)
+    assert err.reason == "malformed_body"
+
+
+async def test_redirects_are_not_followed(fake_server: FakeOpenAIServer) -> None:
+    reply = ErrorReply(301, "moved", headers={"Location": "http://127.0.0.1:9/v1/chat/completions"})
+    err = await fails(fake_server, reply, ProviderPermanentError)
+    assert (err.status, err.reason) == (301, "http_301")
+    assert len(fake_server.requests) == 1
