@@ -240,6 +240,8 @@ FIVE_MB = 5_000_000
         "```svg\n<svg>\n",  # endless fenced, unclosed SVGs
         "<svg><!--",
         "`<svg>`",
+        "[",  # JSON nesting deeper than the decoder allows
+        '["<svg ", ',  # a JSON array of unclosed SVG strings, never closed itself
     ],
 )
 def test_five_megabytes_of_adversarial_input_are_scanned_linearly(unit: str) -> None:
