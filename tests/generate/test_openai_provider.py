@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
+import anyio
 import httpx
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
@@ -50,9 +51,10 @@ def make(server: FakeOpenAIServer, **overrides: Any) -> OpenAICompatibleProvider
         "base_url": server.base_url,
         "model": "fake-model",
         "api_key": API_KEY,
-        "connect_timeout": 2.0,
-        "read_timeout": 2.0,
-        "total_timeout": 5.0,
+        # Generous: the machine may be loaded; timeout tests set their own.
+        "connect_timeout": 5.0,
+        "read_timeout": 10.0,
+        "total_timeout": 20.0,
     }
     fields.update(overrides)
     return OpenAICompatibleProvider(**fields)
@@ -213,17 +215,17 @@ async def test_503_with_retry_after(fake_server: FakeOpenAIServer) -> None:
 
 async def test_read_timeout(fake_server: FakeOpenAIServer) -> None:
     err = await fails(
-        fake_server, ChatReply(SVG, delay=1.0), ProviderTransientError, read_timeout=0.2
+        fake_server, ChatReply(SVG, delay=5.0), ProviderTransientError, read_timeout=0.3
     )
     assert err.reason == "timeout_read"
     assert err.status is None
 
 
 async def test_total_timeout_fires_while_bytes_trickle_in(fake_server: FakeOpenAIServer) -> None:
-    # 20 pieces 0.1 s apart: no single read waits 1 s, but the whole takes 2 s.
-    trickle = RawReply(json.dumps(ChatReply(SVG).body()).encode(), chunks=20, chunk_delay=0.1)
+    # 40 pieces 0.1 s apart: no single read waits 5 s, but the whole takes 4 s.
+    trickle = RawReply(json.dumps(ChatReply(SVG).body()).encode(), chunks=40, chunk_delay=0.1)
     err = await fails(
-        fake_server, trickle, ProviderTransientError, read_timeout=1.0, total_timeout=0.5
+        fake_server, trickle, ProviderTransientError, read_timeout=5.0, total_timeout=0.5
     )
     assert err.reason == "timeout_total"
     assert err.status is None
@@ -357,7 +359,7 @@ LEAKY_REPLIES = [
     ChatReply(None, refusal=f"refused {API_KEY}"),
     DisconnectReply(),
     DisconnectReply(partial_body=True),
-    ChatReply(SVG, delay=1.0),
+    ChatReply(SVG, delay=5.0),  # a read timeout
 ]
 
 
@@ -367,7 +369,8 @@ async def test_api_key_never_in_errors_or_logs(
 ) -> None:
     fake_server.script(reply)
     caplog.set_level(logging.DEBUG)
-    async with make(fake_server, read_timeout=0.3) as provider:
+    read_timeout = 0.3 if getattr(reply, "delay", 0) else 5.0
+    async with make(fake_server, read_timeout=read_timeout, total_timeout=10.0) as provider:
         with pytest.raises(ProviderError) as info:
             await provider.generate(REQUEST)
         assert API_KEY not in repr(provider)
@@ -377,6 +380,10 @@ async def test_api_key_never_in_errors_or_logs(
     assert not leaks(caplog.text)
     assert all(API_KEY not in str(r.args) for r in caplog.records)
     # The server did receive the key: the test is not vacuous.
+    for _ in range(100):  # the handler thread may still be catching up
+        if fake_server.requests:
+            break
+        await anyio.sleep(0.05)
     assert fake_server.requests[0].headers["authorization"] == f"Bearer {API_KEY}"
 
 
