@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -232,13 +233,15 @@ async def test_total_timeout_fires_while_bytes_trickle_in(fake_server: FakeOpenA
 
 
 async def test_connect_error_is_transient() -> None:
-    with FakeOpenAIServer() as server:
-        url = server.base_url
-    # The server is gone: nothing listens on that port now.
-    async with OpenAICompatibleProvider(base_url=url, model="m", api_key=API_KEY) as provider:
-        with pytest.raises(ProviderTransientError) as info:
-            await provider.generate(REQUEST)
+    # A port bound but not listening refuses connections for as long as we hold it.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+        async with OpenAICompatibleProvider(base_url=url, model="m", api_key=API_KEY) as provider:
+            with pytest.raises(ProviderTransientError) as info:
+                await provider.generate(REQUEST)
     assert info.value.reason == "connect_error"
+    assert info.value.status is None
 
 
 @pytest.mark.parametrize("partial", [False, True])
