@@ -45,8 +45,8 @@ from chatsvg_core.errors import NoSVGFound, TruncatedSVG
 
 __all__ = ["MAX_ANSWER_CHARS", "extract_svg"]
 
-MAX_ANSWER_CHARS = 2_000_000
-"""Default ``max_chars``: about 16 times the longest answer a 128k-token model writes."""
+MAX_ANSWER_CHARS = 1_000_000
+"""Default ``max_chars``: twice the longest answer a 128k-token model writes (~4 chars a token)."""
 
 _FENCE = re.compile(r"^[ ]{0,3}(`{3,}+|~{3,}+)([^\n]*+)$", re.MULTILINE)
 _TOKEN = re.compile(
