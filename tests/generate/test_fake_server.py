@@ -34,7 +34,7 @@ def test_binds_loopback_free_port_and_stops() -> None:
 
 
 def test_script_is_consumed_in_order_then_default() -> None:
-    with FakeOpenAIServer(default=ErrorReply(418, "teapot")) as server:
+    with FakeOpenAIServer(default=ErrorReply(418, "teapot"), check_requests=False) as server:
         server.script(
             ChatReply("one"), ErrorReply(503), RawReply(b"raw", content_type="text/plain")
         )
@@ -56,7 +56,7 @@ def test_script_is_consumed_in_order_then_default() -> None:
 
 
 def test_error_reply_shape_and_retry_after_header() -> None:
-    with FakeOpenAIServer() as server:
+    with FakeOpenAIServer(check_requests=False) as server:
         server.script(ErrorReply(429, "slow down", code="rate_limit_exceeded", retry_after=3))
         response = httpx.post(f"{server.base_url}/chat/completions", json={})
     assert response.status_code == 429
@@ -66,6 +66,27 @@ def test_error_reply_shape_and_retry_after_header() -> None:
         "type": "fake_error",
         "code": "rate_limit_exceeded",
     }
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"not json", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (b'{"messages": [{"role": "user", "content": "x"}]}', "'model'"),
+        (b'{"model": "m", "messages": []}', "'messages'"),
+        (b'{"model": "m", "messages": [{"content": "x"}]}', "'role'"),
+        (b'{"model": "m", "messages": [{"role": "user"}]}', "'content'"),
+    ],
+)
+def test_malformed_requests_get_a_400_without_using_the_script(body: bytes, problem: str) -> None:
+    with FakeOpenAIServer() as server:
+        server.script(ChatReply("kept"))
+        response = httpx.post(f"{server.base_url}/chat/completions", content=body)
+        assert response.status_code == 400
+        assert problem in response.json()["error"]["message"]
+        assert server.pending == 1
+        assert server.requests[0].body == body
 
 
 @pytest.mark.parametrize("name", sorted(MANIFEST))

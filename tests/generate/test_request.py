@@ -51,7 +51,7 @@ def test_defaults_and_aspect_ratio() -> None:
 )
 def test_invalid_fields_are_refused(fields: dict[str, object]) -> None:
     with pytest.raises(ValidationError):
-        GenerationRequest(**fields)  # type: ignore[arg-type]
+        GenerationRequest.model_validate(fields)
 
 
 def test_request_is_frozen_and_json_native() -> None:

@@ -5,10 +5,13 @@ The rules (also in ``docs/extraction.md``):
 1. Answers longer than ``max_chars`` are refused unscanned
    (``NoSVGFound(reason="too_large")``): no answer to a request bounded by
    ``max_tokens`` is that long.
-2. The answer is split into regions: each fenced code block (```` ``` ```` or
+2. An answer that is one JSON value (an object, array or string; alone or in a
+   single ```` ```json ```` fence) is decoded, and the longest string in it that
+   holds ``<svg`` is scanned instead (JSON-mode answers escape every quote).
+3. The answer is split into regions: each fenced code block (```` ``` ```` or
    ``~~~``, any info string: ``svg``, ``xml``, ``html`` or none) is one region,
    and the prose between fences is another. An unclosed fence runs to the end.
-3. In each region a single left-to-right scan finds ``<svg`` start tags and
+4. In each region a single left-to-right scan finds ``<svg`` start tags and
    ``</svg>`` end tags, counting nesting (an ``<svg>`` inside an ``<svg>`` is
    part of it). Inside an SVG, every tag is skipped whole with its quoted
    attribute values (a ``>`` or ``</svg>`` inside quotes does not count), and
@@ -16,16 +19,17 @@ The rules (also in ``docs/extraction.md``):
    inline code in prose (`` `<svg>` ``) is a mention, not markup. A reasoning
    block at the very start (``<think>…</think>``, ``<thinking>``, ``<reasoning>``)
    is skipped; an answer that ends inside one is truncated.
-4. A candidate is complete when its outermost ``</svg>`` is found. The answer's
+5. A candidate is complete when its outermost ``</svg>`` is found. The answer's
    choice is the **largest** complete candidate (the whole drawing rather than
    a snippet shown beside it); ties go to the first.
-5. If an SVG is still open when the answer ends (the model was cut off) and it
+6. If an SVG is still open when the answer ends (the model was cut off) and it
    is longer than every complete candidate, the answer is truncated:
    :class:`~chatsvg_core.errors.TruncatedSVG`, which is transient. An SVG left
    open in a region that is followed by more text (a stray mention) does not count.
-6. No candidate at all: :class:`~chatsvg_core.errors.NoSVGFound` (permanent).
+7. No candidate at all: :class:`~chatsvg_core.errors.NoSVGFound` (permanent).
 
-The result is the exact text from ``<svg`` to the matching ``</svg>``; an XML
+The result is the exact text from ``<svg`` to the matching ``</svg>`` (of the
+decoded string, for a JSON answer); an XML
 declaration, DOCTYPE (with any entity declarations) and HTML wrapper around it
 are left behind, so the sanitizer never sees a DTD. Every step is a forward scan
 with possessive or bounded patterns, so the work is linear in the answer's length.
@@ -33,6 +37,7 @@ with possessive or bounded patterns, so the work is linear in the answer's lengt
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -40,8 +45,8 @@ from chatsvg_core.errors import NoSVGFound, TruncatedSVG
 
 __all__ = ["MAX_ANSWER_CHARS", "extract_svg"]
 
-MAX_ANSWER_CHARS = 2_000_000
-"""Default ``max_chars``: about 16 times the longest answer a 128k-token model writes."""
+MAX_ANSWER_CHARS = 1_000_000
+"""Default ``max_chars``: twice the longest answer a 128k-token model writes (~4 chars a token)."""
 
 _FENCE = re.compile(r"^[ ]{0,3}(`{3,}+|~{3,}+)([^\n]*+)$", re.MULTILINE)
 _TOKEN = re.compile(
@@ -50,7 +55,15 @@ _TOKEN = re.compile(
 )
 # The rest of a start tag: attribute text and quoted values, possessively (no backtracking).
 _TAG_REST = re.compile(r"""[^>"']*+(?:(?:"[^"]*+"|'[^']*+')[^>"']*+)*+>""")
+# Inside an SVG: a run of text and ordinary tags (quoted values included) that
+# cannot open or close an SVG, a comment or a CDATA section. Skipping it in one
+# possessive match keeps the per-tag work in C; it never backtracks.
+_ORDINARY = re.compile(
+    r"""(?:[^<]++|<(?=[A-Za-z_/?])(?![sS][vV][gG](?:[\s/>]|\Z)|/[sS][vV][gG][ \t\r\n>])"""
+    r"""[^>"']*+(?:(?:"[^"]*+"|'[^']*+')[^>"']*+)*+>)*+"""
+)
 _ANY_SVG = re.compile(r"<svg", re.IGNORECASE)
+_JSON_FENCE = re.compile(r"```json[ \t]*+\r?\n(.*)\r?\n[ \t]*+```", re.DOTALL | re.IGNORECASE)
 # Reasoning models (DeepSeek-R1, QwQ... served by vLLM or Ollama) may open their
 # answer with their reasoning, where draft SVG fragments are not the answer.
 _REASONING = re.compile(r"\A\s*+<(think|thinking|reasoning)>", re.IGNORECASE)
@@ -94,6 +107,10 @@ def _scan(text: str, start: int, end: int, fenced: bool) -> _Scan:
     outer = 0
     position = start
     while True:
+        if depth:
+            skipped = _ORDINARY.match(text, position, end)
+            if skipped is not None:
+                position = skipped.end()
         token = _TOKEN.search(text, position, end)
         if token is None:
             return _Scan(complete, outer if depth else None)
@@ -163,7 +180,15 @@ def extract_svg(text: str, *, max_chars: int = MAX_ANSWER_CHARS) -> str:
             length=len(text),
             limit=max_chars,
         )
-    begin = 0
+    begin = _after_reasoning(text)
+    decoded = _json_svg_string(text, begin)
+    if decoded is not None:
+        text, begin = decoded, _after_reasoning(decoded)
+    return _extract(text, begin)
+
+
+def _after_reasoning(text: str) -> int:
+    """Where the answer starts once a leading reasoning block is skipped."""
     reasoning = _REASONING.match(text)
     if reasoning:
         closer = re.compile(rf"</{reasoning.group(1)}[ \t\r\n]*+>", re.IGNORECASE)
@@ -175,7 +200,37 @@ def extract_svg(text: str, *, max_chars: int = MAX_ANSWER_CHARS) -> str:
                 length=len(text) - reasoning.start(1) + 1,
                 reason="unfinished_reasoning",
             )
-        begin = found.end()
+        return found.end()
+    return 0
+
+
+def _json_svg_string(text: str, begin: int) -> str | None:
+    """The longest string holding ``<svg`` when the answer is one JSON value (maybe fenced)."""
+    body = text[begin:].strip()
+    fenced = _JSON_FENCE.fullmatch(body)
+    if fenced:
+        body = fenced.group(1)
+    if body[:1] not in ("{", "[", '"'):
+        return None
+    try:
+        data = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    found: list[str] = []
+    stack: list[object] = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _ANY_SVG.search(item):
+                found.append(item)
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return max(found, key=len) if found else None
+
+
+def _extract(text: str, begin: int) -> str:
     if _ANY_SVG.search(text, begin) is None:
         raise NoSVGFound("the answer contains no <svg> element", reason="no_svg", length=len(text))
     best: tuple[int, int] | None = None

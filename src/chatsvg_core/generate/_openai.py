@@ -62,6 +62,12 @@ Seconds = Annotated[float, Field(gt=0, le=3600)]
 
 # Statuses the OpenAI SDKs also retry: timeouts, conflicts, rate limits, server faults.
 _TRANSIENT_STATUSES = frozenset({408, 409, 425, 429})
+_TIMEOUT_KINDS: dict[type[Exception], str] = {
+    httpx.ConnectTimeout: "connect",
+    httpx.ReadTimeout: "read",
+    httpx.WriteTimeout: "write",
+    httpx.PoolTimeout: "pool",
+}
 _PERMANENT_REASONS = {
     400: "bad_request",
     401: "unauthorized",
@@ -265,7 +271,7 @@ model='llama3.2')
                 cause=exc,
             )
         except httpx.TimeoutException as exc:
-            kind = type(exc).__name__.removesuffix("Timeout").lower() or "network"
+            kind = _TIMEOUT_KINDS.get(type(exc), "network")
             self._fail(
                 ProviderTransientError,
                 f"{kind} timeout: {exc}",
@@ -278,6 +284,14 @@ model='llama3.2')
         except httpx.TransportError as exc:
             self._fail(
                 ProviderTransientError, f"network error: {exc}", reason="network_error", cause=exc
+            )
+        except httpx.DecodingError as exc:
+            # A body whose content encoding (gzip, br...) is broken: garbled in transit.
+            self._fail(
+                ProviderTransientError,
+                f"undecodable body: {exc}",
+                reason="malformed_body",
+                cause=exc,
             )
         except httpx.HTTPError as exc:
             self._fail(ProviderPermanentError, f"HTTP error: {exc}", reason="http_error", cause=exc)

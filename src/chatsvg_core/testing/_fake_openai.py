@@ -141,11 +141,17 @@ class FakeOpenAIServer:
     Replies are consumed in order, one per ``POST .../chat/completions``;
     when the script is empty the server answers with ``default`` (a 500 error
     unless given). Every request is recorded in :attr:`requests`.
+
+    With ``check_requests`` (the default) a body that is not a chat-completions
+    request (JSON object with a ``model`` string and a non-empty ``messages``
+    list of ``{"role", "content"}`` objects) is answered with a 400 that names
+    the problem, without using a scripted reply, as a real server would.
     ``GET .../models`` lists one model.
     """
 
-    def __init__(self, *, default: FakeReply | None = None) -> None:
+    def __init__(self, *, default: FakeReply | None = None, check_requests: bool = True) -> None:
         self.default: FakeReply = default or ErrorReply(500, "script exhausted")
+        self.check_requests = check_requests
         self.requests: list[RecordedRequest] = []
         self._script: deque[FakeReply] = deque()
         self._lock = threading.Lock()
@@ -229,6 +235,27 @@ class FakeOpenAIServer:
             self._stopping.wait(seconds)
 
 
+def _request_problem(body: bytes) -> str | None:
+    """Why ``body`` is not a chat-completions request, or ``None``."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return "body is not JSON"
+    if not isinstance(data, dict):
+        return "body is not a JSON object"
+    if not isinstance(data.get("model"), str) or not data["model"]:
+        return "'model' must be a non-empty string"
+    messages = data.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "'messages' must be a non-empty list"
+    for message in messages:
+        if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+            return "each message needs a 'role'"
+        if not isinstance(message.get("content"), str):
+            return "each message needs a string 'content'"
+    return None
+
+
 class _QuietServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -271,6 +298,11 @@ def _handler_for(owner: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
             if not self.path.rstrip("/").endswith("/chat/completions"):
                 owner._record(request)
                 self._send(404, {"error": {"message": "unknown path", "code": "not_found"}})
+                return
+            problem = _request_problem(request.body) if owner.check_requests else None
+            if problem is not None:
+                owner._record(request)
+                self._send(400, {"error": {"message": problem, "code": "invalid_request"}})
                 return
             reply = owner._next_reply(request)
             owner._wait(reply.delay)
