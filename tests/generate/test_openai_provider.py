@@ -28,7 +28,6 @@ from chatsvg_core.generate import (
     Provider,
     extract_svg,
     generate_sync,
-    parse_retry_after,
 )
 from chatsvg_core.testing import (
     ChatReply,
@@ -515,25 +514,6 @@ async def test_every_error_status_gets_the_documented_class(
     assert type(err) is expected
     assert err.status == status
     assert err.provider == "openai-compatible"
-
-
-@given(st.one_of(st.none(), st.text(max_size=40), st.integers(-10, 10**15).map(str)))
-def test_parse_retry_after_never_raises_and_is_bounded(value: str | None) -> None:
-    result = parse_retry_after(value, datetime(2026, 1, 1, tzinfo=UTC))
-    assert result is None or 0 <= result <= 86_400
-
-
-def test_parse_retry_after_examples() -> None:
-    now = datetime(2026, 1, 1, tzinfo=UTC)
-    assert parse_retry_after("120", now) == 120.0
-    assert parse_retry_after(" 5 ", now) == 5.0
-    assert parse_retry_after("99999999999", now) == 86_400
-    assert parse_retry_after("Thu, 01 Jan 2026 00:00:30 GMT", now) == 30.0
-    assert parse_retry_after("Wed, 31 Dec 2025 23:00:00 GMT", now) == 0.0  # in the past
-    assert parse_retry_after("-3", now) is None
-    assert parse_retry_after("soon", now) is None
-    assert parse_retry_after("1.5", now) is None
-    assert parse_retry_after(None, now) is None
 
 
 async def test_latency_comes_from_the_injected_timer(fake_server: FakeOpenAIServer) -> None:

@@ -16,7 +16,6 @@ from chatsvg_core.generate._openai import (
     OPENAI_BASE_URL,
     OpenAICompatibleProvider,
     OpenAICompatibleSettings,
-    parse_retry_after,
 )
 from chatsvg_core.generate._prompt import (
     BannedTerms,
@@ -48,6 +47,5 @@ __all__ = [
     "fold_prompt",
     "generate_sync",
     "normalize_prompt",
-    "parse_retry_after",
     "sketch_svg",
 ]

@@ -14,7 +14,6 @@ import os
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Annotated, Any, Literal, NoReturn, Self
 from urllib.parse import urlsplit
@@ -27,13 +26,13 @@ from chatsvg_core._clock import Clock, SystemClock
 from chatsvg_core.errors import ProviderError, ProviderPermanentError, ProviderTransientError
 from chatsvg_core.generate._provider import ProviderOutput, TokenUsage
 from chatsvg_core.generate._request import GenerationRequest
+from chatsvg_core.retry import parse_retry_after
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
     "OPENAI_BASE_URL",
     "OpenAICompatibleProvider",
     "OpenAICompatibleSettings",
-    "parse_retry_after",
 ]
 
 logger = logging.getLogger("chatsvg_core.generate")
@@ -501,27 +500,8 @@ def _retry_after(headers: httpx.Headers, now: datetime) -> float | None:
             value = -1.0
         if 0 <= value < float("inf"):
             return min(value, MAX_RETRY_AFTER_S)
-    return parse_retry_after(headers.get("retry-after"), now)
-
-
-def parse_retry_after(value: str | None, now: datetime) -> float | None:
-    """Parse a ``Retry-After`` value: delta-seconds or an HTTP date (RFC 9110 §10.2.3).
-
-    Returns seconds from ``now``, clamped to ``[0, 86400]``; ``None`` when
-    absent or unreadable.
-    """
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isascii() and value.isdigit():
-        return min(float(int(value[:12])), MAX_RETRY_AFTER_S)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return min(max(0.0, (when - now).total_seconds()), MAX_RETRY_AFTER_S)
+    # The header itself is read by the retry policy's parser (both forms, length-capped).
+    return parse_retry_after(headers.get("retry-after"), now=now, cap=MAX_RETRY_AFTER_S)
 
 
 def _message_text(content: object) -> str:
