@@ -93,3 +93,20 @@ def test_worker_once_drains_jobs_submitted_elsewhere(home: Path) -> None:
     ).stdout
     [job] = [j for j in json.loads(out) if j["id"] == job_id]
     assert job["status"] == "succeeded"
+
+
+def test_settings_come_from_flags_over_env_over_config_file(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (home / "chatsvg.toml").write_text('owner = "from-file"\nwelcome_credits = 7\n')
+    assert main(["generate", "a cat", "-q", "-o", str(home / "a.svg")]) == 0
+    capsys.readouterr()
+    assert main(["balance", "--json"]) == 0
+    statement = json.loads(capsys.readouterr().out)
+    assert statement["owner"] == "from-file"
+    assert statement["balance"] == 7 - 2
+    monkeypatch.setenv("CHATSVG_OWNER", "from-env")
+    assert main(["balance", "--json"]) == 0
+    assert "no account" in capsys.readouterr().out  # from-env has none yet
+    assert main(["balance", "--owner", "from-file", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["owner"] == "from-file"
