@@ -278,3 +278,33 @@ async def test_process_next_takes_due_jobs_from_the_store() -> None:
     assert third is not None
     assert third.status is JobStatus.SUCCEEDED
     await check_invariants(store, ["alice"], recovered=True)
+
+
+async def test_shutdown_hands_running_jobs_back_at_once() -> None:
+    import asyncio
+
+    class SlowProvider(ScriptedProvider):
+        async def generate(self, request):  # type: ignore[no-untyped-def]
+            await asyncio.sleep(30)
+            return await super().generate(request)
+
+    store = MemoryStore()
+    clock = FakeClock()
+    queue = InProcessQueue(concurrency=2)
+    engine = Engine(store, queue, SlowProvider(), clock=clock, heartbeat_every=3600)
+    await Ledger(store, clock=clock).grant("alice", 10)
+    sub = await engine.submit("alice", None, {"prompt": "a cat"})
+
+    async def handle(job_id: str) -> None:
+        await engine.process(job_id, "w")
+
+    server = asyncio.create_task(queue.serve(handle))
+    while (await engine.get(sub.job.id)).status is not JobStatus.RUNNING:
+        await asyncio.sleep(0.01)
+    await queue.stop(grace=0.05)
+    await server
+    job = await engine.get(sub.job.id)
+    assert job.status is JobStatus.QUEUED, "released, not left RUNNING until its lease lapses"
+    assert job.last_error is not None
+    assert job.last_error.transient
+    await check_invariants(store, ["alice"], recovered=True)
