@@ -283,8 +283,11 @@ async def test_process_next_takes_due_jobs_from_the_store() -> None:
 async def test_shutdown_hands_running_jobs_back_at_once() -> None:
     import asyncio
 
+    started = asyncio.Event()
+
     class SlowProvider(ScriptedProvider):
         async def generate(self, request):  # type: ignore[no-untyped-def]
+            started.set()
             await asyncio.sleep(30)
             return await super().generate(request)
 
@@ -299,8 +302,8 @@ async def test_shutdown_hands_running_jobs_back_at_once() -> None:
         await engine.process(job_id, "w")
 
     server = asyncio.create_task(queue.serve(handle))
-    while (await engine.get(sub.job.id)).status is not JobStatus.RUNNING:
-        await asyncio.sleep(0.01)
+    await started.wait()
+    assert (await engine.get(sub.job.id)).status is JobStatus.RUNNING
     await queue.stop(grace=0.05)
     await server
     job = await engine.get(sub.job.id)
