@@ -11,12 +11,15 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from hypothesis import strategies as st
 
+from chatsvg_core.errors import InvalidTransition
 from chatsvg_core.jobs import Job, JobErrorInfo, claim, expire, fail, heartbeat, new_job, retry
 from chatsvg_core.jobs import succeed as _succeed
 from chatsvg_core.ledger import (
@@ -52,7 +55,9 @@ __all__ = [
     "jobs",
     "ledger_operations",
     "owner_ids",
+    "reachable_jobs",
     "transition_sequences",
+    "walk",
 ]
 
 LedgerAction = Literal["grant", "charge", "refund", "adjust", "reserve", "capture", "release"]
@@ -228,6 +233,25 @@ def apply_job_step(job: Job, step: JobStep, now: datetime) -> Job:
     if step.action == "expire":
         return expire(job, now=now)
     return job
+
+
+def walk(job: Job, steps: Iterable[JobStep]) -> Job:
+    """Apply ``steps`` in turn from ``job.created_at``, skipping those the machine refuses."""
+    now = job.created_at
+    for step in steps:
+        now += timedelta(seconds=step.advance)
+        with contextlib.suppress(InvalidTransition):
+            job = apply_job_step(job, step, now)
+    return job
+
+
+def reachable_jobs(**kwargs: Any) -> st.SearchStrategy[Job]:
+    """Jobs in any state the machine can reach: a fresh job driven through random steps.
+
+    Keyword arguments go to :func:`jobs`. Useful to check that a store
+    persists and reloads every job shape the transitions produce.
+    """
+    return st.builds(walk, jobs(**kwargs), transition_sequences())
 
 
 async def apply_job_step_in_store(
