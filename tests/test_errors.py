@@ -8,10 +8,19 @@ from pathlib import Path
 
 import pytest
 
+import chatsvg_core
 from chatsvg_core import errors
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "errors.md"
-ALL = [getattr(errors, name) for name in errors.__all__]
+ALL = [
+    *(getattr(errors, name) for name in errors.__all__),
+    # Finer errors defined next to the code that raises them.
+    chatsvg_core.LedgerConflict,
+    chatsvg_core.NoReservation,
+    chatsvg_core.InvalidOwner,
+    chatsvg_core.InvalidReference,
+    chatsvg_core.StoreClosed,
+]
 ABSTRACT = {errors.ChatSVGError, errors.ProviderError, errors.ExtractionError, errors.StorageError}
 
 

@@ -106,11 +106,13 @@ from chatsvg_core.ledger import (
     DailyUsage,
     DayBoundary,
     InvalidOwner,
+    InvalidReference,
     Ledger,
     LedgerConflict,
     LedgerPolicy,
     NoReservation,
     Statement,
+    SyncLedger,
 )
 from chatsvg_core.queues import (
     InProcessQueue,
@@ -152,6 +154,8 @@ from chatsvg_core.storage import (
     Store,
     StoreClosed,
     StoreTransaction,
+    SyncStore,
+    SyncTransaction,
     open_storage,
 )
 from chatsvg_core.storage.sqlite import (
@@ -196,6 +200,7 @@ __all__ = [
     "InvalidAmount",
     "InvalidIdempotencyKey",
     "InvalidOwner",
+    "InvalidReference",
     "InvalidTransition",
     "Jitter",
     "Job",
@@ -250,6 +255,9 @@ __all__ = [
     "StoreTransaction",
     "SubmitResult",
     "SyncEngine",
+    "SyncLedger",
+    "SyncStore",
+    "SyncTransaction",
     "SystemClock",
     "TokenUsage",
     "TransientError",
