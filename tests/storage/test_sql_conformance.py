@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
 import pytest
 
 from chatsvg_core.storage import Store
-from chatsvg_core.testing.conformance import StoreConformance
+from chatsvg_core.storage.postgres import PostgresStore
+from chatsvg_core.storage.sqlite import SQLiteStore
+from chatsvg_core.testing.conformance import Capability, StoreConformance
 
-from ._sqlhelpers import fresh_postgres, fresh_sqlite
+from ._sqlhelpers import drop_schema, emptied_postgres, fresh_sqlite, new_schema_name
 
 
 class TestSQLiteStore(StoreConformance):
+    capabilities = frozenset({Capability.THREADS})
+
     @asynccontextmanager
     async def open_store(self) -> AsyncIterator[Store]:
         # synchronous=normal: the suite opens hundreds of databases; durability
@@ -21,14 +25,43 @@ class TestSQLiteStore(StoreConformance):
         async with fresh_sqlite(synchronous="normal") as store:
             yield store
 
+    @asynccontextmanager
+    async def open_peer(self, store: Store) -> AsyncIterator[Store]:
+        assert isinstance(store, SQLiteStore)
+        peer = await SQLiteStore.open(store.path, synchronous="normal")
+        try:
+            yield peer
+        finally:
+            await peer.aclose()
+
+
+@pytest.fixture(scope="module")
+def shared_schema(postgres_url: str) -> Iterator[str]:
+    schema = new_schema_name()
+    yield schema
+    drop_schema(postgres_url, schema)
+
 
 @pytest.mark.postgres
 class TestPostgresStore(StoreConformance):
     @pytest.fixture(autouse=True)
-    def _url(self, postgres_url: str) -> None:
+    def _database(self, postgres_url: str, shared_schema: str) -> None:
         self.url = postgres_url
+        self.schema = shared_schema
+
+    capabilities = frozenset({Capability.THREADS})
 
     @asynccontextmanager
     async def open_store(self) -> AsyncIterator[Store]:
-        async with fresh_postgres(self.url) as store:
+        # One schema for the whole class, emptied for each test and example.
+        async with emptied_postgres(self.url, self.schema) as store:
             yield store
+
+    @asynccontextmanager
+    async def open_peer(self, store: Store) -> AsyncIterator[Store]:
+        assert isinstance(store, PostgresStore)
+        peer = await PostgresStore.open(self.url, schema=store.schema, max_size=4)
+        try:
+            yield peer
+        finally:
+            await peer.aclose()
