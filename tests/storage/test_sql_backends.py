@@ -26,6 +26,7 @@ from chatsvg_core.errors import (
     ConfigurationError,
     IncompatibleStorage,
     InvalidAmount,
+    StorageError,
     StorageUnavailable,
 )
 from chatsvg_core.jobs import new_job
@@ -619,3 +620,21 @@ async def test_postgres_lock_account_serializes_across_connections(postgres_url:
             tg.start_soon(first)
             tg.start_soon(second)
         assert order == ["first-done", "second-locked"]
+
+
+@pytest.mark.postgres
+async def test_postgres_refuses_nul_in_text_with_a_typed_error(postgres_url: str) -> None:
+    # A documented limit of PostgreSQL text; SQLite stores the same value.
+    async with fresh_postgres(postgres_url, max_size=1) as store:
+        with pytest.raises(StorageError, match="NUL"):
+            async with store.transaction() as tx:
+                await tx.lock_account("a\x00b", create=True)
+        async with store.transaction() as tx:
+            # The value never reached the server: the transaction goes on.
+            with pytest.raises(StorageError, match="NUL"):
+                await tx.lock_account("a\x00b")
+            assert await tx.lock_account("ab", create=True) is True
+    async with fresh_sqlite() as sqlite_store, sqlite_store.transaction() as tx:
+        assert await tx.lock_account("a\x00b", create=True) is True
+        assert await tx.lock_account("a\x00b") is True
+        assert await tx.lock_account("a") is False
