@@ -638,3 +638,19 @@ async def test_postgres_refuses_nul_in_text_with_a_typed_error(postgres_url: str
         assert await tx.lock_account("a\x00b", create=True) is True
         assert await tx.lock_account("a\x00b") is True
         assert await tx.lock_account("a") is False
+
+
+def test_sqlite_older_than_3_35_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(ConfigurationError, match=r"3\.35"):
+        SQLiteStore(tmp_path / "old.db")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"synchronous": "sometimes"}, {"busy_timeout": -1}],
+)
+def test_sqlite_bad_options_are_refused(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        SQLiteStore(tmp_path / "x.db", **options)
