@@ -317,3 +317,17 @@ async def test_ops_share_the_callers_transaction() -> None:
     assert await ledger.balance("alice") == 5
     with pytest.raises(RefundWithoutCharge):
         await ledger.refund("job-1")
+
+
+async def test_statement_pages_through_equal_timestamps() -> None:
+    ledger, _ = make()  # the clock never moves: every entry has the same timestamp
+    for i in range(5):
+        await ledger.grant("alice", 1, external_id=f"p{i}")
+    seen: list[str] = []
+    page = await ledger.statement("alice", limit=2)
+    while page.entries:
+        seen += [e.id for e in page.entries]
+        last = page.entries[-1]
+        page = await ledger.statement("alice", limit=2, before=last.created_at, before_id=last.id)
+    assert sorted(seen) == [f"e{i}" for i in range(5)]
+    assert len(seen) == 5

@@ -26,6 +26,7 @@ from chatsvg_core.ledger._ops import (
     reserve,
 )
 from chatsvg_core.ledger._policy import DayBoundary, LedgerPolicy
+from chatsvg_core.ledger._sync import SyncLedger
 
 __all__ = [
     "DailyUsage",
@@ -37,6 +38,7 @@ __all__ = [
     "LedgerPolicy",
     "NoReservation",
     "Statement",
+    "SyncLedger",
     "adjust",
     "balance",
     "capture",

@@ -182,13 +182,24 @@ class Ledger:
         return await self._in_tx(lambda tx: _ops.balance(tx, owner))
 
     async def statement(
-        self, owner: str, *, limit: int = 100, before: datetime | None = None
+        self,
+        owner: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        before_id: str | None = None,
     ) -> Statement:
-        """The balance and up to ``limit`` entries older than ``before``, newest first."""
+        """The balance and up to ``limit`` entries, newest first.
+
+        For the next page pass the last entry's ``created_at`` and ``id`` as
+        ``before`` and ``before_id`` (entries sharing a timestamp are not lost).
+        """
 
         async def read(tx: StoreTransaction) -> Statement:
             total = await _ops.balance(tx, owner)
-            page: Sequence[LedgerEntry] = await tx.entries(owner, limit=limit, before=before)
+            page: Sequence[LedgerEntry] = await tx.entries(
+                owner, limit=limit, before=before, before_id=before_id
+            )
             return Statement(owner=owner, balance=total, entries=tuple(page))
 
         return await self._in_tx(read)

@@ -28,6 +28,7 @@ from chatsvg_core.storage._protocol import (
     Store,
     StoreTransaction,
 )
+from chatsvg_core.storage._sync import SyncStore, SyncTransaction
 from chatsvg_core.storage.memory import MemoryStore
 
 __all__ = [
@@ -41,6 +42,8 @@ __all__ = [
     "Store",
     "StoreClosed",
     "StoreTransaction",
+    "SyncStore",
+    "SyncTransaction",
     "claim_job",
     "claim_next",
     "complete_job",

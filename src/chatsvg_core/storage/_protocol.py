@@ -149,10 +149,14 @@ class StoreTransaction(Protocol):
         status: JobStatus | None = None,
         limit: int = 100,
         before: datetime | None = None,
+        before_id: str | None = None,
     ) -> Sequence[Job]:
         """Jobs, newest ``created_at`` first (ties: ``id`` descending), optionally filtered.
 
-        ``before`` pages: only jobs with ``created_at < before``.
+        ``before`` pages: only jobs with ``created_at < before``; with
+        ``before_id`` too, only jobs with ``(created_at, id) < (before, before_id)``
+        (SQL: a row-value comparison), so a page boundary inside a run of equal
+        timestamps loses nothing. Pass the last row's ``created_at`` and ``id``.
         """
         ...
 
@@ -233,11 +237,17 @@ class StoreTransaction(Protocol):
         ...
 
     async def entries(
-        self, owner: str, *, limit: int = 100, before: datetime | None = None
+        self,
+        owner: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        before_id: str | None = None,
     ) -> Sequence[LedgerEntry]:
         """The owner's entries, newest ``created_at`` first (ties: ``id`` descending).
 
-        ``before`` pages: only entries with ``created_at < before``.
+        Paging as in :meth:`list_jobs`: ``created_at < before``, or with
+        ``before_id`` the pair ``(created_at, id) < (before, before_id)``.
         """
         ...
 

@@ -27,7 +27,7 @@ specification.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -114,7 +114,7 @@ class MemoryStore:
         async with self._lock:
             self._check_open()
             self._holder = task
-            tx = _MemoryTransaction(self)
+            tx = self._new_transaction()
             try:
                 yield tx
             except BaseException:
@@ -125,6 +125,10 @@ class MemoryStore:
                 self._apply(tx._overlay)
             finally:
                 self._holder = None
+
+    def _new_transaction(self) -> _MemoryTransaction:
+        # A seam for the tests that prove the conformance suite catches broken stores.
+        return _MemoryTransaction(self)
 
     async def aclose(self) -> None:
         """Close the store; waits for a running transaction to finish first. Idempotent."""
@@ -157,6 +161,16 @@ class MemoryStore:
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"{len(self._data.jobs)} jobs"
         return f"MemoryStore({state})"
+
+
+def _older_than(before: datetime | None, before_id: str | None) -> Callable[[datetime, str], bool]:
+    """The paging filter: before a timestamp, or before a (timestamp, id) cursor."""
+    if before is None:
+        return lambda at, row_id: True
+    cutoff = utc(before)
+    if before_id is None:
+        return lambda at, row_id: at < cutoff
+    return lambda at, row_id: (at, row_id) < (cutoff, before_id)
 
 
 def _newest_first(items: Iterable[LedgerEntry]) -> list[LedgerEntry]:
@@ -239,15 +253,16 @@ class _MemoryTransaction:
         status: JobStatus | None = None,
         limit: int = 100,
         before: datetime | None = None,
+        before_id: str | None = None,
     ) -> Sequence[Job]:
         self._check()
-        cutoff = utc(before) if before is not None else None
+        older = _older_than(before, before_id)
         found = [
             j
             for j in self._all_jobs().values()
             if (owner is None or j.owner == owner)
             and (status is None or j.status is status)
-            and (cutoff is None or j.created_at < cutoff)
+            and older(j.created_at, j.id)
         ]
         found.sort(key=lambda j: (j.created_at, j.id), reverse=True)
         return found[: max(limit, 0)]
@@ -362,9 +377,14 @@ class _MemoryTransaction:
         return spent
 
     async def entries(
-        self, owner: str, *, limit: int = 100, before: datetime | None = None
+        self,
+        owner: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        before_id: str | None = None,
     ) -> Sequence[LedgerEntry]:
         self._check()
-        cutoff = utc(before) if before is not None else None
-        found = [e for e in self._owner_entries(owner) if cutoff is None or e.created_at < cutoff]
+        older = _older_than(before, before_id)
+        found = [e for e in self._owner_entries(owner) if older(e.created_at, e.id)]
         return _newest_first(found)[: max(limit, 0)]

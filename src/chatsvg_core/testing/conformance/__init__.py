@@ -24,12 +24,14 @@ test), and the ledger, job and concurrency suites.
 from __future__ import annotations
 
 from chatsvg_core.testing.conformance._base import Capability, ConformanceBase
+from chatsvg_core.testing.conformance._concurrency import ConcurrencyConformance
 from chatsvg_core.testing.conformance._jobs import JobConformance
 from chatsvg_core.testing.conformance._ledger import LedgerConformance, check_ledger_invariants
 from chatsvg_core.testing.conformance._primitives import PrimitiveConformance
 
 __all__ = [
     "Capability",
+    "ConcurrencyConformance",
     "ConformanceBase",
     "JobConformance",
     "LedgerConformance",
@@ -39,5 +41,7 @@ __all__ = [
 ]
 
 
-class StoreConformance(PrimitiveConformance, LedgerConformance, JobConformance):
+class StoreConformance(
+    PrimitiveConformance, LedgerConformance, JobConformance, ConcurrencyConformance
+):
     """Every conformance test of the storage contract, in one class to subclass."""

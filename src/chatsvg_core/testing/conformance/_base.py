@@ -47,14 +47,14 @@ class ConformanceBase:
     Knobs (class attributes, or environment variables for the defaults):
 
     * ``examples``: hypothesis examples per property/stateful test
-      (``CHATSVG_CONFORMANCE_EXAMPLES``, default 20);
+      (``CHATSVG_CONFORMANCE_EXAMPLES``, default 40);
     * ``steps``: steps per stateful run (``CHATSVG_CONFORMANCE_STEPS``, default 30);
     * ``concurrency``: tasks (and threads) in the concurrency tests
       (``CHATSVG_CONFORMANCE_CONCURRENCY``, default 16).
     """
 
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
-    examples: ClassVar[int] = _env_int("CHATSVG_CONFORMANCE_EXAMPLES", 20)
+    examples: ClassVar[int] = _env_int("CHATSVG_CONFORMANCE_EXAMPLES", 40)
     steps: ClassVar[int] = _env_int("CHATSVG_CONFORMANCE_STEPS", 30)
     concurrency: ClassVar[int] = _env_int("CHATSVG_CONFORMANCE_CONCURRENCY", 16)
 
@@ -72,6 +72,17 @@ class ConformanceBase:
         Called from another thread, inside that thread's own event loop.
         """
         raise NotImplementedError("declare Capability.THREADS only with open_peer()")
+
+    def state_machine_settings(self) -> Any:
+        """The hypothesis ``settings`` of the state machines (override to tune further)."""
+        from hypothesis import HealthCheck, settings
+
+        return settings(
+            max_examples=self.examples,
+            stateful_step_count=self.steps,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+        )
 
     def run(self, body: Callable[[Store], Awaitable[T]]) -> T:
         """Open a fresh store, ``await body(store)``, close the store; all on a new loop."""

@@ -8,7 +8,6 @@ from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any
 
-from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
@@ -64,12 +63,7 @@ class JobConformance(ConformanceBase):
         suite = self
         run_state_machine_as_test(  # type: ignore[no-untyped-call]
             lambda: _JobMachine(suite),
-            settings=settings(
-                max_examples=self.examples,
-                stateful_step_count=self.steps,
-                deadline=None,
-                suppress_health_check=[HealthCheck.too_slow],
-            ),
+            settings=self.state_machine_settings(),
         )
 
 

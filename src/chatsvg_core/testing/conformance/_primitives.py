@@ -427,6 +427,37 @@ class PrimitiveConformance(ConformanceBase):
 
         self.run(body)
 
+    def test_paging_cursor_keeps_rows_with_equal_timestamps(self) -> None:
+        async def body(store: Store) -> None:
+            async with store.transaction() as tx:
+                await tx.lock_account("ivy", create=True)
+                for i in range(7):  # seven entries and jobs in the same microsecond
+                    await tx.insert_entry(entry("ivy", G, 1, ref=f"same-{i}"))
+                    await tx.insert_job(job(f"same-{i}", owner="ivy"))
+            async with store.transaction() as tx:
+                seen: list[str] = []
+                page = await tx.entries("ivy", limit=3)
+                while page:
+                    seen += [e.id for e in page]
+                    last = page[-1]
+                    page = await tx.entries(
+                        "ivy", limit=3, before=last.created_at, before_id=last.id
+                    )
+                every = await tx.entries("ivy", limit=100)
+                assert seen == [e.id for e in every], "paging lost or repeated entries"
+                assert len(seen) == 7
+                assert await tx.entries("ivy", before=T0) == [], "before alone is strict"
+                ids: list[str] = []
+                jobs = await tx.list_jobs(owner="ivy", limit=2)
+                while jobs:
+                    ids += [j.id for j in jobs]
+                    jobs = await tx.list_jobs(
+                        owner="ivy", limit=2, before=jobs[-1].created_at, before_id=jobs[-1].id
+                    )
+                assert ids == [f"same-{i}" for i in reversed(range(7))]
+
+        self.run(body)
+
     def test_lock_account_serializes_read_modify_write(self) -> None:
         async def body(store: Store) -> None:
             async with store.transaction() as tx:
