@@ -654,3 +654,55 @@ def test_sqlite_older_than_3_35_is_refused(tmp_path: Path, monkeypatch: pytest.M
 def test_sqlite_bad_options_are_refused(tmp_path: Path, options: dict[str, Any]) -> None:
     with pytest.raises(ConfigurationError):
         SQLiteStore(tmp_path / "x.db", **options)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_sync_facade_over_sql_stores_from_threads(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Sync hosts drive the async SQL stores through the one loop thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chatsvg_core.errors import InsufficientCredits
+    from chatsvg_core.ledger import charge, grant
+    from chatsvg_core.storage import StoreTransaction, SyncStore
+
+    async def balance(tx: StoreTransaction) -> int:
+        return await tx.balance("alice")
+
+    schema = new_schema_name()
+    if kind == "sqlite":
+        store = SyncStore.open(lambda: SQLiteStore.open(tmp_path / "sync.db"))
+    else:
+        url = request.getfixturevalue("postgres_url")
+        store = SyncStore.open(lambda: PostgresStore.open(url, schema=schema, max_size=4))
+    try:
+        store.run(grant, "alice", 20, now=T0)
+
+        def worker(k: int) -> int:
+            won = 0
+            for i in range(10):
+                try:
+                    store.run(charge, "alice", 1, ref=f"job-{i}-{k % 3}", now=T0)
+                    won += 1
+                except InsufficientCredits:
+                    pass
+            return won
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(worker, range(6)))
+
+        async def charges(tx: StoreTransaction) -> list[LedgerEntry]:
+            found = await tx.entries("alice", limit=100)
+            return [e for e in found if e.kind is EntryKind.CHARGE]
+
+        with store.transaction() as tx:
+            # 30 distinct jobs wanted 1 credit each; 20 were granted.
+            assert tx(balance) == 0
+            charged = tx(charges)
+        assert len(charged) == 20
+        assert len({e.ref for e in charged}) == 20
+    finally:
+        store.close()
+        if kind != "sqlite":
+            drop_schema(request.getfixturevalue("postgres_url"), schema)
