@@ -137,6 +137,7 @@ async def test_open_storage_postgres_with_schema_option(postgres_url: str) -> No
         "sqlite:///x.db?unknown_option=1",
         "sqlite:///:memory:",
         "memory://somewhere",
+        "memory://?size=3",
         "postgresql://127.0.0.1/test?min_size=many",
         "postgresql://127.0.0.1/test?schema=bad-name;drop",
     ],
