@@ -707,3 +707,65 @@ def test_sync_facade_over_sql_stores_from_threads(
         store.close()
         if kind != "sqlite":
             drop_schema(request.getfixturevalue("postgres_url"), schema)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("existing", ["none", "expired", "live"])
+async def test_postgres_concurrent_idempotency_claims_have_one_winner(
+    postgres_url: str, existing: str
+) -> None:
+    # Eight transactions on eight connections, all inside their transaction
+    # before any claims (a barrier), then all claim one (scope, key) at once
+    # under READ COMMITTED: exactly one record is stored, and every claimer
+    # gets that one back.
+    from chatsvg_core.storage import IdempotencyRecord
+
+    def record(job_id: str, created: datetime, ttl: timedelta) -> IdempotencyRecord:
+        return IdempotencyRecord(
+            scope="alice",
+            key="k-1",
+            request_hash="h",
+            job_id=job_id,
+            created_at=created,
+            expires_at=created + ttl,
+        )
+
+    now = T0 + timedelta(days=2)
+    async with fresh_postgres(postgres_url, max_size=8) as store:
+        if existing != "none":
+            ttl = timedelta(days=1) if existing == "expired" else timedelta(days=5)
+            async with store.transaction() as tx:
+                await tx.claim_idempotency(record("old-job", T0, ttl), now=T0)
+        inside = 0
+        all_inside = anyio.Event()
+        got: list[str] = []
+
+        async def claimer(i: int) -> None:
+            nonlocal inside
+            async with store.transaction() as tx:
+                await tx.balance("warm-up")  # the transaction has begun
+                inside += 1
+                if inside == 8:
+                    all_inside.set()
+                await all_inside.wait()
+                won = await tx.claim_idempotency(
+                    record(f"job-{i}", now, timedelta(days=1)), now=now
+                )
+                got.append(won.job_id)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(claimer, i)
+        async with store.transaction() as tx:
+            stored = await tx._one(  # type: ignore[attr-defined]
+                "SELECT job_id, COUNT(*) OVER () FROM chatsvg_idempotency "
+                "WHERE scope = 'alice' AND idem_key = 'k-1'"
+            )
+        assert stored is not None
+        winner, rows = stored
+        assert rows == 1
+        assert got == [winner] * 8
+        if existing == "live":
+            assert winner == "old-job"
+        else:
+            assert winner.startswith("job-")
