@@ -769,3 +769,41 @@ async def test_postgres_concurrent_idempotency_claims_have_one_winner(
             assert winner == "old-job"
         else:
             assert winner.startswith("job-")
+
+
+@pytest.mark.postgres
+async def test_postgres_concurrent_inserts_of_one_kind_and_ref_write_once(
+    postgres_url: str,
+) -> None:
+    # No account lock: the partial unique index alone makes the entry (and
+    # the balance move that rides with it) happen once.
+    async with fresh_postgres(postgres_url, max_size=8) as store:
+        inside = 0
+        all_inside = anyio.Event()
+        got: list[str] = []
+
+        async def inserter(i: int) -> None:
+            nonlocal inside
+            async with store.transaction() as tx:
+                await tx.balance("warm-up")
+                inside += 1
+                if inside == 8:
+                    all_inside.set()
+                await all_inside.wait()
+                entry = LedgerEntry(
+                    id=f"e-{i}",
+                    owner="alice",
+                    kind=EntryKind.CHARGE,
+                    amount=-3,
+                    ref="job-1",
+                    created_at=T0,
+                )
+                got.append((await tx.insert_entry(entry)).id)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(inserter, i)
+        assert len(set(got)) == 1
+        async with store.transaction() as tx:
+            assert await tx.balance("alice") == -3
+            assert [e.id for e in await tx.entries("alice")] == [got[0]]
