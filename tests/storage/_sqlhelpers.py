@@ -68,6 +68,19 @@ async def emptied_postgres(url: str, schema: str, **options: Any) -> AsyncIterat
 
 
 @asynccontextmanager
+async def emptied_sqlite(path: Path, **options: Any) -> AsyncIterator[SQLiteStore]:
+    """A store on ``path`` (migrated on first use) with every table emptied first."""
+    store = await SQLiteStore.open(path, **options)
+    try:
+        async with store.transaction() as tx:
+            for table in sorted(TABLES - {SCHEMA_TABLE}):
+                await tx._exec(f"DELETE FROM {table}")
+        yield store
+    finally:
+        await store.aclose()
+
+
+@asynccontextmanager
 async def fresh_sqlite(**options: Any) -> AsyncIterator[SQLiteStore]:
     """A store in a new database file in a temporary directory."""
     with tempfile.TemporaryDirectory(prefix="chatsvg-sqlite-") as folder:

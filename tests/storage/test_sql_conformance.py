@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
 
@@ -12,17 +13,27 @@ from chatsvg_core.storage.postgres import PostgresStore
 from chatsvg_core.storage.sqlite import SQLiteStore
 from chatsvg_core.testing.conformance import Capability, StoreConformance
 
-from ._sqlhelpers import drop_schema, emptied_postgres, fresh_sqlite, new_schema_name
+from ._sqlhelpers import drop_schema, emptied_postgres, emptied_sqlite, new_schema_name
+
+
+@pytest.fixture(scope="module")
+def shared_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("sqlite-conformance") / "store.db"
 
 
 class TestSQLiteStore(StoreConformance):
     capabilities = frozenset({Capability.THREADS})
 
+    @pytest.fixture(autouse=True)
+    def _database(self, shared_sqlite: Path) -> None:
+        self.path = shared_sqlite
+
     @asynccontextmanager
     async def open_store(self) -> AsyncIterator[Store]:
-        # synchronous=normal: the suite opens hundreds of databases; durability
-        # on power loss is not what it tests.
-        async with fresh_sqlite(synchronous="normal") as store:
+        # One file for the class, emptied for each test and example (no DDL
+        # per example). synchronous=normal: durability on power loss is not
+        # what the suite tests; the crash tests keep the default.
+        async with emptied_sqlite(self.path, synchronous="normal") as store:
             yield store
 
     @asynccontextmanager
