@@ -18,6 +18,7 @@ from chatsvg_core.errors import (
 from chatsvg_core.ledger import (
     DayBoundary,
     InvalidOwner,
+    InvalidReference,
     Ledger,
     LedgerConflict,
     LedgerPolicy,
@@ -213,8 +214,9 @@ async def test_daily_cap_override_and_zero_cap() -> None:
     await ledger.charge("alice", 50, ref="big", daily_cap=None)
     with pytest.raises(DailyCapExceeded):
         await ledger.charge("alice", 1, ref="none", daily_cap=0)
-    with pytest.raises(ValueError, match="daily cap"):
+    with pytest.raises(InvalidAmount) as bad_cap:
         await ledger.charge("alice", 1, ref="neg", daily_cap=-1)
+    assert bad_cap.value.reason == "bad_cap"
 
 
 async def test_day_boundary_in_a_fixed_offset() -> None:
@@ -331,3 +333,19 @@ async def test_statement_pages_through_equal_timestamps() -> None:
         page = await ledger.statement("alice", limit=2, before=last.created_at, before_id=last.id)
     assert sorted(seen) == [f"e{i}" for i in range(5)]
     assert len(seen) == 5
+
+
+@pytest.mark.parametrize("ref", ["", "r" * 256])
+async def test_bad_references_are_refused(ref: str) -> None:
+    ledger, _ = make()
+    await ledger.grant("alice", 10)
+    with pytest.raises(InvalidReference) as err:
+        await ledger.charge("alice", 1, ref=ref)
+    assert err.value.what == "ref"
+    with pytest.raises(InvalidReference):
+        await ledger.grant("alice", 1, external_id=ref)
+    with pytest.raises(InvalidReference):
+        await ledger.refund(ref)
+    with pytest.raises(InvalidReference):
+        await ledger.adjust("alice", 1, ref=ref)
+    assert await ledger.balance("alice") == 10

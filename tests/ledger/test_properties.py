@@ -95,3 +95,33 @@ def test_day_window_contains_now_and_lasts_a_day(offset_minutes: int, at: dateti
     assert end - start == timedelta(days=1)
     assert day.window(start) == (start, end)
     assert day.window(end)[0] == end
+
+
+ZONES = [
+    "America/New_York",
+    "Europe/London",
+    "America/Santiago",
+    "Asia/Kolkata",
+    "Australia/Lord_Howe",
+    "Pacific/Apia",
+    "America/Havana",
+]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    zone=st.sampled_from(ZONES),
+    at=st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=datetime(2040, 1, 1), timezones=st.just(UTC)
+    ),
+)
+def test_day_window_in_zones_contains_now_and_tiles_time(zone: str, at: datetime) -> None:
+    from zoneinfo import ZoneInfo
+
+    day = DayBoundary(ZoneInfo(zone))
+    start, end = day.window(at)
+    assert start <= at < end
+    assert timedelta(hours=22) <= end - start <= timedelta(hours=26)
+    # Consecutive days meet exactly: no instant belongs to two days or none.
+    assert day.window(end)[0] == end
+    assert day.window(start - timedelta(microseconds=1))[1] == start

@@ -12,7 +12,12 @@ See ``docs/ledger.md`` for the guarantees.
 
 from __future__ import annotations
 
-from chatsvg_core.ledger._errors import InvalidOwner, LedgerConflict, NoReservation
+from chatsvg_core.ledger._errors import (
+    InvalidOwner,
+    InvalidReference,
+    LedgerConflict,
+    NoReservation,
+)
 from chatsvg_core.ledger._ledger import DailyUsage, Ledger, Statement
 from chatsvg_core.ledger._ops import (
     IdFactory,
@@ -33,6 +38,7 @@ __all__ = [
     "DayBoundary",
     "IdFactory",
     "InvalidOwner",
+    "InvalidReference",
     "Ledger",
     "LedgerConflict",
     "LedgerPolicy",

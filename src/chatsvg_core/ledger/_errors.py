@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from chatsvg_core.errors import LedgerError
 
-__all__ = ["InvalidOwner", "LedgerConflict", "NoReservation"]
+__all__ = ["InvalidOwner", "InvalidReference", "LedgerConflict", "NoReservation"]
 
 
 class LedgerConflict(LedgerError):
@@ -32,4 +32,14 @@ class InvalidOwner(LedgerError):
     """An owner id that is empty or longer than 255 characters (fields: ``owner``)."""
 
     code = "invalid_owner"
+    http_status = 400
+
+
+class InvalidReference(LedgerError):
+    """A job id or external id that is not a string of 1 to 255 characters.
+
+    Fields: ``what`` (``"ref"``, ``"external_id"``), ``reason``.
+    """
+
+    code = "invalid_reference"
     http_status = 400

@@ -27,7 +27,12 @@ from chatsvg_core.errors import (
     RefundWithoutCharge,
     UnknownAccount,
 )
-from chatsvg_core.ledger._errors import InvalidOwner, LedgerConflict, NoReservation
+from chatsvg_core.ledger._errors import (
+    InvalidOwner,
+    InvalidReference,
+    LedgerConflict,
+    NoReservation,
+)
 from chatsvg_core.ledger._policy import DayBoundary
 from chatsvg_core.storage import EntryKind, LedgerEntry, StoreTransaction
 
@@ -47,6 +52,7 @@ IdFactory = Callable[[], str]
 """Makes a new, unique entry id."""
 
 _UTC_DAY: Final = DayBoundary()
+_MAX_REF: Final = 255
 _MAX_AMOUNT: Final = 2**62
 """Amounts beyond this would overflow a signed 64-bit column once summed."""
 
@@ -86,14 +92,20 @@ def _check_owner(owner: object) -> str:
 
 
 def _check_ref(ref: object, what: str) -> str:
-    if not isinstance(ref, str) or not ref:
-        raise ValueError(f"{what} must be a non-empty string")
+    if not isinstance(ref, str):
+        raise InvalidReference(f"{what} must be a string", what=what, reason="not_a_string")
+    if not 1 <= len(ref) <= _MAX_REF:
+        raise InvalidReference(
+            f"{what} must have 1 to {_MAX_REF} characters", what=what, reason="length"
+        )
     return ref
 
 
 def _check_cap(cap: int | None) -> int | None:
     if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 0):
-        raise ValueError("a daily cap is a non-negative int or None")
+        raise InvalidAmount(
+            "a daily cap is a non-negative int or None", amount=repr(cap), reason="bad_cap"
+        )
     return cap
 
 
@@ -163,11 +175,12 @@ async def grant(
     now = utc(now)
     if external_id is not None:
         _check_ref(external_id, "external_id")
-    await tx.lock_account(owner, create=True)
-    if external_id is not None:
+        # Entries never change, so a replay is answered without any lock (and
+        # a mismatched replay creates no account on its way to the error).
         seen = await tx.find_entry(EntryKind.GRANT, external_id)
         if seen is not None:
             return _same(seen, owner, amount)
+    await tx.lock_account(owner, create=True)
     return await _append(
         tx,
         owner=owner,

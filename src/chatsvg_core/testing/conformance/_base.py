@@ -75,13 +75,16 @@ class ConformanceBase:
 
     def state_machine_settings(self) -> Any:
         """The hypothesis ``settings`` of the state machines (override to tune further)."""
-        from hypothesis import HealthCheck, settings
+        from hypothesis import HealthCheck, Phase, settings
 
         return settings(
             max_examples=self.examples,
             stateful_step_count=self.steps,
             deadline=None,
             suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+            # The explain phase re-runs a failing machine many times; the
+            # shrunk steps are what a backend author needs, sooner.
+            phases=[p for p in Phase if p is not Phase.explain],
         )
 
     def run(self, body: Callable[[Store], Awaitable[T]]) -> T:

@@ -17,13 +17,15 @@ from chatsvg_core.errors import (
     LedgerError,
     RefundWithoutCharge,
 )
-from chatsvg_core.jobs import JobStatus
-from chatsvg_core.ledger import DayBoundary, Ledger, LedgerPolicy
+from chatsvg_core.jobs import JobErrorInfo, JobStatus
+from chatsvg_core.ledger import DayBoundary, Ledger, LedgerPolicy, charge, refund
 from chatsvg_core.storage import (
+    EntryKind,
     Store,
     claim_next,
     complete_job,
     expire_leases,
+    fail_job,
     heartbeat_job,
 )
 from chatsvg_core.testing._clock import FakeClock
@@ -127,6 +129,73 @@ class ConcurrencyConformance(ConformanceBase):
             assert total == 10
 
         self.run(body)
+
+    # --- claim + charge, fail + refund -------------------------------------------
+
+    def _pipeline_race(self, threads: bool) -> None:
+        n = self.concurrency
+        owners = ("payer-a", "payer-b")
+        ids = [f"p-{i:03d}" for i in range(2 * n)]
+        error = JobErrorInfo(code="x", type="X", message="refused", transient=False)
+
+        async def worker(store: Store, k: int) -> None:
+            while True:
+                # Claim + charge as one step; no credits → FAILED in the same step.
+                async with store.transaction() as tx:
+                    got = await claim_next(tx, now=T0, worker_id=f"w{k}", lease=LEASE)
+                    if got is None:
+                        return
+                    token = got.lease_token
+                    assert token is not None
+                    try:
+                        await charge(tx, got.owner, PRICE, ref=got.id, now=T0, daily_cap=CAP)
+                        charged = True
+                    except (InsufficientCredits, DailyCapExceeded):
+                        await fail_job(tx, got.id, now=T0, token=token, error=error)
+                        charged = False
+                await asyncio.sleep(0)
+                if not charged:
+                    continue
+                # Fail + refund as one step for every third job; the rest succeed.
+                async with store.transaction() as tx:
+                    if int(got.id[2:]) % 3 == 0:
+                        await fail_job(tx, got.id, now=T0, token=token, error=error)
+                        await refund(tx, got.id, now=T0)
+                    else:
+                        await complete_job(tx, got.id, token=token, now=T0, svg="<svg/>")
+
+        async def body(store: Store) -> None:
+            boot = Ledger(store, clock=FakeClock(T0))
+            for owner in owners:
+                await boot.grant(owner, FUNDS // 2, external_id=f"fund-{owner}")
+            async with store.transaction() as tx:
+                for i, job_id in enumerate(ids):
+                    await tx.insert_job(job(job_id, owner=owners[i % 2], now=T0))
+            await self._parallel(store, threads, worker)
+            async with store.transaction() as tx:
+                await check_ledger_invariants(tx, owners)
+                outcomes = set()
+                for job_id in ids:
+                    final = await tx.get_job(job_id)
+                    assert final is not None
+                    charged = await tx.find_entry(EntryKind.CHARGE, job_id) is not None
+                    refunded = await tx.find_entry(EntryKind.REFUND, job_id) is not None
+                    if final.status is JobStatus.SUCCEEDED:
+                        assert (charged, refunded) == (True, False), f"{job_id}: succeeded"
+                    else:
+                        assert final.status is JobStatus.FAILED, final
+                        assert charged == refunded, f"{job_id}: failed needs both or neither"
+                    outcomes.add((final.status, charged))
+            assert (JobStatus.FAILED, False) in outcomes, "the race never ran out of credits"
+
+        self.run(body)
+
+    def test_claim_with_charge_and_fail_with_refund_under_concurrency(self) -> None:
+        self._pipeline_race(threads=False)
+
+    def test_claim_with_charge_and_fail_with_refund_under_concurrency_threads(self) -> None:
+        self.needs(Capability.THREADS)
+        self._pipeline_race(threads=True)
 
     # --- queue ------------------------------------------------------------------
 
