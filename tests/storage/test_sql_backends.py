@@ -807,3 +807,23 @@ async def test_postgres_concurrent_inserts_of_one_kind_and_ref_write_once(
         async with store.transaction() as tx:
             assert await tx.balance("alice") == -3
             assert [e.id for e in await tx.entries("alice")] == [got[0]]
+
+
+def test_importing_the_library_never_imports_the_postgres_driver() -> None:
+    import subprocess
+
+    import chatsvg_core
+
+    src = str(Path(chatsvg_core.__file__).resolve().parent.parent)
+    code = (
+        "import sys; import chatsvg_core, chatsvg_core.storage, chatsvg_core.storage.sqlite; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout.strip() == "[]"
