@@ -34,6 +34,10 @@ class Capability(StrEnum):
     """Several stores opened with ``open_peer`` on one database may be used at once from
     different threads, each thread with its own event loop (SQL backends)."""
 
+    PROCESSES = "processes"
+    """Stores opened in other processes by the picklable callable from ``peer_factory``
+    may be used at once on one database (SQL backends)."""
+
 
 class ConformanceBase:
     """What a host provides: ``open_store`` (and, for declared capabilities, ``open_peer``).
@@ -86,6 +90,15 @@ class ConformanceBase:
             # shrunk steps are what a backend author needs, sooner.
             phases=[p for p in Phase if p is not Phase.explain],
         )
+
+    def peer_factory(self, store: Store) -> Callable[[], AbstractAsyncContextManager[Store]]:
+        """A picklable zero-argument callable that opens a store on ``store``'s database.
+
+        For ``Capability.PROCESSES``: it is sent to worker processes (started
+        with ``spawn``) and called there, inside their own event loop. A
+        module-level function or a ``functools.partial`` of one works.
+        """
+        raise NotImplementedError("declare Capability.PROCESSES only with peer_factory()")
 
     def run(self, body: Callable[[Store], Awaitable[T]]) -> T:
         """Open a fresh store, ``await body(store)``, close the store; all on a new loop."""
