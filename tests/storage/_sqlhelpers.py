@@ -89,3 +89,24 @@ async def fresh_sqlite(**options: Any) -> AsyncIterator[SQLiteStore]:
             yield store
         finally:
             await store.aclose()
+
+
+@asynccontextmanager
+async def sqlite_peer(path: str) -> AsyncIterator[SQLiteStore]:
+    """Open a store on an existing SQLite file (picklable by reference: for worker processes)."""
+    store = await SQLiteStore.open(path, synchronous="normal")
+    try:
+        yield store
+    finally:
+        await store.aclose()
+
+
+@asynccontextmanager
+async def postgres_peer(url: str, schema: str) -> AsyncIterator[PostgresStore]:
+    """Open a store on an existing schema (picklable by reference: for worker processes)."""
+    fast = make_conninfo(url, options="-c synchronous_commit=off")
+    store = await PostgresStore.open(fast, schema=schema, min_size=1, max_size=4)
+    try:
+        yield store
+    finally:
+        await store.aclose()

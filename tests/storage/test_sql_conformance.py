@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+import functools
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,14 @@ from chatsvg_core.storage.postgres import PostgresStore
 from chatsvg_core.storage.sqlite import SQLiteStore
 from chatsvg_core.testing.conformance import Capability, StoreConformance
 
-from ._sqlhelpers import drop_schema, emptied_postgres, emptied_sqlite, new_schema_name
+from ._sqlhelpers import (
+    drop_schema,
+    emptied_postgres,
+    emptied_sqlite,
+    new_schema_name,
+    postgres_peer,
+    sqlite_peer,
+)
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +30,7 @@ def shared_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 class TestSQLiteStore(StoreConformance):
-    capabilities = frozenset({Capability.THREADS})
+    capabilities = frozenset({Capability.THREADS, Capability.PROCESSES})
 
     @pytest.fixture(autouse=True)
     def _database(self, shared_sqlite: Path) -> None:
@@ -39,11 +47,12 @@ class TestSQLiteStore(StoreConformance):
     @asynccontextmanager
     async def open_peer(self, store: Store) -> AsyncIterator[Store]:
         assert isinstance(store, SQLiteStore)
-        peer = await SQLiteStore.open(store.path, synchronous="normal")
-        try:
+        async with sqlite_peer(store.path) as peer:
             yield peer
-        finally:
-            await peer.aclose()
+
+    def peer_factory(self, store: Store) -> Callable[[], AbstractAsyncContextManager[Store]]:
+        assert isinstance(store, SQLiteStore)
+        return functools.partial(sqlite_peer, store.path)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +69,7 @@ class TestPostgresStore(StoreConformance):
         self.url = postgres_url
         self.schema = shared_schema
 
-    capabilities = frozenset({Capability.THREADS})
+    capabilities = frozenset({Capability.THREADS, Capability.PROCESSES})
 
     @asynccontextmanager
     async def open_store(self) -> AsyncIterator[Store]:
@@ -71,8 +80,10 @@ class TestPostgresStore(StoreConformance):
     @asynccontextmanager
     async def open_peer(self, store: Store) -> AsyncIterator[Store]:
         assert isinstance(store, PostgresStore)
-        peer = await PostgresStore.open(self.url, schema=store.schema, max_size=4)
-        try:
+        assert store.schema is not None
+        async with postgres_peer(self.url, store.schema) as peer:
             yield peer
-        finally:
-            await peer.aclose()
+
+    def peer_factory(self, store: Store) -> Callable[[], AbstractAsyncContextManager[Store]]:
+        assert isinstance(store, PostgresStore)
+        return functools.partial(postgres_peer, self.url, store.schema)
