@@ -26,6 +26,7 @@ from chatsvg_core.errors import (
     ConfigurationError,
     IncompatibleStorage,
     InvalidAmount,
+    StorageError,
     StorageUnavailable,
 )
 from chatsvg_core.jobs import new_job
@@ -136,6 +137,7 @@ async def test_open_storage_postgres_with_schema_option(postgres_url: str) -> No
         "sqlite:///x.db?unknown_option=1",
         "sqlite:///:memory:",
         "memory://somewhere",
+        "memory://?size=3",
         "postgresql://127.0.0.1/test?min_size=many",
         "postgresql://127.0.0.1/test?schema=bad-name;drop",
     ],
@@ -619,3 +621,209 @@ async def test_postgres_lock_account_serializes_across_connections(postgres_url:
             tg.start_soon(first)
             tg.start_soon(second)
         assert order == ["first-done", "second-locked"]
+
+
+@pytest.mark.postgres
+async def test_postgres_refuses_nul_in_text_with_a_typed_error(postgres_url: str) -> None:
+    # A documented limit of PostgreSQL text; SQLite stores the same value.
+    async with fresh_postgres(postgres_url, max_size=1) as store:
+        with pytest.raises(StorageError, match="NUL"):
+            async with store.transaction() as tx:
+                await tx.lock_account("a\x00b", create=True)
+        async with store.transaction() as tx:
+            # The value never reached the server: the transaction goes on.
+            with pytest.raises(StorageError, match="NUL"):
+                await tx.lock_account("a\x00b")
+            assert await tx.lock_account("ab", create=True) is True
+    async with fresh_sqlite() as sqlite_store, sqlite_store.transaction() as tx:
+        assert await tx.lock_account("a\x00b", create=True) is True
+        assert await tx.lock_account("a\x00b") is True
+        assert await tx.lock_account("a") is False
+
+
+def test_sqlite_older_than_3_35_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sqlite3, "sqlite_version_info", (3, 34, 1))
+    monkeypatch.setattr(sqlite3, "sqlite_version", "3.34.1")
+    with pytest.raises(ConfigurationError, match=r"3\.35"):
+        SQLiteStore(tmp_path / "old.db")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"synchronous": "sometimes"}, {"busy_timeout": -1}],
+)
+def test_sqlite_bad_options_are_refused(tmp_path: Path, options: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        SQLiteStore(tmp_path / "x.db", **options)
+
+
+@pytest.mark.parametrize("kind", BACKENDS)
+def test_sync_facade_over_sql_stores_from_threads(
+    kind: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    # Sync hosts drive the async SQL stores through the one loop thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chatsvg_core.errors import InsufficientCredits
+    from chatsvg_core.ledger import charge, grant
+    from chatsvg_core.storage import StoreTransaction, SyncStore
+
+    async def balance(tx: StoreTransaction) -> int:
+        return await tx.balance("alice")
+
+    schema = new_schema_name()
+    if kind == "sqlite":
+        store = SyncStore.open(lambda: SQLiteStore.open(tmp_path / "sync.db"))
+    else:
+        url = request.getfixturevalue("postgres_url")
+        store = SyncStore.open(lambda: PostgresStore.open(url, schema=schema, max_size=4))
+    try:
+        store.run(grant, "alice", 20, now=T0)
+
+        def worker(k: int) -> int:
+            won = 0
+            for i in range(10):
+                try:
+                    store.run(charge, "alice", 1, ref=f"job-{i}-{k % 3}", now=T0)
+                    won += 1
+                except InsufficientCredits:
+                    pass
+            return won
+
+        with ThreadPoolExecutor(6) as pool:
+            list(pool.map(worker, range(6)))
+
+        async def charges(tx: StoreTransaction) -> list[LedgerEntry]:
+            found = await tx.entries("alice", limit=100)
+            return [e for e in found if e.kind is EntryKind.CHARGE]
+
+        with store.transaction() as tx:
+            # 30 distinct jobs wanted 1 credit each; 20 were granted.
+            assert tx(balance) == 0
+            charged = tx(charges)
+        assert len(charged) == 20
+        assert len({e.ref for e in charged}) == 20
+    finally:
+        store.close()
+        if kind != "sqlite":
+            drop_schema(request.getfixturevalue("postgres_url"), schema)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("existing", ["none", "expired", "live"])
+async def test_postgres_concurrent_idempotency_claims_have_one_winner(
+    postgres_url: str, existing: str
+) -> None:
+    # Eight transactions on eight connections, all inside their transaction
+    # before any claims (a barrier), then all claim one (scope, key) at once
+    # under READ COMMITTED: exactly one record is stored, and every claimer
+    # gets that one back.
+    from chatsvg_core.storage import IdempotencyRecord
+
+    def record(job_id: str, created: datetime, ttl: timedelta) -> IdempotencyRecord:
+        return IdempotencyRecord(
+            scope="alice",
+            key="k-1",
+            request_hash="h",
+            job_id=job_id,
+            created_at=created,
+            expires_at=created + ttl,
+        )
+
+    now = T0 + timedelta(days=2)
+    async with fresh_postgres(postgres_url, max_size=8) as store:
+        if existing != "none":
+            ttl = timedelta(days=1) if existing == "expired" else timedelta(days=5)
+            async with store.transaction() as tx:
+                await tx.claim_idempotency(record("old-job", T0, ttl), now=T0)
+        inside = 0
+        all_inside = anyio.Event()
+        got: list[str] = []
+
+        async def claimer(i: int) -> None:
+            nonlocal inside
+            async with store.transaction() as tx:
+                await tx.balance("warm-up")  # the transaction has begun
+                inside += 1
+                if inside == 8:
+                    all_inside.set()
+                await all_inside.wait()
+                won = await tx.claim_idempotency(
+                    record(f"job-{i}", now, timedelta(days=1)), now=now
+                )
+                got.append(won.job_id)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(claimer, i)
+        async with store.transaction() as tx:
+            stored = await tx._one(  # type: ignore[attr-defined]
+                "SELECT job_id, COUNT(*) OVER () FROM chatsvg_idempotency "
+                "WHERE scope = 'alice' AND idem_key = 'k-1'"
+            )
+        assert stored is not None
+        winner, rows = stored
+        assert rows == 1
+        assert got == [winner] * 8
+        if existing == "live":
+            assert winner == "old-job"
+        else:
+            assert winner.startswith("job-")
+
+
+@pytest.mark.postgres
+async def test_postgres_concurrent_inserts_of_one_kind_and_ref_write_once(
+    postgres_url: str,
+) -> None:
+    # No account lock: the partial unique index alone makes the entry (and
+    # the balance move that rides with it) happen once.
+    async with fresh_postgres(postgres_url, max_size=8) as store:
+        inside = 0
+        all_inside = anyio.Event()
+        got: list[str] = []
+
+        async def inserter(i: int) -> None:
+            nonlocal inside
+            async with store.transaction() as tx:
+                await tx.balance("warm-up")
+                inside += 1
+                if inside == 8:
+                    all_inside.set()
+                await all_inside.wait()
+                entry = LedgerEntry(
+                    id=f"e-{i}",
+                    owner="alice",
+                    kind=EntryKind.CHARGE,
+                    amount=-3,
+                    ref="job-1",
+                    created_at=T0,
+                )
+                got.append((await tx.insert_entry(entry)).id)
+
+        async with anyio.create_task_group() as tg:
+            for i in range(8):
+                tg.start_soon(inserter, i)
+        assert len(set(got)) == 1
+        async with store.transaction() as tx:
+            assert await tx.balance("alice") == -3
+            assert [e.id for e in await tx.entries("alice")] == [got[0]]
+
+
+def test_importing_the_library_never_imports_the_postgres_driver() -> None:
+    import subprocess
+
+    import chatsvg_core
+
+    src = str(Path(chatsvg_core.__file__).resolve().parent.parent)
+    code = (
+        "import sys; import chatsvg_core, chatsvg_core.storage, chatsvg_core.storage.sqlite; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('psycopg', 'psycopg_pool')))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
+    )
+    assert out.stdout.strip() == "[]"

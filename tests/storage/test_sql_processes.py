@@ -9,7 +9,8 @@ invariants with plain SQL over the whole database:
 * charges: at most one charge and one refund per job, refunds only of
   charges and for the same amount, the balance never below zero, the daily
   cap never exceeded, and the stored balance equal to the sum of the entries;
-* crashes: a process ``kill -9``-ed just before COMMIT left nothing behind,
+* crashes: a process ``kill -9``-ed holding the write lock before its first
+  write, or with all its writes done just before COMMIT, left nothing behind,
   and its locks did not outlive it; one killed just after COMMIT left all.
 """
 
@@ -264,7 +265,7 @@ def test_processes_charging_one_owner_keep_every_ledger_invariant(
         assert running >= 0
 
 
-@pytest.mark.parametrize("point", ["before_commit", "after_commit"])
+@pytest.mark.parametrize("point", ["begin", "before_commit", "after_commit"])
 def test_kill_9_mid_transaction_leaves_all_or_nothing(
     database: tuple[dict[str, Any], Query, Callable[[], Any]], point: str
 ) -> None:

@@ -3,8 +3,9 @@
 Backends: :class:`chatsvg_core.storage.sqlite.SQLiteStore` (embedded default),
 :class:`chatsvg_core.storage.postgres.PostgresStore` (the ``postgres`` extra)
 and :class:`chatsvg_core.storage.memory.MemoryStore`; :func:`open_storage`
-picks one from a URL. The backend modules are imported on demand, so the
-PostgreSQL driver is never needed unless used.
+picks one from a URL. :class:`SQLiteStore` needs only the standard library
+and is exported here; the PostgreSQL backend is imported from its module (or
+through ``open_storage``) so its driver is never needed unless used.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from chatsvg_core.storage._protocol import (
 )
 from chatsvg_core.storage._sync import SyncStore, SyncTransaction
 from chatsvg_core.storage.memory import MemoryStore
+from chatsvg_core.storage.sqlite import SQLiteStore
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -39,6 +41,7 @@ __all__ = [
     "JobResult",
     "LedgerEntry",
     "MemoryStore",
+    "SQLiteStore",
     "Store",
     "StoreClosed",
     "StoreTransaction",

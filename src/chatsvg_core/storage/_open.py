@@ -78,9 +78,10 @@ def _split_options(
 async def _open_memory(url: str, **options: Any) -> Store:
     from chatsvg_core.storage.memory import MemoryStore
 
-    if urlsplit(url).netloc or urlsplit(url).path not in ("", "/"):
-        raise ConfigurationError("the memory URL is just memory://", url=url)
-    store: Store = MemoryStore(**options)
+    parts = urlsplit(url)
+    if parts.netloc or parts.path not in ("", "/") or parts.query or options:
+        raise ConfigurationError("the memory URL is just memory://, with no options", url=url)
+    store: Store = MemoryStore()
     return store
 
 

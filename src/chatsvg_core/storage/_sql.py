@@ -230,6 +230,19 @@ class SQLTransaction:
             expires_at=self._dt(row[5]),
         )
 
+    # --- paging -----------------------------------------------------------------
+
+    @staticmethod
+    def _older(before_id: str | None) -> str:
+        # A row-value comparison (SQLite 3.15+, PostgreSQL): an index on
+        # (…, created_at) still serves it, and equal timestamps at a page
+        # boundary are neither lost nor repeated.
+        return "created_at < ?" if before_id is None else "(created_at, id) < (?, ?)"
+
+    def _cursor(self, before: datetime, before_id: str | None) -> list[Any]:
+        ts = self._ts(utc(before))
+        return [ts] if before_id is None else [ts, before_id]
+
     # --- jobs -----------------------------------------------------------------
 
     async def insert_job(self, job: Job) -> None:
@@ -298,8 +311,9 @@ class SQLTransaction:
         status: JobStatus | None = None,
         limit: int = 100,
         before: datetime | None = None,
+        before_id: str | None = None,
     ) -> Sequence[Job]:
-        """Jobs, newest ``created_at`` first, optionally filtered; ``before`` pages."""
+        """Jobs, newest ``created_at`` first (ties: ``id`` descending); ``before`` pages."""
         self._check_open()
         where: list[str] = []
         params: list[Any] = []
@@ -310,8 +324,8 @@ class SQLTransaction:
             where.append("status = ?")
             params.append(JobStatus(status).value)
         if before is not None:
-            where.append("created_at < ?")
-            params.append(self._ts(utc(before)))
+            where.append(self._older(before_id))
+            params.extend(self._cursor(before, before_id))
         clause = f" WHERE {' AND '.join(where)}" if where else ""
         rows = await self._all(
             f"SELECT {_JOB_COLUMNS} FROM chatsvg_jobs{clause} "
@@ -493,15 +507,20 @@ class SQLTransaction:
         return 0 if row is None else int(row[0])
 
     async def entries(
-        self, owner: str, *, limit: int = 100, before: datetime | None = None
+        self,
+        owner: str,
+        *,
+        limit: int = 100,
+        before: datetime | None = None,
+        before_id: str | None = None,
     ) -> Sequence[LedgerEntry]:
-        """The owner's entries, newest first; ``before`` pages."""
+        """The owner's entries, newest first (ties: ``id`` descending); ``before`` pages."""
         self._check_open()
         params: list[Any] = [owner]
         clause = ""
         if before is not None:
-            clause = " AND created_at < ?"
-            params.append(self._ts(utc(before)))
+            clause = f" AND {self._older(before_id)}"
+            params.extend(self._cursor(before, before_id))
         rows = await self._all(
             f"SELECT {_ENTRY_COLUMNS} FROM chatsvg_ledger WHERE owner = ?{clause} "
             "ORDER BY created_at DESC, id DESC LIMIT ?",

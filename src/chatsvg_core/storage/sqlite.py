@@ -29,6 +29,8 @@ How it stays correct with several writers (threads, tasks and processes):
   process crash).
 
 Requires SQLite 3.35+ (``RETURNING``); Python's bundled SQLite is usually newer.
+Runs on asyncio (as the rest of the library); sync hosts use
+:class:`~chatsvg_core.storage.SyncStore`.
 """
 
 from __future__ import annotations

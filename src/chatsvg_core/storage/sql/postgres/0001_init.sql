@@ -1,10 +1,12 @@
 -- chatsvg-core schema, version 1 (PostgreSQL 12+).
 -- Runs inside the schema chosen by search_path; JSON payloads are TEXT written
--- by the library (exact round trip, no jsonb normalisation).
+-- by the library (exact round trip, no jsonb normalisation). Keys compare and
+-- sort with COLLATE "C" (code-point order, as in SQLite and Python), whatever
+-- the database's collation, so paging cursors mean the same on every backend.
 
 CREATE TABLE chatsvg_jobs (
-    id               text        NOT NULL PRIMARY KEY,
-    owner            text        NOT NULL,
+    id               text COLLATE "C" NOT NULL PRIMARY KEY,
+    owner            text COLLATE "C" NOT NULL,
     status           text        NOT NULL
                      CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
     attempt          integer     NOT NULL CHECK (attempt >= 0),
@@ -32,10 +34,10 @@ CREATE INDEX chatsvg_jobs_owner ON chatsvg_jobs (owner, created_at);
 CREATE INDEX chatsvg_jobs_created ON chatsvg_jobs (created_at);
 
 CREATE TABLE chatsvg_idempotency (
-    scope        text        NOT NULL,
-    idem_key     text        NOT NULL,
+    scope        text COLLATE "C" NOT NULL,
+    idem_key     text COLLATE "C" NOT NULL,
     request_hash text        NOT NULL,
-    job_id       text        NOT NULL,
+    job_id       text COLLATE "C" NOT NULL,
     created_at   timestamptz NOT NULL,
     expires_at   timestamptz NOT NULL,
     PRIMARY KEY (scope, idem_key)
@@ -46,19 +48,19 @@ CREATE INDEX chatsvg_idempotency_expiry ON chatsvg_idempotency (expires_at);
 -- and the running balance, kept equal to the sum of the owner's entries by
 -- the same transaction that appends an entry.
 CREATE TABLE chatsvg_accounts (
-    owner      text        NOT NULL PRIMARY KEY,
+    owner      text COLLATE "C" NOT NULL PRIMARY KEY,
     balance    bigint      NOT NULL DEFAULT 0,
     created_at timestamptz NOT NULL
 );
 
 CREATE TABLE chatsvg_ledger (
     seq        bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    id         text        NOT NULL UNIQUE,
-    owner      text        NOT NULL,
+    id         text COLLATE "C" NOT NULL UNIQUE,
+    owner      text COLLATE "C" NOT NULL,
     kind       text        NOT NULL CHECK (kind IN
                ('grant', 'charge', 'refund', 'adjustment', 'reserve', 'capture', 'release')),
     amount     bigint      NOT NULL,
-    ref        text,
+    ref        text COLLATE "C",
     memo       text,
     created_at timestamptz NOT NULL
 );
@@ -69,7 +71,7 @@ CREATE UNIQUE INDEX chatsvg_ledger_kind_ref ON chatsvg_ledger (kind, ref) WHERE 
 CREATE INDEX chatsvg_ledger_owner_time ON chatsvg_ledger (owner, created_at, kind, amount, ref);
 
 CREATE TABLE chatsvg_results (
-    job_id     text        NOT NULL PRIMARY KEY,
+    job_id     text COLLATE "C" NOT NULL PRIMARY KEY,
     svg        text        NOT NULL,
     metadata   text        NOT NULL,
     created_at timestamptz NOT NULL
