@@ -151,15 +151,13 @@ from chatsvg_core.storage import (
     JobResult,
     LedgerEntry,
     MemoryStore,
+    SQLiteStore,
     Store,
     StoreClosed,
     StoreTransaction,
     SyncStore,
     SyncTransaction,
     open_storage,
-)
-from chatsvg_core.storage.sqlite import (
-    SQLiteStore,
 )
 
 __version__ = "0.1.0.dev0"
