@@ -29,7 +29,6 @@ from chatsvg_core.testing._idempotency_strategies import (
 from chatsvg_core.testing._idempotency_suite import (
     IDEMPOTENCY_CHECKS,
     IdempotencyConformance,
-    StoreFactory,
     check_concurrent_conflicting_submits,
     check_concurrent_same_submits,
     check_expired_key_reusable,
@@ -66,7 +65,6 @@ __all__ = [
     "LedgerOperation",
     "RawReply",
     "RecordedRequest",
-    "StoreFactory",
     "amounts",
     "apply_job_step",
     "apply_job_step_in_store",
