@@ -226,3 +226,10 @@ def test_every_use_cycle_is_cut(body: str) -> None:
     again = sanitize_svg(out.svg)
     assert again.svg == out.svg
     assert not again.report.by_reason(ReasonCode.REFERENCE_CYCLE)
+
+
+def test_use_of_the_added_root_id_is_a_cycle_in_the_first_pass_already() -> None:
+    doc = f'<svg {NS}><style>rect{{fill:red}}</style><rect/><use href="#chatsvg"/></svg>'
+    out = sanitize_svg(doc)
+    assert "<use" not in out.svg
+    assert sanitize_svg(out.svg).svg == out.svg

@@ -37,8 +37,35 @@ def _short(value: str) -> str:
     return value if len(value) <= 200 else value[:197] + "..."
 
 
-At = tuple[str, int | None]
-"""Where a report entry points: (XPath of local names, input line)."""
+At = tuple[Any, Any]
+"""Where a report entry points, resolved only when an entry is written:
+(path chain, node). The chain is ``"/svg"`` or ``(parent chain, tag, index)``;
+the node gives the input line."""
+
+
+def _path(chain: Any) -> str:
+    parts: list[str] = []
+    while isinstance(chain, tuple):
+        chain, tag, index = chain
+        parts.append(f"{tag.rpartition('}')[2]}[{index}]")
+    parts.append(chain)
+    return "/".join(reversed(parts))
+
+
+_PLAIN, _PATH, _HREF, _CHECKED = 0, 1, 2, 3
+
+
+def _kind(attribute: str) -> int:
+    """How an allowed attribute's value is checked (decided once per policy)."""
+    if attribute in t.PATH_ATTRIBUTES:
+        return _PATH
+    if attribute in t.HREF_ATTRIBUTES:
+        return _HREF
+    if attribute in ("style", "id", "class", t.XML_SPACE, t.XML_LANG) or (
+        attribute in t.PRESENTATION_ATTRIBUTES
+    ):
+        return _CHECKED
+    return _PLAIN
 
 
 def _line(node: Any) -> int | None:
@@ -55,7 +82,10 @@ _MISC_NAMES: dict[type, str] = {
 class _Run:
     """The state of one sanitizing run (report entries, flags)."""
 
-    __slots__ = ("css", "entries", "removed", "sanitizer", "style_kept", "uses_xlink")
+    __slots__ = (
+        "css", "elements", "entries", "ids", "removed", "sanitizer", "style_kept", "uses",
+        "uses_xlink",
+    )  # fmt: skip
 
     def __init__(self, sanitizer: Sanitizer) -> None:
         self.sanitizer = sanitizer
@@ -63,6 +93,10 @@ class _Run:
         self.uses_xlink = False
         self.style_kept = False
         self.removed = False
+        # Collected during the walk for the <use> expansion bound.
+        self.ids: dict[str, OutElement] = {}
+        self.uses: list[OutElement] = []
+        self.elements = 0
         self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment,
                                 cache=sanitizer._css_cache)  # fmt: skip
 
@@ -82,8 +116,8 @@ class _Run:
                 action=action,
                 kind=kind,
                 reason=reason,
-                path=at[0],
-                line=at[1],
+                path=_path(at[0]),
+                line=None if at[1] is None else _line(at[1]),
                 name=name,
                 detail=None if detail is None else _short(detail),
             )
@@ -115,12 +149,14 @@ class Sanitizer:
         self._elements = frozenset(_SVG_PREFIX + name for name in p.elements)
         base = t.CORE_ATTRIBUTES if p.allow_style_attribute else t.CORE_ATTRIBUTES - {"style"}
         self._attributes: dict[str, frozenset[str]] = {}
+        self._kinds: dict[str, dict[str, int]] = {}
         for name in p.elements:
             own, presentation = t.ELEMENT_ATTRIBUTES[name]
             allowed = base | own
             if presentation:
                 allowed |= t.PRESENTATION_ATTRIBUTES | t.CONDITIONAL_ATTRIBUTES
             self._attributes[name] = (allowed & p.attributes) | p.extra_attributes
+            self._kinds[name] = {a: _kind(a) for a in self._attributes[name]}
         self._css_cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = {}
         self._animatable = frozenset(
             a
@@ -155,18 +191,19 @@ class Sanitizer:
         if root.tag != _SVG_ROOT:
             raise reject(ReasonCode.NOT_SVG_ROOT, f"root element is {root.tag!r}")
         run = _Run(self)
-        root_at: At = ("/svg", _line(root))
+        root_at: At = ("/svg", root)
         if doctype_dropped:
             run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root_at, "DOCTYPE")
         for sibling in root.itersiblings(preceding=True):
-            self._note_misc(run, sibling, ("/", _line(sibling)))
+            self._note_misc(run, sibling, ("/", sibling))
         for sibling in root.itersiblings():
-            self._note_misc(run, sibling, ("/", _line(sibling)))
+            self._note_misc(run, sibling, ("/", sibling))
         scope_id = self._scope_id(root)
-        out = self._element(run, root, scope_id, "/svg")
+        out = self._element(run, root, scope_id, "/svg", 1)
         assert out is not None  # the root is always allowed
         if run.style_kept and scope_id is not None and "id" not in out.attrs:
             out.attrs = {"id": scope_id, **out.attrs}
+            run.ids.setdefault(scope_id, out)
             run.note(Action.REWRITTEN, "id", ReasonCode.ROOT_ID_ADDED, root_at, "id", scope_id)
         self._bound_rendering(run, root_at, out)
         if run.removed and not _has_drawable(out) and len(root):
@@ -195,14 +232,32 @@ class Sanitizer:
                      node.text or "")  # fmt: skip
 
     def _element(
-        self, run: _Run, el: Any, scope_id: str | None, path: str, *, unwrap: bool = False
+        self,
+        run: _Run,
+        el: Any,
+        scope_id: str | None,
+        path: Any,
+        depth: int,
+        *,
+        unwrap: bool = False,
     ) -> OutElement | None:
+        if depth > self.policy.max_depth:
+            raise reject(ReasonCode.TOO_DEEP, f"depth over {self.policy.max_depth}",
+                         self.policy.max_depth)  # fmt: skip
         tag = el.tag
         name = tag[len(_SVG_PREFIX) :]
-        at: At = (path, el.sourceline)
+        at: At = (path, el)
         if name in t.ANIMATION_ELEMENTS and not self._animation_ok(run, el, name, at):
             return None
-        out = OutElement(name, {} if unwrap else self._attrs(run, el, name, at))
+        attrs = {} if unwrap else self._attrs(run, el, name, at)
+        out = OutElement(name, attrs)
+        if not unwrap:
+            run.elements += 1
+            ident = attrs.get("id")
+            if ident is not None:
+                run.ids.setdefault(ident, out)
+            if name == "use":
+                run.uses.append(out)
         children = out.children
         if name == "style":
             self._style(run, el, out, scope_id, at)
@@ -219,22 +274,27 @@ class Sanitizer:
             # (never by scanning siblings, which would be quadratic).
             key = ctag if isinstance(ctag, str) else _MISC_NAMES.get(type(child), "node()")
             index = counts[key] = counts.get(key, 0) + 1
+            chain = (path, key, index)
+            if ctag in self._elements and not text_only:
+                sub = self._element(run, child, scope_id, chain, depth + 1)
+                if sub is not None:
+                    children.append(sub)
+                tail = child.tail
+                if tail:
+                    self._text(run, at, children, tail, text_ok)
+                continue
+            cat: At = (chain, child)
             local = key.rpartition("}")[2]
-            cat: At = (f"{path}/{local}[{index}]", child.sourceline)
             if not isinstance(ctag, str):
                 self._note_misc(run, child, cat)
             elif text_only:
                 run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, cat, local,
                          f"markup inside <{name}>")  # fmt: skip
-            elif ctag in self._elements:
-                sub = self._element(run, child, scope_id, cat[0])
-                if sub is not None:
-                    children.append(sub)
             elif ctag == _SVG_A:
                 # A link the policy does not allow: keep what it draws, drop the link.
                 run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, cat, "a",
                          "unwrapped: children kept")  # fmt: skip
-                sub = self._element(run, child, scope_id, cat[0], unwrap=True)
+                sub = self._element(run, child, scope_id, chain, depth + 1, unwrap=True)
                 if sub is not None:
                     for grandchild in sub.children:
                         if isinstance(grandchild, str):
@@ -266,7 +326,7 @@ class Sanitizer:
     def _style(self, run: _Run, el: Any, out: OutElement, scope_id: str | None, at: At) -> None:
         parts = [el.text or ""]
         for child in el:
-            cat: At = (f"{at[0]}/node()", child.sourceline)
+            cat: At = ((at[0], "node()", 1), child)
             if isinstance(child.tag, str):
                 run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, cat,
                          etree.QName(child.tag).localname, "markup inside <style>")  # fmt: skip
@@ -312,43 +372,52 @@ class Sanitizer:
         return True
 
     def _attrs(self, run: _Run, el: Any, name: str, at: At) -> dict[str, str]:
-        allowed = self._attributes[name]
+        kinds = self._kinds[name]
         p = self.policy
+        max_length = p.max_attribute_length
         out: dict[str, str] = {}
         for key, value in el.items():
-            if key[0] == "{":
-                if key not in allowed:
-                    reason = (
-                        ReasonCode.ATTRIBUTE_NOT_ALLOWED
-                        if key.startswith((_XLINK_PREFIX, _XML_PREFIX))
-                        else ReasonCode.FOREIGN_NAMESPACE
-                    )
-                    run.note(Action.REMOVED, "attribute", reason, at,
-                             key.rpartition("}")[2], value)  # fmt: skip
-                    continue
-            elif key not in allowed:
-                reason = (
-                    ReasonCode.EVENT_HANDLER
-                    if key[:2].lower() == "on"
-                    else ReasonCode.ATTRIBUTE_NOT_ALLOWED
-                )
-                run.note(Action.REMOVED, "attribute", reason, at, key, value)
+            kind = kinds.get(key)
+            if kind is None:
+                self._refuse_attribute(run, at, key, value)
                 continue
-            if key in t.PATH_ATTRIBUTES:
+            if kind == _PLAIN:
+                # The common case (geometry, filter parameters...): no URL, no CSS.
+                if len(value) > max_length:
+                    raise reject(ReasonCode.ATTRIBUTE_TOO_LONG,
+                                 f"<{name} {key}> is {len(value)} long", max_length)  # fmt: skip
+                out[key] = value
+                continue
+            if kind == _PATH:
                 if len(value) > p.max_path_length:
                     raise reject(ReasonCode.PATH_TOO_LONG, f"<{name} {key}> is {len(value)} long",
                                  p.max_path_length)  # fmt: skip
-            elif len(value) > p.max_attribute_length and key not in t.HREF_ATTRIBUTES:
+                out[key] = value
+                continue
+            if kind != _HREF and len(value) > max_length:
                 raise reject(ReasonCode.ATTRIBUTE_TOO_LONG, f"<{name} {key}> is {len(value)} long",
-                             p.max_attribute_length)  # fmt: skip
+                             max_length)  # fmt: skip
             checked = self._value(run, at, name, key, value)
             if checked is None:
                 continue
-            out_name = _OUT_NAMES.get(key, key)
             if key == t.XLINK_HREF:
                 run.uses_xlink = True
-            out[out_name] = checked
+            out[_OUT_NAMES.get(key, key)] = checked
         return out
+
+    def _refuse_attribute(self, run: _Run, at: At, key: str, value: str) -> None:
+        if key[0] == "{":
+            reason = (
+                ReasonCode.ATTRIBUTE_NOT_ALLOWED
+                if key.startswith((_XLINK_PREFIX, _XML_PREFIX))
+                else ReasonCode.FOREIGN_NAMESPACE
+            )
+            key = key.rpartition("}")[2]
+        elif key[:2].lower() == "on":
+            reason = ReasonCode.EVENT_HANDLER
+        else:
+            reason = ReasonCode.ATTRIBUTE_NOT_ALLOWED
+        run.note(Action.REMOVED, "attribute", reason, at, key, value)
 
     def _value(self, run: _Run, at: At, name: str, key: str, value: str) -> str | None:
         if key in t.HREF_ATTRIBUTES:
@@ -402,19 +471,7 @@ class Sanitizer:
         ``elements + sum(rendered(target) for each use)``; only referenced
         subtrees are walked.
         """
-        ids: dict[str, OutElement] = {}
-        uses: list[OutElement] = []
-        elements = 0
-        stack: list[OutElement] = [out]
-        while stack:
-            node = stack.pop()
-            elements += 1
-            ident = node.attrs.get("id")
-            if ident is not None:
-                ids.setdefault(ident, node)
-            if node.name == "use":
-                uses.append(node)
-            stack.extend(c for c in node.children if isinstance(c, OutElement))
+        ids, uses, elements = run.ids, run.uses, run.elements
         if not uses:
             return
         limit = self.policy.max_rendered_elements
