@@ -257,3 +257,17 @@ def test_cached_results_report_the_same_issues() -> None:
         out = sanitizer.sanitize(doc)
         assert out.svg == f'<svg {NS}><rect style="fill:red"/><rect style="fill:red"/></svg>'
         assert [e.path for e in out.report.entries] == ["/svg/rect[1]", "/svg/rect[2]"]
+
+
+def test_unclosed_url_and_string_at_end_of_value_are_kept_closed() -> None:
+    # CSS Syntax reads them as complete at end of input, and browsers paint them
+    # (found by the Chromium fidelity run on logos/waffle-icon.svg).
+    out = sanitize_svg(
+        f"<svg {NS}><rect fill=\"url(#p\" style=\"font-family:'abc\"/>"
+        '<rect style="fill:url(#q"/></svg>'
+    )
+    assert out.svg == (
+        f'<svg {NS}><rect fill="url(#p)" style="font-family:&quot;abc&quot;"/>'
+        '<rect style="fill:url(#q)"/></svg>'
+    )
+    assert not out.changed

@@ -19,6 +19,7 @@ from typing import Any
 
 import tinycss2
 from tinycss2 import ast
+from tinycss2.serializer import serialize_string_value
 
 from chatsvg_core.sanitize import _tables as t
 from chatsvg_core.sanitize._policy import SanitizePolicy
@@ -111,8 +112,16 @@ class CssSanitizer:
     def _value(self, tokens: Iterable[Any]) -> list[Any]:
         out: list[Any] = []
         for tok in tokens:
-            if isinstance(tok, _VALUE_TOKENS):
+            if isinstance(tok, ast.StringToken):
+                # Re-quoted: an unclosed string (ended by end of input) is closed.
+                quoted = f'"{serialize_string_value(tok.value)}"'
+                out.append(ast.StringToken(tok.source_line, tok.source_column, tok.value, quoted))
+            elif isinstance(tok, _VALUE_TOKENS):
                 out.append(tok)
+            elif isinstance(tok, ast.ParseError) and tok.kind in ("eof-in-url", "eof-in-string"):
+                # CSS Syntax reads an unclosed url( or string at the end of the input as
+                # complete (browsers paint ``fill="url(#p"``); the token is kept, closed.
+                continue
             elif isinstance(tok, ast.LiteralToken):
                 if tok.value not in _VALUE_LITERALS:
                     raise _Reject(ReasonCode.CSS_VALUE_NOT_ALLOWED, f"token {tok.value!r}")
