@@ -5,7 +5,11 @@ hardened parser options, walk every element and attribute, serialize. The
 ratio ``sanitize / floor`` is the number to watch (goal: within 3x), and
 ``us/KB`` across sizes shows whether the cost is linear in input size.
 
-Run:  python benchmarks/bench_sanitize.py [--quick] [--json out.json]
+Times are process CPU time (``time.process_time``), not wall time: the code
+is single-threaded, and CPU time stays meaningful on a shared, loaded machine
+where wall time swings by 2-5x between runs.
+
+Run:  python benchmarks/bench_sanitize.py [--quick] [--corpus DIR] [--json out.json]
 """
 
 from __future__ import annotations
@@ -91,19 +95,18 @@ def best_time(fn: Callable[[], object], min_time: float, repeat: int) -> float:
     samples = []
     for _ in range(repeat):
         n = 0
-        start = time.perf_counter()
+        start = time.process_time()
         while True:
             fn()
             n += 1
-            elapsed = time.perf_counter() - start
+            elapsed = time.process_time() - start
             if elapsed >= min_time:
                 break
         samples.append(elapsed / n)
     return min(samples)
 
 
-def corpus_files() -> list[bytes]:
-    base = ROOT / "tests" / "data" / "fidelity"
+def corpus_files(base: Path) -> list[bytes]:
     if not base.is_dir():
         return []
     return [p.read_bytes() for p in sorted(base.rglob("*.svg"))]
@@ -113,6 +116,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="shorter timing (CI smoke run)")
     ap.add_argument("--json", type=Path, help="also write the results as JSON")
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        default=ROOT / "tests" / "data" / "fidelity",
+        help="directory of real SVGs (all *.svg below it)",
+    )
     args = ap.parse_args()
     min_time, repeat = (0.05, 2) if args.quick else (0.3, 3)
 
@@ -160,7 +169,7 @@ def main() -> None:
 
     for size in SIZES:
         measure(f"synthetic {size // 1000} KB", [synthetic_svg(size)])
-    corpus = corpus_files()
+    corpus = corpus_files(args.corpus)
     if corpus:
         measure("fidelity corpus", corpus)
     per_kb = [float(r["us_per_kb"]) for r in rows if str(r["input"]).startswith("synthetic")]

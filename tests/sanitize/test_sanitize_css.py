@@ -263,7 +263,7 @@ def test_unclosed_url_and_string_at_end_of_value_are_kept_closed() -> None:
     # CSS Syntax reads them as complete at end of input, and browsers paint them
     # (found by the Chromium fidelity run on logos/waffle-icon.svg).
     out = sanitize_svg(
-        f"<svg {NS}><rect fill=\"url(#p\" style=\"font-family:'abc\"/>"
+        f'<svg {NS}><rect fill="url(#p" style="font-family:\'abc"/>'
         '<rect style="fill:url(#q"/></svg>'
     )
     assert out.svg == (
