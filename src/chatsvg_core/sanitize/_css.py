@@ -426,6 +426,17 @@ class CssSanitizer:
 
     def stylesheet(self, text: str, scope_id: str | None) -> str:
         """Sanitize a ``<style>`` element's text; ``scope_id`` confines selectors."""
+        key = (f"sheet {scope_id}", text)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.issues.extend(hit[1])
+            return hit[0] or ""
+        before = len(self.issues)
+        css = self._stylesheet(text, scope_id)
+        self._remember(key, css, tuple(self.issues[before:]))
+        return css
+
+    def _stylesheet(self, text: str, scope_id: str | None) -> str:
         scope = None
         if scope_id is not None:
             ident = tinycss2.serialize_identifier(scope_id)
