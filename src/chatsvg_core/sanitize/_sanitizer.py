@@ -53,6 +53,9 @@ def _path(chain: Any) -> str:
 
 
 _PLAIN, _PATH, _HREF, _CHECKED = 0, 1, 2, 3
+_ANIMATIONS = t.ANIMATION_ELEMENTS
+_TEXT_ELEMENTS = t.TEXT_ELEMENTS
+_TEXT_ONLY = t.TEXT_ONLY_ELEMENTS
 
 
 def _kind(attribute: str) -> int:
@@ -150,6 +153,7 @@ class Sanitizer:
         base = t.CORE_ATTRIBUTES if p.allow_style_attribute else t.CORE_ATTRIBUTES - {"style"}
         self._attributes: dict[str, frozenset[str]] = {}
         self._kinds: dict[str, dict[str, int]] = {}
+        self._max_depth = p.max_depth
         for name in p.elements:
             own, presentation = t.ELEMENT_ATTRIBUTES[name]
             allowed = base | own
@@ -241,13 +245,13 @@ class Sanitizer:
         *,
         unwrap: bool = False,
     ) -> OutElement | None:
-        if depth > self.policy.max_depth:
-            raise reject(ReasonCode.TOO_DEEP, f"depth over {self.policy.max_depth}",
-                         self.policy.max_depth)  # fmt: skip
+        if depth > self._max_depth:
+            raise reject(ReasonCode.TOO_DEEP, f"depth over {self._max_depth}",
+                         self._max_depth)  # fmt: skip
         tag = el.tag
         name = tag[len(_SVG_PREFIX) :]
         at: At = (path, el)
-        if name in t.ANIMATION_ELEMENTS and not self._animation_ok(run, el, name, at):
+        if name in _ANIMATIONS and not self._animation_ok(run, el, name, at):
             return None
         attrs = {} if unwrap else self._attrs(run, el, name, at)
         out = OutElement(name, attrs)
@@ -262,27 +266,30 @@ class Sanitizer:
         if name == "style":
             self._style(run, el, out, scope_id, at)
             return out if out.children else None
-        text_ok = name in t.TEXT_ELEMENTS
-        text_only = name in t.TEXT_ONLY_ELEMENTS
+        text_ok = name in _TEXT_ELEMENTS
+        text_only = name in _TEXT_ONLY
         text = el.text
         if text:
             self._text(run, at, children, text, text_ok)
         counts: dict[str, int] = {}
+        allowed = self._elements
+        element = self._element
         for child in el:
             ctag = child.tag
             # The report's location: an XPath of local names, counted while walking
             # (never by scanning siblings, which would be quadratic).
-            key = ctag if isinstance(ctag, str) else _MISC_NAMES.get(type(child), "node()")
-            index = counts[key] = counts.get(key, 0) + 1
-            chain = (path, key, index)
-            if ctag in self._elements and not text_only:
-                sub = self._element(run, child, scope_id, chain, depth + 1)
+            if ctag in allowed and not text_only:
+                index = counts[ctag] = counts.get(ctag, 0) + 1
+                sub = element(run, child, scope_id, (path, ctag, index), depth + 1)
                 if sub is not None:
                     children.append(sub)
                 tail = child.tail
                 if tail:
                     self._text(run, at, children, tail, text_ok)
                 continue
+            key = ctag if isinstance(ctag, str) else _MISC_NAMES.get(type(child), "node()")
+            index = counts[key] = counts.get(key, 0) + 1
+            chain = (path, key, index)
             cat: At = (chain, child)
             local = key.rpartition("}")[2]
             if not isinstance(ctag, str):
