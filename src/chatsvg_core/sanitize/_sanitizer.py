@@ -27,10 +27,13 @@ _OUT_NAMES = {t.XLINK_HREF: "xlink:href", t.XML_SPACE: "xml:space", t.XML_LANG: 
 _DRAWABLE = frozenset(
     {"path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text", "image", "use"}
 )
-_SCHEME_LIKE = re.compile(r"[a-z][a-z0-9+.-]*:")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+.-")
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
 _URL_OPEN = re.compile(r"url\(([\"']?)(.)")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]+")
 _DEFAULT_ROOT_ID = "chatsvg"
+MAX_REPORT_ENTRIES = 10_000
+"""Report entries kept per document; further changes are only counted (``omitted``)."""
 
 
 def _short(value: str) -> str:
@@ -86,8 +89,8 @@ class _Run:
     """The state of one sanitizing run (report entries, flags)."""
 
     __slots__ = (
-        "css", "elements", "entries", "ids", "removed", "sanitizer", "style_kept", "uses",
-        "uses_xlink",
+        "css", "elements", "entries", "ids", "omitted", "removed", "sanitizer", "style_kept",
+        "uses", "uses_xlink",
     )  # fmt: skip
 
     def __init__(self, sanitizer: Sanitizer) -> None:
@@ -96,6 +99,7 @@ class _Run:
         self.uses_xlink = False
         self.style_kept = False
         self.removed = False
+        self.omitted = 0
         # Collected during the walk for the <use> expansion bound.
         self.ids: dict[str, OutElement] = {}
         self.uses: list[OutElement] = []
@@ -114,6 +118,10 @@ class _Run:
     ) -> None:
         if action is Action.REMOVED:
             self.removed = True
+        if len(self.entries) >= MAX_REPORT_ENTRIES:
+            # Bounded memory on hostile input (a million removed attributes).
+            self.omitted += 1
+            return
         self.entries.append(
             ReportEntry(
                 action=action,
@@ -213,7 +221,8 @@ class Sanitizer:
         if run.removed and not _has_drawable(out) and len(root):
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
         svg = serialize(out, xlink=run.uses_xlink)
-        return SanitizedSVG(svg=svg, report=SanitizeReport(entries=tuple(run.entries)))
+        report = SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+        return SanitizedSVG(svg=svg, report=report)
 
     # --- the walk -------------------------------------------------------------
 
@@ -325,10 +334,10 @@ class Sanitizer:
         if not text_ok and not text.isspace():
             run.note(Action.REMOVED, "text", ReasonCode.TEXT_REMOVED, at, detail=text)
             return
-        if children and isinstance(children[-1], str):
-            children[-1] += text
-        else:
-            children.append(text)
+        # Pieces stay separate (the serializer writes them back to back): merging
+        # with += would copy the growing string each time, quadratic on
+        # ``a<!---->a<!---->...``.
+        children.append(text)
 
     def _style(self, run: _Run, el: Any, out: OutElement, scope_id: str | None, at: At) -> None:
         parts = [el.text or ""]
@@ -369,7 +378,7 @@ class Sanitizer:
             if value is None:
                 continue
             squashed = _SPACE_OR_CONTROL.sub("", value).lower()
-            bad = bool(_SCHEME_LIKE.search(squashed)) or any(
+            bad = _has_scheme(squashed) or any(
                 m.group(2) != "#" for m in _URL_OPEN.finditer(squashed)
             )
             if bad:
@@ -381,6 +390,12 @@ class Sanitizer:
     def _attrs(self, run: _Run, el: Any, name: str, at: At) -> dict[str, str]:
         kinds = self._kinds[name]
         p = self.policy
+        attrib = el.attrib
+        if len(attrib) > p.max_attributes:
+            # Checked before reading values: lxml fetches each value by name, so
+            # reading n attributes costs n^2.
+            raise reject(ReasonCode.TOO_MANY_ATTRIBUTES,
+                         f"<{name}> has {len(attrib)} attributes", p.max_attributes)  # fmt: skip
         max_length = p.max_attribute_length
         out: dict[str, str] = {}
         for key, value in el.items():
@@ -578,6 +593,24 @@ class Sanitizer:
                 if isinstance(child, OutElement):
                     stack.append(child)
             node.children = kept
+
+
+def _has_scheme(text: str) -> bool:
+    """Whether ``text`` (lowercased) contains ``scheme:`` (a letter, scheme chars, a colon).
+
+    Linear time: each colon looks back over its own run of scheme characters.
+    (The regex ``[a-z][a-z0-9+.-]*:`` searched from every position is quadratic
+    on a long run without a colon.)
+    """
+    i = text.find(":")
+    while i != -1:
+        j = i
+        while j > 0 and text[j - 1] in _SCHEME_CHARS:
+            j -= 1
+        if any(c in _LETTERS for c in text[j:i]):
+            return True
+        i = text.find(":", i + 1)
+    return False
 
 
 def _has_drawable(out: OutElement) -> bool:
