@@ -293,3 +293,22 @@ def test_plain_function_fast_path_only_accepts_what_the_tokenizer_accepts(
     except Exception:
         slow_ok = False
     assert (value is not None) == slow_ok, (text, issue)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"<style>a{':not(' * 5000}x{')' * 5000}{{fill:red}}</style>",
+        f"<style>rect{{fill:{'calc(' * 5000}1{')' * 5000}}}</style>",
+        f"<style>{'@media screen{' * 5000}</style>",
+        f'<rect style="fill:{"calc(" * 5000}"/>',
+        f'<rect fill="{"rgb(" * 5000}"/>',
+        f'<rect transform="{"rotate(" * 5000}"/>',
+    ],
+)
+def test_deeply_nested_css_is_dropped_not_a_crash(body: str) -> None:
+    out = sanitize_svg(f"<svg {NS}>{body}<rect/></svg>")
+    assert out.svg == f"<svg {NS}><rect/><rect/></svg>" or out.svg == f"<svg {NS}><rect/></svg>"
+    assert out.report.by_reason(ReasonCode.CSS_INVALID) or out.report.by_reason(
+        ReasonCode.CSS_RULE_NOT_ALLOWED
+    )

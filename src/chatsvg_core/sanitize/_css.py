@@ -88,6 +88,26 @@ class _Reject(Exception):
         self.detail = detail
 
 
+_BRACKET = re.compile(r"[()\[\]{}]")
+_MAX_NESTING = 32
+
+
+def _too_nested(css: str) -> bool:
+    """Whether brackets nest deeper than any real CSS does (tinycss2 and our checks recurse).
+
+    Counts raw brackets, strings included: an over-estimate, never an under-one.
+    """
+    depth = 0
+    for match in _BRACKET.finditer(css):
+        if match.group() in "([{":
+            depth += 1
+            if depth > _MAX_NESTING:
+                return True
+        elif depth:
+            depth -= 1
+    return False
+
+
 def _no_lt(css: str) -> str:
     # ``<`` can only sit in strings or escaped identifiers once values are
     # checked; a CSS escape keeps the meaning and removes the character.
@@ -169,6 +189,8 @@ class CssSanitizer:
         if "(" not in text and "\\" not in text:
             # Without a function or an escape no URL or function can hide here.
             return text
+        if _too_nested(text):
+            raise _Reject(ReasonCode.CSS_INVALID, "brackets nested too deeply")
         tokens = tinycss2.parse_component_value_list(text, skip_comments=True)
         return _no_lt(tinycss2.serialize(self._value(tokens)).strip())
 
@@ -238,7 +260,13 @@ class CssSanitizer:
             return hit[0] or ""
         before = len(self.issues)
         css = self._simple_declarations(text)
-        if css is None:
+        if css is None and _too_nested(text):
+            del self.issues[before:]
+            self.issues.append(
+                CssIssue(ReasonCode.CSS_INVALID, "style", "brackets nested too deeply")
+            )
+            css = ""
+        elif css is None:
             del self.issues[before:]
             items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
             css = _no_lt(";".join(self._declarations(items)))
@@ -452,6 +480,11 @@ class CssSanitizer:
         return css
 
     def _stylesheet(self, text: str, scope_id: str | None) -> str:
+        if _too_nested(text):
+            self.issues.append(
+                CssIssue(ReasonCode.CSS_INVALID, "style", "brackets nested too deeply")
+            )
+            return ""
         scope = None
         if scope_id is not None:
             ident = tinycss2.serialize_identifier(scope_id)
