@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import tinycss2
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, sanitize_svg
+from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, Sanitizer, sanitize_svg
+from chatsvg_core.sanitize._css import CssSanitizer
 
 NS = 'xmlns="http://www.w3.org/2000/svg"'
 
@@ -210,4 +214,101 @@ def test_presentation_attributes_with_urls_are_checked() -> None:
     assert (
         out.svg
         == f'<svg {NS}><rect stroke="url(#ok) red" transform="rotate(4)" filter="url(#f)"/></svg>'
+    )
+
+
+_WORD = st.sampled_from(
+    ["red", "fill", "stroke", "1px", "-2.5em", "+3", ".5", "50%", "#fff", "#a1b2c3", ",", "e3",
+     "1e3", "sans-serif", "a1-", "_x", "1.5.5", "0", "none", "bold", "X"]
+)  # fmt: skip
+_NAME = st.sampled_from(["fill", "Stroke", "STROKE-WIDTH", "opacity", "behavior", "font-weight",
+                         "x", "position", "-moz-binding", "a"])  # fmt: skip
+_SPACE = st.sampled_from(["", " ", "  ", "\t", "\n"])
+
+
+@given(
+    st.lists(
+        st.tuples(_SPACE, _NAME, _SPACE, st.lists(st.tuples(_WORD, _SPACE), max_size=4), _SPACE),
+        max_size=4,
+    ),
+    st.sampled_from([";", "; ", ";;"]),
+)
+@settings(max_examples=200)
+def test_fast_declaration_path_agrees_with_tinycss2(
+    decls: list[tuple[str, str, str, list[tuple[str, str]], str]], sep: str
+) -> None:
+    text = sep.join(
+        f"{a}{name}{b}:{''.join(w + s for w, s in words)}{c}" for a, name, b, words, c in decls
+    )
+    fast = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    slow = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    fast_out = fast._simple_declarations(text)
+    items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
+    slow_out = ";".join(slow._declarations(items))
+    if fast_out is not None:
+        assert fast_out == slow_out
+        assert fast.issues == [i for i in slow.issues if i.reason != ReasonCode.CSS_INVALID]
+
+
+def test_cached_results_report_the_same_issues() -> None:
+    doc = f'<svg {NS}><rect style="behavior:x;fill:red"/><rect style="behavior:x;fill:red"/></svg>'
+    sanitizer = Sanitizer()
+    for _ in range(2):
+        out = sanitizer.sanitize(doc)
+        assert out.svg == f'<svg {NS}><rect style="fill:red"/><rect style="fill:red"/></svg>'
+        assert [e.path for e in out.report.entries] == ["/svg/rect[1]", "/svg/rect[2]"]
+
+
+def test_unclosed_url_and_string_at_end_of_value_are_kept_closed() -> None:
+    # CSS Syntax reads them as complete at end of input, and browsers paint them
+    # (found by the Chromium fidelity run on logos/waffle-icon.svg).
+    out = sanitize_svg(
+        f'<svg {NS}><rect fill="url(#p" style="font-family:\'abc"/>'
+        '<rect style="fill:url(#q"/></svg>'
+    )
+    assert out.svg == (
+        f'<svg {NS}><rect fill="url(#p)" style="font-family:&quot;abc&quot;"/>'
+        '<rect style="fill:url(#q)"/></svg>'
+    )
+    assert not out.changed
+
+
+_FUNC = st.sampled_from(["translate", "rotate", "Scale", "rgb", "url", "var", "attr", "matrix",
+                         "expression", "image", "calc", "hsl", "x"])  # fmt: skip
+_ARG = st.sampled_from(["1", "-2.5", "45deg", "50%", ",", " ", "a", "url", "e3", "+1", "."])
+
+
+@given(st.lists(st.tuples(_FUNC, st.lists(_ARG, max_size=5), _SPACE), min_size=1, max_size=3))
+@settings(max_examples=200)
+def test_plain_function_fast_path_only_accepts_what_the_tokenizer_accepts(
+    parts: list[tuple[str, list[str], str]],
+) -> None:
+    text = "".join(f"{name}({''.join(args)}){space}" for name, args, space in parts)
+    fast = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    value, issue = fast.check_attribute("transform", text)
+    slow = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    try:
+        slow.value(text)
+        slow_ok = True
+    except Exception:
+        slow_ok = False
+    assert (value is not None) == slow_ok, (text, issue)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"<style>a{':not(' * 5000}x{')' * 5000}{{fill:red}}</style>",
+        f"<style>rect{{fill:{'calc(' * 5000}1{')' * 5000}}}</style>",
+        f"<style>{'@media screen{' * 5000}</style>",
+        f'<rect style="fill:{"calc(" * 5000}"/>',
+        f'<rect fill="{"rgb(" * 5000}"/>',
+        f'<rect transform="{"rotate(" * 5000}"/>',
+    ],
+)
+def test_deeply_nested_css_is_dropped_not_a_crash(body: str) -> None:
+    out = sanitize_svg(f"<svg {NS}>{body}<rect/></svg>")
+    assert out.svg == f"<svg {NS}><rect/><rect/></svg>" or out.svg == f"<svg {NS}><rect/></svg>"
+    assert out.report.by_reason(ReasonCode.CSS_INVALID) or out.report.by_reason(
+        ReasonCode.CSS_RULE_NOT_ALLOWED
     )
