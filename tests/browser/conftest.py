@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from browserkit import BrowserPortal, LoopbackServer  # noqa: E402
+from browserkit import BrowserPortal, LoopbackServer
 
 
 @pytest.fixture(scope="session")

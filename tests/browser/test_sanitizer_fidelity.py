@@ -74,7 +74,10 @@ def _page(cells: list[str], server: LoopbackServer, mode: str) -> str:
         f".g>*{{width:{CELL}px;height:{CELL}px;border:0;display:block;overflow:hidden}}"
     )
     body = "".join(_cell_html(c, mode) for c in cells)
-    page = f"<!doctype html><html><head><style>{style}</style></head><body><div class=g>{body}</div></body></html>"
+    page = (
+        f"<!doctype html><html><head><style>{style}</style></head>"
+        f"<body><div class=g>{body}</div></body></html>"
+    )
     prefix = server.new_prefix()
     return server.put(prefix + "/grid.html", "text/html; charset=utf-8", page.encode())
 

@@ -19,7 +19,7 @@ SVG = 'xmlns="http://www.w3.org/2000/svg"'
 @pytest.mark.xfail(
     strict=True,
     reason=(
-        "fidelity: logos/waffle-icon.svg has fill=\"url(#patternwaffle-pattern-1\" (no closing"
+        'fidelity: logos/waffle-icon.svg has fill="url(#patternwaffle-pattern-1" (no closing'
         " parenthesis). CSS Syntax reads an unclosed url( at the end of input as a url token"
         " (a parse error, not an invalid value) and Chromium paints with the pattern; the"
         " sanitizer drops the whole fill (css_value_not_allowed), so 2042 px of the icon change."
