@@ -235,6 +235,13 @@ def stage(server: LoopbackServer, svg: bytes, contexts: tuple[str, ...]) -> Stag
     return Staged(page_url, allowed)
 
 
+def _frame_of(route: Route) -> Frame | None:
+    try:
+        return route.request.frame
+    except PlaywrightError:  # e.g. a service worker's request has no frame
+        return None
+
+
 def _strip_fragment(url: str) -> str:
     return url.split("#", 1)[0]
 
@@ -253,6 +260,7 @@ async def run_case(
     effects = result.effects
     pending_navigations: list[str] = []
     navigated = asyncio.Event()
+    main_frame: list[Frame | None] = [None]
     ctx = await browser.new_context(viewport={"width": 800, "height": 700})
     try:
         await ctx.add_init_script(INIT_SCRIPT)
@@ -266,10 +274,12 @@ async def run_case(
                 await route.continue_()
             else:
                 effects.append(Effect("request", url))
-                if route.request.is_navigation_request():
+                if route.request.is_navigation_request() and _frame_of(route) is main_frame[0]:
                     pending_navigations.append(url)
-                    # Answer locally (nothing leaves the machine) so the navigation
-                    # completes and is seen as one, rather than as an error page.
+                    # Answer the top-level navigation locally (nothing leaves the
+                    # machine) so it completes and is seen as one. Others (popups,
+                    # frames) are aborted: fulfilling the navigation of a popup that
+                    # Chromium's XSLT deprecation notice opens crashes Chromium 156.
                     await route.fulfill(status=200, content_type="text/html", body="")
                 else:
                     await route.abort()
@@ -277,6 +287,7 @@ async def run_case(
         await ctx.route("**/*", on_route)
         page: Page = await ctx.new_page()
         main = page.main_frame
+        main_frame[0] = main
 
         async def on_dialog(dialog: Dialog) -> None:
             effects.append(Effect("script", f"{dialog.type}({dialog.message})"))
