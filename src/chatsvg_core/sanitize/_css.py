@@ -12,12 +12,14 @@ close a ``<style>`` element, whatever parser reads it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import tinycss2
 from tinycss2 import ast
+from tinycss2.serializer import serialize_string_value
 
 from chatsvg_core.sanitize import _tables as t
 from chatsvg_core.sanitize._policy import SanitizePolicy
@@ -43,6 +45,21 @@ _SELECTOR_LITERALS = frozenset({".", ",", ">", "+", "~", "*", ":"})
 _ATTR_LITERALS = frozenset({"=", "~=", "|=", "^=", "$=", "*="})
 _MEDIA_LITERALS = frozenset({",", ":", "/", ">", "="})
 _KEYFRAMES = frozenset({"keyframes", "-webkit-keyframes"})
+_CACHE_SIZE = 4096
+_CSS_SPACE = " \t\n\r\f"
+# Atomic groups and possessive quantifiers keep these linear (no backtracking).
+_SIMPLE_NAME = re.compile(r"[ \t\n\r\f]*+[A-Za-z][A-Za-z-]*+[ \t\n\r\f]*+")
+# One token: number/dimension/percentage, identifier or hash. Tokens must be
+# separated by whitespace or a comma, so the text is exactly what tinycss2
+# would serialize (it adds ``/**/`` between tokens that touch).
+_SIMPLE_TOKEN = (
+    r"(?>[-+]?(?:[0-9]++(?:\.[0-9]++)?|\.[0-9]++)(?:%|[A-Za-z]++)?"
+    r"|[A-Za-z_][A-Za-z0-9_-]*+|#[A-Za-z0-9_-]++)"
+)
+_SIMPLE_VALUE = re.compile(
+    rf"[ \t\n\r\f]*+{_SIMPLE_TOKEN}(?:(?:[ \t\n\r\f]++|[ \t\n\r\f]*+,[ \t\n\r\f]*+)"
+    rf"{_SIMPLE_TOKEN})*+[ \t\n\r\f]*+"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +94,10 @@ class CssSanitizer:
     policy: SanitizePolicy
     rewrite: Rewriter
     issues: list[CssIssue] = field(default_factory=list)
+    # Results per input text, shared across runs of one Sanitizer (same policy).
+    cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = field(
+        default_factory=dict
+    )
 
     # --- values -----------------------------------------------------------
 
@@ -91,8 +112,16 @@ class CssSanitizer:
     def _value(self, tokens: Iterable[Any]) -> list[Any]:
         out: list[Any] = []
         for tok in tokens:
-            if isinstance(tok, _VALUE_TOKENS):
+            if isinstance(tok, ast.StringToken):
+                # Re-quoted: an unclosed string (ended by end of input) is closed.
+                quoted = f'"{serialize_string_value(tok.value)}"'
+                out.append(ast.StringToken(tok.source_line, tok.source_column, tok.value, quoted))
+            elif isinstance(tok, _VALUE_TOKENS):
                 out.append(tok)
+            elif isinstance(tok, ast.ParseError) and tok.kind in ("eof-in-url", "eof-in-string"):
+                # CSS Syntax reads an unclosed url( or string at the end of the input as
+                # complete (browsers paint ``fill="url(#p"``); the token is kept, closed.
+                continue
             elif isinstance(tok, ast.LiteralToken):
                 if tok.value not in _VALUE_LITERALS:
                     raise _Reject(ReasonCode.CSS_VALUE_NOT_ALLOWED, f"token {tok.value!r}")
@@ -136,10 +165,24 @@ class CssSanitizer:
 
     def check_attribute(self, name: str, text: str) -> tuple[str | None, CssIssue | None]:
         """Check a presentation attribute; ``(value, None)`` or ``(None, issue)``."""
+        if "(" not in text and "\\" not in text:
+            return text, None
+        key = (name, text)
+        hit = self.cache.get(key)
+        if hit is not None:
+            return hit[0], (hit[1][0] if hit[1] else None)
         try:
-            return self.value(text), None
+            result: tuple[str | None, CssIssue | None] = (self.value(text), None)
         except _Reject as exc:
-            return None, CssIssue(exc.reason, name, exc.detail)
+            result = (None, CssIssue(exc.reason, name, exc.detail))
+        self._remember(key, result[0], () if result[1] is None else (result[1],))
+        return result
+
+    def _remember(self, key: tuple[str, str], value: str | None,
+                  issues: tuple[CssIssue, ...]) -> None:  # fmt: skip
+        if len(self.cache) >= _CACHE_SIZE:
+            self.cache.clear()  # crude but bounded; real documents repeat few values
+        self.cache[key] = (value, issues)
 
     # --- declarations -----------------------------------------------------
 
@@ -173,8 +216,43 @@ class CssSanitizer:
 
     def style_attribute(self, text: str) -> str:
         """Sanitize a ``style`` attribute; the result may be empty."""
-        items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
-        return _no_lt(";".join(self._declarations(items)))
+        key = ("style", text)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.issues.extend(hit[1])
+            return hit[0] or ""
+        before = len(self.issues)
+        css = self._simple_declarations(text)
+        if css is None:
+            del self.issues[before:]
+            items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
+            css = _no_lt(";".join(self._declarations(items)))
+        self._remember(key, css, tuple(self.issues[before:]))
+        return css
+
+    def _simple_declarations(self, text: str) -> str | None:
+        """A tokenizer-free path for plain ``name: word 1px #abc`` lists, else ``None``.
+
+        It accepts only text whose every token is an identifier, number,
+        dimension, percentage, hash or comma, where it gives exactly what the
+        tinycss2 path gives (a property test checks the two agree).
+        """
+        kept: list[str] = []
+        for part in text.split(";"):
+            if not part or part.isspace():
+                continue
+            name, colon, value = part.partition(":")
+            if not colon or not _SIMPLE_NAME.fullmatch(name) or not _SIMPLE_VALUE.fullmatch(value):
+                return None
+            lname = name.strip(_CSS_SPACE).lower()
+            value = value.strip(_CSS_SPACE)
+            if lname not in self.policy.css_properties:
+                self.issues.append(
+                    CssIssue(ReasonCode.CSS_PROPERTY_NOT_ALLOWED, lname, value[:200])
+                )
+                continue
+            kept.append(f"{lname}:{value}")
+        return ";".join(kept)
 
     # --- selectors --------------------------------------------------------
 
@@ -348,6 +426,17 @@ class CssSanitizer:
 
     def stylesheet(self, text: str, scope_id: str | None) -> str:
         """Sanitize a ``<style>`` element's text; ``scope_id`` confines selectors."""
+        key = (f"sheet {scope_id}", text)
+        hit = self.cache.get(key)
+        if hit is not None:
+            self.issues.extend(hit[1])
+            return hit[0] or ""
+        before = len(self.issues)
+        css = self._stylesheet(text, scope_id)
+        self._remember(key, css, tuple(self.issues[before:]))
+        return css
+
+    def _stylesheet(self, text: str, scope_id: str | None) -> str:
         scope = None
         if scope_id is not None:
             ident = tinycss2.serialize_identifier(scope_id)

@@ -4,9 +4,16 @@ lxml's own parser is configured with defusedxml's rules (``defusedxml.lxml`` is
 deprecated): no DTD loading, no entity resolution, no network, no huge trees.
 On top of that every DOCTYPE and entity declaration is refused *before* the
 parser sees the input, so billion-laughs and quadratic-blowup documents are
-refused in time linear in their (bounded) size. Depth and element count are
-counted from the pull parser's events while the bytes are fed in chunks, so a
-10^5-deep or 10^6-element document stops at the limit.
+refused in time linear in their (bounded) size.
+
+Element count: every element needs a ``<``, so when the input has at most
+``max_elements`` of them it is parsed in one call; otherwise the pull parser's
+events are counted while the bytes are fed in chunks and parsing stops at the
+limit, so memory stays bounded. Depth: libxml2 itself refuses nesting deeper
+than 256 (``huge_tree=False``) while parsing, so a 10^5-deep document stops
+there; the policy's smaller ``max_depth`` is checked by the pull parser's
+events or, on the one-call path, by the sanitizer's walk before any work is
+done below that depth.
 """
 
 from __future__ import annotations
@@ -48,21 +55,23 @@ def reject(reason: ReasonCode, detail: str, limit: int | None = None) -> SVGReje
                        detail=detail, limit=limit)  # fmt: skip
 
 
-def _make_parser() -> etree.XMLPullParser:
-    return etree.XMLPullParser(
-        events=("start", "end"),
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=False,  # kept so the report can list them; dropped on output
-        remove_pis=False,
-        strip_cdata=True,  # CDATA sections become ordinary (escaped) text
-        remove_blank_text=False,
-        collect_ids=False,
-        encoding="utf-8",  # we always hand over UTF-8, whatever the declaration says
-    )
+def _make_parser(*, pull: bool = True) -> Any:
+    options: dict[str, Any] = {
+        "resolve_entities": False,
+        "no_network": True,
+        "load_dtd": False,
+        "dtd_validation": False,
+        "huge_tree": False,
+        "remove_comments": False,  # kept so the report can list them; dropped on output
+        "remove_pis": False,
+        "strip_cdata": True,  # CDATA sections become ordinary (escaped) text
+        "remove_blank_text": False,
+        "collect_ids": False,
+        "encoding": "utf-8",  # we always hand over UTF-8, whatever the declaration says
+    }
+    if pull:
+        return etree.XMLPullParser(events=("start", "end"), **options)
+    return etree.XMLParser(**options)
 
 
 def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
@@ -129,6 +138,16 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
     raw = to_utf8(data, policy.max_bytes)
     cleaned = _refuse_dtd(raw, policy)
     doctype_dropped = cleaned is not raw
+    if cleaned.count(b"<") <= policy.max_elements:
+        # Every element needs a '<', so the count cannot be exceeded: parse in
+        # one call (libxml2 itself refuses nesting deeper than 256; the walk
+        # checks ``max_depth``). Otherwise count while parsing, below.
+        try:
+            root = etree.fromstring(cleaned, _make_parser(pull=False))
+        except etree.XMLSyntaxError as exc:
+            raise _syntax_error(exc, policy) from None
+        _check_doctype(root, doctype_dropped)
+        return root, doctype_dropped
     parser = _make_parser()
     max_depth, max_elements = policy.max_depth, policy.max_elements
     depth = elements = 0
@@ -151,20 +170,28 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
                     depth -= 1
         root = parser.close()
     except etree.XMLSyntaxError as exc:
-        # The pull parser's own message can be generic ("no element found");
-        # the error log's last entry names the real fault. The log is shared
-        # by the thread, so it is only trusted when it matches this error.
-        message, kind = str(exc), ""
-        last: Any = getattr(exc.error_log, "last_error", None)
-        if last is not None and (message.startswith("no element found") or last.message in message):
-            message = f"{last.message} (line {last.line}, column {last.column})"
-            kind = last.type_name
-        if "Excessive depth" in message:
-            raise reject(ReasonCode.TOO_DEEP, message, max_depth) from None
-        if "ENTITY" in kind or "Entity" in message:
-            raise reject(ReasonCode.ENTITY_FORBIDDEN, message) from None
-        raise reject(ReasonCode.NOT_WELL_FORMED, message) from None
+        raise _syntax_error(exc, policy) from None
+    _check_doctype(root, doctype_dropped)
+    return root, doctype_dropped
+
+
+def _check_doctype(root: etree._Element, doctype_dropped: bool) -> None:
     docinfo = root.getroottree().docinfo
     if docinfo.internalDTD is not None or (docinfo.doctype and not doctype_dropped):
         raise reject(ReasonCode.DOCTYPE_FORBIDDEN, "document type declaration")
-    return root, doctype_dropped
+
+
+def _syntax_error(exc: etree.XMLSyntaxError, policy: SanitizePolicy) -> SVGRejected:
+    # The pull parser's own message can be generic ("no element found");
+    # the error log's last entry names the real fault. The log is shared
+    # by the thread, so it is only trusted when it matches this error.
+    message, kind = str(exc), ""
+    last: Any = getattr(exc.error_log, "last_error", None)
+    if last is not None and (message.startswith("no element found") or last.message in message):
+        message = f"{last.message} (line {last.line}, column {last.column})"
+        kind = last.type_name
+    if "Excessive depth" in message:
+        return reject(ReasonCode.TOO_DEEP, message, policy.max_depth)
+    if "ENTITY" in kind or "Entity" in message:
+        return reject(ReasonCode.ENTITY_FORBIDDEN, message)
+    return reject(ReasonCode.NOT_WELL_FORMED, message)

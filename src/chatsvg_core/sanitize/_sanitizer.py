@@ -20,6 +20,7 @@ __all__ = ["Sanitizer", "sanitize_svg"]
 
 _SVG_PREFIX = "{" + t.SVG_NS + "}"
 _SVG_ROOT = _SVG_PREFIX + "svg"
+_SVG_A = _SVG_PREFIX + "a"
 _XLINK_PREFIX = "{" + t.XLINK_NS + "}"
 _XML_PREFIX = "{" + t.XML_NS + "}"
 _OUT_NAMES = {t.XLINK_HREF: "xlink:href", t.XML_SPACE: "xml:space", t.XML_LANG: "xml:lang"}
@@ -36,29 +37,55 @@ def _short(value: str) -> str:
     return value if len(value) <= 200 else value[:197] + "..."
 
 
-def _location(el: Any) -> str:
+At = tuple[Any, Any]
+"""Where a report entry points, resolved only when an entry is written:
+(path chain, node). The chain is ``"/svg"`` or ``(parent chain, tag, index)``;
+the node gives the input line."""
+
+
+def _path(chain: Any) -> str:
     parts: list[str] = []
-    node = el
-    while node is not None:
-        tag = node.tag if isinstance(node.tag, str) else "node()"
-        local = etree.QName(tag).localname if isinstance(node.tag, str) else tag
-        parent = node.getparent()
-        if parent is None:
-            parts.append(local)
-            break
-        index = 1
-        for sibling in node.itersiblings(preceding=True):
-            if sibling.tag == node.tag:
-                index += 1
-        parts.append(f"{local}[{index}]")
-        node = parent
-    return "/" + "/".join(reversed(parts))
+    while isinstance(chain, tuple):
+        chain, tag, index = chain
+        parts.append(f"{tag.rpartition('}')[2]}[{index}]")
+    parts.append(chain)
+    return "/".join(reversed(parts))
+
+
+_PLAIN, _PATH, _HREF, _CHECKED = 0, 1, 2, 3
+
+
+def _kind(attribute: str) -> int:
+    """How an allowed attribute's value is checked (decided once per policy)."""
+    if attribute in t.PATH_ATTRIBUTES:
+        return _PATH
+    if attribute in t.HREF_ATTRIBUTES:
+        return _HREF
+    if attribute in ("style", "id", "class", t.XML_SPACE, t.XML_LANG) or (
+        attribute in t.PRESENTATION_ATTRIBUTES
+    ):
+        return _CHECKED
+    return _PLAIN
+
+
+def _line(node: Any) -> int | None:
+    line: int | None = node.sourceline
+    return line
+
+
+_MISC_NAMES: dict[type, str] = {
+    etree._Comment: "comment()",
+    etree._ProcessingInstruction: "processing-instruction()",
+}
 
 
 class _Run:
     """The state of one sanitizing run (report entries, flags)."""
 
-    __slots__ = ("css", "entries", "removed", "sanitizer", "style_kept", "uses_xlink")
+    __slots__ = (
+        "css", "elements", "entries", "ids", "removed", "sanitizer", "style_kept", "uses",
+        "uses_xlink",
+    )  # fmt: skip
 
     def __init__(self, sanitizer: Sanitizer) -> None:
         self.sanitizer = sanitizer
@@ -66,14 +93,19 @@ class _Run:
         self.uses_xlink = False
         self.style_kept = False
         self.removed = False
-        self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment)
+        # Collected during the walk for the <use> expansion bound.
+        self.ids: dict[str, OutElement] = {}
+        self.uses: list[OutElement] = []
+        self.elements = 0
+        self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment,
+                                cache=sanitizer._css_cache)  # fmt: skip
 
     def note(
         self,
         action: Action,
         kind: NodeKind,
         reason: ReasonCode,
-        el: Any,
+        at: At,
         name: str = "",
         detail: str | None = None,
     ) -> None:
@@ -84,18 +116,18 @@ class _Run:
                 action=action,
                 kind=kind,
                 reason=reason,
-                path=_location(el),
-                line=el.sourceline,
+                path=_path(at[0]),
+                line=None if at[1] is None else _line(at[1]),
                 name=name,
                 detail=None if detail is None else _short(detail),
             )
         )
 
-    def css_issues(self, el: Any, issues: list[CssIssue]) -> None:
+    def css_issues(self, at: At, issues: list[CssIssue]) -> None:
         for issue in issues:
             action = Action.REMOVED if issue.removed else Action.REWRITTEN
             kind: NodeKind = "url" if issue.reason is ReasonCode.URL_NOT_ALLOWED else "css"
-            self.note(action, kind, issue.reason, el, issue.name, issue.detail)
+            self.note(action, kind, issue.reason, at, issue.name, issue.detail)
         issues.clear()
 
 
@@ -117,12 +149,15 @@ class Sanitizer:
         self._elements = frozenset(_SVG_PREFIX + name for name in p.elements)
         base = t.CORE_ATTRIBUTES if p.allow_style_attribute else t.CORE_ATTRIBUTES - {"style"}
         self._attributes: dict[str, frozenset[str]] = {}
+        self._kinds: dict[str, dict[str, int]] = {}
         for name in p.elements:
             own, presentation = t.ELEMENT_ATTRIBUTES[name]
             allowed = base | own
             if presentation:
                 allowed |= t.PRESENTATION_ATTRIBUTES | t.CONDITIONAL_ATTRIBUTES
             self._attributes[name] = (allowed & p.attributes) | p.extra_attributes
+            self._kinds[name] = {a: _kind(a) for a in self._attributes[name]}
+        self._css_cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = {}
         self._animatable = frozenset(
             a
             for a in p.attributes
@@ -156,19 +191,21 @@ class Sanitizer:
         if root.tag != _SVG_ROOT:
             raise reject(ReasonCode.NOT_SVG_ROOT, f"root element is {root.tag!r}")
         run = _Run(self)
+        root_at: At = ("/svg", root)
         if doctype_dropped:
-            run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root, "DOCTYPE")
+            run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root_at, "DOCTYPE")
         for sibling in root.itersiblings(preceding=True):
-            self._note_misc(run, sibling)
+            self._note_misc(run, sibling, ("/", sibling))
         for sibling in root.itersiblings():
-            self._note_misc(run, sibling)
+            self._note_misc(run, sibling, ("/", sibling))
         scope_id = self._scope_id(root)
-        out = self._element(run, root, scope_id)
+        out = self._element(run, root, scope_id, "/svg", 1)
         assert out is not None  # the root is always allowed
         if run.style_kept and scope_id is not None and "id" not in out.attrs:
             out.attrs = {"id": scope_id, **out.attrs}
-            run.note(Action.REWRITTEN, "id", ReasonCode.ROOT_ID_ADDED, root, "id", scope_id)
-        self._bound_rendering(run, root, out)
+            run.ids.setdefault(scope_id, out)
+            run.note(Action.REWRITTEN, "id", ReasonCode.ROOT_ID_ADDED, root_at, "id", scope_id)
+        self._bound_rendering(run, root_at, out)
         if run.removed and not _has_drawable(out) and len(root):
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
         svg = serialize(out, xlink=run.uses_xlink)
@@ -185,86 +222,129 @@ class Sanitizer:
             return self.prefix_id(existing)
         return p.id_prefix if p.id_prefix is not None else _DEFAULT_ROOT_ID
 
-    def _note_misc(self, run: _Run, node: Any) -> None:
+    def _note_misc(self, run: _Run, node: Any, at: At) -> None:
         if isinstance(node, etree._Comment):
-            run.note(Action.REMOVED, "comment", ReasonCode.COMMENT_REMOVED, node,
+            run.note(Action.REMOVED, "comment", ReasonCode.COMMENT_REMOVED, at,
                      detail=node.text or "")  # fmt: skip
         elif isinstance(node, etree._ProcessingInstruction):
             run.note(Action.REMOVED, "processing_instruction",
-                     ReasonCode.PROCESSING_INSTRUCTION_REMOVED, node, str(node.target),
+                     ReasonCode.PROCESSING_INSTRUCTION_REMOVED, at, str(node.target),
                      node.text or "")  # fmt: skip
 
-    def _element(self, run: _Run, el: Any, scope_id: str | None) -> OutElement | None:
+    def _element(
+        self,
+        run: _Run,
+        el: Any,
+        scope_id: str | None,
+        path: Any,
+        depth: int,
+        *,
+        unwrap: bool = False,
+    ) -> OutElement | None:
+        if depth > self.policy.max_depth:
+            raise reject(ReasonCode.TOO_DEEP, f"depth over {self.policy.max_depth}",
+                         self.policy.max_depth)  # fmt: skip
         tag = el.tag
         name = tag[len(_SVG_PREFIX) :]
-        if name in t.ANIMATION_ELEMENTS and not self._animation_ok(run, el, name):
+        at: At = (path, el)
+        if name in t.ANIMATION_ELEMENTS and not self._animation_ok(run, el, name, at):
             return None
-        out = OutElement(name, self._attrs(run, el, name))
+        attrs = {} if unwrap else self._attrs(run, el, name, at)
+        out = OutElement(name, attrs)
+        if not unwrap:
+            run.elements += 1
+            ident = attrs.get("id")
+            if ident is not None:
+                run.ids.setdefault(ident, out)
+            if name == "use":
+                run.uses.append(out)
         children = out.children
         if name == "style":
-            self._style(run, el, out, scope_id)
+            self._style(run, el, out, scope_id, at)
             return out if out.children else None
         text_ok = name in t.TEXT_ELEMENTS
         text_only = name in t.TEXT_ONLY_ELEMENTS
         text = el.text
         if text:
-            self._text(run, el, children, text, text_ok)
+            self._text(run, at, children, text, text_ok)
+        counts: dict[str, int] = {}
         for child in el:
             ctag = child.tag
-            if not isinstance(ctag, str):
-                self._note_misc(run, child)
-            elif text_only:
-                run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, child,
-                         etree.QName(ctag).localname, f"markup inside <{name}>")  # fmt: skip
-            elif ctag in self._elements:
-                sub = self._element(run, child, scope_id)
+            # The report's location: an XPath of local names, counted while walking
+            # (never by scanning siblings, which would be quadratic).
+            key = ctag if isinstance(ctag, str) else _MISC_NAMES.get(type(child), "node()")
+            index = counts[key] = counts.get(key, 0) + 1
+            chain = (path, key, index)
+            if ctag in self._elements and not text_only:
+                sub = self._element(run, child, scope_id, chain, depth + 1)
                 if sub is not None:
                     children.append(sub)
+                tail = child.tail
+                if tail:
+                    self._text(run, at, children, tail, text_ok)
+                continue
+            cat: At = (chain, child)
+            local = key.rpartition("}")[2]
+            if not isinstance(ctag, str):
+                self._note_misc(run, child, cat)
+            elif text_only:
+                run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, cat, local,
+                         f"markup inside <{name}>")  # fmt: skip
+            elif ctag == _SVG_A:
+                # A link the policy does not allow: keep what it draws, drop the link.
+                run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, cat, "a",
+                         "unwrapped: children kept")  # fmt: skip
+                sub = self._element(run, child, scope_id, chain, depth + 1, unwrap=True)
+                if sub is not None:
+                    for grandchild in sub.children:
+                        if isinstance(grandchild, str):
+                            self._text(run, cat, children, grandchild, text_ok)
+                        else:
+                            children.append(grandchild)
             else:
                 reason = (
                     ReasonCode.ELEMENT_NOT_ALLOWED
                     if ctag.startswith(_SVG_PREFIX)
                     else ReasonCode.FOREIGN_NAMESPACE
                 )
-                run.note(Action.REMOVED, "element", reason, child, etree.QName(ctag).localname)
+                run.note(Action.REMOVED, "element", reason, cat, local)
             tail = child.tail
             if tail:
-                self._text(run, el, children, tail, text_ok)
+                self._text(run, at, children, tail, text_ok)
         return out
 
-    def _text(self, run: _Run, el: Any, children: list[OutElement | str], text: str,
+    def _text(self, run: _Run, at: At, children: list[OutElement | str], text: str,
               text_ok: bool) -> None:  # fmt: skip
         if not text_ok and not text.isspace():
-            run.note(Action.REMOVED, "text", ReasonCode.TEXT_REMOVED, el, detail=text)
+            run.note(Action.REMOVED, "text", ReasonCode.TEXT_REMOVED, at, detail=text)
             return
         if children and isinstance(children[-1], str):
             children[-1] += text
         else:
             children.append(text)
 
-    def _style(self, run: _Run, el: Any, out: OutElement, scope_id: str | None) -> None:
+    def _style(self, run: _Run, el: Any, out: OutElement, scope_id: str | None, at: At) -> None:
         parts = [el.text or ""]
         for child in el:
+            cat: At = ((at[0], "node()", 1), child)
             if isinstance(child.tag, str):
-                run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, child,
+                run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, cat,
                          etree.QName(child.tag).localname, "markup inside <style>")  # fmt: skip
             else:
-                self._note_misc(run, child)
+                self._note_misc(run, child, cat)
             parts.append(child.tail or "")
         kind = out.attrs.get("type", "text/css").strip().lower()
         if kind not in ("text/css", ""):
-            run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, el, "style", kind)
+            run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, at, "style", kind)
             return
         source = "".join(parts)
         css = run.css.stylesheet(source, scope_id)
-        run.css_issues(el, run.css.issues)
+        run.css_issues(at, run.css.issues)
         if css:
             out.children.append(css)
             run.style_kept = True
-            if scope_id is not None and ":where(" in css:
-                pass
 
-    def _animation_ok(self, run: _Run, el: Any, name: str) -> bool:
+    def _animation_ok(self, run: _Run, el: Any, name: str, at: At) -> bool:
         target = el.get("attributeName")
         if target is not None:
             plain = _SPACE_OR_CONTROL.sub("", target)
@@ -274,7 +354,7 @@ class Sanitizer:
                 or local in t.ANIMATION_FORBIDDEN_TARGETS
                 or plain.rpartition(":")[2] not in self._animatable
             ):
-                run.note(Action.REMOVED, "element", ReasonCode.ANIMATION_TARGET_FORBIDDEN, el,
+                run.note(Action.REMOVED, "element", ReasonCode.ANIMATION_TARGET_FORBIDDEN, at,
                          name, f"attributeName={target!r}")  # fmt: skip
                 return False
         for key in ("values", "from", "to", "by"):
@@ -286,51 +366,60 @@ class Sanitizer:
                 m.group(2) != "#" for m in _URL_OPEN.finditer(squashed)
             )
             if bad:
-                run.note(Action.REMOVED, "element", ReasonCode.ANIMATION_VALUE_FORBIDDEN, el,
+                run.note(Action.REMOVED, "element", ReasonCode.ANIMATION_VALUE_FORBIDDEN, at,
                          name, f"{key}={value!r}")  # fmt: skip
                 return False
         return True
 
-    def _attrs(self, run: _Run, el: Any, name: str) -> dict[str, str]:
-        allowed = self._attributes[name]
+    def _attrs(self, run: _Run, el: Any, name: str, at: At) -> dict[str, str]:
+        kinds = self._kinds[name]
         p = self.policy
+        max_length = p.max_attribute_length
         out: dict[str, str] = {}
         for key, value in el.items():
-            if key[0] == "{":
-                if key not in allowed:
-                    reason = (
-                        ReasonCode.ATTRIBUTE_NOT_ALLOWED
-                        if key.startswith((_XLINK_PREFIX, _XML_PREFIX))
-                        else ReasonCode.FOREIGN_NAMESPACE
-                    )
-                    run.note(Action.REMOVED, "attribute", reason, el,
-                             etree.QName(key).localname, value)  # fmt: skip
-                    continue
-            elif key not in allowed:
-                reason = (
-                    ReasonCode.EVENT_HANDLER
-                    if key[:2].lower() == "on"
-                    else ReasonCode.ATTRIBUTE_NOT_ALLOWED
-                )
-                run.note(Action.REMOVED, "attribute", reason, el, key, value)
+            kind = kinds.get(key)
+            if kind is None:
+                self._refuse_attribute(run, at, key, value)
                 continue
-            if key in t.PATH_ATTRIBUTES:
+            if kind == _PLAIN:
+                # The common case (geometry, filter parameters...): no URL, no CSS.
+                if len(value) > max_length:
+                    raise reject(ReasonCode.ATTRIBUTE_TOO_LONG,
+                                 f"<{name} {key}> is {len(value)} long", max_length)  # fmt: skip
+                out[key] = value
+                continue
+            if kind == _PATH:
                 if len(value) > p.max_path_length:
                     raise reject(ReasonCode.PATH_TOO_LONG, f"<{name} {key}> is {len(value)} long",
                                  p.max_path_length)  # fmt: skip
-            elif len(value) > p.max_attribute_length and key not in t.HREF_ATTRIBUTES:
+                out[key] = value
+                continue
+            if kind != _HREF and len(value) > max_length:
                 raise reject(ReasonCode.ATTRIBUTE_TOO_LONG, f"<{name} {key}> is {len(value)} long",
-                             p.max_attribute_length)  # fmt: skip
-            checked = self._value(run, el, name, key, value)
+                             max_length)  # fmt: skip
+            checked = self._value(run, at, name, key, value)
             if checked is None:
                 continue
-            out_name = _OUT_NAMES.get(key, key)
             if key == t.XLINK_HREF:
                 run.uses_xlink = True
-            out[out_name] = checked
+            out[_OUT_NAMES.get(key, key)] = checked
         return out
 
-    def _value(self, run: _Run, el: Any, name: str, key: str, value: str) -> str | None:
+    def _refuse_attribute(self, run: _Run, at: At, key: str, value: str) -> None:
+        if key[0] == "{":
+            reason = (
+                ReasonCode.ATTRIBUTE_NOT_ALLOWED
+                if key.startswith((_XLINK_PREFIX, _XML_PREFIX))
+                else ReasonCode.FOREIGN_NAMESPACE
+            )
+            key = key.rpartition("}")[2]
+        elif key[:2].lower() == "on":
+            reason = ReasonCode.EVENT_HANDLER
+        else:
+            reason = ReasonCode.ATTRIBUTE_NOT_ALLOWED
+        run.note(Action.REMOVED, "attribute", reason, at, key, value)
+
+    def _value(self, run: _Run, at: At, name: str, key: str, value: str) -> str | None:
         if key in t.HREF_ATTRIBUTES:
             context = (
                 UrlContext.IMAGE
@@ -341,94 +430,123 @@ class Sanitizer:
             )
             verdict = check_url(value, context, self.policy)
             if not verdict.allowed:
-                run.note(Action.REMOVED, "url", ReasonCode.URL_NOT_ALLOWED, el,
+                run.note(Action.REMOVED, "url", ReasonCode.URL_NOT_ALLOWED, at,
                          _OUT_NAMES.get(key, key), f"{value}: {verdict.why}")  # fmt: skip
                 return None
-            return self._rewritten(run, el, key, verdict.url, self.rewrite_fragment(verdict.url))
+            return self._rewritten(run, at, key, verdict.url, self.rewrite_fragment(verdict.url))
         if key == "style":
             css = run.css.style_attribute(value)
-            run.css_issues(el, run.css.issues)
+            run.css_issues(at, run.css.issues)
             if not css:
                 return None
             return css
         if key == "id":
-            return self._rewritten(run, el, key, value, self.prefix_id(value))
+            return self._rewritten(run, at, key, value, self.prefix_id(value))
         if key == "class":
             if self.policy.id_prefix is None:
                 return value
             new = " ".join(self.prefix_id(c) for c in value.split())
-            return self._rewritten(run, el, key, value, new)
+            return self._rewritten(run, at, key, value, new)
         if key in t.PRESENTATION_ATTRIBUTES:
             checked, issue = run.css.check_attribute(key, value)
             if issue is not None:
-                run.css_issues(el, [issue])
+                run.css_issues(at, [issue])
                 return None
             return checked
         return value
 
-    def _rewritten(self, run: _Run, el: Any, key: str, old: str, new: str) -> str:
+    def _rewritten(self, run: _Run, at: At, key: str, old: str, new: str) -> str:
         if new != old and self.policy.id_prefix is not None and old.lstrip("#") != new.lstrip("#"):
-            run.note(Action.REWRITTEN, "id", ReasonCode.ID_PREFIXED, el,
+            run.note(Action.REWRITTEN, "id", ReasonCode.ID_PREFIXED, at,
                      _OUT_NAMES.get(key, key), f"{old} -> {new}")  # fmt: skip
         return new
 
     # --- render cost ----------------------------------------------------------
 
-    def _bound_rendering(self, run: _Run, root: Any, out: OutElement) -> None:
-        """Drop cyclic ``<use>`` and refuse documents whose ``<use>`` expansion is too big."""
-        ids: dict[str, OutElement] = {}
-        uses = False
-        stack: list[OutElement] = [out]
-        while stack:
-            node = stack.pop()
-            ident = node.attrs.get("id")
-            if ident is not None:
-                ids.setdefault(ident, node)
-            if node.name == "use":
-                uses = True
-            stack.extend(c for c in node.children if isinstance(c, OutElement))
+    def _bound_rendering(self, run: _Run, root: At, out: OutElement) -> None:
+        """Drop cyclic ``<use>`` and refuse documents whose ``<use>`` expansion is too big.
+
+        Every element renders once, and every ``<use>`` renders its target's
+        subtree again (with its own uses expanded), so the rendered count is
+        ``elements + sum(rendered(target) for each use)``; only referenced
+        subtrees are walked.
+        """
+        ids, uses, elements = run.ids, run.uses, run.elements
         if not uses:
             return
         limit = self.policy.max_rendered_elements
-        size: dict[int, int] = {}
-        state: dict[int, int] = {}  # 1 = in progress, 2 = done
-        cyclic: list[tuple[OutElement, OutElement]] = []
-        # Iterative post-order DFS over children and use -> target edges.
-        work: list[tuple[OutElement, OutElement | None, bool]] = [(out, None, False)]
-        while work:
-            node, parent, expanded = work.pop()
-            key = id(node)
-            if expanded:
-                total = 1
-                for child in node.children:
-                    if isinstance(child, OutElement):
-                        total += size.get(id(child), 0)
-                target = self._use_target(node, ids)
-                if target is not None and state.get(id(target)) == 2:
-                    total += size[id(target)]
-                size[key] = min(total, limit + 1)
-                state[key] = 2
-                continue
-            if state.get(key) == 2:
-                continue
-            if state.get(key) == 1:
-                continue
-            state[key] = 1
-            work.append((node, parent, True))
-            target = self._use_target(node, ids)
+        while True:
+            size, cyclic = self._rendered_sizes(uses, ids, limit)
+            if not cyclic:
+                break
+            # Browsers ignore a <use> in a reference cycle; drop it and measure again.
+            self._drop_cyclic(run, root, out, cyclic)
+            uses = [u for u in uses if id(u) not in cyclic]
+        total = elements
+        for use in uses:
+            target = self._use_target(use, ids)
             if target is not None:
-                if state.get(id(target)) == 1:
-                    cyclic.append((node, parent or node))
-                elif state.get(id(target)) != 2:
-                    work.append((target, None, False))
-            for child in node.children:
-                if isinstance(child, OutElement) and state.get(id(child)) != 2:
-                    work.append((child, node, False))
-        if cyclic:
-            self._drop_cyclic(run, root, out, {id(u) for u, _ in cyclic})
-        if size.get(id(out), 0) > limit:
-            raise reject(ReasonCode.TOO_MUCH_RENDERING,
-                         f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
+                total += size.get(id(target), 0)
+                if total > limit:
+                    raise reject(ReasonCode.TOO_MUCH_RENDERING,
+                                 f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
+
+    def _rendered_sizes(
+        self, uses: list[OutElement], ids: dict[str, OutElement], limit: int
+    ) -> tuple[dict[int, int], set[int]]:
+        """Rendered size (capped at ``limit + 1``) of every use target's subtree, and cyclic uses.
+
+        An iterative depth-first search over child edges and use -> target edges
+        (no recursion, so a 10^5-long chain is fine). ``path`` is the current
+        DFS path; an edge back into it closes a cycle, which always contains a
+        use edge: the last use edge on the cycle is cut.
+        """
+        size: dict[int, int] = {}
+        done: set[int] = set()
+        on_path: dict[int, int] = {}
+        path: list[OutElement] = []
+        cyclic: set[int] = set()
+        for use in uses:
+            start = self._use_target(use, ids)
+            if start is None or id(start) in done:
+                continue
+            work: list[tuple[OutElement, bool]] = [(start, False)]
+            while work:
+                node, expanded = work.pop()
+                key = id(node)
+                if expanded:
+                    total = 1
+                    for child in node.children:
+                        if isinstance(child, OutElement):
+                            total += size.get(id(child), 0)
+                    target = self._use_target(node, ids)
+                    if target is not None and key not in cyclic:
+                        total += size.get(id(target), 0)
+                    size[key] = min(total, limit + 1)
+                    done.add(key)
+                    path.pop()
+                    del on_path[key]
+                    continue
+                if key in done or key in on_path:
+                    continue
+                on_path[key] = len(path)
+                path.append(node)
+                work.append((node, True))
+                edges = [c for c in node.children if isinstance(c, OutElement)]
+                target = self._use_target(node, ids)
+                if target is not None:
+                    edges.append(target)
+                for nxt in edges:
+                    nkey = id(nxt)
+                    if nkey in on_path:
+                        cycle = [*path[on_path[nkey] :], nxt]
+                        for a, b in zip(reversed(cycle[:-1]), reversed(cycle[1:]), strict=True):
+                            if self._use_target(a, ids) is b:
+                                cyclic.add(id(a))
+                                break
+                    elif nkey not in done:
+                        work.append((nxt, False))
+        return size, cyclic
 
     @staticmethod
     def _use_target(node: OutElement, ids: dict[str, OutElement]) -> OutElement | None:
@@ -439,7 +557,7 @@ class Sanitizer:
             return None
         return ids.get(ref[1:])
 
-    def _drop_cyclic(self, run: _Run, root: Any, out: OutElement, bad: set[int]) -> None:
+    def _drop_cyclic(self, run: _Run, root: At, out: OutElement, bad: set[int]) -> None:
         stack = [out]
         while stack:
             node = stack.pop()

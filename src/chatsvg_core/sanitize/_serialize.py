@@ -9,6 +9,7 @@ ever written, so an HTML parser and an XML parser read the same tree.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from chatsvg_core.sanitize._tables import SVG_NS, XLINK_NS
@@ -25,24 +26,37 @@ class OutElement:
     children: list[OutElement | str] = field(default_factory=list)
 
 
-_TEXT = str.maketrans({"&": "&amp;", "<": "&lt;", ">": "&gt;", "\r": "&#13;"})
-_ATTR = str.maketrans(
-    {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;", "\r": "&#13;",
-     "\t": "&#9;"}
-)  # fmt: skip
+_TEXT_SPECIAL = re.compile(r"[&<>\r]")
+_ATTR_SPECIAL = re.compile(r"[&<>\"\n\r\t]")
+_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;",
+            "\r": "&#13;", "\t": "&#9;"}  # fmt: skip
+
+
+def _escape(match: re.Match[str]) -> str:
+    return _ESCAPES[match.group()]
+
+
+def _text(value: str) -> str:
+    # Most values need no escaping; a C-level search is cheaper than translate().
+    return _TEXT_SPECIAL.sub(_escape, value) if _TEXT_SPECIAL.search(value) else value
+
+
+def _attr(value: str) -> str:
+    return _ATTR_SPECIAL.sub(_escape, value) if _ATTR_SPECIAL.search(value) else value
 
 
 def _write(node: OutElement, out: list[str]) -> None:
     out.append("<" + node.name)
+    search, sub = _ATTR_SPECIAL.search, _ATTR_SPECIAL.sub
     for key, value in node.attrs.items():
-        out.append(f' {key}="{value.translate(_ATTR)}"')
+        out.append(f' {key}="{sub(_escape, value) if search(value) else value}"')
     if not node.children:
         out.append("/>")
         return
     out.append(">")
     for child in node.children:
         if isinstance(child, str):
-            out.append(child.translate(_TEXT))
+            out.append(_text(child))
         else:
             _write(child, out)
     out.append(f"</{node.name}>")

@@ -1,0 +1,185 @@
+"""Sanitizer throughput beside the lxml floor, on synthetic SVGs (1 KB - 5 MB) and any corpus.
+
+The floor is what no lxml-based sanitizer can beat: parse with the same
+hardened parser options, walk every element and attribute, serialize. The
+ratio ``sanitize / floor`` is the number to watch (goal: within 3x), and
+``us/KB`` across sizes shows whether the cost is linear in input size.
+
+Times are process CPU time (``time.process_time``), not wall time: the code
+is single-threaded, and CPU time stays meaningful on a shared, loaded machine
+where wall time swings by 2-5x between runs.
+
+Run:  python benchmarks/bench_sanitize.py [--quick] [--corpus DIR] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from lxml import etree
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from chatsvg_core.sanitize import SanitizePolicy, Sanitizer  # noqa: E402
+
+NS = "http://www.w3.org/2000/svg"
+SIZES = [1_000, 10_000, 100_000, 1_000_000, 5_000_000]
+
+
+def synthetic_svg(target_bytes: int, seed: int = 7) -> bytes:
+    """A realistic mix: groups, paths, gradients, text, styles, uses, some junk to remove."""
+    rng = random.Random(seed)
+    head = (
+        f'<svg xmlns="{NS}" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        'xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" viewBox="0 0 512 512">'
+        "<style>.a{fill:#c33;stroke:url(#g0)} #p1 > path:hover{opacity:.5}</style>"
+        '<defs><linearGradient id="g0" x1="0" x2="1"><stop offset="0" stop-color="#fff"/>'
+        '<stop offset="1" stop-color="#000"/></linearGradient>'
+        '<filter id="f0"><feGaussianBlur stdDeviation="2"/></filter></defs>'
+    )
+    parts = [head]
+    size = len(head)
+    i = 0
+    while size < target_bytes - 200:
+        i += 1
+        pts = " ".join(f"L{rng.randint(0, 512)} {rng.randint(0, 512)}" for _ in range(8))
+        kind = i % 10
+        if kind == 0:
+            chunk = (
+                f'<g id="p{i}" class="a" transform="translate({i % 50} 3)" inkscape:label="l{i}">'
+                f'<path d="M0 0{pts}Z" fill="url(#g0)"/><use href="#c{i - 1}" x="2"/></g>'
+            )
+        elif kind == 1:
+            chunk = (
+                f'<text x="{i % 400}" y="20" font-family="Arial" style="font-weight:bold">'
+                f"label {i} &amp; more</text>"
+            )
+        elif kind == 2:
+            chunk = f'<rect x="1" y="2" width="{i % 99}" height="9" onclick="alert({i})"/>'
+        else:
+            chunk = (
+                f'<circle id="c{i}" cx="{i % 512}" cy="{(i * 7) % 512}" r="4" '
+                f'style="fill:#{i % 4096:03x};stroke-width:2" filter="url(#f0)"/>'
+                f'<path d="M{i % 512} 0{pts}" stroke="black" stroke-linecap="round"/>'
+            )
+        parts.append(chunk)
+        size += len(chunk)
+    parts.append("</svg>")
+    return "".join(parts).encode()
+
+
+def floor(data: bytes) -> int:
+    """Parse with the hardened options, touch every node and attribute, serialize."""
+    parser = etree.XMLParser(
+        resolve_entities=False, no_network=True, load_dtd=False, dtd_validation=False,
+        huge_tree=False, remove_comments=True, remove_pis=True, strip_cdata=True,
+    )  # fmt: skip
+    root = etree.fromstring(data, parser)
+    count = 0
+    for el in root.iter():
+        count += len(el.attrib.items())
+    return len(etree.tostring(root)) + count
+
+
+def best_time(fn: Callable[[], object], min_time: float, repeat: int) -> float:
+    """Best-of-``repeat`` seconds per call, each sample running at least ``min_time``."""
+    samples = []
+    for _ in range(repeat):
+        n = 0
+        start = time.process_time()
+        while True:
+            fn()
+            n += 1
+            elapsed = time.process_time() - start
+            if elapsed >= min_time:
+                break
+        samples.append(elapsed / n)
+    return min(samples)
+
+
+def corpus_files(base: Path) -> list[bytes]:
+    if not base.is_dir():
+        return []
+    return [p.read_bytes() for p in sorted(base.rglob("*.svg"))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--quick", action="store_true", help="shorter timing (CI smoke run)")
+    ap.add_argument("--json", type=Path, help="also write the results as JSON")
+    ap.add_argument(
+        "--corpus",
+        type=Path,
+        default=ROOT / "tests" / "data" / "fidelity",
+        help="directory of real SVGs (all *.svg below it)",
+    )
+    args = ap.parse_args()
+    min_time, repeat = (0.05, 2) if args.quick else (0.3, 3)
+
+    sanitizers = {
+        "default": Sanitizer(SanitizePolicy.default()),
+        "strict": Sanitizer(SanitizePolicy.strict()),
+    }
+    rows: list[dict[str, object]] = []
+    print(f"python {platform.python_version()}, lxml {etree.__version__}")
+    header = (
+        f"{'input':>16} {'files':>6} {'KB':>9} {'floor ms':>9} {'default ms':>11} "
+        f"{'ratio':>6} {'MB/s':>7} {'files/s':>8} {'us/KB':>7} {'strict ratio':>12}"
+    )
+    print(header)
+    print("-" * len(header))
+
+    def measure(label: str, docs: list[bytes]) -> None:
+        total = sum(len(d) for d in docs)
+        t_floor = best_time(lambda: [floor(d) for d in docs], min_time, repeat)
+        t_default = best_time(
+            lambda: [sanitizers["default"].sanitize(d) for d in docs], min_time, repeat
+        )
+        t_strict = best_time(
+            lambda: [sanitizers["strict"].sanitize(d) for d in docs], min_time, repeat
+        )
+        row = {
+            "input": label,
+            "files": len(docs),
+            "bytes": total,
+            "floor_s": t_floor,
+            "default_s": t_default,
+            "strict_s": t_strict,
+            "ratio": t_default / t_floor,
+            "strict_ratio": t_strict / t_floor,
+            "mb_per_s": total / t_default / 1e6,
+            "files_per_s": len(docs) / t_default,
+            "us_per_kb": t_default / (total / 1000) * 1e6,
+        }
+        rows.append(row)
+        print(
+            f"{label:>16} {len(docs):>6} {total / 1000:>9.1f} {t_floor * 1000:>9.2f} "
+            f"{t_default * 1000:>11.2f} {row['ratio']:>6.2f} {row['mb_per_s']:>7.2f} "
+            f"{row['files_per_s']:>8.0f} {row['us_per_kb']:>7.1f} {row['strict_ratio']:>12.2f}"
+        )
+
+    for size in SIZES:
+        measure(f"synthetic {size // 1000} KB", [synthetic_svg(size)])
+    corpus = corpus_files(args.corpus)
+    if corpus:
+        measure("fidelity corpus", corpus)
+    per_kb = [float(r["us_per_kb"]) for r in rows if str(r["input"]).startswith("synthetic")]
+    print(
+        f"\nlinearity: us/KB from 10 KB to 5 MB spans {min(per_kb[1:]):.1f}..{max(per_kb[1:]):.1f}"
+        f" (median {statistics.median(per_kb[1:]):.1f})"
+    )
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=2))
+
+
+if __name__ == "__main__":
+    main()

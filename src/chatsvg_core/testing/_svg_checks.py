@@ -1,0 +1,121 @@
+"""An independent checker for sanitized SVG: lists every forbidden construct it finds.
+
+It does not reuse the sanitizer's code paths (only its spec tables), so a
+property test ``violations(sanitize(x)) == []`` checks the sanitizer against a
+second, simpler reading of the rules.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from lxml import etree
+
+from chatsvg_core.sanitize import SanitizePolicy
+from chatsvg_core.sanitize import _tables as t
+
+__all__ = ["assert_svg_safe", "svg_safety_violations"]
+
+_SVG = "{" + t.SVG_NS + "}"
+_RAW_FORBIDDEN = ("<!--", "<![CDATA[", "<?", "<!DOCTYPE", "<!ENTITY", "<!doctype")
+_SQUASH = re.compile(r"[\x00-\x20\x7f]+")
+_SCHEMES = ("javascript:", "vbscript:", "livescript:", "mocha:")
+_RASTER = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*$", re.S)
+_CSS_FORBIDDEN = ("@import", "expression(", "behavior", "-moz-binding", "javascript:", "@font-face")
+# Attributes whose value a browser may read as (or turn into) a URL.
+_URL_CARRIERS = t.HREF_ATTRIBUTES | t.URL_VALUE_ATTRIBUTES | {"style", "values", "from", "to", "by"}
+_URL = re.compile(r"url\(\s*([\"']?)\s*(.)", re.I)
+
+
+def _squash(value: str) -> str:
+    return _SQUASH.sub("", value).lower()
+
+
+def _css_problems(where: str, css: str) -> list[str]:
+    problems = []
+    if "<" in css:
+        problems.append(f"{where}: '<' in CSS")
+    low = _squash(css)
+    problems += [f"{where}: {bad!r} in CSS" for bad in _CSS_FORBIDDEN if bad in low]
+    problems += [f"{where}: url() not to #id" for m in _URL.finditer(css) if m.group(2) != "#"]
+    return problems
+
+
+def svg_safety_violations(markup: str, policy: SanitizePolicy | None = None) -> list[str]:
+    """Every rule that ``markup`` (a sanitizer output) breaks; empty when safe."""
+    policy = policy or SanitizePolicy.default()
+    problems = [f"raw {s!r} in output" for s in _RAW_FORBIDDEN if s in markup]
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+    try:
+        root = etree.fromstring(markup.encode("utf-8"), parser)
+    except etree.XMLSyntaxError as exc:
+        return [*problems, f"not well-formed: {exc}"]
+    if root.tag != _SVG + "svg":
+        problems.append(f"root is {root.tag}")
+    el: Any
+    for el in root.iter():
+        if not isinstance(el.tag, str):
+            problems.append(f"non-element node {el!r}")
+            continue
+        if not el.tag.startswith(_SVG):
+            problems.append(f"foreign element {el.tag}")
+            continue
+        name = el.tag[len(_SVG) :]
+        if name not in policy.elements:
+            problems.append(f"element <{name}> not allowed")
+            continue
+        own, presentation = t.ELEMENT_ATTRIBUTES[name]
+        allowed = t.CORE_ATTRIBUTES | own | policy.extra_attributes
+        if presentation:
+            allowed |= t.PRESENTATION_ATTRIBUTES | t.CONDITIONAL_ATTRIBUTES
+        for key, value in el.items():
+            where = f"<{name} {key}>"
+            if key not in allowed or (
+                key not in policy.attributes and key not in policy.extra_attributes
+            ):
+                problems.append(f"{where} not allowed")
+            if key.lower().startswith("on"):
+                problems.append(f"{where} event handler")
+            low = _squash(value)
+            if key in _URL_CARRIERS and any(s in low for s in _SCHEMES):
+                problems.append(f"{where} script URL")
+            if key in t.HREF_ATTRIBUTES:
+                stripped = value.strip()
+                ok = stripped.startswith("#") or (
+                    name in ("image", "feImage") and bool(_RASTER.match(stripped))
+                )
+                if not ok and name in ("image", "feImage") and policy.image_hosts:
+                    ok = stripped.startswith(tuple(f"{s}://" for s in policy.image_schemes))
+                if not ok and name == "a" and policy.link_schemes:
+                    ok = stripped.split(":", 1)[0].lower() in policy.link_schemes
+                if not ok:
+                    problems.append(f"{where} URL {value[:60]!r}")
+            elif ("data:" in low or "url(" in low) and key in t.PRESENTATION_ATTRIBUTES:
+                problems += _css_problems(where, value)
+            if key == "style":
+                problems += _css_problems(where, value)
+        if name == "style":
+            problems += _css_problems("<style>", el.text or "")
+            if len(el):
+                problems.append("markup inside <style>")
+        if name in ("title", "desc") and len(el):
+            problems.append(f"markup inside <{name}>")
+        if name in t.ANIMATION_ELEMENTS:
+            target = el.get("attributeName")
+            if target is not None:
+                local = _squash(target).rpartition(":")[2]
+                if local.startswith("on") or local in t.ANIMATION_FORBIDDEN_TARGETS:
+                    problems.append(f"<{name}> animates {target!r}")
+            for key in ("values", "from", "to", "by"):
+                value = el.get(key)
+                if value is not None and re.search(r"[a-z][a-z0-9+.-]*:", _squash(value)):
+                    problems.append(f"<{name} {key}> carries a URL scheme")
+    return problems
+
+
+def assert_svg_safe(markup: str, policy: SanitizePolicy | None = None) -> None:
+    """Raise ``AssertionError`` listing every violation found in ``markup``."""
+    problems = svg_safety_violations(markup, policy)
+    if problems:
+        raise AssertionError("unsafe SVG:\n  " + "\n  ".join(problems) + f"\n{markup[:2000]}")

@@ -1,0 +1,273 @@
+"""CSS in ``style`` attributes and ``<style>``: tokenized by tinycss2, allowlisted, confined."""
+
+from __future__ import annotations
+
+import pytest
+import tinycss2
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, Sanitizer, sanitize_svg
+from chatsvg_core.sanitize._css import CssSanitizer
+
+NS = 'xmlns="http://www.w3.org/2000/svg"'
+
+
+def style_attr(css: str, policy: SanitizePolicy | None = None) -> str | None:
+    out = sanitize_svg(f'<svg {NS}><rect style="{css}"/></svg>', policy=policy).svg
+    if 'style="' not in out:
+        return None
+    return out.split('style="', 1)[1].split('"', 1)[0]
+
+
+def stylesheet(css: str, policy: SanitizePolicy | None = None) -> str:
+    policy = policy or SanitizePolicy.default().extend(confine_styles=False)
+    out = sanitize_svg(f"<svg {NS}><style>{css}</style><rect/></svg>", policy=policy).svg
+    if "<style>" not in out:
+        return ""
+    return out.split("<style>", 1)[1].split("</style>", 1)[0]
+
+
+@pytest.mark.parametrize(
+    ("css", "expected"),
+    [
+        ("fill: red; stroke: blue", "fill:red;stroke:blue"),
+        ("fill:url(#g)", "fill:url(#g)"),
+        ("fill: url('#g') ", "fill:url(#g)"),
+        ('fill: url("#g") red', "fill:url(#g) red"),
+        ("FILL: Red", "fill:Red"),
+        ("opacity:.5 !important", "opacity:.5 !important"),
+        (
+            "transform: rotate(45deg) translate(1px, 2px)",
+            "transform:rotate(45deg) translate(1px, 2px)",
+        ),
+        ("fill: rgb(1 2 3 / 50%)", "fill:rgb(1 2 3 / 50%)"),
+        ("font-family: 'Open Sans', sans-serif", "font-family:&quot;Open Sans&quot;, sans-serif"),
+        ("stroke-width: calc(1px + 2%)", "stroke-width:calc(1px + 2%)"),
+        ("d: path('M0 0L1 1')", "d:path(&quot;M0 0L1 1&quot;)"),
+    ],
+)
+def test_allowed_declarations_are_kept(css: str, expected: str) -> None:
+    assert style_attr(css.replace('"', "&quot;")) == expected
+
+
+@pytest.mark.parametrize(
+    "css",
+    [
+        "fill:url(http://evil.example/x)",
+        "fill:url('javascript:alert(1)')",
+        "fill:url(javascript:alert(1))",
+        "fill:URL(data:image/svg+xml,x)",
+        "fill:u\\72l(http://evil.example/x)",
+        "fill:\\75 rl(http://evil.example/x)",
+        "fill:url( //evil.example/x )",
+        "behavior:url(x.htc)",
+        "-moz-binding:url(http://evil.example/x.xml#b)",
+        "width:expression(alert(1))",
+        "fill:expression(alert(1))",
+        "fill:var(--x)",
+        "fill:attr(href)",
+        "fill:image-set(url(#a) 1x)",
+        "background-image:url(#a)",
+        "position:fixed",
+        "fill:red{}",
+        "fill: @import",
+        "cursor:url(http://evil.example/c.png), auto",
+    ],
+)
+def test_forbidden_declarations_are_removed(css: str) -> None:
+    assert style_attr(css) is None
+
+
+def test_good_declarations_survive_next_to_bad_ones() -> None:
+    assert style_attr("fill:url(http://x); stroke:red; behavior:x") == "stroke:red"
+
+
+def test_report_names_the_css_reason() -> None:
+    out = sanitize_svg(f'<svg {NS}><rect style="behavior:x;fill:url(http://x)"/></svg>')
+    reasons = [e.reason for e in out.report.entries]
+    assert reasons == [ReasonCode.CSS_PROPERTY_NOT_ALLOWED, ReasonCode.URL_NOT_ALLOWED]
+
+
+def test_style_attribute_can_be_disabled() -> None:
+    policy = SanitizePolicy.default().extend(allow_style_attribute=False)
+    assert style_attr("fill:red", policy) is None
+
+
+@pytest.mark.parametrize(
+    ("css", "expected"),
+    [
+        ("rect { fill: red }", "rect{fill:red}"),
+        (".a, #b > circle:hover { stroke: url(#g) }", ".a,#b &gt; circle:hover{stroke:url(#g)}"),
+        ("g:not(.x) path:nth-child(2n+1) {opacity: .5}",
+         "g:not(.x) path:nth-child(2n/**/+1){opacity:.5}"),
+        ('[fill="red"] { stroke: blue }', '[fill="red"]{stroke:blue}'),
+        ("@media (max-width: 100px) { rect { fill: red } }",
+         "@media (max-width: 100px){rect{fill:red}}"),
+        ("@keyframes spin { from { transform: rotate(0) } to { transform: rotate(1turn) } }",
+         "@keyframes spin{from{transform:rotate(0)}to{transform:rotate(1turn)}}"),
+        ("<!-- rect { fill: red } -->", "rect{fill:red}"),
+    ],
+)  # fmt: skip
+def test_stylesheet_rules_are_kept(css: str, expected: str) -> None:
+    assert stylesheet(css.replace("<", "&lt;").replace(">", "&gt;")) == expected
+
+
+@pytest.mark.parametrize(
+    "css",
+    [
+        "@import url(http://evil.example/x.css);",
+        "@import 'x.css';",
+        "@font-face { font-family: x; src: url(http://evil.example/f.woff) }",
+        "@namespace svg url(http://www.w3.org/2000/svg);",
+        "@charset 'utf-8';",
+        "rect { fill: url(http://evil.example/x) }",
+        "rect::before { fill: red }",
+        "rect:visited-by-js { fill: red }",
+        "svg|rect { fill: red }",
+        "rect > { fill: red }",
+        "@media url(x) { rect { fill: red } }",
+        "rect { behavior: url(x.htc) }",
+        "@supports (fill: red) { rect { fill: red } }",
+    ],
+)
+def test_stylesheet_dangers_are_removed(css: str) -> None:
+    assert stylesheet(css) == ""
+
+
+def test_stylesheet_never_contains_a_less_than_sign() -> None:
+    css = "text { font-family: '&lt;/style>&lt;script>alert(1)&lt;/script>' }"
+    out = stylesheet(css)
+    assert "<" not in out
+    assert "&lt;" not in out
+    assert "\\3c /style" in out
+
+
+def test_cdata_stylesheet_is_read_as_text() -> None:
+    css = "<![CDATA[ rect { fill: red } a > b { fill: blue } ]]>"
+    doc = f"<svg {NS}><style>{css}</style><rect/></svg>"
+    policy = SanitizePolicy.default().extend(confine_styles=False)
+    assert sanitize_svg(doc, policy=policy).svg == (
+        f"<svg {NS}><style>rect{{fill:red}}a &gt; b{{fill:blue}}</style><rect/></svg>"
+    )
+
+
+def test_style_with_other_type_is_removed() -> None:
+    out = sanitize_svg(f'<svg {NS}><style type="text/xsl">x</style><rect/></svg>')
+    assert out.svg == f"<svg {NS}><rect/></svg>"
+
+
+def test_empty_stylesheet_removes_the_element() -> None:
+    out = sanitize_svg(f"<svg {NS}><style>@import 'x';</style><rect/></svg>")
+    assert out.svg == f"<svg {NS}><rect/></svg>"
+    assert 'id="' not in out.svg
+
+
+def test_selectors_are_confined_to_the_svg_by_default() -> None:
+    out = sanitize_svg(
+        f"<svg {NS}><style>rect, .a:hover, #b {{ fill: red }} body {{ fill: blue }}</style>"
+        "<rect/></svg>"
+    )
+    scope = ":where(#chatsvg,#chatsvg *)"
+    assert out.svg == (
+        f'<svg {NS} id="chatsvg"><style>rect{scope},.a:hover{scope},#b{scope}{{fill:red}}'
+        f"body{scope}{{fill:blue}}</style><rect/></svg>"
+    )
+    assert out.report.by_reason(ReasonCode.ROOT_ID_ADDED)
+
+
+def test_confinement_uses_the_existing_root_id() -> None:
+    out = sanitize_svg(f'<svg {NS} id="logo"><style>rect{{fill:red}}</style><rect/></svg>')
+    assert "rect:where(#logo,#logo *){fill:red}" in out.svg
+    assert out.svg.count('id="logo"') == 1
+
+
+def test_id_prefix_rewrites_ids_classes_and_every_reference() -> None:
+    policy = SanitizePolicy.default().extend(id_prefix="u7")
+    doc = (
+        f'<svg {NS} xmlns:xlink="http://www.w3.org/1999/xlink">'
+        "<style>.a #g, .b { fill: url(#g) }</style>"
+        '<linearGradient id="g"/><rect class="a  b" fill="url(#g)" style="stroke:url(#g)"/>'
+        '<use xlink:href="#g"/><use href="#g"/></svg>'
+    )
+    out = sanitize_svg(doc, policy=policy)
+    scope = ":where(#u7,#u7 *)"
+    assert out.svg == (
+        f'<svg {NS} xmlns:xlink="http://www.w3.org/1999/xlink" id="u7">'
+        f"<style>.u7-a #u7-g{scope},.u7-b{scope}{{fill:url(#u7-g)}}</style>"
+        '<linearGradient id="u7-g"/><rect class="u7-a u7-b" fill="url(#u7-g)" '
+        'style="stroke:url(#u7-g)"/><use xlink:href="#u7-g"/><use href="#u7-g"/></svg>'
+    )
+    assert sanitize_svg(out.svg, policy=policy).svg == out.svg
+
+
+def test_id_prefix_is_validated() -> None:
+    with pytest.raises(ValueError, match="id_prefix"):
+        SanitizePolicy.default().extend(id_prefix="1bad prefix")
+
+
+def test_presentation_attributes_with_urls_are_checked() -> None:
+    out = sanitize_svg(
+        f'<svg {NS}><rect fill="url(http://evil.example/x)" stroke="url(#ok) red" '
+        'clip-path="url(javascript:alert(1))" transform="rotate(4)" filter="url(#f)"/></svg>'
+    )
+    assert (
+        out.svg
+        == f'<svg {NS}><rect stroke="url(#ok) red" transform="rotate(4)" filter="url(#f)"/></svg>'
+    )
+
+
+_WORD = st.sampled_from(
+    ["red", "fill", "stroke", "1px", "-2.5em", "+3", ".5", "50%", "#fff", "#a1b2c3", ",", "e3",
+     "1e3", "sans-serif", "a1-", "_x", "1.5.5", "0", "none", "bold", "X"]
+)  # fmt: skip
+_NAME = st.sampled_from(["fill", "Stroke", "STROKE-WIDTH", "opacity", "behavior", "font-weight",
+                         "x", "position", "-moz-binding", "a"])  # fmt: skip
+_SPACE = st.sampled_from(["", " ", "  ", "\t", "\n"])
+
+
+@given(
+    st.lists(
+        st.tuples(_SPACE, _NAME, _SPACE, st.lists(st.tuples(_WORD, _SPACE), max_size=4), _SPACE),
+        max_size=4,
+    ),
+    st.sampled_from([";", "; ", ";;"]),
+)
+@settings(max_examples=200)
+def test_fast_declaration_path_agrees_with_tinycss2(
+    decls: list[tuple[str, str, str, list[tuple[str, str]], str]], sep: str
+) -> None:
+    text = sep.join(
+        f"{a}{name}{b}:{''.join(w + s for w, s in words)}{c}" for a, name, b, words, c in decls
+    )
+    fast = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    slow = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    fast_out = fast._simple_declarations(text)
+    items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
+    slow_out = ";".join(slow._declarations(items))
+    if fast_out is not None:
+        assert fast_out == slow_out
+        assert fast.issues == [i for i in slow.issues if i.reason != ReasonCode.CSS_INVALID]
+
+
+def test_cached_results_report_the_same_issues() -> None:
+    doc = f'<svg {NS}><rect style="behavior:x;fill:red"/><rect style="behavior:x;fill:red"/></svg>'
+    sanitizer = Sanitizer()
+    for _ in range(2):
+        out = sanitizer.sanitize(doc)
+        assert out.svg == f'<svg {NS}><rect style="fill:red"/><rect style="fill:red"/></svg>'
+        assert [e.path for e in out.report.entries] == ["/svg/rect[1]", "/svg/rect[2]"]
+
+
+def test_unclosed_url_and_string_at_end_of_value_are_kept_closed() -> None:
+    # CSS Syntax reads them as complete at end of input, and browsers paint them
+    # (found by the Chromium fidelity run on logos/waffle-icon.svg).
+    out = sanitize_svg(
+        f'<svg {NS}><rect fill="url(#p" style="font-family:\'abc"/>'
+        '<rect style="fill:url(#q"/></svg>'
+    )
+    assert out.svg == (
+        f'<svg {NS}><rect fill="url(#p)" style="font-family:&quot;abc&quot;"/>'
+        '<rect style="fill:url(#q)"/></svg>'
+    )
+    assert not out.changed

@@ -1,0 +1,235 @@
+"""Hardened parsing: every rejection reason, refused in bounded time (no timing asserts)."""
+
+from __future__ import annotations
+
+import pytest
+
+from chatsvg_core.errors import PermanentError, SVGRejected
+from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, sanitize_svg
+
+NS = 'xmlns="http://www.w3.org/2000/svg"'
+
+
+def rejected(data: str | bytes, policy: SanitizePolicy | None = None) -> SVGRejected:
+    with pytest.raises(SVGRejected) as info:
+        sanitize_svg(data, policy=policy)
+    return info.value
+
+
+def test_rejection_is_a_permanent_error_with_structured_fields() -> None:
+    err = rejected("<svg")
+    assert isinstance(err, PermanentError)
+    assert err.reason == ReasonCode.NOT_WELL_FORMED
+    assert err.detail
+    assert err.to_dict()["reason"] == "not_well_formed"
+
+
+@pytest.mark.parametrize(
+    "data",
+    ["", "   ", "<svg", f"<svg {NS}><g></svg>", f"<svg {NS}></svg><svg {NS}/>", b"\xff\xfe\xfa"],
+)
+def test_not_well_formed(data: str | bytes) -> None:
+    assert rejected(data).reason == ReasonCode.NOT_WELL_FORMED
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "<html/>",
+        "<svg/>",  # no namespace: not SVG as a file
+        '<svg xmlns="http://www.w3.org/1999/xhtml"/>',
+        f"<g {NS}/>",
+        '<x:svg xmlns:x="http://www.w3.org/2000/SVG"/>',
+    ],
+)
+def test_root_must_be_svg_in_the_svg_namespace(data: str) -> None:
+    assert rejected(data).reason == ReasonCode.NOT_SVG_ROOT
+
+
+def test_root_matched_by_namespace_not_prefix() -> None:
+    out = sanitize_svg('<s:svg xmlns:s="http://www.w3.org/2000/svg"><s:rect/></s:svg>')
+    assert out.svg == f"<svg {NS}><rect/></svg>"
+
+
+BILLION_LAUGHS = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + "".join(f'<!ENTITY lol{i} "{("&lol" + str(i - 1) + ";") * 10}">' for i in range(1, 10))
+    + f"]><svg {NS}><text>&lol9;</text></svg>"
+).replace("&lol0;", "&lol;")
+QUADRATIC = (
+    f'<!DOCTYPE svg [<!ENTITY a "{"x" * 100_000}">]><svg {NS}><text>'
+    + "&a;" * 10_000
+    + "</text></svg>"
+)
+XXE = f'<!DOCTYPE svg [<!ENTITY x SYSTEM "file:///etc/passwd">]><svg {NS}><text>&x;</text></svg>'
+PARAMETER = f'<!DOCTYPE svg [<!ENTITY % p SYSTEM "http://127.0.0.1:1/x.dtd"> %p;]><svg {NS}/>'
+
+
+@pytest.mark.parametrize("data", [BILLION_LAUGHS, QUADRATIC, XXE, PARAMETER])
+def test_entity_declarations_are_refused_before_parsing(data: str) -> None:
+    assert rejected(data).reason == ReasonCode.ENTITY_FORBIDDEN
+
+
+def test_undeclared_entity_reference_is_refused() -> None:
+    assert rejected(f"<svg {NS}><text>&nbsp;</text></svg>").reason == ReasonCode.ENTITY_FORBIDDEN
+
+
+def test_predefined_entities_and_char_refs_are_fine() -> None:
+    out = sanitize_svg(f"<svg {NS}><text>&lt;&amp;&#65;&#x42;</text></svg>")
+    assert out.svg == f"<svg {NS}><text>&lt;&amp;AB</text></svg>"
+
+
+SVG11_DOCTYPE = (
+    '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+    '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd">'
+)
+
+
+def test_any_doctype_is_refused_by_default() -> None:
+    assert rejected(f"{SVG11_DOCTYPE}<svg {NS}><rect/></svg>").reason == (
+        ReasonCode.DOCTYPE_FORBIDDEN
+    )
+    assert rejected(f"<!DOCTYPE svg><svg {NS}/>").reason == ReasonCode.DOCTYPE_FORBIDDEN
+
+
+def test_plain_doctype_can_be_dropped_by_policy_but_never_one_with_a_subset() -> None:
+    policy = SanitizePolicy.default().extend(allow_plain_doctype=True)
+    out = sanitize_svg(f"{SVG11_DOCTYPE}\n<svg {NS}><rect/></svg>", policy=policy)
+    assert out.svg == f"<svg {NS}><rect/></svg>"
+    assert out.report.by_reason(ReasonCode.DOCTYPE_FORBIDDEN)
+    err = rejected(f"<!DOCTYPE svg [<!ATTLIST svg a CDATA 'x'>]><svg {NS}/>", policy)
+    assert err.reason == ReasonCode.DOCTYPE_FORBIDDEN
+
+
+def test_byte_limit_is_checked_before_parsing() -> None:
+    huge = f"<svg {NS}>" + "<rect/>" * (50 * 1024 * 1024 // 7) + "</svg>"
+    err = rejected(huge)
+    assert err.reason == ReasonCode.TOO_MANY_BYTES
+    assert err.limit == SanitizePolicy.default().max_bytes
+    assert rejected(huge.encode()).reason == ReasonCode.TOO_MANY_BYTES
+
+
+def test_byte_limit_counts_encoded_bytes() -> None:
+    policy = SanitizePolicy.default().extend(max_bytes=100)
+    doc = f"<svg {NS}><text>{'é' * 40}</text></svg>"  # < 100 chars, > 100 bytes
+    assert len(doc) < 100 < len(doc.encode())
+    assert rejected(doc, policy).reason == ReasonCode.TOO_MANY_BYTES
+
+
+@pytest.mark.parametrize("depth", [129, 300, 100_000])
+def test_depth_limit(depth: int) -> None:
+    doc = f"<svg {NS}>" + "<g>" * depth + "</g>" * depth + "</svg>"
+    err = rejected(doc)
+    assert err.reason == ReasonCode.TOO_DEEP
+    assert err.limit == 128
+
+
+def test_depth_at_the_limit_is_accepted() -> None:
+    doc = f"<svg {NS}>" + "<g>" * 126 + "<rect/>" + "</g>" * 126 + "</svg>"
+    assert sanitize_svg(doc).svg.count("<g>") == 126
+
+
+def test_element_count_limit() -> None:
+    policy = SanitizePolicy.default().extend(max_elements=1000)
+    doc = f"<svg {NS}>" + "<rect/>" * 1000 + "</svg>"
+    err = rejected(doc, policy)
+    assert (err.reason, err.limit) == (ReasonCode.TOO_MANY_ELEMENTS, 1000)
+    ok = f"<svg {NS}>" + "<rect/>" * 999 + "</svg>"
+    assert sanitize_svg(ok, policy=policy).svg.count("<rect/>") == 999
+
+
+def test_attribute_and_path_length_limits() -> None:
+    policy = SanitizePolicy.default().extend(max_attribute_length=50, max_path_length=100)
+    long_fill = f'<svg {NS}><rect fill="{"a" * 51}"/></svg>'
+    assert rejected(long_fill, policy).reason == ReasonCode.ATTRIBUTE_TOO_LONG
+    long_d = f'<svg {NS}><path d="M0 0{" L1 1" * 30}"/></svg>'
+    assert rejected(long_d, policy).reason == ReasonCode.PATH_TOO_LONG
+    fine_d = f'<svg {NS}><path d="M0 0{" L1 1" * 15}"/></svg>'
+    assert sanitize_svg(fine_d, policy=policy).svg.count("L1 1") == 15
+
+
+def test_attribute_limit_applies_to_dropped_attributes_only_after_allowlist() -> None:
+    # A huge *disallowed* attribute is removed, not a reason to reject.
+    policy = SanitizePolicy.default().extend(max_attribute_length=10)
+    out = sanitize_svg(f'<svg {NS}><rect data-x="{"a" * 100}"/></svg>', policy=policy)
+    assert out.svg == f"<svg {NS}><rect/></svg>"
+
+
+def test_use_fan_out_is_bounded() -> None:
+    levels = "".join(f'<g id="l{i + 1}">' + f'<use href="#l{i}"/>' * 10 + "</g>" for i in range(7))
+    doc = f'<svg {NS}><g id="l0"><rect/></g>{levels}</svg>'
+    err = rejected(doc)
+    assert err.reason == ReasonCode.TOO_MUCH_RENDERING
+    small = SanitizePolicy.default().extend(max_rendered_elements=10**9)
+    assert sanitize_svg(doc, policy=small).svg.count("<use") == 70
+
+
+def test_cyclic_use_is_removed() -> None:
+    out = sanitize_svg(f'<svg {NS}><g id="a"><rect/><use href="#a"/></g></svg>')
+    assert out.svg == f'<svg {NS}><g id="a"><rect/></g></svg>'
+    assert out.report.by_reason(ReasonCode.REFERENCE_CYCLE)
+
+
+def test_long_use_chain_does_not_recurse() -> None:
+    chain = "".join(f'<use id="u{i + 1}" href="#u{i}"/>' for i in range(20_000))
+    policy = SanitizePolicy.default().extend(max_rendered_elements=10**12)
+    out = sanitize_svg(f'<svg {NS}><rect id="u0"/>{chain}</svg>', policy=policy)
+    assert rejected(f'<svg {NS}><rect id="u0"/>{chain}</svg>').reason == (
+        ReasonCode.TOO_MUCH_RENDERING
+    )
+    assert out.svg.count("<use") == 20_000
+
+
+def test_empty_result_after_removal_is_rejected() -> None:
+    assert rejected(f"<svg {NS}><script>alert(1)</script></svg>").reason == (
+        ReasonCode.EMPTY_RESULT
+    )
+    # An input that was empty to begin with is returned as it is.
+    assert sanitize_svg(f"<svg {NS}/>").svg == f"<svg {NS}/>"
+
+
+@pytest.mark.parametrize(
+    ("encoded", "label"),
+    [
+        ("utf-16", "UTF-16"),
+        ("utf-8-sig", "UTF-8"),
+        ("latin-1", "ISO-8859-1"),
+    ],
+)
+def test_encodings_are_honoured(encoded: str, label: str) -> None:
+    doc = f'<?xml version="1.0" encoding="{label}"?><svg {NS}><text>é</text></svg>'
+    out = sanitize_svg(doc.encode(encoded))
+    assert out.svg == f"<svg {NS}><text>é</text></svg>"
+
+
+def test_str_input_ignores_declared_encoding() -> None:
+    doc = f'<?xml version="1.0" encoding="UTF-16"?><svg {NS}><text>é</text></svg>'
+    assert sanitize_svg(doc).svg == f"<svg {NS}><text>é</text></svg>"
+
+
+def test_non_text_input_is_a_type_error() -> None:
+    with pytest.raises(TypeError):
+        sanitize_svg(123)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<use id="u" href="#u"/><rect/>',
+        '<use href="#c"/><g id="n"><g id="c"><rect/><use href="#n"/></g></g>',
+        '<g id="a"><use href="#b"/></g><g id="b"><use href="#a"/><rect/></g>',
+    ],
+)
+def test_every_use_cycle_is_cut(body: str) -> None:
+    out = sanitize_svg(f"<svg {NS}>{body}</svg>")
+    assert out.report.by_reason(ReasonCode.REFERENCE_CYCLE)
+    again = sanitize_svg(out.svg)
+    assert again.svg == out.svg
+    assert not again.report.by_reason(ReasonCode.REFERENCE_CYCLE)
+
+
+def test_use_of_the_added_root_id_is_a_cycle_in_the_first_pass_already() -> None:
+    doc = f'<svg {NS}><style>rect{{fill:red}}</style><rect/><use href="#chatsvg"/></svg>'
+    out = sanitize_svg(doc)
+    assert "<use" not in out.svg
+    assert sanitize_svg(out.svg).svg == out.svg
