@@ -261,6 +261,7 @@ async def run_case(
     pending_navigations: list[str] = []
     navigated = asyncio.Event()
     main_frame: list[Frame | None] = [None]
+    page_of: list[Page | None] = [None]
     ctx = await browser.new_context(viewport={"width": 800, "height": 700})
     try:
         await ctx.add_init_script(INIT_SCRIPT)
@@ -274,7 +275,12 @@ async def run_case(
                 await route.continue_()
             else:
                 effects.append(Effect("request", url))
-                if route.request.is_navigation_request() and _frame_of(route) is main_frame[0]:
+                frame = _frame_of(route)
+                if frame is not None and main_frame[0] is not None and frame.page is not page_of[0]:
+                    # A navigation in another page of this context: a popup, seen
+                    # here even when the popup event comes too late to be counted.
+                    effects.append(Effect("popup", url))
+                if route.request.is_navigation_request() and frame is main_frame[0]:
                     pending_navigations.append(url)
                     # Answer the top-level navigation locally (nothing leaves the
                     # machine) so it completes and is seen as one. Others (popups,
@@ -288,6 +294,7 @@ async def run_case(
         page: Page = await ctx.new_page()
         main = page.main_frame
         main_frame[0] = main
+        page_of[0] = page
 
         async def on_dialog(dialog: Dialog) -> None:
             effects.append(Effect("script", f"{dialog.type}({dialog.message})"))

@@ -40,12 +40,9 @@ COLUMNS = 8
 BATCH = 64  # cells per page: a 1024x1024 screenshot
 
 # "<set>/<file>" -> why the sanitized rendering differs (mode-independent).
-KNOWN_DIFFERENCES: dict[str, str] = {
-    "logos/waffle-icon.svg": (
-        'two paths have fill="url(#patternwaffle-pattern-1" (unclosed url); Chromium paints the'
-        " pattern, the sanitizer drops the fill (see test_sanitizer_findings.py)"
-    ),
-}
+KNOWN_DIFFERENCES: dict[str, str] = {}
+# (logos/waffle-icon.svg was listed here until the sanitizer kept its unclosed
+# url(#...) fill; see test_sanitizer_findings.py and docs/sanitizer-fidelity.md.)
 
 
 @dataclass(frozen=True)

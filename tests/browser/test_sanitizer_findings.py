@@ -9,23 +9,19 @@ the mark to be removed.
 
 from __future__ import annotations
 
-import pytest
-
 from chatsvg_core.sanitize import sanitize_svg
 
 SVG = 'xmlns="http://www.w3.org/2000/svg"'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        'fidelity: logos/waffle-icon.svg has fill="url(#patternwaffle-pattern-1" (no closing'
-        " parenthesis). CSS Syntax reads an unclosed url( at the end of input as a url token"
-        " (a parse error, not an invalid value) and Chromium paints with the pattern; the"
-        " sanitizer drops the whole fill (css_value_not_allowed), so 2042 px of the icon change."
-    ),
-)
 def test_unclosed_url_reference_at_end_of_value_is_kept() -> None:
+    """Fidelity finding (fixed in the sanitizer at 7f73023): logos/waffle-icon.svg.
+
+    Two paths have ``fill="url(#patternwaffle-pattern-1"`` (no closing parenthesis).
+    CSS Syntax reads an unclosed ``url(`` at the end of input as a url token (a parse
+    error, not an invalid value) and Chromium paints with the pattern; the first
+    sanitizer dropped the whole fill, changing 2042 px of the icon.
+    """
     src = (
         f'<svg {SVG} viewBox="0 0 10 10"><defs><pattern id="p" width="2" height="2"'
         ' patternUnits="userSpaceOnUse"><rect width="1" height="1"/></pattern></defs>'
