@@ -276,11 +276,13 @@ async def run_case(
             else:
                 effects.append(Effect("request", url))
                 frame = _frame_of(route)
-                if frame is not None and main_frame[0] is not None and frame.page is not page_of[0]:
-                    # A navigation in another page of this context: a popup, seen
-                    # here even when the popup event comes too late to be counted.
+                nav = route.request.is_navigation_request()
+                if nav and (frame is None or frame.page is not page_of[0]):
+                    # A navigation in another page of this context (Playwright has no
+                    # frame yet for a popup's first request): a popup, seen here even
+                    # when the popup event comes too late to be counted.
                     effects.append(Effect("popup", url))
-                if route.request.is_navigation_request() and frame is main_frame[0]:
+                if nav and frame is main_frame[0]:
                     pending_navigations.append(url)
                     # Answer the top-level navigation locally (nothing leaves the
                     # machine) so it completes and is seen as one. Others (popups,
