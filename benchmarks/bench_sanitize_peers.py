@@ -108,7 +108,7 @@ def time_chatsvg(texts: list[bytes], repeat: int) -> tuple[list[float], int]:
             try:
                 sanitizer.sanitize(data)
             except SVGRejected:
-                rejected += n == 0
+                rejected += int(n == 0)
             best[i] = min(best[i], time.process_time() - t0)
     return best, rejected
 
@@ -191,22 +191,24 @@ def main() -> int:
     print(header)
     print("|" + "---|" * 8)
     start = 0
+    purify_times: list[float] | str = purify[0] if isinstance(purify, tuple) else purify
+    peers: tuple[list[float] | str, ...] = (purify_times, hush)
     for name, paths in groups.items():
         n = len(paths)
-        size = sum(len(t) for t in texts[start : start + n]) / 1e6
+        mb = sum(len(t) for t in texts[start : start + n]) / 1e6
         t_c = sum(chatsvg[start : start + n])
-        row = [name + f" ({n})", f"{size:.2f}", f"{size / t_c:.2f}", f"{n / t_c:.0f}"]
-        for peer in (purify[0] if isinstance(purify, tuple) else purify, hush):
+        row = [name + f" ({n})", f"{mb:.2f}", f"{mb / t_c:.2f}", f"{n / t_c:.0f}"]
+        for peer in peers:
             if isinstance(peer, str):
                 row += ["n/a", "n/a"]
             else:
                 t_p = sum(peer[start : start + n])
-                row += [f"{size / t_p:.2f}", f"{t_p / t_c:.2f}x"]
+                row += [f"{mb / t_p:.2f}", f"{t_p / t_c:.2f}x"]
         print("| " + " | ".join(row) + " |")
         start += n
-    for peer in (purify, hush):
-        if isinstance(peer, str):
-            print(f"# {peer}")
+    for note in peers:
+        if isinstance(note, str):
+            print(f"# {note}")
     return 0
 
 

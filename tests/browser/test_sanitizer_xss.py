@@ -54,7 +54,7 @@ def _params(entries: list[dict[str, Any]], preset: str | None = None) -> list[An
 
 
 def _raw(entry: dict[str, Any]) -> bytes:
-    return (DATA / entry["file"]).read_bytes()
+    return (DATA / str(entry["file"])).read_bytes()
 
 
 def test_manifest_lists_every_payload_with_its_source() -> None:
@@ -110,7 +110,7 @@ def _selected_ids(request: pytest.FixtureRequest) -> set[str]:
     ids: set[str] = set()
     for item in request.session.items:
         callspec = getattr(item, "callspec", None)
-        if callspec is not None and item.module is sys.modules[__name__]:
+        if callspec is not None and getattr(item, "module", None) is sys.modules[__name__]:
             entry = callspec.params.get("entry")
             if isinstance(entry, dict):
                 ids.add(entry["id"])
