@@ -413,7 +413,8 @@ class BrowserPortal:
             except PlaywrightError as exc:
                 if browser.is_connected():
                     raise
-                self.crashes.append(f"{'+'.join(contexts)}: {exc.message.splitlines()[0][:120]}")
+                what = svg[:100].decode("utf-8", "replace")
+                self.crashes.append(f"{'+'.join(contexts)} {what!r}: {exc.message.splitlines()[0]}")
                 await self._relaunch(browser)
         return CaseResult(effects=[Effect("crash", "Chromium died twice on this case")])
 
