@@ -271,3 +271,44 @@ def test_unclosed_url_and_string_at_end_of_value_are_kept_closed() -> None:
         '<rect style="fill:url(#q)"/></svg>'
     )
     assert not out.changed
+
+
+_FUNC = st.sampled_from(["translate", "rotate", "Scale", "rgb", "url", "var", "attr", "matrix",
+                         "expression", "image", "calc", "hsl", "x"])  # fmt: skip
+_ARG = st.sampled_from(["1", "-2.5", "45deg", "50%", ",", " ", "a", "url", "e3", "+1", "."])
+
+
+@given(st.lists(st.tuples(_FUNC, st.lists(_ARG, max_size=5), _SPACE), min_size=1, max_size=3))
+@settings(max_examples=200)
+def test_plain_function_fast_path_only_accepts_what_the_tokenizer_accepts(
+    parts: list[tuple[str, list[str], str]],
+) -> None:
+    text = "".join(f"{name}({''.join(args)}){space}" for name, args, space in parts)
+    fast = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    value, issue = fast.check_attribute("transform", text)
+    slow = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    try:
+        slow.value(text)
+        slow_ok = True
+    except Exception:
+        slow_ok = False
+    assert (value is not None) == slow_ok, (text, issue)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        f"<style>a{':not(' * 5000}x{')' * 5000}{{fill:red}}</style>",
+        f"<style>rect{{fill:{'calc(' * 5000}1{')' * 5000}}}</style>",
+        f"<style>{'@media screen{' * 5000}</style>",
+        f'<rect style="fill:{"calc(" * 5000}"/>',
+        f'<rect fill="{"rgb(" * 5000}"/>',
+        f'<rect transform="{"rotate(" * 5000}"/>',
+    ],
+)
+def test_deeply_nested_css_is_dropped_not_a_crash(body: str) -> None:
+    out = sanitize_svg(f"<svg {NS}>{body}<rect/></svg>")
+    assert out.svg == f"<svg {NS}><rect/><rect/></svg>" or out.svg == f"<svg {NS}><rect/></svg>"
+    assert out.report.by_reason(ReasonCode.CSS_INVALID) or out.report.by_reason(
+        ReasonCode.CSS_RULE_NOT_ALLOWED
+    )

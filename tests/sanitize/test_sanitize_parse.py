@@ -233,3 +233,52 @@ def test_use_of_the_added_root_id_is_a_cycle_in_the_first_pass_already() -> None
     out = sanitize_svg(doc)
     assert "<use" not in out.svg
     assert sanitize_svg(out.svg).svg == out.svg
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    "template",
+    [
+        '<rect><animate attributeName="fill" values="{v}"/></rect>',  # scheme scan
+        '<rect transform="translate({v})"/>',  # function-name scan
+        '<rect style="fill:{v}"/>',  # declaration fast path
+        '<rect style="fill:calc({v}"/>',  # tokenizer
+        '<rect fill="url(#{v}"/>',
+        '<a href=" {v}"><rect/></a>',
+    ],
+)
+def test_hostile_long_values_are_handled_in_linear_time(template: str) -> None:
+    # One million characters: any quadratic scan here would take hours and hit
+    # the timeout; linear code takes milliseconds.
+    policy = SanitizePolicy.default().extend(max_attribute_length=2_000_000)
+    body = template.format(v="a" * 1_000_000)
+    out = sanitize_svg(f"<svg {NS}>{body}<rect/></svg>", policy=policy)
+    assert out.svg.endswith("<rect/></svg>")
+
+
+def test_comments_and_pis_count_towards_the_node_limit() -> None:
+    policy = SanitizePolicy.default().extend(max_elements=1000)
+    doc = f"<svg {NS}><rect/>" + "<!---->" * 1000 + "</svg>"
+    assert rejected(doc, policy).reason == ReasonCode.TOO_MANY_ELEMENTS
+    doc = f"<svg {NS}><rect/>" + "<?a?>" * 1000 + "</svg>"
+    assert rejected(doc, policy).reason == ReasonCode.TOO_MANY_ELEMENTS
+
+
+@pytest.mark.timeout(60)
+def test_many_removed_parts_keep_the_report_bounded() -> None:
+    rects = "".join(f"<rect data-x='{i}' onclick='x'/>" for i in range(30_000))
+    text = "a<!---->" * 60_000
+    out = sanitize_svg(f"<svg {NS}>{rects}<text>{text}</text></svg>")
+    assert len(out.report.entries) == 10_000
+    assert out.report.omitted == 2 * 30_000 + 60_000 - 10_000
+    assert len(out.report) == 120_000
+    assert out.changed
+    assert f"<text>{'a' * 60_000}</text>" in out.svg
+
+
+def test_attribute_count_limit() -> None:
+    attrs = " ".join(f"data-x{i}='1'" for i in range(257))
+    err = rejected(f"<svg {NS}><rect {attrs}/></svg>")
+    assert (err.reason, err.limit) == (ReasonCode.TOO_MANY_ATTRIBUTES, 256)
+    attrs = " ".join(f"data-x{i}='1'" for i in range(256))
+    assert sanitize_svg(f"<svg {NS}><rect {attrs}/></svg>").svg == f"<svg {NS}><rect/></svg>"

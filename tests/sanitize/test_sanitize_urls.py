@@ -127,3 +127,11 @@ def test_policy_refuses_dangerous_schemes() -> None:
         SanitizePolicy.default().extend(image_schemes={"data"})
     with pytest.raises(ValueError, match="data_image_types"):
         SanitizePolicy.default().extend(data_image_types={"svg+xml"})
+
+
+def test_data_url_check_is_linear_on_hostile_padding() -> None:
+    # A regex with backtracking would take hours on this (quadratic in the spaces);
+    # the check must refuse it like any other bad payload.
+    url = "data:image/png;base64,iVBORw0KGgo" + " " * 1_000_000 + "!"
+    out = sanitize_svg(f'<svg {NS}><image href="{url}"/><rect/></svg>')
+    assert out.svg == f"<svg {NS}><image/><rect/></svg>"

@@ -49,6 +49,9 @@ _CACHE_SIZE = 4096
 _CSS_SPACE = " \t\n\r\f"
 # Atomic groups and possessive quantifiers keep these linear (no backtracking).
 _SIMPLE_NAME = re.compile(r"[ \t\n\r\f]*+[A-Za-z][A-Za-z-]*+[ \t\n\r\f]*+")
+# The lookbehind makes a start inside a name fail at once: linear, not quadratic.
+_FUNCTION_NAME = re.compile(r"(?<![A-Za-z0-9-])([A-Za-z][A-Za-z0-9-]*+)\(")
+_PLAIN_FUNCTIONS = t.CSS_FUNCTIONS - {"url"}
 # One token: number/dimension/percentage, identifier or hash. Tokens must be
 # separated by whitespace or a comma, so the text is exactly what tinycss2
 # would serialize (it adds ``/**/`` between tokens that touch).
@@ -59,6 +62,12 @@ _SIMPLE_TOKEN = (
 _SIMPLE_VALUE = re.compile(
     rf"[ \t\n\r\f]*+{_SIMPLE_TOKEN}(?:(?:[ \t\n\r\f]++|[ \t\n\r\f]*+,[ \t\n\r\f]*+)"
     rf"{_SIMPLE_TOKEN})*+[ \t\n\r\f]*+"
+)
+# ``name(args) name(args)``: args are simple tokens separated by spaces or commas.
+_SIMPLE_FUNCTIONS = re.compile(
+    rf"[ \t\n\r\f]*+(?:[A-Za-z][A-Za-z0-9-]*+\([ \t\n\r\f]*+(?:{_SIMPLE_TOKEN}"
+    rf"(?:(?:[ \t\n\r\f]++|[ \t\n\r\f]*+,[ \t\n\r\f]*+){_SIMPLE_TOKEN})*+)?"
+    rf"[ \t\n\r\f]*+\)[ \t\n\r\f]*+,?[ \t\n\r\f]*+)++"
 )
 
 
@@ -77,6 +86,26 @@ class _Reject(Exception):
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
+
+
+_BRACKET = re.compile(r"[()\[\]{}]")
+_MAX_NESTING = 32
+
+
+def _too_nested(css: str) -> bool:
+    """Whether brackets nest deeper than any real CSS does (tinycss2 and our checks recurse).
+
+    Counts raw brackets, strings included: an over-estimate, never an under-one.
+    """
+    depth = 0
+    for match in _BRACKET.finditer(css):
+        if match.group() in "([{":
+            depth += 1
+            if depth > _MAX_NESTING:
+                return True
+        elif depth:
+            depth -= 1
+    return False
 
 
 def _no_lt(css: str) -> str:
@@ -160,12 +189,20 @@ class CssSanitizer:
         if "(" not in text and "\\" not in text:
             # Without a function or an escape no URL or function can hide here.
             return text
+        if _too_nested(text):
+            raise _Reject(ReasonCode.CSS_INVALID, "brackets nested too deeply")
         tokens = tinycss2.parse_component_value_list(text, skip_comments=True)
         return _no_lt(tinycss2.serialize(self._value(tokens)).strip())
 
     def check_attribute(self, name: str, text: str) -> tuple[str | None, CssIssue | None]:
         """Check a presentation attribute; ``(value, None)`` or ``(None, issue)``."""
         if "(" not in text and "\\" not in text:
+            return text, None
+        if _SIMPLE_FUNCTIONS.fullmatch(text) and all(
+            f.lower() in _PLAIN_FUNCTIONS for f in _FUNCTION_NAME.findall(text)
+        ):
+            # ``translate(10 3) rotate(45deg)``, ``rgb(1, 2, 3)``: allowlisted functions of
+            # plain numbers and words, no nesting, no URL; kept as written.
             return text, None
         key = (name, text)
         hit = self.cache.get(key)
@@ -223,7 +260,13 @@ class CssSanitizer:
             return hit[0] or ""
         before = len(self.issues)
         css = self._simple_declarations(text)
-        if css is None:
+        if css is None and _too_nested(text):
+            del self.issues[before:]
+            self.issues.append(
+                CssIssue(ReasonCode.CSS_INVALID, "style", "brackets nested too deeply")
+            )
+            css = ""
+        elif css is None:
             del self.issues[before:]
             items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
             css = _no_lt(";".join(self._declarations(items)))
@@ -437,6 +480,11 @@ class CssSanitizer:
         return css
 
     def _stylesheet(self, text: str, scope_id: str | None) -> str:
+        if _too_nested(text):
+            self.issues.append(
+                CssIssue(ReasonCode.CSS_INVALID, "style", "brackets nested too deeply")
+            )
+            return ""
         scope = None
         if scope_id is not None:
             ident = tinycss2.serialize_identifier(scope_id)

@@ -6,14 +6,14 @@ On top of that every DOCTYPE and entity declaration is refused *before* the
 parser sees the input, so billion-laughs and quadratic-blowup documents are
 refused in time linear in their (bounded) size.
 
-Element count: every element needs a ``<``, so when the input has at most
-``max_elements`` of them it is parsed in one call; otherwise the pull parser's
-events are counted while the bytes are fed in chunks and parsing stops at the
-limit, so memory stays bounded. Depth: libxml2 itself refuses nesting deeper
-than 256 (``huge_tree=False``) while parsing, so a 10^5-deep document stops
-there; the policy's smaller ``max_depth`` is checked by the pull parser's
-events or, on the one-call path, by the sanitizer's walk before any work is
-done below that depth.
+Node count (elements, comments, processing instructions): every node needs a
+``<``, so when the input has at most ``max_elements`` of them it is parsed in
+one call; otherwise the pull parser's events are counted while the bytes are
+fed in chunks and parsing stops at the limit, so memory stays bounded.
+Depth: libxml2 itself refuses nesting deeper than 256 (``huge_tree=False``)
+while parsing, so a 10^5-deep document stops there; the policy's smaller
+``max_depth`` is checked by the pull parser's events or, on the one-call
+path, by the sanitizer's walk before any work is done below that depth.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def _make_parser(*, pull: bool = True) -> Any:
         "encoding": "utf-8",  # we always hand over UTF-8, whatever the declaration says
     }
     if pull:
-        return etree.XMLPullParser(events=("start", "end"), **options)
+        return etree.XMLPullParser(events=("start", "end", "comment", "pi"), **options)
     return etree.XMLParser(**options)
 
 
@@ -155,19 +155,22 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
         for start in range(0, len(cleaned), _CHUNK):
             parser.feed(cleaned[start : start + _CHUNK])
             for event, _ in parser.read_events():
+                if event == "end":
+                    depth -= 1
+                    continue
+                # Elements, comments and processing instructions all count: each
+                # is a node in memory and a line in the report.
+                elements += 1
+                if elements > max_elements:
+                    raise reject(
+                        ReasonCode.TOO_MANY_ELEMENTS,
+                        f"more than {max_elements} nodes",
+                        max_elements,
+                    )
                 if event == "start":
                     depth += 1
-                    elements += 1
                     if depth > max_depth:
                         raise reject(ReasonCode.TOO_DEEP, f"depth over {max_depth}", max_depth)
-                    if elements > max_elements:
-                        raise reject(
-                            ReasonCode.TOO_MANY_ELEMENTS,
-                            f"more than {max_elements} elements",
-                            max_elements,
-                        )
-                else:
-                    depth -= 1
         root = parser.close()
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc, policy) from None

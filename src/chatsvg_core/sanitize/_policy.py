@@ -83,6 +83,8 @@ class SanitizePolicy(BaseModel):
         max_bytes: input size limit, checked before parsing.
         max_elements: element count limit, checked while parsing.
         max_depth: nesting depth limit, checked while parsing.
+        max_attributes: attributes per element (reading an element's attributes
+            in lxml costs time quadratic in their number).
         max_attribute_length: length limit of any attribute value except path data
             and ``href`` (bounded by ``max_bytes``).
         max_path_length: length limit of path data (``d``, ``points``, ``path``).
@@ -110,6 +112,7 @@ class SanitizePolicy(BaseModel):
     max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_elements: int = Field(default=100_000, gt=0)
     max_depth: int = Field(default=128, gt=1, le=256)
+    max_attributes: int = Field(default=256, gt=0, le=10_000)
     max_attribute_length: int = Field(default=65_536, gt=0)
     max_path_length: int = Field(default=1_048_576, gt=0)
     max_rendered_elements: int = Field(default=250_000, gt=0)

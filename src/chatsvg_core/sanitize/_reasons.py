@@ -32,6 +32,8 @@ class ReasonCode(StrEnum):
     """Elements are nested deeper than ``max_depth``."""
     ATTRIBUTE_TOO_LONG = "attribute_too_long"
     """An attribute value is longer than ``max_attribute_length``."""
+    TOO_MANY_ATTRIBUTES = "too_many_attributes"
+    """An element has more attributes than ``max_attributes``."""
     PATH_TOO_LONG = "path_too_long"
     """Path data (``d``, ``points``, ``path``) is longer than ``max_path_length``."""
     TOO_MUCH_RENDERING = "too_much_rendering"

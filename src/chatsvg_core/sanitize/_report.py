@@ -50,12 +50,14 @@ class SanitizeReport(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     entries: tuple[ReportEntry, ...] = ()
+    omitted: int = 0
+    """Changes made but not listed: at most 10 000 entries are kept per document."""
 
     def __len__(self) -> int:
-        return len(self.entries)
+        return len(self.entries) + self.omitted
 
     def __bool__(self) -> bool:
-        return bool(self.entries)
+        return bool(self.entries) or self.omitted > 0
 
     def counts(self) -> dict[ReasonCode, int]:
         """How many entries there are per reason code."""
@@ -88,7 +90,7 @@ class SanitizedSVG(BaseModel):
     @property
     def changed(self) -> bool:
         """``True`` when anything was removed or rewritten (formatting aside)."""
-        return bool(self.report.entries)
+        return bool(self.report)
 
     def _repr_svg_(self) -> str:
         return self.svg

@@ -27,10 +27,13 @@ _OUT_NAMES = {t.XLINK_HREF: "xlink:href", t.XML_SPACE: "xml:space", t.XML_LANG: 
 _DRAWABLE = frozenset(
     {"path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text", "image", "use"}
 )
-_SCHEME_LIKE = re.compile(r"[a-z][a-z0-9+.-]*:")
+_SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+.-")
+_LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
 _URL_OPEN = re.compile(r"url\(([\"']?)(.)")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]+")
 _DEFAULT_ROOT_ID = "chatsvg"
+MAX_REPORT_ENTRIES = 10_000
+"""Report entries kept per document; further changes are only counted (``omitted``)."""
 
 
 def _short(value: str) -> str:
@@ -53,6 +56,9 @@ def _path(chain: Any) -> str:
 
 
 _PLAIN, _PATH, _HREF, _CHECKED = 0, 1, 2, 3
+_ANIMATIONS = t.ANIMATION_ELEMENTS
+_TEXT_ELEMENTS = t.TEXT_ELEMENTS
+_TEXT_ONLY = t.TEXT_ONLY_ELEMENTS
 
 
 def _kind(attribute: str) -> int:
@@ -83,8 +89,8 @@ class _Run:
     """The state of one sanitizing run (report entries, flags)."""
 
     __slots__ = (
-        "css", "elements", "entries", "ids", "removed", "sanitizer", "style_kept", "uses",
-        "uses_xlink",
+        "css", "elements", "entries", "ids", "omitted", "removed", "sanitizer", "style_kept",
+        "uses", "uses_xlink",
     )  # fmt: skip
 
     def __init__(self, sanitizer: Sanitizer) -> None:
@@ -93,6 +99,7 @@ class _Run:
         self.uses_xlink = False
         self.style_kept = False
         self.removed = False
+        self.omitted = 0
         # Collected during the walk for the <use> expansion bound.
         self.ids: dict[str, OutElement] = {}
         self.uses: list[OutElement] = []
@@ -111,6 +118,10 @@ class _Run:
     ) -> None:
         if action is Action.REMOVED:
             self.removed = True
+        if len(self.entries) >= MAX_REPORT_ENTRIES:
+            # Bounded memory on hostile input (a million removed attributes).
+            self.omitted += 1
+            return
         self.entries.append(
             ReportEntry(
                 action=action,
@@ -150,6 +161,7 @@ class Sanitizer:
         base = t.CORE_ATTRIBUTES if p.allow_style_attribute else t.CORE_ATTRIBUTES - {"style"}
         self._attributes: dict[str, frozenset[str]] = {}
         self._kinds: dict[str, dict[str, int]] = {}
+        self._max_depth = p.max_depth
         for name in p.elements:
             own, presentation = t.ELEMENT_ATTRIBUTES[name]
             allowed = base | own
@@ -209,7 +221,8 @@ class Sanitizer:
         if run.removed and not _has_drawable(out) and len(root):
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
         svg = serialize(out, xlink=run.uses_xlink)
-        return SanitizedSVG(svg=svg, report=SanitizeReport(entries=tuple(run.entries)))
+        report = SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+        return SanitizedSVG(svg=svg, report=report)
 
     # --- the walk -------------------------------------------------------------
 
@@ -241,13 +254,13 @@ class Sanitizer:
         *,
         unwrap: bool = False,
     ) -> OutElement | None:
-        if depth > self.policy.max_depth:
-            raise reject(ReasonCode.TOO_DEEP, f"depth over {self.policy.max_depth}",
-                         self.policy.max_depth)  # fmt: skip
+        if depth > self._max_depth:
+            raise reject(ReasonCode.TOO_DEEP, f"depth over {self._max_depth}",
+                         self._max_depth)  # fmt: skip
         tag = el.tag
         name = tag[len(_SVG_PREFIX) :]
         at: At = (path, el)
-        if name in t.ANIMATION_ELEMENTS and not self._animation_ok(run, el, name, at):
+        if name in _ANIMATIONS and not self._animation_ok(run, el, name, at):
             return None
         attrs = {} if unwrap else self._attrs(run, el, name, at)
         out = OutElement(name, attrs)
@@ -262,27 +275,30 @@ class Sanitizer:
         if name == "style":
             self._style(run, el, out, scope_id, at)
             return out if out.children else None
-        text_ok = name in t.TEXT_ELEMENTS
-        text_only = name in t.TEXT_ONLY_ELEMENTS
+        text_ok = name in _TEXT_ELEMENTS
+        text_only = name in _TEXT_ONLY
         text = el.text
         if text:
             self._text(run, at, children, text, text_ok)
         counts: dict[str, int] = {}
+        allowed = self._elements
+        element = self._element
         for child in el:
             ctag = child.tag
             # The report's location: an XPath of local names, counted while walking
             # (never by scanning siblings, which would be quadratic).
-            key = ctag if isinstance(ctag, str) else _MISC_NAMES.get(type(child), "node()")
-            index = counts[key] = counts.get(key, 0) + 1
-            chain = (path, key, index)
-            if ctag in self._elements and not text_only:
-                sub = self._element(run, child, scope_id, chain, depth + 1)
+            if ctag in allowed and not text_only:
+                index = counts[ctag] = counts.get(ctag, 0) + 1
+                sub = element(run, child, scope_id, (path, ctag, index), depth + 1)
                 if sub is not None:
                     children.append(sub)
                 tail = child.tail
                 if tail:
                     self._text(run, at, children, tail, text_ok)
                 continue
+            key = ctag if isinstance(ctag, str) else _MISC_NAMES.get(type(child), "node()")
+            index = counts[key] = counts.get(key, 0) + 1
+            chain = (path, key, index)
             cat: At = (chain, child)
             local = key.rpartition("}")[2]
             if not isinstance(ctag, str):
@@ -318,10 +334,10 @@ class Sanitizer:
         if not text_ok and not text.isspace():
             run.note(Action.REMOVED, "text", ReasonCode.TEXT_REMOVED, at, detail=text)
             return
-        if children and isinstance(children[-1], str):
-            children[-1] += text
-        else:
-            children.append(text)
+        # Pieces stay separate (the serializer writes them back to back): merging
+        # with += would copy the growing string each time, quadratic on
+        # ``a<!---->a<!---->...``.
+        children.append(text)
 
     def _style(self, run: _Run, el: Any, out: OutElement, scope_id: str | None, at: At) -> None:
         parts = [el.text or ""]
@@ -362,7 +378,7 @@ class Sanitizer:
             if value is None:
                 continue
             squashed = _SPACE_OR_CONTROL.sub("", value).lower()
-            bad = bool(_SCHEME_LIKE.search(squashed)) or any(
+            bad = _has_scheme(squashed) or any(
                 m.group(2) != "#" for m in _URL_OPEN.finditer(squashed)
             )
             if bad:
@@ -374,6 +390,12 @@ class Sanitizer:
     def _attrs(self, run: _Run, el: Any, name: str, at: At) -> dict[str, str]:
         kinds = self._kinds[name]
         p = self.policy
+        attrib = el.attrib
+        if len(attrib) > p.max_attributes:
+            # Checked before reading values: lxml fetches each value by name, so
+            # reading n attributes costs n^2.
+            raise reject(ReasonCode.TOO_MANY_ATTRIBUTES,
+                         f"<{name}> has {len(attrib)} attributes", p.max_attributes)  # fmt: skip
         max_length = p.max_attribute_length
         out: dict[str, str] = {}
         for key, value in el.items():
@@ -571,6 +593,24 @@ class Sanitizer:
                 if isinstance(child, OutElement):
                     stack.append(child)
             node.children = kept
+
+
+def _has_scheme(text: str) -> bool:
+    """Whether ``text`` (lowercased) contains ``scheme:`` (a letter, scheme chars, a colon).
+
+    Linear time: each colon looks back over its own run of scheme characters.
+    (The regex ``[a-z][a-z0-9+.-]*:`` searched from every position is quadratic
+    on a long run without a colon.)
+    """
+    i = text.find(":")
+    while i != -1:
+        j = i
+        while j > 0 and text[j - 1] in _SCHEME_CHARS:
+            j -= 1
+        if any(c in _LETTERS for c in text[j:i]):
+            return True
+        i = text.find(":", i + 1)
+    return False
 
 
 def _has_drawable(out: OutElement) -> bool:

@@ -10,20 +10,26 @@ ever written, so an HTML parser and an XML parser read the same tree.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 
 from chatsvg_core.sanitize._tables import SVG_NS, XLINK_NS
 
 __all__ = ["OutElement", "serialize"]
 
 
-@dataclass(slots=True)
 class OutElement:
     """One element of the sanitized tree; children are elements or text."""
 
-    name: str
-    attrs: dict[str, str] = field(default_factory=dict)
-    children: list[OutElement | str] = field(default_factory=list)
+    __slots__ = ("attrs", "children", "name")
+
+    def __init__(
+        self,
+        name: str,
+        attrs: dict[str, str] | None = None,
+        children: list[OutElement | str] | None = None,
+    ) -> None:
+        self.name = name
+        self.attrs: dict[str, str] = {} if attrs is None else attrs
+        self.children: list[OutElement | str] = [] if children is None else children
 
 
 _TEXT_SPECIAL = re.compile(r"[&<>\r]")

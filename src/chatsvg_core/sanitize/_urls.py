@@ -24,7 +24,8 @@ _STRIP = "".join(chr(c) for c in range(0x21)) + "\x7f"
 _REMOVE = re.compile(r"[\t\n\r]")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 _DATA = re.compile(r"^data:image/(png|jpeg|jpg|gif|webp)((?:;[^;,]*)*);base64,(.*)$", re.I | re.S)
-_BASE64 = re.compile(r"^[A-Za-z0-9+/\s]*={0,2}\s*$")
+# Possessive: a long run of spaces before a bad character must not backtrack.
+_BASE64 = re.compile(r"^[A-Za-z0-9+/\s]*+={0,2}+\s*+$")
 _SIGNATURES: dict[str, tuple[bytes, ...]] = {
     "png": (b"\x89PNG\r\n\x1a\n",),
     "jpeg": (b"\xff\xd8\xff",),
