@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from browserkit import BrowserPortal, LoopbackServer  # noqa: E402
+from browserkit import BrowserPortal, LoopbackServer
 
 
 @pytest.fixture(scope="session")
@@ -26,4 +27,7 @@ def browser_portal(chromium_path: str) -> Iterator[BrowserPortal]:
     """One headless Chromium for the whole session, driven by Playwright."""
     portal = BrowserPortal(chromium_path)
     yield portal
+    if portal.crashes:
+        # Cases were retried on a fresh browser; say so rather than hide it.
+        warnings.warn(f"Chromium crashed and was relaunched: {portal.crashes}", stacklevel=1)
     portal.close()

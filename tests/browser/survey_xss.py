@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from browserkit import CONTEXTS, BrowserPortal, LoopbackServer  # noqa: E402
+from browserkit import CONTEXTS, BrowserPortal, LoopbackServer
 
 MANIFEST = Path(__file__).parents[1] / "data" / "xss" / "manifest.json"
 

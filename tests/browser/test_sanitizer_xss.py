@@ -16,14 +16,19 @@ See docs/sanitizer-proof.md.
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browserkit import CONTEXTS, SANITIZED_GROUPS, BrowserPortal, LoopbackServer
+from browserkit import CONTEXTS, SANITIZED_GROUPS, BrowserPortal, CaseResult, LoopbackServer
 
 from chatsvg_core.errors import SVGRejected
 from chatsvg_core.sanitize import SanitizePolicy, sanitize_svg
+
+# The loads of the whole module run in one fixture (see xss_results).
+pytestmark = pytest.mark.timeout(1200)
 
 DATA = Path(__file__).parents[1] / "data" / "xss"
 MANIFEST: dict[str, Any] = json.loads((DATA / "manifest.json").read_text())
@@ -49,7 +54,7 @@ def _params(entries: list[dict[str, Any]], preset: str | None = None) -> list[An
 
 
 def _raw(entry: dict[str, Any]) -> bytes:
-    return (DATA / entry["file"]).read_bytes()
+    return (DATA / str(entry["file"])).read_bytes()
 
 
 def test_manifest_lists_every_payload_with_its_source() -> None:
@@ -58,7 +63,8 @@ def test_manifest_lists_every_payload_with_its_source() -> None:
     assert files == listed
     assert len({p["id"] for p in PAYLOADS}) == len(PAYLOADS)
     for entry in PAYLOADS:
-        assert entry["source"]["ref"] and entry["source"]["item"], entry["id"]
+        assert entry["source"]["ref"], entry["id"]
+        assert entry["source"]["item"], entry["id"]
         assert set(entry["live_in"]) <= set(CONTEXTS), entry["id"]
         assert entry["form"] in ("svg-document", "html-fragment"), entry["id"]
     # The corpus must stay mostly live: dead payloads are kept but do not count.
@@ -68,15 +74,85 @@ def test_manifest_lists_every_payload_with_its_source() -> None:
             assert any(context in p["live_in"] for p in LIVE), context
 
 
+PRESETS = ("default", "strict")
+Results = dict[tuple[str, str, str], CaseResult]
+
+
+@dataclass
+class Prepared:
+    """The sanitized output per (payload, preset), or what sanitizing raised."""
+
+    outputs: dict[tuple[str, str], str]
+    refused: dict[tuple[str, str], BaseException]
+
+
+def _prepare() -> Prepared:
+    prepared = Prepared({}, {})
+    for entry in LIVE:
+        for preset in PRESETS:
+            key = (entry["id"], preset)
+            try:
+                prepared.outputs[key] = sanitize_svg(
+                    _raw(entry), policy=SanitizePolicy.preset(preset)
+                ).svg
+            except Exception as exc:  # kept and re-raised by that payload's own test
+                prepared.refused[key] = exc
+    return prepared
+
+
+@pytest.fixture(scope="module")
+def prepared() -> Prepared:
+    return _prepare()
+
+
+def _selected_ids(request: pytest.FixtureRequest) -> set[str]:
+    """The payload ids of this module's tests that this session will run."""
+    ids: set[str] = set()
+    for item in request.session.items:
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and getattr(item, "module", None) is sys.modules[__name__]:
+            entry = callspec.params.get("entry")
+            if isinstance(entry, dict):
+                ids.add(entry["id"])
+    return ids
+
+
+@pytest.fixture(scope="module")
+def xss_results(
+    request: pytest.FixtureRequest,
+    prepared: Prepared,
+    browser_portal: BrowserPortal,
+    loopback_server: LoopbackServer,
+) -> Results:
+    """Every browser load the selected tests need, run at once (bounded) so Chromium stays busy.
+
+    Keys: (payload id, "raw", context) for the unsanitized liveness loads, and
+    (payload id, preset, "+".join(contexts)) for the sanitized ones.
+    """
+    wanted = _selected_ids(request)
+    keys: list[tuple[str, str, str]] = []
+    jobs: list[tuple[bytes, tuple[str, ...]]] = []
+    for entry in (e for e in LIVE if e["id"] in wanted):
+        raw = _raw(entry)
+        for context in entry["live_in"]:
+            keys.append((entry["id"], "raw", context))
+            jobs.append((raw, (context,)))
+        for preset in PRESETS:
+            out = prepared.outputs.get((entry["id"], preset))
+            if out is None:
+                continue
+            for group in SANITIZED_GROUPS:
+                keys.append((entry["id"], preset, "+".join(group)))
+                jobs.append((out.encode(), group))
+    return dict(zip(keys, browser_portal.run_cases(loopback_server, jobs), strict=True))
+
+
 @pytest.mark.browser
 @pytest.mark.parametrize("entry", _params(LIVE))
 def test_payload_is_live_unsanitized(
-    entry: dict[str, Any], browser_portal: BrowserPortal, loopback_server: LoopbackServer
+    entry: dict[str, Any], xss_results: Results, browser_portal: BrowserPortal
 ) -> None:
-    svg = _raw(entry)
-    contexts = entry["live_in"]
-    results = browser_portal.run_cases(loopback_server, [(svg, (c,)) for c in contexts])
-    silent = [c for c, r in zip(contexts, results, strict=True) if not r.live]
+    silent = [c for c in entry["live_in"] if not xss_results[entry["id"], "raw", c].live]
     assert not silent, (
         f"{entry['id']} no longer fires in {silent} (Chromium {browser_portal.version}); "
         "re-run tests/browser/survey_xss.py and review the manifest"
@@ -84,41 +160,39 @@ def test_payload_is_live_unsanitized(
 
 
 def _sanitized_inert(
-    entry: dict[str, Any],
-    preset: str,
-    portal: BrowserPortal,
-    server: LoopbackServer,
+    entry: dict[str, Any], preset: str, prepared: Prepared, results: Results
 ) -> None:
-    policy = SanitizePolicy.preset(preset)
-    try:
-        clean = sanitize_svg(_raw(entry), policy=policy)
-    except SVGRejected:
-        return  # refused: nothing reaches a browser
-    out = clean.svg.encode()
-    results = portal.run_cases(server, [(out, group) for group in SANITIZED_GROUPS])
+    key = (entry["id"], preset)
+    if key in prepared.refused:
+        exc = prepared.refused[key]
+        if isinstance(exc, SVGRejected):
+            return  # refused: nothing reaches a browser
+        raise exc
+    out = prepared.outputs[key]
     problems = {
-        "+".join(group): [str(e) for e in r.effects]
-        for group, r in zip(SANITIZED_GROUPS, results, strict=True)
-        if r.effects
+        "+".join(group): [str(e) for e in results[entry["id"], preset, "+".join(group)].effects]
+        for group in SANITIZED_GROUPS
+        if results[entry["id"], preset, "+".join(group)].effects
     }
-    assert not problems, f"{entry['id']} ({preset}) still live after sanitizing: {problems}\n{clean.svg}"
-    assert sanitize_svg(clean.svg, policy=policy).svg == clean.svg, "not stable"
+    assert not problems, f"{entry['id']} ({preset}) still live after sanitizing: {problems}\n{out}"
+    policy = SanitizePolicy.preset(preset)
+    assert sanitize_svg(out, policy=policy).svg == out, "sanitizing the output again changed it"
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("entry", _params(LIVE, "default"))
 def test_sanitized_payload_is_inert_default(
-    entry: dict[str, Any], browser_portal: BrowserPortal, loopback_server: LoopbackServer
+    entry: dict[str, Any], prepared: Prepared, xss_results: Results
 ) -> None:
-    _sanitized_inert(entry, "default", browser_portal, loopback_server)
+    _sanitized_inert(entry, "default", prepared, xss_results)
 
 
 @pytest.mark.browser
 @pytest.mark.parametrize("entry", _params(LIVE, "strict"))
 def test_sanitized_payload_is_inert_strict(
-    entry: dict[str, Any], browser_portal: BrowserPortal, loopback_server: LoopbackServer
+    entry: dict[str, Any], prepared: Prepared, xss_results: Results
 ) -> None:
-    _sanitized_inert(entry, "strict", browser_portal, loopback_server)
+    _sanitized_inert(entry, "strict", prepared, xss_results)
 
 
 @pytest.mark.browser
@@ -140,6 +214,8 @@ def test_dead_payloads_stay_inert_after_sanitizing(
     live = {n: [str(e) for e in r.effects] for n, r in zip(names, results, strict=True) if r.live}
     assert not live
 
+
+HARMLESS = b'<svg xmlns="http://www.w3.org/2000/svg"><a href="#c"><circle id="c" r="9"/></a></svg>'
 
 CONTROLS: dict[str, tuple[str, str]] = {
     # effect kind -> (markup that must produce it, context)
@@ -188,9 +264,6 @@ def test_harness_sees_every_kind_of_effect(
     # And a harmless picture produces nothing in any context.
     quiet = browser_portal.run_cases(
         loopback_server,
-        [
-            (b'<svg xmlns="http://www.w3.org/2000/svg"><a href="#c"><circle id="c" r="9"/></a></svg>', g)
-            for g in SANITIZED_GROUPS
-        ],
+        [(HARMLESS, g) for g in SANITIZED_GROUPS],
     )
     assert all(not r.effects for r in quiet), [r.effects for r in quiet]

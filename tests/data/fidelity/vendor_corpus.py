@@ -59,8 +59,10 @@ def iconify_files(package_dir: Path) -> dict[str, str]:
         w = icon.get("width", data.get("width", 16))
         h = icon.get("height", data.get("height", 16))
         left, top = icon.get("left", data.get("left", 0)), icon.get("top", data.get("top", 0))
+        # Iconify's own builder declares the XLink namespace when a body uses it.
+        xlink = ' xmlns:xlink="http://www.w3.org/1999/xlink"' if "xlink:" in icon["body"] else ""
         out[name + ".svg"] = (
-            f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" '
+            f'<svg xmlns="http://www.w3.org/2000/svg"{xlink} width="{w}" height="{h}" '
             f'viewBox="{left} {top} {w} {h}">{icon["body"]}</svg>\n'
         )
     return out
