@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -234,14 +235,7 @@ async def _generate(args: argparse.Namespace) -> int:
     provider = _provider(settings)
     queue = InProcessQueue(concurrency=settings.concurrency)
     async with _store(settings) as store:
-        engine = Engine(
-            store,
-            queue,
-            provider,
-            on_event=display,
-            daily_cap=settings.daily_cap,
-            lease=_seconds(settings.lease_seconds),
-        )
+        engine = _engine(settings, store, queue, provider, display)
         ledger = Ledger(store)
         await _welcome(ledger, settings)
         await engine.recover()
@@ -345,14 +339,7 @@ async def _worker(args: argparse.Namespace) -> int:
     display = _Display(out=sys.stderr)
     provider = _provider(settings)
     async with _store(settings) as store:
-        engine = Engine(
-            store,
-            queue,
-            provider,
-            on_event=display,
-            daily_cap=settings.daily_cap,
-            lease=_seconds(settings.lease_seconds),
-        )
+        engine = _engine(settings, store, queue, provider, display)
         display.line(
             f"chatsvg worker: {settings.storage_url()} with {getattr(provider, 'name', provider)}, "
             f"concurrency {settings.concurrency}"
@@ -389,7 +376,18 @@ async def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _seconds(value: float) -> Any:
-    from datetime import timedelta
-
-    return timedelta(seconds=value)
+def _engine(
+    settings: CLISettings,
+    store: Store,
+    queue: InProcessQueue,
+    provider: Provider,
+    display: _Display,
+) -> Engine:
+    return Engine(
+        store,
+        queue,
+        provider,
+        on_event=display,
+        daily_cap=settings.daily_cap,
+        lease=timedelta(seconds=settings.lease_seconds),
+    )
