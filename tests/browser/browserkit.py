@@ -51,6 +51,8 @@ CHROMIUM_ARGS = [
 
 CONTEXTS: tuple[str, ...] = ("inline", "img", "direct", "object", "iframe")
 
+CASE_TIMEOUT_S = 45.0
+
 SVG_TYPE = "image/svg+xml"
 HTML_TYPE = "text/html; charset=utf-8"
 
@@ -409,14 +411,25 @@ class BrowserPortal:
         for _attempt in range(2):
             browser = self.browser
             try:
-                return await run_case(browser, server, svg, contexts)
+                # Every step has its own timeout but evaluate(); a case that still
+                # hangs (seen after a relaunch) must not stall the whole batch.
+                return await asyncio.wait_for(
+                    run_case(browser, server, svg, contexts), timeout=CASE_TIMEOUT_S
+                )
+            except TimeoutError:
+                what = svg[:100].decode("utf-8", "replace")
+                label = "+".join(contexts)
+                self.crashes.append(f"{label} {what!r}: no result in {CASE_TIMEOUT_S}s")
+                if not browser.is_connected():
+                    await self._relaunch(browser)
+                continue
             except PlaywrightError as exc:
                 if browser.is_connected():
                     raise
                 what = svg[:100].decode("utf-8", "replace")
                 self.crashes.append(f"{'+'.join(contexts)} {what!r}: {exc.message.splitlines()[0]}")
                 await self._relaunch(browser)
-        return CaseResult(effects=[Effect("crash", "Chromium died twice on this case")])
+        return CaseResult(effects=[Effect("crash", "Chromium died or hung twice on this case")])
 
     def call(self, coro: Awaitable[T], timeout: float = 300) -> T:
         """Run ``coro`` on the portal's loop and wait for its result."""
