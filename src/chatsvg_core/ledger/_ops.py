@@ -444,8 +444,11 @@ async def adjust(
     daily cap (they are not usage).
 
     Raises:
-        UnknownAccount, InsufficientCredits, InvalidAmount, InvalidOwner,
-        LedgerConflict (``ref`` reused with other values).
+        UnknownAccount: the owner has no account.
+        InsufficientCredits: a negative adjustment would take the balance below zero.
+        InvalidAmount: zero, or not an int.
+        InvalidOwner: the owner id is empty or too long.
+        LedgerConflict: ``ref`` was used before with other values.
     """
     owner = _check_owner(owner)
     amount = _check_amount(amount, owner=owner, positive=False)
