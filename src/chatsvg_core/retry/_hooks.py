@@ -13,9 +13,12 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from chatsvg_core.retry._decision import Decision, GiveUpReason, Retry
+
+if TYPE_CHECKING:
+    from chatsvg_core.retry._classify import Classification
 
 __all__ = [
     "LoggingHook",
@@ -190,6 +193,32 @@ def emit(event: RetryEvent, hooks: Iterable[RetryHook]) -> None:
             hook.on_retry(event)
         except Exception:
             logger.exception("retry hook %r failed", hook)
+
+
+def emit_decision(
+    hooks: Iterable[RetryHook],
+    *,
+    name: str | None,
+    attempt: int,
+    elapsed: float,
+    decision: Decision,
+    verdict: Classification,
+) -> None:
+    """Build the :class:`RetryEvent` for one decision and :func:`emit` it."""
+    emit(
+        RetryEvent(
+            name=name,
+            attempt=attempt,
+            elapsed=elapsed,
+            decision=decision,
+            error_type=verdict.error_type,
+            error_code=verdict.code,
+            status=verdict.status,
+            transient=verdict.transient,
+            rule=verdict.rule,
+        ),
+        hooks,
+    )
 
 
 def get_testing() -> TestingMode | None:

@@ -25,7 +25,7 @@ from chatsvg_core._clock import Clock
 from chatsvg_core.retry._budget import RetryBudget
 from chatsvg_core.retry._classify import Classification, ErrorClass, classify
 from chatsvg_core.retry._decision import Decision, GiveUp, GiveUpReason, Retry
-from chatsvg_core.retry._hooks import RetryEvent, RetryHook, emit, get_testing
+from chatsvg_core.retry._hooks import RetryHook, emit_decision, get_testing
 
 if TYPE_CHECKING:
     from tenacity import AsyncRetrying, Retrying
@@ -311,19 +311,13 @@ class RetryPolicy(BaseModel):
             verdict, attempt, elapsed, rng=rng, previous=previous, budget=budget
         )
         if hooks:
-            emit(
-                RetryEvent(
-                    name=name,
-                    attempt=attempt,
-                    elapsed=elapsed,
-                    decision=decision,
-                    error_type=verdict.error_type,
-                    error_code=verdict.code,
-                    status=verdict.status,
-                    transient=verdict.transient,
-                    rule=verdict.rule,
-                ),
+            emit_decision(
                 hooks,
+                name=name,
+                attempt=attempt,
+                elapsed=elapsed,
+                decision=decision,
+                verdict=verdict,
             )
         return decision, verdict
 

@@ -29,9 +29,8 @@ from chatsvg_core.retry._budget import RetryBudget
 from chatsvg_core.retry._classify import Classification
 from chatsvg_core.retry._decision import Decision, GiveUp, Retry
 from chatsvg_core.retry._hooks import (
-    RetryEvent,
     RetryHook,
-    emit,
+    emit_decision,
     get_on_retry_hooks,
     get_testing,
 )
@@ -166,19 +165,13 @@ class _Bridge:
         hooks = self._hooks()
         if not hooks:
             return
-        emit(
-            RetryEvent(
-                name=_call_name(retry_state, self.name),
-                attempt=state.attempt,
-                elapsed=elapsed,
-                decision=decision,
-                error_type=verdict.error_type,
-                error_code=verdict.code,
-                status=verdict.status,
-                transient=verdict.transient,
-                rule=verdict.rule,
-            ),
+        emit_decision(
             hooks,
+            name=_call_name(retry_state, self.name),
+            attempt=state.attempt,
+            elapsed=elapsed,
+            decision=decision,
+            verdict=verdict,
         )
 
     def before_sleep(self, retry_state: RetryCallState) -> None:
