@@ -13,20 +13,24 @@ from chatsvg_core.sanitize._parse import parse_svg, reject
 from chatsvg_core.sanitize._policy import SanitizePolicy
 from chatsvg_core.sanitize._reasons import Action, ReasonCode
 from chatsvg_core.sanitize._report import NodeKind, ReportEntry, SanitizedSVG, SanitizeReport
-from chatsvg_core.sanitize._serialize import OutElement, serialize
+from chatsvg_core.sanitize._serialize import serialize
 from chatsvg_core.sanitize._urls import UrlContext, check_url
 
 __all__ = ["Sanitizer", "sanitize_svg"]
 
 _SVG_PREFIX = "{" + t.SVG_NS + "}"
 _SVG_ROOT = _SVG_PREFIX + "svg"
+_SVG_PREFIX_LENGTH = len(_SVG_PREFIX)
 _SVG_A = _SVG_PREFIX + "a"
 _XLINK_PREFIX = "{" + t.XLINK_NS + "}"
 _XML_PREFIX = "{" + t.XML_NS + "}"
 _OUT_NAMES = {t.XLINK_HREF: "xlink:href", t.XML_SPACE: "xml:space", t.XML_LANG: "xml:lang"}
-_DRAWABLE = frozenset(
-    {"path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text", "image", "use"}
-)
+_DRAWABLE_TAGS = tuple(
+    _SVG_PREFIX + name
+    for name in ("path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text",
+                 "image", "use")
+)  # fmt: skip
+_SVG_USE = _SVG_PREFIX + "use"
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+.-")
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
 _URL_OPEN = re.compile(r"url\(([\"']?)(.)")
@@ -38,21 +42,6 @@ MAX_REPORT_ENTRIES = 10_000
 
 def _short(value: str) -> str:
     return value if len(value) <= 200 else value[:197] + "..."
-
-
-At = tuple[Any, Any]
-"""Where a report entry points, resolved only when an entry is written:
-(path chain, node). The chain is ``"/svg"`` or ``(parent chain, tag, index)``;
-the node gives the input line."""
-
-
-def _path(chain: Any) -> str:
-    parts: list[str] = []
-    while isinstance(chain, tuple):
-        chain, tag, index = chain
-        parts.append(f"{tag.rpartition('}')[2]}[{index}]")
-    parts.append(chain)
-    return "/".join(reversed(parts))
 
 
 _PLAIN, _PATH, _HREF, _CHECKED = 0, 1, 2, 3
@@ -74,11 +63,6 @@ def _kind(attribute: str) -> int:
     return _PLAIN
 
 
-def _line(node: Any) -> int | None:
-    line: int | None = node.sourceline
-    return line
-
-
 _MISC_NAMES: dict[type, str] = {
     etree._Comment: "comment()",
     etree._ProcessingInstruction: "processing-instruction()",
@@ -88,31 +72,55 @@ _MISC_NAMES: dict[type, str] = {
 class _Run:
     """The state of one sanitizing run (report entries, flags)."""
 
-    __slots__ = (
-        "css", "elements", "entries", "ids", "omitted", "removed", "sanitizer", "style_kept",
-        "uses", "uses_xlink",
-    )  # fmt: skip
+    __slots__ = ("css", "elements", "entries", "ids", "indices", "omitted", "removed", "root",
+                 "short_values", "style_kept", "uses")  # fmt: skip
 
-    def __init__(self, sanitizer: Sanitizer) -> None:
-        self.sanitizer = sanitizer
+    def __init__(self, sanitizer: Sanitizer, root: Any, short_values: bool) -> None:
+        self.root = root
         self.entries: list[ReportEntry] = []
-        self.uses_xlink = False
         self.style_kept = False
         self.removed = False
         self.omitted = 0
+        # No attribute value can be over a length limit (the whole input is shorter).
+        self.short_values = short_values
         # Collected during the walk for the <use> expansion bound.
-        self.ids: dict[str, OutElement] = {}
-        self.uses: list[OutElement] = []
+        self.ids: dict[str, Any] = {}
+        self.uses: list[Any] = []
         self.elements = 0
+        # Per parent with a reported child: each child's location step (``rect[2]``).
+        self.indices: dict[Any, dict[Any, str]] = {}
         self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment,
                                 cache=sanitizer._css_cache)  # fmt: skip
+
+    def locate(self, node: Any) -> str:
+        """The report location of ``node``: an XPath of local names (``/svg/g[2]/rect[1]``).
+
+        Only computed when an entry is written, and on the input tree: the walk
+        changes a parent's children only after all of them were visited. The
+        steps of a parent's children are counted once, so reporting every child
+        of a parent stays linear.
+        """
+        steps: list[str] = []
+        while True:
+            parent = node.getparent()
+            if parent is None:
+                steps.append("/svg" if node is self.root else "/")
+                break
+            table = self.indices.get(parent)
+            if table is None:
+                table = self.indices[parent] = _steps(parent)
+            steps.append(table[node])
+            node = parent
+        if steps[-1] == "/" and len(steps) == 1:
+            return "/"
+        return "/".join(reversed(steps))
 
     def note(
         self,
         action: Action,
         kind: NodeKind,
         reason: ReasonCode,
-        at: At,
+        node: Any,
         name: str = "",
         detail: str | None = None,
     ) -> None:
@@ -127,19 +135,34 @@ class _Run:
                 action=action,
                 kind=kind,
                 reason=reason,
-                path=_path(at[0]),
-                line=None if at[1] is None else _line(at[1]),
+                path=self.locate(node),
+                line=node.sourceline,
                 name=name,
                 detail=None if detail is None else _short(detail),
             )
         )
 
-    def css_issues(self, at: At, issues: list[CssIssue]) -> None:
+    def css_issues(self, node: Any, issues: list[CssIssue]) -> None:
         for issue in issues:
             action = Action.REMOVED if issue.removed else Action.REWRITTEN
             kind: NodeKind = "url" if issue.reason is ReasonCode.URL_NOT_ALLOWED else "css"
-            self.note(action, kind, issue.reason, at, issue.name, issue.detail)
+            self.note(action, kind, issue.reason, node, issue.name, issue.detail)
         issues.clear()
+
+
+def _key(node: Any) -> str:
+    tag = node.tag
+    return tag if isinstance(tag, str) else _MISC_NAMES.get(type(node), "node()")
+
+
+def _steps(parent: Any) -> dict[Any, str]:
+    counts: dict[str, int] = {}
+    steps: dict[Any, str] = {}
+    for child in parent:
+        key = _key(child)
+        index = counts[key] = counts.get(key, 0) + 1
+        steps[child] = f"{key.rpartition('}')[2]}[{index}]"
+    return steps
 
 
 class Sanitizer:
@@ -161,7 +184,9 @@ class Sanitizer:
         base = t.CORE_ATTRIBUTES if p.allow_style_attribute else t.CORE_ATTRIBUTES - {"style"}
         self._attributes: dict[str, frozenset[str]] = {}
         self._kinds: dict[str, dict[str, int]] = {}
+        self._quick: dict[str, frozenset[str]] = {}
         self._max_depth = p.max_depth
+        self._max_attributes = p.max_attributes
         for name in p.elements:
             own, presentation = t.ELEMENT_ATTRIBUTES[name]
             allowed = base | own
@@ -169,6 +194,19 @@ class Sanitizer:
                 allowed |= t.PRESENTATION_ATTRIBUTES | t.CONDITIONAL_ATTRIBUTES
             self._attributes[name] = (allowed & p.attributes) | p.extra_attributes
             self._kinds[name] = {a: _kind(a) for a in self._attributes[name]}
+            # Attributes whose value needs nothing but a length check when it holds
+            # no ``(`` and no ``\\`` (a presentation value without a function or a
+            # CSS escape is kept as written): one set test per element skips the
+            # per-attribute loop for most of a real document.
+            self._quick[name] = frozenset(
+                a
+                for a, kind in self._kinds[name].items()
+                if kind in (_PLAIN, _PATH)
+                or a in t.PRESENTATION_ATTRIBUTES
+                or a in (t.XML_SPACE, t.XML_LANG)
+                or (a in ("id", "class") and p.id_prefix is None)
+            )
+        self._value_limit = min(p.max_attribute_length, p.max_path_length)
         self._css_cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = {}
         self._animatable = frozenset(
             a
@@ -202,29 +240,34 @@ class Sanitizer:
         root, doctype_dropped = parse_svg(data, self.policy)
         if root.tag != _SVG_ROOT:
             raise reject(ReasonCode.NOT_SVG_ROOT, f"root element is {root.tag!r}")
-        run = _Run(self)
-        root_at: At = ("/svg", root)
+        # ``len(data)`` bounds every attribute value (characters or bytes alike).
+        run = _Run(self, root, short_values=len(data) <= self._value_limit)
         if doctype_dropped:
-            run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root_at, "DOCTYPE")
+            run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root, "DOCTYPE")
         for sibling in root.itersiblings(preceding=True):
-            self._note_misc(run, sibling, ("/", sibling))
+            self._note_misc(run, sibling)
         for sibling in root.itersiblings():
-            self._note_misc(run, sibling, ("/", sibling))
+            self._note_misc(run, sibling)
+        had_children = len(root) > 0
         scope_id = self._scope_id(root)
-        out = self._element(run, root, scope_id, "/svg", 1)
-        assert out is not None  # the root is always allowed
-        if run.style_kept and scope_id is not None and "id" not in out.attrs:
-            out.attrs = {"id": scope_id, **out.attrs}
-            run.ids.setdefault(scope_id, out)
-            run.note(Action.REWRITTEN, "id", ReasonCode.ROOT_ID_ADDED, root_at, "id", scope_id)
-        self._bound_rendering(run, root_at, out)
-        if run.removed and not _has_drawable(out) and len(root):
+        self._element(run, root, scope_id, 1)
+        if run.style_kept and scope_id is not None and root.get("id") is None:
+            _set_first(root, "id", scope_id)
+            run.ids.setdefault(scope_id, root)
+            run.note(Action.REWRITTEN, "id", ReasonCode.ROOT_ID_ADDED, root, "id", scope_id)
+        self._bound_rendering(run, root)
+        if run.removed and had_children and not _has_drawable(root):
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
-        svg = serialize(out, xlink=run.uses_xlink)
+        svg = serialize(root)
         report = SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
         return SanitizedSVG(svg=svg, report=report)
 
     # --- the walk -------------------------------------------------------------
+    #
+    # The parsed tree is changed in place and lxml writes it (in C): an allowed
+    # element that needs no change costs a few lookups and no copy. Children to
+    # drop are collected while iterating and spliced out after, keeping their
+    # surrounding text.
 
     def _scope_id(self, root: Any) -> str | None:
         p = self.policy
@@ -235,132 +278,141 @@ class Sanitizer:
             return self.prefix_id(existing)
         return p.id_prefix if p.id_prefix is not None else _DEFAULT_ROOT_ID
 
-    def _note_misc(self, run: _Run, node: Any, at: At) -> None:
+    def _note_misc(self, run: _Run, node: Any) -> None:
         if isinstance(node, etree._Comment):
-            run.note(Action.REMOVED, "comment", ReasonCode.COMMENT_REMOVED, at,
+            run.note(Action.REMOVED, "comment", ReasonCode.COMMENT_REMOVED, node,
                      detail=node.text or "")  # fmt: skip
         elif isinstance(node, etree._ProcessingInstruction):
             run.note(Action.REMOVED, "processing_instruction",
-                     ReasonCode.PROCESSING_INSTRUCTION_REMOVED, at, str(node.target),
+                     ReasonCode.PROCESSING_INSTRUCTION_REMOVED, node, str(node.target),
                      node.text or "")  # fmt: skip
 
     def _element(
-        self,
-        run: _Run,
-        el: Any,
-        scope_id: str | None,
-        path: Any,
-        depth: int,
-        *,
-        unwrap: bool = False,
-    ) -> OutElement | None:
+        self, run: _Run, el: Any, scope_id: str | None, depth: int, unwrap_in: bool | None = None
+    ) -> bool:
+        """Sanitize the allowed element ``el`` in place; ``False``: drop it whole.
+
+        ``unwrap_in`` is set for a disallowed ``<a>`` whose children move up to
+        its parent: its attributes do not matter and its text must also be
+        allowed in the parent (``unwrap_in`` is whether the parent takes text).
+        """
         if depth > self._max_depth:
             raise reject(ReasonCode.TOO_DEEP, f"depth over {self._max_depth}",
                          self._max_depth)  # fmt: skip
-        tag = el.tag
-        name = tag[len(_SVG_PREFIX) :]
-        at: At = (path, el)
-        if name in _ANIMATIONS and not self._animation_ok(run, el, name, at):
-            return None
-        attrs = {} if unwrap else self._attrs(run, el, name, at)
-        out = OutElement(name, attrs)
-        if not unwrap:
-            run.elements += 1
-            ident = attrs.get("id")
-            if ident is not None:
-                run.ids.setdefault(ident, out)
-            if name == "use":
-                run.uses.append(out)
-        children = out.children
-        if name == "style":
-            self._style(run, el, out, scope_id, at)
-            return out if out.children else None
+        name = el.tag[_SVG_PREFIX_LENGTH:]
+        if name in _ANIMATIONS and not self._animation_ok(run, el, name):
+            return False
         text_ok = name in _TEXT_ELEMENTS
+        if unwrap_in is None:
+            keys = el.keys()
+            if keys:
+                if len(keys) > self._max_attributes:
+                    # Checked before reading values: lxml fetches each value by
+                    # name, so reading n attributes costs n^2.
+                    raise reject(ReasonCode.TOO_MANY_ATTRIBUTES,
+                                 f"<{name}> has {len(keys)} attributes",
+                                 self._max_attributes)  # fmt: skip
+                if not self._quick[name].issuperset(keys) or not _plain_values(
+                    el.values(), run.short_values, self._value_limit
+                ):
+                    self._attrs(run, el, name)
+                if "id" in keys:
+                    ident = el.get("id")
+                    if ident is not None:
+                        run.ids.setdefault(ident, el)
+            run.elements += 1
+            if name == "use":
+                run.uses.append(el)
+            elif name == "style":
+                return self._style(run, el, scope_id)
+        else:
+            text_ok = text_ok and unwrap_in
         text_only = name in _TEXT_ONLY
         text = el.text
         if text:
-            self._text(run, at, children, text, text_ok)
-        counts: dict[str, int] = {}
-        allowed = self._elements
+            if not text_ok and not text.isspace():
+                run.note(Action.REMOVED, "text", ReasonCode.TEXT_REMOVED, el, detail=text)
+                el.text = None
+        elif text is not None:
+            el.text = None  # an empty CDATA section would be written as <x></x>
+        changes: dict[Any, bool] | None = None
+        allowed = () if text_only else self._elements
         element = self._element
+        depth += 1
         for child in el:
-            ctag = child.tag
-            # The report's location: an XPath of local names, counted while walking
-            # (never by scanning siblings, which would be quadratic).
-            if ctag in allowed and not text_only:
-                index = counts[ctag] = counts.get(ctag, 0) + 1
-                sub = element(run, child, scope_id, (path, ctag, index), depth + 1)
-                if sub is not None:
-                    children.append(sub)
-                tail = child.tail
-                if tail:
-                    self._text(run, at, children, tail, text_ok)
-                continue
-            key = ctag if isinstance(ctag, str) else _MISC_NAMES.get(type(child), "node()")
-            index = counts[key] = counts.get(key, 0) + 1
-            chain = (path, key, index)
-            cat: At = (chain, child)
-            local = key.rpartition("}")[2]
-            if not isinstance(ctag, str):
-                self._note_misc(run, child, cat)
-            elif text_only:
-                run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, cat, local,
-                         f"markup inside <{name}>")  # fmt: skip
-            elif ctag == _SVG_A:
-                # A link the policy does not allow: keep what it draws, drop the link.
-                run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, cat, "a",
-                         "unwrapped: children kept")  # fmt: skip
-                sub = self._element(run, child, scope_id, chain, depth + 1, unwrap=True)
-                if sub is not None:
-                    for grandchild in sub.children:
-                        if isinstance(grandchild, str):
-                            self._text(run, cat, children, grandchild, text_ok)
-                        else:
-                            children.append(grandchild)
+            if child.tag in allowed:
+                if not element(run, child, scope_id, depth):
+                    if changes is None:
+                        changes = {}
+                    changes[child] = False
             else:
-                reason = (
-                    ReasonCode.ELEMENT_NOT_ALLOWED
-                    if ctag.startswith(_SVG_PREFIX)
-                    else ReasonCode.FOREIGN_NAMESPACE
-                )
-                run.note(Action.REMOVED, "element", reason, cat, local)
-            tail = child.tail
-            if tail:
-                self._text(run, at, children, tail, text_ok)
-        return out
+                if changes is None:
+                    changes = {}
+                changes[child] = self._refused(run, child, el, name, scope_id, depth, text_ok)
+            if not text_ok:
+                tail = child.tail
+                if tail and not tail.isspace():
+                    run.note(Action.REMOVED, "text", ReasonCode.TEXT_REMOVED, el, detail=tail)
+                    child.tail = None
+        if changes:
+            _splice(el, changes)
+        return True
 
-    def _text(self, run: _Run, at: At, children: list[OutElement | str], text: str,
-              text_ok: bool) -> None:  # fmt: skip
-        if not text_ok and not text.isspace():
-            run.note(Action.REMOVED, "text", ReasonCode.TEXT_REMOVED, at, detail=text)
-            return
-        # Pieces stay separate (the serializer writes them back to back): merging
-        # with += would copy the growing string each time, quadratic on
-        # ``a<!---->a<!---->...``.
-        children.append(text)
+    def _refused(
+        self,
+        run: _Run,
+        child: Any,
+        parent: Any,
+        name: str,
+        scope_id: str | None,
+        depth: int,
+        text_ok: bool,
+    ) -> bool:
+        """Report a child that is not kept as it is; ``True`` when it is unwrapped."""
+        ctag = child.tag
+        if not isinstance(ctag, str):
+            self._note_misc(run, child)
+        elif name in _TEXT_ONLY:
+            run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, child,
+                     ctag.rpartition("}")[2], f"markup inside <{name}>")  # fmt: skip
+        elif ctag == _SVG_A:
+            # A link the policy does not allow: keep what it draws, drop the link.
+            run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, child, "a",
+                     "unwrapped: children kept")  # fmt: skip
+            return self._element(run, child, scope_id, depth, unwrap_in=text_ok)
+        else:
+            reason = (
+                ReasonCode.ELEMENT_NOT_ALLOWED
+                if ctag.startswith(_SVG_PREFIX)
+                else ReasonCode.FOREIGN_NAMESPACE
+            )
+            run.note(Action.REMOVED, "element", reason, child, ctag.rpartition("}")[2])
+        return False
 
-    def _style(self, run: _Run, el: Any, out: OutElement, scope_id: str | None, at: At) -> None:
+    def _style(self, run: _Run, el: Any, scope_id: str | None) -> bool:
         parts = [el.text or ""]
         for child in el:
-            cat: At = ((at[0], "node()", 1), child)
             if isinstance(child.tag, str):
-                run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, cat,
+                run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, child,
                          etree.QName(child.tag).localname, "markup inside <style>")  # fmt: skip
             else:
-                self._note_misc(run, child, cat)
+                self._note_misc(run, child)
             parts.append(child.tail or "")
-        kind = out.attrs.get("type", "text/css").strip().lower()
+        kind = el.get("type", "text/css").strip().lower()
         if kind not in ("text/css", ""):
-            run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, at, "style", kind)
-            return
+            run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, el, "style", kind)
+            return False
         source = "".join(parts)
         css = run.css.stylesheet(source, scope_id)
-        run.css_issues(at, run.css.issues)
-        if css:
-            out.children.append(css)
-            run.style_kept = True
+        run.css_issues(el, run.css.issues)
+        if not css:
+            return False
+        del el[:]
+        el.text = css
+        run.style_kept = True
+        return True
 
-    def _animation_ok(self, run: _Run, el: Any, name: str, at: At) -> bool:
+    def _animation_ok(self, run: _Run, el: Any, name: str) -> bool:
         target = el.get("attributeName")
         if target is not None:
             plain = _SPACE_OR_CONTROL.sub("", target)
@@ -370,7 +422,7 @@ class Sanitizer:
                 or local in t.ANIMATION_FORBIDDEN_TARGETS
                 or plain.rpartition(":")[2] not in self._animatable
             ):
-                run.note(Action.REMOVED, "element", ReasonCode.ANIMATION_TARGET_FORBIDDEN, at,
+                run.note(Action.REMOVED, "element", ReasonCode.ANIMATION_TARGET_FORBIDDEN, el,
                          name, f"attributeName={target!r}")  # fmt: skip
                 return False
         for key in ("values", "from", "to", "by"):
@@ -382,52 +434,43 @@ class Sanitizer:
                 m.group(2) != "#" for m in _URL_OPEN.finditer(squashed)
             )
             if bad:
-                run.note(Action.REMOVED, "element", ReasonCode.ANIMATION_VALUE_FORBIDDEN, at,
+                run.note(Action.REMOVED, "element", ReasonCode.ANIMATION_VALUE_FORBIDDEN, el,
                          name, f"{key}={value!r}")  # fmt: skip
                 return False
         return True
 
-    def _attrs(self, run: _Run, el: Any, name: str, at: At) -> dict[str, str]:
-        kinds = self._kinds[name]
+    def _attrs(self, run: _Run, el: Any, name: str) -> None:
+        """Check every attribute of ``el`` (the quick test in ``_element`` failed)."""
         p = self.policy
-        attrib = el.attrib
-        if len(attrib) > p.max_attributes:
-            # Checked before reading values: lxml fetches each value by name, so
-            # reading n attributes costs n^2.
-            raise reject(ReasonCode.TOO_MANY_ATTRIBUTES,
-                         f"<{name}> has {len(attrib)} attributes", p.max_attributes)  # fmt: skip
+        kinds = self._kinds[name]
         max_length = p.max_attribute_length
-        out: dict[str, str] = {}
         for key, value in el.items():
             kind = kinds.get(key)
             if kind is None:
-                self._refuse_attribute(run, at, key, value)
+                self._refuse_attribute(run, el, key, value)
+                del el.attrib[key]
                 continue
             if kind == _PLAIN:
                 # The common case (geometry, filter parameters...): no URL, no CSS.
                 if len(value) > max_length:
                     raise reject(ReasonCode.ATTRIBUTE_TOO_LONG,
                                  f"<{name} {key}> is {len(value)} long", max_length)  # fmt: skip
-                out[key] = value
                 continue
             if kind == _PATH:
                 if len(value) > p.max_path_length:
                     raise reject(ReasonCode.PATH_TOO_LONG, f"<{name} {key}> is {len(value)} long",
                                  p.max_path_length)  # fmt: skip
-                out[key] = value
                 continue
             if kind != _HREF and len(value) > max_length:
                 raise reject(ReasonCode.ATTRIBUTE_TOO_LONG, f"<{name} {key}> is {len(value)} long",
                              max_length)  # fmt: skip
-            checked = self._value(run, at, name, key, value)
+            checked = self._value(run, el, name, key, value)
             if checked is None:
-                continue
-            if key == t.XLINK_HREF:
-                run.uses_xlink = True
-            out[_OUT_NAMES.get(key, key)] = checked
-        return out
+                del el.attrib[key]
+            elif checked != value:
+                el.set(key, checked)
 
-    def _refuse_attribute(self, run: _Run, at: At, key: str, value: str) -> None:
+    def _refuse_attribute(self, run: _Run, node: Any, key: str, value: str) -> None:
         if key[0] == "{":
             reason = (
                 ReasonCode.ATTRIBUTE_NOT_ALLOWED
@@ -439,9 +482,9 @@ class Sanitizer:
             reason = ReasonCode.EVENT_HANDLER
         else:
             reason = ReasonCode.ATTRIBUTE_NOT_ALLOWED
-        run.note(Action.REMOVED, "attribute", reason, at, key, value)
+        run.note(Action.REMOVED, "attribute", reason, node, key, value)
 
-    def _value(self, run: _Run, at: At, name: str, key: str, value: str) -> str | None:
+    def _value(self, run: _Run, node: Any, name: str, key: str, value: str) -> str | None:
         if key in t.HREF_ATTRIBUTES:
             context = (
                 UrlContext.IMAGE
@@ -452,40 +495,40 @@ class Sanitizer:
             )
             verdict = check_url(value, context, self.policy)
             if not verdict.allowed:
-                run.note(Action.REMOVED, "url", ReasonCode.URL_NOT_ALLOWED, at,
+                run.note(Action.REMOVED, "url", ReasonCode.URL_NOT_ALLOWED, node,
                          _OUT_NAMES.get(key, key), f"{value}: {verdict.why}")  # fmt: skip
                 return None
-            return self._rewritten(run, at, key, verdict.url, self.rewrite_fragment(verdict.url))
+            return self._rewritten(run, node, key, verdict.url, self.rewrite_fragment(verdict.url))
         if key == "style":
             css = run.css.style_attribute(value)
-            run.css_issues(at, run.css.issues)
+            run.css_issues(node, run.css.issues)
             if not css:
                 return None
             return css
         if key == "id":
-            return self._rewritten(run, at, key, value, self.prefix_id(value))
+            return self._rewritten(run, node, key, value, self.prefix_id(value))
         if key == "class":
             if self.policy.id_prefix is None:
                 return value
             new = " ".join(self.prefix_id(c) for c in value.split())
-            return self._rewritten(run, at, key, value, new)
+            return self._rewritten(run, node, key, value, new)
         if key in t.PRESENTATION_ATTRIBUTES:
             checked, issue = run.css.check_attribute(key, value)
             if issue is not None:
-                run.css_issues(at, [issue])
+                run.css_issues(node, [issue])
                 return None
             return checked
         return value
 
-    def _rewritten(self, run: _Run, at: At, key: str, old: str, new: str) -> str:
+    def _rewritten(self, run: _Run, node: Any, key: str, old: str, new: str) -> str:
         if new != old and self.policy.id_prefix is not None and old.lstrip("#") != new.lstrip("#"):
-            run.note(Action.REWRITTEN, "id", ReasonCode.ID_PREFIXED, at,
+            run.note(Action.REWRITTEN, "id", ReasonCode.ID_PREFIXED, node,
                      _OUT_NAMES.get(key, key), f"{old} -> {new}")  # fmt: skip
         return new
 
     # --- render cost ----------------------------------------------------------
 
-    def _bound_rendering(self, run: _Run, root: At, out: OutElement) -> None:
+    def _bound_rendering(self, run: _Run, root: Any) -> None:
         """Drop cyclic ``<use>`` and refuse documents whose ``<use>`` expansion is too big.
 
         Every element renders once, and every ``<use>`` renders its target's
@@ -502,97 +545,142 @@ class Sanitizer:
             if not cyclic:
                 break
             # Browsers ignore a <use> in a reference cycle; drop it and measure again.
-            self._drop_cyclic(run, root, out, cyclic)
-            uses = [u for u in uses if id(u) not in cyclic]
+            self._drop_cyclic(run, root, cyclic)
+            uses = [u for u in uses if u not in cyclic]
         total = elements
         for use in uses:
-            target = self._use_target(use, ids)
+            target = _use_target(use, ids)
             if target is not None:
-                total += size.get(id(target), 0)
+                total += size.get(target, 0)
                 if total > limit:
                     raise reject(ReasonCode.TOO_MUCH_RENDERING,
                                  f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
 
+    @staticmethod
     def _rendered_sizes(
-        self, uses: list[OutElement], ids: dict[str, OutElement], limit: int
-    ) -> tuple[dict[int, int], set[int]]:
+        uses: list[Any], ids: dict[str, Any], limit: int
+    ) -> tuple[dict[Any, int], set[Any]]:
         """Rendered size (capped at ``limit + 1``) of every use target's subtree, and cyclic uses.
 
         An iterative depth-first search over child edges and use -> target edges
         (no recursion, so a 10^5-long chain is fine). ``path`` is the current
         DFS path; an edge back into it closes a cycle, which always contains a
         use edge: the last use edge on the cycle is cut.
+
+        Elements are the keys (not ``id()``): lxml makes a new proxy object for
+        a node whose old proxy was freed, so only a proxy kept alive by the
+        dictionary keeps its identity.
         """
-        size: dict[int, int] = {}
-        done: set[int] = set()
-        on_path: dict[int, int] = {}
-        path: list[OutElement] = []
-        cyclic: set[int] = set()
+        size: dict[Any, int] = {}
+        done: set[Any] = set()
+        on_path: dict[Any, int] = {}
+        path: list[Any] = []
+        cyclic: set[Any] = set()
         for use in uses:
-            start = self._use_target(use, ids)
-            if start is None or id(start) in done:
+            start = _use_target(use, ids)
+            if start is None or start in done:
                 continue
-            work: list[tuple[OutElement, bool]] = [(start, False)]
+            work: list[tuple[Any, bool]] = [(start, False)]
             while work:
                 node, expanded = work.pop()
-                key = id(node)
                 if expanded:
                     total = 1
-                    for child in node.children:
-                        if isinstance(child, OutElement):
-                            total += size.get(id(child), 0)
-                    target = self._use_target(node, ids)
-                    if target is not None and key not in cyclic:
-                        total += size.get(id(target), 0)
-                    size[key] = min(total, limit + 1)
-                    done.add(key)
+                    for child in node:
+                        total += size.get(child, 0)
+                    target = _use_target(node, ids)
+                    if target is not None and node not in cyclic:
+                        total += size.get(target, 0)
+                    size[node] = min(total, limit + 1)
+                    done.add(node)
                     path.pop()
-                    del on_path[key]
+                    del on_path[node]
                     continue
-                if key in done or key in on_path:
+                if node in done or node in on_path:
                     continue
-                on_path[key] = len(path)
+                on_path[node] = len(path)
                 path.append(node)
                 work.append((node, True))
-                edges = [c for c in node.children if isinstance(c, OutElement)]
-                target = self._use_target(node, ids)
+                edges = list(node)
+                target = _use_target(node, ids)
                 if target is not None:
                     edges.append(target)
                 for nxt in edges:
-                    nkey = id(nxt)
-                    if nkey in on_path:
-                        cycle = [*path[on_path[nkey] :], nxt]
+                    if nxt in on_path:
+                        cycle = [*path[on_path[nxt] :], nxt]
                         for a, b in zip(reversed(cycle[:-1]), reversed(cycle[1:]), strict=True):
-                            if self._use_target(a, ids) is b:
-                                cyclic.add(id(a))
+                            if _use_target(a, ids) is b:
+                                cyclic.add(a)
                                 break
-                    elif nkey not in done:
+                    elif nxt not in done:
                         work.append((nxt, False))
         return size, cyclic
 
-    @staticmethod
-    def _use_target(node: OutElement, ids: dict[str, OutElement]) -> OutElement | None:
-        if node.name != "use":
-            return None
-        ref = node.attrs.get("href", node.attrs.get("xlink:href"))
-        if ref is None or not ref.startswith("#"):
-            return None
-        return ids.get(ref[1:])
+    def _drop_cyclic(self, run: _Run, root: Any, bad: set[Any]) -> None:
+        by_parent: dict[Any, dict[Any, bool]] = {}
+        for use in root.iter(_SVG_USE):
+            if use in bad:
+                run.note(Action.REMOVED, "element", ReasonCode.REFERENCE_CYCLE, root, "use",
+                         _href(use))  # fmt: skip
+                by_parent.setdefault(use.getparent(), {})[use] = False
+        for parent, changes in by_parent.items():
+            _splice(parent, changes)
 
-    def _drop_cyclic(self, run: _Run, root: At, out: OutElement, bad: set[int]) -> None:
-        stack = [out]
-        while stack:
-            node = stack.pop()
-            kept: list[OutElement | str] = []
-            for child in node.children:
-                if isinstance(child, OutElement) and id(child) in bad:
-                    run.note(Action.REMOVED, "element", ReasonCode.REFERENCE_CYCLE, root, "use",
-                             child.attrs.get("href", child.attrs.get("xlink:href")))  # fmt: skip
-                    continue
-                kept.append(child)
-                if isinstance(child, OutElement):
-                    stack.append(child)
-            node.children = kept
+
+def _href(node: Any) -> str | None:
+    ref: str | None = node.get("href")
+    return node.get(t.XLINK_HREF) if ref is None else ref
+
+
+def _use_target(node: Any, ids: dict[str, Any]) -> Any:
+    if node.tag != _SVG_USE:
+        return None
+    ref = _href(node)
+    if ref is None or not ref.startswith("#"):
+        return None
+    return ids.get(ref[1:])
+
+
+def _splice(parent: Any, changes: dict[Any, bool]) -> None:
+    """Remove (``False``) or unwrap (``True``) children of ``parent``, keeping the text around them.
+
+    Text pieces are joined once per gap, so removing many children from one
+    parent stays linear (``a<!---->a<!---->...`` would be quadratic with ``+=``).
+    """
+    owner: Any = None  # whose text the current gap is: None for parent.text, else a tail
+    pieces: list[str] = [parent.text or ""]
+    gaps: list[tuple[Any, list[str]]] = []
+    for child in list(parent):
+        change = changes.get(child)
+        if change is None:
+            gaps.append((owner, pieces))
+            owner, pieces = child, [child.tail or ""]
+            continue
+        if change:
+            pieces.append(child.text or "")
+            for grandchild in list(child):
+                gaps.append((owner, pieces))
+                owner, pieces = grandchild, [grandchild.tail or ""]
+                child.addprevious(grandchild)
+        pieces.append(child.tail or "")
+        parent.remove(child)
+    gaps.append((owner, pieces))
+    for at, parts in gaps:
+        if len(parts) == 1 and at is not None:
+            continue  # an untouched tail (moved along with its element)
+        text = "".join(parts) or None
+        if at is None:
+            parent.text = text
+        else:
+            at.tail = text
+
+
+def _set_first(el: Any, key: str, value: str) -> None:
+    """Set an attribute as the first one (lxml appends new attributes)."""
+    items = el.items()
+    el.attrib.clear()
+    el.set(key, value)
+    for k, v in items:
+        el.set(k, v)
 
 
 def _has_scheme(text: str) -> bool:
@@ -613,14 +701,16 @@ def _has_scheme(text: str) -> bool:
     return False
 
 
-def _has_drawable(out: OutElement) -> bool:
-    stack = [out]
-    while stack:
-        node = stack.pop()
-        if node.name in _DRAWABLE:
-            return True
-        stack.extend(c for c in node.children if isinstance(c, OutElement))
-    return False
+def _plain_values(values: list[str], short: bool, limit: int) -> bool:
+    """Whether attribute values need no check: no ``(`` or ``\\``, none over ``limit``."""
+    joined = "".join(values)
+    return "(" not in joined and "\\" not in joined and (
+        short or max(map(len, values)) <= limit
+    )
+
+
+def _has_drawable(root: Any) -> bool:
+    return next(root.iter(*_DRAWABLE_TAGS), None) is not None
 
 
 _DEFAULT: Sanitizer | None = None

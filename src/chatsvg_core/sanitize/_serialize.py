@@ -1,79 +1,70 @@
 """Serialization of the sanitized tree: canonical, well-formed, safe to inline in HTML.
 
-The sanitizer builds a small tree of :class:`OutElement`; this module writes it
-with fixed prefixes (the SVG namespace as default, ``xlink:`` and ``xml:``),
-double-quoted attributes and every ``&``, ``<`` and ``>`` escaped in text and
-attributes. No comment, CDATA section, processing instruction or DOCTYPE is
-ever written, so an HTML parser and an XML parser read the same tree.
+lxml (libxml2) writes the tree the sanitizer changed in place. Canonical means:
+the SVG namespace is the root's default namespace, ``xlink:`` is the only
+other prefix (declared on the root, only when used) and ``xml:`` is implied;
+there are no other namespace declarations anywhere. libxml2 already writes
+double-quoted attributes, escapes ``&``, ``<`` and ``>`` in text and
+attributes (plus ``"``, tab, CR and LF in attributes, CR in text), and the
+sanitizer leaves no comment, CDATA section, processing instruction or
+DOCTYPE, so an HTML parser and an XML parser read the same tree.
+
+``cleanup_namespaces`` moves nested declarations of the SVG and xlink
+namespaces to the root and drops unused ones. An input that binds them to
+other prefixes on the root (``<s:svg xmlns:s=...>``, ``xmlns:x=`` for
+xlink) cannot be fixed that way; it is copied into a fresh tree whose root
+declares the canonical prefixes (rare, and only as costly as the copy).
 """
 
 from __future__ import annotations
 
-import re
+from typing import Any
+
+from lxml import etree
 
 from chatsvg_core.sanitize._tables import SVG_NS, XLINK_NS
 
-__all__ = ["OutElement", "serialize"]
+__all__ = ["serialize"]
+
+# ``Any``: lxml-stubs type nsmap keys as ``str``, but the default namespace is ``None``.
+_CANONICAL: Any = {None: SVG_NS, "xlink": XLINK_NS}
 
 
-class OutElement:
-    """One element of the sanitized tree; children are elements or text."""
-
-    __slots__ = ("attrs", "children", "name")
-
-    def __init__(
-        self,
-        name: str,
-        attrs: dict[str, str] | None = None,
-        children: list[OutElement | str] | None = None,
-    ) -> None:
-        self.name = name
-        self.attrs: dict[str, str] = {} if attrs is None else attrs
-        self.children: list[OutElement | str] = [] if children is None else children
+def _write(root: Any) -> str:
+    text: str = etree.tostring(root, encoding="unicode", with_tail=False)
+    return text
 
 
-_TEXT_SPECIAL = re.compile(r"[&<>\r]")
-_ATTR_SPECIAL = re.compile(r"[&<>\"\n\r\t]")
-_ESCAPES = {"&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "\n": "&#10;",
-            "\r": "&#13;", "\t": "&#9;"}  # fmt: skip
+def _is_canonical(root: Any, text: str) -> bool:
+    nsmap = root.nsmap
+    if any(_CANONICAL.get(prefix) != uri for prefix, uri in nsmap.items()):
+        return False
+    # Each declaration writes ``xmlns``: no more of them than the root's means
+    # none below it. (Text that mentions "xmlns" only sends us to the copy.)
+    return None in nsmap and text.count("xmlns") == len(nsmap)
 
 
-def _escape(match: re.Match[str]) -> str:
-    return _ESCAPES[match.group()]
+def _copy(src: Any, parent: Any) -> None:
+    for child in src:
+        new = etree.SubElement(parent, child.tag)
+        for key, value in child.items():
+            new.set(key, value)
+        new.text = child.text
+        new.tail = child.tail
+        _copy(child, new)
 
 
-def _text(value: str) -> str:
-    # Most values need no escaping; a C-level search is cheaper than translate().
-    return _TEXT_SPECIAL.sub(_escape, value) if _TEXT_SPECIAL.search(value) else value
-
-
-def _attr(value: str) -> str:
-    return _ATTR_SPECIAL.sub(_escape, value) if _ATTR_SPECIAL.search(value) else value
-
-
-def _write(node: OutElement, out: list[str]) -> None:
-    out.append("<" + node.name)
-    search, sub = _ATTR_SPECIAL.search, _ATTR_SPECIAL.sub
-    for key, value in node.attrs.items():
-        out.append(f' {key}="{sub(_escape, value) if search(value) else value}"')
-    if not node.children:
-        out.append("/>")
-        return
-    out.append(">")
-    for child in node.children:
-        if isinstance(child, str):
-            out.append(_text(child))
-        else:
-            _write(child, out)
-    out.append(f"</{node.name}>")
-
-
-def serialize(root: OutElement, *, xlink: bool) -> str:
-    """Write the tree; ``xlink`` declares the xlink namespace on the root."""
-    namespaces = {"xmlns": SVG_NS}
-    if xlink:
-        namespaces["xmlns:xlink"] = XLINK_NS
-    top = OutElement(root.name, {**namespaces, **root.attrs}, root.children)
-    out: list[str] = []
-    _write(top, out)
-    return "".join(out)
+def serialize(root: Any) -> str:
+    """Write the sanitized tree (SVG elements; no-namespace, xlink and xml attributes)."""
+    etree.cleanup_namespaces(root, top_nsmap=_CANONICAL)
+    text = _write(root)
+    if _is_canonical(root, text):
+        return text
+    fresh = etree.Element(root.tag, nsmap=_CANONICAL)
+    for key, value in root.items():
+        fresh.set(key, value)
+    fresh.text = root.text
+    _copy(root, fresh)
+    etree.cleanup_namespaces(fresh)
+    # Each new element finds the root's declarations, so none is added below it.
+    return _write(fresh)
