@@ -63,6 +63,14 @@ _SIMPLE_VALUE = re.compile(
     rf"[ \t\n\r\f]*+{_SIMPLE_TOKEN}(?:(?:[ \t\n\r\f]++|[ \t\n\r\f]*+,[ \t\n\r\f]*+)"
     rf"{_SIMPLE_TOKEN})*+[ \t\n\r\f]*+"
 )
+# ``name:value;name:value`` already in the form ``_simple_declarations`` writes
+# (lowercase names, no space around names or at the ends, no empty declaration).
+_CANONICAL_DECLARATION = (
+    rf"[a-z][a-z-]*+:{_SIMPLE_TOKEN}"
+    rf"(?:(?:[ \t\n\r\f]++|[ \t\n\r\f]*+,[ \t\n\r\f]*+){_SIMPLE_TOKEN})*+"
+)
+_CANONICAL_DECLARATIONS = re.compile(rf"{_CANONICAL_DECLARATION}(?:;{_CANONICAL_DECLARATION})*+")
+_DECLARATION_NAME = re.compile(r"(?:^|;)([a-z-]++):")
 # ``name(args) name(args)``: args are simple tokens separated by spaces or commas.
 _SIMPLE_FUNCTIONS = re.compile(
     rf"[ \t\n\r\f]*+(?:[A-Za-z][A-Za-z0-9-]*+\([ \t\n\r\f]*+(?:{_SIMPLE_TOKEN}"
@@ -198,16 +206,18 @@ class CssSanitizer:
         """Check a presentation attribute; ``(value, None)`` or ``(None, issue)``."""
         if "(" not in text and "\\" not in text:
             return text, None
-        if _SIMPLE_FUNCTIONS.fullmatch(text) and all(
-            f.lower() in _PLAIN_FUNCTIONS for f in _FUNCTION_NAME.findall(text)
-        ):
-            # ``translate(10 3) rotate(45deg)``, ``rgb(1, 2, 3)``: allowlisted functions of
-            # plain numbers and words, no nesting, no URL; kept as written.
-            return text, None
+        # The cache first: documents repeat their references (``fill="url(#g0)"``).
         key = (name, text)
         hit = self.cache.get(key)
         if hit is not None:
             return hit[0], (hit[1][0] if hit[1] else None)
+        if _SIMPLE_FUNCTIONS.fullmatch(text) and all(
+            f.lower() in _PLAIN_FUNCTIONS for f in _FUNCTION_NAME.findall(text)
+        ):
+            # ``translate(10 3) rotate(45deg)``, ``rgb(1, 2, 3)``: allowlisted functions of
+            # plain numbers and words, no nesting, no URL; kept as written (not cached:
+            # such values are mostly unique).
+            return text, None
         try:
             result: tuple[str | None, CssIssue | None] = (self.value(text), None)
         except _Reject as exc:
@@ -280,6 +290,10 @@ class CssSanitizer:
         dimension, percentage, hash or comma, where it gives exactly what the
         tinycss2 path gives (a property test checks the two agree).
         """
+        if _CANONICAL_DECLARATIONS.fullmatch(text) and self.policy.css_properties.issuperset(
+            _DECLARATION_NAME.findall(text)
+        ):
+            return text  # what the loop below would write, found in one pass
         kept: list[str] = []
         for part in text.split(";"):
             if not part or part.isspace():

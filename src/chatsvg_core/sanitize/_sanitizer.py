@@ -44,21 +44,21 @@ def _short(value: str) -> str:
     return value if len(value) <= 200 else value[:197] + "..."
 
 
-_PLAIN, _PATH, _HREF, _CHECKED = 0, 1, 2, 3
+_PLAIN, _PATH, _HREF, _PRESENTATION, _CHECKED = 0, 1, 2, 3, 4
 _ANIMATIONS = t.ANIMATION_ELEMENTS
 _TEXT_ELEMENTS = t.TEXT_ELEMENTS
 _TEXT_ONLY = t.TEXT_ONLY_ELEMENTS
 
 
-def _kind(attribute: str) -> int:
+def _kind(attribute: str, prefixing: bool) -> int:
     """How an allowed attribute's value is checked (decided once per policy)."""
     if attribute in t.PATH_ATTRIBUTES:
         return _PATH
     if attribute in t.HREF_ATTRIBUTES:
         return _HREF
-    if attribute in ("style", "id", "class", t.XML_SPACE, t.XML_LANG) or (
-        attribute in t.PRESENTATION_ATTRIBUTES
-    ):
+    if attribute in t.PRESENTATION_ATTRIBUTES:
+        return _PRESENTATION
+    if attribute == "style" or (prefixing and attribute in ("id", "class")):
         return _CHECKED
     return _PLAIN
 
@@ -87,8 +87,8 @@ class _Run:
         self.ids: dict[str, Any] = {}
         self.uses: list[Any] = []
         self.elements = 0
-        # Per parent with a reported child: each child's location step (``rect[2]``).
-        self.indices: dict[Any, dict[Any, str]] = {}
+        # Positions of reported nodes among their same-name siblings (see index()).
+        self.indices: dict[Any, int] = {}
         self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment,
                                 cache=sanitizer._css_cache)  # fmt: skip
 
@@ -96,9 +96,7 @@ class _Run:
         """The report location of ``node``: an XPath of local names (``/svg/g[2]/rect[1]``).
 
         Only computed when an entry is written, and on the input tree: the walk
-        changes a parent's children only after all of them were visited. The
-        steps of a parent's children are counted once, so reporting every child
-        of a parent stays linear.
+        changes a parent's children only after all of them were visited.
         """
         steps: list[str] = []
         while True:
@@ -106,14 +104,29 @@ class _Run:
             if parent is None:
                 steps.append("/svg" if node is self.root else "/")
                 break
-            table = self.indices.get(parent)
-            if table is None:
-                table = self.indices[parent] = _steps(parent)
-            steps.append(table[node])
+            steps.append(f"{_key(node).rpartition('}')[2]}[{self.index(node)}]")
             node = parent
-        if steps[-1] == "/" and len(steps) == 1:
+        if len(steps) == 1 and steps[0] == "/":
             return "/"
         return "/".join(reversed(steps))
+
+    def index(self, node: Any) -> int:
+        """``node``'s position among its siblings of the same name (1-based).
+
+        Counted back to the nearest sibling whose position is known: entries
+        come in document order, so reporting every child of a parent walks its
+        children about once (linear, not quadratic).
+        """
+        memo = self.indices
+        count = 1
+        for sibling in node.itersiblings(node.tag, preceding=True):
+            known = memo.get(sibling)
+            if known is not None:
+                count += known
+                break
+            count += 1
+        memo[node] = count
+        return count
 
     def note(
         self,
@@ -155,16 +168,6 @@ def _key(node: Any) -> str:
     return tag if isinstance(tag, str) else _MISC_NAMES.get(type(node), "node()")
 
 
-def _steps(parent: Any) -> dict[Any, str]:
-    counts: dict[str, int] = {}
-    steps: dict[Any, str] = {}
-    for child in parent:
-        key = _key(child)
-        index = counts[key] = counts.get(key, 0) + 1
-        steps[child] = f"{key.rpartition('}')[2]}[{index}]"
-    return steps
-
-
 class Sanitizer:
     """A reusable sanitizer for one policy (tables are computed once).
 
@@ -193,18 +196,15 @@ class Sanitizer:
             if presentation:
                 allowed |= t.PRESENTATION_ATTRIBUTES | t.CONDITIONAL_ATTRIBUTES
             self._attributes[name] = (allowed & p.attributes) | p.extra_attributes
-            self._kinds[name] = {a: _kind(a) for a in self._attributes[name]}
+            self._kinds[name] = {
+                a: _kind(a, p.id_prefix is not None) for a in self._attributes[name]
+            }
             # Attributes whose value needs nothing but a length check when it holds
             # no ``(`` and no ``\\`` (a presentation value without a function or a
             # CSS escape is kept as written): one set test per element skips the
             # per-attribute loop for most of a real document.
             self._quick[name] = frozenset(
-                a
-                for a, kind in self._kinds[name].items()
-                if kind in (_PLAIN, _PATH)
-                or a in t.PRESENTATION_ATTRIBUTES
-                or a in (t.XML_SPACE, t.XML_LANG)
-                or (a in ("id", "class") and p.id_prefix is None)
+                a for a, kind in self._kinds[name].items() if kind in (_PLAIN, _PATH, _PRESENTATION)
             )
         self._value_limit = min(p.max_attribute_length, p.max_path_length)
         self._css_cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = {}
@@ -464,6 +464,16 @@ class Sanitizer:
             if kind != _HREF and len(value) > max_length:
                 raise reject(ReasonCode.ATTRIBUTE_TOO_LONG, f"<{name} {key}> is {len(value)} long",
                              max_length)  # fmt: skip
+            if kind == _PRESENTATION:
+                if "(" not in value and "\\" not in value:
+                    continue  # no function, no escape: nothing can hide in it
+                checked, issue = run.css.check_attribute(key, value)
+                if issue is not None:
+                    run.css_issues(el, [issue])
+                    del el.attrib[key]
+                elif checked != value:
+                    el.set(key, checked)
+                continue
             checked = self._value(run, el, name, key, value)
             if checked is None:
                 del el.attrib[key]
@@ -512,12 +522,6 @@ class Sanitizer:
                 return value
             new = " ".join(self.prefix_id(c) for c in value.split())
             return self._rewritten(run, node, key, value, new)
-        if key in t.PRESENTATION_ATTRIBUTES:
-            checked, issue = run.css.check_attribute(key, value)
-            if issue is not None:
-                run.css_issues(node, [issue])
-                return None
-            return checked
         return value
 
     def _rewritten(self, run: _Run, node: Any, key: str, old: str, new: str) -> str:
@@ -536,10 +540,24 @@ class Sanitizer:
         ``elements + sum(rendered(target) for each use)``; only referenced
         subtrees are walked.
         """
-        ids, uses, elements = run.ids, run.uses, run.elements
+        ids, elements = run.ids, run.elements
+        limit = self.policy.max_rendered_elements
+        # A use of a leaf (no children, not itself a use) adds one element and
+        # cannot be on a cycle: counted here, the search below only sees the rest.
+        uses = []
+        for use in run.uses:
+            target = _use_target(use, ids)
+            if target is None:
+                continue
+            if len(target) or target.tag == _SVG_USE:
+                uses.append(use)
+            else:
+                elements += 1
+        if elements > limit:
+            raise reject(ReasonCode.TOO_MUCH_RENDERING,
+                         f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
         if not uses:
             return
-        limit = self.policy.max_rendered_elements
         while True:
             size, cyclic = self._rendered_sizes(uses, ids, limit)
             if not cyclic:
