@@ -283,6 +283,12 @@ class CssSanitizer:
         self._remember(key, css, tuple(self.issues[before:]))
         return css
 
+    def _canonical(self, text: str) -> bool:
+        """Whether ``text`` is plain allowed declarations, written as this class writes them."""
+        return _CANONICAL_DECLARATIONS.fullmatch(text) is not None and (
+            self.policy.css_properties.issuperset(_DECLARATION_NAME.findall(text))
+        )
+
     def _simple_declarations(self, text: str) -> str | None:
         """A tokenizer-free path for plain ``name: word 1px #abc`` lists, else ``None``.
 
@@ -290,10 +296,8 @@ class CssSanitizer:
         dimension, percentage, hash or comma, where it gives exactly what the
         tinycss2 path gives (a property test checks the two agree).
         """
-        if _CANONICAL_DECLARATIONS.fullmatch(text) and self.policy.css_properties.issuperset(
-            _DECLARATION_NAME.findall(text)
-        ):
-            return text  # what the loop below would write, found in one pass
+        if self._canonical(text):
+            return text
         kept: list[str] = []
         for part in text.split(";"):
             if not part or part.isspace():

@@ -511,7 +511,8 @@ class Sanitizer:
             return self._rewritten(run, node, key, verdict.url, self.rewrite_fragment(verdict.url))
         if key == "style":
             css = run.css.style_attribute(value)
-            run.css_issues(node, run.css.issues)
+            if run.css.issues:
+                run.css_issues(node, run.css.issues)
             if not css:
                 return None
             return css
