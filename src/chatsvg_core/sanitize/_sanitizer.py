@@ -25,7 +25,7 @@ _SVG_A = _SVG_PREFIX + "a"
 _XLINK_PREFIX = "{" + t.XLINK_NS + "}"
 _XML_PREFIX = "{" + t.XML_NS + "}"
 _OUT_NAMES = {t.XLINK_HREF: "xlink:href", t.XML_SPACE: "xml:space", t.XML_LANG: "xml:lang"}
-_DRAWABLE_TAGS = tuple(
+_DRAWABLE_TAGS = frozenset(
     _SVG_PREFIX + name
     for name in ("path", "rect", "circle", "ellipse", "line", "polyline", "polygon", "text",
                  "image", "use")
@@ -45,9 +45,7 @@ def _short(value: str) -> str:
 
 
 _PLAIN, _PATH, _HREF, _PRESENTATION, _CHECKED = 0, 1, 2, 3, 4
-_ANIMATIONS = t.ANIMATION_ELEMENTS
-_TEXT_ELEMENTS = t.TEXT_ELEMENTS
-_TEXT_ONLY = t.TEXT_ONLY_ELEMENTS
+_ANIMATION, _USE, _STYLE = 1, 2, 3
 
 
 def _kind(attribute: str, prefixing: bool) -> int:
@@ -72,7 +70,7 @@ _MISC_NAMES: dict[type, str] = {
 class _Run:
     """The state of one sanitizing run (report entries, flags)."""
 
-    __slots__ = ("css", "elements", "entries", "ids", "indices", "omitted", "removed", "root",
+    __slots__ = ("css", "entries", "ids", "indices", "omitted", "removed", "root",
                  "short_values", "style_kept", "uses")  # fmt: skip
 
     def __init__(self, sanitizer: Sanitizer, root: Any, short_values: bool) -> None:
@@ -86,7 +84,6 @@ class _Run:
         # Collected during the walk for the <use> expansion bound.
         self.ids: dict[str, Any] = {}
         self.uses: list[Any] = []
-        self.elements = 0
         # Positions of reported nodes among their same-name siblings (see index()).
         self.indices: dict[Any, int] = {}
         self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment,
@@ -207,6 +204,23 @@ class Sanitizer:
                 a for a, kind in self._kinds[name].items() if kind in (_PLAIN, _PATH, _PRESENTATION)
             )
         self._value_limit = min(p.max_attribute_length, p.max_path_length)
+        # Everything the walk needs to know about a tag, in one lookup.
+        self._info: dict[str, tuple[str, frozenset[str], bool, bool, int]] = {
+            _SVG_PREFIX + name: (
+                name,
+                self._quick.get(name, frozenset()),
+                name in t.TEXT_ELEMENTS,
+                name in t.TEXT_ONLY_ELEMENTS,
+                _ANIMATION
+                if name in t.ANIMATION_ELEMENTS
+                else _USE
+                if name == "use"
+                else _STYLE
+                if name == "style"
+                else 0,
+            )
+            for name in {*p.elements, "a"}  # a disallowed <a> is still walked (unwrapped)
+        }
         self._css_cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = {}
         self._animatable = frozenset(
             a
@@ -299,10 +313,9 @@ class Sanitizer:
         if depth > self._max_depth:
             raise reject(ReasonCode.TOO_DEEP, f"depth over {self._max_depth}",
                          self._max_depth)  # fmt: skip
-        name = el.tag[_SVG_PREFIX_LENGTH:]
-        if name in _ANIMATIONS and not self._animation_ok(run, el, name):
+        name, quick, text_ok, text_only, special = self._info[el.tag]
+        if special == _ANIMATION and not self._animation_ok(run, el, name):
             return False
-        text_ok = name in _TEXT_ELEMENTS
         if unwrap_in is None:
             keys = el.keys()
             if keys:
@@ -312,22 +325,29 @@ class Sanitizer:
                     raise reject(ReasonCode.TOO_MANY_ATTRIBUTES,
                                  f"<{name}> has {len(keys)} attributes",
                                  self._max_attributes)  # fmt: skip
-                if not self._quick[name].issuperset(keys) or not _plain_values(
-                    el.values(), run.short_values, self._value_limit
-                ):
+                if quick.issuperset(keys):
+                    # Allowed names; the values need a check only when one holds
+                    # a function or a CSS escape, or may be over a length limit.
+                    values = el.values()
+                    joined = "".join(values)
+                    if (
+                        "(" in joined
+                        or "\\" in joined
+                        or not (run.short_values or max(map(len, values)) <= self._value_limit)
+                    ):
+                        self._attrs(run, el, name)
+                else:
                     self._attrs(run, el, name)
                 if "id" in keys:
                     ident = el.get("id")
                     if ident is not None:
                         run.ids.setdefault(ident, el)
-            run.elements += 1
-            if name == "use":
+            if special == _USE:
                 run.uses.append(el)
-            elif name == "style":
+            elif special == _STYLE:
                 return self._style(run, el, scope_id)
         else:
             text_ok = text_ok and unwrap_in
-        text_only = name in _TEXT_ONLY
         text = el.text
         if text:
             if not text_ok and not text.isspace():
@@ -372,7 +392,7 @@ class Sanitizer:
         ctag = child.tag
         if not isinstance(ctag, str):
             self._note_misc(run, child)
-        elif name in _TEXT_ONLY:
+        elif name in t.TEXT_ONLY_ELEMENTS:
             run.note(Action.REMOVED, "element", ReasonCode.TEXT_REMOVED, child,
                      ctag.rpartition("}")[2], f"markup inside <{name}>")  # fmt: skip
         elif ctag == _SVG_A:
@@ -444,17 +464,18 @@ class Sanitizer:
         p = self.policy
         kinds = self._kinds[name]
         max_length = p.max_attribute_length
+        short = run.short_values
         for key, value in el.items():
             kind = kinds.get(key)
+            if kind == _PLAIN:
+                # The common case (geometry, filter parameters...): no URL, no CSS.
+                if short or len(value) <= max_length:
+                    continue
+                raise reject(ReasonCode.ATTRIBUTE_TOO_LONG,
+                             f"<{name} {key}> is {len(value)} long", max_length)  # fmt: skip
             if kind is None:
                 self._refuse_attribute(run, el, key, value)
                 del el.attrib[key]
-                continue
-            if kind == _PLAIN:
-                # The common case (geometry, filter parameters...): no URL, no CSS.
-                if len(value) > max_length:
-                    raise reject(ReasonCode.ATTRIBUTE_TOO_LONG,
-                                 f"<{name} {key}> is {len(value)} long", max_length)  # fmt: skip
                 continue
             if kind == _PATH:
                 if len(value) > p.max_path_length:
@@ -541,7 +562,10 @@ class Sanitizer:
         ``elements + sum(rendered(target) for each use)``; only referenced
         subtrees are walked.
         """
-        ids, elements = run.ids, run.elements
+        if not run.uses:
+            return
+        ids = run.ids
+        elements = sum(1 for _ in root.iter())  # the kept elements, each rendered once
         limit = self.policy.max_rendered_elements
         # A use of a leaf (no children, not itself a use) adds one element and
         # cannot be on a cycle: counted here, the search below only sees the rest.
@@ -720,16 +744,10 @@ def _has_scheme(text: str) -> bool:
     return False
 
 
-def _plain_values(values: list[str], short: bool, limit: int) -> bool:
-    """Whether attribute values need no check: no ``(`` or ``\\``, none over ``limit``."""
-    joined = "".join(values)
-    return "(" not in joined and "\\" not in joined and (
-        short or max(map(len, values)) <= limit
-    )
-
-
 def _has_drawable(root: Any) -> bool:
-    return next(root.iter(*_DRAWABLE_TAGS), None) is not None
+    # Plain iteration: a multi-tag ``iter()`` builds its matcher on every call,
+    # which costs more than finding the first shape of a real document.
+    return any(el.tag in _DRAWABLE_TAGS for el in root.iter())
 
 
 _DEFAULT: Sanitizer | None = None
