@@ -202,6 +202,38 @@ def test_encodings_are_honoured(encoded: str, label: str) -> None:
     assert out.svg == f"<svg {NS}><text>é</text></svg>"
 
 
+MALFORMED_UTF8 = {
+    "overlong": b"\xc0\xaf",
+    "surrogate": b"\xed\xa0\x80",
+    "beyond U+10FFFF": b"\xf4\x90\x80\x80",
+    "truncated": b"\xe2\x82",
+    "lone continuation": b"\x80",
+    "invalid lead byte": b"\xf5\x80\x80\x80",
+    "non-character U+FFFE": b"\xef\xbf\xbe",
+}
+PLACES = {
+    "text": b"<svg %s><text>A%sB</text></svg>",
+    "attribute": b'<svg %s><rect fill="%s"/><rect/></svg>',
+    "comment": b"<svg %s><!--%s--><rect/></svg>",
+    "processing instruction": b"<svg %s><?x %s?><rect/></svg>",
+    "cdata": b"<svg %s><text><![CDATA[%s]]></text></svg>",
+}
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("sequence", MALFORMED_UTF8)
+def test_malformed_utf8_is_refused_wherever_it_is(sequence: str, place: str) -> None:
+    # The sanitizer leaves UTF-8 validation to libxml2 (a Python decode first
+    # slowed the parse down); this is the evidence that libxml2 refuses it all.
+    doc = PLACES[place] % (NS.encode(), MALFORMED_UTF8[sequence])
+    for prefix in (b"", b'<?xml version="1.0" encoding="UTF-8"?>'):
+        assert rejected(prefix + doc).reason == ReasonCode.NOT_WELL_FORMED
+    # The pull parser (taken when there are more ``<`` than ``max_elements``)
+    # must refuse it too; each document has at most 3 nodes and 4 ``<``.
+    assert doc.count(b"<") > 3
+    assert rejected(doc, SanitizePolicy(max_elements=3)).reason == ReasonCode.NOT_WELL_FORMED
+
+
 def test_str_input_ignores_declared_encoding() -> None:
     doc = f'<?xml version="1.0" encoding="UTF-16"?><svg {NS}><text>é</text></svg>'
     assert sanitize_svg(doc).svg == f"<svg {NS}><text>é</text></svg>"
