@@ -36,6 +36,7 @@ _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
 _URL_OPEN = re.compile(r"url\(([\"']?)(.)")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]+")
 _DEFAULT_ROOT_ID = "chatsvg"
+_CLEAN_SIZE = 8192
 MAX_REPORT_ENTRIES = 10_000
 """Report entries kept per document; further changes are only counted (``omitted``)."""
 
@@ -222,6 +223,7 @@ class Sanitizer:
             for name in {*p.elements, "a"}  # a disallowed <a> is still walked (unwrapped)
         }
         self._css_cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = {}
+        self._clean: dict[tuple[str, str, str], str] = {}
         self._animatable = frozenset(
             a
             for a in p.attributes
@@ -465,6 +467,7 @@ class Sanitizer:
         kinds = self._kinds[name]
         max_length = p.max_attribute_length
         short = run.short_values
+        clean = self._clean
         for key, value in el.items():
             kind = kinds.get(key)
             if kind == _PLAIN:
@@ -482,24 +485,36 @@ class Sanitizer:
                     raise reject(ReasonCode.PATH_TOO_LONG, f"<{name} {key}> is {len(value)} long",
                                  p.max_path_length)  # fmt: skip
                 continue
+            if kind == _PRESENTATION and "(" not in value and "\\" not in value:
+                if short or len(value) <= max_length:
+                    continue  # no function, no escape: nothing can hide in it
+            else:
+                # Values that passed unchanged or were rewritten without a report
+                # entry: documents repeat them (``fill="url(#g)"``, styles, links).
+                known = clean.get((name, key, value))
+                if known is not None:
+                    if known != value:
+                        el.set(key, known)
+                    continue
             if kind != _HREF and len(value) > max_length:
                 raise reject(ReasonCode.ATTRIBUTE_TOO_LONG, f"<{name} {key}> is {len(value)} long",
                              max_length)  # fmt: skip
+            reported = len(run.entries) + run.omitted
             if kind == _PRESENTATION:
-                if "(" not in value and "\\" not in value:
-                    continue  # no function, no escape: nothing can hide in it
                 checked, issue = run.css.check_attribute(key, value)
                 if issue is not None:
                     run.css_issues(el, [issue])
-                    del el.attrib[key]
-                elif checked != value:
-                    el.set(key, checked)
-                continue
-            checked = self._value(run, el, name, key, value)
+            else:
+                checked = self._value(run, el, name, key, value)
             if checked is None:
                 del el.attrib[key]
-            elif checked != value:
+                continue
+            if checked != value:
                 el.set(key, checked)
+            if len(run.entries) + run.omitted == reported:
+                if len(clean) >= _CLEAN_SIZE:
+                    clean.clear()  # bounded; real documents repeat few values
+                clean[(name, key, value)] = checked
 
     def _refuse_attribute(self, run: _Run, node: Any, key: str, value: str) -> None:
         if key[0] == "{":
@@ -686,35 +701,40 @@ def _use_target(node: Any, ids: dict[str, Any]) -> Any:
 def _splice(parent: Any, changes: dict[Any, bool]) -> None:
     """Remove (``False``) or unwrap (``True``) children of ``parent``, keeping the text around them.
 
-    Text pieces are joined once per gap, so removing many children from one
-    parent stays linear (``a<!---->a<!---->...`` would be quadratic with ``+=``).
+    ``changes`` is in document order. Only the changed children and their
+    neighbours are touched (one removal from a 10^4-child root is not a pass
+    over the root), and the text gathered before each kept node is joined
+    once: ``a<!---->a<!---->...`` stays linear.
     """
-    owner: Any = None  # whose text the current gap is: None for parent.text, else a tail
-    pieces: list[str] = [parent.text or ""]
-    gaps: list[tuple[Any, list[str]]] = []
-    for child in list(parent):
-        change = changes.get(child)
-        if change is None:
-            gaps.append((owner, pieces))
-            owner, pieces = child, [child.tail or ""]
-            continue
-        if change:
+    pending: dict[Any, list[str]] = {}  # a kept node (its tail), or parent (its text)
+
+    def gap_before(node: Any) -> list[str]:
+        owner = node.getprevious()  # earlier changed children are already gone
+        if owner is None:
+            owner = parent
+        pieces = pending.get(owner)
+        if pieces is None:
+            text = parent.text if owner is parent else owner.tail
+            pieces = pending[owner] = [text or ""]
+        return pieces
+
+    for child, unwrap in changes.items():
+        pieces = gap_before(child)
+        if unwrap:
             pieces.append(child.text or "")
-            for grandchild in list(child):
-                gaps.append((owner, pieces))
-                owner, pieces = grandchild, [grandchild.tail or ""]
-                child.addprevious(grandchild)
+            grandchildren = list(child)
+            for grandchild in grandchildren:
+                child.addprevious(grandchild)  # its tail moves along with it
+            if grandchildren:
+                pieces = gap_before(child)
         pieces.append(child.tail or "")
-        parent.remove(child)
-    gaps.append((owner, pieces))
-    for at, parts in gaps:
-        if len(parts) == 1 and at is not None:
-            continue  # an untouched tail (moved along with its element)
-        text = "".join(parts) or None
-        if at is None:
+        parent.remove(child)  # takes its tail along: the text lives on in pieces
+    for owner, pieces in pending.items():
+        text = "".join(pieces) or None
+        if owner is parent:
             parent.text = text
         else:
-            at.tail = text
+            owner.tail = text
 
 
 def _set_first(el: Any, key: str, value: str) -> None:
