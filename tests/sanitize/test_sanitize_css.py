@@ -295,6 +295,28 @@ def test_plain_function_fast_path_only_accepts_what_the_tokenizer_accepts(
     assert (value is not None) == slow_ok, (text, issue)
 
 
+@given(
+    st.text(alphabet="aZ09_-#().: \"'\\\t", max_size=12),
+    st.sampled_from(["", " ", "\t"]),
+    st.sampled_from([None, "p"]),
+)
+@settings(max_examples=300)
+def test_local_url_fast_path_gives_what_the_tokenizer_gives(
+    ref: str, space: str, prefix: str | None
+) -> None:
+    policy = SanitizePolicy.default().extend(id_prefix=prefix)
+    rewrite = Sanitizer(policy).rewrite_fragment
+    for text in (f"url(#{ref})", f"url({space}#{ref}{space})", f"url(#{ref}) none"):
+        fast = CssSanitizer(policy, rewrite)
+        value, issue = fast.check_attribute("fill", text)
+        slow = CssSanitizer(policy, rewrite)
+        try:
+            expected: str | None = slow.value(text)
+        except Exception:
+            expected = None
+        assert value == expected, (text, issue)
+
+
 @pytest.mark.parametrize(
     "body",
     [

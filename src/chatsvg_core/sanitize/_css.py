@@ -52,6 +52,7 @@ _SIMPLE_NAME = re.compile(r"[ \t\n\r\f]*+[A-Za-z][A-Za-z-]*+[ \t\n\r\f]*+")
 # The lookbehind makes a start inside a name fail at once: linear, not quadratic.
 _FUNCTION_NAME = re.compile(r"(?<![A-Za-z0-9-])([A-Za-z][A-Za-z0-9-]*+)\(")
 _PLAIN_FUNCTIONS = t.CSS_FUNCTIONS - {"url"}
+_LOCAL_URL = re.compile(r"url\((#[A-Za-z0-9_-]++)\)")
 # One token: number/dimension/percentage, identifier or hash. Tokens must be
 # separated by whitespace or a comma, so the text is exactly what tinycss2
 # would serialize (it adds ``/**/`` between tokens that touch).
@@ -206,7 +207,12 @@ class CssSanitizer:
         """Check a presentation attribute; ``(value, None)`` or ``(None, issue)``."""
         if "(" not in text and "\\" not in text:
             return text, None
-        # The cache first: documents repeat their references (``fill="url(#g0)"``).
+        local = _LOCAL_URL.fullmatch(text)
+        if local is not None:
+            # ``url(#id)``, the usual paint/filter/clip reference: what the
+            # tokenizer path gives (a property test checks), without tokenizing.
+            return f"url({self.rewrite(local.group(1))})", None
+        # The cache next: documents repeat their values.
         key = (name, text)
         hit = self.cache.get(key)
         if hit is not None:
