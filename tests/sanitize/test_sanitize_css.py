@@ -248,6 +248,10 @@ def test_fast_declaration_path_agrees_with_tinycss2(
     if fast_out is not None:
         assert fast_out == slow_out
         assert fast.issues == [i for i in slow.issues if i.reason != ReasonCode.CSS_INVALID]
+    if fast._canonical(text):
+        # The one-regex path of style_attribute: kept as written, nothing to report.
+        assert slow_out == text
+        assert not slow.issues
 
 
 def test_cached_results_report_the_same_issues() -> None:
@@ -271,6 +275,33 @@ def test_unclosed_url_and_string_at_end_of_value_are_kept_closed() -> None:
         '<rect style="fill:url(#q)"/></svg>'
     )
     assert not out.changed
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["fill", "stroke-width", "opacity", "behavior", "x", "Fill", "-a"]),
+            st.lists(_WORD, min_size=1, max_size=3),
+            st.sampled_from([" ", ",", ", ", "  "]),
+        ),
+        min_size=1,
+        max_size=4,
+    )
+)
+@settings(max_examples=200)
+def test_canonical_style_path_keeps_only_what_the_tokenizer_keeps_unchanged(
+    decls: list[tuple[str, list[str], str]],
+) -> None:
+    # Declarations close to the written form, so the one-regex path is taken often.
+    text = ";".join(f"{name}:{sep.join(words)}" for name, words, sep in decls)
+    fast = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    slow = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
+    slow_out = ";".join(slow._declarations(items))
+    if fast._canonical(text):
+        assert slow_out == text
+        assert not slow.issues
+    assert fast.style_attribute(text) == slow_out
 
 
 _FUNC = st.sampled_from(["translate", "rotate", "Scale", "rgb", "url", "var", "attr", "matrix",

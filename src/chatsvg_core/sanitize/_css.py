@@ -269,6 +269,9 @@ class CssSanitizer:
 
     def style_attribute(self, text: str) -> str:
         """Sanitize a ``style`` attribute; the result may be empty."""
+        if self._canonical(text):
+            # Not cached here: the sanitizer keeps clean attribute values itself.
+            return text
         key = ("style", text)
         hit = self.cache.get(key)
         if hit is not None:
@@ -302,8 +305,6 @@ class CssSanitizer:
         dimension, percentage, hash or comma, where it gives exactly what the
         tinycss2 path gives (a property test checks the two agree).
         """
-        if self._canonical(text):
-            return text
         kept: list[str] = []
         for part in text.split(";"):
             if not part or part.isspace():
