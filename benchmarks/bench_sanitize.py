@@ -133,7 +133,8 @@ def main() -> None:
     print(f"python {platform.python_version()}, lxml {etree.__version__}")
     header = (
         f"{'input':>16} {'files':>6} {'KB':>9} {'floor ms':>9} {'default ms':>11} "
-        f"{'ratio':>6} {'MB/s':>7} {'files/s':>8} {'us/KB':>7} {'strict ratio':>12} {'cold ratio':>10}"
+        f"{'ratio':>6} {'MB/s':>7} {'files/s':>8} {'us/KB':>7} {'strict ratio':>12} "
+        f"{'cold ratio':>10}"
     )
     print(header)
     print("-" * len(header))
