@@ -7,6 +7,7 @@ import pytest
 from lxml import etree
 
 from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, sanitize_svg
+from chatsvg_core.testing.strategies import assert_svg_safe
 
 NS = 'xmlns="http://www.w3.org/2000/svg"'
 SVG = "{http://www.w3.org/2000/svg}"
@@ -172,3 +173,104 @@ def test_every_allowed_name_keeps_its_case_when_inlined_in_html(element: str) ->
     doc = f'<svg {NS} viewBox="0 0 1 1" preserveAspectRatio="none"><rect/>{body}</svg>'
     out = sanitize_svg(doc).svg
     assert xml_tree(out) == html_tree(out)
+
+
+XLINK = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
+SVG_URI = "http://www.w3.org/2000/svg"
+XLINK_URI = "http://www.w3.org/1999/xlink"
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        # Prefixes on the root: copied into a tree with the canonical ones.
+        (
+            f'<s:svg xmlns:s="{SVG_URI}" xmlns:x="{XLINK_URI}"><s:use x:href="#a"/>'
+            '<s:rect id="a"/></s:svg>',
+            f'<svg {NS} {XLINK}><use xlink:href="#a"/><rect id="a"/></svg>',
+        ),
+        (
+            f'<svg {NS} xmlns:s="{SVG_URI}"><s:rect/><rect/></svg>',
+            f"<svg {NS}><rect/><rect/></svg>",
+        ),
+        # Declarations below the root: moved up, or dropped when unused.
+        (
+            f'<svg {NS}><g {NS}><rect/></g><use {XLINK} xlink:href="#a"/>'
+            f'<g xmlns:k="{SVG_URI}"><k:circle r="1"/></g></svg>',
+            f'<svg {NS} {XLINK}><g><rect/></g><use xlink:href="#a"/><g><circle r="1"/></g></svg>',
+        ),
+        (
+            f'<svg {NS} {XLINK} xmlns:ink="urn:ink" ink:v="1"><rect ink:a="2"/></svg>',
+            f"<svg {NS}><rect/></svg>",
+        ),
+        # ``xlink`` bound to another namespace is a foreign attribute.
+        (
+            f'<svg {NS} xmlns:xlink="urn:not-xlink"><rect/><use xlink:href="#a"/></svg>',
+            f"<svg {NS}><rect/><use/></svg>",
+        ),
+        # Text that mentions xmlns takes the copying path, with the same result.
+        (
+            f'<svg {NS} {XLINK}><text xml:space="preserve">xmlns="x"</text>'
+            '<use xlink:href="#t"/></svg>',
+            f'<svg {NS} {XLINK}><text xml:space="preserve">xmlns="x"</text>'
+            '<use xlink:href="#t"/></svg>',
+        ),
+        (
+            f'<s:svg xmlns:s="{SVG_URI}"><s:text>xmlns<s:tspan>a</s:tspan>b</s:text></s:svg>',
+            f"<svg {NS}><text>xmlns<tspan>a</tspan>b</text></svg>",
+        ),
+    ],
+)
+def test_namespaces_are_written_canonically(doc: str, expected: str) -> None:
+    out = sanitize_svg(doc)
+    assert out.svg == expected
+    assert_svg_safe(out.svg)
+    assert sanitize_svg(out.svg).svg == out.svg
+
+
+def test_checker_flags_non_canonical_namespaces() -> None:
+    # (A redundant ``xmlns`` repeating the parent's namespace is invisible to
+    # lxml's nsmap, and harmless: both parsers read the same tree.)
+    for markup in (
+        f'<s:svg xmlns:s="{SVG_URI}"><s:rect/></s:svg>',
+        f'<svg {NS}><g xmlns:k="urn:k"><rect/></g></svg>',
+        f'<svg {NS} xmlns:x="{XLINK_URI}"><use x:href="#a"/></svg>',
+    ):
+        with pytest.raises(AssertionError, match="namespace declaration"):
+            assert_svg_safe(markup)
+
+
+@pytest.mark.parametrize(
+    ("doc", "expected"),
+    [
+        # Removed children keep the text around them, in order.
+        (
+            f"<svg {NS}><text>a<!--c-->b<?pi x?>c<script>no</script>d</text></svg>",
+            f"<svg {NS}><text>abcd</text></svg>",
+        ),
+        (
+            f"<svg {NS}> <!--c--> <rect/> <script/> <rect/> <!--d--> </svg>",
+            f"<svg {NS}>  <rect/>  <rect/>  </svg>",
+        ),
+        # A disallowed <a> (strict) is unwrapped: its children and text move up.
+        (
+            f'<svg {NS}><text>x<a href="#t">y<tspan>z</tspan>w</a>v</text></svg>',
+            f"<svg {NS}><text>xy<tspan>z</tspan>wv</text></svg>",
+        ),
+        (
+            f'<svg {NS}><a href="#t"> <rect/> </a><a/><rect/></svg>',
+            f"<svg {NS}> <rect/> <rect/></svg>",
+        ),
+    ],
+)
+def test_removals_keep_the_surrounding_text(doc: str, expected: str) -> None:
+    out = sanitize_svg(doc, policy=SanitizePolicy.strict())
+    assert out.svg == expected
+
+
+def test_many_removals_from_one_parent_are_linear() -> None:
+    # 20 000 comments between text pieces: the text is joined once, not 20 000 times.
+    doc = f"<svg {NS}><text>" + "a<!---->" * 20_000 + "</text></svg>"
+    out = sanitize_svg(doc, policy=SanitizePolicy.default().extend(max_elements=50_000))
+    assert out.svg == f"<svg {NS}><text>{'a' * 20_000}</text></svg>"
+    assert len(out.report) == 20_000

@@ -28,6 +28,9 @@ _URL_CARRIERS = t.HREF_ATTRIBUTES | t.URL_VALUE_ATTRIBUTES | {"style", "values",
 _URL = re.compile(r"url\(\s*([\"']?)\s*(.)", re.I)
 
 
+_CANONICAL_NS = {None: t.SVG_NS, "xlink": t.XLINK_NS}
+
+
 def _squash(value: str) -> str:
     return _SQUASH.sub("", value).lower()
 
@@ -58,6 +61,15 @@ def svg_safety_violations(markup: str, policy: SanitizePolicy | None = None) -> 
         if not isinstance(el.tag, str):
             problems.append(f"non-element node {el!r}")
             continue
+        # Canonical namespaces: an HTML parser only knows the default SVG
+        # namespace and the literal ``xlink:`` prefix, so any other declaration
+        # (or one below the root) reads differently inline.
+        inherited = {} if el is root else el.getparent().nsmap
+        for prefix, uri in el.nsmap.items():
+            if inherited.get(prefix) != uri and (
+                el is not root or _CANONICAL_NS.get(prefix) != uri
+            ):
+                problems.append(f"namespace declaration {prefix or 'xmlns'}={uri!r} on <{el.tag}>")
         if not el.tag.startswith(_SVG):
             problems.append(f"foreign element {el.tag}")
             continue
