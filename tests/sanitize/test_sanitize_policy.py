@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+from pathlib import Path
+
 import pytest
 from pydantic import ValidationError
 
-from chatsvg_core.sanitize import PRESET_NAMES, SanitizePolicy, Sanitizer, sanitize_svg
+from chatsvg_core.sanitize import PRESET_NAMES, SanitizePolicy, Sanitizer, _sanitizer, sanitize_svg
+
+FIDELITY = Path(__file__).parents[1] / "data" / "fidelity"
 
 NS = 'xmlns="http://www.w3.org/2000/svg"'
 
@@ -90,3 +95,21 @@ def test_sanitizer_is_reusable_and_matches_the_function() -> None:
     assert sanitizer.sanitize(doc) == sanitize_svg(doc, policy=SanitizePolicy.strict())
     assert sanitizer.sanitize(doc) == sanitizer.sanitize(doc.encode())
     assert Sanitizer().policy is SanitizePolicy.default()
+
+
+def test_one_sanitizer_shared_by_threads_gives_the_sequential_results(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Shared: the policy tables and the bounded value caches; per thread: the
+    # parser; per call: everything else. A tiny cache makes threads clear and
+    # refill it while others read it.
+    docs = [p.read_bytes() for p in sorted(FIDELITY.rglob("*.svg"))[:120]]
+    assert len(docs) == 120
+    expected = [Sanitizer().sanitize(d) for d in docs]
+    shared = Sanitizer()
+    monkeypatch.setattr(_sanitizer, "_CLEAN_SIZE", 8)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        for _ in range(3):
+            got = list(pool.map(shared.sanitize, docs))
+            assert [g.svg for g in got] == [e.svg for e in expected]
+            assert [g.report for g in got] == [e.report for e in expected]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import codecs
 import re
+import threading
 from typing import Any
 
 from lxml import etree
@@ -34,6 +35,7 @@ _CHUNK = 64 * 1024
 _XML_DECL_ENCODING = re.compile(rb"^<\?xml[^>]*?encoding\s*=\s*[\"']([A-Za-z0-9._-]+)[\"']")
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
 _ENTITY_DECL = re.compile(rb"<!ENTITY", re.IGNORECASE)
+_DECLARATION = re.compile(rb"<!(?:DOCTYPE|ENTITY)", re.IGNORECASE)
 # A DOCTYPE with at most an external id and no internal subset.
 _PLAIN_DOCTYPE = re.compile(
     rb"<!DOCTYPE\s+[A-Za-z_:][\w:.-]*"
@@ -72,6 +74,17 @@ def _make_parser(*, pull: bool = True) -> Any:
     if pull:
         return etree.XMLPullParser(events=("start", "end", "comment", "pi"), **options)
     return etree.XMLParser(**options)
+
+
+_LOCAL = threading.local()
+
+
+def _thread_parser() -> Any:
+    """This thread's one-call parser: lxml parsers may be reused, but not shared by threads."""
+    parser = getattr(_LOCAL, "parser", None)
+    if parser is None:
+        parser = _LOCAL.parser = _make_parser(pull=False)
+    return parser
 
 
 def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
@@ -117,9 +130,12 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
 def _refuse_dtd(raw: bytes, policy: SanitizePolicy) -> bytes:
     # Refused on sight: the parser never gets to read a declaration, so no
     # entity is ever defined, let alone expanded.
-    if _ENTITY_DECL.search(raw):
+    first = _DECLARATION.search(raw)  # one scan; almost every input has neither
+    if first is None:
+        return raw
+    if _ENTITY_DECL.search(raw, first.start()):
         raise reject(ReasonCode.ENTITY_FORBIDDEN, "entity declaration")
-    match = _DOCTYPE.search(raw)
+    match = _DOCTYPE.search(raw, first.start())
     if match is None:
         return raw
     if policy.allow_plain_doctype:
@@ -144,7 +160,7 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
         # one call (libxml2 itself refuses nesting deeper than 256; the walk
         # checks ``max_depth``). Otherwise count while parsing, below.
         try:
-            root = etree.fromstring(cleaned, _make_parser(pull=False))
+            root = etree.fromstring(cleaned, _thread_parser())
         except etree.XMLSyntaxError as exc:
             raise _syntax_error(exc, policy) from None
         _check_doctype(root, doctype_dropped)
