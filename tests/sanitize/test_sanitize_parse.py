@@ -164,6 +164,21 @@ def test_use_fan_out_is_bounded() -> None:
     assert sanitize_svg(doc, policy=small).svg.count("<use") == 70
 
 
+@pytest.mark.parametrize(("limit", "ok"), [(4, True), (3, False)])
+def test_use_bound_counts_kept_elements_not_markup(limit: int, ok: bool) -> None:
+    # 104 '<' in the input, 3 elements kept, 4 rendered: the parse's bound is
+    # replaced by the exact count when it alone would exceed the limit.
+    doc = f'<svg {NS}><rect id="a"/>{"<!---->" * 100}<use href="#a"/></svg>'
+    policy = SanitizePolicy.default().extend(max_rendered_elements=limit)
+    if ok:
+        assert (
+            sanitize_svg(doc, policy=policy).svg
+            == f'<svg {NS}><rect id="a"/><use href="#a"/></svg>'
+        )
+    else:
+        assert rejected(doc, policy).reason == ReasonCode.TOO_MUCH_RENDERING
+
+
 def test_cyclic_use_is_removed() -> None:
     out = sanitize_svg(f'<svg {NS}><g id="a"><rect/><use href="#a"/></g></svg>')
     assert out.svg == f'<svg {NS}><g id="a"><rect/></g></svg>'

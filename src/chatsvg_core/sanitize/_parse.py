@@ -146,8 +146,12 @@ def _refuse_dtd(raw: bytes, policy: SanitizePolicy) -> bytes:
     raise reject(ReasonCode.DOCTYPE_FORBIDDEN, "document type declaration")
 
 
-def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element, bool]:
-    """Parse under the policy's limits; return the root element and whether a DOCTYPE was dropped.
+def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element, bool, int]:
+    """Parse under the policy's limits.
+
+    Returns the root element, whether a DOCTYPE was dropped, and an upper
+    bound of the number of elements (the ``<`` counted, or the nodes the pull
+    parser saw).
 
     Raises:
         SVGRejected: not well-formed, DOCTYPE/entities, or over a size/depth/count limit.
@@ -155,7 +159,8 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
     raw = to_utf8(data, policy.max_bytes)
     cleaned = _refuse_dtd(raw, policy)
     doctype_dropped = cleaned is not raw
-    if cleaned.count(b"<") <= policy.max_elements:
+    markup = cleaned.count(b"<")
+    if markup <= policy.max_elements:
         # Every element needs a '<', so the count cannot be exceeded: parse in
         # one call (libxml2 itself refuses nesting deeper than 256; the walk
         # checks ``max_depth``). Otherwise count while parsing, below.
@@ -164,7 +169,7 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
         except etree.XMLSyntaxError as exc:
             raise _syntax_error(exc, policy) from None
         _check_doctype(root, doctype_dropped)
-        return root, doctype_dropped
+        return root, doctype_dropped, markup
     parser = _make_parser()
     max_depth, max_elements = policy.max_depth, policy.max_elements
     depth = elements = 0
@@ -192,7 +197,7 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc, policy) from None
     _check_doctype(root, doctype_dropped)
-    return root, doctype_dropped
+    return root, doctype_dropped, elements
 
 
 def _check_doctype(root: etree._Element, doctype_dropped: bool) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -31,6 +31,7 @@ _DRAWABLE_TAGS = frozenset(
                  "image", "use")
 )  # fmt: skip
 _SVG_USE = _SVG_PREFIX + "use"
+_COUNT_ELEMENTS = etree.XPath("count(//*)")  # in C, without a Python object per element
 _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+.-")
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
 _URL_OPEN = re.compile(r"url\(([\"']?)(.)")
@@ -253,7 +254,7 @@ class Sanitizer:
         Raises:
             SVGRejected: the input cannot be made safe (reason code in ``.reason``).
         """
-        root, doctype_dropped = parse_svg(data, self.policy)
+        root, doctype_dropped, nodes = parse_svg(data, self.policy)
         if root.tag != _SVG_ROOT:
             raise reject(ReasonCode.NOT_SVG_ROOT, f"root element is {root.tag!r}")
         # ``len(data)`` bounds every attribute value (characters or bytes alike).
@@ -271,7 +272,7 @@ class Sanitizer:
             _set_first(root, "id", scope_id)
             run.ids.setdefault(scope_id, root)
             run.note(Action.REWRITTEN, "id", ReasonCode.ROOT_ID_ADDED, root, "id", scope_id)
-        self._bound_rendering(run, root)
+        self._bound_rendering(run, root, nodes)
         if run.removed and had_children and not _has_drawable(root):
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
         svg = serialize(root)
@@ -569,7 +570,7 @@ class Sanitizer:
 
     # --- render cost ----------------------------------------------------------
 
-    def _bound_rendering(self, run: _Run, root: Any) -> None:
+    def _bound_rendering(self, run: _Run, root: Any, nodes: int) -> None:
         """Drop cyclic ``<use>`` and refuse documents whose ``<use>`` expansion is too big.
 
         Every element renders once, and every ``<use>`` renders its target's
@@ -580,8 +581,20 @@ class Sanitizer:
         if not run.uses:
             return
         ids = run.ids
-        elements = sum(1 for _ in root.iter())  # the kept elements, each rendered once
         limit = self.policy.max_rendered_elements
+        # The kept elements render once each. ``nodes`` (from the parse) bounds
+        # their number; they are counted only when that bound is not enough.
+        elements = nodes
+        overcount: int | None = None
+
+        def exceeds(total: int) -> bool:
+            nonlocal overcount
+            if total <= limit:
+                return False
+            if overcount is None:
+                overcount = nodes - int(cast(float, _COUNT_ELEMENTS(root)))
+            return total - overcount > limit
+
         # A use of a leaf (no children, not itself a use) adds one element and
         # cannot be on a cycle: counted here, the search below only sees the rest.
         uses = []
@@ -593,7 +606,7 @@ class Sanitizer:
                 uses.append(use)
             else:
                 elements += 1
-        if elements > limit:
+        if exceeds(elements):
             raise reject(ReasonCode.TOO_MUCH_RENDERING,
                          f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
         if not uses:
@@ -610,7 +623,7 @@ class Sanitizer:
             target = _use_target(use, ids)
             if target is not None:
                 total += size.get(target, 0)
-                if total > limit:
+                if exceeds(total):
                     raise reject(ReasonCode.TOO_MUCH_RENDERING,
                                  f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
 
