@@ -123,7 +123,7 @@ def main() -> None:
         help="directory of real SVGs (all *.svg below it)",
     )
     args = ap.parse_args()
-    min_time, repeat = (0.05, 2) if args.quick else (0.2, 5)
+    min_time, repeat = (0.05, 2) if args.quick else (0.2, 8)
 
     sanitizers = {
         "default": Sanitizer(SanitizePolicy.default()),
@@ -157,13 +157,15 @@ def main() -> None:
             "cold": lambda: [sanitize_cold(d) for d in docs],
         }
         # Interleaved rounds, best of each: a slow spell of the machine hits the
-        # floor and the sanitizer alike instead of skewing their ratio.
+        # floor and the sanitizer alike instead of skewing their ratio. The order
+        # rotates each round: on megabyte inputs whatever runs right after the
+        # floor is ~15% slower (the allocator's state after freeing its tree).
         best = dict.fromkeys(runs, float("inf"))
-        # Megabyte inputs run once per sample, and their floor swings most (page
-        # faults of a fresh tree): they get more rounds.
-        for _ in range(repeat if total < 1_000_000 else repeat * 2):
-            for name, fn in runs.items():
-                best[name] = min(best[name], best_time(fn, min_time, 1))
+        names = list(runs)
+        # Megabyte inputs run once per sample and swing most: more rounds.
+        for round_ in range(repeat if total < 1_000_000 else repeat * 2):
+            for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+                best[name] = min(best[name], best_time(runs[name], min_time, 1))
         t_floor, t_default, t_strict = best["floor"], best["default"], best["strict"]
         row = {
             "input": label,
