@@ -217,6 +217,11 @@ def test_presentation_attributes_with_urls_are_checked() -> None:
     )
 
 
+def _css() -> CssSanitizer:
+    """A fresh CSS sanitizer under ``default`` with no id rewriting."""
+    return CssSanitizer(SanitizePolicy.default(), lambda u: u)
+
+
 _WORD = st.sampled_from(
     ["red", "fill", "stroke", "1px", "-2.5em", "+3", ".5", "50%", "#fff", "#a1b2c3", ",", "e3",
      "1e3", "sans-serif", "a1-", "_x", "1.5.5", "0", "none", "bold", "X"]
@@ -240,8 +245,8 @@ def test_fast_declaration_path_agrees_with_tinycss2(
     text = sep.join(
         f"{a}{name}{b}:{''.join(w + s for w, s in words)}{c}" for a, name, b, words, c in decls
     )
-    fast = CssSanitizer(SanitizePolicy.default(), lambda u: u)
-    slow = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    fast = _css()
+    slow = _css()
     fast_out = fast._simple_declarations(text)
     items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
     slow_out = ";".join(slow._declarations(items))
@@ -294,8 +299,8 @@ def test_canonical_style_path_keeps_only_what_the_tokenizer_keeps_unchanged(
 ) -> None:
     # Declarations close to the written form, so the one-regex path is taken often.
     text = ";".join(f"{name}:{sep.join(words)}" for name, words, sep in decls)
-    fast = CssSanitizer(SanitizePolicy.default(), lambda u: u)
-    slow = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    fast = _css()
+    slow = _css()
     items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
     slow_out = ";".join(slow._declarations(items))
     if fast._canonical(text):
@@ -315,9 +320,9 @@ def test_plain_function_fast_path_only_accepts_what_the_tokenizer_accepts(
     parts: list[tuple[str, list[str], str]],
 ) -> None:
     text = "".join(f"{name}({''.join(args)}){space}" for name, args, space in parts)
-    fast = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    fast = _css()
     value, issue = fast.check_attribute("transform", text)
-    slow = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    slow = _css()
     try:
         slow.value(text)
         slow_ok = True
