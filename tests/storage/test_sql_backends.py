@@ -402,21 +402,23 @@ async def test_cancelled_transaction_rolls_back(kind: str, request: pytest.Fixtu
             assert await tx.balance("a") == 0
 
 
+# (owner, signed amount, optional ref) adjustments for the balance property tests.
+_ADJUSTMENTS = st.lists(
+    st.tuples(
+        st.sampled_from(["a", "b"]),
+        st.integers(-1000, 1000).filter(bool),
+        st.one_of(st.none(), st.sampled_from(["r1", "r2", "r3"])),
+    ),
+    max_size=20,
+)
+
+
 @settings(
     max_examples=15,
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(
-    amounts=st.lists(
-        st.tuples(
-            st.sampled_from(["a", "b"]),
-            st.integers(-1000, 1000).filter(bool),
-            st.one_of(st.none(), st.sampled_from(["r1", "r2", "r3"])),
-        ),
-        max_size=20,
-    )
-)
+@given(amounts=_ADJUSTMENTS)
 def test_stored_balance_always_equals_the_sum_of_entries_sqlite(
     amounts: list[tuple[str, int, str | None]],
 ) -> None:
@@ -433,16 +435,7 @@ def test_stored_balance_always_equals_the_sum_of_entries_sqlite(
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
-@given(
-    amounts=st.lists(
-        st.tuples(
-            st.sampled_from(["a", "b"]),
-            st.integers(-1000, 1000).filter(bool),
-            st.one_of(st.none(), st.sampled_from(["r1", "r2", "r3"])),
-        ),
-        max_size=20,
-    )
-)
+@given(amounts=_ADJUSTMENTS)
 def test_stored_balance_always_equals_the_sum_of_entries_postgres(
     postgres_url: str, amounts: list[tuple[str, int, str | None]]
 ) -> None:

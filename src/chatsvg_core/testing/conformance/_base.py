@@ -5,16 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any, ClassVar, TypeVar
 from uuid import uuid4
 
-from chatsvg_core.jobs import Job, new_job
-from chatsvg_core.storage import EntryKind, LedgerEntry, Store
+from hypothesis.stateful import RuleBasedStateMachine
 
-__all__ = ["T0", "Capability", "ConformanceBase", "entry", "job"]
+from chatsvg_core.jobs import Job, new_job
+from chatsvg_core.storage import EntryKind, LedgerEntry, MemoryStore, Store
+
+__all__ = ["T0", "Capability", "ConformanceBase", "HostMachine", "entry", "job"]
 
 T = TypeVar("T")
 
@@ -156,3 +158,28 @@ def entry(
         ref=ref,
         created_at=at + timedelta(seconds=seconds),
     )
+
+
+class HostMachine(RuleBasedStateMachine):
+    """A state machine that runs each step on the host's store and on the reference store.
+
+    ``loop`` runs the async steps; the host store comes from the suite and is
+    closed, with the reference :class:`MemoryStore`, in ``teardown``.
+    """
+
+    def __init__(self, suite: ConformanceBase) -> None:
+        super().__init__()
+        self.loop = asyncio.new_event_loop()
+        self.stack = AsyncExitStack()
+        self.host: Store = self.loop.run_until_complete(
+            self.stack.enter_async_context(suite.open_store())
+        )
+        self.reference = MemoryStore()
+        self.now = T0
+
+    def teardown(self) -> None:
+        try:
+            self.loop.run_until_complete(self.stack.aclose())
+            self.loop.run_until_complete(self.reference.aclose())
+        finally:
+            self.loop.close()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from datetime import timedelta
 from typing import Any, cast
 
@@ -15,7 +13,6 @@ from chatsvg_core.errors import ChatSVGError, InvalidTransition
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.storage import (
     JobResult,
-    MemoryStore,
     Store,
     StoreTransaction,
     claim_job,
@@ -26,7 +23,7 @@ from chatsvg_core.storage import (
     heartbeat_job,
     retry_job,
 )
-from chatsvg_core.testing.conformance._base import T0, ConformanceBase
+from chatsvg_core.testing.conformance._base import ConformanceBase, HostMachine
 
 __all__ = ["JobConformance"]
 
@@ -68,24 +65,10 @@ class JobConformance(ConformanceBase):
         )
 
 
-class _JobMachine(RuleBasedStateMachine):
+class _JobMachine(HostMachine):
     def __init__(self, suite: ConformanceBase) -> None:
-        super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.stack = AsyncExitStack()
-        self.host: Store = self.loop.run_until_complete(
-            self.stack.enter_async_context(suite.open_store())
-        )
-        self.reference = MemoryStore()
-        self.now = T0
+        super().__init__(suite)
         self.finished: dict[str, Job] = {}
-
-    def teardown(self) -> None:
-        try:
-            self.loop.run_until_complete(self.stack.aclose())
-            self.loop.run_until_complete(self.reference.aclose())
-        finally:
-            self.loop.close()
 
     def _step(self, op: Callable[[StoreTransaction], Awaitable[object]]) -> Outcome:
         host = self.loop.run_until_complete(_outcome(self.host, op))

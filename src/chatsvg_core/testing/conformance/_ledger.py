@@ -11,10 +11,8 @@ reservation settled at most once, and the daily cap never exceeded.
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
 from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, cast
@@ -31,8 +29,8 @@ from hypothesis.stateful import (
 
 from chatsvg_core import ledger as L
 from chatsvg_core.errors import ChatSVGError
-from chatsvg_core.storage import EntryKind, LedgerEntry, MemoryStore, Store, StoreTransaction
-from chatsvg_core.testing.conformance._base import T0, ConformanceBase
+from chatsvg_core.storage import EntryKind, LedgerEntry, Store, StoreTransaction
+from chatsvg_core.testing.conformance._base import ConformanceBase, HostMachine
 
 __all__ = ["LedgerConformance", "check_ledger_invariants"]
 
@@ -167,26 +165,12 @@ def _machine(suite: ConformanceBase) -> RuleBasedStateMachine:
     return _LedgerMachine(suite)
 
 
-class _LedgerMachine(RuleBasedStateMachine):
+class _LedgerMachine(HostMachine):
     def __init__(self, suite: ConformanceBase) -> None:
-        super().__init__()
-        self.loop = asyncio.new_event_loop()
-        self.stack = AsyncExitStack()
-        self.host: Store = self.loop.run_until_complete(
-            self.stack.enter_async_context(suite.open_store())
-        )
-        self.reference = MemoryStore()
+        super().__init__(suite)
         self.model = _Model()
-        self.now = T0
         self.cap: int | None = None
         self.day = L.DayBoundary()
-
-    def teardown(self) -> None:
-        try:
-            self.loop.run_until_complete(self.stack.aclose())
-            self.loop.run_until_complete(self.reference.aclose())
-        finally:
-            self.loop.close()
 
     def _step(
         self, op: Callable[[StoreTransaction], Awaitable[LedgerEntry]], expected: Outcome
