@@ -20,7 +20,6 @@ __all__ = ["Sanitizer", "sanitize_svg"]
 
 _SVG_PREFIX = "{" + t.SVG_NS + "}"
 _SVG_ROOT = _SVG_PREFIX + "svg"
-_SVG_PREFIX_LENGTH = len(_SVG_PREFIX)
 _SVG_A = _SVG_PREFIX + "a"
 _XLINK_PREFIX = "{" + t.XLINK_NS + "}"
 _XML_PREFIX = "{" + t.XML_NS + "}"
@@ -105,8 +104,6 @@ class _Run:
                 break
             steps.append(f"{_key(node).rpartition('}')[2]}[{self.index(node)}]")
             node = parent
-        if len(steps) == 1 and steps[0] == "/":
-            return "/"
         return "/".join(reversed(steps))
 
     def index(self, node: Any) -> int:
@@ -170,7 +167,9 @@ def _key(node: Any) -> str:
 class Sanitizer:
     """A reusable sanitizer for one policy (tables are computed once).
 
-    Thread-safe: each call keeps its state on the stack.
+    Thread-safe: each call keeps its state on the stack, the lxml parser is
+    per thread, and the caches of values found clean are bounded dictionaries
+    that threads may read and clear at once.
 
     Example:
         >>> s = Sanitizer(SanitizePolicy.strict())
@@ -184,9 +183,8 @@ class Sanitizer:
         p = self.policy
         self._elements = frozenset(_SVG_PREFIX + name for name in p.elements)
         base = t.CORE_ATTRIBUTES if p.allow_style_attribute else t.CORE_ATTRIBUTES - {"style"}
-        self._attributes: dict[str, frozenset[str]] = {}
         self._kinds: dict[str, dict[str, int]] = {}
-        self._quick: dict[str, frozenset[str]] = {}
+        quick: dict[str, frozenset[str]] = {}
         self._max_depth = p.max_depth
         self._max_attributes = p.max_attributes
         for name in p.elements:
@@ -194,15 +192,15 @@ class Sanitizer:
             allowed = base | own
             if presentation:
                 allowed |= t.PRESENTATION_ATTRIBUTES | t.CONDITIONAL_ATTRIBUTES
-            self._attributes[name] = (allowed & p.attributes) | p.extra_attributes
             self._kinds[name] = {
-                a: _kind(a, p.id_prefix is not None) for a in self._attributes[name]
+                a: _kind(a, p.id_prefix is not None)
+                for a in (allowed & p.attributes) | p.extra_attributes
             }
             # Attributes whose value needs nothing but a length check when it holds
             # no ``(`` and no ``\\`` (a presentation value without a function or a
             # CSS escape is kept as written): one set test per element skips the
             # per-attribute loop for most of a real document.
-            self._quick[name] = frozenset(
+            quick[name] = frozenset(
                 a for a, kind in self._kinds[name].items() if kind in (_PLAIN, _PATH, _PRESENTATION)
             )
         self._value_limit = min(p.max_attribute_length, p.max_path_length)
@@ -210,7 +208,7 @@ class Sanitizer:
         self._info: dict[str, tuple[str, frozenset[str], bool, bool, int]] = {
             _SVG_PREFIX + name: (
                 name,
-                self._quick.get(name, frozenset()),
+                quick.get(name, frozenset()),
                 name in t.TEXT_ELEMENTS,
                 name in t.TEXT_ONLY_ELEMENTS,
                 _ANIMATION

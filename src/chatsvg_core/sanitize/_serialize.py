@@ -44,14 +44,15 @@ def _is_canonical(root: Any, text: str) -> bool:
     return None in nsmap and text.count("xmlns") == len(nsmap)
 
 
-def _copy(src: Any, parent: Any) -> None:
+def _copy_into(src: Any, dst: Any) -> None:
+    """Give ``dst`` the attributes, text and (copied) children of ``src``."""
+    for key, value in src.items():
+        dst.set(key, value)
+    dst.text = src.text
     for child in src:
-        new = etree.SubElement(parent, child.tag)
-        for key, value in child.items():
-            new.set(key, value)
-        new.text = child.text
+        new = etree.SubElement(dst, child.tag)
         new.tail = child.tail
-        _copy(child, new)
+        _copy_into(child, new)
 
 
 def serialize(root: Any) -> str:
@@ -61,10 +62,7 @@ def serialize(root: Any) -> str:
     if _is_canonical(root, text):
         return text
     fresh = etree.Element(root.tag, nsmap=_CANONICAL)
-    for key, value in root.items():
-        fresh.set(key, value)
-    fresh.text = root.text
-    _copy(root, fresh)
+    _copy_into(root, fresh)
     etree.cleanup_namespaces(fresh)
     # Each new element finds the root's declarations, so none is added below it.
     return _write(fresh)
