@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import tinycss2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, Sanitizer, sanitize_svg
-from chatsvg_core.sanitize._css import CssSanitizer
+from chatsvg_core.sanitize._css import CssIssue, CssSanitizer
 
 NS = 'xmlns="http://www.w3.org/2000/svg"'
 
@@ -224,11 +226,11 @@ def _css() -> CssSanitizer:
 
 _WORD = st.sampled_from(
     ["red", "fill", "stroke", "1px", "-2.5em", "+3", ".5", "50%", "#fff", "#a1b2c3", ",", "e3",
-     "1e3", "sans-serif", "a1-", "_x", "1.5.5", "0", "none", "bold", "X"]
+     "1e3", "sans-serif", "a1-", "_x", "1.5.5", "0", "none", "bold", "X", "url(#g)", "url(#a b)"]
 )  # fmt: skip
 _NAME = st.sampled_from(["fill", "Stroke", "STROKE-WIDTH", "opacity", "behavior", "font-weight",
                          "x", "position", "-moz-binding", "a"])  # fmt: skip
-_SPACE = st.sampled_from(["", " ", "  ", "\t", "\n"])
+_SPACE = st.sampled_from(["", " ", "  ", "\t", "\n", "\r", "\f"])
 
 
 @given(
@@ -370,3 +372,90 @@ def test_deeply_nested_css_is_dropped_not_a_crash(body: str) -> None:
     assert out.report.by_reason(ReasonCode.CSS_INVALID) or out.report.by_reason(
         ReasonCode.CSS_RULE_NOT_ALLOWED
     )
+
+
+_SELECTOR_PART = st.sampled_from(
+    ["a", "path", "PATH", "*", ".a", ".b-1", ".a-", "#p1", "#_x", "_y", ":hover", ":HOVER",
+     ":first-child", "*.a", "g#p1.a:hover"]
+)  # fmt: skip
+_COMBINATOR = st.sampled_from([" ", "  ", ">", " > ", "+", "~ ", "\t", "\n", ",", " , ", ",\n"])
+_SHEET_VALUE = st.sampled_from(
+    ["red", "#c33", "1px", ".5", "url(#g0)", " url(#g-1) ", "1px 2px", "a,b", "X"]
+)
+_SHEET_GAP = st.sampled_from(["", " ", "\n", "\t"])
+# One of these spliced in anywhere: what the fast path must hand to the tokenizer
+# (or, where it still takes it, treat exactly as the tokenizer path does).
+_SHEET_ODD = st.sampled_from(
+    [":visited", ":nth-child(2)", "::before", ":where(#r,#r *)", "[x]", "#1a", ".1", "-a",
+     "a\\62", "\u00e9", "<", "&", "/**/", '"s"', "|", "a|b", ".", "#", ":", "\r", "\f",
+     "\u00a0", ">>", ",,", "url( #g )", "URL(#g)", "url(x)", "url(#a b)", "!important", "",
+     "rgb(1,2,3)", "@media x{", "{", "}", ";", ":", "@import 'x';", "\\", "*a", "-1", "--",
+     ".-1", "#-1", "-", "#-a", ".-a", "1", "\x00"]
+)  # fmt: skip
+
+
+@st.composite
+def _sheets(draw: st.DrawFn) -> str:
+    """Plain rules, half the time with one odd fragment spliced in."""
+    rules = []
+    for _ in range(draw(st.integers(0, 3))):
+        parts = [draw(_SELECTOR_PART)]
+        for _ in range(draw(st.integers(0, 3))):
+            parts += [draw(_COMBINATOR), draw(_SELECTOR_PART)]
+        body = ";".join(
+            f"{draw(_SPACE)}{draw(_NAME)}:{draw(_SHEET_VALUE)}"
+            for _ in range(draw(st.integers(0, 3)))
+        )
+        end = draw(st.sampled_from(["", ";"]))
+        rules.append(f"{''.join(parts)}{draw(_SPACE)}{{{body}{end}}}")
+    text = "".join(draw(_SHEET_GAP) + rule for rule in rules) + draw(_SHEET_GAP)
+    if draw(st.booleans()):
+        at = draw(st.integers(0, len(text)))
+        text = text[:at] + draw(_SHEET_ODD) + text[at:]
+    return text
+
+
+@given(_sheets(), st.sampled_from([None, "p"]), st.sampled_from([None, "r"]))
+@settings(max_examples=400)
+def test_plain_stylesheet_fast_path_gives_what_the_tokenizer_gives(
+    text: str, prefix: str | None, scope_id: str | None
+) -> None:
+    policy = SanitizePolicy.default().extend(id_prefix=prefix)
+    rewrite = Sanitizer(policy).rewrite_fragment
+    scope = None if scope_id is None else f":where(#{scope_id},#{scope_id} *)"
+    fast = CssSanitizer(policy, rewrite)
+    fast.issues.append(CssIssue(ReasonCode.CSS_INVALID, "earlier", ""))
+    fast_out = fast._simple_stylesheet(text, scope)
+    slow = CssSanitizer(policy, rewrite)
+    rules = tinycss2.parse_stylesheet(text, skip_comments=True, skip_whitespace=True)
+    slow_out = "".join(slow._rules(rules, scope, 0))
+    if fast_out is None:
+        # Nothing it noted on the way survives the fallback.
+        assert fast.issues == [CssIssue(ReasonCode.CSS_INVALID, "earlier", "")]
+    else:
+        assert fast_out == slow_out
+        assert fast.issues[1:] == slow.issues
+
+
+@pytest.mark.parametrize(
+    "sheet",
+    [
+        ".a{fill:#c33;stroke:url(#g0)} #p1 > path:hover{opacity:.5}",
+        "\n  .cls-1 { fill: #4a90d9; }\n  .cls-2 { fill: none; stroke: #333; stroke-width: 2px }\n",
+        "circle, rect{fill:url(#grad)}g > .x ~ path + use{stroke:black}",
+        "text{font-family:Arial, sans-serif;font-size:12px}",
+    ],
+)
+def test_common_stylesheets_take_the_fast_path(sheet: str) -> None:
+    # What models and editors write most: if these fell back to the tokenizer the
+    # fast path would only be dead weight (its agreement is tested above).
+    assert _css()._simple_stylesheet(sheet, ":where(#r,#r *)") is not None
+
+
+def test_plain_stylesheet_fast_path_is_linear_on_hostile_selectors() -> None:
+    # Possessive quantifiers only: long runs that fail late must not backtrack.
+    for text in ("a" + " a" * 50_000 + " !{fill:red}", ".a" * 50_000 + ":{x:y}",
+                 "a " * 50_000 + ",{fill:red}"):  # fmt: skip
+        start = time.perf_counter()
+        assert _css()._simple_stylesheet(text, None) is None
+        assert time.perf_counter() - start < 1.0
