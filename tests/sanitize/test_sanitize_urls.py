@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from lxml import etree
 
-from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, sanitize_svg
+from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, Sanitizer, sanitize_svg
+from chatsvg_core.sanitize._urls import UrlContext, check_url
 
 NS = 'xmlns="http://www.w3.org/2000/svg"'
 XLINK = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
@@ -135,3 +139,26 @@ def test_data_url_check_is_linear_on_hostile_padding() -> None:
     url = "data:image/png;base64,iVBORw0KGgo" + " " * 1_000_000 + "!"
     out = sanitize_svg(f'<svg {NS}><image href="{url}"/><rect/></svg>')
     assert out.svg == f"<svg {NS}><image/><rect/></svg>"
+
+
+@given(
+    st.text(alphabet="#aZ09_-.:/% \t\n", max_size=8),
+    st.sampled_from(["use", "a", "image", "linearGradient"]),
+    st.sampled_from([None, "p"]),
+)
+@settings(max_examples=300)
+def test_plain_fragment_shortcut_gives_what_the_url_check_gives(
+    value: str, element: str, prefix: str | None
+) -> None:
+    # ``#id`` hrefs skip check_url when ids are not prefixed; every value must
+    # still come out as check_url and rewrite_fragment decide.
+    policy = SanitizePolicy.default().extend(id_prefix=prefix)
+    sanitizer = Sanitizer(policy)
+    svg = etree.Element("{http://www.w3.org/2000/svg}svg")
+    etree.SubElement(svg, "{http://www.w3.org/2000/svg}rect")
+    etree.SubElement(svg, "{http://www.w3.org/2000/svg}" + element).set("href", value)
+    out = etree.fromstring(sanitizer.sanitize(etree.tostring(svg)).svg)
+    context = {"a": UrlContext.LINK, "image": UrlContext.IMAGE}.get(element, UrlContext.REFERENCE)
+    verdict = check_url(value, context, policy)
+    expected = sanitizer.rewrite_fragment(verdict.url) if verdict.allowed else None
+    assert out[1].get("href") == expected

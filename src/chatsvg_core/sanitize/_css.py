@@ -12,6 +12,7 @@ close a ``<style>`` element, whatever parser reads it.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -571,20 +572,24 @@ class CssSanitizer:
         return css
 
     def _stylesheet(self, text: str, scope_id: str | None) -> str:
+        scope = None if scope_id is None else _scope_selector(scope_id)
+        simple = self._simple_stylesheet(text, scope)
+        if simple is not None:
+            return simple
         if _too_nested(text):
             self.issues.append(
                 CssIssue(ReasonCode.CSS_INVALID, "style", "brackets nested too deeply")
             )
             return ""
-        scope = None
-        if scope_id is not None:
-            ident = tinycss2.serialize_identifier(scope_id)
-            scope = f":where(#{ident},#{ident} *)"
-        simple = self._simple_stylesheet(text, scope)
-        if simple is not None:
-            return simple
         rules = tinycss2.parse_stylesheet(text, skip_comments=True, skip_whitespace=True)
         return _no_lt("".join(self._rules(rules, scope, 0)))
+
+
+@functools.lru_cache(maxsize=256)
+def _scope_selector(scope_id: str) -> str:
+    """``:where(#id,#id *)``: confines a rule to the SVG, with zero specificity."""
+    ident = tinycss2.serialize_identifier(scope_id)
+    return f":where(#{ident},#{ident} *)"
 
 
 def _repr(tok: Any) -> str:

@@ -37,6 +37,9 @@ _URL_OPEN = re.compile(r"url\(([\"']?)(.)")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]+")
 _DEFAULT_ROOT_ID = "chatsvg"
 _CLEAN_SIZE = 8192
+# A same-document reference that URL normalisation leaves as it is: allowed in
+# every context, and kept as written when ids are not prefixed.
+_PLAIN_FRAGMENT = re.compile(r"#[A-Za-z0-9_-]++")
 MAX_REPORT_ENTRIES = 10_000
 """Report entries kept per document; further changes are only counted (``omitted``)."""
 
@@ -467,6 +470,7 @@ class Sanitizer:
         max_length = p.max_attribute_length
         short = run.short_values
         clean = self._clean
+        plain_fragments = p.id_prefix is None
         for key, value in el.items():
             kind = kinds.get(key)
             if kind == _PLAIN:
@@ -487,6 +491,10 @@ class Sanitizer:
             if kind == _PRESENTATION and "(" not in value and "\\" not in value:
                 if short or len(value) <= max_length:
                     continue  # no function, no escape: nothing can hide in it
+            elif kind == _HREF and plain_fragments and _PLAIN_FRAGMENT.fullmatch(value):
+                # What check_url and rewrite_fragment give for it, without them, and
+                # not cached: each <use> tends to point somewhere else.
+                continue
             else:
                 # Values that passed unchanged or were rewritten without a report
                 # entry: documents repeat them (``fill="url(#g)"``, styles, links).
