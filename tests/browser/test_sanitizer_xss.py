@@ -145,7 +145,12 @@ def xss_results(
             for group in SANITIZED_GROUPS:
                 keys.append((entry["id"], preset, "+".join(group)))
                 jobs.append((out.encode(), group))
-    return dict(zip(keys, browser_portal.run_cases(loopback_server, jobs), strict=True))
+    # The same bytes in the same contexts are one load: the presets often agree,
+    # and many payloads sanitize to the same few documents (about 300 sanitized
+    # loads are 80 distinct ones), which keeps the batch inside CI's time budget.
+    distinct = list(dict.fromkeys(jobs))
+    results = dict(zip(distinct, browser_portal.run_cases(loopback_server, distinct), strict=True))
+    return {key: results[job] for key, job in zip(keys, jobs, strict=True)}
 
 
 @pytest.mark.browser
