@@ -44,7 +44,7 @@ def child(src: str, size: int, mode: str, calls: int) -> None:
     from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
-    from bench_sanitize import floor, synthetic_svg
+    from bench_sanitize import floor, forget, synthetic_svg
 
     doc = synthetic_svg(size)
     sanitizer = Sanitizer(SanitizePolicy.default())
@@ -57,8 +57,7 @@ def child(src: str, size: int, mode: str, calls: int) -> None:
             floor(doc)
         else:
             if mode == "cold":
-                sanitizer._css_cache.clear()
-                sanitizer._clean.clear()
+                forget(sanitizer)
             sanitizer.sanitize(doc)
 
 

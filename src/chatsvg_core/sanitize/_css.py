@@ -78,10 +78,9 @@ _CANONICAL_DECLARATION = (
 _CANONICAL_DECLARATIONS = re.compile(rf"{_CANONICAL_DECLARATION}(?:;{_CANONICAL_DECLARATION})*+")
 _DECLARATION_NAME = re.compile(r"(?:^|;)([a-z-]++):")
 # A whole declaration value that is one same-document reference.
-_LOCAL_URL_VALUE = re.compile(rf"{_WS}*+url\((#[A-Za-z0-9_-]++)\){_WS}*+")
+_LOCAL_URL_VALUE = re.compile(rf"{_WS}*+{_LOCAL_URL.pattern}{_WS}*+")
 # Stylesheets of plain rules: selectors of type, class, id and pseudo-class
 # parts with combinators, bodies of plain declarations.
-_SHEET_SPACE = re.compile(rf"{_WS}*+")
 _SHEET_RULE = re.compile(rf"([^{{}}]++)\{{([^{{}}]*+)\}}{_WS}*+")
 _IDENT = r"[A-Za-z_][A-Za-z0-9_-]*+"
 _COMPOUND = rf"(?:(?:{_IDENT}|\*)(?:[.#:]{_IDENT})*+|(?:[.#:]{_IDENT})++)"
@@ -226,9 +225,8 @@ class CssSanitizer:
             return text, None
         local = _LOCAL_URL.fullmatch(text)
         if local is not None:
-            # ``url(#id)``, the usual paint/filter/clip reference: what the
-            # tokenizer path gives (a property test checks), without tokenizing.
-            return f"url({self.rewrite(local.group(1))})", None
+            # The usual paint/filter/clip reference, without tokenizing.
+            return self._local_url(local), None
         # The cache next: documents repeat their values.
         key = (name, text)
         hit = self.cache.get(key)
@@ -342,10 +340,13 @@ class CssSanitizer:
                 )
                 continue
             if local is not None:
-                # ``url(#id)``, what the tokenizer path gives for it (as in check_attribute).
-                value = f"url({self.rewrite(local.group(1))})"
+                value = self._local_url(local)
             kept.append(f"{lname}:{value}")
         return ";".join(kept)
+
+    def _local_url(self, match: re.Match[str]) -> str:
+        """``url(#id)`` as the tokenizer path writes it (property tests check both)."""
+        return f"url({self.rewrite(match.group(1))})"
 
     def _simple_selectors(self, text: str, scope: str | None) -> str | None:
         """A tokenizer-free path for plain selector lists, else ``None`` (as ``_selector``)."""
@@ -373,7 +374,7 @@ class CssSanitizer:
         """
         before = len(self.issues)
         out: list[str] = []
-        pos = _SHEET_SPACE.match(text).end()  # type: ignore[union-attr]  # matches ""
+        pos = len(text) - len(text.lstrip(" \t\n"))
         while pos < len(text):
             rule = _SHEET_RULE.match(text, pos)
             selector = body = None

@@ -207,6 +207,8 @@ class Sanitizer:
                 a for a, kind in self._kinds[name].items() if kind in (_PLAIN, _PATH, _PRESENTATION)
             )
         self._value_limit = min(p.max_attribute_length, p.max_path_length)
+        # Without id prefixing, a plain ``#id`` href is kept as written.
+        self._plain_fragments = p.id_prefix is None
         # Everything the walk needs to know about a tag, in one lookup.
         self._info: dict[str, tuple[str, frozenset[str], bool, bool, int]] = {
             _SVG_PREFIX + name: (
@@ -470,7 +472,6 @@ class Sanitizer:
         max_length = p.max_attribute_length
         short = run.short_values
         clean = self._clean
-        plain_fragments = p.id_prefix is None
         for key, value in el.items():
             kind = kinds.get(key)
             if kind == _PLAIN:
@@ -491,7 +492,7 @@ class Sanitizer:
             if kind == _PRESENTATION and "(" not in value and "\\" not in value:
                 if short or len(value) <= max_length:
                     continue  # no function, no escape: nothing can hide in it
-            elif kind == _HREF and plain_fragments and _PLAIN_FRAGMENT.fullmatch(value):
+            elif kind == _HREF and self._plain_fragments and _PLAIN_FRAGMENT.fullmatch(value):
                 # What check_url and rewrite_fragment give for it, without them, and
                 # not cached: each <use> tends to point somewhere else.
                 continue
