@@ -53,6 +53,19 @@ CONTEXTS: tuple[str, ...] = ("inline", "img", "direct", "object", "iframe")
 
 CASE_TIMEOUT_S = 45.0
 
+SETTLE_MS = 100
+"""The wait after ``load`` (SMIL timelines) and, by default, after the interaction."""
+PATIENT_SETTLE_MS = 1500
+"""The wait after the interaction when an effect must not be missed for being late.
+
+A click on a link reaches the request interception 100 ms or more after the
+interaction on a loaded machine (seen on 2 cores with 4 loads at once):
+liveness loads that stayed quiet are loaded again with this wait, and the
+sanitized loads use ``SANITIZED_SETTLE_MS``.
+"""
+SANITIZED_SETTLE_MS = 500
+"""The wait after the interaction for every sanitized load (see ``PATIENT_SETTLE_MS``)."""
+
 SVG_TYPE = "image/svg+xml"
 HTML_TYPE = "text/html; charset=utf-8"
 
@@ -254,9 +267,13 @@ async def run_case(
     svg: bytes,
     contexts: tuple[str, ...],
     *,
-    settle_ms: int = 100,
+    settle_ms: int = SETTLE_MS,
 ) -> CaseResult:
-    """Load ``svg`` in ``contexts`` in a fresh browser context and record its effects."""
+    """Load ``svg`` in ``contexts`` in a fresh browser context and record its effects.
+
+    ``settle_ms``: how long to keep watching after the interaction. An effect
+    that comes later (a followed link on a loaded machine) is not seen.
+    """
     staged = stage(server, svg, contexts)
     result = CaseResult()
     effects = result.effects
@@ -325,7 +342,7 @@ async def run_case(
             await page.goto(staged.page_url, wait_until="load", timeout=10_000)
         except PlaywrightError as exc:
             result.notes.append(f"goto: {exc.message.splitlines()[0]}")
-        await page.wait_for_timeout(settle_ms)
+        await page.wait_for_timeout(SETTLE_MS)
         await _interact(page, result, svg)
         await page.wait_for_timeout(settle_ms)
         if pending_navigations and not any(e.kind in ("navigation", "frame") for e in effects):
@@ -400,7 +417,11 @@ class BrowserPortal:
                 )
 
     async def run_one(
-        self, server: LoopbackServer, svg: bytes, contexts: tuple[str, ...]
+        self,
+        server: LoopbackServer,
+        svg: bytes,
+        contexts: tuple[str, ...],
+        settle_ms: int = SETTLE_MS,
     ) -> CaseResult:
         """One case; if Chromium itself dies meanwhile, relaunch it and try once more.
 
@@ -414,7 +435,8 @@ class BrowserPortal:
                 # Every step has its own timeout but evaluate(); a case that still
                 # hangs (seen after a relaunch) must not stall the whole batch.
                 return await asyncio.wait_for(
-                    run_case(browser, server, svg, contexts), timeout=CASE_TIMEOUT_S
+                    run_case(browser, server, svg, contexts, settle_ms=settle_ms),
+                    timeout=CASE_TIMEOUT_S + settle_ms / 1000,
                 )
             except TimeoutError:
                 what = svg[:100].decode("utf-8", "replace")
@@ -441,13 +463,17 @@ class BrowserPortal:
         return fut.result(timeout)
 
     def run_cases(
-        self, server: LoopbackServer, jobs: Sequence[tuple[bytes, tuple[str, ...]]]
+        self,
+        server: LoopbackServer,
+        jobs: Sequence[tuple[bytes, tuple[str, ...]]],
+        *,
+        settle_ms: int = SETTLE_MS,
     ) -> list[CaseResult]:
         """Run several loads at once (bounded), results in order."""
 
         async def one(svg: bytes, contexts: tuple[str, ...]) -> CaseResult:
             async with self._sem:
-                return await self.run_one(server, svg, contexts)
+                return await self.run_one(server, svg, contexts, settle_ms)
 
         async def many() -> list[CaseResult]:
             return list(await asyncio.gather(*(one(s, c) for s, c in jobs)))

@@ -23,7 +23,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browserkit import CONTEXTS, SANITIZED_GROUPS, BrowserPortal, CaseResult, LoopbackServer
+from browserkit import (
+    CONTEXTS,
+    PATIENT_SETTLE_MS,
+    SANITIZED_GROUPS,
+    SANITIZED_SETTLE_MS,
+    BrowserPortal,
+    CaseResult,
+    LoopbackServer,
+)
 
 from chatsvg_core.errors import SVGRejected
 from chatsvg_core.sanitize import SanitizePolicy, sanitize_svg
@@ -148,8 +156,24 @@ def xss_results(
     # The same bytes in the same contexts are one load: the presets often agree,
     # and many payloads sanitize to the same few documents (about 300 sanitized
     # loads are 80 distinct ones), which keeps the batch inside CI's time budget.
-    distinct = list(dict.fromkeys(jobs))
-    results = dict(zip(distinct, browser_portal.run_cases(loopback_server, distinct), strict=True))
+    raw_jobs = list(dict.fromkeys(j for k, j in zip(keys, jobs, strict=True) if k[1] == "raw"))
+    clean_jobs = list(dict.fromkeys(j for k, j in zip(keys, jobs, strict=True) if k[1] != "raw"))
+    results = dict(zip(raw_jobs, browser_portal.run_cases(loopback_server, raw_jobs), strict=True))
+    # A liveness load that stayed quiet is loaded once more, watched longer: on a
+    # loaded machine a followed link can reach the interception after the short wait.
+    quiet = [job for job in raw_jobs if not results[job].live]
+    for job, again in zip(
+        quiet,
+        browser_portal.run_cases(loopback_server, quiet, settle_ms=PATIENT_SETTLE_MS),
+        strict=True,
+    ):
+        if again.live:
+            again.notes.append(f"live only when watched for {PATIENT_SETTLE_MS} ms")
+        results[job] = again
+    sanitized = browser_portal.run_cases(
+        loopback_server, clean_jobs, settle_ms=SANITIZED_SETTLE_MS
+    )
+    results.update(zip(clean_jobs, sanitized, strict=True))
     return {key: results[job] for key, job in zip(keys, jobs, strict=True)}
 
 
@@ -167,6 +191,16 @@ def test_payload_is_live_unsanitized(
         f"{entry['id']} no longer fires anywhere (Chromium {browser_portal.version}); "
         "re-run tests/browser/survey_xss.py and review the manifest"
     )
+    late = [
+        c
+        for c in entry["live_in"]
+        if any("watched for" in n for n in xss_results[entry["id"], "raw", c].notes)
+    ]
+    if late:
+        warnings.warn(
+            f"{entry['id']} fired in {late} only when watched for {PATIENT_SETTLE_MS} ms",
+            stacklevel=1,
+        )
     if silent:
         warnings.warn(
             f"{entry['id']} did not fire in {silent} this run (Chromium "
@@ -226,7 +260,7 @@ def test_dead_payloads_stay_inert_after_sanitizing(
         for group in SANITIZED_GROUPS:
             jobs.append((out, group))
             names.append(f"{entry['id']} {'+'.join(group)}")
-    results = browser_portal.run_cases(loopback_server, jobs)
+    results = browser_portal.run_cases(loopback_server, jobs, settle_ms=SANITIZED_SETTLE_MS)
     live = {n: [str(e) for e in r.effects] for n, r in zip(names, results, strict=True) if r.live}
     assert not live
 
