@@ -170,9 +170,7 @@ def xss_results(
         if again.live:
             again.notes.append(f"live only when watched for {PATIENT_SETTLE_MS} ms")
         results[job] = again
-    sanitized = browser_portal.run_cases(
-        loopback_server, clean_jobs, settle_ms=SANITIZED_SETTLE_MS
-    )
+    sanitized = browser_portal.run_cases(loopback_server, clean_jobs, settle_ms=SANITIZED_SETTLE_MS)
     results.update(zip(clean_jobs, sanitized, strict=True))
     return {key: results[job] for key, job in zip(keys, jobs, strict=True)}
 
