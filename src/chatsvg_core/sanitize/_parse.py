@@ -130,6 +130,10 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
 def _refuse_dtd(raw: bytes, policy: SanitizePolicy) -> bytes:
     # Refused on sight: the parser never gets to read a declaration, so no
     # entity is ever defined, let alone expanded.
+    # ``in`` is a fast byte search, several times cheaper than the regex's scan;
+    # only a document with a comment, CDATA or declaration needs the regex.
+    if b"<!" not in raw:
+        return raw
     first = _DECLARATION.search(raw)  # one scan; almost every input has neither
     if first is None:
         return raw
@@ -150,8 +154,8 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
     """Parse under the policy's limits.
 
     Returns the root element, whether a DOCTYPE was dropped, and an upper
-    bound of the number of elements (the ``<`` counted, or the nodes the pull
-    parser saw).
+    bound of the number of elements (the input's length when that is within
+    ``max_elements``, else the ``<`` counted, or the nodes the pull parser saw).
 
     Raises:
         SVGRejected: not well-formed, DOCTYPE/entities, or over a size/depth/count limit.
@@ -159,7 +163,11 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
     raw = to_utf8(data, policy.max_bytes)
     cleaned = _refuse_dtd(raw, policy)
     doctype_dropped = cleaned is not raw
-    markup = cleaned.count(b"<")
+    # Every node needs a ``<``, so the byte length bounds the node count as
+    # well; the count (a pass over the input) is only needed beyond the limit.
+    markup = len(cleaned)
+    if markup > policy.max_elements:
+        markup = cleaned.count(b"<")
     if markup <= policy.max_elements:
         # Every element needs a '<', so the count cannot be exceeded: parse in
         # one call (libxml2 itself refuses nesting deeper than 256; the walk

@@ -270,7 +270,7 @@ class Sanitizer:
             self._note_misc(run, sibling)
         had_children = len(root) > 0
         scope_id = self._scope_id(root)
-        self._element(run, root, scope_id, 1)
+        self._element(run, root, _SVG_ROOT, scope_id, 1)
         if run.style_kept and scope_id is not None and root.get("id") is None:
             _set_first(root, "id", scope_id)
             run.ids.setdefault(scope_id, root)
@@ -308,9 +308,18 @@ class Sanitizer:
                      node.text or "")  # fmt: skip
 
     def _element(
-        self, run: _Run, el: Any, scope_id: str | None, depth: int, unwrap_in: bool | None = None
+        self,
+        run: _Run,
+        el: Any,
+        tag: str,
+        scope_id: str | None,
+        depth: int,
+        unwrap_in: bool | None = None,
     ) -> bool:
-        """Sanitize the allowed element ``el`` in place; ``False``: drop it whole.
+        """Sanitize the allowed element ``el`` (``tag``) in place; ``False``: drop it whole.
+
+        The caller passes ``el.tag``, which it has read already: lxml builds a
+        new string each time the tag is read.
 
         ``unwrap_in`` is set for a disallowed ``<a>`` whose children move up to
         its parent: its attributes do not matter and its text must also be
@@ -319,7 +328,7 @@ class Sanitizer:
         if depth > self._max_depth:
             raise reject(ReasonCode.TOO_DEEP, f"depth over {self._max_depth}",
                          self._max_depth)  # fmt: skip
-        name, quick, text_ok, text_only, special = self._info[el.tag]
+        name, quick, text_ok, text_only, special = self._info[tag]
         if special == _ANIMATION and not self._animation_ok(run, el, name):
             return False
         if unwrap_in is None:
@@ -366,15 +375,16 @@ class Sanitizer:
         element = self._element
         depth += 1
         for child in el:
-            if child.tag in allowed:
-                if not element(run, child, scope_id, depth):
+            ctag = child.tag
+            if ctag in allowed:
+                if not element(run, child, ctag, scope_id, depth):
                     if changes is None:
                         changes = {}
                     changes[child] = False
             else:
                 if changes is None:
                     changes = {}
-                changes[child] = self._refused(run, child, el, name, scope_id, depth, text_ok)
+                changes[child] = self._refused(run, child, ctag, el, name, scope_id, depth, text_ok)
             if not text_ok:
                 tail = child.tail
                 if tail and not tail.isspace():
@@ -388,14 +398,14 @@ class Sanitizer:
         self,
         run: _Run,
         child: Any,
+        ctag: Any,
         parent: Any,
         name: str,
         scope_id: str | None,
         depth: int,
         text_ok: bool,
     ) -> bool:
-        """Report a child that is not kept as it is; ``True`` when it is unwrapped."""
-        ctag = child.tag
+        """Report a child (``ctag``: its tag) that is not kept as it is; ``True``: unwrapped."""
         if not isinstance(ctag, str):
             self._note_misc(run, child)
         elif name in t.TEXT_ONLY_ELEMENTS:
@@ -405,7 +415,7 @@ class Sanitizer:
             # A link the policy does not allow: keep what it draws, drop the link.
             run.note(Action.REMOVED, "element", ReasonCode.ELEMENT_NOT_ALLOWED, child, "a",
                      "unwrapped: children kept")  # fmt: skip
-            return self._element(run, child, scope_id, depth, unwrap_in=text_ok)
+            return self._element(run, child, ctag, scope_id, depth, unwrap_in=text_ok)
         else:
             reason = (
                 ReasonCode.ELEMENT_NOT_ALLOWED
