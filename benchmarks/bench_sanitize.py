@@ -100,9 +100,17 @@ def forget(sanitizer: Sanitizer) -> None:
 
 
 def best_time(fn: Callable[[], object], min_time: float, repeat: int) -> float:
-    """Best-of-``repeat`` seconds per call, each sample running at least ``min_time``."""
+    """Best-of-``repeat`` seconds per call in steady state, each sample at least ``min_time``.
+
+    One untimed call comes first in each sample: the first call after a
+    different workload finds the allocator as that workload left it (at 5 MB,
+    a sanitize right after a floor run took 7% longer, and a floor run right
+    after a sanitize 29% less, than when each followed itself). The samples
+    time what a worker doing one job over and over sees.
+    """
     samples = []
     for _ in range(repeat):
+        fn()
         n = 0
         start = time.process_time()
         while True:
@@ -164,8 +172,9 @@ def main() -> None:
         }
         # Interleaved rounds, best of each: a slow spell of the machine hits the
         # floor and the sanitizer alike instead of skewing their ratio. The order
-        # rotates each round: on megabyte inputs whatever runs right after the
-        # floor is ~15% slower (the allocator's state after freeing its tree).
+        # rotates each round, and best_time() leaves each sample's first call
+        # untimed: on megabyte inputs a call is faster or slower by up to a third
+        # depending on what ran before it (the allocator's state).
         best = dict.fromkeys(runs, float("inf"))
         names = list(runs)
         # Megabyte inputs run once per sample and swing most: more rounds.
