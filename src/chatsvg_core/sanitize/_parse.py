@@ -105,6 +105,8 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
     if len(raw) > max_bytes:
         raise reject(ReasonCode.TOO_MANY_BYTES, f"{len(raw)} bytes", max_bytes)
     encoding = "utf-8"
+    if raw[:1] == b"<" and raw[1:2] != b"?":
+        return raw  # no BOM (none starts with '<'), no XML declaration: UTF-8
     for bom, name in _BOMS:
         if raw.startswith(bom):
             raw, encoding = raw[len(bom) :], name
@@ -130,10 +132,6 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
 def _refuse_dtd(raw: bytes, policy: SanitizePolicy) -> bytes:
     # Refused on sight: the parser never gets to read a declaration, so no
     # entity is ever defined, let alone expanded.
-    # ``in`` is a fast byte search, several times cheaper than the regex's scan;
-    # only a document with a comment, CDATA or declaration needs the regex.
-    if b"<!" not in raw:
-        return raw
     first = _DECLARATION.search(raw)  # one scan; almost every input has neither
     if first is None:
         return raw
@@ -161,7 +159,11 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
         SVGRejected: not well-formed, DOCTYPE/entities, or over a size/depth/count limit.
     """
     raw = to_utf8(data, policy.max_bytes)
-    cleaned = _refuse_dtd(raw, policy)
+    # A DOCTYPE or entity declaration (and a comment or CDATA section) needs
+    # "<!". Without it, neither the regex scan nor the parsed document's
+    # DOCTYPE check is needed; ``in`` is a byte search, cheaper than the scan.
+    marked = b"<!" in raw
+    cleaned = _refuse_dtd(raw, policy) if marked else raw
     doctype_dropped = cleaned is not raw
     # Every node needs a ``<``, so the byte length bounds the node count as
     # well; the count (a pass over the input) is only needed beyond the limit.
@@ -176,7 +178,8 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
             root = etree.fromstring(cleaned, _thread_parser())
         except etree.XMLSyntaxError as exc:
             raise _syntax_error(exc, policy) from None
-        _check_doctype(root, doctype_dropped)
+        if marked:
+            _check_doctype(root, doctype_dropped)
         return root, doctype_dropped, markup
     parser = _make_parser()
     max_depth, max_elements = policy.max_depth, policy.max_elements
@@ -204,7 +207,8 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
         root = parser.close()
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc, policy) from None
-    _check_doctype(root, doctype_dropped)
+    if marked:
+        _check_doctype(root, doctype_dropped)
     return root, doctype_dropped, elements
 
 
