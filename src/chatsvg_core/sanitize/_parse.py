@@ -129,15 +129,13 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
     return text.encode("utf-8")
 
 
-def _refuse_dtd(raw: bytes, policy: SanitizePolicy) -> bytes:
+def _refuse_dtd(raw: bytes, first: int, policy: SanitizePolicy) -> bytes:
     # Refused on sight: the parser never gets to read a declaration, so no
-    # entity is ever defined, let alone expanded.
-    first = _DECLARATION.search(raw)  # one scan; almost every input has neither
-    if first is None:
-        return raw
-    if _ENTITY_DECL.search(raw, first.start()):
+    # entity is ever defined, let alone expanded. ``first``: where the first
+    # declaration starts.
+    if _ENTITY_DECL.search(raw, first):
         raise reject(ReasonCode.ENTITY_FORBIDDEN, "entity declaration")
-    match = _DOCTYPE.search(raw, first.start())
+    match = _DOCTYPE.search(raw, first)
     if match is None:
         return raw
     if policy.allow_plain_doctype:
@@ -159,11 +157,10 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
         SVGRejected: not well-formed, DOCTYPE/entities, or over a size/depth/count limit.
     """
     raw = to_utf8(data, policy.max_bytes)
-    # A DOCTYPE or entity declaration (and a comment or CDATA section) needs
-    # "<!". Without it, neither the regex scan nor the parsed document's
-    # DOCTYPE check is needed; ``in`` is a byte search, cheaper than the scan.
-    marked = b"<!" in raw
-    cleaned = _refuse_dtd(raw, policy) if marked else raw
+    # One scan; almost every input has no declaration, and then the parsed
+    # document cannot have a DOCTYPE either: its check is skipped.
+    declared = _DECLARATION.search(raw)
+    cleaned = raw if declared is None else _refuse_dtd(raw, declared.start(), policy)
     doctype_dropped = cleaned is not raw
     # Every node needs a ``<``, so the byte length bounds the node count as
     # well; the count (a pass over the input) is only needed beyond the limit.
@@ -178,7 +175,7 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
             root = etree.fromstring(cleaned, _thread_parser())
         except etree.XMLSyntaxError as exc:
             raise _syntax_error(exc, policy) from None
-        if marked:
+        if declared is not None:
             _check_doctype(root, doctype_dropped)
         return root, doctype_dropped, markup
     parser = _make_parser()
@@ -207,7 +204,7 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
         root = parser.close()
     except etree.XMLSyntaxError as exc:
         raise _syntax_error(exc, policy) from None
-    if marked:
+    if declared is not None:
         _check_doctype(root, doctype_dropped)
     return root, doctype_dropped, elements
 
