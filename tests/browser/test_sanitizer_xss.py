@@ -84,6 +84,8 @@ def test_manifest_lists_every_payload_with_its_source() -> None:
 
 
 PRESETS = ("default", "strict")
+LATE = f"live only when watched for {PATIENT_SETTLE_MS} ms"
+"""The note on a liveness result that fired only on its second, longer look."""
 Results = dict[tuple[str, str, str], CaseResult]
 
 
@@ -156,8 +158,9 @@ def xss_results(
     # The same bytes in the same contexts are one load: the presets often agree,
     # and many payloads sanitize to the same few documents (about 300 sanitized
     # loads are 80 distinct ones), which keeps the batch inside CI's time budget.
-    raw_jobs = list(dict.fromkeys(j for k, j in zip(keys, jobs, strict=True) if k[1] == "raw"))
-    clean_jobs = list(dict.fromkeys(j for k, j in zip(keys, jobs, strict=True) if k[1] != "raw"))
+    pairs = list(zip(keys, jobs, strict=True))
+    raw_jobs = list(dict.fromkeys(job for key, job in pairs if key[1] == "raw"))
+    clean_jobs = list(dict.fromkeys(job for key, job in pairs if key[1] != "raw"))
     results = dict(zip(raw_jobs, browser_portal.run_cases(loopback_server, raw_jobs), strict=True))
     # A liveness load that stayed quiet is loaded once more, watched longer: on a
     # loaded machine a followed link can reach the interception after the short wait.
@@ -168,11 +171,11 @@ def xss_results(
         strict=True,
     ):
         if again.live:
-            again.notes.append(f"live only when watched for {PATIENT_SETTLE_MS} ms")
+            again.notes.append(LATE)
         results[job] = again
     sanitized = browser_portal.run_cases(loopback_server, clean_jobs, settle_ms=SANITIZED_SETTLE_MS)
     results.update(zip(clean_jobs, sanitized, strict=True))
-    return {key: results[job] for key, job in zip(keys, jobs, strict=True)}
+    return {key: results[job] for key, job in pairs}
 
 
 @pytest.mark.browser
@@ -189,11 +192,7 @@ def test_payload_is_live_unsanitized(
         f"{entry['id']} no longer fires anywhere (Chromium {browser_portal.version}); "
         "re-run tests/browser/survey_xss.py and review the manifest"
     )
-    late = [
-        c
-        for c in entry["live_in"]
-        if any("watched for" in n for n in xss_results[entry["id"], "raw", c].notes)
-    ]
+    late = [c for c in entry["live_in"] if LATE in xss_results[entry["id"], "raw", c].notes]
     if late:
         warnings.warn(
             f"{entry['id']} fired in {late} only when watched for {PATIENT_SETTLE_MS} ms",
