@@ -12,6 +12,8 @@ from datetime import datetime, timedelta
 from typing import Any
 from uuid import uuid4
 
+from pydantic import ValidationError
+
 from chatsvg_core._clock import Clock, SystemClock
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
 from chatsvg_core.errors import (
@@ -19,7 +21,9 @@ from chatsvg_core.errors import (
     InsufficientCredits,
     InvalidTransition,
     JobNotFound,
+    PromptRejected,
     RefundWithoutCharge,
+    SVGRejected,
     TransientError,
     UnknownAccount,
 )
@@ -28,7 +32,8 @@ from chatsvg_core.generate import (
     Pricing,
     PromptPolicy,
     Provider,
-    extract_svg,
+    extract_answer,
+    progress_reporting,
 )
 from chatsvg_core.idempotency import (
     Created,
@@ -40,7 +45,7 @@ from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.ledger import DayBoundary, charge, refund
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
-from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
+from chatsvg_core.sanitize import SanitizePolicy, Sanitizer, is_blank
 from chatsvg_core.storage import (
     EntryKind,
     JobResult,
@@ -123,6 +128,8 @@ class Engine:
         on_event: one hook that sees every transition, charge and refund.
         new_id: job id factory. ``rng``: randomness for retry jitter.
         checkpoint: test hook awaited at named steps (see :data:`Checkpoint`).
+        refuse_blank: fail (and refund) a job whose sanitized SVG draws nothing
+            visible (:func:`~chatsvg_core.sanitize.is_blank`); ``False`` accepts it.
     """
 
     def __init__(
@@ -146,6 +153,7 @@ class Engine:
         new_id: Callable[[], str] = _uuid,
         rng: random.Random | None = None,
         checkpoint: Checkpoint | None = None,
+        refuse_blank: bool = True,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
@@ -167,6 +175,7 @@ class Engine:
         self.new_id = new_id
         self.rng = rng or random.Random()
         self.checkpoint = checkpoint
+        self.refuse_blank = refuse_blank
 
     # --- helpers ------------------------------------------------------------
 
@@ -195,9 +204,22 @@ class Engine:
     # --- submit -------------------------------------------------------------
 
     def prepare(self, request: GenerationRequest | Mapping[str, Any]) -> GenerationRequest:
-        """Validate and normalise a request (raises ``PromptRejected`` or pydantic errors)."""
+        """Validate and normalise a request (raises ``PromptRejected``).
+
+        A field that fails validation (a model id with blanks, an unknown
+        detail level...) is ``PromptRejected`` with ``rule="invalid_request"``.
+        """
         if not isinstance(request, GenerationRequest):
-            request = GenerationRequest.model_validate(request)
+            try:
+                request = GenerationRequest.model_validate(request)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}"
+                    for e in exc.errors()
+                )
+                raise PromptRejected(
+                    f"invalid request: {problems}", rule="invalid_request", detail=problems
+                ) from None
         return self.prompt_policy.check(request)
 
     async def submit(
@@ -399,16 +421,29 @@ class Engine:
 
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
-        async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
-            with attempt:
-                output = await self.provider.generate(request)
-                raw = extract_svg(output.text)
+
+        def progress(tokens: int, chars: int) -> None:
+            self._emit(EventKind.PROGRESS, job, tokens=tokens, chars=chars)
+
+        with progress_reporting(progress):
+            async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
+                with attempt:
+                    output = await self.provider.generate(request)
+                    raw = extract_answer(output)
         clean = self.sanitizer.sanitize(raw)
+        if self.refuse_blank and is_blank(clean.svg):
+            raise SVGRejected(
+                "SVG rejected: blank: the picture draws nothing visible",
+                reason="blank",
+                detail="nothing visible after sanitizing",
+                limit=None,
+            )
         metadata: dict[str, Any] = {
             "model": output.model,
             "provider": output.provider,
             "latency_s": output.latency_s,
             "usage": output.usage.model_dump(mode="json"),
+            "finish_reason": output.finish_reason,
             "sanitizer_changed": clean.changed,
         }
         self._emit(EventKind.GENERATED, job, model=output.model)

@@ -78,6 +78,8 @@ class ReasonCode(StrEnum):
     """A CSS selector rewritten so it matches only inside this SVG."""
     ROOT_ID_ADDED = "root_id_added"
     """The root ``<svg>`` was given an id so that ``<style>`` rules can be confined to it."""
+    NAMESPACE_ADDED = "namespace_added"
+    """A namespace declaration a model left out was added to the root (see ``_repair``)."""
 
 
 class Action(StrEnum):
