@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from chatsvg_core.engine import Engine, EngineEvent, EventKind
-from chatsvg_core.errors import ChatSVGError, ConfigurationError, UnknownAccount
+from chatsvg_core.errors import ChatSVGError, ConfigurationError
 from chatsvg_core.generate import (
     Detail,
     GenerationRequest,
@@ -307,11 +307,8 @@ async def _jobs(args: argparse.Namespace) -> int:
 async def _balance(args: argparse.Namespace) -> int:
     settings = _settings(args)
     async with _store(settings) as store:
-        try:
-            statement = await Ledger(store).statement(settings.owner, limit=args.limit)
-        except UnknownAccount:
-            print(f"{settings.owner}: no account yet (0 credits)")
-            return 0
+        # An owner without an account has 0 credits, as everywhere else.
+        statement = await Ledger(store).statement(settings.owner, limit=args.limit)
     if args.json:
         print(statement.model_dump_json(indent=2))
         return 0
