@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,6 +15,7 @@ from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
+from chatsvg_core.engine._leases import LeaseKeeper
 from chatsvg_core.errors import (
     DailyCapExceeded,
     InsufficientCredits,
@@ -51,7 +53,6 @@ from chatsvg_core.storage import (
     complete_job,
     expire_leases,
     fail_job,
-    heartbeat_job,
     retry_job,
 )
 
@@ -115,7 +116,8 @@ class Engine:
         clock: the time source (inject a ``FakeClock`` in tests).
         lease: how long a claim lasts before recovery may take the job back.
         heartbeat_every: seconds between lease extensions while generating
-            (default: a third of the lease).
+            (default: a third of the lease). One keeper per process extends
+            every lease it holds with one statement per interval.
         idempotency_ttl: how long a client key stays bound to its job.
         daily_cap: credits one owner may spend per day (``None``: no cap), or
             a callable ``owner -> cap``.
@@ -167,6 +169,9 @@ class Engine:
         self.new_id = new_id
         self.rng = rng or random.Random()
         self.checkpoint = checkpoint
+        self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # --- helpers ------------------------------------------------------------
 
@@ -356,22 +361,22 @@ class Engine:
             self._emit(EventKind.CHARGED, job, amount=cost)
         return job
 
-    async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
-        lost = asyncio.Event()
-        assert job.lease_token is not None
-        token = job.lease_token
+    def _keeper(self) -> LeaseKeeper:
+        # One keeper per event loop: its task lives on the loop that runs the
+        # jobs (a SyncEngine's portal loop, or the host's own).
+        loop = asyncio.get_running_loop()
+        keeper = self._keepers.get(loop)
+        if keeper is None:
+            keeper = LeaseKeeper(
+                self.store, lease=self.lease, every=self.heartbeat_every, clock=self.clock
+            )
+            self._keepers[loop] = keeper
+        return keeper
 
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(self.heartbeat_every)
-                try:
-                    async with self.store.transaction() as tx:
-                        await heartbeat_job(
-                            tx, job.id, token=token, now=self.clock.now(), lease=self.lease
-                        )
-                except InvalidTransition:
-                    lost.set()
-                    return
+    async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
+        assert job.lease_token is not None
+        keeper = self._keeper()
+        lost = keeper.hold(job.id, job.lease_token)
 
         async def work() -> tuple[str, dict[str, Any]] | BaseException:
             try:
@@ -381,7 +386,6 @@ class Engine:
             except Exception as exc:
                 return exc
 
-        beater = asyncio.create_task(beat())
         worker = asyncio.create_task(work())
         waiter = asyncio.create_task(lost.wait())
         try:
@@ -393,9 +397,12 @@ class Engine:
                 raise _LeaseLost
             return worker.result()
         finally:
-            for task in (beater, waiter, worker):
+            # Released before the final write, so a heartbeat round racing with
+            # it cannot report this finished job as lost.
+            keeper.release(job.id)
+            for task in (waiter, worker):
                 task.cancel()
-            await asyncio.gather(beater, waiter, return_exceptions=True)
+            await asyncio.gather(waiter, return_exceptions=True)
 
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
