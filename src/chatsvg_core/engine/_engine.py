@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import random
 import weakref
@@ -95,6 +97,16 @@ class _LeaseLost(Exception):
 
 def _uuid() -> str:
     return uuid4().hex
+
+
+@functools.cache
+def _takes_attempt(queue_type: type[JobQueue]) -> bool:
+    """Whether ``queue_type.enqueue`` accepts ``attempt`` (adapters older than it do not)."""
+    try:
+        params = inspect.signature(queue_type.enqueue).parameters
+    except (TypeError, ValueError):
+        return False
+    return "attempt" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class Engine:
@@ -193,6 +205,14 @@ class Engine:
         cap = self._daily_cap
         return cap(owner) if callable(cap) else cap
 
+    async def _announce(self, job: Job, delay: float = 0.0) -> None:
+        # Queues that deduplicate by message id need the attempt (see JobQueue).
+        assert self.queue is not None
+        if _takes_attempt(type(self.queue)):
+            await self.queue.enqueue(job.id, delay=delay, attempt=job.attempt)
+        else:
+            await self.queue.enqueue(job.id, delay=delay)
+
     async def _step(self, name: str, job_id: str) -> None:
         if self.checkpoint is not None:
             await self.checkpoint(name, job_id)
@@ -254,7 +274,7 @@ class Engine:
             self._emit(EventKind.SUBMITTED, job)
             if self.queue is not None:
                 # After commit: a crash here leaves a QUEUED job that sweep() finds.
-                await self.queue.enqueue(job.id)
+                await self._announce(job)
         return SubmitResult(job=job, replayed=replayed)
 
     # --- process ------------------------------------------------------------
@@ -322,7 +342,7 @@ class Engine:
                 if current.run_at > now:
                     if self.queue is not None:
                         wait = (current.run_at - now).total_seconds()
-                        await self.queue.enqueue(job_id, delay=wait)
+                        await self._announce(current, wait)
                     return None
                 if current.attempt >= current.max_attempts:
                     return None
@@ -473,7 +493,7 @@ class Engine:
         if delay is not None:
             self._emit(EventKind.RETRY_SCHEDULED, new, delay=delay, error_code=info.code)
             if self.queue is not None:
-                await self.queue.enqueue(job.id, delay=delay)
+                await self._announce(new, delay)
         else:
             reason = decision.reason.value if isinstance(decision, GiveUp) else "attempts_exhausted"
             self._emit(
@@ -526,7 +546,7 @@ class Engine:
             if job.status is JobStatus.QUEUED:
                 report.requeued.append(job.id)
                 if self.queue is not None:
-                    await self.queue.enqueue(job.id, delay=delays.get(job.id, 0.0))
+                    await self._announce(job, delays.get(job.id, 0.0))
                 continue
             report.failed.append(job.id)
             assert job.last_error is not None
@@ -562,7 +582,7 @@ class Engine:
         async with self.store.transaction() as tx:
             queued = await tx.list_jobs(status=JobStatus.QUEUED, limit=limit)
         for job in queued:
-            await self.queue.enqueue(job.id, delay=max(0.0, (job.run_at - now).total_seconds()))
+            await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
         return len(queued)
 
     # --- reading ------------------------------------------------------------
