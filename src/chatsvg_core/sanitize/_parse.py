@@ -55,7 +55,9 @@ _BOMS = (
 
 def reject(reason: ReasonCode, detail: str, limit: int | None = None) -> SVGRejected:
     """Build the :class:`SVGRejected` for a reason code (the caller raises it)."""
-    return SVGRejected(f"SVG rejected: {reason.value}: {detail}", reason=reason.value,
+    # The message states the limit, so a log line or CLI error is actionable alone.
+    bound = "" if limit is None else f" (limit {limit})"
+    return SVGRejected(f"SVG rejected: {reason.value}: {detail}{bound}", reason=reason.value,
                        detail=detail, limit=limit)  # fmt: skip
 
 
