@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     if isinstance(targets, str):
         print(f"chatsvg sanitize: error: {targets}", file=sys.stderr)
         return 2
-    sanitizer = Sanitizer(SanitizePolicy.preset(args.policy))
+    sanitizer = Sanitizer.prepared(SanitizePolicy.preset(args.policy))
     to_stdout = "-" in targets
     report_stream = sys.stderr if to_stdout else sys.stdout
     show_progress = (
