@@ -11,6 +11,8 @@ each with its own ``__all__``. Every other module (a leading underscore) is priv
 
 from __future__ import annotations
 
+import logging as _logging
+
 from chatsvg_core import (
     engine,
     errors,
@@ -289,3 +291,7 @@ __all__ = [
     "storage",
     "validate_idempotency_key",
 ]
+
+# A library's loggers stay silent until the host configures logging: without
+# this, Python's last-resort handler prints WARNING records as bare text.
+_logging.getLogger("chatsvg_core").addHandler(_logging.NullHandler())

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import random
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -14,6 +17,7 @@ from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
+from chatsvg_core.engine._leases import LeaseKeeper
 from chatsvg_core.errors import (
     DailyCapExceeded,
     InsufficientCredits,
@@ -51,7 +55,6 @@ from chatsvg_core.storage import (
     complete_job,
     expire_leases,
     fail_job,
-    heartbeat_job,
     retry_job,
 )
 
@@ -96,6 +99,16 @@ def _uuid() -> str:
     return uuid4().hex
 
 
+@functools.cache
+def _takes_attempt(queue_type: type[JobQueue]) -> bool:
+    """Whether ``queue_type.enqueue`` accepts ``attempt`` (adapters older than it do not)."""
+    try:
+        params = inspect.signature(queue_type.enqueue).parameters
+    except (TypeError, ValueError):
+        return False
+    return "attempt" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
 class Engine:
     """Ties the state machine, idempotency, ledger, retries, provider and sanitizer together.
 
@@ -115,7 +128,8 @@ class Engine:
         clock: the time source (inject a ``FakeClock`` in tests).
         lease: how long a claim lasts before recovery may take the job back.
         heartbeat_every: seconds between lease extensions while generating
-            (default: a third of the lease).
+            (default: a third of the lease). One keeper per process extends
+            every lease it holds with one statement per interval.
         idempotency_ttl: how long a client key stays bound to its job.
         daily_cap: credits one owner may spend per day (``None``: no cap), or
             a callable ``owner -> cap``.
@@ -167,6 +181,9 @@ class Engine:
         self.new_id = new_id
         self.rng = rng or random.Random()
         self.checkpoint = checkpoint
+        self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
+            weakref.WeakKeyDictionary()
+        )
 
     # --- helpers ------------------------------------------------------------
 
@@ -187,6 +204,14 @@ class Engine:
         """The cap that applies to ``owner`` (``None``: none)."""
         cap = self._daily_cap
         return cap(owner) if callable(cap) else cap
+
+    async def _announce(self, job: Job, delay: float = 0.0) -> None:
+        # Queues that deduplicate by message id need the attempt (see JobQueue).
+        assert self.queue is not None
+        if _takes_attempt(type(self.queue)):
+            await self.queue.enqueue(job.id, delay=delay, attempt=job.attempt)
+        else:
+            await self.queue.enqueue(job.id, delay=delay)
 
     async def _step(self, name: str, job_id: str) -> None:
         if self.checkpoint is not None:
@@ -249,7 +274,7 @@ class Engine:
             self._emit(EventKind.SUBMITTED, job)
             if self.queue is not None:
                 # After commit: a crash here leaves a QUEUED job that sweep() finds.
-                await self.queue.enqueue(job.id)
+                await self._announce(job)
         return SubmitResult(job=job, replayed=replayed)
 
     # --- process ------------------------------------------------------------
@@ -317,7 +342,7 @@ class Engine:
                 if current.run_at > now:
                     if self.queue is not None:
                         wait = (current.run_at - now).total_seconds()
-                        await self.queue.enqueue(job_id, delay=wait)
+                        await self._announce(current, wait)
                     return None
                 if current.attempt >= current.max_attempts:
                     return None
@@ -356,22 +381,22 @@ class Engine:
             self._emit(EventKind.CHARGED, job, amount=cost)
         return job
 
-    async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
-        lost = asyncio.Event()
-        assert job.lease_token is not None
-        token = job.lease_token
+    def _keeper(self) -> LeaseKeeper:
+        # One keeper per event loop: its task lives on the loop that runs the
+        # jobs (a SyncEngine's portal loop, or the host's own).
+        loop = asyncio.get_running_loop()
+        keeper = self._keepers.get(loop)
+        if keeper is None:
+            keeper = LeaseKeeper(
+                self.store, lease=self.lease, every=self.heartbeat_every, clock=self.clock
+            )
+            self._keepers[loop] = keeper
+        return keeper
 
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(self.heartbeat_every)
-                try:
-                    async with self.store.transaction() as tx:
-                        await heartbeat_job(
-                            tx, job.id, token=token, now=self.clock.now(), lease=self.lease
-                        )
-                except InvalidTransition:
-                    lost.set()
-                    return
+    async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
+        assert job.lease_token is not None
+        keeper = self._keeper()
+        lost = keeper.hold(job.id, job.lease_token)
 
         async def work() -> tuple[str, dict[str, Any]] | BaseException:
             try:
@@ -381,7 +406,6 @@ class Engine:
             except Exception as exc:
                 return exc
 
-        beater = asyncio.create_task(beat())
         worker = asyncio.create_task(work())
         waiter = asyncio.create_task(lost.wait())
         try:
@@ -393,9 +417,12 @@ class Engine:
                 raise _LeaseLost
             return worker.result()
         finally:
-            for task in (beater, waiter, worker):
+            # Released before the final write, so a heartbeat round racing with
+            # it cannot report this finished job as lost.
+            keeper.release(job.id)
+            for task in (waiter, worker):
                 task.cancel()
-            await asyncio.gather(beater, waiter, return_exceptions=True)
+            await asyncio.gather(waiter, return_exceptions=True)
 
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
@@ -466,7 +493,7 @@ class Engine:
         if delay is not None:
             self._emit(EventKind.RETRY_SCHEDULED, new, delay=delay, error_code=info.code)
             if self.queue is not None:
-                await self.queue.enqueue(job.id, delay=delay)
+                await self._announce(new, delay)
         else:
             reason = decision.reason.value if isinstance(decision, GiveUp) else "attempts_exhausted"
             self._emit(
@@ -519,7 +546,7 @@ class Engine:
             if job.status is JobStatus.QUEUED:
                 report.requeued.append(job.id)
                 if self.queue is not None:
-                    await self.queue.enqueue(job.id, delay=delays.get(job.id, 0.0))
+                    await self._announce(job, delays.get(job.id, 0.0))
                 continue
             report.failed.append(job.id)
             assert job.last_error is not None
@@ -555,7 +582,7 @@ class Engine:
         async with self.store.transaction() as tx:
             queued = await tx.list_jobs(status=JobStatus.QUEUED, limit=limit)
         for job in queued:
-            await self.queue.enqueue(job.id, delay=max(0.0, (job.run_at - now).total_seconds()))
+            await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
         return len(queued)
 
     # --- reading ------------------------------------------------------------

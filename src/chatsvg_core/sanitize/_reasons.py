@@ -36,6 +36,8 @@ class ReasonCode(StrEnum):
     """An element has more attributes than ``max_attributes``."""
     PATH_TOO_LONG = "path_too_long"
     """Path data (``d``, ``points``, ``path``) is longer than ``max_path_length``."""
+    TOO_MANY_NAMESPACES = "too_many_namespaces"
+    """The input declares more namespaces than ``max_namespace_declarations``."""
     TOO_MUCH_RENDERING = "too_much_rendering"
     """``<use>`` references would expand to more than ``max_rendered_elements``."""
     EMPTY_RESULT = "empty_result"

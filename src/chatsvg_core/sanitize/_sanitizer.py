@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
 from typing import Any, cast
 
 from lxml import etree
@@ -648,7 +649,9 @@ class Sanitizer:
         Every element renders once, and every ``<use>`` renders its target's
         subtree again (with its own uses expanded), so the rendered count is
         ``elements + sum(rendered(target) for each use)``; only referenced
-        subtrees are walked.
+        subtrees are walked. Two linear passes over them: one finds every
+        ``<use>`` on a reference cycle (``_cyclic_uses``), one sizes the
+        remaining graph, which is then acyclic (``_rendered_sizes``).
         """
         if not run.uses:
             return
@@ -683,13 +686,12 @@ class Sanitizer:
                          f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
         if not uses:
             return
-        while True:
-            size, cyclic = self._rendered_sizes(uses, ids, limit)
-            if not cyclic:
-                break
-            # Browsers ignore a <use> in a reference cycle; drop it and measure again.
+        cyclic = _cyclic_uses(uses, ids)
+        if cyclic:
+            # Browsers ignore a <use> in a reference cycle; drop them all at once.
             self._drop_cyclic(run, root, cyclic)
             uses = [u for u in uses if u not in cyclic]
+        size = _rendered_sizes(uses, ids, limit)
         total = elements
         for use in uses:
             target = _use_target(use, ids)
@@ -698,65 +700,6 @@ class Sanitizer:
                 if exceeds(total):
                     raise reject(ReasonCode.TOO_MUCH_RENDERING,
                                  f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
-
-    @staticmethod
-    def _rendered_sizes(
-        uses: list[Any], ids: dict[str, Any], limit: int
-    ) -> tuple[dict[Any, int], set[Any]]:
-        """Rendered size (capped at ``limit + 1``) of every use target's subtree, and cyclic uses.
-
-        An iterative depth-first search over child edges and use -> target edges
-        (no recursion, so a 10^5-long chain is fine). ``path`` is the current
-        DFS path; an edge back into it closes a cycle, which always contains a
-        use edge: the last use edge on the cycle is cut.
-
-        Elements are the keys (not ``id()``): lxml makes a new proxy object for
-        a node whose old proxy was freed, so only a proxy kept alive by the
-        dictionary keeps its identity.
-        """
-        size: dict[Any, int] = {}
-        done: set[Any] = set()
-        on_path: dict[Any, int] = {}
-        path: list[Any] = []
-        cyclic: set[Any] = set()
-        for use in uses:
-            start = _use_target(use, ids)
-            if start is None or start in done:
-                continue
-            work: list[tuple[Any, bool]] = [(start, False)]
-            while work:
-                node, expanded = work.pop()
-                if expanded:
-                    total = 1
-                    for child in node:
-                        total += size.get(child, 0)
-                    target = _use_target(node, ids)
-                    if target is not None and node not in cyclic:
-                        total += size.get(target, 0)
-                    size[node] = min(total, limit + 1)
-                    done.add(node)
-                    path.pop()
-                    del on_path[node]
-                    continue
-                if node in done or node in on_path:
-                    continue
-                on_path[node] = len(path)
-                path.append(node)
-                work.append((node, True))
-                edges = list(node)
-                target = _use_target(node, ids)
-                if target is not None:
-                    edges.append(target)
-                for nxt in edges:
-                    if nxt in on_path:
-                        cycle = [*path[on_path[nxt] :], nxt]
-                        for a, b in zip(reversed(cycle[:-1]), reversed(cycle[1:]), strict=True):
-                            if _use_target(a, ids) is b:
-                                cyclic.add(a)
-                                break
-                    elif nxt not in done:
-                        work.append((nxt, False))
-        return size, cyclic
 
     def _drop_cyclic(self, run: _Run, root: Any, bad: set[Any]) -> None:
         by_parent: dict[Any, dict[Any, bool]] = {}
@@ -767,6 +710,96 @@ class Sanitizer:
                 by_parent.setdefault(use.getparent(), {})[use] = False
         for parent, changes in by_parent.items():
             _splice(parent, changes)
+
+
+def _edges(node: Any, ids: dict[str, Any]) -> Iterator[Any]:
+    """``node``'s children, then the target of ``node`` if it is a ``<use>``."""
+    yield from node
+    target = _use_target(node, ids)
+    if target is not None:
+        yield target
+
+
+def _cyclic_uses(uses: list[Any], ids: dict[str, Any]) -> set[Any]:
+    """Every ``<use>`` that lies on a reference cycle, in one pass (Tarjan's algorithm).
+
+    The graph has child edges and use -> target edges, from the targets of
+    ``uses``. Child edges form a tree, so every cycle holds a use edge, and a
+    use edge lies on a cycle exactly when the use and its target are in the
+    same strongly connected component. Cutting all such edges (and no other)
+    leaves the graph acyclic, and it is what browsers do: each of those uses
+    would contain itself. Iterative (a 10^5-long chain is fine) and linear in
+    the walked nodes and edges: no path copies, no second pass.
+
+    Elements are the keys (not ``id()``): lxml makes a new proxy object for a
+    node whose old proxy was freed, so only a proxy kept alive by the
+    dictionaries keeps its identity.
+    """
+    index: dict[Any, int] = {}
+    low: dict[Any, int] = {}
+    component: dict[Any, int] = {}  # node -> index of its component's root
+    stack: list[Any] = []
+    for use in uses:
+        start = _use_target(use, ids)
+        if start is None or start in index:
+            continue
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        work: list[tuple[Any, Iterator[Any]]] = [(start, _edges(start, ids))]
+        while work:
+            node, edges = work[-1]
+            for nxt in edges:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    work.append((nxt, _edges(nxt, ids)))
+                    break
+                if nxt not in component and index[nxt] < low[node]:
+                    low[node] = index[nxt]  # still on the stack: same component
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    if low[node] < low[parent]:
+                        low[parent] = low[node]
+                if low[node] == index[node]:
+                    root = index[node]
+                    while True:
+                        member = stack.pop()
+                        component[member] = root
+                        if member is node:
+                            break
+    cyclic: set[Any] = set()
+    for node, root in component.items():
+        target = _use_target(node, ids)
+        if target is not None and component.get(target) == root:
+            cyclic.add(node)
+    return cyclic
+
+
+def _rendered_sizes(uses: list[Any], ids: dict[str, Any], limit: int) -> dict[Any, int]:
+    """Rendered size (capped at ``limit + 1``) of every use target's subtree.
+
+    The graph (child edges, use -> target edges) has no cycle left, so each
+    node's size is computed once, after its successors (memoised, iterative).
+    """
+    size: dict[Any, int] = {}
+    for use in uses:
+        start = _use_target(use, ids)
+        if start is None or start in size:
+            continue
+        work: list[tuple[Any, bool]] = [(start, False)]
+        while work:
+            node, expanded = work.pop()
+            if expanded:
+                total = 1
+                for nxt in _edges(node, ids):
+                    total += size[nxt]
+                size[node] = min(total, limit + 1)
+            elif node not in size:
+                work.append((node, True))
+                work.extend((nxt, False) for nxt in _edges(node, ids) if nxt not in size)
+    return size
 
 
 def _href(node: Any) -> str | None:

@@ -34,9 +34,9 @@ but chatsvg-core's tables.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -165,6 +165,33 @@ class PostgresTransaction(SQLTransaction):
 
     def _now(self) -> datetime:
         return self._store._clock.now()
+
+    async def extend_leases(
+        self, leases: Mapping[str, int], *, now: datetime, lease: timedelta
+    ) -> set[str]:
+        """Batched heartbeat (:class:`~chatsvg_core.storage.LeaseExtender`): one statement.
+
+        The ids and tokens travel as two arrays, so the statement text is the
+        same for any number of leases. The rows are locked in id order first
+        (as ``heartbeat_jobs_reference`` visits them), so two batches never
+        deadlock each other; under READ COMMITTED a row another transaction
+        changed meanwhile is re-checked after its commit, so a job completed
+        or re-claimed under us is not extended.
+        """
+        self._check_open()
+        ids = sorted(leases)
+        rows = await self._all(
+            "WITH held AS (SELECT j.id, h.token FROM chatsvg_jobs j "
+            "JOIN unnest(?::text[], ?::integer[]) AS h(id, token) "
+            "ON j.id = h.id AND j.lease_token = h.token "
+            "WHERE j.status = 'running' ORDER BY j.id FOR UPDATE OF j) "
+            "UPDATE chatsvg_jobs SET lease_expires_at = greatest(lease_expires_at, ?), "
+            "version = version + 1, updated_at = ? "
+            "FROM held WHERE chatsvg_jobs.id = held.id AND chatsvg_jobs.lease_token = held.token "
+            "AND chatsvg_jobs.status = 'running' RETURNING chatsvg_jobs.id",
+            (ids, [leases[i] for i in ids], utc(now + lease), utc(now)),
+        )
+        return {row[0] for row in rows}
 
     async def prune_idempotency(self, now: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` records expired at or before ``now``; return how many."""
