@@ -300,9 +300,10 @@ def test_str_input_ignores_declared_encoding() -> None:
     assert sanitize_svg(doc).svg == f"<svg {NS}><text>é</text></svg>"
 
 
-def test_non_text_input_is_a_type_error() -> None:
-    with pytest.raises(TypeError):
+def test_non_text_input_is_a_typed_refusal() -> None:
+    with pytest.raises(SVGRejected) as err:
         sanitize_svg(123)  # type: ignore[arg-type]
+    assert err.value.reason == "not_well_formed"
 
 
 @pytest.mark.parametrize(

@@ -111,7 +111,11 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
             raise reject(ReasonCode.TOO_MANY_BYTES, f"{len(raw)} bytes", max_bytes)
         return raw.removeprefix(codecs.BOM_UTF8)
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"sanitize_svg expects str or bytes, not {type(data).__name__}")
+        # A typed refusal like every other bad input (a host passing a parsed
+        # JSON value straight through gets an answer it can map to HTTP).
+        raise reject(
+            ReasonCode.NOT_WELL_FORMED, f"expected str or bytes, not {type(data).__name__}"
+        )
     raw = bytes(data)
     if len(raw) > max_bytes:
         raise reject(ReasonCode.TOO_MANY_BYTES, f"{len(raw)} bytes", max_bytes)
