@@ -16,8 +16,10 @@ from typing import Any
 from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
 from chatsvg_core.engine._leases import LeaseKeeper
+from chatsvg_core.engine._validate import check_job_id, parse_request
 from chatsvg_core.errors import (
     DailyCapExceeded,
     InsufficientCredits,
@@ -39,6 +41,7 @@ from chatsvg_core.idempotency import (
     create_or_replay,
     idempotency_scope,
     request_hash,
+    validate_idempotency_key,
 )
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.ledger import DayBoundary, charge, refund
@@ -168,7 +171,7 @@ class Engine:
         self.provider = provider
         self.policy = policy or RetryPolicy()
         self.call_policy = call_policy or self.policy.model_copy(update={"max_attempts": 2})
-        self.sanitizer = Sanitizer(sanitizer_policy)
+        self.sanitizer = Sanitizer.prepared(sanitizer_policy)
         self.pricing = pricing or Pricing()
         self.prompt_policy = prompt_policy or PromptPolicy()
         self.clock = clock or SystemClock()
@@ -220,9 +223,15 @@ class Engine:
     # --- submit -------------------------------------------------------------
 
     def prepare(self, request: GenerationRequest | Mapping[str, Any]) -> GenerationRequest:
-        """Validate and normalise a request (raises ``PromptRejected`` or pydantic errors)."""
+        """Validate and normalise a request.
+
+        Raises:
+            InvalidRequest: not a mapping, an unknown field, a wrong type or an
+                out-of-range value (no lax coercion: ``"512"`` is not a width).
+            PromptRejected: the prompt breaks a prompt rule.
+        """
         if not isinstance(request, GenerationRequest):
-            request = GenerationRequest.model_validate(request)
+            request = parse_request(request)
         return self.prompt_policy.check(request)
 
     async def submit(
@@ -239,6 +248,9 @@ class Engine:
         the same key with another payload raises ``IdempotencyConflict``.
         Nothing is charged here: credits are taken when a worker claims it.
         """
+        owner = validate_owner(owner)
+        if idempotency_key is not None:
+            idempotency_key = validate_idempotency_key(idempotency_key)
         req = self.prepare(request)
         payload = req.model_dump(mode="json")
         scope = idempotency_scope(owner, operation=OPERATION)
@@ -589,6 +601,7 @@ class Engine:
 
     async def get(self, job_id: str) -> Job:
         """The job (raises ``JobNotFound``)."""
+        job_id = check_job_id(job_id)
         async with self.store.transaction() as tx:
             job = await tx.get_job(job_id)
         if job is None:
@@ -597,5 +610,6 @@ class Engine:
 
     async def result(self, job_id: str) -> JobResult | None:
         """The sanitized SVG and metadata of a SUCCEEDED job, else ``None``."""
+        job_id = check_job_id(job_id)
         async with self.store.transaction() as tx:
             return await tx.get_result(job_id)

@@ -4,9 +4,9 @@ Declarations are kept only for allowlisted properties whose value holds
 nothing but allowlisted tokens and functions; ``url()`` may only point to a
 same-document ``#id``. Rules keep only simple selectors (type, class, id,
 attribute, allowlisted pseudo-classes) and, when confinement is on, each
-selector's subject is restricted to the SVG's own subtree with a zero-
-specificity ``:where(#root, #root *)`` so ``<style>`` inside an inlined SVG
-never styles the host page. The output never contains ``<``, so it can never
+selector's subject is restricted to the SVG's own subtree and its ``<use>``
+clones with a zero-specificity ``:where(.scope, .scope *)`` so ``<style>``
+inside an inlined SVG never styles the host page. The output never contains ``<``, so it can never
 close a ``<style>`` element, whatever parser reads it.
 """
 
@@ -605,20 +605,20 @@ class CssSanitizer:
         ident = tinycss2.serialize(name)
         return f"@keyframes {ident}{{{''.join(frames)}}}" if frames else None
 
-    def stylesheet(self, text: str, scope_id: str | None) -> str:
-        """Sanitize a ``<style>`` element's text; ``scope_id`` confines selectors."""
-        key = (f"sheet {scope_id}", text)
+    def stylesheet(self, text: str, scope_class: str | None) -> str:
+        """Sanitize a ``<style>`` element's text; ``scope_class`` confines selectors."""
+        key = (f"sheet {scope_class}", text)
         hit = self.cache.get(key)
         if hit is not None:
             self.issues.extend(hit[1])
             return hit[0] or ""
         before = len(self.issues)
-        css = self._stylesheet(text, scope_id)
+        css = self._stylesheet(text, scope_class)
         self._remember(key, css, tuple(self.issues[before:]))
         return css
 
-    def _stylesheet(self, text: str, scope_id: str | None) -> str:
-        scope = None if scope_id is None else _scope_selector(scope_id)
+    def _stylesheet(self, text: str, scope_class: str | None) -> str:
+        scope = None if scope_class is None else _scope_selector(scope_class)
         simple = self._simple_stylesheet(text, scope)
         if simple is not None:
             return simple
@@ -632,10 +632,15 @@ class CssSanitizer:
 
 
 @functools.lru_cache(maxsize=256)
-def _scope_selector(scope_id: str) -> str:
-    """``:where(#id,#id *)``: confines a rule to the SVG, with zero specificity."""
-    ident = tinycss2.serialize_identifier(scope_id)
-    return f":where(#{ident},#{ident} *)"
+def _scope_selector(scope: str) -> str:
+    """``:where(.s,.s *)``: confines a rule to the SVG's elements and their ``<use>`` clones.
+
+    Zero specificity. The class is on the root and on every ``<use>`` target
+    (see ``Sanitizer._mark_scope``), so a clone in a use element's shadow tree,
+    which has no ancestor outside that tree, still matches.
+    """
+    ident = tinycss2.serialize_identifier(scope)
+    return f":where(.{ident},.{ident} *)"
 
 
 def _repr(tok: Any) -> str:
