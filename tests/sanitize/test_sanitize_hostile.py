@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatsvg_core.errors import SVGRejected
 from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, sanitize_svg
 from chatsvg_core.sanitize import _sanitizer as sanitizer_module
+from chatsvg_core.testing.strategies import svg_safety_violations
 
 NS = 'xmlns="http://www.w3.org/2000/svg"'
 
@@ -158,3 +161,68 @@ def test_namespace_limit_holds_on_the_pull_parser_path_too() -> None:
     ok = f'<svg {NS}><g xmlns:p0="urn:0"></g><g></g><rect/></svg>'
     assert ok.count("<") > 5
     assert sanitize_svg(ok, policy=policy).svg == f"<svg {NS}><g/><g/><rect/></svg>"
+
+
+# --- CSS escapes --------------------------------------------------------------
+
+# Characters a CSS escape may decode to that XML 1.0 cannot hold, and escapes of
+# whitespace that ``str.strip`` used to cut to a dangling backslash.
+ESCAPES = [
+    *(f"{c:X}" for c in range(1, 9)),
+    *(f"{c:X}" for c in range(0xE, 0x20)),
+    "9", "B", "C", "20", "FFFE", "FFFF", "D800", "DFFF", "110000", "0",
+]  # fmt: skip
+PLACES = [
+    '<rect fill="{e}"/>',
+    '<rect fill="a{e}"/>',
+    '<rect fill="{e} "/>',
+    '<rect style="fill:{e}"/>',
+    '<rect style="font-family:&quot;{e}&quot;;fill:red"/>',
+    "<style>rect{{fill:{e}}}rect{{stroke:red}}</style><rect/>",
+    '<style>rect{{font-family:"{e}"}}</style><rect/>',
+    '<style>rect{{font-family:"\\\\{e}"}}</style><rect/>',  # escaped backslash first
+    "<style>.a{e}b{{fill:red}}</style><rect/>",
+    "<style>@media (min-width:{e}){{rect{{fill:red}}}}</style><rect/>",
+    '<rect fill="url(#a{e})"/>',
+]
+
+
+def stable(doc: str, policy: SanitizePolicy | None = None) -> str:
+    """Sanitize ``doc`` and check that a second pass gives the same text."""
+    out = sanitize_svg(doc, policy=policy).svg
+    assert sanitize_svg(out, policy=policy).svg == out
+    return out
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_css_escapes_give_xml_and_are_stable(escape: str, place: str) -> None:
+    # Was lxml's ValueError (control characters), UnicodeEncodeError (\D800),
+    # or a dangling backslash that swallowed the next rule of a sheet.
+    body = place.format(e="\\" + escape)
+    out = stable(f"<svg {NS}>{body}</svg>")
+    assert svg_safety_violations(out) == []
+    if "stroke:red" in place:
+        assert "stroke:red" in out  # the next rule survives
+
+
+def test_escaped_space_keeps_the_next_rule() -> None:
+    out = stable(f"<svg {NS}><style>rect{{fill:\\ }}rect{{stroke:red}}</style><rect/></svg>")
+    assert "{fill:\\ }" in out
+    assert "{stroke:red}" in out
+
+
+@settings(max_examples=300)
+@given(
+    code=st.integers(0, 0x11_0000),
+    place=st.sampled_from(PLACES),
+    after=st.sampled_from(["", " ", "0", "a", "\\\\", ";"]),
+)
+def test_any_escaped_code_point_is_stable(code: int, place: str, after: str) -> None:
+    escape = f"\\{code:x}{after}"
+    try:
+        body = place.format(e=escape)
+        out = stable(f"<svg {NS}>{body}</svg>")
+    except SVGRejected:
+        return
+    assert svg_safety_violations(out) == []

@@ -200,7 +200,7 @@ class Engine:
         self.provider = provider
         self.policy = policy or RetryPolicy()
         self.call_policy = call_policy or self.policy.model_copy(update={"max_attempts": 2})
-        self.sanitizer = Sanitizer(sanitizer_policy)
+        self.sanitizer = Sanitizer.prepared(sanitizer_policy)
         self.pricing = pricing or Pricing()
         self.prompt_policy = prompt_policy or PromptPolicy()
         self.clock = clock or SystemClock()

@@ -44,6 +44,12 @@ _PLAIN_DOCTYPE = re.compile(
     rb"(?:\s+PUBLIC\s+(?:\"[^\"]*\"|'[^']*')\s+(?:\"[^\"]*\"|'[^']*')"
     rb"|\s+SYSTEM\s+(?:\"[^\"]*\"|'[^']*'))?\s*>"
 )
+# The DOCTYPEs SVG 1.0 and 1.1 files carry (graphviz, old editors): dropped by
+# default (``allow_svg_doctype``) when they have no internal subset.
+_SVG_DOCTYPE = re.compile(
+    rb"<!DOCTYPE\s+svg\s+PUBLIC\s+([\"'])-//W3C//DTD SVG (?:1\.0|1\.1|1\.1 Basic|1\.1 Tiny"
+    rb"|20010904|20001102|20000802)//EN\1\s+(?:\"[^\"]*\"|'[^']*')\s*>"
+)
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
     (codecs.BOM_UTF32_BE, "utf-32-be"),
@@ -147,11 +153,14 @@ def _refuse_dtd(raw: bytes, first: int, policy: SanitizePolicy) -> bytes:
     match = _DOCTYPE.search(raw, first)
     if match is None:
         return raw
+    plain = None
     if policy.allow_plain_doctype:
         plain = _PLAIN_DOCTYPE.match(raw, match.start())
-        if plain is not None and not _DOCTYPE.search(raw, plain.end()):
-            # Blank it out (same length keeps line numbers and offsets).
-            return raw[: plain.start()] + b" " * (plain.end() - plain.start()) + raw[plain.end() :]
+    elif policy.allow_svg_doctype:
+        plain = _SVG_DOCTYPE.match(raw, match.start())
+    if plain is not None and not _DOCTYPE.search(raw, plain.end()):
+        # Blank it out (same length keeps line numbers and offsets).
+        return raw[: plain.start()] + b" " * (plain.end() - plain.start()) + raw[plain.end() :]
     raise reject(ReasonCode.DOCTYPE_FORBIDDEN, "document type declaration")
 
 

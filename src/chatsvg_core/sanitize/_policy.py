@@ -78,8 +78,12 @@ class SanitizePolicy(BaseModel):
             Ids already carrying the prefix are kept, which keeps sanitizing stable.
         confine_styles: rewrite ``<style>`` selectors so they only match inside this
             SVG when it is inlined in an HTML page (the root gets an id if needed).
-        allow_plain_doctype: drop (instead of rejecting) a DOCTYPE that has no internal
-            subset, as exported by old editors. It is never loaded.
+        allow_svg_doctype: drop (instead of rejecting) the standard SVG 1.0/1.1
+            DOCTYPE (``<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "...">``, as graphviz
+            and old editors write it) when it has no internal subset. On in both presets:
+            it is never loaded, and nothing of it reaches the output.
+        allow_plain_doctype: drop (instead of rejecting) any DOCTYPE that has no internal
+            subset. It is never loaded.
         max_bytes: input size limit, checked before parsing.
         max_elements: element count limit, checked while parsing.
         max_depth: nesting depth limit, checked while parsing.
@@ -110,6 +114,7 @@ class SanitizePolicy(BaseModel):
     link_schemes: frozenset[str] = frozenset()
     id_prefix: str | None = None
     confine_styles: bool = True
+    allow_svg_doctype: bool = True
     allow_plain_doctype: bool = False
 
     max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)

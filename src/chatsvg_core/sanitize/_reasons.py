@@ -78,8 +78,8 @@ class ReasonCode(StrEnum):
     """An id, class or reference rewritten with the policy's ``id_prefix``."""
     SELECTOR_CONFINED = "selector_confined"
     """A CSS selector rewritten so it matches only inside this SVG."""
-    ROOT_ID_ADDED = "root_id_added"
-    """The root ``<svg>`` was given an id so that ``<style>`` rules can be confined to it."""
+    SCOPE_CLASS_ADDED = "scope_class_added"
+    """The root ``<svg>`` or a ``<use>`` target was given the class that confines ``<style>``."""
 
 
 class Action(StrEnum):
