@@ -4,25 +4,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import random
+import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import uuid4
 
-from pydantic import ValidationError
-
 from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
+from chatsvg_core.engine._leases import LeaseKeeper
+from chatsvg_core.engine._money import (
+    capture_if_reserved,
+    count_in_flight,
+    give_back,
+    unsettled_kinds,
+)
+from chatsvg_core.engine._validate import check_job_id, parse_request
 from chatsvg_core.errors import (
+    ConfigurationError,
     DailyCapExceeded,
+    InFlightLimitExceeded,
     InsufficientCredits,
     InvalidTransition,
     JobNotFound,
-    PromptRejected,
-    RefundWithoutCharge,
     SVGRejected,
     TransientError,
     UnknownAccount,
@@ -40,9 +50,10 @@ from chatsvg_core.idempotency import (
     create_or_replay,
     idempotency_scope,
     request_hash,
+    validate_idempotency_key,
 )
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
-from chatsvg_core.ledger import DayBoundary, charge, refund
+from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
 from chatsvg_core.sanitize import SanitizePolicy, Sanitizer, is_blank
@@ -56,7 +67,6 @@ from chatsvg_core.storage import (
     complete_job,
     expire_leases,
     fail_job,
-    heartbeat_job,
     retry_job,
 )
 
@@ -93,12 +103,26 @@ class RecoveryReport:
     refunded: list[str] = field(default_factory=list)
 
 
+class _Reserved(Exception):
+    """The claimed job was paid by a reservation at submit: nothing to charge."""
+
+
 class _LeaseLost(Exception):
     """Raised inside a worker when its heartbeat learns the lease is gone."""
 
 
 def _uuid() -> str:
     return uuid4().hex
+
+
+@functools.cache
+def _takes_attempt(queue_type: type[JobQueue]) -> bool:
+    """Whether ``queue_type.enqueue`` accepts ``attempt`` (adapters older than it do not)."""
+    try:
+        params = inspect.signature(queue_type.enqueue).parameters
+    except (TypeError, ValueError):
+        return False
+    return "attempt" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class Engine:
@@ -120,7 +144,8 @@ class Engine:
         clock: the time source (inject a ``FakeClock`` in tests).
         lease: how long a claim lasts before recovery may take the job back.
         heartbeat_every: seconds between lease extensions while generating
-            (default: a third of the lease).
+            (default: a third of the lease). One keeper per process extends
+            every lease it holds with one statement per interval.
         idempotency_ttl: how long a client key stays bound to its job.
         daily_cap: credits one owner may spend per day (``None``: no cap), or
             a callable ``owner -> cap``.
@@ -128,6 +153,16 @@ class Engine:
         on_event: one hook that sees every transition, charge and refund.
         new_id: job id factory. ``rng``: randomness for retry jitter.
         checkpoint: test hook awaited at named steps (see :data:`Checkpoint`).
+        charge_at: when credits are taken. ``"claim"`` (the default): a
+            worker charges when it claims the job, and a job without credits
+            fails then. ``"submit"``: ``submit`` reserves the price in the
+            transaction that creates the job and binds its key, refusing with
+            ``InsufficientCredits`` or ``DailyCapExceeded`` (nothing written);
+            success captures the reservation, a final failure or a cancel
+            releases it.
+        max_in_flight: the most jobs one owner may have QUEUED or RUNNING at
+            once (``None``: no limit), or a callable ``owner -> limit``; a
+            submit past it raises ``InFlightLimitExceeded`` (nothing written).
         refuse_blank: fail (and refund) a job whose sanitized SVG draws nothing
             visible (:func:`~chatsvg_core.sanitize.is_blank`); ``False`` accepts it.
     """
@@ -153,16 +188,24 @@ class Engine:
         new_id: Callable[[], str] = _uuid,
         rng: random.Random | None = None,
         checkpoint: Checkpoint | None = None,
+        charge_at: Literal["claim", "submit"] = "claim",
+        max_in_flight: int | Callable[[str], int | None] | None = None,
         refuse_blank: bool = True,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
+        if charge_at not in ("claim", "submit"):
+            raise ConfigurationError(
+                "charge_at is 'claim' or 'submit'", option="charge_at", value=repr(charge_at)
+            )
+        self.charge_at = charge_at
+        self._max_in_flight = max_in_flight
         self.store = store
         self.queue = queue
         self.provider = provider
         self.policy = policy or RetryPolicy()
         self.call_policy = call_policy or self.policy.model_copy(update={"max_attempts": 2})
-        self.sanitizer = Sanitizer(sanitizer_policy)
+        self.sanitizer = Sanitizer.prepared(sanitizer_policy)
         self.pricing = pricing or Pricing()
         self.prompt_policy = prompt_policy or PromptPolicy()
         self.clock = clock or SystemClock()
@@ -175,6 +218,9 @@ class Engine:
         self.new_id = new_id
         self.rng = rng or random.Random()
         self.checkpoint = checkpoint
+        self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
+            weakref.WeakKeyDictionary()
+        )
         self.refuse_blank = refuse_blank
 
     # --- helpers ------------------------------------------------------------
@@ -197,6 +243,53 @@ class Engine:
         cap = self._daily_cap
         return cap(owner) if callable(cap) else cap
 
+    def max_in_flight(self, owner: str) -> int | None:
+        """The in-flight limit that applies to ``owner`` (``None``: none)."""
+        limit = self._max_in_flight
+        return limit(owner) if callable(limit) else limit
+
+    async def _admit(self, tx: StoreTransaction, job: Job, now: datetime) -> int | None:
+        """Check the owner's limits and reserve the price, under the account lock.
+
+        Runs in the submit's transaction after the job is inserted, so a
+        refusal rolls back the job and the key together. Returns the amount
+        reserved (``None`` in claim mode).
+        """
+        limit = self.max_in_flight(job.owner)
+        if limit is not None:
+            # The lock serializes one owner's submits, so two cannot both see
+            # room for one more job (create: an owner without an account).
+            await tx.lock_account(job.owner, create=True)
+            in_flight = await count_in_flight(tx, job.owner, up_to=limit)
+            if in_flight > limit:  # the count includes the job being submitted
+                raise InFlightLimitExceeded(
+                    f"owner {job.owner!r} already has {limit} jobs queued or running",
+                    owner=job.owner,
+                    limit=limit,
+                    in_flight=in_flight - 1,
+                )
+        if self.charge_at != "submit":
+            return None
+        cost = self.pricing.cost(GenerationRequest.model_validate(job.request))
+        await reserve(
+            tx,
+            job.owner,
+            cost,
+            ref=job.id,
+            now=now,
+            daily_cap=self.daily_cap(job.owner),
+            day=self.day,
+        )
+        return cost
+
+    async def _announce(self, job: Job, delay: float = 0.0) -> None:
+        # Queues that deduplicate by message id need the attempt (see JobQueue).
+        assert self.queue is not None
+        if _takes_attempt(type(self.queue)):
+            await self.queue.enqueue(job.id, delay=delay, attempt=job.attempt)
+        else:
+            await self.queue.enqueue(job.id, delay=delay)
+
     async def _step(self, name: str, job_id: str) -> None:
         if self.checkpoint is not None:
             await self.checkpoint(name, job_id)
@@ -204,22 +297,15 @@ class Engine:
     # --- submit -------------------------------------------------------------
 
     def prepare(self, request: GenerationRequest | Mapping[str, Any]) -> GenerationRequest:
-        """Validate and normalise a request (raises ``PromptRejected``).
+        """Validate and normalise a request.
 
-        A field that fails validation (a model id with blanks, an unknown
-        detail level...) is ``PromptRejected`` with ``rule="invalid_request"``.
+        Raises:
+            InvalidRequest: not a mapping, an unknown field, a wrong type or an
+                out-of-range value (no lax coercion: ``"512"`` is not a width).
+            PromptRejected: the prompt breaks a prompt rule.
         """
         if not isinstance(request, GenerationRequest):
-            try:
-                request = GenerationRequest.model_validate(request)
-            except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'request'}: {e['msg']}"
-                    for e in exc.errors()
-                )
-                raise PromptRejected(
-                    f"invalid request: {problems}", rule="invalid_request", detail=problems
-                ) from None
+            request = parse_request(request)
         return self.prompt_policy.check(request)
 
     async def submit(
@@ -234,8 +320,17 @@ class Engine:
         job and the key's record are written in one transaction: a retry with
         the same key and payload returns the original job (``replayed=True``);
         the same key with another payload raises ``IdempotencyConflict``.
-        Nothing is charged here: credits are taken when a worker claims it.
+
+        With ``charge_at="claim"`` nothing is charged here: credits are taken
+        when a worker claims the job. With ``charge_at="submit"`` the price is
+        reserved in the same transaction; ``InsufficientCredits`` or
+        ``DailyCapExceeded`` then means no job was created and the key is not
+        bound, so the same key works once the owner has credits. A replay
+        reserves nothing again. ``InFlightLimitExceeded`` likewise.
         """
+        owner = validate_owner(owner)
+        if idempotency_key is not None:
+            idempotency_key = validate_idempotency_key(idempotency_key)
         req = self.prepare(request)
         payload = req.model_dump(mode="json")
         scope = idempotency_scope(owner, operation=OPERATION)
@@ -249,10 +344,12 @@ class Engine:
             now=now,
             max_attempts=self.policy.max_attempts,
         )
+        reserved = None
         async with self.store.transaction() as tx:
             if idempotency_key is None:
                 await tx.insert_job(job)
                 replayed = False
+                reserved = await self._admit(tx, job, now)
             else:
                 outcome = await create_or_replay(
                     tx,
@@ -265,13 +362,17 @@ class Engine:
                 replayed = not isinstance(outcome, Created)
                 assert outcome.job is not None  # create_or_replay always sets it
                 job = outcome.job
+                if not replayed:
+                    reserved = await self._admit(tx, job, now)
         if replayed:
             self._emit(EventKind.REPLAYED, job)
         else:
             self._emit(EventKind.SUBMITTED, job)
+            if reserved is not None:
+                self._emit(EventKind.CHARGED, job, amount=reserved, mode="reserve")
             if self.queue is not None:
                 # After commit: a crash here leaves a QUEUED job that sweep() finds.
-                await self.queue.enqueue(job.id)
+                await self._announce(job)
         return SubmitResult(job=job, replayed=replayed)
 
     # --- process ------------------------------------------------------------
@@ -339,7 +440,7 @@ class Engine:
                 if current.run_at > now:
                     if self.queue is not None:
                         wait = (current.run_at - now).total_seconds()
-                        await self.queue.enqueue(job_id, delay=wait)
+                        await self._announce(current, wait)
                     return None
                 if current.attempt >= current.max_attempts:
                     return None
@@ -348,6 +449,8 @@ class Engine:
             cost = self.pricing.cost(request)
             entry_id = _uuid()
             try:
+                if self.charge_at == "submit" and await tx.find_entry(EntryKind.RESERVE, job.id):
+                    raise _Reserved
                 entry = await charge(
                     tx,
                     job.owner,
@@ -358,6 +461,12 @@ class Engine:
                     day=self.day,
                     new_id=lambda: entry_id,
                 )
+            except _Reserved:
+                charged_now = False  # paid at submit: the reservation covers every attempt
+            except LedgerConflict as exc:
+                if exc.reason != "has_reserve":
+                    raise
+                charged_now = False  # reserved at submit by an engine in the other mode
             except (InsufficientCredits, DailyCapExceeded, UnknownAccount) as exc:
                 job = await fail_job(
                     tx,
@@ -378,22 +487,22 @@ class Engine:
             self._emit(EventKind.CHARGED, job, amount=cost)
         return job
 
-    async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
-        lost = asyncio.Event()
-        assert job.lease_token is not None
-        token = job.lease_token
+    def _keeper(self) -> LeaseKeeper:
+        # One keeper per event loop: its task lives on the loop that runs the
+        # jobs (a SyncEngine's portal loop, or the host's own).
+        loop = asyncio.get_running_loop()
+        keeper = self._keepers.get(loop)
+        if keeper is None:
+            keeper = LeaseKeeper(
+                self.store, lease=self.lease, every=self.heartbeat_every, clock=self.clock
+            )
+            self._keepers[loop] = keeper
+        return keeper
 
-        async def beat() -> None:
-            while True:
-                await asyncio.sleep(self.heartbeat_every)
-                try:
-                    async with self.store.transaction() as tx:
-                        await heartbeat_job(
-                            tx, job.id, token=token, now=self.clock.now(), lease=self.lease
-                        )
-                except InvalidTransition:
-                    lost.set()
-                    return
+    async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
+        assert job.lease_token is not None
+        keeper = self._keeper()
+        lost = keeper.hold(job.id, job.lease_token)
 
         async def work() -> tuple[str, dict[str, Any]] | BaseException:
             try:
@@ -403,7 +512,6 @@ class Engine:
             except Exception as exc:
                 return exc
 
-        beater = asyncio.create_task(beat())
         worker = asyncio.create_task(work())
         waiter = asyncio.create_task(lost.wait())
         try:
@@ -415,9 +523,12 @@ class Engine:
                 raise _LeaseLost
             return worker.result()
         finally:
-            for task in (beater, waiter, worker):
+            # Released before the final write, so a heartbeat round racing with
+            # it cannot report this finished job as lost.
+            keeper.release(job.id)
+            for task in (waiter, worker):
                 task.cancel()
-            await asyncio.gather(beater, waiter, return_exceptions=True)
+            await asyncio.gather(waiter, return_exceptions=True)
 
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
@@ -457,6 +568,8 @@ class Engine:
                 done, _ = await complete_job(
                     tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata
                 )
+                # Only after the fenced transition: a refused result captures nothing.
+                await capture_if_reserved(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
             return None
@@ -501,7 +614,7 @@ class Engine:
         if delay is not None:
             self._emit(EventKind.RETRY_SCHEDULED, new, delay=delay, error_code=info.code)
             if self.queue is not None:
-                await self.queue.enqueue(job.id, delay=delay)
+                await self._announce(new, delay)
         else:
             reason = decision.reason.value if isinstance(decision, GiveUp) else "attempts_exhausted"
             self._emit(
@@ -514,11 +627,9 @@ class Engine:
 
     @staticmethod
     async def _refund(tx: StoreTransaction, job_id: str, now: datetime) -> int | None:
-        try:
-            entry = await refund(tx, job_id, now=now)
-        except RefundWithoutCharge:
-            return None
-        return entry.amount
+        # The charge refunded or the reservation released, whichever the job holds.
+        given = await give_back(tx, job_id, now)
+        return None if given is None else given[1]
 
     # --- recovery -----------------------------------------------------------
 
@@ -554,7 +665,7 @@ class Engine:
             if job.status is JobStatus.QUEUED:
                 report.requeued.append(job.id)
                 if self.queue is not None:
-                    await self.queue.enqueue(job.id, delay=delays.get(job.id, 0.0))
+                    await self._announce(job, delays.get(job.id, 0.0))
                 continue
             report.failed.append(job.id)
             assert job.last_error is not None
@@ -576,10 +687,11 @@ class Engine:
             failed = await tx.list_jobs(status=JobStatus.FAILED, limit=limit)
             out = []
             for job in failed:
-                if await tx.find_entry(EntryKind.CHARGE, job.id) is None:
-                    continue
-                if await tx.find_entry(EntryKind.REFUND, job.id) is None:
-                    out.append(job.id)
+                for held, back in unsettled_kinds():
+                    if await tx.find_entry(held, job.id) is None:
+                        continue
+                    if await tx.find_entry(back, job.id) is None:
+                        out.append(job.id)
         return out
 
     async def sweep(self, now: datetime | None = None, *, limit: int = 1000) -> int:
@@ -590,13 +702,14 @@ class Engine:
         async with self.store.transaction() as tx:
             queued = await tx.list_jobs(status=JobStatus.QUEUED, limit=limit)
         for job in queued:
-            await self.queue.enqueue(job.id, delay=max(0.0, (job.run_at - now).total_seconds()))
+            await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
         return len(queued)
 
     # --- reading ------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job:
         """The job (raises ``JobNotFound``)."""
+        job_id = check_job_id(job_id)
         async with self.store.transaction() as tx:
             job = await tx.get_job(job_id)
         if job is None:
@@ -605,5 +718,6 @@ class Engine:
 
     async def result(self, job_id: str) -> JobResult | None:
         """The sanitized SVG and metadata of a SUCCEEDED job, else ``None``."""
+        job_id = check_job_id(job_id)
         async with self.store.transaction() as tx:
             return await tx.get_result(job_id)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
+from types import TracebackType
 from typing import Any, TypeVar
 
 from chatsvg_core._sync import run_sync
 from chatsvg_core.engine._engine import Engine, RecoveryReport, SubmitResult
-from chatsvg_core.generate import GenerationRequest
+from chatsvg_core.generate import GenerationRequest, Provider
 from chatsvg_core.jobs import Job
-from chatsvg_core.storage import JobResult
+from chatsvg_core.queues import JobQueue
+from chatsvg_core.storage import JobResult, Store, open_storage
 
 __all__ = ["SyncEngine"]
 
@@ -20,12 +24,19 @@ class SyncEngine:
     """The :class:`Engine`'s methods, callable from sync code (Celery, Django, scripts).
 
     Every call runs on the library's one event-loop thread per process, so
-    the async store and provider keep their connection pools across calls.
-    Build the engine on that loop with :meth:`build` (async resources such as
-    PostgreSQL pools bind to the loop that created them):
+    the async store and provider keep their connection pools across calls,
+    and any number of threads may share one ``SyncEngine``. Open one from a
+    storage URL with :meth:`open`::
 
-    >>> engine = SyncEngine.build(lambda: Engine(MemoryStore(), None, OfflineSketchProvider()))
-    ... # doctest: +SKIP
+        engine = SyncEngine.open("sqlite:///chatsvg.db", provider=OfflineSketchProvider())
+        job = engine.submit("alice", "key-1", {"prompt": "a lighthouse"}).job
+        engine.process_next("worker-1")
+        engine.close()
+
+    or wrap an engine built on that loop with :meth:`build` (async resources
+    such as PostgreSQL pools bind to the loop that created them). Never call
+    it from inside that loop (an ``async def`` run by the library); async
+    code awaits the :class:`Engine` directly.
     """
 
     def __init__(self, engine: Engine) -> None:
@@ -40,9 +51,45 @@ class SyncEngine:
 
         return cls(run_sync(make))
 
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        provider: Provider | Callable[[], Provider],
+        queue: JobQueue | None = None,
+        storage_options: Mapping[str, Any] | None = None,
+        **engine_options: Any,
+    ) -> SyncEngine:
+        """Open the store ``url`` names and build an :class:`Engine` on it, in one call.
+
+        ``provider`` is a provider, or a callable that makes one (called on
+        the loop thread, for providers whose HTTP client binds to a loop).
+        ``storage_options`` go to :func:`~chatsvg_core.storage.open_storage`;
+        ``engine_options`` (``lease``, ``policy``, ``daily_cap``...) to the
+        :class:`Engine`. Raises what ``open_storage`` raises
+        (``ConfigurationError``, ``StorageUnavailable``...).
+        """
+
+        async def make() -> Engine:
+            store = await open_storage(url, **dict(storage_options or {}))
+            try:
+                made = provider() if callable(provider) else provider
+                return Engine(store, queue, made, **engine_options)
+            except BaseException:
+                await store.aclose()
+                raise
+
+        return cls(run_sync(make))
+
+    @property
+    def store(self) -> Store:
+        """The async store (wrap it in ``SyncLedger`` or ``SyncStore`` for sync use)."""
+        return self.engine.store
+
     @staticmethod
-    def _call(coro_fn: Callable[..., Coroutine[Any, Any, T]], *args: Any) -> T:
-        return run_sync(coro_fn, *args)
+    def _call(coro_fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        return run_sync(functools.partial(coro_fn, *args, **kwargs))
 
     def submit(
         self,
@@ -57,9 +104,17 @@ class SyncEngine:
         """See :meth:`Engine.process`."""
         return self._call(self.engine.process, job_id, worker_id)
 
-    def recover(self) -> RecoveryReport:
+    def process_next(self, worker_id: str) -> Job | None:
+        """See :meth:`Engine.process_next`."""
+        return self._call(self.engine.process_next, worker_id)
+
+    def recover(self, now: datetime | None = None, *, limit: int = 500) -> RecoveryReport:
         """See :meth:`Engine.recover`."""
-        return self._call(self.engine.recover)
+        return self._call(self.engine.recover, now, limit=limit)
+
+    def sweep(self, now: datetime | None = None, **options: Any) -> int:
+        """See :meth:`Engine.sweep`."""
+        return self._call(self.engine.sweep, now, **options)
 
     def get(self, job_id: str) -> Job:
         """See :meth:`Engine.get`."""
@@ -68,3 +123,25 @@ class SyncEngine:
     def result(self, job_id: str) -> JobResult | None:
         """See :meth:`Engine.result`."""
         return self._call(self.engine.result, job_id)
+
+    def close(self) -> None:
+        """Close the store (and the provider, if it has ``aclose``) on the loop thread."""
+
+        async def shut() -> None:
+            closer = getattr(self.engine.provider, "aclose", None)
+            if closer is not None:
+                await closer()
+            await self.engine.store.aclose()
+
+        run_sync(shut)
+
+    def __enter__(self) -> SyncEngine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

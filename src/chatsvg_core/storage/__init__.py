@@ -12,12 +12,15 @@ from __future__ import annotations
 
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._jobs import (
+    LeaseExtender,
     claim_job,
     claim_next,
     complete_job,
     expire_leases,
     fail_job,
     heartbeat_job,
+    heartbeat_jobs,
+    heartbeat_jobs_reference,
     retry_job,
 )
 from chatsvg_core.storage._open import ENTRY_POINT_GROUP, SCHEMES, open_storage
@@ -39,6 +42,7 @@ __all__ = [
     "EntryKind",
     "IdempotencyRecord",
     "JobResult",
+    "LeaseExtender",
     "LedgerEntry",
     "MemoryStore",
     "SQLiteStore",
@@ -53,6 +57,8 @@ __all__ = [
     "expire_leases",
     "fail_job",
     "heartbeat_job",
+    "heartbeat_jobs",
+    "heartbeat_jobs_reference",
     "open_storage",
     "retry_job",
 ]
