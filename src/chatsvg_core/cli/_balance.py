@@ -6,14 +6,12 @@ import click
 
 from chatsvg_core.cli import CONTEXT_SETTINGS
 from chatsvg_core.cli._common import (
-    echo_json,
     json_option,
     load_settings,
     open_store,
     run,
     store_options,
 )
-from chatsvg_core.errors import UnknownAccount
 
 __all__ = ["command"]
 
@@ -36,14 +34,8 @@ def command(limit: int, as_json: bool, database_url: str | None, owner: str | No
         from chatsvg_core.ledger import Ledger
 
         async with open_store(settings) as store:
-            try:
-                statement = await Ledger(store).statement(settings.owner, limit=limit)
-            except UnknownAccount:
-                if as_json:
-                    echo_json({"owner": settings.owner, "balance": 0, "entries": []})
-                else:
-                    click.echo(f"{settings.owner}: no account yet (0 credits)")
-                return 0
+            # An owner without an account has 0 credits, as in the ledger and engine.
+            statement = await Ledger(store).statement(settings.owner, limit=limit)
         if as_json:
             click.echo(statement.model_dump_json(indent=2))
             return 0

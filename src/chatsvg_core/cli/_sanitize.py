@@ -171,7 +171,7 @@ def run(args: _Args) -> int:
     targets = _targets(args)
     if isinstance(targets, str):
         raise click.UsageError(targets)
-    sanitizer = Sanitizer(SanitizePolicy.preset(args.policy))
+    sanitizer = Sanitizer.prepared(SanitizePolicy.preset(args.policy))
     to_stdout = "-" in targets
     report_stream = sys.stderr if to_stdout else sys.stdout
     show_progress = (

@@ -10,6 +10,8 @@ Node count (elements, comments, processing instructions): every node needs a
 ``<``, so when the input has at most ``max_elements`` of them it is parsed in
 one call; otherwise the pull parser's events are counted while the bytes are
 fed in chunks and parsing stops at the limit, so memory stays bounded.
+Namespace declarations are counted the same way (``xmlns`` in the bytes, then
+the pull parser's ``start-ns`` events when that is over the limit).
 Depth: libxml2 itself refuses nesting deeper than 256 (``huge_tree=False``)
 while parsing, so a 10^5-deep document stops there; the policy's smaller
 ``max_depth`` is checked by the pull parser's events or, on the one-call
@@ -41,6 +43,12 @@ _PLAIN_DOCTYPE = re.compile(
     rb"<!DOCTYPE\s+[A-Za-z_:][\w:.-]*"
     rb"(?:\s+PUBLIC\s+(?:\"[^\"]*\"|'[^']*')\s+(?:\"[^\"]*\"|'[^']*')"
     rb"|\s+SYSTEM\s+(?:\"[^\"]*\"|'[^']*'))?\s*>"
+)
+# The DOCTYPEs SVG 1.0 and 1.1 files carry (graphviz, old editors): dropped by
+# default (``allow_svg_doctype``) when they have no internal subset.
+_SVG_DOCTYPE = re.compile(
+    rb"<!DOCTYPE\s+svg\s+PUBLIC\s+([\"'])-//W3C//DTD SVG (?:1\.0|1\.1|1\.1 Basic|1\.1 Tiny"
+    rb"|20010904|20001102|20000802)//EN\1\s+(?:\"[^\"]*\"|'[^']*')\s*>"
 )
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
@@ -74,7 +82,8 @@ def _make_parser(*, pull: bool = True) -> Any:
         "encoding": "utf-8",  # we always hand over UTF-8, whatever the declaration says
     }
     if pull:
-        return etree.XMLPullParser(events=("start", "end", "comment", "pi"), **options)
+        return etree.XMLPullParser(events=("start", "end", "comment", "pi", "start-ns"),
+                                   **options)  # fmt: skip
     return etree.XMLParser(**options)
 
 
@@ -102,7 +111,11 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
             raise reject(ReasonCode.TOO_MANY_BYTES, f"{len(raw)} bytes", max_bytes)
         return raw.removeprefix(codecs.BOM_UTF8)
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"sanitize_svg expects str or bytes, not {type(data).__name__}")
+        # A typed refusal like every other bad input (a host passing a parsed
+        # JSON value straight through gets an answer it can map to HTTP).
+        raise reject(
+            ReasonCode.NOT_WELL_FORMED, f"expected str or bytes, not {type(data).__name__}"
+        )
     raw = bytes(data)
     if len(raw) > max_bytes:
         raise reject(ReasonCode.TOO_MANY_BYTES, f"{len(raw)} bytes", max_bytes)
@@ -140,11 +153,14 @@ def _refuse_dtd(raw: bytes, first: int, policy: SanitizePolicy) -> bytes:
     match = _DOCTYPE.search(raw, first)
     if match is None:
         return raw
+    plain = None
     if policy.allow_plain_doctype:
         plain = _PLAIN_DOCTYPE.match(raw, match.start())
-        if plain is not None and not _DOCTYPE.search(raw, plain.end()):
-            # Blank it out (same length keeps line numbers and offsets).
-            return raw[: plain.start()] + b" " * (plain.end() - plain.start()) + raw[plain.end() :]
+    elif policy.allow_svg_doctype:
+        plain = _SVG_DOCTYPE.match(raw, match.start())
+    if plain is not None and not _DOCTYPE.search(raw, plain.end()):
+        # Blank it out (same length keeps line numbers and offsets).
+        return raw[: plain.start()] + b" " * (plain.end() - plain.start()) + raw[plain.end() :]
     raise reject(ReasonCode.DOCTYPE_FORBIDDEN, "document type declaration")
 
 
@@ -169,7 +185,16 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
     markup = len(cleaned)
     if markup > policy.max_elements:
         markup = cleaned.count(b"<")
-    if markup <= policy.max_elements:
+    # Namespace declarations likewise: each spells ``xmlns`` and takes 8 bytes
+    # at least (``xmlns=""``), so short inputs need no count. Many of them make
+    # lxml quadratic (the clean-up before writing, and every namespaced
+    # attribute set, search the declarations per element): counted exactly by
+    # the pull parser when the raw count is over the limit.
+    max_namespaces = policy.max_namespace_declarations
+    namespaces = 0
+    if len(cleaned) > 8 * max_namespaces:
+        namespaces = cleaned.count(b"xmlns")
+    if markup <= policy.max_elements and namespaces <= max_namespaces:
         # Every element needs a '<', so the count cannot be exceeded: parse in
         # one call (libxml2 itself refuses nesting deeper than 256; the walk
         # checks ``max_depth``). Otherwise count while parsing, below.
@@ -182,13 +207,22 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
         return root, doctype_dropped, markup
     parser = _make_parser()
     max_depth, max_elements = policy.max_depth, policy.max_elements
-    depth = elements = 0
+    depth = elements = namespaces = 0
     try:
         for start in range(0, len(cleaned), _CHUNK):
             parser.feed(cleaned[start : start + _CHUNK])
             for event, _ in parser.read_events():
                 if event == "end":
                     depth -= 1
+                    continue
+                if event == "start-ns":
+                    namespaces += 1
+                    if namespaces > max_namespaces:
+                        raise reject(
+                            ReasonCode.TOO_MANY_NAMESPACES,
+                            f"more than {max_namespaces} namespace declarations",
+                            max_namespaces,
+                        )
                     continue
                 # Elements, comments and processing instructions all count: each
                 # is a node in memory and a line in the report.

@@ -36,6 +36,8 @@ class ReasonCode(StrEnum):
     """An element has more attributes than ``max_attributes``."""
     PATH_TOO_LONG = "path_too_long"
     """Path data (``d``, ``points``, ``path``) is longer than ``max_path_length``."""
+    TOO_MANY_NAMESPACES = "too_many_namespaces"
+    """The input declares more namespaces than ``max_namespace_declarations``."""
     TOO_MUCH_RENDERING = "too_much_rendering"
     """``<use>`` references would expand to more than ``max_rendered_elements``."""
     EMPTY_RESULT = "empty_result"
@@ -76,8 +78,8 @@ class ReasonCode(StrEnum):
     """An id, class or reference rewritten with the policy's ``id_prefix``."""
     SELECTOR_CONFINED = "selector_confined"
     """A CSS selector rewritten so it matches only inside this SVG."""
-    ROOT_ID_ADDED = "root_id_added"
-    """The root ``<svg>`` was given an id so that ``<style>`` rules can be confined to it."""
+    SCOPE_CLASS_ADDED = "scope_class_added"
+    """The root ``<svg>`` or a ``<use>`` target was given the class that confines ``<style>``."""
 
 
 class Action(StrEnum):

@@ -205,6 +205,61 @@ class PostgresTransaction(SQLTransaction):
         )
 
 
+_CONNECT_TIMEOUT = 5
+"""Seconds one connection attempt may take unless the URL sets ``connect_timeout``."""
+
+# Server answers that no retry can change: the configuration is wrong.
+_MISCONFIGURED = {
+    "3D000": ("missing_database", "the database does not exist"),
+    "28P01": ("bad_credentials", "the password was refused"),
+    "28000": ("bad_credentials", "the server refused this user or client"),
+    "42501": ("bad_credentials", "the user may not connect to this database"),
+}
+
+
+async def _probe(conninfo: str, params: dict[str, Any]) -> None:
+    """Connect once, raising a typed error that names why it failed."""
+    where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+    database = params.get("dbname") or params.get("user") or ""
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo)
+    except psycopg.Error as exc:
+        text = str(exc)
+        known = _MISCONFIGURED.get(getattr(exc, "sqlstate", None) or "")
+        # libpq reports a refused login as text without a SQLSTATE.
+        if known is None and re.search(r'database "[^"]*" does not exist', text):
+            known = ("missing_database", "the database does not exist")
+        if known is None and re.search(r'role "[^"]*" does not exist', text):
+            known = ("bad_credentials", "the user does not exist")
+        if known is None and (
+            "password authentication failed" in text
+            or "no pg_hba.conf entry" in text
+            or "no password supplied" in text
+        ):
+            known = ("bad_credentials", "the server refused the login")
+        if known is None and "Connection refused" in text:
+            known = ("connection_refused", "nothing accepts connections there (wrong port?)")
+        if known is None and ("translate host name" in text or "Name or service" in text):
+            known = ("unknown_host", "the host name does not resolve")
+        if known is not None:
+            cause, why = known
+            raise ConfigurationError(
+                f"PostgreSQL at {where}, database {database!r}: {why}",
+                backend="postgres",
+                cause=cause,
+                host=where,
+                database=database,
+                sqlstate=getattr(exc, "sqlstate", None),
+            ) from None
+        # Timeouts and the like: the server may just be slow or restarting.
+        raise StorageUnavailable(
+            f"PostgreSQL at {where} is not reachable: {text.strip().splitlines()[-1]}",
+            backend="postgres",
+            host=where,
+        ) from exc
+    await conn.close()
+
+
 class PostgresStore:
     """A :class:`~chatsvg_core.storage.Store` in a PostgreSQL schema, over a connection pool.
 
@@ -281,8 +336,14 @@ class PostgresStore:
         if schema is not None:
             options.append(f"-c search_path={schema}")
         params["options"] = " ".join(o for o in options if o)
+        # One direct attempt first, bounded by connect_timeout: a wrong URL is
+        # reported at once with its cause, instead of the pool retrying it
+        # until pool_timeout and calling it a transient outage.
+        params.setdefault("connect_timeout", str(_CONNECT_TIMEOUT))
+        conninfo = psycopg.conninfo.make_conninfo("", **params)
+        await _probe(conninfo, params)
         pool: AsyncConnectionPool[AConn] = AsyncConnectionPool(
-            psycopg.conninfo.make_conninfo("", **params),
+            conninfo,
             min_size=min_size,
             max_size=max_size,
             timeout=pool_timeout,
