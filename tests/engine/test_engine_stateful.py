@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
 from chatsvg_core import errors
 from chatsvg_core.engine import Engine
@@ -34,6 +34,7 @@ POLICY = RetryPolicy(max_attempts=2, initial_delay=1.0, max_delay=30.0, jitter=J
 
 class EngineMachine(RuleBasedStateMachine):
     jobs = Bundle("jobs")
+    CHARGE_AT: Literal["claim", "submit"] = "claim"
 
     def __init__(self) -> None:
         super().__init__()
@@ -52,6 +53,7 @@ class EngineMachine(RuleBasedStateMachine):
             heartbeat_every=10**6,
             daily_cap=lambda owner: 12 if owner == "bob" else None,
             checkpoint=self._checkpoint,
+            charge_at=self.CHARGE_AT,
         )
         self.ledger = Ledger(self.store, clock=self.clock)
         self.keys: dict[tuple[str, str], tuple[str, str, datetime]] = {}
@@ -77,7 +79,7 @@ class EngineMachine(RuleBasedStateMachine):
         key=st.sampled_from([None, "k1", "k2"]),
         prompt=st.sampled_from(["a cat", "a dog", "a red sun"]),
     )
-    def submit(self, owner: str, key: str | None, prompt: str) -> str:
+    def submit(self, owner: str, key: str | None, prompt: str) -> Any:
         now = self.clock.now()
         live = None
         if key is not None and (owner, key) in self.keys:
@@ -90,6 +92,12 @@ class EngineMachine(RuleBasedStateMachine):
             assert live is not None
             assert live[1] != prompt
             return live[0]
+        except (errors.InsufficientCredits, errors.DailyCapExceeded):
+            # Refused at submit: only a new job is ever refused (a replay
+            # reserves nothing), and the key stays free for a later submit.
+            assert self.CHARGE_AT == "submit"
+            assert live is None
+            return multiple()
         if key is not None:
             if live is not None:
                 assert result.replayed
@@ -158,3 +166,13 @@ class EngineMachine(RuleBasedStateMachine):
 
 EngineMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestEngineMachine = EngineMachine.TestCase
+
+
+class SubmitModeMachine(EngineMachine):
+    """The same machine with credits reserved at submit (``charge_at="submit"``)."""
+
+    CHARGE_AT = "submit"
+
+
+SubmitModeMachine.TestCase.settings = EngineMachine.TestCase.settings
+TestSubmitModeMachine = SubmitModeMachine.TestCase

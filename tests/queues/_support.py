@@ -57,3 +57,36 @@ async def delete_keys(url: str, pattern: str) -> None:
             await client.delete(*keys)
     finally:
         await client.aclose()
+
+
+def new_schema(url: str, *, procrastinate: bool = False) -> str:
+    """A new PostgreSQL schema (with Procrastinate's tables in it, if asked); drop it after."""
+    import os
+    import secrets
+
+    import psycopg
+
+    schema = f"chatsvg_q_{os.getpid()}_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"'.encode())
+    if procrastinate:
+        from procrastinate import App, PsycopgConnector
+
+        app = App(connector=PsycopgConnector(conninfo=in_schema(url, schema)))
+        with app.open():
+            app.schema_manager.apply_schema()
+    return schema
+
+
+def in_schema(url: str, schema: str) -> str:
+    """``url`` with ``schema`` first on the search path of every connection."""
+    from psycopg.conninfo import make_conninfo
+
+    return make_conninfo(url, options=f"-c search_path={schema}")
+
+
+def drop_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'.encode())

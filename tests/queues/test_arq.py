@@ -200,3 +200,40 @@ async def test_a_dead_workers_message_does_not_hold_up_recovery(redis_url: str) 
     finally:
         await queue.aclose()
         await delete_keys(url, f"*{queue.queue_name}*")
+
+
+async def test_the_cron_job_recovers_and_sweeps(redis_url: str) -> None:
+    from chatsvg_core.generate import OfflineSketchProvider
+    from chatsvg_core.jobs import JobStatus
+    from chatsvg_core.ledger import Ledger
+    from chatsvg_core.storage import MemoryStore
+
+    url = redis_db(redis_url)
+    queue = await ArqQueue.connect(url, queue_name=f"chatsvg-test-{uuid4().hex[:12]}")
+    store = MemoryStore()
+    await Ledger(store).grant("o", 100)
+    # Submitted with no queue: its message is lost from the start.
+    job = (await Engine(store, None, OfflineSketchProvider()).submit("o", "k", {"prompt": "x"})).job
+    engine = Engine(store, queue, OfflineSketchProvider())
+
+    async def same_engine(_: ArqQueue) -> Engine:
+        return engine
+
+    settings = arq_worker_settings(
+        same_engine,
+        redis_url=url,
+        queue_name=queue.queue_name,
+        poll_delay=0.05,
+        close_engine=False,
+        maintain_every=1,
+    )
+    try:
+        async with running_arq_worker(settings):
+            for _ in range(200):
+                if (await engine.get(job.id)).terminal:
+                    break
+                await asyncio.sleep(0.05)
+        assert (await engine.get(job.id)).status is JobStatus.SUCCEEDED
+    finally:
+        await queue.aclose()
+        await delete_keys(url, f"*{queue.queue_name}*")

@@ -12,20 +12,27 @@ import weakref
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
 from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
 from chatsvg_core.engine._leases import LeaseKeeper
+from chatsvg_core.engine._money import (
+    capture_if_reserved,
+    count_in_flight,
+    give_back,
+    unsettled_kinds,
+)
 from chatsvg_core.engine._validate import check_job_id, parse_request
 from chatsvg_core.errors import (
+    ConfigurationError,
     DailyCapExceeded,
+    InFlightLimitExceeded,
     InsufficientCredits,
     InvalidTransition,
     JobNotFound,
-    RefundWithoutCharge,
     TransientError,
     UnknownAccount,
 )
@@ -44,7 +51,7 @@ from chatsvg_core.idempotency import (
     validate_idempotency_key,
 )
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
-from chatsvg_core.ledger import DayBoundary, charge, refund
+from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
 from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
@@ -94,6 +101,10 @@ class RecoveryReport:
     refunded: list[str] = field(default_factory=list)
 
 
+class _Reserved(Exception):
+    """The claimed job was paid by a reservation at submit: nothing to charge."""
+
+
 class _LeaseLost(Exception):
     """Raised inside a worker when its heartbeat learns the lease is gone."""
 
@@ -140,6 +151,16 @@ class Engine:
         on_event: one hook that sees every transition, charge and refund.
         new_id: job id factory. ``rng``: randomness for retry jitter.
         checkpoint: test hook awaited at named steps (see :data:`Checkpoint`).
+        charge_at: when credits are taken. ``"claim"`` (the default): a
+            worker charges when it claims the job, and a job without credits
+            fails then. ``"submit"``: ``submit`` reserves the price in the
+            transaction that creates the job and binds its key, refusing with
+            ``InsufficientCredits`` or ``DailyCapExceeded`` (nothing written);
+            success captures the reservation, a final failure or a cancel
+            releases it.
+        max_in_flight: the most jobs one owner may have QUEUED or RUNNING at
+            once (``None``: no limit), or a callable ``owner -> limit``; a
+            submit past it raises ``InFlightLimitExceeded`` (nothing written).
     """
 
     def __init__(
@@ -163,9 +184,17 @@ class Engine:
         new_id: Callable[[], str] = _uuid,
         rng: random.Random | None = None,
         checkpoint: Checkpoint | None = None,
+        charge_at: Literal["claim", "submit"] = "claim",
+        max_in_flight: int | Callable[[str], int | None] | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
+        if charge_at not in ("claim", "submit"):
+            raise ConfigurationError(
+                "charge_at is 'claim' or 'submit'", option="charge_at", value=repr(charge_at)
+            )
+        self.charge_at = charge_at
+        self._max_in_flight = max_in_flight
         self.store = store
         self.queue = queue
         self.provider = provider
@@ -208,6 +237,45 @@ class Engine:
         cap = self._daily_cap
         return cap(owner) if callable(cap) else cap
 
+    def max_in_flight(self, owner: str) -> int | None:
+        """The in-flight limit that applies to ``owner`` (``None``: none)."""
+        limit = self._max_in_flight
+        return limit(owner) if callable(limit) else limit
+
+    async def _admit(self, tx: StoreTransaction, job: Job, now: datetime) -> int | None:
+        """Check the owner's limits and reserve the price, under the account lock.
+
+        Runs in the submit's transaction after the job is inserted, so a
+        refusal rolls back the job and the key together. Returns the amount
+        reserved (``None`` in claim mode).
+        """
+        limit = self.max_in_flight(job.owner)
+        if limit is not None:
+            # The lock serializes one owner's submits, so two cannot both see
+            # room for one more job (create: an owner without an account).
+            await tx.lock_account(job.owner, create=True)
+            in_flight = await count_in_flight(tx, job.owner, up_to=limit)
+            if in_flight > limit:  # the count includes the job being submitted
+                raise InFlightLimitExceeded(
+                    f"owner {job.owner!r} already has {limit} jobs queued or running",
+                    owner=job.owner,
+                    limit=limit,
+                    in_flight=in_flight - 1,
+                )
+        if self.charge_at != "submit":
+            return None
+        cost = self.pricing.cost(GenerationRequest.model_validate(job.request))
+        await reserve(
+            tx,
+            job.owner,
+            cost,
+            ref=job.id,
+            now=now,
+            daily_cap=self.daily_cap(job.owner),
+            day=self.day,
+        )
+        return cost
+
     async def _announce(self, job: Job, delay: float = 0.0) -> None:
         # Queues that deduplicate by message id need the attempt (see JobQueue).
         assert self.queue is not None
@@ -246,7 +314,13 @@ class Engine:
         job and the key's record are written in one transaction: a retry with
         the same key and payload returns the original job (``replayed=True``);
         the same key with another payload raises ``IdempotencyConflict``.
-        Nothing is charged here: credits are taken when a worker claims it.
+
+        With ``charge_at="claim"`` nothing is charged here: credits are taken
+        when a worker claims the job. With ``charge_at="submit"`` the price is
+        reserved in the same transaction; ``InsufficientCredits`` or
+        ``DailyCapExceeded`` then means no job was created and the key is not
+        bound, so the same key works once the owner has credits. A replay
+        reserves nothing again. ``InFlightLimitExceeded`` likewise.
         """
         owner = validate_owner(owner)
         if idempotency_key is not None:
@@ -264,10 +338,12 @@ class Engine:
             now=now,
             max_attempts=self.policy.max_attempts,
         )
+        reserved = None
         async with self.store.transaction() as tx:
             if idempotency_key is None:
                 await tx.insert_job(job)
                 replayed = False
+                reserved = await self._admit(tx, job, now)
             else:
                 outcome = await create_or_replay(
                     tx,
@@ -280,10 +356,14 @@ class Engine:
                 replayed = not isinstance(outcome, Created)
                 assert outcome.job is not None  # create_or_replay always sets it
                 job = outcome.job
+                if not replayed:
+                    reserved = await self._admit(tx, job, now)
         if replayed:
             self._emit(EventKind.REPLAYED, job)
         else:
             self._emit(EventKind.SUBMITTED, job)
+            if reserved is not None:
+                self._emit(EventKind.CHARGED, job, amount=reserved, mode="reserve")
             if self.queue is not None:
                 # After commit: a crash here leaves a QUEUED job that sweep() finds.
                 await self._announce(job)
@@ -363,6 +443,8 @@ class Engine:
             cost = self.pricing.cost(request)
             entry_id = _uuid()
             try:
+                if self.charge_at == "submit" and await tx.find_entry(EntryKind.RESERVE, job.id):
+                    raise _Reserved
                 entry = await charge(
                     tx,
                     job.owner,
@@ -373,6 +455,12 @@ class Engine:
                     day=self.day,
                     new_id=lambda: entry_id,
                 )
+            except _Reserved:
+                charged_now = False  # paid at submit: the reservation covers every attempt
+            except LedgerConflict as exc:
+                if exc.reason != "has_reserve":
+                    raise
+                charged_now = False  # reserved at submit by an engine in the other mode
             except (InsufficientCredits, DailyCapExceeded, UnknownAccount) as exc:
                 job = await fail_job(
                     tx,
@@ -461,6 +549,8 @@ class Engine:
                 done, _ = await complete_job(
                     tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata
                 )
+                # Only after the fenced transition: a refused result captures nothing.
+                await capture_if_reserved(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
             return None
@@ -518,11 +608,9 @@ class Engine:
 
     @staticmethod
     async def _refund(tx: StoreTransaction, job_id: str, now: datetime) -> int | None:
-        try:
-            entry = await refund(tx, job_id, now=now)
-        except RefundWithoutCharge:
-            return None
-        return entry.amount
+        # The charge refunded or the reservation released, whichever the job holds.
+        given = await give_back(tx, job_id, now)
+        return None if given is None else given[1]
 
     # --- recovery -----------------------------------------------------------
 
@@ -580,10 +668,11 @@ class Engine:
             failed = await tx.list_jobs(status=JobStatus.FAILED, limit=limit)
             out = []
             for job in failed:
-                if await tx.find_entry(EntryKind.CHARGE, job.id) is None:
-                    continue
-                if await tx.find_entry(EntryKind.REFUND, job.id) is None:
-                    out.append(job.id)
+                for held, back in unsettled_kinds():
+                    if await tx.find_entry(held, job.id) is None:
+                        continue
+                    if await tx.find_entry(back, job.id) is None:
+                        out.append(job.id)
         return out
 
     async def sweep(self, now: datetime | None = None, *, limit: int = 1000) -> int:

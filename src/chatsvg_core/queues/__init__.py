@@ -3,8 +3,8 @@
 The adapters for queue engines load on first use, so importing this package
 needs none of them: ``ArqQueue``, ``arq_worker_settings`` and
 ``run_arq_worker`` need the ``arq`` extra; ``ProcrastinateQueue``,
-``procrastinate_app`` and ``run_procrastinate_worker`` the ``procrastinate``
-extra.
+``procrastinate_app``, ``serve_procrastinate`` and ``run_procrastinate_worker``
+the ``procrastinate`` extra.
 """
 
 from __future__ import annotations
@@ -17,19 +17,33 @@ from chatsvg_core.queues._protocol import JobQueue
 
 if TYPE_CHECKING:
     from chatsvg_core.queues._arq import ArqQueue, arq_worker_settings, run_arq_worker
+    from chatsvg_core.queues._procrastinate import (
+        ProcrastinateQueue,
+        procrastinate_app,
+        run_procrastinate_worker,
+        serve_procrastinate,
+    )
 
 __all__ = [
     "ArqQueue",
     "InProcessQueue",
     "JobQueue",
+    "ProcrastinateQueue",
     "arq_worker_settings",
+    "procrastinate_app",
     "run_arq_worker",
+    "run_procrastinate_worker",
+    "serve_procrastinate",
 ]
 
 _LAZY = {
     "ArqQueue": ("_arq", "arq"),
     "arq_worker_settings": ("_arq", "arq"),
     "run_arq_worker": ("_arq", "arq"),
+    "ProcrastinateQueue": ("_procrastinate", "procrastinate"),
+    "procrastinate_app": ("_procrastinate", "procrastinate"),
+    "run_procrastinate_worker": ("_procrastinate", "procrastinate"),
+    "serve_procrastinate": ("_procrastinate", "procrastinate"),
 }
 
 
