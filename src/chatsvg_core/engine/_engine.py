@@ -40,6 +40,7 @@ from chatsvg_core.errors import (
     DailyCapExceeded,
     InFlightLimitExceeded,
     InsufficientCredits,
+    InvalidRequest,
     InvalidTransition,
     JobNotFound,
     TransientError,
@@ -59,7 +60,7 @@ from chatsvg_core.idempotency import (
     request_hash,
     validate_idempotency_key,
 )
-from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
+from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
@@ -69,6 +70,7 @@ from chatsvg_core.storage import (
     JobResult,
     Store,
     StoreTransaction,
+    cancel_job,
     claim_job,
     claim_next,
     complete_job,
@@ -747,6 +749,55 @@ class Engine:
         for job in queued:
             await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
         return len(queued)
+
+    # --- cancel -------------------------------------------------------------
+
+    async def cancel(self, job_id: str, owner: str, *, reason: str | None = None) -> Job:
+        """Cancel ``owner``'s job: it ends FAILED with code ``cancelled``, credits given back.
+
+        A QUEUED job ends at once. A RUNNING job ends too, and the worker
+        still generating it is fenced off: its lease token is gone, so its
+        result, retry or failure is refused, its lease keeper stops it, and it
+        writes nothing more. The job's charge is refunded or its reservation
+        released in the same transaction, exactly once.
+
+        Cancelling a job that is already cancelled returns it unchanged (so a
+        client may retry the call). Raises ``JobNotFound`` when there is no
+        such job *for this owner* (another owner's job is not revealed), and
+        ``InvalidTransition`` (409, ``reason="terminal"``) when it already
+        succeeded or failed.
+        """
+        job_id = check_job_id(job_id)
+        owner = validate_owner(owner)
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
+            raise InvalidRequest(
+                "a cancel reason is a string of at most 200 characters",
+                field="reason",
+                errors=[{"field": "reason", "message": "too long or not a string"}],
+            )
+        now = self.clock.now()
+        given = None
+        async with self.store.transaction() as tx:
+            job = await tx.get_job(job_id, for_update=True)
+            if job is None or job.owner != owner:
+                raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+            if job.terminal:
+                if job.last_error is not None and job.last_error.code == CANCELLED:
+                    return job
+                raise InvalidTransition(
+                    f"job {job_id} already {job.status.value}; it cannot be cancelled",
+                    job_id=job_id,
+                    status=job.status.value,
+                    action="cancel",
+                    reason="terminal",
+                )
+            was = job.status
+            job = await cancel_job(tx, job_id, now=now, reason=reason)
+            given = await give_back(tx, job_id, now)
+        self._emit(EventKind.FAILED, job, error_code=CANCELLED, transient=False, was=was.value)
+        if given is not None:
+            self._emit(EventKind.REFUNDED, job, amount=given[1], mode=given[0])
+        return job
 
     # --- reading ------------------------------------------------------------
 
