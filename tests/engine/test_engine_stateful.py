@@ -43,6 +43,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.provider = ScriptedProvider()
         self.crash_at: str | None = None
+        self.cancel_at: str | None = None
         self.engine = Engine(
             self.store,
             None,
@@ -65,6 +66,10 @@ class EngineMachine(RuleBasedStateMachine):
         self.loop.close()
 
     async def _checkpoint(self, step: str, job_id: str) -> None:
+        if self.cancel_at == step:
+            self.cancel_at = None
+            job = await self.engine.get(job_id)
+            await self.engine.cancel(job_id, job.owner)
         if self.crash_at == step:
             self.crash_at = None
             raise Crash
@@ -122,6 +127,41 @@ class EngineMachine(RuleBasedStateMachine):
             pass
         finally:
             self.crash_at = None
+
+    @rule(job_id=jobs, owner=st.sampled_from(OWNERS))
+    def cancel(self, job_id: str, owner: str) -> None:
+        job = self.run(self.engine.get(job_id))
+        try:
+            done = self.run(self.engine.cancel(job_id, owner))
+        except errors.JobNotFound:
+            assert job.owner != owner, "the owner's own job was not found"
+            return
+        except errors.InvalidTransition:
+            assert job.terminal and (job.last_error is None or job.last_error.code != "cancelled")
+            return
+        assert job.owner == owner
+        assert done.status is JobStatus.FAILED
+        assert done.last_error is not None and done.last_error.code == "cancelled"
+
+    @rule(
+        job_id=jobs,
+        at=st.sampled_from(["claimed", "generated"]),
+        outcome=st.sampled_from(["ok", "transient", "permanent"]),
+    )
+    def cancel_while_running(self, job_id: str, at: str, outcome: str) -> None:
+        # The owner cancels between the worker's claim and its result: the
+        # worker must be refused whatever it then tries to write.
+        self.provider.script.clear()
+        self.provider.script.append(outcome)
+        self.cancel_at = at
+        try:
+            self.run(self.engine.process(job_id, "worker"))
+        finally:
+            self.cancel_at = None
+        job = self.run(self.engine.get(job_id))
+        if job.last_error is not None and job.last_error.code == "cancelled":
+            assert job.status is JobStatus.FAILED
+            assert self.run(self.engine.result(job_id)) is None, "a cancelled job kept a result"
 
     @rule(job_id=jobs)
     def crash_then_recover(self, job_id: str) -> None:

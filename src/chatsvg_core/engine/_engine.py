@@ -8,16 +8,25 @@ import functools
 import inspect
 import logging
 import random
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
+from chatsvg_core.engine._instrument import (
+    NO_INSTRUMENTATION,
+    AttemptScope,
+    Instrumentation,
+    SubmitScope,
+)
 from chatsvg_core.engine._leases import LeaseKeeper
 from chatsvg_core.engine._money import (
     capture_if_reserved,
@@ -31,6 +40,7 @@ from chatsvg_core.errors import (
     DailyCapExceeded,
     InFlightLimitExceeded,
     InsufficientCredits,
+    InvalidRequest,
     InvalidTransition,
     JobNotFound,
     SVGRejected,
@@ -52,7 +62,7 @@ from chatsvg_core.idempotency import (
     request_hash,
     validate_idempotency_key,
 )
-from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
+from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
@@ -62,6 +72,7 @@ from chatsvg_core.storage import (
     JobResult,
     Store,
     StoreTransaction,
+    cancel_job,
     claim_job,
     claim_next,
     complete_job,
@@ -73,6 +84,13 @@ from chatsvg_core.storage import (
 __all__ = ["Checkpoint", "Engine", "RecoveryReport", "SubmitResult"]
 
 log = logging.getLogger("chatsvg_core.engine")
+
+# The attempt being run in this task (and the tasks it starts), for _generate's
+# steps. The default is the stateless no-op scope, so sharing it is safe.
+_ATTEMPT: ContextVar[AttemptScope] = ContextVar(
+    "chatsvg_attempt",
+    default=NO_INSTRUMENTATION.attempt(""),  # noqa: B039
+)
 
 Checkpoint = Callable[[str, str], Awaitable[None]]
 """``await checkpoint(step, job_id)`` at each named step of :meth:`Engine.process`.
@@ -153,6 +171,9 @@ class Engine:
         on_event: one hook that sees every transition, charge and refund.
         new_id: job id factory. ``rng``: randomness for retry jitter.
         checkpoint: test hook awaited at named steps (see :data:`Checkpoint`).
+        instrumentation: traces and metrics (see :class:`Instrumentation`;
+            ``chatsvg_core.otel.OpenTelemetryInstrumentation`` with the
+            ``otel`` extra); default: none, at no cost.
         charge_at: when credits are taken. ``"claim"`` (the default): a
             worker charges when it claims the job, and a job without credits
             fails then. ``"submit"``: ``submit`` reserves the price in the
@@ -188,6 +209,7 @@ class Engine:
         new_id: Callable[[], str] = _uuid,
         rng: random.Random | None = None,
         checkpoint: Checkpoint | None = None,
+        instrumentation: Instrumentation | None = None,
         charge_at: Literal["claim", "submit"] = "claim",
         max_in_flight: int | Callable[[str], int | None] | None = None,
         refuse_blank: bool = True,
@@ -218,6 +240,7 @@ class Engine:
         self.new_id = new_id
         self.rng = rng or random.Random()
         self.checkpoint = checkpoint
+        self.instrumentation = instrumentation or NO_INSTRUMENTATION
         self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
             weakref.WeakKeyDictionary()
         )
@@ -226,17 +249,16 @@ class Engine:
     # --- helpers ------------------------------------------------------------
 
     def _emit(self, kind: EventKind, job: Job, **fields: Any) -> None:
-        emit(
-            self.on_event,
-            EngineEvent(
-                kind=kind,
-                job_id=job.id,
-                owner=job.owner,
-                at=self.clock.now(),
-                attempt=job.attempt,
-                fields=fields,
-            ),
+        event = EngineEvent(
+            kind=kind,
+            job_id=job.id,
+            owner=job.owner,
+            at=self.clock.now(),
+            attempt=job.attempt,
+            fields=fields,
         )
+        emit(self.on_event, event)
+        self.instrumentation.event(event)
 
     def daily_cap(self, owner: str) -> int | None:
         """The cap that applies to ``owner`` (``None``: none)."""
@@ -328,6 +350,18 @@ class Engine:
         bound, so the same key works once the owner has credits. A replay
         reserves nothing again. ``InFlightLimitExceeded`` likewise.
         """
+        with self.instrumentation.submit(owner) as observed:
+            result = await self._submit(owner, idempotency_key, request, observed)
+            observed.done(result.job, replayed=result.replayed)
+        return result
+
+    async def _submit(
+        self,
+        owner: str,
+        idempotency_key: str | None,
+        request: GenerationRequest | Mapping[str, Any],
+        observed: SubmitScope,
+    ) -> SubmitResult:
         owner = validate_owner(owner)
         if idempotency_key is not None:
             idempotency_key = validate_idempotency_key(idempotency_key)
@@ -343,6 +377,7 @@ class Engine:
             idempotency_key=idempotency_key,
             now=now,
             max_attempts=self.policy.max_attempts,
+            trace_context=observed.carrier(),
         )
         reserved = None
         async with self.store.transaction() as tx:
@@ -385,10 +420,7 @@ class Engine:
         its ``run_at``). Every expected failure becomes a transition; only
         storage faults propagate (and leave the job to recovery).
         """
-        claimed = await self._claim_and_charge(job_id, worker_id)
-        if claimed is None or claimed.status is not JobStatus.RUNNING:
-            return claimed
-        return await self._run_claimed(claimed, worker_id)
+        return await self._attempt(job_id, worker_id)
 
     async def process_next(self, worker_id: str) -> Job | None:
         """Claim the next due job straight from the store and run one attempt of it.
@@ -397,10 +429,34 @@ class Engine:
         concurrent workers get distinct jobs (``next_due_job`` skips rows
         others hold). Returns ``None`` when nothing is due.
         """
-        claimed = await self._claim_and_charge(None, worker_id)
+        return await self._attempt(None, worker_id)
+
+    async def _attempt(self, job_id: str | None, worker_id: str) -> Job | None:
+        # One attempt, as the instrumentation and the logs see it: the scope
+        # learns the job from the claim, then is current while it runs.
+        observed = self.instrumentation.attempt(worker_id)
+        started = time.time_ns()
+        try:
+            claimed = await self._claim_and_charge(job_id, worker_id)
+        except BaseException as exc:
+            observed.claimed(None, claim_started_ns=started)
+            observed.finished(None, exc)
+            raise
+        observed.claimed(claimed, claim_started_ns=started)
         if claimed is None or claimed.status is not JobStatus.RUNNING:
+            observed.finished(claimed)
             return claimed
-        return await self._run_claimed(claimed, worker_id)
+        current = _ATTEMPT.set(observed)
+        try:
+            with observed, job_log_context(claimed.id, claimed.owner, claimed.attempt):
+                done = await self._run_claimed(claimed, worker_id)
+        except BaseException as exc:
+            observed.finished(None, exc)
+            raise
+        finally:
+            _ATTEMPT.reset(current)
+        observed.finished(done)
+        return done
 
     async def _run_claimed(self, claimed: Job, worker_id: str) -> Job | None:
         job_id = claimed.id
@@ -433,7 +489,11 @@ class Engine:
             else:
                 current = await tx.get_job(job_id, for_update=True)
                 if current is None:
-                    log.warning("delivered unknown job %s", job_id)
+                    log.warning(
+                        "Job %s was delivered but is not in the store; ignored.",
+                        job_id,
+                        extra={"chatsvg_event": "unknown_job", "job_id": job_id},
+                    )
                     return None
                 if current.status is not JobStatus.QUEUED:
                     return None
@@ -532,6 +592,7 @@ class Engine:
 
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
+        observed = _ATTEMPT.get()
 
         def progress(tokens: int, chars: int) -> None:
             self._emit(EventKind.PROGRESS, job, tokens=tokens, chars=chars)
@@ -539,10 +600,14 @@ class Engine:
         with progress_reporting(progress):
             async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
                 with attempt:
-                    output = await self.provider.generate(request)
-                    raw = extract_answer(output)
-        clean = self.sanitizer.sanitize(raw)
-        if self.refuse_blank and is_blank(clean.svg):
+                    with observed.step("provider"):
+                        output = await self.provider.generate(request)
+                    with observed.step("extract"):
+                        raw = extract_answer(output)
+        with observed.step("sanitize"):
+            clean = self.sanitizer.sanitize(raw)
+            blank = self.refuse_blank and is_blank(clean.svg)
+        if blank:
             raise SVGRejected(
                 "SVG rejected: blank: the picture draws nothing visible",
                 reason="blank",
@@ -557,7 +622,7 @@ class Engine:
             "finish_reason": output.finish_reason,
             "sanitizer_changed": clean.changed,
         }
-        self._emit(EventKind.GENERATED, job, model=output.model)
+        self._emit(EventKind.GENERATED, job, model=output.model, removed=len(clean.report))
         return clean.svg, metadata
 
     async def _finish_success(self, job: Job, svg: str, metadata: dict[str, Any]) -> Job | None:
@@ -704,6 +769,55 @@ class Engine:
         for job in queued:
             await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
         return len(queued)
+
+    # --- cancel -------------------------------------------------------------
+
+    async def cancel(self, job_id: str, owner: str, *, reason: str | None = None) -> Job:
+        """Cancel ``owner``'s job: it ends FAILED with code ``cancelled``, credits given back.
+
+        A QUEUED job ends at once. A RUNNING job ends too, and the worker
+        still generating it is fenced off: its lease token is gone, so its
+        result, retry or failure is refused, its lease keeper stops it, and it
+        writes nothing more. The job's charge is refunded or its reservation
+        released in the same transaction, exactly once.
+
+        Cancelling a job that is already cancelled returns it unchanged (so a
+        client may retry the call). Raises ``JobNotFound`` when there is no
+        such job *for this owner* (another owner's job is not revealed), and
+        ``InvalidTransition`` (409, ``reason="terminal"``) when it already
+        succeeded or failed.
+        """
+        job_id = check_job_id(job_id)
+        owner = validate_owner(owner)
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
+            raise InvalidRequest(
+                "a cancel reason is a string of at most 200 characters",
+                field="reason",
+                errors=[{"field": "reason", "message": "too long or not a string"}],
+            )
+        now = self.clock.now()
+        given = None
+        async with self.store.transaction() as tx:
+            job = await tx.get_job(job_id, for_update=True)
+            if job is None or job.owner != owner:
+                raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+            if job.terminal:
+                if job.last_error is not None and job.last_error.code == CANCELLED:
+                    return job
+                raise InvalidTransition(
+                    f"job {job_id} already {job.status.value}; it cannot be cancelled",
+                    job_id=job_id,
+                    status=job.status.value,
+                    action="cancel",
+                    reason="terminal",
+                )
+            was = job.status
+            job = await cancel_job(tx, job_id, now=now, reason=reason)
+            given = await give_back(tx, job_id, now)
+        self._emit(EventKind.FAILED, job, error_code=CANCELLED, transient=False, was=was.value)
+        if given is not None:
+            self._emit(EventKind.REFUNDED, job, amount=given[1], mode=given[0])
+        return job
 
     # --- reading ------------------------------------------------------------
 

@@ -25,6 +25,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._logctx import job_fields
 from chatsvg_core.errors import (
     ConfigurationError,
     NoSVGFound,
@@ -398,13 +399,29 @@ model='llama3.2')
         accept = "text/event-stream, application/json" if s.stream else "application/json"
         url = f"{s.base_url}/chat/completions"
         started = self._timer()
-        logger.debug("provider %s: POST %s model=%s", s.name, _host(s.base_url), body["model"])
+        logger.debug(
+            "Provider %s is asking %s for model %s.",
+            s.name,
+            _host(s.base_url),
+            body["model"],
+            extra={**job_fields(), "chatsvg_event": "provider_request", "chatsvg_provider": s.name},
+        )
         output = await self._call(
             lambda: self._exchange(url, body, self._headers(accept), started),
             str(body["model"]),
         )
         logger.debug(
-            "provider %s: %s in %.3f s", s.name, output.finish_reason or "answer", output.latency_s
+            "Provider %s got an answer (%s) in %.3f s.",
+            s.name,
+            output.finish_reason or "no finish reason",
+            output.latency_s,
+            extra={
+                **job_fields(),
+                "chatsvg_event": "provider_response",
+                "chatsvg_provider": s.name,
+                "chatsvg_finish_reason": output.finish_reason,
+                "chatsvg_latency_s": round(output.latency_s, 4),
+            },
         )
         return output
 
@@ -725,7 +742,18 @@ model='llama3.2')
             reason=reason,
         )
         logger.info(
-            "provider %s: %s (status=%s, reason=%s)", self.name, kind.__name__, status, reason
+            "Provider %s failed with %s (status %s, reason %s).",
+            self.name,
+            kind.__name__,
+            status,
+            reason,
+            extra={
+                **job_fields(),
+                "chatsvg_event": "provider_error",
+                "chatsvg_provider": self.name,
+                "chatsvg_status": status,
+                "chatsvg_reason": reason,
+            },
         )
         # Keep the transport error as the cause for debugging, unless its text
         # would carry the key (it never should: httpx does not put headers in
