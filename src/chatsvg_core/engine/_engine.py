@@ -66,7 +66,7 @@ from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
-from chatsvg_core.sanitize import SanitizePolicy, Sanitizer, is_blank
+from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, Sanitizer, is_blank
 from chatsvg_core.storage import (
     EntryKind,
     JobResult,
@@ -102,6 +102,10 @@ final transition committed). Crash tests pause or kill a worker here.
 
 OPERATION = "generate"
 """The idempotency operation name submits are scoped by."""
+
+SANITIZE_INLINE_CHARS = 16 * 1024
+"""Answers up to this length are sanitized on the event loop (a few ms); longer ones
+on a worker thread, so one slow document cannot stall heartbeats and other jobs."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -590,6 +594,11 @@ class Engine:
                 task.cancel()
             await asyncio.gather(waiter, return_exceptions=True)
 
+    def _sanitize(self, raw: str) -> tuple[SanitizedSVG, bool]:
+        """The sanitized SVG, and whether it is a blank picture this engine refuses."""
+        clean = self.sanitizer.sanitize(raw)
+        return clean, self.refuse_blank and is_blank(clean.svg)
+
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
         observed = _ATTEMPT.get()
@@ -605,8 +614,13 @@ class Engine:
                     with observed.step("extract"):
                         raw = extract_answer(output)
         with observed.step("sanitize"):
-            clean = self.sanitizer.sanitize(raw)
-            blank = self.refuse_blank and is_blank(clean.svg)
+            if len(raw) > SANITIZE_INLINE_CHARS:
+                # Off the event loop, which keeps every lease of this worker alive
+                # and runs its other jobs meanwhile (the sanitizer is thread-safe
+                # and bounded by its policy's ``max_seconds``).
+                clean, blank = await asyncio.to_thread(self._sanitize, raw)
+            else:
+                clean, blank = self._sanitize(raw)
         if blank:
             raise SVGRejected(
                 "SVG rejected: blank: the picture draws nothing visible",
