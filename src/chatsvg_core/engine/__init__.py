@@ -12,6 +12,7 @@ from chatsvg_core.engine._engine import (
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind
 from chatsvg_core.engine._facade import SyncEngine
 from chatsvg_core.engine._quick import agenerate_svg, generate_svg
+from chatsvg_core.engine._wait import JobChangeFeed, JobUpdate
 
 __all__ = [
     "OPERATION",
@@ -20,6 +21,8 @@ __all__ = [
     "EngineEvent",
     "EventHook",
     "EventKind",
+    "JobChangeFeed",
+    "JobUpdate",
     "RecoveryReport",
     "SubmitResult",
     "SyncEngine",
