@@ -226,3 +226,80 @@ def test_any_escaped_code_point_is_stable(code: int, place: str, after: str) -> 
     except SVGRejected:
         return
     assert svg_safety_violations(out) == []
+
+
+# --- encodings ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "body"),
+    [("undefined", b"x"), ("punycode", b"x"), ("utf-7", b"+2AA-"), ("x.y", b"x"), ("rot13", b"x")],
+)
+def test_encodings_outside_the_allowlist_are_refused(label: str, body: bytes) -> None:
+    # They went to Python's codec registry: UnicodeError, or a lone surrogate.
+    doc = b'<?xml version="1.0" encoding="%s"?><svg %s><text>%s</text></svg>' % (
+        label.encode(),
+        NS.encode(),
+        body,
+    )
+    assert rejected(doc).reason == ReasonCode.ENCODING_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [("Shift_JIS", "shift_jis"), ("windows-1252", "cp1252"), ("latin1", "latin-1"), ("GBK", "gbk")],
+)
+def test_allowlisted_encodings_are_decoded(label: str, codec: str) -> None:
+    text = "日本" if codec in ("shift_jis", "gbk") else "é"
+    doc = f'<?xml version="1.0" encoding="{label}"?><svg {NS}><text>{text}</text></svg>'
+    assert sanitize_svg(doc.encode(codec)).svg == f"<svg {NS}><text>{text}</text></svg>"
+
+
+# --- root ids -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root_id", ["", " ", "a"])
+@pytest.mark.parametrize("prefix", [None, "p"])
+def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: str | None) -> None:
+    # Rules were confined to ``#chatsvg`` while the root kept ``id=""`` (and
+    # ``id="p-"`` with a prefix, scoped a second time on the next pass).
+    policy = SanitizePolicy.default().extend(id_prefix=prefix)
+    out = stable(f'<svg {NS} id="{root_id}"><style>rect{{fill:red}}</style><rect/></svg>', policy)
+    scope = prefix or "chatsvg"
+    assert f"rect:where(.{scope},.{scope} *){{fill:red}}" in out
+    assert f'class="{scope}"' in out.split(">", 1)[0]
+
+
+# --- the safety checker -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<filter id="f"><feColorMatrix values="javascript:1"/></filter><rect/>',
+        '<style>rect{font-family:"url(x)"}</style><rect/>',
+        "<style>rect{font-family:'@font-face'}</style><rect/>",
+        '<rect style="font-family:&quot;url(javascript:x)&quot;"/>',
+        '<text font-family="&quot;url(x)&quot;">a</text>',
+    ],
+)
+def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
+    # Each was flagged although a browser reads no URL or rule there: numbers
+    # that are not animation values, and text inside CSS strings.
+    out = stable(f"<svg {NS}>{body}</svg>")
+    assert svg_safety_violations(out) == []
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        '<style>a{fill:url("http://x")}</style>',
+        "<style>a{fill:url( 'javascript:x')}</style>",
+        '<style>a{font-family:"x"}@font-face{src:x}</style>',
+        '<rect fill="&quot;a&quot; url(http://x)"/>',
+        '<animate attributeName="x" values="javascript:x"/>',
+        "<style>a{x:'\\'' } @import 'x'</style>",
+    ],
+)
+def test_checker_still_sees_urls_and_rules_outside_strings(markup: str) -> None:
+    assert svg_safety_violations(f"<svg {NS}>{markup}</svg>")

@@ -8,16 +8,25 @@ import functools
 import inspect
 import logging
 import random
+import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
+from chatsvg_core.engine._instrument import (
+    NO_INSTRUMENTATION,
+    AttemptScope,
+    Instrumentation,
+    SubmitScope,
+)
 from chatsvg_core.engine._leases import LeaseKeeper
 from chatsvg_core.engine._money import (
     capture_if_reserved,
@@ -81,6 +90,13 @@ from chatsvg_core.storage import (
 __all__ = ["Checkpoint", "Engine", "RecoveryReport", "SubmitResult"]
 
 log = logging.getLogger("chatsvg_core.engine")
+
+# The attempt being run in this task (and the tasks it starts), for _generate's
+# steps. The default is the stateless no-op scope, so sharing it is safe.
+_ATTEMPT: ContextVar[AttemptScope] = ContextVar(
+    "chatsvg_attempt",
+    default=NO_INSTRUMENTATION.attempt(""),  # noqa: B039
+)
 
 Checkpoint = Callable[[str, str], Awaitable[None]]
 """``await checkpoint(step, job_id)`` at each named step of :meth:`Engine.process`.
@@ -166,6 +182,9 @@ class Engine:
         on_event: one hook that sees every transition, charge and refund.
         new_id: job id factory. ``rng``: randomness for retry jitter.
         checkpoint: test hook awaited at named steps (see :data:`Checkpoint`).
+        instrumentation: traces and metrics (see :class:`Instrumentation`;
+            ``chatsvg_core.otel.OpenTelemetryInstrumentation`` with the
+            ``otel`` extra); default: none, at no cost.
         charge_at: when credits are taken. ``"claim"`` (the default): a
             worker charges when it claims the job, and a job without credits
             fails then. ``"submit"``: ``submit`` reserves the price in the
@@ -199,6 +218,7 @@ class Engine:
         new_id: Callable[[], str] = _uuid,
         rng: random.Random | None = None,
         checkpoint: Checkpoint | None = None,
+        instrumentation: Instrumentation | None = None,
         charge_at: Literal["claim", "submit"] = "claim",
         max_in_flight: int | Callable[[str], int | None] | None = None,
     ) -> None:
@@ -228,6 +248,7 @@ class Engine:
         self.new_id = new_id
         self.rng = rng or random.Random()
         self.checkpoint = checkpoint
+        self.instrumentation = instrumentation or NO_INSTRUMENTATION
         self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
             weakref.WeakKeyDictionary()
         )
@@ -235,17 +256,16 @@ class Engine:
     # --- helpers ------------------------------------------------------------
 
     def _emit(self, kind: EventKind, job: Job, **fields: Any) -> None:
-        emit(
-            self.on_event,
-            EngineEvent(
-                kind=kind,
-                job_id=job.id,
-                owner=job.owner,
-                at=self.clock.now(),
-                attempt=job.attempt,
-                fields=fields,
-            ),
+        event = EngineEvent(
+            kind=kind,
+            job_id=job.id,
+            owner=job.owner,
+            at=self.clock.now(),
+            attempt=job.attempt,
+            fields=fields,
         )
+        emit(self.on_event, event)
+        self.instrumentation.event(event)
 
     def daily_cap(self, owner: str) -> int | None:
         """The cap that applies to ``owner`` (``None``: none)."""
@@ -337,6 +357,18 @@ class Engine:
         bound, so the same key works once the owner has credits. A replay
         reserves nothing again. ``InFlightLimitExceeded`` likewise.
         """
+        with self.instrumentation.submit(owner) as observed:
+            result = await self._submit(owner, idempotency_key, request, observed)
+            observed.done(result.job, replayed=result.replayed)
+        return result
+
+    async def _submit(
+        self,
+        owner: str,
+        idempotency_key: str | None,
+        request: GenerationRequest | Mapping[str, Any],
+        observed: SubmitScope,
+    ) -> SubmitResult:
         owner = validate_owner(owner)
         if idempotency_key is not None:
             idempotency_key = validate_idempotency_key(idempotency_key)
@@ -352,6 +384,7 @@ class Engine:
             idempotency_key=idempotency_key,
             now=now,
             max_attempts=self.policy.max_attempts,
+            trace_context=observed.carrier(),
         )
         reserved = None
         async with self.store.transaction() as tx:
@@ -394,10 +427,7 @@ class Engine:
         its ``run_at``). Every expected failure becomes a transition; only
         storage faults propagate (and leave the job to recovery).
         """
-        claimed = await self._claim_and_charge(job_id, worker_id)
-        if claimed is None or claimed.status is not JobStatus.RUNNING:
-            return claimed
-        return await self._run_claimed(claimed, worker_id)
+        return await self._attempt(job_id, worker_id)
 
     async def process_next(self, worker_id: str) -> Job | None:
         """Claim the next due job straight from the store and run one attempt of it.
@@ -406,10 +436,34 @@ class Engine:
         concurrent workers get distinct jobs (``next_due_job`` skips rows
         others hold). Returns ``None`` when nothing is due.
         """
-        claimed = await self._claim_and_charge(None, worker_id)
+        return await self._attempt(None, worker_id)
+
+    async def _attempt(self, job_id: str | None, worker_id: str) -> Job | None:
+        # One attempt, as the instrumentation and the logs see it: the scope
+        # learns the job from the claim, then is current while it runs.
+        observed = self.instrumentation.attempt(worker_id)
+        started = time.time_ns()
+        try:
+            claimed = await self._claim_and_charge(job_id, worker_id)
+        except BaseException as exc:
+            observed.claimed(None, claim_started_ns=started)
+            observed.finished(None, exc)
+            raise
+        observed.claimed(claimed, claim_started_ns=started)
         if claimed is None or claimed.status is not JobStatus.RUNNING:
+            observed.finished(claimed)
             return claimed
-        return await self._run_claimed(claimed, worker_id)
+        current = _ATTEMPT.set(observed)
+        try:
+            with observed, job_log_context(claimed.id, claimed.owner, claimed.attempt):
+                done = await self._run_claimed(claimed, worker_id)
+        except BaseException as exc:
+            observed.finished(None, exc)
+            raise
+        finally:
+            _ATTEMPT.reset(current)
+        observed.finished(done)
+        return done
 
     async def _run_claimed(self, claimed: Job, worker_id: str) -> Job | None:
         job_id = claimed.id
@@ -442,7 +496,11 @@ class Engine:
             else:
                 current = await tx.get_job(job_id, for_update=True)
                 if current is None:
-                    log.warning("delivered unknown job %s", job_id)
+                    log.warning(
+                        "Job %s was delivered but is not in the store; ignored.",
+                        job_id,
+                        extra={"chatsvg_event": "unknown_job", "job_id": job_id},
+                    )
                     return None
                 if current.status is not JobStatus.QUEUED:
                     return None
@@ -541,11 +599,15 @@ class Engine:
 
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
+        observed = _ATTEMPT.get()
         async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
             with attempt:
-                output = await self.provider.generate(request)
-                raw = extract_svg(output.text)
-        clean = self.sanitizer.sanitize(raw)
+                with observed.step("provider"):
+                    output = await self.provider.generate(request)
+                with observed.step("extract"):
+                    raw = extract_svg(output.text)
+        with observed.step("sanitize"):
+            clean = self.sanitizer.sanitize(raw)
         metadata: dict[str, Any] = {
             "model": output.model,
             "provider": output.provider,
@@ -553,7 +615,7 @@ class Engine:
             "usage": output.usage.model_dump(mode="json"),
             "sanitizer_changed": clean.changed,
         }
-        self._emit(EventKind.GENERATED, job, model=output.model)
+        self._emit(EventKind.GENERATED, job, model=output.model, removed=len(clean.report))
         return clean.svg, metadata
 
     async def _finish_success(self, job: Job, svg: str, metadata: dict[str, Any]) -> Job | None:

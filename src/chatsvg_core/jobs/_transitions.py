@@ -117,6 +117,7 @@ def new_job(
     idempotency_key: str | None = None,
     max_attempts: int = 3,
     run_at: datetime | None = None,
+    trace_context: Mapping[str, str] | None = None,
 ) -> Job:
     """A fresh QUEUED job, due at ``run_at`` (default: ``now``)."""
     now = utc(now)
@@ -131,6 +132,7 @@ def new_job(
             "run_at": utc(run_at) if run_at is not None else now,
             "created_at": now,
             "updated_at": now,
+            "trace_context": dict(trace_context) if trace_context else None,
         }
     )
 

@@ -20,6 +20,8 @@ class ReasonCode(StrEnum):
     """The input is not well-formed XML (or not decodable text)."""
     NOT_SVG_ROOT = "not_svg_root"
     """The root element is not ``<svg>`` in the SVG namespace."""
+    ENCODING_NOT_ALLOWED = "encoding_not_allowed"
+    """The XML declaration names an encoding outside the allowlist (``utf-7``, ``punycode``)."""
     DOCTYPE_FORBIDDEN = "doctype_forbidden"
     """The input has a DOCTYPE (document type declaration)."""
     ENTITY_FORBIDDEN = "entity_forbidden"

@@ -394,7 +394,7 @@ class PostgresStore:
         """An event set whenever ``job_id`` changes status or attempt (after commit).
 
         One listening connection per store serves every subscriber (migration
-        0002 installs the trigger that notifies). The event may also be set
+        0003 installs the trigger that notifies). The event may also be set
         for no change (after the listener reconnects), so a subscriber
         re-reads the job, then clears it. ``None`` when no listener could be
         started in time: the caller polls instead.

@@ -1,4 +1,4 @@
--- chatsvg-core schema, version 2 (PostgreSQL): wake waiters when a job moves.
+-- chatsvg-core schema, version 3 (PostgreSQL): wake waiters when a job moves.
 -- A job that changes status or attempt sends NOTIFY chatsvg_job with payload
 -- '<schema>:<job id>' when its transaction commits, so Engine.wait() and
 -- Engine.updates() sleep on LISTEN instead of polling. Heartbeats (lease
