@@ -101,6 +101,10 @@ final transition committed). Crash tests pause or kill a worker here.
 OPERATION = "generate"
 """The idempotency operation name submits are scoped by."""
 
+SANITIZE_INLINE_CHARS = 16 * 1024
+"""Answers up to this length are sanitized on the event loop (a few ms); longer ones
+on a worker thread, so one slow document cannot stall heartbeats and other jobs."""
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
@@ -594,7 +598,13 @@ class Engine:
                 with observed.step("extract"):
                     raw = extract_svg(output.text)
         with observed.step("sanitize"):
-            clean = self.sanitizer.sanitize(raw)
+            if len(raw) > SANITIZE_INLINE_CHARS:
+                # Off the event loop, which keeps every lease of this worker alive
+                # and runs its other jobs meanwhile (the sanitizer is thread-safe
+                # and bounded by its policy's ``max_seconds``).
+                clean = await asyncio.to_thread(self.sanitizer.sanitize, raw)
+            else:
+                clean = self.sanitizer.sanitize(raw)
         metadata: dict[str, Any] = {
             "model": output.model,
             "provider": output.provider,
