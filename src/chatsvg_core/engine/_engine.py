@@ -10,7 +10,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +35,14 @@ from chatsvg_core.engine._money import (
     unsettled_kinds,
 )
 from chatsvg_core.engine._validate import check_job_id, parse_request
+from chatsvg_core.engine._wait import (
+    FEED_SAFETY,
+    POLL_FIRST,
+    POLL_MAX,
+    JobChangeFeed,
+    JobUpdate,
+    update_for,
+)
 from chatsvg_core.errors import (
     ConfigurationError,
     DailyCapExceeded,
@@ -135,6 +143,11 @@ class _LeaseLost(Exception):
 
 def _uuid() -> str:
     return uuid4().hex
+
+
+@contextlib.asynccontextmanager
+async def _no_feed() -> AsyncIterator[asyncio.Event | None]:
+    yield None
 
 
 @functools.cache
@@ -832,6 +845,103 @@ class Engine:
         if given is not None:
             self._emit(EventKind.REFUNDED, job, amount=given[1], mode=given[0])
         return job
+
+    # --- waiting ------------------------------------------------------------
+
+    async def _changes(
+        self,
+        job_id: str,
+        timeout: float | None,  # noqa: ASYNC109 (ends quietly; asyncio.timeout would raise)
+        owner: str | None,
+    ) -> AsyncIterator[Job]:
+        """The job now, then again each time it may have changed, until terminal or timeout."""
+        job_id = check_job_id(job_id)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+        ):
+            raise InvalidRequest(
+                "timeout is a non-negative number of seconds, or None",
+                field="timeout",
+                errors=[{"field": "timeout", "message": "not a non-negative number"}],
+            )
+        if owner is not None:
+            owner = validate_owner(owner)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        feed = self.store if isinstance(self.store, JobChangeFeed) else None
+        async with feed.subscribe(job_id) if feed is not None else _no_feed() as changed:
+            pause = POLL_FIRST
+            while True:
+                job = await self.get(job_id)
+                if owner is not None and job.owner != owner:
+                    raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+                yield job
+                if job.terminal:
+                    return
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    return
+                if changed is not None:
+                    step = FEED_SAFETY if left is None else min(left, FEED_SAFETY)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), timeout=step)
+                    changed.clear()
+                else:
+                    # No feed: a backoff poll (fast at first, then every POLL_MAX).
+                    await asyncio.sleep(pause if left is None else min(pause, left))
+                    pause = min(pause * 1.6, POLL_MAX)
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (answers the job as it stands)
+        owner: str | None = None,
+    ) -> Job:
+        """Return the job once it is terminal, or as it stands when ``timeout`` seconds pass.
+
+        Check ``job.terminal`` on the answer. Sleeps on the store's change
+        feed where it has one (PostgreSQL: LISTEN/NOTIFY, re-reading at least
+        every 15 s in case a notification is lost), else re-reads with a
+        backoff from 50 ms to 2 s. With ``owner``, another owner's job is
+        ``JobNotFound``. Raises ``JobNotFound`` for an unknown job.
+        """
+        last: Job | None = None
+        async for job in self._changes(job_id, timeout, owner):
+            last = job
+        assert last is not None  # _changes yields at least once or raises
+        return last
+
+    async def updates(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (the stream ends quietly)
+        owner: str | None = None,
+    ) -> AsyncIterator[JobUpdate]:
+        """The job's updates as they happen, ending after the terminal one (or at ``timeout``).
+
+        The first update describes the job as it is now; then one per change
+        of status or attempt seen: ``queued``, ``running``, ``retrying``,
+        ``succeeded``, ``failed``, and ``refunded`` after a failure whose
+        credits came back. Each has ``to_sse()`` for hosts that stream
+        server-sent events. Waits as :meth:`wait` does.
+        """
+        seen: tuple[JobStatus, int] | None = None
+        async for job in self._changes(job_id, timeout, owner):
+            if (job.status, job.attempt) == seen:
+                continue
+            seen = (job.status, job.attempt)
+            yield update_for(job)
+            if job.status is JobStatus.FAILED:
+                async with self.store.transaction() as tx:
+                    back = await tx.find_entry(EntryKind.REFUND, job.id) or await tx.find_entry(
+                        EntryKind.RELEASE, job.id
+                    )
+                if back is not None:
+                    yield update_for(job).model_copy(
+                        update={"kind": "refunded", "amount": back.amount, "at": back.created_at}
+                    )
 
     # --- reading ------------------------------------------------------------
 
