@@ -51,6 +51,7 @@ from chatsvg_core.errors import (
     InvalidRequest,
     InvalidTransition,
     JobNotFound,
+    SVGRejected,
     TransientError,
     UnknownAccount,
 )
@@ -59,7 +60,8 @@ from chatsvg_core.generate import (
     Pricing,
     PromptPolicy,
     Provider,
-    extract_svg,
+    extract_answer,
+    progress_reporting,
 )
 from chatsvg_core.idempotency import (
     Created,
@@ -72,7 +74,7 @@ from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
-from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
+from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, Sanitizer, is_blank
 from chatsvg_core.storage import (
     EntryKind,
     JobResult,
@@ -199,6 +201,8 @@ class Engine:
         max_in_flight: the most jobs one owner may have QUEUED or RUNNING at
             once (``None``: no limit), or a callable ``owner -> limit``; a
             submit past it raises ``InFlightLimitExceeded`` (nothing written).
+        refuse_blank: fail (and refund) a job whose sanitized SVG draws nothing
+            visible (:func:`~chatsvg_core.sanitize.is_blank`); ``False`` accepts it.
     """
 
     def __init__(
@@ -225,6 +229,7 @@ class Engine:
         instrumentation: Instrumentation | None = None,
         charge_at: Literal["claim", "submit"] = "claim",
         max_in_flight: int | Callable[[str], int | None] | None = None,
+        refuse_blank: bool = True,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
@@ -256,6 +261,7 @@ class Engine:
         self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
             weakref.WeakKeyDictionary()
         )
+        self.refuse_blank = refuse_blank
 
     # --- helpers ------------------------------------------------------------
 
@@ -601,28 +607,46 @@ class Engine:
                 task.cancel()
             await asyncio.gather(waiter, return_exceptions=True)
 
+    def _sanitize(self, raw: str) -> tuple[SanitizedSVG, bool]:
+        """The sanitized SVG, and whether it is a blank picture this engine refuses."""
+        clean = self.sanitizer.sanitize(raw)
+        return clean, self.refuse_blank and is_blank(clean.svg)
+
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
         observed = _ATTEMPT.get()
-        async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
-            with attempt:
-                with observed.step("provider"):
-                    output = await self.provider.generate(request)
-                with observed.step("extract"):
-                    raw = extract_svg(output.text)
+
+        def progress(tokens: int, chars: int) -> None:
+            self._emit(EventKind.PROGRESS, job, tokens=tokens, chars=chars)
+
+        with progress_reporting(progress):
+            async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
+                with attempt:
+                    with observed.step("provider"):
+                        output = await self.provider.generate(request)
+                    with observed.step("extract"):
+                        raw = extract_answer(output)
         with observed.step("sanitize"):
             if len(raw) > SANITIZE_INLINE_CHARS:
                 # Off the event loop, which keeps every lease of this worker alive
                 # and runs its other jobs meanwhile (the sanitizer is thread-safe
                 # and bounded by its policy's ``max_seconds``).
-                clean = await asyncio.to_thread(self.sanitizer.sanitize, raw)
+                clean, blank = await asyncio.to_thread(self._sanitize, raw)
             else:
-                clean = self.sanitizer.sanitize(raw)
+                clean, blank = self._sanitize(raw)
+        if blank:
+            raise SVGRejected(
+                "SVG rejected: blank: the picture draws nothing visible",
+                reason="blank",
+                detail="nothing visible after sanitizing",
+                limit=None,
+            )
         metadata: dict[str, Any] = {
             "model": output.model,
             "provider": output.provider,
             "latency_s": output.latency_s,
             "usage": output.usage.model_dump(mode="json"),
+            "finish_reason": output.finish_reason,
             "sanitizer_changed": clean.changed,
         }
         self._emit(EventKind.GENERATED, job, model=output.model, removed=len(clean.report))

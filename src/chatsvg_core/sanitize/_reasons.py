@@ -84,6 +84,8 @@ class ReasonCode(StrEnum):
     """A CSS selector rewritten so it matches only inside this SVG."""
     SCOPE_CLASS_ADDED = "scope_class_added"
     """The root ``<svg>`` or a ``<use>`` target was given the class that confines ``<style>``."""
+    NAMESPACE_ADDED = "namespace_added"
+    """A namespace declaration a model left out was added to the root (see ``_repair``)."""
 
 
 class Action(StrEnum):

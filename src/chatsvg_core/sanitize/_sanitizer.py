@@ -15,6 +15,7 @@ from chatsvg_core.sanitize._css import CssIssue, CssSanitizer
 from chatsvg_core.sanitize._parse import parse_svg, reject
 from chatsvg_core.sanitize._policy import SanitizePolicy
 from chatsvg_core.sanitize._reasons import Action, ReasonCode
+from chatsvg_core.sanitize._repair import repair_root
 from chatsvg_core.sanitize._report import NodeKind, ReportEntry, SanitizedSVG, SanitizeReport
 from chatsvg_core.sanitize._serialize import serialize
 from chatsvg_core.sanitize._urls import UrlContext, check_url
@@ -303,6 +304,7 @@ class Sanitizer:
             SVGRejected: the input cannot be made safe (reason code in ``.reason``).
         """
         budget = Budget(self.policy.max_seconds)
+        data, repairs = repair_root(data)  # adds only namespace declarations
         root, doctype_dropped, nodes = parse_svg(data, self.policy)
         if root.tag != _SVG_ROOT:
             raise reject(ReasonCode.NOT_SVG_ROOT, f"root element is {root.tag!r}")
@@ -311,6 +313,8 @@ class Sanitizer:
         run = _Run(self, root, short_values=len(data) <= self._value_limit, budget=budget)
         if doctype_dropped:
             run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root, "DOCTYPE")
+        for declaration in repairs:
+            run.note(Action.REWRITTEN, "attribute", ReasonCode.NAMESPACE_ADDED, root, declaration)
         for sibling in root.itersiblings(preceding=True):
             self._note_misc(run, sibling)
         for sibling in root.itersiblings():
