@@ -140,8 +140,11 @@ class CeleryQueue:
             return False
         return True
 
-    async def enqueue(self, job_id: str, *, delay: float = 0.0) -> None:
-        """Announce ``job_id`` ``delay`` seconds from now (see the class docs for the cap)."""
+    async def enqueue(self, job_id: str, *, delay: float = 0.0, attempt: int = 0) -> None:
+        """Announce ``job_id`` ``delay`` seconds from now (see the class docs for the cap).
+
+        ``attempt`` is ignored: Celery does not drop a message for its id.
+        """
         if not math.isfinite(delay) or delay < 0:
             raise ValueError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
         if delay > self.max_countdown:

@@ -12,12 +12,16 @@ from __future__ import annotations
 
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._jobs import (
+    LeaseExtender,
+    cancel_job,
     claim_job,
     claim_next,
     complete_job,
     expire_leases,
     fail_job,
     heartbeat_job,
+    heartbeat_jobs,
+    heartbeat_jobs_reference,
     retry_job,
 )
 from chatsvg_core.storage._open import ENTRY_POINT_GROUP, SCHEMES, open_storage
@@ -39,6 +43,7 @@ __all__ = [
     "EntryKind",
     "IdempotencyRecord",
     "JobResult",
+    "LeaseExtender",
     "LedgerEntry",
     "MemoryStore",
     "SQLiteStore",
@@ -47,12 +52,15 @@ __all__ = [
     "StoreTransaction",
     "SyncStore",
     "SyncTransaction",
+    "cancel_job",
     "claim_job",
     "claim_next",
     "complete_job",
     "expire_leases",
     "fail_job",
     "heartbeat_job",
+    "heartbeat_jobs",
+    "heartbeat_jobs_reference",
     "open_storage",
     "retry_job",
 ]

@@ -12,23 +12,37 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from pydantic import JsonValue
 
 from chatsvg_core._clock import utc
 from chatsvg_core.errors import InvalidTransition, JobNotFound
-from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, claim, expire, fail, heartbeat
+from chatsvg_core.jobs import (
+    Job,
+    JobErrorInfo,
+    JobStatus,
+    cancel,
+    claim,
+    expire,
+    fail,
+    heartbeat,
+)
 from chatsvg_core.jobs import retry as _retry
 from chatsvg_core.jobs import succeed as _succeed
 from chatsvg_core.storage._protocol import JobResult, StoreTransaction
 
 __all__ = [
+    "LeaseExtender",
+    "cancel_job",
     "claim_job",
     "claim_next",
     "complete_job",
     "expire_leases",
     "fail_job",
     "heartbeat_job",
+    "heartbeat_jobs",
+    "heartbeat_jobs_reference",
     "retry_job",
 ]
 
@@ -85,6 +99,79 @@ async def heartbeat_job(
     return await _save(tx, job, heartbeat(job, now=now, token=token, lease=lease), "heartbeat")
 
 
+@runtime_checkable
+class LeaseExtender(Protocol):
+    """An optional fast path a transaction may offer for :func:`heartbeat_jobs`.
+
+    A backend whose transaction has this method extends many leases in one
+    statement; one without it gets :func:`heartbeat_jobs_reference`, the same
+    outcome through ``get_job`` and ``update_job``. The conformance suite
+    checks the two agree.
+    """
+
+    async def extend_leases(
+        self, leases: Mapping[str, int], *, now: datetime, lease: timedelta
+    ) -> set[str]:
+        """Apply :func:`~chatsvg_core.jobs.heartbeat` to every listed job still held.
+
+        ``leases`` maps job id to the fencing token its holder has. A job that
+        is RUNNING with that token gets ``lease_expires_at = max(now + lease,
+        lease_expires_at)`` (never shorter), ``version + 1`` and
+        ``updated_at = now``; any other listed job (unknown, not RUNNING,
+        another token) is left untouched. Returns the ids that were extended.
+        Rows are locked as ``get_job(for_update=True)`` would lock them.
+        """
+        ...
+
+
+async def heartbeat_jobs_reference(
+    tx: StoreTransaction, leases: Mapping[str, int], *, now: datetime, lease: timedelta
+) -> frozenset[str]:
+    """:func:`heartbeat_jobs` over the fine primitives: one ``heartbeat_job`` per lease.
+
+    The specification of the batched heartbeat, and what a backend without
+    :class:`LeaseExtender` runs. Jobs are visited in id order, so two
+    batches lock their rows in one order.
+    """
+    kept: set[str] = set()
+    for job_id in sorted(leases):
+        job = await tx.get_job(job_id, for_update=True)
+        if job is None:
+            continue
+        try:
+            beat = heartbeat(job, now=now, token=leases[job_id], lease=lease)
+        except InvalidTransition:
+            continue  # not RUNNING, or another holder's token: this lease is gone
+        await _save(tx, job, beat, "heartbeat")
+        kept.add(job_id)
+    return frozenset(kept)
+
+
+async def heartbeat_jobs(
+    tx: StoreTransaction, leases: Mapping[str, int], *, now: datetime, lease: timedelta
+) -> frozenset[str]:
+    """Extend many leases at once; return the ids whose lease is still held.
+
+    ``leases`` maps job id to its holder's fencing token. For each job still
+    RUNNING with that token the lease becomes ``max(now + lease, current
+    expiry)`` (a heartbeat never shortens a lease); a job that is gone,
+    finished or re-claimed under another token is not extended and is absent
+    from the answer, which is how its holder learns to stop. This is how one
+    worker process keeps hundreds of leases alive with one statement per
+    interval instead of one transaction per job (the SQL backends'
+    :class:`LeaseExtender`); other backends get the same answer from
+    :func:`heartbeat_jobs_reference`.
+    """
+    now = utc(now)
+    if lease <= timedelta(0):
+        raise ValueError("lease must be positive")
+    if not leases:
+        return frozenset()
+    if isinstance(tx, LeaseExtender):
+        return frozenset(await tx.extend_leases(dict(leases), now=now, lease=lease))
+    return await heartbeat_jobs_reference(tx, leases, now=now, lease=lease)
+
+
 async def complete_job(
     tx: StoreTransaction,
     job_id: str,
@@ -138,6 +225,19 @@ async def fail_job(
     """
     job = await _load(tx, job_id)
     return await _save(tx, job, fail(job, now=now, error=error, token=token), "fail")
+
+
+async def cancel_job(
+    tx: StoreTransaction, job_id: str, *, now: datetime, reason: str | None = None
+) -> Job:
+    """QUEUED or RUNNING → FAILED with code ``cancelled``; no fencing token needed.
+
+    Give the job's credits back in the same transaction
+    (:func:`chatsvg_core.ledger.refund` or :func:`~chatsvg_core.ledger.release`).
+    A worker still running it is refused at its next write (its token is gone).
+    """
+    job = await _load(tx, job_id)
+    return await _save(tx, job, cancel(job, now=now, reason=reason), "cancel")
 
 
 async def expire_leases(

@@ -34,9 +34,9 @@ but chatsvg-core's tables.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
@@ -166,6 +166,33 @@ class PostgresTransaction(SQLTransaction):
     def _now(self) -> datetime:
         return self._store._clock.now()
 
+    async def extend_leases(
+        self, leases: Mapping[str, int], *, now: datetime, lease: timedelta
+    ) -> set[str]:
+        """Batched heartbeat (:class:`~chatsvg_core.storage.LeaseExtender`): one statement.
+
+        The ids and tokens travel as two arrays, so the statement text is the
+        same for any number of leases. The rows are locked in id order first
+        (as ``heartbeat_jobs_reference`` visits them), so two batches never
+        deadlock each other; under READ COMMITTED a row another transaction
+        changed meanwhile is re-checked after its commit, so a job completed
+        or re-claimed under us is not extended.
+        """
+        self._check_open()
+        ids = sorted(leases)
+        rows = await self._all(
+            "WITH held AS (SELECT j.id, h.token FROM chatsvg_jobs j "
+            "JOIN unnest(?::text[], ?::integer[]) AS h(id, token) "
+            "ON j.id = h.id AND j.lease_token = h.token "
+            "WHERE j.status = 'running' ORDER BY j.id FOR UPDATE OF j) "
+            "UPDATE chatsvg_jobs SET lease_expires_at = greatest(lease_expires_at, ?), "
+            "version = version + 1, updated_at = ? "
+            "FROM held WHERE chatsvg_jobs.id = held.id AND chatsvg_jobs.lease_token = held.token "
+            "AND chatsvg_jobs.status = 'running' RETURNING chatsvg_jobs.id",
+            (ids, [leases[i] for i in ids], utc(now + lease), utc(now)),
+        )
+        return {row[0] for row in rows}
+
     async def prune_idempotency(self, now: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` records expired at or before ``now``; return how many."""
         self._check_open()
@@ -176,6 +203,61 @@ class PostgresTransaction(SQLTransaction):
             "LIMIT ? FOR UPDATE SKIP LOCKED)",
             (utc(now), max(0, limit)),
         )
+
+
+_CONNECT_TIMEOUT = 5
+"""Seconds one connection attempt may take unless the URL sets ``connect_timeout``."""
+
+# Server answers that no retry can change: the configuration is wrong.
+_MISCONFIGURED = {
+    "3D000": ("missing_database", "the database does not exist"),
+    "28P01": ("bad_credentials", "the password was refused"),
+    "28000": ("bad_credentials", "the server refused this user or client"),
+    "42501": ("bad_credentials", "the user may not connect to this database"),
+}
+
+
+async def _probe(conninfo: str, params: dict[str, Any]) -> None:
+    """Connect once, raising a typed error that names why it failed."""
+    where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+    database = params.get("dbname") or params.get("user") or ""
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo)
+    except psycopg.Error as exc:
+        text = str(exc)
+        known = _MISCONFIGURED.get(getattr(exc, "sqlstate", None) or "")
+        # libpq reports a refused login as text without a SQLSTATE.
+        if known is None and re.search(r'database "[^"]*" does not exist', text):
+            known = ("missing_database", "the database does not exist")
+        if known is None and re.search(r'role "[^"]*" does not exist', text):
+            known = ("bad_credentials", "the user does not exist")
+        if known is None and (
+            "password authentication failed" in text
+            or "no pg_hba.conf entry" in text
+            or "no password supplied" in text
+        ):
+            known = ("bad_credentials", "the server refused the login")
+        if known is None and "Connection refused" in text:
+            known = ("connection_refused", "nothing accepts connections there (wrong port?)")
+        if known is None and ("translate host name" in text or "Name or service" in text):
+            known = ("unknown_host", "the host name does not resolve")
+        if known is not None:
+            cause, why = known
+            raise ConfigurationError(
+                f"PostgreSQL at {where}, database {database!r}: {why}",
+                backend="postgres",
+                cause=cause,
+                host=where,
+                database=database,
+                sqlstate=getattr(exc, "sqlstate", None),
+            ) from None
+        # Timeouts and the like: the server may just be slow or restarting.
+        raise StorageUnavailable(
+            f"PostgreSQL at {where} is not reachable: {text.strip().splitlines()[-1]}",
+            backend="postgres",
+            host=where,
+        ) from exc
+    await conn.close()
 
 
 class PostgresStore:
@@ -254,8 +336,14 @@ class PostgresStore:
         if schema is not None:
             options.append(f"-c search_path={schema}")
         params["options"] = " ".join(o for o in options if o)
+        # One direct attempt first, bounded by connect_timeout: a wrong URL is
+        # reported at once with its cause, instead of the pool retrying it
+        # until pool_timeout and calling it a transient outage.
+        params.setdefault("connect_timeout", str(_CONNECT_TIMEOUT))
+        conninfo = psycopg.conninfo.make_conninfo("", **params)
+        await _probe(conninfo, params)
         pool: AsyncConnectionPool[AConn] = AsyncConnectionPool(
-            psycopg.conninfo.make_conninfo("", **params),
+            conninfo,
             min_size=min_size,
             max_size=max_size,
             timeout=pool_timeout,

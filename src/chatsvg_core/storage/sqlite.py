@@ -38,7 +38,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -77,6 +77,9 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICRO = timedelta(microseconds=1)
 
 Synchronous = Literal["full", "normal", "extra"]
+
+_LEASE_CHUNK = 400
+"""Leases per heartbeat statement (two parameters each; SQLite allows 32766 at least)."""
 
 
 def _map_error(exc: sqlite3.Error, path: str) -> Exception:
@@ -154,6 +157,37 @@ class SQLiteTransaction(SQLTransaction):
 
     def _now(self) -> datetime:
         return self._store._clock.now()
+
+    async def extend_leases(
+        self, leases: Mapping[str, int], *, now: datetime, lease: timedelta
+    ) -> set[str]:
+        """Batched heartbeat (:class:`~chatsvg_core.storage.LeaseExtender`): one UPDATE.
+
+        No row locks to order: ``BEGIN IMMEDIATE`` already holds the write
+        lock. Chunks keep each statement under SQLite's bound-parameter limit;
+        all of them go to the store's thread in one trip.
+        """
+        self._check_open()
+        until, stamp = self._ts(now + lease), self._ts(now)
+        items = sorted(leases.items())
+
+        def run(conn: sqlite3.Connection) -> set[str]:
+            kept: set[str] = set()
+            for start in range(0, len(items), _LEASE_CHUNK):
+                chunk = items[start : start + _LEASE_CHUNK]
+                marks = ", ".join(["(?, ?)"] * len(chunk))
+                rows = conn.execute(
+                    "UPDATE chatsvg_jobs SET "
+                    "lease_expires_at = max(coalesce(lease_expires_at, ?), ?), "
+                    "version = version + 1, updated_at = ? "
+                    f"WHERE status = 'running' AND (id, lease_token) IN (VALUES {marks}) "
+                    "RETURNING id",
+                    (until, until, stamp, *(v for pair in chunk for v in pair)),
+                ).fetchall()
+                kept.update(row[0] for row in rows)
+            return kept
+
+        return await self._run(run)
 
     async def prune_idempotency(self, now: datetime, *, limit: int) -> int:
         """Delete up to ``limit`` records expired at or before ``now``; return how many."""

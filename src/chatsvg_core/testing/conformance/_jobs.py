@@ -21,9 +21,12 @@ from chatsvg_core.storage import (
     expire_leases,
     fail_job,
     heartbeat_job,
+    heartbeat_jobs,
+    heartbeat_jobs_reference,
     retry_job,
 )
-from chatsvg_core.testing.conformance._base import ConformanceBase, HostMachine
+from chatsvg_core.testing.conformance._base import T0, ConformanceBase, HostMachine
+from chatsvg_core.testing.conformance._base import job as new_test_job
 
 __all__ = ["JobConformance"]
 
@@ -55,6 +58,38 @@ async def _outcome(store: Store, op: Callable[[StoreTransaction], Awaitable[obje
 
 class JobConformance(ConformanceBase):
     """Every job operation, in random order, gives the reference store's answer."""
+
+    def test_batched_heartbeat_matches_one_by_one(self) -> None:
+        """``heartbeat_jobs`` on the host equals ``heartbeat_jobs_reference`` on the host."""
+
+        async def scenario(store: Store, batched: bool) -> tuple[frozenset[str], list[Job]]:
+            t0 = T0
+            async with store.transaction() as tx:
+                for i in range(6):
+                    await tx.insert_job(new_test_job(f"hb-{i}", now=t0))
+            async with store.transaction() as tx:
+                for i in range(5):
+                    await claim_job(tx, f"hb-{i}", now=t0, worker_id="w", lease=LEASE)
+                await complete_job(tx, "hb-1", token=1, now=t0, svg="<svg/>")
+                await fail_job(tx, "hb-2", now=t0, error=ERROR, token=1)
+                # hb-3 keeps a long lease: a short heartbeat must not shorten it.
+                await heartbeat_job(tx, "hb-3", token=1, now=t0, lease=LEASE * 10)
+            leases = {f"hb-{i}": 1 for i in range(6)} | {"hb-4": 2, "hb-none": 1}
+            later = t0 + timedelta(seconds=45)  # hb-0's lease lapsed; it is still held
+            async with store.transaction() as tx:
+                op = heartbeat_jobs if batched else heartbeat_jobs_reference
+                kept = await op(tx, leases, now=later, lease=LEASE)
+            async with store.transaction() as tx:
+                jobs = sorted(await tx.list_jobs(limit=100), key=lambda j: j.id)
+            return kept, jobs
+
+        batched = self.run(lambda store: scenario(store, True))
+        reference = self.run(lambda store: scenario(store, False))
+        assert batched == reference
+        assert batched[0] == {"hb-0", "hb-3"}
+        by_id = {j.id: j for j in batched[1]}
+        assert by_id["hb-0"].lease_expires_at == T0 + timedelta(seconds=45) + LEASE
+        assert by_id["hb-3"].lease_expires_at == T0 + LEASE * 10
 
     def test_job_state_machine(self) -> None:
         suite = self
@@ -127,6 +162,19 @@ class _JobMachine(HostMachine):
     def heartbeat(self, job_id: str, token: int) -> None:
         now = self.now
         self._step(lambda tx: heartbeat_job(tx, job_id, token=token, now=now, lease=LEASE))
+
+    @rule(
+        leases=st.dictionaries(st.sampled_from((*IDS, "job-unknown")), st.integers(1, 3)),
+        lease=st.sampled_from([1, 30, 90]),
+    )
+    def heartbeat_many(self, leases: dict[str, int], lease: int) -> None:
+        # The host's batched path (LeaseExtender, if it has one) against the
+        # reference store running the fine-primitive version; a short lease
+        # checks that a heartbeat never shortens one.
+        now = self.now
+        span = timedelta(seconds=lease)
+        got = self._step(lambda tx: heartbeat_jobs(tx, leases, now=now, lease=span))
+        assert got[0] == "ok", got
 
     @rule(job_id=st.sampled_from(IDS), token=st.integers(1, 3))
     def complete(self, job_id: str, token: int) -> None:

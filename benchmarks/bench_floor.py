@@ -1,0 +1,521 @@
+"""The engine beside hand-written SQL that gives the same guarantees (issue 15's floor).
+
+Each worker process submits its share of the jobs with an idempotency key,
+then drains the queue; the run ends when every process found nothing left.
+Two ways, measured in one run with rounds interleaved (floor, engine, engine,
+floor, ...) on a fresh database each:
+
+* **floor**: the minimal SQL, written by hand and sent straight through the
+  driver (``sqlite3`` on the caller's thread; psycopg async, one connection
+  per process, default settings), in the engine's three transactions per job:
+
+  1. submit: claim the idempotency key (upsert that replaces only an expired
+     record) and insert the QUEUED job;
+  2. claim and charge: claim the next due job with lease and fencing token
+     (``FOR UPDATE SKIP LOCKED``; SQLite: ``BEGIN IMMEDIATE``), lock the
+     owner's account reading its balance and today's net usage (daily cap),
+     insert the charge (unique per job) and move the stored balance;
+  3. finish: succeed the job only under its current fencing token, and
+     store the result.
+
+* **engine**: ``Engine.submit`` and ``Engine.process_next`` with an instant
+  provider and a daily cap, so it does the same work (plus what the engine
+  does and the floor does not: prompt validation, sanitizing, events).
+
+Both sides use the library's schema (same tables and indexes), the same
+durability (SQLite ``synchronous=FULL``, PostgreSQL's default
+``synchronous_commit``) and the same number of processes. A separate
+one-process pass counts statements and round trips per job (SQLite: calls
+into ``sqlite3`` and hops to the store's thread; PostgreSQL: statements sent
+and waits on the server, counted at psycopg's ``wait``).
+
+    python benchmarks/bench_floor.py [--postgres URL] [--n 400] [--rounds 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import platform
+import secrets
+import sqlite3
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from chatsvg_core import Engine, GenerationRequest, Ledger, ProviderOutput
+from chatsvg_core.storage import Store
+
+SVG = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 10 10">'
+    '<circle cx="5" cy="5" r="4" fill="teal"/></svg>'
+)
+LEASE = timedelta(minutes=5)
+CAP = 10**9
+PRICE = 1
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class InstantProvider:
+    name = "instant"
+
+    async def generate(self, request: GenerationRequest) -> ProviderOutput:
+        return ProviderOutput(text=SVG, model="instant", provider=self.name, latency_s=0.0)
+
+
+def owner_of(worker: int) -> str:
+    return f"owner{worker}"
+
+
+# --- the floor: hand-written SQL ----------------------------------------------------------
+
+
+def _canon(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
+
+
+def _day(now: datetime) -> tuple[datetime, datetime]:
+    start = datetime(now.year, now.month, now.day, tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+USAGE = (
+    "SELECT COALESCE(-SUM(e.amount), 0) FROM chatsvg_ledger e "
+    "WHERE e.owner = a.owner AND e.kind = 'charge' AND e.created_at >= {p} "
+    "AND e.created_at < {p} AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r "
+    "WHERE r.ref = e.ref AND r.kind = 'refund')"
+)
+
+
+def _job_row(job_id: str, owner: str, key: str, prompt: str, now: Any) -> tuple[Any, ...]:
+    request = {"prompt": prompt, "detail": "medium", "model": None, "style": None}
+    digest = hashlib.sha256(_canon(request).encode()).hexdigest()
+    return (job_id, owner, now, _canon(request), f"v1:{digest}", key, now, now)
+
+
+INSERT_JOB = (
+    "INSERT INTO chatsvg_jobs (id, owner, status, attempt, max_attempts, run_at, "
+    "request, request_hash, idempotency_key, version, created_at, updated_at) "
+    "VALUES ({p}, {p}, 'queued', 0, 3, {p}, {p}, {p}, {p}, 0, {p}, {p})"
+)
+CLAIM_KEY = (
+    "INSERT INTO chatsvg_idempotency (scope, idem_key, request_hash, job_id, created_at, "
+    "expires_at) VALUES ({p}, {p}, {p}, {p}, {p}, {p}) ON CONFLICT (scope, idem_key) DO UPDATE "
+    "SET request_hash = excluded.request_hash, job_id = excluded.job_id, "
+    "created_at = excluded.created_at, expires_at = excluded.expires_at "
+    "WHERE chatsvg_idempotency.expires_at <= {p} RETURNING job_id"
+)
+SUCCEED = (
+    "UPDATE chatsvg_jobs SET status = 'succeeded', lease_token = NULL, lease_expires_at = NULL, "
+    "result_ref = id, version = version + 1, updated_at = {p} "
+    "WHERE id = {p} AND status = 'running' AND lease_token = {p}"
+)
+PUT_RESULT = (
+    "INSERT INTO chatsvg_results (job_id, svg, metadata, created_at) VALUES ({p}, {p}, {p}, {p}) "
+    "ON CONFLICT (job_id) DO NOTHING"
+)
+INSERT_CHARGE = (
+    "INSERT INTO chatsvg_ledger (id, owner, kind, amount, ref, created_at) "
+    "VALUES ({p}, {p}, 'charge', {p}, {p}, {p}) ON CONFLICT (kind, ref) WHERE ref IS NOT NULL "
+    "DO NOTHING"
+)
+
+
+def floor_sqlite(path: str, worker: int, share: int) -> int:
+    """One process's share through ``sqlite3`` directly; returns jobs it finished."""
+    conn = sqlite3.connect(path, timeout=10, isolation_level=None)
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA journal_mode = WAL")
+    owner = owner_of(worker)
+    scope = f"{len(owner)}:{owner}/8:generate"
+
+    def us(dt: datetime) -> int:
+        return (dt - EPOCH) // timedelta(microseconds=1)
+
+    p = "?"
+    for i in range(share):
+        now = us(datetime.now(UTC))
+        job_id = secrets.token_hex(16)
+        row = _job_row(job_id, owner, f"k{worker}-{i}", f"a cat {worker}-{i}", now)
+        conn.execute("BEGIN IMMEDIATE")
+        won = conn.execute(
+            CLAIM_KEY.format(p=p), (scope, row[5], row[4], job_id, now, now + 86_400_000_000, now)
+        ).fetchone()
+        if won is not None:
+            conn.execute(INSERT_JOB.format(p=p), row)
+        conn.execute("COMMIT")
+    done = 0
+    while True:
+        at = datetime.now(UTC)
+        now = us(at)
+        start, end = _day(at)
+        conn.execute("BEGIN IMMEDIATE")
+        claimed = conn.execute(
+            "UPDATE chatsvg_jobs SET status = 'running', attempt = attempt + 1, "
+            "lease_token = attempt + 1, lease_expires_at = ?, worker_id = ?, "
+            "version = version + 1, updated_at = ? WHERE id = (SELECT id FROM chatsvg_jobs "
+            "WHERE status = 'queued' AND run_at <= ? ORDER BY run_at, created_at, id LIMIT 1) "
+            "RETURNING id, owner, lease_token",
+            (now + us(EPOCH + LEASE), f"w{worker}", now, now),
+        ).fetchone()
+        if claimed is None:
+            conn.execute("COMMIT")
+            break
+        job_id, job_owner, token = claimed
+        balance, used = conn.execute(
+            f"SELECT a.balance, ({USAGE.format(p=p)}) FROM chatsvg_accounts a WHERE a.owner = ?",
+            (us(start), us(end), job_owner),
+        ).fetchone()
+        assert balance >= PRICE and used + PRICE <= CAP
+        if conn.execute(
+            INSERT_CHARGE.format(p=p), (secrets.token_hex(16), job_owner, -PRICE, job_id, now)
+        ).rowcount:
+            conn.execute(
+                "UPDATE chatsvg_accounts SET balance = balance - ? WHERE owner = ?",
+                (PRICE, job_owner),
+            )
+        conn.execute("COMMIT")
+        now = us(datetime.now(UTC))
+        conn.execute("BEGIN IMMEDIATE")
+        if conn.execute(SUCCEED.format(p=p), (now, job_id, token)).rowcount == 1:
+            conn.execute(PUT_RESULT.format(p=p), (job_id, SVG, "{}", now))
+        conn.execute("COMMIT")
+        done += 1
+    conn.close()
+    return done
+
+
+async def floor_postgres(url: str, schema: str, worker: int, share: int) -> int:
+    """One process's share through psycopg directly; returns jobs it finished."""
+    import psycopg
+
+    conn = await psycopg.AsyncConnection.connect(url, options=f"-c search_path={schema}")
+    owner = owner_of(worker)
+    scope = f"{len(owner)}:{owner}/8:generate"
+    p = "%s"
+    for i in range(share):
+        now = datetime.now(UTC)
+        job_id = secrets.token_hex(16)
+        row = _job_row(job_id, owner, f"k{worker}-{i}", f"a cat {worker}-{i}", now)
+        cur = await conn.execute(
+            CLAIM_KEY.format(p=p),
+            (scope, row[5], row[4], job_id, now, now + timedelta(days=1), now),
+        )
+        if await cur.fetchone() is not None:
+            await conn.execute(INSERT_JOB.format(p=p), row)
+        await conn.commit()
+    done = 0
+    while True:
+        now = datetime.now(UTC)
+        start, end = _day(now)
+        cur = await conn.execute(
+            "UPDATE chatsvg_jobs SET status = 'running', attempt = attempt + 1, "
+            "lease_token = attempt + 1, lease_expires_at = %s, worker_id = %s, "
+            "version = version + 1, updated_at = %s WHERE id = (SELECT id FROM chatsvg_jobs "
+            "WHERE status = 'queued' AND run_at <= %s ORDER BY run_at, created_at, id LIMIT 1 "
+            "FOR UPDATE SKIP LOCKED) RETURNING id, owner, lease_token",
+            (now + LEASE, f"w{worker}", now, now),
+        )
+        claimed = await cur.fetchone()
+        if claimed is None:
+            await conn.commit()
+            break
+        job_id, job_owner, token = claimed
+        cur = await conn.execute(
+            f"SELECT a.balance, ({USAGE.format(p=p)}) FROM chatsvg_accounts a "
+            "WHERE a.owner = %s FOR UPDATE",
+            (start, end, job_owner),
+        )
+        balance, used = await cur.fetchone()  # type: ignore[misc]
+        assert balance >= PRICE and used + PRICE <= CAP
+        await conn.execute(
+            "WITH ins AS (" + INSERT_CHARGE.format(p=p) + " RETURNING amount) "
+            "UPDATE chatsvg_accounts SET balance = balance + ins.amount FROM ins "
+            "WHERE owner = %s",
+            (secrets.token_hex(16), job_owner, -PRICE, job_id, now, job_owner),
+        )
+        await conn.commit()
+        now = datetime.now(UTC)
+        await conn.execute(
+            "WITH done AS (" + SUCCEED.format(p=p) + " RETURNING id) "
+            "INSERT INTO chatsvg_results (job_id, svg, metadata, created_at) "
+            "SELECT id, %s, %s, %s FROM done ON CONFLICT (job_id) DO NOTHING",
+            (now, job_id, token, SVG, "{}", now),
+        )
+        await conn.commit()
+        done += 1
+    await conn.close()
+    return done
+
+
+# --- the engine ---------------------------------------------------------------------------
+
+
+async def open_store(backend: str, where: str, schema: str | None) -> Store:
+    if backend == "sqlite":
+        from chatsvg_core.storage.sqlite import SQLiteStore
+
+        return await SQLiteStore.open(where)
+    from chatsvg_core.storage.postgres import PostgresStore
+
+    return await PostgresStore.open(where, schema=schema, min_size=1, max_size=2)
+
+
+async def engine_share(store: Store, worker: int, share: int) -> int:
+    engine = Engine(store, None, InstantProvider(), daily_cap=CAP, lease=LEASE)
+    owner = owner_of(worker)
+    for i in range(share):
+        await engine.submit(owner, f"k{worker}-{i}", {"prompt": f"a cat {worker}-{i}"})
+    done = 0
+    while await engine.process_next(f"w{worker}") is not None:
+        done += 1
+    return done
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+def _child(
+    kind: str,
+    backend: str,
+    where: str,
+    schema: str | None,
+    worker: int,
+    share: int,
+    ready: Any,
+    go: Any,
+    out: Any,
+) -> None:
+    async def main() -> tuple[float, float, int]:
+        store = None
+        if kind == "engine":
+            store = await open_store(backend, where, schema)
+        ready.release()
+        go.wait()
+        start = time.perf_counter()
+        if kind == "engine":
+            assert store is not None
+            done = await engine_share(store, worker, share)
+            await store.aclose()
+        elif backend == "sqlite":
+            done = floor_sqlite(where, worker, share)
+        else:
+            assert schema is not None
+            done = await floor_postgres(where, schema, worker, share)
+        return start, time.perf_counter(), done
+
+    out.put(asyncio.run(main()))
+
+
+def timed_round(
+    kind: str, backend: str, where: str, schema: str | None, n: int, workers: int
+) -> float:
+    """Jobs per second for one round of ``kind`` on a fresh database."""
+    ctx = mp.get_context("spawn")
+    ready = ctx.Semaphore(0)
+    go = ctx.Event()
+    out = ctx.Queue()
+    procs = [
+        ctx.Process(
+            target=_child,
+            args=(kind, backend, where, schema, w, n // workers, ready, go, out),
+        )
+        for w in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    for _ in procs:
+        ready.acquire()
+    go.set()
+    results = [out.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    start = min(r[0] for r in results)
+    end = max(r[1] for r in results)
+    done = sum(r[2] for r in results)
+    assert done == n // workers * workers, (kind, done)
+    return done / (end - start)
+
+
+# --- counting statements and round trips ------------------------------------------------------
+
+
+def _count_sqlite(kind: str, path: str, n: int) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    original_connect = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = original_connect(*args, **kwargs)
+        conn.set_trace_callback(lambda sql: counts.update(["statements"]))
+        return conn
+
+    sqlite3.connect = connect  # type: ignore[assignment]
+    try:
+        if kind == "floor":
+            floor_sqlite(path, 0, n)
+            counts["round trips"] = counts["statements"]  # each a call on the caller's thread
+        else:
+            from chatsvg_core.storage.sqlite import SQLiteStore
+
+            async def main() -> None:
+                store = await SQLiteStore.open(path)
+                original = store._call
+
+                async def call(fn: Callable[[], Any]) -> Any:
+                    counts["round trips"] += 1
+                    return await original(fn)
+
+                store._call = call  # type: ignore[method-assign]
+                counts.clear()
+                await engine_share(store, 0, n)
+                await store.aclose()
+                counts["round trips"] -= 1  # aclose's hop
+
+            asyncio.run(main())
+    finally:
+        sqlite3.connect = original_connect  # type: ignore[assignment]
+    return counts
+
+
+def _count_postgres(kind: str, url: str, schema: str, n: int) -> Counter[str]:
+    import psycopg
+
+    counts: Counter[str] = Counter()
+    original_wait = psycopg.AsyncConnection.wait
+    original_exec = psycopg.AsyncCursor.execute
+    counting = [kind == "floor"]
+
+    async def wait(self: Any, gen: Any, **kwargs: Any) -> Any:
+        if counting[0]:
+            counts["round trips"] += 1
+        return await original_wait(self, gen, **kwargs)
+
+    async def execute(self: Any, query: Any, params: Any = None, **kwargs: Any) -> Any:
+        if counting[0]:
+            counts["statements"] += 1
+        return await original_exec(self, query, params, **kwargs)
+
+    psycopg.AsyncConnection.wait = wait  # type: ignore[method-assign]
+    psycopg.AsyncCursor.execute = execute  # type: ignore[method-assign]
+    try:
+        if kind == "floor":
+            asyncio.run(floor_postgres(url, schema, 0, n))
+            counts["round trips"] -= 2  # connect + close
+        else:
+
+            async def main() -> None:
+                store = await open_store("postgres", url, schema)
+                counting[0] = True
+                await engine_share(store, 0, n)
+                counting[0] = False
+                await store.aclose()
+
+            asyncio.run(main())
+    finally:
+        psycopg.AsyncConnection.wait = original_wait  # type: ignore[method-assign]
+        psycopg.AsyncCursor.execute = original_exec  # type: ignore[method-assign]
+    return counts
+
+
+# --- setup ----------------------------------------------------------------------------------------
+
+
+async def prepare(backend: str, where: str, schema: str | None, workers: int, n: int) -> None:
+    store = await open_store(backend, where, schema)
+    ledger = Ledger(store)
+    for w in range(workers):
+        await ledger.grant(owner_of(w), 10 * n)
+    await store.aclose()
+
+
+def fresh(backend: str, tmp: str, url: str | None, schemas: list[str]) -> tuple[str, str | None]:
+    if backend == "sqlite":
+        return str(Path(tmp) / f"{secrets.token_hex(4)}.db"), None
+    assert url is not None
+    schema = f"chatsvg_floor_{secrets.token_hex(4)}"
+    schemas.append(schema)
+    return url, schema
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--postgres", default=os.environ.get("CHATSVG_TEST_POSTGRES_URL"))
+    parser.add_argument("--n", type=int, default=400, help="jobs per round")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of each side")
+    parser.add_argument("--count", type=int, default=50, help="jobs in the counting pass")
+    parser.add_argument("--backends", default="sqlite,postgres")
+    parser.add_argument("--workers", default="1,4")
+    args = parser.parse_args()
+    load = os.getloadavg()
+    print(
+        f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, n={args.n}, "
+        f"rounds={args.rounds}, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+    )
+    tmp = tempfile.mkdtemp()
+    schemas: list[str] = []
+    backends = [b for b in args.backends.split(",") if b == "sqlite" or args.postgres]
+    rows: list[str] = []
+    try:
+        for backend in backends:
+            per_job: dict[str, Counter[str]] = {}
+            for kind in ("floor", "engine"):
+                where, schema = fresh(backend, tmp, args.postgres, schemas)
+                asyncio.run(prepare(backend, where, schema, 1, args.count))
+                if backend == "sqlite":
+                    per_job[kind] = _count_sqlite(kind, where, args.count)
+                else:
+                    assert schema is not None
+                    per_job[kind] = _count_postgres(kind, where, schema, args.count)
+            for workers in [int(w) for w in args.workers.split(",")]:
+                rates: dict[str, list[float]] = {"floor": [], "engine": []}
+                ratios: list[float] = []
+                for r in range(args.rounds):
+                    order = ("floor", "engine") if r % 2 == 0 else ("engine", "floor")
+                    got: dict[str, float] = {}
+                    for kind in order:
+                        where, schema = fresh(backend, tmp, args.postgres, schemas)
+                        asyncio.run(prepare(backend, where, schema, workers, args.n))
+                        got[kind] = timed_round(kind, backend, where, schema, args.n, workers)
+                        rates[kind].append(got[kind])
+                    ratios.append(got["floor"] / got["engine"])
+                f = statistics.median(rates["floor"])
+                e = statistics.median(rates["engine"])
+                fc, ec = per_job["floor"], per_job["engine"]
+                c = args.count
+                rows.append(
+                    f"| {backend} | {workers} | {f:.0f} | {e:.0f} | "
+                    f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
+                    f"{fc['statements'] / c:.1f} / {ec['statements'] / c:.1f} | "
+                    f"{fc['round trips'] / c:.1f} / {ec['round trips'] / c:.1f} |"
+                )
+                print(rows[-1], flush=True)
+    finally:
+        if schemas:
+            import psycopg
+
+            with psycopg.connect(args.postgres, autocommit=True) as conn:
+                for schema in schemas:
+                    conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    print()
+    print(
+        "| backend | processes | floor jobs/s | engine jobs/s | engine time ÷ floor time "
+        "(median, min-max of paired rounds) | statements/job floor / engine | "
+        "round trips/job floor / engine |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for row in rows:
+        print(row)
+
+
+if __name__ == "__main__":
+    main()
