@@ -35,6 +35,7 @@ from chatsvg_core.ledger._errors import (
 )
 from chatsvg_core.ledger._policy import DayBoundary
 from chatsvg_core.storage import EntryKind, LedgerEntry, StoreTransaction
+from chatsvg_core.storage._spend import read_spend_state
 
 __all__ = [
     "IdFactory",
@@ -212,18 +213,22 @@ async def _spend(
     ref = _check_ref(ref, "ref")
     cap = _check_cap(daily_cap)
     now = utc(now)
-    await _locked(tx, owner)
-    seen = await tx.find_entry(kind, ref)
-    if seen is not None:
-        return _same(seen, owner, -amount)
-    if await tx.find_entry(other, ref) is not None:
+    window = None if cap is None else day.window(now)
+    # One read of every fact below, under the account lock (one statement on
+    # the SQL backends); the decisions are made here, in order.
+    state = await read_spend_state(tx, owner, kind, other, ref, window)
+    if state is None:
+        raise UnknownAccount(f"no account for owner {owner!r}", owner=owner)
+    if state.seen is not None:
+        return _same(state.seen, owner, -amount)
+    if state.other:
         raise LedgerConflict(
             f"job {ref!r} already has a {other.value}; one job uses one mode",
             kind=kind.value,
             ref=ref,
             reason=f"has_{other.value}",
         )
-    available = await tx.balance(owner)
+    available = state.balance
     if available < amount:
         raise InsufficientCredits(
             f"owner {owner!r} has {available} credits, {amount} needed",
@@ -232,8 +237,9 @@ async def _spend(
             amount=amount,
         )
     if cap is not None:
-        start, end = day.window(now)
-        used = await tx.usage(owner, since=start, until=end)
+        assert window is not None and state.used is not None
+        end = window[1]
+        used = state.used
         if used + amount > cap:
             raise DailyCapExceeded(
                 f"owner {owner!r} used {used} of a daily cap of {cap}; {amount} more is too many",

@@ -27,12 +27,14 @@ from chatsvg_core.errors import InvalidAmount, StorageError
 from chatsvg_core.jobs import Job, JobStatus
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResult, LedgerEntry
+from chatsvg_core.storage._spend import SpendState
 
 __all__ = [
     "INSERT_ENTRY",
     "MOVE_BALANCE",
     "SCHEMA_TABLE",
     "TABLES",
+    "USAGE",
     "FaultHook",
     "Migration",
     "SQLTransaction",
@@ -73,6 +75,13 @@ _IDEM_COLUMNS = "scope, idem_key, request_hash, job_id, created_at, expires_at"
 INSERT_ENTRY = (
     f"INSERT INTO chatsvg_ledger ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (kind, ref) WHERE ref IS NOT NULL DO NOTHING"
+)
+USAGE = (
+    "SELECT COALESCE(-SUM(e.amount), 0) FROM chatsvg_ledger e "
+    "WHERE e.owner = ? AND e.kind IN ('charge', 'reserve') "
+    "AND e.created_at >= ? AND e.created_at < ? "
+    "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.ref = e.ref "
+    "AND r.kind = CASE e.kind WHEN 'charge' THEN 'refund' ELSE 'release' END)"
 )
 MOVE_BALANCE = (
     "INSERT INTO chatsvg_accounts (owner, balance, created_at) VALUES (?, ?, ?) "
@@ -121,6 +130,8 @@ class SQLTransaction:
     """Appended to a SELECT that must lock its rows (``FOR UPDATE`` on PostgreSQL)."""
     skip_locked: ClassVar[str] = ""
     """Appended to the claim query (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
+    lock_account_row: ClassVar[str] = ""
+    """Appended to the spend read to lock the account row (``FOR UPDATE OF a``)."""
 
     def __init__(self) -> None:
         self._finished = False
@@ -496,15 +507,49 @@ class SQLTransaction:
         The ``NOT EXISTS`` probe is a lookup in the (kind, ref) unique index.
         """
         self._check_open()
-        row = await self._one(
-            "SELECT COALESCE(-SUM(e.amount), 0) FROM chatsvg_ledger e "
-            "WHERE e.owner = ? AND e.kind IN ('charge', 'reserve') "
-            "AND e.created_at >= ? AND e.created_at < ? "
-            "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.ref = e.ref "
-            "AND r.kind = CASE e.kind WHEN 'charge' THEN 'refund' ELSE 'release' END)",
-            (owner, self._ts(utc(since)), self._ts(utc(until))),
-        )
+        row = await self._one(USAGE, (owner, self._ts(utc(since)), self._ts(utc(until))))
         return 0 if row is None else int(row[0])
+
+    async def spend_state(
+        self,
+        owner: str,
+        kind: EntryKind,
+        other: EntryKind,
+        ref: str,
+        window: tuple[datetime, datetime] | None,
+    ) -> SpendState | None:
+        """What a charge or reservation is decided on, in one statement (``SpendReader``).
+
+        The account row (locked), the entry this reference already has, the
+        other mode's existence and, with a window, the usage of
+        :meth:`usage`: the same SQL as the fine primitives, as subqueries.
+        """
+        self._check_open()
+        usage = "NULL"
+        params: list[Any] = [EntryKind(other).value, ref]
+        if window is not None:
+            usage = f"({USAGE})"
+            params += [owner, self._ts(utc(window[0])), self._ts(utc(window[1]))]
+        params += [EntryKind(kind).value, ref, owner]
+        row = await self._one(
+            "SELECT a.balance, s.id, s.owner, s.amount, s.memo, s.created_at, "
+            "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
+            f"{usage} FROM chatsvg_accounts a "
+            "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ? "
+            f"WHERE a.owner = ?{self.lock_account_row}",
+            params,
+        )
+        if row is None:
+            return None
+        seen = None
+        if row[1] is not None:
+            seen = self._entry((row[1], row[2], EntryKind(kind).value, row[3], ref, row[4], row[5]))
+        return SpendState(
+            seen=seen,
+            other=bool(row[6]),
+            balance=int(row[0]),
+            used=None if window is None else int(row[7]),
+        )
 
     async def entries(
         self,

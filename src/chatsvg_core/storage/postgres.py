@@ -34,6 +34,8 @@ but chatsvg-core's tables.
 from __future__ import annotations
 
 import re
+import time
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
@@ -50,10 +52,13 @@ from chatsvg_core.errors import (
     StorageUnavailable,
 )
 from chatsvg_core.storage._errors import StoreClosed
+from chatsvg_core.storage._protocol import EntryKind
+from chatsvg_core.storage._spend import SpendState
 from chatsvg_core.storage._sql import (
     INSERT_ENTRY,
     SCHEMA_TABLE,
     TABLES,
+    USAGE,
     FaultHook,
     SQLTransaction,
     migrations,
@@ -98,6 +103,10 @@ _APPEND_ENTRY = (
 )
 
 
+_FRESH = 5.0
+"""Seconds after its last transaction in which a pooled connection is not pinged again."""
+
+
 @lru_cache(maxsize=256)
 def _pg(sql: str) -> str:
     """Portable ``?`` placeholders as psycopg's ``%s`` (our SQL has no other ``?`` or ``%``)."""
@@ -125,6 +134,7 @@ class PostgresTransaction(SQLTransaction):
     dialect = "postgres"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    lock_account_row = " FOR UPDATE OF a"
 
     def __init__(self, store: PostgresStore, conn: AConn) -> None:
         super().__init__()
@@ -165,6 +175,62 @@ class PostgresTransaction(SQLTransaction):
 
     def _now(self) -> datetime:
         return self._store._clock.now()
+
+    async def spend_state(
+        self,
+        owner: str,
+        kind: EntryKind,
+        other: EntryKind,
+        ref: str,
+        window: tuple[datetime, datetime] | None,
+    ) -> SpendState | None:
+        """The spend read (``SpendReader``): lock, then read, in one round trip.
+
+        Two statements, because under READ COMMITTED every part of one
+        statement reads the snapshot taken when it started, before it waited
+        for the account lock: a charge committed by the lock's previous holder
+        would be missing from the usage. The second statement starts after the
+        first holds the lock, so it sees that charge. Pipeline mode sends both
+        at once.
+        """
+        self._check_open()
+        usage = "NULL"
+        params: list[Any] = [EntryKind(other).value, ref]
+        if window is not None:
+            usage = f"({USAGE})"
+            params += [owner, utc(window[0]), utc(window[1])]
+        params += [EntryKind(kind).value, ref]
+        try:
+            async with self._conn.pipeline():
+                lock = await self._conn.execute(
+                    _pg("SELECT balance FROM chatsvg_accounts WHERE owner = ? FOR UPDATE"),
+                    (owner,),
+                )
+                facts = await self._conn.execute(
+                    _pg(
+                        "SELECT s.id, s.owner, s.amount, s.memo, s.created_at, "
+                        "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
+                        f"{usage} FROM (SELECT 1) AS one "
+                        "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?"
+                    ),
+                    params,
+                )
+            account = await lock.fetchone()
+            row = await facts.fetchone()
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+        if account is None:
+            return None
+        assert row is not None
+        seen = None
+        if row[0] is not None:
+            seen = self._entry((row[0], row[1], EntryKind(kind).value, row[2], ref, row[3], row[4]))
+        return SpendState(
+            seen=seen,
+            other=bool(row[5]),
+            balance=int(account[0]),
+            used=None if window is None else int(row[6]),
+        )
 
     async def extend_leases(
         self, leases: Mapping[str, int], *, now: datetime, lease: timedelta
@@ -231,6 +297,7 @@ class PostgresStore:
         self._clock: Clock = clock or SystemClock()
         self._fault_hook = fault_hook
         self._closed = False
+        self._recent: weakref.WeakKeyDictionary[AConn, float] = weakref.WeakKeyDictionary()
 
     @classmethod
     async def open(
@@ -258,6 +325,9 @@ class PostgresStore:
             check_connection: test each connection as it leaves the pool
                 (one short round trip), so a connection the server dropped
                 while idle is replaced instead of failing the transaction.
+                A connection that ended a transaction less than 5 s ago is
+                not tested again (that round trip would be one per
+                transaction under load).
             auto_migrate: apply missing migrations now (else only check the
                 schema, and :meth:`migrate` must be called).
         """
@@ -281,16 +351,29 @@ class PostgresStore:
         if schema is not None:
             options.append(f"-c search_path={schema}")
         params["options"] = " ".join(o for o in options if o)
+        recent: weakref.WeakKeyDictionary[AConn, float] = weakref.WeakKeyDictionary()
+
+        async def check(conn: AConn) -> None:
+            # A ping is one round trip per transaction; a connection that
+            # finished a transaction a moment ago is alive as far as a ping can
+            # tell, and if it died since, the transaction fails as
+            # StorageUnavailable like any connection lost mid-transaction.
+            last = recent.get(conn)
+            if last is not None and time.monotonic() - last < _FRESH:
+                return
+            await AsyncConnectionPool.check_connection(conn)
+
         pool: AsyncConnectionPool[AConn] = AsyncConnectionPool(
             psycopg.conninfo.make_conninfo("", **params),
             min_size=min_size,
             max_size=max_size,
             timeout=pool_timeout,
             open=False,
-            check=AsyncConnectionPool.check_connection if check_connection else None,
+            check=check if check_connection else None,
             name=f"chatsvg-{schema or 'default'}",
         )
         store = cls(pool, schema=schema, clock=clock, fault_hook=fault_hook)
+        store._recent = recent
         try:
             try:
                 await pool.open(wait=True, timeout=pool_timeout)
@@ -355,6 +438,7 @@ class PostgresStore:
                 raise _map_error(exc, commit_unknown=True) from exc
             self._hook("after_commit")
         finally:
+            self._recent[conn] = time.monotonic()
             # putconn discards a broken connection and resets an unclean one.
             with anyio.CancelScope(shield=True):
                 await self._pool.putconn(conn)
