@@ -17,7 +17,6 @@ ALL = [
     # Finer errors defined next to the code that raises them.
     chatsvg_core.LedgerConflict,
     chatsvg_core.NoReservation,
-    chatsvg_core.InvalidOwner,
     chatsvg_core.InvalidReference,
     chatsvg_core.StoreClosed,
 ]

@@ -11,6 +11,8 @@ each with its own ``__all__``. Every other module (a leading underscore) is priv
 
 from __future__ import annotations
 
+import logging as _logging
+
 from chatsvg_core import (
     engine,
     errors,
@@ -33,6 +35,7 @@ from chatsvg_core.engine import (
     EngineEvent,
     EventHook,
     EventKind,
+    Instrumentation,
     RecoveryReport,
     SubmitResult,
     SyncEngine,
@@ -50,6 +53,7 @@ from chatsvg_core.errors import (
     InsufficientCredits,
     InvalidAmount,
     InvalidIdempotencyKey,
+    InvalidRequest,
     InvalidTransition,
     JobNotFound,
     LedgerError,
@@ -194,11 +198,13 @@ __all__ = [
     "IdempotencyRecord",
     "InProcessQueue",
     "IncompatibleStorage",
+    "Instrumentation",
     "InsufficientCredits",
     "InvalidAmount",
     "InvalidIdempotencyKey",
     "InvalidOwner",
     "InvalidReference",
+    "InvalidRequest",
     "InvalidTransition",
     "Jitter",
     "Job",
@@ -289,3 +295,7 @@ __all__ = [
     "storage",
     "validate_idempotency_key",
 ]
+
+# A library's loggers stay silent until the host configures logging: without
+# this, Python's last-resort handler prints WARNING records as bare text.
+_logging.getLogger("chatsvg_core").addHandler(_logging.NullHandler())

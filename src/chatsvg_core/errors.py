@@ -25,10 +25,13 @@ __all__ = [
     "ExtractionError",
     "IdempotencyConflict",
     "IdempotencyError",
+    "InFlightLimitExceeded",
     "IncompatibleStorage",
     "InsufficientCredits",
     "InvalidAmount",
     "InvalidIdempotencyKey",
+    "InvalidOwner",
+    "InvalidRequest",
     "InvalidTransition",
     "JobNotFound",
     "LedgerError",
@@ -135,6 +138,33 @@ class ConfigurationError(PermanentError):
 # --- jobs -----------------------------------------------------------------
 
 
+class InvalidRequest(PermanentError):
+    """A submitted request that is not a valid generation request.
+
+    Raised for a payload that is not a mapping, an unknown field, or a field
+    of the wrong type or out of range. Fields: ``errors``, a list of
+    ``{"field": "width", "message": "...", "type": "int_type"}`` (pydantic's
+    details, without the rejected values), and ``field``, the first one's name.
+    """
+
+    code = "invalid_request"
+    http_status = 422
+
+
+class InvalidOwner(PermanentError):
+    """An owner id that breaks the rules every entry point and backend share.
+
+    An owner is a ``str`` of 1 to 255 characters with no control character
+    (U+0000-U+001F, U+007F-U+009F) and no lone surrogate, so every backend
+    can store it (PostgreSQL refuses NUL). Fields: ``owner`` (a bounded
+    ``repr``), ``reason`` (``not_a_string``, ``length``, ``control_character``,
+    ``surrogate``).
+    """
+
+    code = "invalid_owner"
+    http_status = 400
+
+
 class JobNotFound(PermanentError):
     """No job has this id (fields: ``job_id``)."""
 
@@ -226,6 +256,18 @@ class DailyCapExceeded(LedgerError):
     """
 
     code = "daily_cap_exceeded"
+    http_status = 429
+
+
+class InFlightLimitExceeded(TransientError):
+    """The owner already has as many jobs queued or running as the host allows.
+
+    Raised by a submit; nothing was written and the idempotency key is not
+    bound. Trying again once one of those jobs has finished can succeed.
+    Fields: ``owner``, ``limit``, ``in_flight``.
+    """
+
+    code = "in_flight_limit_exceeded"
     http_status = 429
 
 

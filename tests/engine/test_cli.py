@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,8 +59,13 @@ def test_bad_prompt_exits_non_zero_with_the_rule(
 
 def test_grant_is_idempotent_by_external_id(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["grant", "5", "--owner", "bob", "--external-id", "pay-1"]) == 0
+    assert capsys.readouterr().out.startswith("granted 5 to bob")
     assert main(["grant", "5", "--owner", "bob", "--external-id", "pay-1"]) == 0
-    capsys.readouterr()
+    repeat = capsys.readouterr().out
+    assert repeat.startswith("nothing granted: 'pay-1' was already granted")
+    assert "balance 5" in repeat
+    assert main(["grant", "5", "--owner", "bob", "--external-id", "pay-1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["granted"] is False
     assert main(["balance", "--owner", "bob", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["balance"] == 5
 
@@ -107,6 +113,157 @@ def test_settings_come_from_flags_over_env_over_config_file(
     assert statement["balance"] == 7 - 2
     monkeypatch.setenv("CHATSVG_OWNER", "from-env")
     assert main(["balance", "--json"]) == 0
-    assert "no account" in capsys.readouterr().out  # from-env has none yet
+    assert json.loads(capsys.readouterr().out)["balance"] == 0  # from-env has none yet
     assert main(["balance", "--owner", "from-file", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["owner"] == "from-file"
+
+
+def test_read_commands_never_create_or_migrate(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for argv in (["jobs"], ["balance"], ["job", "x"]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "no database yet" in err
+        assert "chatsvg migrate" in err
+    named = home / "named.db"
+    assert main(["jobs", "--database-url", f"sqlite:///{named}"]) == 1
+    assert "chatsvg migrate --database-url" in capsys.readouterr().err
+    assert not named.exists()
+    assert not (home / "data").exists()
+
+
+def test_migrate_is_the_step_that_writes_the_schema(
+    home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import sqlite3
+
+    url = f"sqlite:///{home / 'named.db'}"
+    sqlite3.connect(home / "named.db").close()  # an empty database, as a deploy creates it
+    assert main(["jobs", "--database-url", url]) == 1
+    assert "schema version 0" in capsys.readouterr().err
+    assert main(["migrate", "--database-url", url, "--check"]) == 1
+    assert "run chatsvg migrate" in capsys.readouterr().out
+    assert main(["migrate", "--database-url", url]) == 0
+    assert "migrated from version 0 to" in capsys.readouterr().out
+    assert main(["migrate", "--database-url", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["up_to_date"] is True
+    assert main(["migrate", "--database-url", url, "--check"]) == 0
+    assert "schema up to date" in capsys.readouterr().out
+    assert main(["jobs", "--database-url", url, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+
+
+@pytest.mark.postgres
+def test_migrate_on_postgres(
+    home: Path, postgres_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import os
+    import secrets
+
+    import psycopg
+
+    schema = f"chatsvg_cli_{os.getpid()}_{secrets.token_hex(4)}"
+    url = f"{postgres_url}?schema={schema}"
+    try:
+        assert main(["balance", "--database-url", url]) == 1
+        assert "run 'chatsvg migrate --database-url URL' first" in capsys.readouterr().err
+        assert main(["migrate", "--database-url", url]) == 0
+        assert "migrated from version 0" in capsys.readouterr().out
+        assert main(["grant", "3", "--database-url", url, "--owner", "ann"]) == 0
+        capsys.readouterr()
+        assert main(["balance", "--database-url", url, "--owner", "ann", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["balance"] == 3
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+def test_no_wait_then_job_then_worker(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "a boat", "--no-wait", "-q"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert main(["job", job_id]) == 0
+    shown = capsys.readouterr().out
+    assert "status    queued" in shown
+    assert "credits   0 charged, 0 refunded" in shown
+    assert main(["job", job_id, "-o", str(home / "boat.svg")]) == 1
+    assert "no SVG yet" in capsys.readouterr().err
+    assert main(["worker", "--once", "-q"]) == 0
+    assert main(["job", job_id, "--json", "-o", str(home / "boat.svg")]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["status"] == "succeeded"
+    assert record["credits"] == {"charged": 2, "refunded": 0}
+    assert (home / "boat.svg").read_text().startswith("<svg")
+    assert main(["job", "nope"]) == 1
+    assert "job_not_found" in capsys.readouterr().err
+
+
+def test_ctrl_c_says_what_became_of_the_job_and_its_credits(home: Path) -> None:
+    """Against a model that never answers: progress names the wait, Ctrl-C hands the job back."""
+    import signal
+    import socket
+    import threading
+    import time
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:  # accept and never answer: a hung model server
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    port = server.getsockname()[1]
+    env = {
+        **__import__("os").environ,
+        "CHATSVG_OPENAI_BASE_URL": f"http://127.0.0.1:{port}/v1",
+        "CHATSVG_OPENAI_API_KEY": "test",
+        "CHATSVG_HOME": str(home / "data"),
+        "PYTHONUNBUFFERED": "1",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatsvg_core.cli", "generate", "a hung model", "-o", "x.svg"],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        lines: list[str] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            lines.append(line)
+            if "waiting for the model" in line or not line:
+                break
+        assert any("charged 2 credits; waiting for the model" in x for x in lines), lines
+        proc.send_signal(signal.SIGINT)
+        _, rest = proc.communicate(timeout=60)
+    finally:
+        stop.set()
+        thread.join()
+        for conn in held:
+            conn.close()
+        server.close()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, rest
+    rest = " ".join(rest.split())
+    assert "Traceback" not in rest
+    assert re.search(r"is queued again \(attempt 1 of \d+ used\)", rest), rest
+    # The library's own log records stay quiet: the host (here the CLI) did not configure logging.
+    assert "handler cancelled" not in rest
+    assert "Retrying" not in rest
+    assert "the 2 credits charged for it stay with the job" in rest
+    assert not (home / "x.svg").exists()

@@ -256,7 +256,7 @@ async def test_owner_without_account_fails_without_charge() -> None:
     assert job is not None
     assert job.status is JobStatus.FAILED
     assert job.last_error is not None
-    assert job.last_error.code == "unknown_account"
+    assert job.last_error.code == "insufficient_credits"  # no account: a balance of 0
     assert provider.calls == 0
 
 

@@ -13,7 +13,6 @@ from chatsvg_core.errors import (
     InsufficientCredits,
     InvalidAmount,
     RefundWithoutCharge,
-    UnknownAccount,
 )
 from chatsvg_core.ledger import (
     DayBoundary,
@@ -121,19 +120,20 @@ async def test_bad_owner_ids_are_refused(owner: str) -> None:
         await ledger.grant(owner, 1)
 
 
-async def test_unknown_owner() -> None:
+async def test_an_owner_without_an_account_has_a_balance_of_zero() -> None:
     ledger, _ = make()
-    with pytest.raises(UnknownAccount) as err:
+    with pytest.raises(InsufficientCredits) as err:
         await ledger.charge("ghost", 1, ref="job-1")
-    assert err.value.owner == "ghost"
-    with pytest.raises(UnknownAccount):
-        await ledger.balance("ghost")
-    with pytest.raises(UnknownAccount):
-        await ledger.adjust("ghost", 5)
-    with pytest.raises(UnknownAccount):
-        await ledger.statement("ghost")
-    with pytest.raises(UnknownAccount):
-        await ledger.usage("ghost")
+    assert (err.value.owner, err.value.balance, err.value.amount) == ("ghost", 0, 1)
+    with pytest.raises(InsufficientCredits):
+        await ledger.reserve("ghost", 1, ref="job-2")
+    with pytest.raises(InsufficientCredits):
+        await ledger.adjust("ghost", -5)
+    assert await ledger.balance("ghost") == 0
+    assert (await ledger.statement("ghost")).entries == ()
+    assert (await ledger.usage("ghost")).used == 0
+    await ledger.adjust("ghost", 5)  # a positive correction opens the account
+    assert await ledger.balance("ghost") == 5
 
 
 async def test_refund_of_unknown_job() -> None:

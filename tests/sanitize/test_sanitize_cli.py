@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from chatsvg_core.cli import COMMANDS, build_parser, main
+from chatsvg_core.cli import COMMANDS, main
 
 NS = 'xmlns="http://www.w3.org/2000/svg"'
 DIRTY = f'<svg {NS} onload="alert(1)"><script>alert(1)</script><rect/></svg>'
@@ -29,11 +29,34 @@ def files(tmp_path: Path) -> dict[str, Path]:
     return paths
 
 
-def test_registry_builds_a_parser_with_sanitize() -> None:
+def test_registry_loads_sanitize_without_the_engine() -> None:
+    import click
+
+    from chatsvg_core.cli import cli
+
     assert "sanitize" in COMMANDS
-    args = build_parser().parse_args(["sanitize", "x.svg", "--policy", "strict"])
-    assert args.policy == "strict"
-    assert callable(args.handler)
+    command = cli.get_command(click.Context(cli), "sanitize")
+    assert isinstance(command, click.Command)
+    ctx = command.make_context("sanitize", ["x.svg", "--policy", "strict"])
+    assert ctx.params["policy"] == "strict"
+
+
+def test_too_many_bytes_states_the_limit(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    big = tmp_path / "big.svg"
+    big.write_bytes(f"<svg {NS}>".encode() + b" " * (10 * 1024 * 1024) + b"</svg>")
+    assert main(["sanitize", str(big)]) == 1
+    assert "rejected (too_many_bytes)" in (err := capsys.readouterr().err)
+    assert "(limit " in err
+
+
+def test_several_inputs_never_create_the_output_directory(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    target = tmp_path / "one.svg"
+    assert main(["sanitize", str(files["dirty"]), str(files["clean"]), "-o", str(target)]) == 2
+    assert not target.exists()
 
 
 def test_one_file_to_stdout(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -51,6 +74,7 @@ def test_many_files_to_a_directory_with_json_report(
     files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     outdir = tmp_path / "out"
+    outdir.mkdir()
     status = main(["sanitize", str(files["dirty"]), str(files["clean"]), str(files["bad"]),
                    "-o", str(outdir), "--report", "json"])  # fmt: skip
     assert status == 1  # one file was rejected

@@ -170,18 +170,50 @@ def test_selectors_are_confined_to_the_svg_by_default() -> None:
         f"<svg {NS}><style>rect, .a:hover, #b {{ fill: red }} body {{ fill: blue }}</style>"
         "<rect/></svg>"
     )
-    scope = ":where(#chatsvg,#chatsvg *)"
+    scope = ":where(.chatsvg,.chatsvg *)"
     assert out.svg == (
-        f'<svg {NS} id="chatsvg"><style>rect{scope},.a:hover{scope},#b{scope}{{fill:red}}'
+        f'<svg {NS} class="chatsvg"><style>rect{scope},.a:hover{scope},#b{scope}{{fill:red}}'
         f"body{scope}{{fill:blue}}</style><rect/></svg>"
     )
-    assert out.report.by_reason(ReasonCode.ROOT_ID_ADDED)
+    assert out.report.by_reason(ReasonCode.SCOPE_CLASS_ADDED)
+    assert sanitize_svg(out.svg).svg == out.svg
 
 
-def test_confinement_uses_the_existing_root_id() -> None:
-    out = sanitize_svg(f'<svg {NS} id="logo"><style>rect{{fill:red}}</style><rect/></svg>')
-    assert "rect:where(#logo,#logo *){fill:red}" in out.svg
-    assert out.svg.count('id="logo"') == 1
+def test_confinement_never_trusts_an_id_of_the_input() -> None:
+    # <svg id="app"> must not confine to #app: the host page may have an #app
+    # (its whole application) and ``*:where(#app *)`` would style all of it.
+    out = sanitize_svg(f'<svg {NS} id="app" class="x"><style>*{{opacity:0}}</style><rect/></svg>')
+    assert out.svg == (
+        f'<svg {NS} id="app" class="x chatsvg">'
+        "<style>*:where(.chatsvg,.chatsvg *){opacity:0}</style><rect/></svg>"
+    )
+
+
+def test_use_targets_carry_the_scope_class_for_their_shadow_tree_clones() -> None:
+    doc = (
+        f'<svg {NS} xmlns:xlink="http://www.w3.org/1999/xlink"><style>text{{fill:red}}</style>'
+        '<defs><symbol id="s"><text id="t">x</text></symbol></defs>'
+        '<use href="#s"/><use xlink:href="#t"/><use href="#s"/><use href="#nowhere"/></svg>'
+    )
+    out = sanitize_svg(doc)
+    assert '<symbol id="s" class="chatsvg">' in out.svg
+    assert '<text id="t" class="chatsvg">' in out.svg
+    assert len(out.report.by_reason(ReasonCode.SCOPE_CLASS_ADDED)) == 3  # root, s, t
+    assert sanitize_svg(out.svg).svg == out.svg
+
+
+def test_without_a_style_element_nothing_is_marked() -> None:
+    doc = f'<svg {NS}><symbol id="s"><rect/></symbol><use href="#s"/></svg>'
+    assert sanitize_svg(doc).svg == doc
+
+
+def test_a_policy_without_class_keeps_no_style_element() -> None:
+    policy = SanitizePolicy.default().model_validate(
+        {**SanitizePolicy.default().model_dump(),
+         "attributes": SanitizePolicy.default().attributes - {"class"}}
+    )  # fmt: skip
+    out = sanitize_svg(f"<svg {NS}><style>rect{{fill:red}}</style><rect/></svg>", policy=policy)
+    assert out.svg == f"<svg {NS}><rect/></svg>"
 
 
 def test_id_prefix_rewrites_ids_classes_and_every_reference() -> None:
@@ -193,11 +225,11 @@ def test_id_prefix_rewrites_ids_classes_and_every_reference() -> None:
         '<use xlink:href="#g"/><use href="#g"/></svg>'
     )
     out = sanitize_svg(doc, policy=policy)
-    scope = ":where(#u7,#u7 *)"
+    scope = ":where(.u7,.u7 *)"
     assert out.svg == (
-        f'<svg {NS} xmlns:xlink="http://www.w3.org/1999/xlink" id="u7">'
+        f'<svg {NS} xmlns:xlink="http://www.w3.org/1999/xlink" class="u7">'
         f"<style>.u7-a #u7-g{scope},.u7-b{scope}{{fill:url(#u7-g)}}</style>"
-        '<linearGradient id="u7-g"/><rect class="u7-a u7-b" fill="url(#u7-g)" '
+        '<linearGradient id="u7-g" class="u7"/><rect class="u7-a u7-b" fill="url(#u7-g)" '
         'style="stroke:url(#u7-g)"/><use xlink:href="#u7-g"/><use href="#u7-g"/></svg>'
     )
     assert sanitize_svg(out.svg, policy=policy).svg == out.svg
@@ -425,7 +457,7 @@ def test_plain_stylesheet_fast_path_gives_what_the_tokenizer_gives(
 ) -> None:
     policy = SanitizePolicy.default().extend(id_prefix=prefix)
     rewrite = Sanitizer(policy).rewrite_fragment
-    scope = None if scope_id is None else f":where(#{scope_id},#{scope_id} *)"
+    scope = None if scope_id is None else f":where(.{scope_id},.{scope_id} *)"
     fast = CssSanitizer(policy, rewrite)
     fast.issues.append(CssIssue(ReasonCode.CSS_INVALID, "earlier", ""))
     fast_out = fast._simple_stylesheet(text, scope)
@@ -452,7 +484,7 @@ def test_plain_stylesheet_fast_path_gives_what_the_tokenizer_gives(
 def test_common_stylesheets_take_the_fast_path(sheet: str) -> None:
     # What models and editors write most: if these fell back to the tokenizer the
     # fast path would only be dead weight (its agreement is tested above).
-    assert _css()._simple_stylesheet(sheet, ":where(#r,#r *)") is not None
+    assert _css()._simple_stylesheet(sheet, ":where(.r,.r *)") is not None
 
 
 def test_plain_stylesheet_fast_path_is_linear_on_hostile_selectors() -> None:

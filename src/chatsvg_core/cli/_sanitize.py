@@ -2,50 +2,83 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import click
+
+from chatsvg_core.cli import CONTEXT_SETTINGS
 from chatsvg_core.errors import SVGRejected
 from chatsvg_core.sanitize import PRESET_NAMES, SanitizePolicy, Sanitizer
 
-__all__ = ["register", "run"]
+__all__ = ["command", "run"]
 
 _PROGRESS_MIN_FILES = 2
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``sanitize`` subcommand."""
-    parser = subparsers.add_parser(
-        "sanitize",
-        help="make SVG files safe to show (allowlist sanitizer)",
-        description=(
-            "Sanitize SVG files. '-' reads stdin / writes stdout. Exit status 1 when any "
-            "file is rejected or unreadable, 2 on usage errors."
-        ),
+@click.command("sanitize", context_settings=CONTEXT_SETTINGS)
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option(
+    "-o",
+    "--output",
+    metavar="OUT",
+    help="Output file (one input), directory (several inputs), or - for stdout.",
+)
+@click.option("--in-place", is_flag=True, help="Overwrite each input file.")
+@click.option(
+    "--policy",
+    type=click.Choice(PRESET_NAMES),
+    default="default",
+    show_default=True,
+    help="Sanitizer preset.",
+)
+@click.option(
+    "--report",
+    type=click.Choice(("json",)),
+    help="Print one JSON object per file (to stderr when the SVG goes to stdout).",
+)
+@click.option("--no-progress", is_flag=True, help="Never show a progress bar.")
+def command(
+    files: tuple[str, ...],
+    output: str | None,
+    in_place: bool,
+    policy: str,
+    report: str | None,
+    no_progress: bool,
+) -> int:
+    """Make SVG files safe to show (allowlist sanitizer).
+
+    FILE may be - for stdin. Exit status 1 when any file is rejected or
+    unreadable, 2 on usage errors.
+    """
+    if output is not None and in_place:
+        raise click.UsageError("-o and --in-place cannot be used together")
+    return run(
+        _Args(
+            files=list(files),
+            output=output,
+            in_place=in_place,
+            policy=policy,
+            report=report,
+            no_progress=no_progress,
+        )
     )
-    parser.add_argument("files", nargs="+", metavar="FILE", help="SVG files, or - for stdin")
-    where = parser.add_mutually_exclusive_group()
-    where.add_argument(
-        "-o",
-        "--output",
-        metavar="OUT",
-        help="output file (one input), directory (several inputs), or - for stdout",
-    )
-    where.add_argument("--in-place", action="store_true", help="overwrite each input file")
-    parser.add_argument("--policy", choices=PRESET_NAMES, default="default", help="preset")
-    parser.add_argument(
-        "--report",
-        choices=("json",),
-        help="print one JSON object per file (to stderr when the SVG goes to stdout)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="never show a progress bar")
-    parser.set_defaults(handler=run)
+
+
+@dataclass(frozen=True)
+class _Args:
+    files: list[str]
+    output: str | None
+    in_place: bool
+    policy: str
+    report: str | None
+    no_progress: bool
 
 
 class _Progress(Protocol):
@@ -108,7 +141,7 @@ def _write(target: str, data: str) -> None:
     os.replace(tmp, path)  # atomic: a crash never leaves half a file
 
 
-def _targets(args: argparse.Namespace) -> list[str] | str:
+def _targets(args: _Args) -> list[str] | str:
     """One output target per input, or an error message."""
     files: list[str] = args.files
     if args.in_place:
@@ -122,22 +155,23 @@ def _targets(args: argparse.Namespace) -> list[str] | str:
     out = Path(args.output)
     if len(files) == 1 and not out.is_dir():
         return [args.output]
-    if out.exists() and not out.is_dir():
-        return f"-o {args.output}: several inputs need a directory"
-    out.mkdir(parents=True, exist_ok=True)
+    if not out.is_dir():
+        # Several inputs write into a directory that must already exist: a
+        # typo such as ``-o one.svg`` must not silently become a directory.
+        what = "is a file" if out.exists() else "does not exist"
+        return f"-o {args.output}: several inputs need an existing directory, and this {what}"
     names = [Path(f).name if f != "-" else "stdin.svg" for f in files]
     if len(set(names)) != len(names):
         return "several inputs have the same file name; use --in-place or separate runs"
     return [str(out / n) for n in names]
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: _Args) -> int:
     """Sanitize every file; return 1 if any was rejected or unreadable, else 0."""
     targets = _targets(args)
     if isinstance(targets, str):
-        print(f"chatsvg sanitize: error: {targets}", file=sys.stderr)
-        return 2
-    sanitizer = Sanitizer(SanitizePolicy.preset(args.policy))
+        raise click.UsageError(targets)
+    sanitizer = Sanitizer.prepared(SanitizePolicy.preset(args.policy))
     to_stdout = "-" in targets
     report_stream = sys.stderr if to_stdout else sys.stdout
     show_progress = (
@@ -153,7 +187,10 @@ def run(args: argparse.Namespace) -> int:
                 failures += 1
                 record |= {"status": "rejected", "error": exc.to_dict()}
                 if args.report is None:
-                    print(f"{source}: rejected ({exc.reason}): {exc.detail}", file=sys.stderr)
+                    limit = f" (limit {exc.limit})" if exc.fields.get("limit") else ""
+                    print(
+                        f"{source}: rejected ({exc.reason}): {exc.detail}{limit}", file=sys.stderr
+                    )
             except OSError as exc:
                 failures += 1
                 record |= {"status": "error", "error": {"message": str(exc)}}

@@ -4,24 +4,45 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import inspect
 import logging
 import random
+import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._logctx import job_log_context
+from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
+from chatsvg_core.engine._instrument import (
+    NO_INSTRUMENTATION,
+    AttemptScope,
+    Instrumentation,
+    SubmitScope,
+)
 from chatsvg_core.engine._leases import LeaseKeeper
+from chatsvg_core.engine._money import (
+    capture_if_reserved,
+    count_in_flight,
+    give_back,
+    unsettled_kinds,
+)
+from chatsvg_core.engine._validate import check_job_id, parse_request
 from chatsvg_core.errors import (
+    ConfigurationError,
     DailyCapExceeded,
+    InFlightLimitExceeded,
     InsufficientCredits,
+    InvalidRequest,
     InvalidTransition,
     JobNotFound,
-    RefundWithoutCharge,
     TransientError,
     UnknownAccount,
 )
@@ -37,9 +58,10 @@ from chatsvg_core.idempotency import (
     create_or_replay,
     idempotency_scope,
     request_hash,
+    validate_idempotency_key,
 )
-from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
-from chatsvg_core.ledger import DayBoundary, charge, refund
+from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, new_job
+from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
 from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
@@ -48,6 +70,7 @@ from chatsvg_core.storage import (
     JobResult,
     Store,
     StoreTransaction,
+    cancel_job,
     claim_job,
     claim_next,
     complete_job,
@@ -59,6 +82,13 @@ from chatsvg_core.storage import (
 __all__ = ["Checkpoint", "Engine", "RecoveryReport", "SubmitResult"]
 
 log = logging.getLogger("chatsvg_core.engine")
+
+# The attempt being run in this task (and the tasks it starts), for _generate's
+# steps. The default is the stateless no-op scope, so sharing it is safe.
+_ATTEMPT: ContextVar[AttemptScope] = ContextVar(
+    "chatsvg_attempt",
+    default=NO_INSTRUMENTATION.attempt(""),  # noqa: B039
+)
 
 Checkpoint = Callable[[str, str], Awaitable[None]]
 """``await checkpoint(step, job_id)`` at each named step of :meth:`Engine.process`.
@@ -89,12 +119,26 @@ class RecoveryReport:
     refunded: list[str] = field(default_factory=list)
 
 
+class _Reserved(Exception):
+    """The claimed job was paid by a reservation at submit: nothing to charge."""
+
+
 class _LeaseLost(Exception):
     """Raised inside a worker when its heartbeat learns the lease is gone."""
 
 
 def _uuid() -> str:
     return uuid4().hex
+
+
+@functools.cache
+def _takes_attempt(queue_type: type[JobQueue]) -> bool:
+    """Whether ``queue_type.enqueue`` accepts ``attempt`` (adapters older than it do not)."""
+    try:
+        params = inspect.signature(queue_type.enqueue).parameters
+    except (TypeError, ValueError):
+        return False
+    return "attempt" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 class Engine:
@@ -125,6 +169,19 @@ class Engine:
         on_event: one hook that sees every transition, charge and refund.
         new_id: job id factory. ``rng``: randomness for retry jitter.
         checkpoint: test hook awaited at named steps (see :data:`Checkpoint`).
+        instrumentation: traces and metrics (see :class:`Instrumentation`;
+            ``chatsvg_core.otel.OpenTelemetryInstrumentation`` with the
+            ``otel`` extra); default: none, at no cost.
+        charge_at: when credits are taken. ``"claim"`` (the default): a
+            worker charges when it claims the job, and a job without credits
+            fails then. ``"submit"``: ``submit`` reserves the price in the
+            transaction that creates the job and binds its key, refusing with
+            ``InsufficientCredits`` or ``DailyCapExceeded`` (nothing written);
+            success captures the reservation, a final failure or a cancel
+            releases it.
+        max_in_flight: the most jobs one owner may have QUEUED or RUNNING at
+            once (``None``: no limit), or a callable ``owner -> limit``; a
+            submit past it raises ``InFlightLimitExceeded`` (nothing written).
     """
 
     def __init__(
@@ -148,15 +205,24 @@ class Engine:
         new_id: Callable[[], str] = _uuid,
         rng: random.Random | None = None,
         checkpoint: Checkpoint | None = None,
+        instrumentation: Instrumentation | None = None,
+        charge_at: Literal["claim", "submit"] = "claim",
+        max_in_flight: int | Callable[[str], int | None] | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
+        if charge_at not in ("claim", "submit"):
+            raise ConfigurationError(
+                "charge_at is 'claim' or 'submit'", option="charge_at", value=repr(charge_at)
+            )
+        self.charge_at = charge_at
+        self._max_in_flight = max_in_flight
         self.store = store
         self.queue = queue
         self.provider = provider
         self.policy = policy or RetryPolicy()
         self.call_policy = call_policy or self.policy.model_copy(update={"max_attempts": 2})
-        self.sanitizer = Sanitizer(sanitizer_policy)
+        self.sanitizer = Sanitizer.prepared(sanitizer_policy)
         self.pricing = pricing or Pricing()
         self.prompt_policy = prompt_policy or PromptPolicy()
         self.clock = clock or SystemClock()
@@ -169,6 +235,7 @@ class Engine:
         self.new_id = new_id
         self.rng = rng or random.Random()
         self.checkpoint = checkpoint
+        self.instrumentation = instrumentation or NO_INSTRUMENTATION
         self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
             weakref.WeakKeyDictionary()
         )
@@ -176,22 +243,68 @@ class Engine:
     # --- helpers ------------------------------------------------------------
 
     def _emit(self, kind: EventKind, job: Job, **fields: Any) -> None:
-        emit(
-            self.on_event,
-            EngineEvent(
-                kind=kind,
-                job_id=job.id,
-                owner=job.owner,
-                at=self.clock.now(),
-                attempt=job.attempt,
-                fields=fields,
-            ),
+        event = EngineEvent(
+            kind=kind,
+            job_id=job.id,
+            owner=job.owner,
+            at=self.clock.now(),
+            attempt=job.attempt,
+            fields=fields,
         )
+        emit(self.on_event, event)
+        self.instrumentation.event(event)
 
     def daily_cap(self, owner: str) -> int | None:
         """The cap that applies to ``owner`` (``None``: none)."""
         cap = self._daily_cap
         return cap(owner) if callable(cap) else cap
+
+    def max_in_flight(self, owner: str) -> int | None:
+        """The in-flight limit that applies to ``owner`` (``None``: none)."""
+        limit = self._max_in_flight
+        return limit(owner) if callable(limit) else limit
+
+    async def _admit(self, tx: StoreTransaction, job: Job, now: datetime) -> int | None:
+        """Check the owner's limits and reserve the price, under the account lock.
+
+        Runs in the submit's transaction after the job is inserted, so a
+        refusal rolls back the job and the key together. Returns the amount
+        reserved (``None`` in claim mode).
+        """
+        limit = self.max_in_flight(job.owner)
+        if limit is not None:
+            # The lock serializes one owner's submits, so two cannot both see
+            # room for one more job (create: an owner without an account).
+            await tx.lock_account(job.owner, create=True)
+            in_flight = await count_in_flight(tx, job.owner, up_to=limit)
+            if in_flight > limit:  # the count includes the job being submitted
+                raise InFlightLimitExceeded(
+                    f"owner {job.owner!r} already has {limit} jobs queued or running",
+                    owner=job.owner,
+                    limit=limit,
+                    in_flight=in_flight - 1,
+                )
+        if self.charge_at != "submit":
+            return None
+        cost = self.pricing.cost(GenerationRequest.model_validate(job.request))
+        await reserve(
+            tx,
+            job.owner,
+            cost,
+            ref=job.id,
+            now=now,
+            daily_cap=self.daily_cap(job.owner),
+            day=self.day,
+        )
+        return cost
+
+    async def _announce(self, job: Job, delay: float = 0.0) -> None:
+        # Queues that deduplicate by message id need the attempt (see JobQueue).
+        assert self.queue is not None
+        if _takes_attempt(type(self.queue)):
+            await self.queue.enqueue(job.id, delay=delay, attempt=job.attempt)
+        else:
+            await self.queue.enqueue(job.id, delay=delay)
 
     async def _step(self, name: str, job_id: str) -> None:
         if self.checkpoint is not None:
@@ -200,9 +313,15 @@ class Engine:
     # --- submit -------------------------------------------------------------
 
     def prepare(self, request: GenerationRequest | Mapping[str, Any]) -> GenerationRequest:
-        """Validate and normalise a request (raises ``PromptRejected`` or pydantic errors)."""
+        """Validate and normalise a request.
+
+        Raises:
+            InvalidRequest: not a mapping, an unknown field, a wrong type or an
+                out-of-range value (no lax coercion: ``"512"`` is not a width).
+            PromptRejected: the prompt breaks a prompt rule.
+        """
         if not isinstance(request, GenerationRequest):
-            request = GenerationRequest.model_validate(request)
+            request = parse_request(request)
         return self.prompt_policy.check(request)
 
     async def submit(
@@ -217,8 +336,29 @@ class Engine:
         job and the key's record are written in one transaction: a retry with
         the same key and payload returns the original job (``replayed=True``);
         the same key with another payload raises ``IdempotencyConflict``.
-        Nothing is charged here: credits are taken when a worker claims it.
+
+        With ``charge_at="claim"`` nothing is charged here: credits are taken
+        when a worker claims the job. With ``charge_at="submit"`` the price is
+        reserved in the same transaction; ``InsufficientCredits`` or
+        ``DailyCapExceeded`` then means no job was created and the key is not
+        bound, so the same key works once the owner has credits. A replay
+        reserves nothing again. ``InFlightLimitExceeded`` likewise.
         """
+        with self.instrumentation.submit(owner) as observed:
+            result = await self._submit(owner, idempotency_key, request, observed)
+            observed.done(result.job, replayed=result.replayed)
+        return result
+
+    async def _submit(
+        self,
+        owner: str,
+        idempotency_key: str | None,
+        request: GenerationRequest | Mapping[str, Any],
+        observed: SubmitScope,
+    ) -> SubmitResult:
+        owner = validate_owner(owner)
+        if idempotency_key is not None:
+            idempotency_key = validate_idempotency_key(idempotency_key)
         req = self.prepare(request)
         payload = req.model_dump(mode="json")
         scope = idempotency_scope(owner, operation=OPERATION)
@@ -231,11 +371,14 @@ class Engine:
             idempotency_key=idempotency_key,
             now=now,
             max_attempts=self.policy.max_attempts,
+            trace_context=observed.carrier(),
         )
+        reserved = None
         async with self.store.transaction() as tx:
             if idempotency_key is None:
                 await tx.insert_job(job)
                 replayed = False
+                reserved = await self._admit(tx, job, now)
             else:
                 outcome = await create_or_replay(
                     tx,
@@ -248,13 +391,17 @@ class Engine:
                 replayed = not isinstance(outcome, Created)
                 assert outcome.job is not None  # create_or_replay always sets it
                 job = outcome.job
+                if not replayed:
+                    reserved = await self._admit(tx, job, now)
         if replayed:
             self._emit(EventKind.REPLAYED, job)
         else:
             self._emit(EventKind.SUBMITTED, job)
+            if reserved is not None:
+                self._emit(EventKind.CHARGED, job, amount=reserved, mode="reserve")
             if self.queue is not None:
                 # After commit: a crash here leaves a QUEUED job that sweep() finds.
-                await self.queue.enqueue(job.id)
+                await self._announce(job)
         return SubmitResult(job=job, replayed=replayed)
 
     # --- process ------------------------------------------------------------
@@ -267,10 +414,7 @@ class Engine:
         its ``run_at``). Every expected failure becomes a transition; only
         storage faults propagate (and leave the job to recovery).
         """
-        claimed = await self._claim_and_charge(job_id, worker_id)
-        if claimed is None or claimed.status is not JobStatus.RUNNING:
-            return claimed
-        return await self._run_claimed(claimed, worker_id)
+        return await self._attempt(job_id, worker_id)
 
     async def process_next(self, worker_id: str) -> Job | None:
         """Claim the next due job straight from the store and run one attempt of it.
@@ -279,10 +423,34 @@ class Engine:
         concurrent workers get distinct jobs (``next_due_job`` skips rows
         others hold). Returns ``None`` when nothing is due.
         """
-        claimed = await self._claim_and_charge(None, worker_id)
+        return await self._attempt(None, worker_id)
+
+    async def _attempt(self, job_id: str | None, worker_id: str) -> Job | None:
+        # One attempt, as the instrumentation and the logs see it: the scope
+        # learns the job from the claim, then is current while it runs.
+        observed = self.instrumentation.attempt(worker_id)
+        started = time.time_ns()
+        try:
+            claimed = await self._claim_and_charge(job_id, worker_id)
+        except BaseException as exc:
+            observed.claimed(None, claim_started_ns=started)
+            observed.finished(None, exc)
+            raise
+        observed.claimed(claimed, claim_started_ns=started)
         if claimed is None or claimed.status is not JobStatus.RUNNING:
+            observed.finished(claimed)
             return claimed
-        return await self._run_claimed(claimed, worker_id)
+        current = _ATTEMPT.set(observed)
+        try:
+            with observed, job_log_context(claimed.id, claimed.owner, claimed.attempt):
+                done = await self._run_claimed(claimed, worker_id)
+        except BaseException as exc:
+            observed.finished(None, exc)
+            raise
+        finally:
+            _ATTEMPT.reset(current)
+        observed.finished(done)
+        return done
 
     async def _run_claimed(self, claimed: Job, worker_id: str) -> Job | None:
         job_id = claimed.id
@@ -315,14 +483,18 @@ class Engine:
             else:
                 current = await tx.get_job(job_id, for_update=True)
                 if current is None:
-                    log.warning("delivered unknown job %s", job_id)
+                    log.warning(
+                        "Job %s was delivered but is not in the store; ignored.",
+                        job_id,
+                        extra={"chatsvg_event": "unknown_job", "job_id": job_id},
+                    )
                     return None
                 if current.status is not JobStatus.QUEUED:
                     return None
                 if current.run_at > now:
                     if self.queue is not None:
                         wait = (current.run_at - now).total_seconds()
-                        await self.queue.enqueue(job_id, delay=wait)
+                        await self._announce(current, wait)
                     return None
                 if current.attempt >= current.max_attempts:
                     return None
@@ -331,6 +503,8 @@ class Engine:
             cost = self.pricing.cost(request)
             entry_id = _uuid()
             try:
+                if self.charge_at == "submit" and await tx.find_entry(EntryKind.RESERVE, job.id):
+                    raise _Reserved
                 entry = await charge(
                     tx,
                     job.owner,
@@ -341,6 +515,12 @@ class Engine:
                     day=self.day,
                     new_id=lambda: entry_id,
                 )
+            except _Reserved:
+                charged_now = False  # paid at submit: the reservation covers every attempt
+            except LedgerConflict as exc:
+                if exc.reason != "has_reserve":
+                    raise
+                charged_now = False  # reserved at submit by an engine in the other mode
             except (InsufficientCredits, DailyCapExceeded, UnknownAccount) as exc:
                 job = await fail_job(
                     tx,
@@ -406,11 +586,15 @@ class Engine:
 
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
+        observed = _ATTEMPT.get()
         async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
             with attempt:
-                output = await self.provider.generate(request)
-                raw = extract_svg(output.text)
-        clean = self.sanitizer.sanitize(raw)
+                with observed.step("provider"):
+                    output = await self.provider.generate(request)
+                with observed.step("extract"):
+                    raw = extract_svg(output.text)
+        with observed.step("sanitize"):
+            clean = self.sanitizer.sanitize(raw)
         metadata: dict[str, Any] = {
             "model": output.model,
             "provider": output.provider,
@@ -418,7 +602,7 @@ class Engine:
             "usage": output.usage.model_dump(mode="json"),
             "sanitizer_changed": clean.changed,
         }
-        self._emit(EventKind.GENERATED, job, model=output.model)
+        self._emit(EventKind.GENERATED, job, model=output.model, removed=len(clean.report))
         return clean.svg, metadata
 
     async def _finish_success(self, job: Job, svg: str, metadata: dict[str, Any]) -> Job | None:
@@ -429,6 +613,8 @@ class Engine:
                 done, _ = await complete_job(
                     tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata
                 )
+                # Only after the fenced transition: a refused result captures nothing.
+                await capture_if_reserved(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
             return None
@@ -473,7 +659,7 @@ class Engine:
         if delay is not None:
             self._emit(EventKind.RETRY_SCHEDULED, new, delay=delay, error_code=info.code)
             if self.queue is not None:
-                await self.queue.enqueue(job.id, delay=delay)
+                await self._announce(new, delay)
         else:
             reason = decision.reason.value if isinstance(decision, GiveUp) else "attempts_exhausted"
             self._emit(
@@ -486,11 +672,9 @@ class Engine:
 
     @staticmethod
     async def _refund(tx: StoreTransaction, job_id: str, now: datetime) -> int | None:
-        try:
-            entry = await refund(tx, job_id, now=now)
-        except RefundWithoutCharge:
-            return None
-        return entry.amount
+        # The charge refunded or the reservation released, whichever the job holds.
+        given = await give_back(tx, job_id, now)
+        return None if given is None else given[1]
 
     # --- recovery -----------------------------------------------------------
 
@@ -526,7 +710,7 @@ class Engine:
             if job.status is JobStatus.QUEUED:
                 report.requeued.append(job.id)
                 if self.queue is not None:
-                    await self.queue.enqueue(job.id, delay=delays.get(job.id, 0.0))
+                    await self._announce(job, delays.get(job.id, 0.0))
                 continue
             report.failed.append(job.id)
             assert job.last_error is not None
@@ -548,10 +732,11 @@ class Engine:
             failed = await tx.list_jobs(status=JobStatus.FAILED, limit=limit)
             out = []
             for job in failed:
-                if await tx.find_entry(EntryKind.CHARGE, job.id) is None:
-                    continue
-                if await tx.find_entry(EntryKind.REFUND, job.id) is None:
-                    out.append(job.id)
+                for held, back in unsettled_kinds():
+                    if await tx.find_entry(held, job.id) is None:
+                        continue
+                    if await tx.find_entry(back, job.id) is None:
+                        out.append(job.id)
         return out
 
     async def sweep(self, now: datetime | None = None, *, limit: int = 1000) -> int:
@@ -562,13 +747,63 @@ class Engine:
         async with self.store.transaction() as tx:
             queued = await tx.list_jobs(status=JobStatus.QUEUED, limit=limit)
         for job in queued:
-            await self.queue.enqueue(job.id, delay=max(0.0, (job.run_at - now).total_seconds()))
+            await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
         return len(queued)
+
+    # --- cancel -------------------------------------------------------------
+
+    async def cancel(self, job_id: str, owner: str, *, reason: str | None = None) -> Job:
+        """Cancel ``owner``'s job: it ends FAILED with code ``cancelled``, credits given back.
+
+        A QUEUED job ends at once. A RUNNING job ends too, and the worker
+        still generating it is fenced off: its lease token is gone, so its
+        result, retry or failure is refused, its lease keeper stops it, and it
+        writes nothing more. The job's charge is refunded or its reservation
+        released in the same transaction, exactly once.
+
+        Cancelling a job that is already cancelled returns it unchanged (so a
+        client may retry the call). Raises ``JobNotFound`` when there is no
+        such job *for this owner* (another owner's job is not revealed), and
+        ``InvalidTransition`` (409, ``reason="terminal"``) when it already
+        succeeded or failed.
+        """
+        job_id = check_job_id(job_id)
+        owner = validate_owner(owner)
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
+            raise InvalidRequest(
+                "a cancel reason is a string of at most 200 characters",
+                field="reason",
+                errors=[{"field": "reason", "message": "too long or not a string"}],
+            )
+        now = self.clock.now()
+        given = None
+        async with self.store.transaction() as tx:
+            job = await tx.get_job(job_id, for_update=True)
+            if job is None or job.owner != owner:
+                raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+            if job.terminal:
+                if job.last_error is not None and job.last_error.code == CANCELLED:
+                    return job
+                raise InvalidTransition(
+                    f"job {job_id} already {job.status.value}; it cannot be cancelled",
+                    job_id=job_id,
+                    status=job.status.value,
+                    action="cancel",
+                    reason="terminal",
+                )
+            was = job.status
+            job = await cancel_job(tx, job_id, now=now, reason=reason)
+            given = await give_back(tx, job_id, now)
+        self._emit(EventKind.FAILED, job, error_code=CANCELLED, transient=False, was=was.value)
+        if given is not None:
+            self._emit(EventKind.REFUNDED, job, amount=given[1], mode=given[0])
+        return job
 
     # --- reading ------------------------------------------------------------
 
     async def get(self, job_id: str) -> Job:
         """The job (raises ``JobNotFound``)."""
+        job_id = check_job_id(job_id)
         async with self.store.transaction() as tx:
             job = await tx.get_job(job_id)
         if job is None:
@@ -577,5 +812,6 @@ class Engine:
 
     async def result(self, job_id: str) -> JobResult | None:
         """The sanitized SVG and metadata of a SUCCEEDED job, else ``None``."""
+        job_id = check_job_id(job_id)
         async with self.store.transaction() as tx:
             return await tx.get_result(job_id)

@@ -23,6 +23,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._logctx import job_fields
 from chatsvg_core.errors import ProviderError, ProviderPermanentError, ProviderTransientError
 from chatsvg_core.generate._provider import ProviderOutput, TokenUsage
 from chatsvg_core.generate._request import GenerationRequest
@@ -258,7 +259,13 @@ model='llama3.2')
         )
         url = f"{s.base_url}/chat/completions"
         started = self._timer()
-        logger.debug("provider %s: POST %s model=%s", s.name, _host(s.base_url), body["model"])
+        logger.debug(
+            "Provider %s is asking %s for model %s.",
+            s.name,
+            _host(s.base_url),
+            body["model"],
+            extra={**job_fields(), "chatsvg_event": "provider_request", "chatsvg_provider": s.name},
+        )
         try:
             with anyio.fail_after(s.total_timeout):
                 status, response_headers, content = await self._post(url, body, headers, timeout)
@@ -295,7 +302,19 @@ model='llama3.2')
         except httpx.HTTPError as exc:
             self._fail(ProviderPermanentError, f"HTTP error: {exc}", reason="http_error", cause=exc)
         latency = max(0.0, self._timer() - started)
-        logger.debug("provider %s: HTTP %d in %.3f s", s.name, status, latency)
+        logger.debug(
+            "Provider %s got HTTP %d in %.3f s.",
+            s.name,
+            status,
+            latency,
+            extra={
+                **job_fields(),
+                "chatsvg_event": "provider_response",
+                "chatsvg_provider": s.name,
+                "chatsvg_status": status,
+                "chatsvg_latency_s": round(latency, 4),
+            },
+        )
         if not 200 <= status < 300:
             self._status_error(status, response_headers, content)
         return self._parse(content, status, latency, str(body["model"]))
@@ -349,7 +368,18 @@ model='llama3.2')
             reason=reason,
         )
         logger.info(
-            "provider %s: %s (status=%s, reason=%s)", self.name, kind.__name__, status, reason
+            "Provider %s failed with %s (status %s, reason %s).",
+            self.name,
+            kind.__name__,
+            status,
+            reason,
+            extra={
+                **job_fields(),
+                "chatsvg_event": "provider_error",
+                "chatsvg_provider": self.name,
+                "chatsvg_status": status,
+                "chatsvg_reason": reason,
+            },
         )
         # Keep the transport error as the cause for debugging, unless its text
         # would carry the key (it never should: httpx does not put headers in

@@ -48,13 +48,18 @@ class GenerationRequest(BaseModel):
     prompt: str = Field(description="What to draw, as the user wrote it (then normalised).")
     style: Slug | None = Field(
         default=None,
+        strict=True,
         description="An optional style slug, e.g. ``flat``, ``line-art``, ``isometric``.",
     )
-    width: int = Field(default=512, ge=MIN_SIDE, le=MAX_SIDE, description="Pixels.")
-    height: int = Field(default=512, ge=MIN_SIDE, le=MAX_SIDE, description="Pixels.")
+    # Strict: no lax coercion of "512", 512.0 or True to 512. A JSON client
+    # sending a string has a bug worth telling it about, and one spelling per
+    # value keeps the idempotency fingerprint of what the client sent honest.
+    width: int = Field(default=512, ge=MIN_SIDE, le=MAX_SIDE, strict=True, description="Pixels.")
+    height: int = Field(default=512, ge=MIN_SIDE, le=MAX_SIDE, strict=True, description="Pixels.")
     detail: Detail = Field(default=Detail.STANDARD, description="Sets the price; see Pricing.")
     model: ModelName | None = Field(
         default=None,
+        strict=True,
         description="A model hint: the provider uses it instead of its configured model.",
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatsvg_core.errors import LedgerError
+from chatsvg_core.errors import InvalidOwner, LedgerError
 
 __all__ = ["InvalidOwner", "InvalidReference", "LedgerConflict", "NoReservation"]
 
@@ -26,13 +26,6 @@ class NoReservation(LedgerError):
 
     code = "no_reservation"
     http_status = 409
-
-
-class InvalidOwner(LedgerError):
-    """An owner id that is empty or longer than 255 characters (fields: ``owner``)."""
-
-    code = "invalid_owner"
-    http_status = 400
 
 
 class InvalidReference(LedgerError):

@@ -9,8 +9,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
-from chatsvg_core._clock import Clock, SystemClock, utc
+from chatsvg_core._clock import Clock, SystemClock
 from chatsvg_core.ledger import _ops
+from chatsvg_core.ledger._errors import InvalidReference
 from chatsvg_core.ledger._policy import LedgerPolicy
 from chatsvg_core.storage import LedgerEntry, Store, StoreTransaction
 
@@ -191,7 +192,7 @@ class Ledger:
         )
 
     async def balance(self, owner: str) -> int:
-        """The owner's balance; :class:`~chatsvg_core.errors.UnknownAccount` if none."""
+        """The owner's balance (0 for an owner who never had an account)."""
         return await self._in_tx(lambda tx: _ops.balance(tx, owner))
 
     async def statement(
@@ -207,6 +208,15 @@ class Ledger:
         For the next page pass the last entry's ``created_at`` and ``id`` as
         ``before`` and ``before_id`` (entries sharing a timestamp are not lost).
         """
+
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10_000:
+            raise InvalidReference(
+                "limit is an int from 1 to 10000", what="limit", reason="out_of_range"
+            )
+        if before is not None:
+            before = _ops._check_now(before)
+        if before_id is not None:
+            _ops._check_ref(before_id, "before_id")
 
         async def read(tx: StoreTransaction) -> Statement:
             total = await _ops.balance(tx, owner)
@@ -225,11 +235,11 @@ class Ledger:
         daily_cap: int | EllipsisType | None = ...,
     ) -> DailyUsage:
         """The owner's net usage in the day containing ``at`` (default: now)."""
-        when = utc(at) if at is not None else self.clock.now()
+        when = _ops._check_now(at) if at is not None else self.clock.now()
         start, end = self.policy.day.window(when)
 
         async def read(tx: StoreTransaction) -> int:
-            await _ops.balance(tx, owner)  # the account must exist
+            await _ops.balance(tx, owner)  # validates the owner
             return await tx.usage(owner, since=start, until=end)
 
         used = await self._in_tx(read)

@@ -20,15 +20,14 @@ from typing import Final
 from uuid import uuid4
 
 from chatsvg_core._clock import utc
+from chatsvg_core._owner import validate_owner
 from chatsvg_core.errors import (
     DailyCapExceeded,
     InsufficientCredits,
     InvalidAmount,
     RefundWithoutCharge,
-    UnknownAccount,
 )
 from chatsvg_core.ledger._errors import (
-    InvalidOwner,
     InvalidReference,
     LedgerConflict,
     NoReservation,
@@ -54,6 +53,7 @@ IdFactory = Callable[[], str]
 
 _UTC_DAY: Final = DayBoundary()
 _MAX_REF: Final = 255
+_MAX_MEMO: Final = 1000
 _MAX_AMOUNT: Final = 2**62
 """Amounts beyond this would overflow a signed 64-bit column once summed."""
 
@@ -86,10 +86,25 @@ def _check_amount(amount: object, *, owner: str | None, positive: bool = True) -
     return amount
 
 
-def _check_owner(owner: object) -> str:
-    if not isinstance(owner, str) or not 1 <= len(owner) <= 255:
-        raise InvalidOwner("an owner id is a string of 1 to 255 characters", owner=repr(owner)[:64])
-    return owner
+_check_owner = validate_owner
+
+
+def _check_memo(memo: object) -> str | None:
+    if memo is not None and (not isinstance(memo, str) or len(memo) > _MAX_MEMO):
+        raise InvalidReference(
+            f"a memo is a string of at most {_MAX_MEMO} characters, or None",
+            what="memo",
+            reason="not_a_string" if not isinstance(memo, str) else "length",
+        )
+    return memo
+
+
+def _check_now(now: object) -> datetime:
+    if not isinstance(now, datetime):
+        raise InvalidReference(
+            f"now must be a datetime, not {type(now).__name__}", what="now", reason="not_a_datetime"
+        )
+    return utc(now)
 
 
 def _check_ref(ref: object, what: str) -> str:
@@ -110,9 +125,22 @@ def _check_cap(cap: int | None) -> int | None:
     return cap
 
 
-async def _locked(tx: StoreTransaction, owner: str) -> None:
-    if not await tx.lock_account(owner):
-        raise UnknownAccount(f"no account for owner {owner!r}", owner=owner)
+async def _locked(tx: StoreTransaction, owner: str) -> bool:
+    """Lock the owner's account; ``False`` when the owner has none (nothing to lock).
+
+    An owner without an account is an owner with a balance of 0, everywhere:
+    reads answer 0 and spending answers :class:`InsufficientCredits`.
+    """
+    return await tx.lock_account(owner)
+
+
+def _short_of(owner: str, available: int, amount: int) -> InsufficientCredits:
+    return InsufficientCredits(
+        f"owner {owner!r} has {available} credits, {amount} needed",
+        owner=owner,
+        balance=available,
+        amount=amount,
+    )
 
 
 def _same(found: LedgerEntry, owner: str, amount: int) -> LedgerEntry:
@@ -173,7 +201,8 @@ async def grant(
     """
     owner = _check_owner(owner)
     amount = _check_amount(amount, owner=owner)
-    now = utc(now)
+    now = _check_now(now)
+    memo = _check_memo(memo)
     if external_id is not None:
         _check_ref(external_id, "external_id")
         # Entries never change, so a replay is answered without any lock (and
@@ -212,15 +241,16 @@ async def _spend(
     amount = _check_amount(amount, owner=owner)
     ref = _check_ref(ref, "ref")
     cap = _check_cap(daily_cap)
-    now = utc(now)
+    now = _check_now(now)
+    memo = _check_memo(memo)
     window = None if cap is None else day.window(now)
     # One read of every fact below, under the account lock (one statement on
     # the SQL backends); the decisions are made here, in order.
     state = await read_spend_state(tx, owner, kind, other, ref, window)
-    if state is None:
-        raise UnknownAccount(f"no account for owner {owner!r}", owner=owner)
     if state.seen is not None:
         return _same(state.seen, owner, -amount)
+    if not state.exists:
+        raise _short_of(owner, 0, amount)
     if state.other:
         raise LedgerConflict(
             f"job {ref!r} already has a {other.value}; one job uses one mode",
@@ -230,12 +260,7 @@ async def _spend(
         )
     available = state.balance
     if available < amount:
-        raise InsufficientCredits(
-            f"owner {owner!r} has {available} credits, {amount} needed",
-            owner=owner,
-            balance=available,
-            amount=amount,
-        )
+        raise _short_of(owner, available, amount)
     if cap is not None:
         assert window is not None and state.used is not None
         end = window[1]
@@ -273,8 +298,8 @@ async def charge(
     account lock, so they hold under any concurrency.
 
     Raises:
-        UnknownAccount: the owner has no account (never granted anything).
-        InsufficientCredits: the balance is below ``amount``; nothing written.
+        InsufficientCredits: the balance is below ``amount`` (an owner with
+            no account has a balance of 0); nothing written.
         DailyCapExceeded: today's net usage plus ``amount`` would exceed
             ``daily_cap``; nothing written.
         InvalidAmount, InvalidOwner: bad input.
@@ -344,7 +369,8 @@ async def refund(
     when ``ref`` was never charged (nothing written).
     """
     ref = _check_ref(ref, "ref")
-    now = utc(now)
+    now = _check_now(now)
+    memo = _check_memo(memo)
     charged = await tx.find_entry(EntryKind.CHARGE, ref)
     if charged is None:
         raise RefundWithoutCharge(f"job {ref!r} has no charge to refund", ref=ref)
@@ -375,7 +401,8 @@ async def _settle(
     new_id: IdFactory,
 ) -> LedgerEntry:
     ref = _check_ref(ref, "ref")
-    now = utc(now)
+    now = _check_now(now)
+    memo = _check_memo(memo)
     held = await tx.find_entry(EntryKind.RESERVE, ref)
     if held is None:
         raise NoReservation(f"job {ref!r} has no reservation to {kind.value}", ref=ref)
@@ -443,14 +470,13 @@ async def adjust(
     memo: str | None = None,
     new_id: IdFactory = _uuid,
 ) -> LedgerEntry:
-    """An operator's correction of either sign (never zero) on an existing account.
+    """An operator's correction of either sign (never zero); a positive one opens the account.
 
     With a ``ref`` it is idempotent like a grant. A negative adjustment
     cannot take the balance below zero. Adjustments never count toward the
     daily cap (they are not usage).
 
     Raises:
-        UnknownAccount: the owner has no account.
         InsufficientCredits: a negative adjustment would take the balance below zero.
         InvalidAmount: zero, or not an int.
         InvalidOwner: the owner id is empty or too long.
@@ -458,16 +484,18 @@ async def adjust(
     """
     owner = _check_owner(owner)
     amount = _check_amount(amount, owner=owner, positive=False)
-    now = utc(now)
+    now = _check_now(now)
+    memo = _check_memo(memo)
     if ref is not None:
         _check_ref(ref, "ref")
-    await _locked(tx, owner)
+    # A positive correction opens the account, as a grant does.
+    has_account = await tx.lock_account(owner, create=amount > 0)
     if ref is not None:
         seen = await tx.find_entry(EntryKind.ADJUSTMENT, ref)
         if seen is not None:
             return _same(seen, owner, amount)
     if amount < 0:
-        available = await tx.balance(owner)
+        available = await tx.balance(owner) if has_account else 0
         if available + amount < 0:
             raise InsufficientCredits(
                 f"owner {owner!r} has {available} credits; cannot take {-amount}",
@@ -488,10 +516,8 @@ async def adjust(
 
 
 async def balance(tx: StoreTransaction, owner: str) -> int:
-    """The owner's balance (sum of entries), read under the account lock.
-
-    Raises :class:`UnknownAccount` for an owner without an account.
-    """
+    """The owner's balance (sum of entries), read under the account lock; 0 without an account."""
     owner = _check_owner(owner)
-    await _locked(tx, owner)
+    if not await _locked(tx, owner):
+        return 0
     return await tx.balance(owner)

@@ -49,8 +49,12 @@ class InProcessQueue:
         """Ids waiting (due or not), not counting those being handled."""
         return len(self._pending)
 
-    async def enqueue(self, job_id: str, *, delay: float = 0.0) -> None:
-        """Schedule ``job_id`` for ``delay`` seconds from now (non-finite delays are refused)."""
+    async def enqueue(self, job_id: str, *, delay: float = 0.0, attempt: int = 0) -> None:
+        """Schedule ``job_id`` for ``delay`` seconds from now (non-finite delays are refused).
+
+        ``attempt`` is not needed here: one pending entry per id is kept, at
+        its earliest due time, and an id being handled is not pending.
+        """
         if not math.isfinite(delay) or delay < 0:
             raise ValueError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
         due = asyncio.get_running_loop().time() + delay
@@ -64,8 +68,11 @@ class InProcessQueue:
         """Run workers until :meth:`stop`, or (``until_idle``) until nothing is left.
 
         Handler exceptions are logged and do not stop the pool: the engine
-        already turned every expected failure into a job transition.
+        already turned every expected failure into a job transition. After
+        :meth:`stop`, ``serve`` may be called again: ids announced meanwhile
+        (a job handed back at shutdown, say) are still waiting.
         """
+        self._stopping = False
         slots = asyncio.Semaphore(self.concurrency)
         loop = asyncio.get_running_loop()
         try:
@@ -86,6 +93,9 @@ class InProcessQueue:
                 if self._stopping:
                     slots.release()
                     break
+                if not self._heap or self._heap[0][2] != job_id:
+                    slots.release()  # another serve() loop on this queue took it meanwhile
+                    continue
                 heapq.heappop(self._heap)
                 if self._pending.get(job_id) != due:
                     slots.release()  # superseded by an earlier announcement
@@ -107,10 +117,18 @@ class InProcessQueue:
         try:
             return await handler(job_id)
         except asyncio.CancelledError:
-            log.warning("job handler cancelled", extra={"job_id": job_id})
+            log.warning(
+                "The handler of job %s was cancelled by shutdown.",
+                job_id,
+                extra={"chatsvg_event": "handler_cancelled", "job_id": job_id},
+            )
             raise
         except Exception:
-            log.exception("job handler raised", extra={"job_id": job_id})
+            log.exception(
+                "The handler of job %s raised; the queue goes on.",
+                job_id,
+                extra={"chatsvg_event": "handler_raised", "job_id": job_id},
+            )
             return None
         finally:
             slots.release()

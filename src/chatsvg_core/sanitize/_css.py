@@ -4,9 +4,9 @@ Declarations are kept only for allowlisted properties whose value holds
 nothing but allowlisted tokens and functions; ``url()`` may only point to a
 same-document ``#id``. Rules keep only simple selectors (type, class, id,
 attribute, allowlisted pseudo-classes) and, when confinement is on, each
-selector's subject is restricted to the SVG's own subtree with a zero-
-specificity ``:where(#root, #root *)`` so ``<style>`` inside an inlined SVG
-never styles the host page. The output never contains ``<``, so it can never
+selector's subject is restricted to the SVG's own subtree and its ``<use>``
+clones with a zero-specificity ``:where(.scope, .scope *)`` so ``<style>``
+inside an inlined SVG never styles the host page. The output never contains ``<``, so it can never
 close a ``<style>`` element, whatever parser reads it.
 """
 
@@ -136,9 +136,54 @@ def _too_nested(css: str) -> bool:
 def _no_lt(css: str) -> str:
     # ``<`` can only sit in strings or escaped identifiers once values are
     # checked; a CSS escape keeps the meaning and removes the character.
+    if _XML_UNSAFE.search(css) is not None:
+        css = _xml_safe(css)
     if "<" not in css:
         return css
     return css.replace("\\<", "\\3c ").replace("<", "\\3c ")
+
+
+# Characters a CSS escape can decode to that XML 1.0 cannot hold (lxml refuses
+# them with a ValueError; a lone surrogate cannot even be encoded).
+_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# tinycss2 writes such a character raw in strings and URLs and as ``\`` and the
+# raw character in names; an escaped backslash (``\\``) is matched first so
+# that its second half is never read as the start of an escape.
+_XML_UNSAFE_ESCAPE = re.compile(rf"(\\\\)|\\?({_XML_UNSAFE.pattern})")
+
+
+def _escape_unsafe(match: re.Match[str]) -> str:
+    pair, char = match.groups()
+    if pair is not None:
+        return pair
+    code = ord(char)
+    if 0xD800 <= code <= 0xDFFF:
+        # CSS Syntax decodes an escaped surrogate to U+FFFD (tinycss2 does not).
+        return "\ufffd"
+    # A hex escape always ends with a space, which is part of the escape, so
+    # whatever follows (a hex digit, a space) keeps its meaning.
+    return f"\\{code:x} "
+
+
+def _xml_safe(css: str) -> str:
+    """``css`` with every character XML cannot hold written as a CSS hex escape."""
+    return _XML_UNSAFE_ESCAPE.sub(_escape_unsafe, css)
+
+
+def _serialize(tokens: Sequence[Any]) -> str:
+    """Serialize tokens without whitespace tokens at either end.
+
+    Trimmed as tokens, not as text: ``str.strip`` would cut the escaped space
+    of ``\\ `` (tinycss2's form of a space in a name) down to a dangling
+    backslash, which escapes whatever follows (``}`` in a sheet), and it
+    also strips U+001C-U+001F and other characters CSS does not count as space.
+    """
+    start, end = 0, len(tokens)
+    while start < end and isinstance(tokens[start], ast.WhitespaceToken):
+        start += 1
+    while end > start and isinstance(tokens[end - 1], ast.WhitespaceToken):
+        end -= 1
+    return str(tinycss2.serialize(tokens[start:end]))
 
 
 @dataclass
@@ -217,7 +262,7 @@ class CssSanitizer:
         if _too_nested(text):
             raise _Reject(ReasonCode.CSS_INVALID, "brackets nested too deeply")
         tokens = tinycss2.parse_component_value_list(text, skip_comments=True)
-        return _no_lt(tinycss2.serialize(self._value(tokens)).strip())
+        return _no_lt(_serialize(self._value(tokens)))
 
     def check_attribute(self, name: str, text: str) -> tuple[str | None, CssIssue | None]:
         """Check a presentation attribute; ``(value, None)`` or ``(None, issue)``."""
@@ -265,7 +310,7 @@ class CssSanitizer:
                     )
                     continue
                 try:
-                    value = tinycss2.serialize(self._value(item.value)).strip()
+                    value = _serialize(self._value(item.value))
                 except _Reject as exc:
                     self.issues.append(CssIssue(exc.reason, name, exc.detail))
                     continue
@@ -464,7 +509,7 @@ class CssSanitizer:
                 groups[-1].append(tok)
         selectors = []
         for group in groups:
-            text = tinycss2.serialize(group).strip()
+            text = _serialize(group)
             if not text:
                 raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, "empty selector")
             if text[-1] in ">+~":
@@ -534,7 +579,7 @@ class CssSanitizer:
                 or (isinstance(tok, ast.LiteralToken) and tok.value in _MEDIA_LITERALS)
             ):
                 raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, f"media query token {_repr(tok)}")
-        return str(tinycss2.serialize(prelude)).strip()
+        return _serialize(list(prelude))
 
     def _keyframes(self, rule: Any) -> str | None:
         name = [tok for tok in rule.prelude if not isinstance(tok, ast.WhitespaceToken)]
@@ -556,24 +601,24 @@ class CssSanitizer:
             )
             decls = self._declarations(items)
             if decls:
-                frames.append(f"{tinycss2.serialize(frame.prelude).strip()}{{{';'.join(decls)}}}")
+                frames.append(f"{_serialize(frame.prelude)}{{{';'.join(decls)}}}")
         ident = tinycss2.serialize(name)
         return f"@keyframes {ident}{{{''.join(frames)}}}" if frames else None
 
-    def stylesheet(self, text: str, scope_id: str | None) -> str:
-        """Sanitize a ``<style>`` element's text; ``scope_id`` confines selectors."""
-        key = (f"sheet {scope_id}", text)
+    def stylesheet(self, text: str, scope_class: str | None) -> str:
+        """Sanitize a ``<style>`` element's text; ``scope_class`` confines selectors."""
+        key = (f"sheet {scope_class}", text)
         hit = self.cache.get(key)
         if hit is not None:
             self.issues.extend(hit[1])
             return hit[0] or ""
         before = len(self.issues)
-        css = self._stylesheet(text, scope_id)
+        css = self._stylesheet(text, scope_class)
         self._remember(key, css, tuple(self.issues[before:]))
         return css
 
-    def _stylesheet(self, text: str, scope_id: str | None) -> str:
-        scope = None if scope_id is None else _scope_selector(scope_id)
+    def _stylesheet(self, text: str, scope_class: str | None) -> str:
+        scope = None if scope_class is None else _scope_selector(scope_class)
         simple = self._simple_stylesheet(text, scope)
         if simple is not None:
             return simple
@@ -587,10 +632,15 @@ class CssSanitizer:
 
 
 @functools.lru_cache(maxsize=256)
-def _scope_selector(scope_id: str) -> str:
-    """``:where(#id,#id *)``: confines a rule to the SVG, with zero specificity."""
-    ident = tinycss2.serialize_identifier(scope_id)
-    return f":where(#{ident},#{ident} *)"
+def _scope_selector(scope: str) -> str:
+    """``:where(.s,.s *)``: confines a rule to the SVG's elements and their ``<use>`` clones.
+
+    Zero specificity. The class is on the root and on every ``<use>`` target
+    (see ``Sanitizer._mark_scope``), so a clone in a use element's shadow tree,
+    which has no ancestor outside that tree, still matches.
+    """
+    ident = tinycss2.serialize_identifier(scope)
+    return f":where(.{ident},.{ident} *)"
 
 
 def _repr(tok: Any) -> str:

@@ -10,6 +10,8 @@ Node count (elements, comments, processing instructions): every node needs a
 ``<``, so when the input has at most ``max_elements`` of them it is parsed in
 one call; otherwise the pull parser's events are counted while the bytes are
 fed in chunks and parsing stops at the limit, so memory stays bounded.
+Namespace declarations are counted the same way (``xmlns`` in the bytes, then
+the pull parser's ``start-ns`` events when that is over the limit).
 Depth: libxml2 itself refuses nesting deeper than 256 (``huge_tree=False``)
 while parsing, so a 10^5-deep document stops there; the policy's smaller
 ``max_depth`` is checked by the pull parser's events or, on the one-call
@@ -42,6 +44,27 @@ _PLAIN_DOCTYPE = re.compile(
     rb"(?:\s+PUBLIC\s+(?:\"[^\"]*\"|'[^']*')\s+(?:\"[^\"]*\"|'[^']*')"
     rb"|\s+SYSTEM\s+(?:\"[^\"]*\"|'[^']*'))?\s*>"
 )
+# The DOCTYPEs SVG 1.0 and 1.1 files carry (graphviz, old editors): dropped by
+# default (``allow_svg_doctype``) when they have no internal subset.
+_SVG_DOCTYPE = re.compile(
+    rb"<!DOCTYPE\s+svg\s+PUBLIC\s+([\"'])-//W3C//DTD SVG (?:1\.0|1\.1|1\.1 Basic|1\.1 Tiny"
+    rb"|20010904|20001102|20000802)//EN\1\s+(?:\"[^\"]*\"|'[^']*')\s*>"
+)
+# Encodings an XML declaration may name, by label (lowercase, ``_`` as ``-``):
+# those of the WHATWG Encoding Standard that Python decodes without error
+# handlers of its own, and the UTF-16/32 forms. Any other label is refused
+# before Python's codec registry sees it: ``undefined`` and ``punycode``
+# raise their own errors, and ``utf-7`` can decode to lone surrogates.
+_ENCODING_LABELS = (
+    "utf-8 utf8 utf-16 utf-16le utf-16be utf-32 utf-32le utf-32be us-ascii ascii "
+    "iso-8859-1 latin1 latin-1 iso-8859-2 iso-8859-3 iso-8859-4 iso-8859-5 iso-8859-6 "
+    "iso-8859-7 iso-8859-8 iso-8859-9 iso-8859-10 iso-8859-11 iso-8859-13 iso-8859-14 "
+    "iso-8859-15 iso-8859-16 windows-1250 windows-1251 windows-1252 windows-1253 "
+    "windows-1254 windows-1255 windows-1256 windows-1257 windows-1258 cp1250 cp1251 "
+    "cp1252 koi8-r koi8-u macintosh shift-jis sjis cp932 euc-jp iso-2022-jp gb2312 gbk "
+    "gb18030 big5 big5-hkscs euc-kr tis-620 cp874"
+)
+_ENCODINGS = {label: codecs.lookup(label).name for label in _ENCODING_LABELS.split()}
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
     (codecs.BOM_UTF32_BE, "utf-32-be"),
@@ -53,7 +76,9 @@ _BOMS = (
 
 def reject(reason: ReasonCode, detail: str, limit: int | None = None) -> SVGRejected:
     """Build the :class:`SVGRejected` for a reason code (the caller raises it)."""
-    return SVGRejected(f"SVG rejected: {reason.value}: {detail}", reason=reason.value,
+    # The message states the limit, so a log line or CLI error is actionable alone.
+    bound = "" if limit is None else f" (limit {limit})"
+    return SVGRejected(f"SVG rejected: {reason.value}: {detail}{bound}", reason=reason.value,
                        detail=detail, limit=limit)  # fmt: skip
 
 
@@ -72,7 +97,8 @@ def _make_parser(*, pull: bool = True) -> Any:
         "encoding": "utf-8",  # we always hand over UTF-8, whatever the declaration says
     }
     if pull:
-        return etree.XMLPullParser(events=("start", "end", "comment", "pi"), **options)
+        return etree.XMLPullParser(events=("start", "end", "comment", "pi", "start-ns"),
+                                   **options)  # fmt: skip
     return etree.XMLParser(**options)
 
 
@@ -100,7 +126,11 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
             raise reject(ReasonCode.TOO_MANY_BYTES, f"{len(raw)} bytes", max_bytes)
         return raw.removeprefix(codecs.BOM_UTF8)
     if not isinstance(data, bytes | bytearray | memoryview):
-        raise TypeError(f"sanitize_svg expects str or bytes, not {type(data).__name__}")
+        # A typed refusal like every other bad input (a host passing a parsed
+        # JSON value straight through gets an answer it can map to HTTP).
+        raise reject(
+            ReasonCode.NOT_WELL_FORMED, f"expected str or bytes, not {type(data).__name__}"
+        )
     raw = bytes(data)
     if len(raw) > max_bytes:
         raise reject(ReasonCode.TOO_MANY_BYTES, f"{len(raw)} bytes", max_bytes)
@@ -114,7 +144,11 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
     else:
         match = _XML_DECL_ENCODING.match(raw)
         if match:
-            encoding = match.group(1).decode("ascii").lower()
+            label = match.group(1).decode("ascii").lower().replace("_", "-")
+            known = _ENCODINGS.get(label)
+            if known is None:
+                raise reject(ReasonCode.ENCODING_NOT_ALLOWED, f"encoding {label[:40]!r}")
+            encoding = known
     if encoding in ("utf-8", "utf8"):
         # Not decoded here: libxml2 refuses every malformed sequence itself
         # (overlong forms, surrogates, truncation, beyond U+10FFFF; see the
@@ -123,10 +157,9 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
         # the parser's allocations fault it in again).
         return raw
     try:
-        text = raw.decode(encoding)
-    except (LookupError, UnicodeDecodeError) as exc:
+        return raw.decode(encoding).encode("utf-8")
+    except UnicodeError as exc:  # undecodable bytes, or a decoded lone surrogate
         raise reject(ReasonCode.NOT_WELL_FORMED, f"cannot decode as {encoding}: {exc}") from None
-    return text.encode("utf-8")
 
 
 def _refuse_dtd(raw: bytes, first: int, policy: SanitizePolicy) -> bytes:
@@ -138,11 +171,14 @@ def _refuse_dtd(raw: bytes, first: int, policy: SanitizePolicy) -> bytes:
     match = _DOCTYPE.search(raw, first)
     if match is None:
         return raw
+    plain = None
     if policy.allow_plain_doctype:
         plain = _PLAIN_DOCTYPE.match(raw, match.start())
-        if plain is not None and not _DOCTYPE.search(raw, plain.end()):
-            # Blank it out (same length keeps line numbers and offsets).
-            return raw[: plain.start()] + b" " * (plain.end() - plain.start()) + raw[plain.end() :]
+    elif policy.allow_svg_doctype:
+        plain = _SVG_DOCTYPE.match(raw, match.start())
+    if plain is not None and not _DOCTYPE.search(raw, plain.end()):
+        # Blank it out (same length keeps line numbers and offsets).
+        return raw[: plain.start()] + b" " * (plain.end() - plain.start()) + raw[plain.end() :]
     raise reject(ReasonCode.DOCTYPE_FORBIDDEN, "document type declaration")
 
 
@@ -167,7 +203,16 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
     markup = len(cleaned)
     if markup > policy.max_elements:
         markup = cleaned.count(b"<")
-    if markup <= policy.max_elements:
+    # Namespace declarations likewise: each spells ``xmlns`` and takes 8 bytes
+    # at least (``xmlns=""``), so short inputs need no count. Many of them make
+    # lxml quadratic (the clean-up before writing, and every namespaced
+    # attribute set, search the declarations per element): counted exactly by
+    # the pull parser when the raw count is over the limit.
+    max_namespaces = policy.max_namespace_declarations
+    namespaces = 0
+    if len(cleaned) > 8 * max_namespaces:
+        namespaces = cleaned.count(b"xmlns")
+    if markup <= policy.max_elements and namespaces <= max_namespaces:
         # Every element needs a '<', so the count cannot be exceeded: parse in
         # one call (libxml2 itself refuses nesting deeper than 256; the walk
         # checks ``max_depth``). Otherwise count while parsing, below.
@@ -180,13 +225,22 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
         return root, doctype_dropped, markup
     parser = _make_parser()
     max_depth, max_elements = policy.max_depth, policy.max_elements
-    depth = elements = 0
+    depth = elements = namespaces = 0
     try:
         for start in range(0, len(cleaned), _CHUNK):
             parser.feed(cleaned[start : start + _CHUNK])
             for event, _ in parser.read_events():
                 if event == "end":
                     depth -= 1
+                    continue
+                if event == "start-ns":
+                    namespaces += 1
+                    if namespaces > max_namespaces:
+                        raise reject(
+                            ReasonCode.TOO_MANY_NAMESPACES,
+                            f"more than {max_namespaces} namespace declarations",
+                            max_namespaces,
+                        )
                     continue
                 # Elements, comments and processing instructions all count: each
                 # is a node in memory and a line in the report.

@@ -78,8 +78,12 @@ class SanitizePolicy(BaseModel):
             Ids already carrying the prefix are kept, which keeps sanitizing stable.
         confine_styles: rewrite ``<style>`` selectors so they only match inside this
             SVG when it is inlined in an HTML page (the root gets an id if needed).
-        allow_plain_doctype: drop (instead of rejecting) a DOCTYPE that has no internal
-            subset, as exported by old editors. It is never loaded.
+        allow_svg_doctype: drop (instead of rejecting) the standard SVG 1.0/1.1
+            DOCTYPE (``<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" "...">``, as graphviz
+            and old editors write it) when it has no internal subset. On in both presets:
+            it is never loaded, and nothing of it reaches the output.
+        allow_plain_doctype: drop (instead of rejecting) any DOCTYPE that has no internal
+            subset. It is never loaded.
         max_bytes: input size limit, checked before parsing.
         max_elements: element count limit, checked while parsing.
         max_depth: nesting depth limit, checked while parsing.
@@ -90,6 +94,9 @@ class SanitizePolicy(BaseModel):
         max_path_length: length limit of path data (``d``, ``points``, ``path``).
         max_rendered_elements: limit on elements rendered once ``<use>`` references
             are expanded (guards against exponential ``<use>`` fan-out).
+        max_namespace_declarations: ``xmlns`` declarations in the whole document
+            (lxml's namespace clean-up and namespaced attribute writes cost time
+            proportional to the declarations times the elements).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -107,6 +114,7 @@ class SanitizePolicy(BaseModel):
     link_schemes: frozenset[str] = frozenset()
     id_prefix: str | None = None
     confine_styles: bool = True
+    allow_svg_doctype: bool = True
     allow_plain_doctype: bool = False
 
     max_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
@@ -116,6 +124,7 @@ class SanitizePolicy(BaseModel):
     max_attribute_length: int = Field(default=65_536, gt=0)
     max_path_length: int = Field(default=1_048_576, gt=0)
     max_rendered_elements: int = Field(default=250_000, gt=0)
+    max_namespace_declarations: int = Field(default=256, gt=0, le=10_000)
 
     _presets: ClassVar[dict[str, SanitizePolicy]] = {}
 

@@ -20,6 +20,8 @@ class ReasonCode(StrEnum):
     """The input is not well-formed XML (or not decodable text)."""
     NOT_SVG_ROOT = "not_svg_root"
     """The root element is not ``<svg>`` in the SVG namespace."""
+    ENCODING_NOT_ALLOWED = "encoding_not_allowed"
+    """The XML declaration names an encoding outside the allowlist (``utf-7``, ``punycode``)."""
     DOCTYPE_FORBIDDEN = "doctype_forbidden"
     """The input has a DOCTYPE (document type declaration)."""
     ENTITY_FORBIDDEN = "entity_forbidden"
@@ -36,6 +38,8 @@ class ReasonCode(StrEnum):
     """An element has more attributes than ``max_attributes``."""
     PATH_TOO_LONG = "path_too_long"
     """Path data (``d``, ``points``, ``path``) is longer than ``max_path_length``."""
+    TOO_MANY_NAMESPACES = "too_many_namespaces"
+    """The input declares more namespaces than ``max_namespace_declarations``."""
     TOO_MUCH_RENDERING = "too_much_rendering"
     """``<use>`` references would expand to more than ``max_rendered_elements``."""
     EMPTY_RESULT = "empty_result"
@@ -76,8 +80,8 @@ class ReasonCode(StrEnum):
     """An id, class or reference rewritten with the policy's ``id_prefix``."""
     SELECTOR_CONFINED = "selector_confined"
     """A CSS selector rewritten so it matches only inside this SVG."""
-    ROOT_ID_ADDED = "root_id_added"
-    """The root ``<svg>`` was given an id so that ``<style>`` rules can be confined to it."""
+    SCOPE_CLASS_ADDED = "scope_class_added"
+    """The root ``<svg>`` or a ``<use>`` target was given the class that confines ``<style>``."""
 
 
 class Action(StrEnum):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections.abc import Iterator
 from typing import Any, cast
 
 from lxml import etree
@@ -35,7 +37,7 @@ _SCHEME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789+.-")
 _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
 _URL_OPEN = re.compile(r"url\(([\"']?)(.)")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]+")
-_DEFAULT_ROOT_ID = "chatsvg"
+_DEFAULT_SCOPE = "chatsvg"
 _CLEAN_SIZE = 8192
 # A same-document reference that URL normalisation leaves as it is: allowed in
 # every context, and kept as written when ids are not prefixed.
@@ -184,7 +186,12 @@ class Sanitizer:
     def __init__(self, policy: SanitizePolicy | None = None) -> None:
         self.policy = policy if policy is not None else SanitizePolicy.default()
         p = self.policy
-        self._elements = frozenset(_SVG_PREFIX + name for name in p.elements)
+        elements = p.elements
+        if p.confine_styles and "class" not in p.attributes:
+            # Confinement marks elements with a class (``_mark_scope``); a policy
+            # without ``class`` cannot confine, so it keeps no ``<style>``.
+            elements = elements - {"style"}
+        self._elements = frozenset(_SVG_PREFIX + name for name in elements)
         base = t.CORE_ATTRIBUTES if p.allow_style_attribute else t.CORE_ATTRIBUTES - {"style"}
         self._kinds: dict[str, dict[str, int]] = {}
         quick: dict[str, frozenset[str]] = {}
@@ -226,6 +233,10 @@ class Sanitizer:
             )
             for name in {*p.elements, "a"}  # a disallowed <a> is still walked (unwrapped)
         }
+        # The class that confines ``<style>`` rules (see ``_mark_scope``).
+        self._scope: str | None = None
+        if p.allow_style_element and p.confine_styles and "style" in elements:
+            self._scope = p.id_prefix if p.id_prefix is not None else _DEFAULT_SCOPE
         self._css_cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = {}
         self._clean: dict[tuple[str, str, str], str] = {}
         self._animatable = frozenset(
@@ -233,6 +244,38 @@ class Sanitizer:
             for a in p.attributes
             if "{" not in a and a.lower() not in t.ANIMATION_FORBIDDEN_TARGETS
         )
+
+    @classmethod
+    def prepared(cls, policy: SanitizePolicy | None = None) -> Sanitizer:
+        """The shared sanitizer for ``policy`` (equal policies share one; ``None``: default).
+
+        Building a sanitizer computes its tables; ``sanitize_svg``, the engine
+        and the CLI come through here, so passing a policy never costs a
+        rebuild per call. The cache is keyed by the frozen policy and bounded:
+        beyond ``PREPARED_CACHE_SIZE`` distinct policies the oldest is dropped.
+
+        Example:
+            >>> Sanitizer.prepared(SanitizePolicy.strict()) is Sanitizer.prepared(
+            ...     SanitizePolicy.strict().extend())
+            True
+        """
+        global _LAST
+        if policy is None:
+            policy = SanitizePolicy.default()
+        last = _LAST
+        if last is not None and last[0] is policy:
+            # Callers mostly pass the same object: no hash (pydantic computes
+            # a model's hash from all its fields on every call).
+            return last[1]
+        sanitizer = _PREPARED.get(policy)
+        if sanitizer is None:
+            built = cls(policy)
+            with _PREPARED_LOCK:
+                sanitizer = _PREPARED.setdefault(policy, built)
+                while len(_PREPARED) > PREPARED_CACHE_SIZE:
+                    del _PREPARED[next(iter(_PREPARED))]
+        _LAST = (policy, sanitizer)
+        return sanitizer
 
     # --- id prefixing ---------------------------------------------------------
 
@@ -269,13 +312,11 @@ class Sanitizer:
         for sibling in root.itersiblings():
             self._note_misc(run, sibling)
         had_children = len(root) > 0
-        scope_id = self._scope_id(root)
-        self._element(run, root, _SVG_ROOT, scope_id, 1)
-        if run.style_kept and scope_id is not None and root.get("id") is None:
-            _set_first(root, "id", scope_id)
-            run.ids.setdefault(scope_id, root)
-            run.note(Action.REWRITTEN, "id", ReasonCode.ROOT_ID_ADDED, root, "id", scope_id)
+        scope = self._scope
+        self._element(run, root, _SVG_ROOT, scope, 1)
         self._bound_rendering(run, root, nodes)
+        if run.style_kept and scope is not None:
+            self._mark_scope(run, root, scope)
         if run.removed and had_children and not _has_drawable(root):
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
         svg = serialize(root)
@@ -289,14 +330,29 @@ class Sanitizer:
     # drop are collected while iterating and spliced out after, keeping their
     # surrounding text.
 
-    def _scope_id(self, root: Any) -> str | None:
-        p = self.policy
-        if not (p.allow_style_element and p.confine_styles):
-            return None
-        existing = root.get("id")
-        if existing is not None and existing.strip():
-            return self.prefix_id(existing)
-        return p.id_prefix if p.id_prefix is not None else _DEFAULT_ROOT_ID
+    def _mark_scope(self, run: _Run, root: Any, scope: str) -> None:
+        """Give the scope class to the root and to every ``<use>`` target.
+
+        Confined selectors end with ``:where(.S,.S *)``. The root's class makes
+        them match the SVG's own tree; a ``<use>`` draws a clone of its target
+        in a shadow tree, where the root is no ancestor, so the target carries
+        the class as well and its clone (with the clone's descendants) matches
+        too. Nothing outside this SVG and its clones has the class, so the
+        rules still never reach the host page. Ids are not used: an id the
+        input chose (``<svg id="app">``) could name an element of the host.
+        """
+        marked: set[Any] = set()
+        for el in (root, *(_use_target(u, run.ids) for u in run.uses)):
+            if el is None or el in marked:
+                continue
+            marked.add(el)
+            current = el.get("class")
+            if current is not None and scope in current.split():
+                continue
+            el.set("class", scope if current is None or not current.strip()
+                   else f"{current} {scope}")  # fmt: skip
+            run.note(Action.REWRITTEN, "attribute", ReasonCode.SCOPE_CLASS_ADDED, el, "class",
+                     scope)  # fmt: skip
 
     def _note_misc(self, run: _Run, node: Any) -> None:
         if isinstance(node, etree._Comment):
@@ -593,7 +649,9 @@ class Sanitizer:
         Every element renders once, and every ``<use>`` renders its target's
         subtree again (with its own uses expanded), so the rendered count is
         ``elements + sum(rendered(target) for each use)``; only referenced
-        subtrees are walked.
+        subtrees are walked. Two linear passes over them: one finds every
+        ``<use>`` on a reference cycle (``_cyclic_uses``), one sizes the
+        remaining graph, which is then acyclic (``_rendered_sizes``).
         """
         if not run.uses:
             return
@@ -628,13 +686,12 @@ class Sanitizer:
                          f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
         if not uses:
             return
-        while True:
-            size, cyclic = self._rendered_sizes(uses, ids, limit)
-            if not cyclic:
-                break
-            # Browsers ignore a <use> in a reference cycle; drop it and measure again.
+        cyclic = _cyclic_uses(uses, ids)
+        if cyclic:
+            # Browsers ignore a <use> in a reference cycle; drop them all at once.
             self._drop_cyclic(run, root, cyclic)
             uses = [u for u in uses if u not in cyclic]
+        size = _rendered_sizes(uses, ids, limit)
         total = elements
         for use in uses:
             target = _use_target(use, ids)
@@ -643,65 +700,6 @@ class Sanitizer:
                 if exceeds(total):
                     raise reject(ReasonCode.TOO_MUCH_RENDERING,
                                  f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
-
-    @staticmethod
-    def _rendered_sizes(
-        uses: list[Any], ids: dict[str, Any], limit: int
-    ) -> tuple[dict[Any, int], set[Any]]:
-        """Rendered size (capped at ``limit + 1``) of every use target's subtree, and cyclic uses.
-
-        An iterative depth-first search over child edges and use -> target edges
-        (no recursion, so a 10^5-long chain is fine). ``path`` is the current
-        DFS path; an edge back into it closes a cycle, which always contains a
-        use edge: the last use edge on the cycle is cut.
-
-        Elements are the keys (not ``id()``): lxml makes a new proxy object for
-        a node whose old proxy was freed, so only a proxy kept alive by the
-        dictionary keeps its identity.
-        """
-        size: dict[Any, int] = {}
-        done: set[Any] = set()
-        on_path: dict[Any, int] = {}
-        path: list[Any] = []
-        cyclic: set[Any] = set()
-        for use in uses:
-            start = _use_target(use, ids)
-            if start is None or start in done:
-                continue
-            work: list[tuple[Any, bool]] = [(start, False)]
-            while work:
-                node, expanded = work.pop()
-                if expanded:
-                    total = 1
-                    for child in node:
-                        total += size.get(child, 0)
-                    target = _use_target(node, ids)
-                    if target is not None and node not in cyclic:
-                        total += size.get(target, 0)
-                    size[node] = min(total, limit + 1)
-                    done.add(node)
-                    path.pop()
-                    del on_path[node]
-                    continue
-                if node in done or node in on_path:
-                    continue
-                on_path[node] = len(path)
-                path.append(node)
-                work.append((node, True))
-                edges = list(node)
-                target = _use_target(node, ids)
-                if target is not None:
-                    edges.append(target)
-                for nxt in edges:
-                    if nxt in on_path:
-                        cycle = [*path[on_path[nxt] :], nxt]
-                        for a, b in zip(reversed(cycle[:-1]), reversed(cycle[1:]), strict=True):
-                            if _use_target(a, ids) is b:
-                                cyclic.add(a)
-                                break
-                    elif nxt not in done:
-                        work.append((nxt, False))
-        return size, cyclic
 
     def _drop_cyclic(self, run: _Run, root: Any, bad: set[Any]) -> None:
         by_parent: dict[Any, dict[Any, bool]] = {}
@@ -712,6 +710,96 @@ class Sanitizer:
                 by_parent.setdefault(use.getparent(), {})[use] = False
         for parent, changes in by_parent.items():
             _splice(parent, changes)
+
+
+def _edges(node: Any, ids: dict[str, Any]) -> Iterator[Any]:
+    """``node``'s children, then the target of ``node`` if it is a ``<use>``."""
+    yield from node
+    target = _use_target(node, ids)
+    if target is not None:
+        yield target
+
+
+def _cyclic_uses(uses: list[Any], ids: dict[str, Any]) -> set[Any]:
+    """Every ``<use>`` that lies on a reference cycle, in one pass (Tarjan's algorithm).
+
+    The graph has child edges and use -> target edges, from the targets of
+    ``uses``. Child edges form a tree, so every cycle holds a use edge, and a
+    use edge lies on a cycle exactly when the use and its target are in the
+    same strongly connected component. Cutting all such edges (and no other)
+    leaves the graph acyclic, and it is what browsers do: each of those uses
+    would contain itself. Iterative (a 10^5-long chain is fine) and linear in
+    the walked nodes and edges: no path copies, no second pass.
+
+    Elements are the keys (not ``id()``): lxml makes a new proxy object for a
+    node whose old proxy was freed, so only a proxy kept alive by the
+    dictionaries keeps its identity.
+    """
+    index: dict[Any, int] = {}
+    low: dict[Any, int] = {}
+    component: dict[Any, int] = {}  # node -> index of its component's root
+    stack: list[Any] = []
+    for use in uses:
+        start = _use_target(use, ids)
+        if start is None or start in index:
+            continue
+        index[start] = low[start] = len(index)
+        stack.append(start)
+        work: list[tuple[Any, Iterator[Any]]] = [(start, _edges(start, ids))]
+        while work:
+            node, edges = work[-1]
+            for nxt in edges:
+                if nxt not in index:
+                    index[nxt] = low[nxt] = len(index)
+                    stack.append(nxt)
+                    work.append((nxt, _edges(nxt, ids)))
+                    break
+                if nxt not in component and index[nxt] < low[node]:
+                    low[node] = index[nxt]  # still on the stack: same component
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    if low[node] < low[parent]:
+                        low[parent] = low[node]
+                if low[node] == index[node]:
+                    root = index[node]
+                    while True:
+                        member = stack.pop()
+                        component[member] = root
+                        if member is node:
+                            break
+    cyclic: set[Any] = set()
+    for node, root in component.items():
+        target = _use_target(node, ids)
+        if target is not None and component.get(target) == root:
+            cyclic.add(node)
+    return cyclic
+
+
+def _rendered_sizes(uses: list[Any], ids: dict[str, Any], limit: int) -> dict[Any, int]:
+    """Rendered size (capped at ``limit + 1``) of every use target's subtree.
+
+    The graph (child edges, use -> target edges) has no cycle left, so each
+    node's size is computed once, after its successors (memoised, iterative).
+    """
+    size: dict[Any, int] = {}
+    for use in uses:
+        start = _use_target(use, ids)
+        if start is None or start in size:
+            continue
+        work: list[tuple[Any, bool]] = [(start, False)]
+        while work:
+            node, expanded = work.pop()
+            if expanded:
+                total = 1
+                for nxt in _edges(node, ids):
+                    total += size[nxt]
+                size[node] = min(total, limit + 1)
+            elif node not in size:
+                work.append((node, True))
+                work.extend((nxt, False) for nxt in _edges(node, ids) if nxt not in size)
+    return size
 
 
 def _href(node: Any) -> str | None:
@@ -767,15 +855,6 @@ def _splice(parent: Any, changes: dict[Any, bool]) -> None:
             owner.tail = text
 
 
-def _set_first(el: Any, key: str, value: str) -> None:
-    """Set an attribute as the first one (lxml appends new attributes)."""
-    items = el.items()
-    el.attrib.clear()
-    el.set(key, value)
-    for k, v in items:
-        el.set(k, v)
-
-
 def _has_scheme(text: str) -> bool:
     """Whether ``text`` (lowercased) contains ``scheme:`` (a letter, scheme chars, a colon).
 
@@ -800,11 +879,18 @@ def _has_drawable(root: Any) -> bool:
     return any(el.tag in _DRAWABLE_TAGS for el in root.iter())
 
 
-_DEFAULT: Sanitizer | None = None
+PREPARED_CACHE_SIZE = 32
+"""Distinct policies whose prepared :class:`Sanitizer` is kept (``Sanitizer.prepared``)."""
+_PREPARED: dict[SanitizePolicy, Sanitizer] = {}
+_PREPARED_LOCK = threading.Lock()
+_LAST: tuple[SanitizePolicy, Sanitizer] | None = None
 
 
 def sanitize_svg(data: str | bytes, *, policy: SanitizePolicy | None = None) -> SanitizedSVG:
     """Sanitize an SVG document under ``policy`` (the ``default`` preset when omitted).
+
+    Equal policies share one prepared :class:`Sanitizer` (a bounded cache), so
+    passing a policy costs no more than omitting it.
 
     Example:
         >>> sanitize_svg('<svg xmlns="http://www.w3.org/2000/svg">'
@@ -815,9 +901,4 @@ def sanitize_svg(data: str | bytes, *, policy: SanitizePolicy | None = None) -> 
         SVGRejected: the input cannot be made safe; ``err.reason`` is a :class:`ReasonCode`
             value, ``err.detail`` says what, ``err.limit`` the limit exceeded (if any).
     """
-    global _DEFAULT
-    if policy is None:
-        if _DEFAULT is None:
-            _DEFAULT = Sanitizer()
-        return _DEFAULT.sanitize(data)
-    return Sanitizer(policy).sanitize(data)
+    return Sanitizer.prepared(policy).sanitize(data)

@@ -140,8 +140,15 @@ def _plugin(scheme: str) -> Factory | None:
     return None
 
 
-async def open_storage(url: str, **options: Any) -> Store:
+async def open_storage(url: str, *, migrate: bool = True, **options: Any) -> Store:
     """Open the store a URL names; ``options`` override the URL's query options.
+
+    With ``migrate=False`` the schema is only checked, never written: a
+    database that is empty or behind raises
+    :class:`~chatsvg_core.errors.IncompatibleStorage` (its ``version`` and
+    ``latest`` fields say how far behind), so read-only tools and deploys
+    that migrate as a separate step (``chatsvg migrate``) never change it.
+    The memory store has no schema and ignores it.
 
     URLs:
 
@@ -164,6 +171,9 @@ async def open_storage(url: str, **options: Any) -> Store:
     if not sep or not scheme:
         raise ConfigurationError("a storage URL looks like scheme://...", url=url)
     scheme = scheme.lower()
+    if not migrate and scheme != "memory":
+        # Plug-ins only see the option when it differs from the default.
+        options = {**options, "auto_migrate": False}
     builtin = SCHEMES.get(scheme)
     if builtin is not None:
         return await builtin(url, **options)

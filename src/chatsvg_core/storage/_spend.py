@@ -24,6 +24,8 @@ __all__ = ["SpendReader", "SpendState", "read_spend_state", "read_spend_state_re
 class SpendState:
     """The facts a spend is decided on, read under the owner's account lock."""
 
+    exists: bool
+    """Whether the owner has an account (one without is an owner with a balance of 0)."""
     seen: LedgerEntry | None
     """The entry of the spend's kind this reference already has (a replay), if any."""
     other: bool
@@ -45,13 +47,13 @@ class SpendReader(Protocol):
         other: EntryKind,
         ref: str,
         window: tuple[datetime, datetime] | None,
-    ) -> SpendState | None:
+    ) -> SpendState:
         """Lock the owner's account and read a spend's facts in one call.
 
-        ``None`` when the owner has no account (nothing locked, nothing
-        created). Otherwise the answer equals
-        :func:`read_spend_state_reference`'s, and the account lock is held
-        as :meth:`~chatsvg_core.storage.StoreTransaction.lock_account` holds it.
+        The answer equals :func:`read_spend_state_reference`'s, and the
+        account lock is held as
+        :meth:`~chatsvg_core.storage.StoreTransaction.lock_account` holds it
+        (an owner without an account: nothing locked, nothing created).
         """
         ...
 
@@ -63,15 +65,14 @@ async def read_spend_state_reference(
     other: EntryKind,
     ref: str,
     window: tuple[datetime, datetime] | None,
-) -> SpendState | None:
+) -> SpendState:
     """:func:`read_spend_state` over the fine primitives (the specification)."""
-    if not await tx.lock_account(owner):
-        return None
+    exists = await tx.lock_account(owner)
     seen = await tx.find_entry(kind, ref)
     has_other = await tx.find_entry(other, ref) is not None
     balance = await tx.balance(owner)
     used = None if window is None else await tx.usage(owner, since=window[0], until=window[1])
-    return SpendState(seen=seen, other=has_other, balance=balance, used=used)
+    return SpendState(exists=exists, seen=seen, other=has_other, balance=balance, used=used)
 
 
 async def read_spend_state(
@@ -81,11 +82,11 @@ async def read_spend_state(
     other: EntryKind,
     ref: str,
     window: tuple[datetime, datetime] | None,
-) -> SpendState | None:
+) -> SpendState:
     """Lock ``owner``'s account and read what a spend of ``kind`` for ``ref`` is decided on.
 
     ``window`` is the daily cap's ``[since, until)`` (``None``: no cap, usage
-    not read). Returns ``None`` when the owner has no account. Uses the
+    not read). Uses the
     transaction's :class:`SpendReader` when it has one (one statement on the
     SQL backends), else :func:`read_spend_state_reference`.
     """
@@ -93,6 +94,6 @@ async def read_spend_state(
     # charge, and a runtime protocol check costs more than the statement.
     fast = getattr(tx, "spend_state", None)
     if fast is not None:
-        state: SpendState | None = await fast(owner, kind, other, ref, window)
+        state: SpendState = await fast(owner, kind, other, ref, window)
         return state
     return await read_spend_state_reference(tx, owner, kind, other, ref, window)

@@ -68,7 +68,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _JOB_COLUMNS = (
     "id, owner, status, attempt, max_attempts, run_at, lease_expires_at, lease_token, "
     "worker_id, request, request_hash, idempotency_key, last_error, result_ref, version, "
-    "created_at, updated_at"
+    "created_at, updated_at, trace_context"
 )
 _ENTRY_COLUMNS = "id, owner, kind, amount, ref, memo, created_at"
 _IDEM_COLUMNS = "scope, idem_key, request_hash, job_id, created_at, expires_at"
@@ -130,8 +130,6 @@ class SQLTransaction:
     """Appended to a SELECT that must lock its rows (``FOR UPDATE`` on PostgreSQL)."""
     skip_locked: ClassVar[str] = ""
     """Appended to the claim query (``FOR UPDATE SKIP LOCKED`` on PostgreSQL)."""
-    lock_account_row: ClassVar[str] = ""
-    """Appended to the spend read to lock the account row (``FOR UPDATE OF a``)."""
 
     def __init__(self) -> None:
         self._finished = False
@@ -195,6 +193,7 @@ class SQLTransaction:
             job.version,
             self._ts(job.created_at),
             self._ts(job.updated_at),
+            None if job.trace_context is None else _dump(job.trace_context),
         )
 
     def _job(self, row: tuple[Any, ...]) -> Job:
@@ -217,6 +216,7 @@ class SQLTransaction:
                 "version": row[14],
                 "created_at": self._dt(row[15]),
                 "updated_at": self._dt(row[16]),
+                "trace_context": None if row[17] is None else json.loads(row[17]),
             }
         )
 
@@ -263,7 +263,7 @@ class SQLTransaction:
         # a failed statement would abort the caller's whole transaction.
         changed = await self._exec(
             f"INSERT INTO chatsvg_jobs ({_JOB_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO NOTHING",
             self._job_params(job),
         )
@@ -517,12 +517,12 @@ class SQLTransaction:
         other: EntryKind,
         ref: str,
         window: tuple[datetime, datetime] | None,
-    ) -> SpendState | None:
+    ) -> SpendState:
         """What a charge or reservation is decided on, in one statement (``SpendReader``).
 
-        The account row (locked), the entry this reference already has, the
-        other mode's existence and, with a window, the usage of
-        :meth:`usage`: the same SQL as the fine primitives, as subqueries.
+        The account row (locked, when the dialect locks rows), the entry this
+        reference already has, the other mode's existence and, with a window,
+        the usage of :meth:`usage`: the fine primitives' SQL, as subqueries.
         """
         self._check_open()
         usage = "NULL"
@@ -530,25 +530,39 @@ class SQLTransaction:
         if window is not None:
             usage = f"({USAGE})"
             params += [owner, self._ts(utc(window[0])), self._ts(utc(window[1]))]
-        params += [EntryKind(kind).value, ref, owner]
+        params += [owner, EntryKind(kind).value, ref]
         row = await self._one(
             "SELECT a.balance, s.id, s.owner, s.amount, s.memo, s.created_at, "
             "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
-            f"{usage} FROM chatsvg_accounts a "
-            "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ? "
-            f"WHERE a.owner = ?{self.lock_account_row}",
+            f"{usage} FROM (SELECT 1) AS one "
+            "LEFT JOIN chatsvg_accounts a ON a.owner = ? "
+            "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?",
             params,
         )
-        if row is None:
-            return None
+        assert row is not None  # one row, whatever exists
+        return self._spend_state(kind, ref, row[0], row[1:], window is not None)
+
+    def _spend_state(
+        self,
+        kind: EntryKind,
+        ref: str,
+        balance: int | None,
+        facts: Sequence[Any],
+        with_usage: bool,
+    ) -> SpendState:
+        """A :class:`SpendState` from the account's balance (``None``: no account) and
+        ``(seen id, owner, amount, memo, created_at, other exists, usage)``."""
         seen = None
-        if row[1] is not None:
-            seen = self._entry((row[1], row[2], EntryKind(kind).value, row[3], ref, row[4], row[5]))
+        if facts[0] is not None:
+            seen = self._entry(
+                (facts[0], facts[1], EntryKind(kind).value, facts[2], ref, facts[3], facts[4])
+            )
         return SpendState(
+            exists=balance is not None,
             seen=seen,
-            other=bool(row[6]),
-            balance=int(row[0]),
-            used=None if window is None else int(row[7]),
+            other=bool(facts[5]),
+            balance=0 if balance is None else int(balance),
+            used=int(facts[6]) if with_usage else None,
         )
 
     async def entries(

@@ -134,7 +134,6 @@ class PostgresTransaction(SQLTransaction):
     dialect = "postgres"
     for_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
-    lock_account_row = " FOR UPDATE OF a"
 
     def __init__(self, store: PostgresStore, conn: AConn) -> None:
         super().__init__()
@@ -183,7 +182,7 @@ class PostgresTransaction(SQLTransaction):
         other: EntryKind,
         ref: str,
         window: tuple[datetime, datetime] | None,
-    ) -> SpendState | None:
+    ) -> SpendState:
         """The spend read (``SpendReader``): lock, then read, in one round trip.
 
         Two statements, because under READ COMMITTED every part of one
@@ -219,17 +218,9 @@ class PostgresTransaction(SQLTransaction):
             row = await facts.fetchone()
         except psycopg.Error as exc:
             raise _map_error(exc) from exc
-        if account is None:
-            return None
-        assert row is not None
-        seen = None
-        if row[0] is not None:
-            seen = self._entry((row[0], row[1], EntryKind(kind).value, row[2], ref, row[3], row[4]))
-        return SpendState(
-            seen=seen,
-            other=bool(row[5]),
-            balance=int(account[0]),
-            used=None if window is None else int(row[6]),
+        assert row is not None  # one row, whatever exists
+        return self._spend_state(
+            kind, ref, None if account is None else account[0], row, window is not None
         )
 
     async def extend_leases(
@@ -269,6 +260,61 @@ class PostgresTransaction(SQLTransaction):
             "LIMIT ? FOR UPDATE SKIP LOCKED)",
             (utc(now), max(0, limit)),
         )
+
+
+_CONNECT_TIMEOUT = 5
+"""Seconds one connection attempt may take unless the URL sets ``connect_timeout``."""
+
+# Server answers that no retry can change: the configuration is wrong.
+_MISCONFIGURED = {
+    "3D000": ("missing_database", "the database does not exist"),
+    "28P01": ("bad_credentials", "the password was refused"),
+    "28000": ("bad_credentials", "the server refused this user or client"),
+    "42501": ("bad_credentials", "the user may not connect to this database"),
+}
+
+
+async def _probe(conninfo: str, params: dict[str, Any]) -> None:
+    """Connect once, raising a typed error that names why it failed."""
+    where = f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
+    database = params.get("dbname") or params.get("user") or ""
+    try:
+        conn = await psycopg.AsyncConnection.connect(conninfo)
+    except psycopg.Error as exc:
+        text = str(exc)
+        known = _MISCONFIGURED.get(getattr(exc, "sqlstate", None) or "")
+        # libpq reports a refused login as text without a SQLSTATE.
+        if known is None and re.search(r'database "[^"]*" does not exist', text):
+            known = ("missing_database", "the database does not exist")
+        if known is None and re.search(r'role "[^"]*" does not exist', text):
+            known = ("bad_credentials", "the user does not exist")
+        if known is None and (
+            "password authentication failed" in text
+            or "no pg_hba.conf entry" in text
+            or "no password supplied" in text
+        ):
+            known = ("bad_credentials", "the server refused the login")
+        if known is None and "Connection refused" in text:
+            known = ("connection_refused", "nothing accepts connections there (wrong port?)")
+        if known is None and ("translate host name" in text or "Name or service" in text):
+            known = ("unknown_host", "the host name does not resolve")
+        if known is not None:
+            cause, why = known
+            raise ConfigurationError(
+                f"PostgreSQL at {where}, database {database!r}: {why}",
+                backend="postgres",
+                cause=cause,
+                host=where,
+                database=database,
+                sqlstate=getattr(exc, "sqlstate", None),
+            ) from None
+        # Timeouts and the like: the server may just be slow or restarting.
+        raise StorageUnavailable(
+            f"PostgreSQL at {where} is not reachable: {text.strip().splitlines()[-1]}",
+            backend="postgres",
+            host=where,
+        ) from exc
+    await conn.close()
 
 
 class PostgresStore:
@@ -351,6 +397,13 @@ class PostgresStore:
         if schema is not None:
             options.append(f"-c search_path={schema}")
         params["options"] = " ".join(o for o in options if o)
+        # One direct attempt first, bounded by connect_timeout: a wrong URL is
+        # reported at once with its cause, instead of the pool retrying it
+        # until pool_timeout and calling it a transient outage.
+        params.setdefault("connect_timeout", str(_CONNECT_TIMEOUT))
+        conninfo = psycopg.conninfo.make_conninfo("", **params)
+        await _probe(conninfo, params)
+
         recent: weakref.WeakKeyDictionary[AConn, float] = weakref.WeakKeyDictionary()
 
         async def check(conn: AConn) -> None:
@@ -364,7 +417,7 @@ class PostgresStore:
             await AsyncConnectionPool.check_connection(conn)
 
         pool: AsyncConnectionPool[AConn] = AsyncConnectionPool(
-            psycopg.conninfo.make_conninfo("", **params),
+            conninfo,
             min_size=min_size,
             max_size=max_size,
             timeout=pool_timeout,

@@ -19,6 +19,10 @@ database)::
 Needs the ``testing`` extra (pytest, hypothesis). The parts can also be used
 one by one: :class:`PrimitiveConformance` (one promise of each primitive per
 test), and the ledger, job and concurrency suites.
+
+Queue adapters have their own suite, :class:`QueueConformance`: implement
+``open_queue()`` and ``run_worker(queue, engine)`` (see its docstring and
+docs/queues/custom-adapter.md).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from chatsvg_core.testing.conformance._concurrency import ConcurrencyConformance
 from chatsvg_core.testing.conformance._jobs import JobConformance
 from chatsvg_core.testing.conformance._ledger import LedgerConformance, check_ledger_invariants
 from chatsvg_core.testing.conformance._primitives import PrimitiveConformance
+from chatsvg_core.testing.conformance._queue import QueueConformance, QueueProbe
 
 __all__ = [
     "Capability",
@@ -36,6 +41,8 @@ __all__ = [
     "JobConformance",
     "LedgerConformance",
     "PrimitiveConformance",
+    "QueueConformance",
+    "QueueProbe",
     "StoreConformance",
     "check_ledger_invariants",
 ]

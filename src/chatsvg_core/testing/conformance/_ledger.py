@@ -185,7 +185,7 @@ class LedgerConformance(ConformanceBase):
                 state = await read_spend_state(
                     tx, "alice", EntryKind.CHARGE, EntryKind.RESERVE, "c1", day
                 )
-            assert state is not None and state.seen is not None
+            assert state.exists and state.seen is not None
             assert (state.seen.amount, state.balance, state.used) == (-5, 84, 9)
 
         self.run(body)
@@ -261,13 +261,12 @@ class _LedgerMachine(HostMachine):
         other = EntryKind.RESERVE if kind is EntryKind.CHARGE else EntryKind.CHARGE
         expected: Outcome | None
         written = False
-        if owner not in m.accounts:
-            expected = _err("UnknownAccount")
-        else:
-            expected = m.replay(kind, job, owner, -amount)
+        expected = m.replay(kind, job, owner, -amount)
         if expected is None:
             start, end = day.window(now)
-            if (other, job) in m.keyed:
+            if owner not in m.accounts:
+                expected = _err("InsufficientCredits")  # no account: a balance of 0
+            elif (other, job) in m.keyed:
                 expected = _err("LedgerConflict")
             elif m.balance(owner) < amount:
                 expected = _err("InsufficientCredits")
@@ -387,14 +386,12 @@ class _LedgerMachine(HostMachine):
     def adjust(self, owner: str, amount: int, ref: str | None) -> None:
         m, now = self.model, self.now
         expected: Outcome | None
-        if owner not in m.accounts:
-            expected = _err("UnknownAccount")
-        else:
-            expected = m.replay(EntryKind.ADJUSTMENT, ref, owner, amount) if ref else None
+        expected = m.replay(EntryKind.ADJUSTMENT, ref, owner, amount) if ref else None
         if expected is None:
             if m.balance(owner) + amount < 0:
                 expected = _err("InsufficientCredits")
             else:
+                m.accounts.add(owner)  # a positive correction opens the account
                 expected = m.add(owner, EntryKind.ADJUSTMENT, amount, ref, now)
         self._step(lambda tx: L.adjust(tx, owner, amount, now=now, ref=ref), expected)
 

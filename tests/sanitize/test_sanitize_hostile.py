@@ -1,0 +1,305 @@
+"""Hostile shapes found by fuzzing (issue 20): each reproducer, fixed at its cause.
+
+No timing asserts: linear time is shown by operation counts that must double
+with the input (``<use>`` graph edges visited), and by ``benchmarks/
+bench_sanitize_hostile.py`` for wall time. The timeouts only stop a
+regression from hanging the suite.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from chatsvg_core.errors import SVGRejected
+from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, sanitize_svg
+from chatsvg_core.sanitize import _sanitizer as sanitizer_module
+from chatsvg_core.testing.strategies import svg_safety_violations
+
+NS = 'xmlns="http://www.w3.org/2000/svg"'
+
+
+def rejected(data: str | bytes, policy: SanitizePolicy | None = None) -> SVGRejected:
+    with pytest.raises(SVGRejected) as info:
+        sanitize_svg(data, policy=policy)
+    return info.value
+
+
+# --- <use> graphs -------------------------------------------------------------
+
+
+def use_cycles(k: int) -> str:
+    """The issue's reproducer: ``k`` uses each closing a cycle through one ancestor."""
+    uses = '<use href="#p"/>' * k
+    return f'<svg {NS}><use href="#c"/><g id="p"><g id="c"><rect width="1"/>{uses}</g></g></svg>'
+
+
+def use_chain(length: int, back: int) -> str:
+    """``length`` chained groups, and ``back`` uses in the first one pointing at the top."""
+    top = f'<use href="#g{length - 1}"/>' * back
+    chain = "".join(f'<g id="g{i}"><use href="#g{i - 1}"/></g>' for i in range(1, length))
+    return f'<svg {NS}><g id="g0">{top}<rect width="1"/></g>{chain}</svg>'
+
+
+@pytest.fixture
+def edge_visits(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Counts the nodes whose edges the ``<use>`` graph passes visit."""
+    visits = [0]
+    edges = sanitizer_module._edges
+
+    def counting(node: Any, ids: dict[str, Any]) -> Iterator[Any]:
+        visits[0] += 1
+        return edges(node, ids)
+
+    monkeypatch.setattr(sanitizer_module, "_edges", counting)
+    return visits
+
+
+@pytest.mark.timeout(60)
+def test_every_cycle_is_cut_in_one_pass(edge_visits: list[int]) -> None:
+    # Was one pass per cycle: 32 KB took 23 s. All K uses close a cycle
+    # (each sits inside the group it references); the first use does not.
+    counts = []
+    for k in (1000, 2000):
+        edge_visits[0] = 0
+        out = sanitize_svg(use_cycles(k))
+        counts.append(edge_visits[0])
+        assert out.svg == (
+            f'<svg {NS}><use href="#c"/><g id="p"><g id="c"><rect width="1"/></g></g></svg>'
+        )
+        assert len(out.report.by_reason(ReasonCode.REFERENCE_CYCLE)) == k
+    # The work doubles with the input (a pass per cycle would quadruple it).
+    assert counts[1] <= 2.2 * counts[0]
+
+
+@pytest.mark.timeout(60)
+def test_chain_with_back_references_is_linear(edge_visits: list[int]) -> None:
+    # Was O(L*K) path copies: 871 KB took 21.6 s. Every use here is on a cycle
+    # (g0 -> top -> ... -> g0), so every one is dropped and the rest is kept.
+    counts = []
+    for size in (2000, 4000):
+        edge_visits[0] = 0
+        out = sanitize_svg(use_chain(size, size))
+        counts.append(edge_visits[0])
+        assert "<use" not in out.svg
+        assert len(out.report) == 2 * size - 1
+    assert counts[1] <= 2.2 * counts[0]
+
+
+def test_uses_off_the_cycle_are_kept_and_counted() -> None:
+    # u3 renders a (and a's own use is on the a <-> b cycle): only the
+    # uses on the cycle go, and the rest still counts toward the render bound.
+    body = (
+        '<g id="a"><rect/><use id="u1" href="#b"/></g><g id="b"><use id="u2" href="#a"/></g>'
+        '<use id="u3" href="#a"/>'
+    )
+    out = sanitize_svg(f"<svg {NS}>{body}</svg>")
+    assert out.svg == (f'<svg {NS}><g id="a"><rect/></g><g id="b"/><use id="u3" href="#a"/></svg>')
+    assert {e.detail for e in out.report.by_reason(ReasonCode.REFERENCE_CYCLE)} == {"#a", "#b"}
+    limit = SanitizePolicy.default().extend(max_rendered_elements=5)
+    assert rejected(f"<svg {NS}>{body}</svg>", limit).reason == ReasonCode.TOO_MUCH_RENDERING
+
+
+@pytest.mark.parametrize("k", [1, 3, 50])
+def test_fan_out_without_cycles_is_still_bounded(k: int) -> None:
+    # Exponential fan-out: level i uses level i-1 twice; 2**k rendered.
+    levels = ['<g id="l0"><rect/></g>'] + [
+        f'<g id="l{i}"><use href="#l{i - 1}"/><use href="#l{i - 1}"/></g>' for i in range(1, k + 1)
+    ]
+    doc = f"<svg {NS}><defs>{''.join(levels)}</defs><use href='#l{k}'/></svg>"
+    if 2**k > 250_000:
+        assert rejected(doc).reason == ReasonCode.TOO_MUCH_RENDERING
+    else:
+        assert sanitize_svg(doc).svg.count("<use") == 2 * k + 1
+
+
+# --- namespace declarations ---------------------------------------------------
+
+
+def declarations(n: int, *, xlink_last: bool = False) -> str:
+    decls = " ".join(f'xmlns:p{i}="urn:x:{i}"' for i in range(n))
+    xlink = 'xmlns:xlink="http://www.w3.org/1999/xlink"'
+    return f"{decls} {xlink}" if xlink_last else f"{xlink} {decls}"
+
+
+@pytest.mark.timeout(60)
+def test_unused_namespace_declarations_are_bounded() -> None:
+    # D unused declarations times E elements cost O(D*E) in lxml's clean-up,
+    # and a namespaced attribute set searches the declarations (40 000 x 40 000
+    # took about a minute): refused beyond the policy's limit, while parsing.
+    body = '<use xlink:href="#a "/>' * 20_000
+    doc = f"<svg {NS} {declarations(20_000, xlink_last=True)}>{body}</svg>"
+    err = rejected(doc)
+    assert err.reason == ReasonCode.TOO_MANY_NAMESPACES
+    assert err.limit == 256
+
+
+def test_namespace_limit_counts_declarations_not_mentions() -> None:
+    policy = SanitizePolicy.default().extend(max_namespace_declarations=4)
+    # The default namespace and xlink, plus two: four declarations in all.
+    head = f'<svg {NS} xmlns:xlink="http://www.w3.org/1999/xlink" xmlns:a="urn:a">'
+    nested = '<g xmlns:b="urn:b"><rect xlink:title="x"/></g>'
+    mentions = "<text>xmlns xmlns:x=''</text>" * 50  # text, not declarations
+    out = sanitize_svg(f"{head}{nested}{mentions}</svg>", policy=policy)
+    assert out.svg.startswith(f"<svg {NS}><g><rect/></g><text>xmlns")
+    extra = '<g xmlns:c="urn:c"/>'
+    assert rejected(f"{head}{nested}{extra}{mentions}</svg>", policy).reason == (
+        ReasonCode.TOO_MANY_NAMESPACES
+    )
+
+
+def test_namespace_limit_holds_on_the_pull_parser_path_too() -> None:
+    # More '<' than max_elements: the streaming path counts the declarations.
+    policy = SanitizePolicy.default().extend(max_namespace_declarations=3, max_elements=5)
+    inner = "".join(f'<g xmlns:p{i}="urn:{i}"/>' for i in range(3))
+    assert rejected(f"<svg {NS}>{inner}</svg>", policy).reason == ReasonCode.TOO_MANY_NAMESPACES
+    # Seven '<' (over max_elements), four nodes, two declarations: accepted.
+    ok = f'<svg {NS}><g xmlns:p0="urn:0"></g><g></g><rect/></svg>'
+    assert ok.count("<") > 5
+    assert sanitize_svg(ok, policy=policy).svg == f"<svg {NS}><g/><g/><rect/></svg>"
+
+
+# --- CSS escapes --------------------------------------------------------------
+
+# Characters a CSS escape may decode to that XML 1.0 cannot hold, and escapes of
+# whitespace that ``str.strip`` used to cut to a dangling backslash.
+ESCAPES = [
+    *(f"{c:X}" for c in range(1, 9)),
+    *(f"{c:X}" for c in range(0xE, 0x20)),
+    "9", "B", "C", "20", "FFFE", "FFFF", "D800", "DFFF", "110000", "0",
+]  # fmt: skip
+PLACES = [
+    '<rect fill="{e}"/>',
+    '<rect fill="a{e}"/>',
+    '<rect fill="{e} "/>',
+    '<rect style="fill:{e}"/>',
+    '<rect style="font-family:&quot;{e}&quot;;fill:red"/>',
+    "<style>rect{{fill:{e}}}rect{{stroke:red}}</style><rect/>",
+    '<style>rect{{font-family:"{e}"}}</style><rect/>',
+    '<style>rect{{font-family:"\\\\{e}"}}</style><rect/>',  # escaped backslash first
+    "<style>.a{e}b{{fill:red}}</style><rect/>",
+    "<style>@media (min-width:{e}){{rect{{fill:red}}}}</style><rect/>",
+    '<rect fill="url(#a{e})"/>',
+]
+
+
+def stable(doc: str, policy: SanitizePolicy | None = None) -> str:
+    """Sanitize ``doc`` and check that a second pass gives the same text."""
+    out = sanitize_svg(doc, policy=policy).svg
+    assert sanitize_svg(out, policy=policy).svg == out
+    return out
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_css_escapes_give_xml_and_are_stable(escape: str, place: str) -> None:
+    # Was lxml's ValueError (control characters), UnicodeEncodeError (\D800),
+    # or a dangling backslash that swallowed the next rule of a sheet.
+    body = place.format(e="\\" + escape)
+    out = stable(f"<svg {NS}>{body}</svg>")
+    assert svg_safety_violations(out) == []
+    if "stroke:red" in place:
+        assert "stroke:red" in out  # the next rule survives
+
+
+def test_escaped_space_keeps_the_next_rule() -> None:
+    out = stable(f"<svg {NS}><style>rect{{fill:\\ }}rect{{stroke:red}}</style><rect/></svg>")
+    assert "{fill:\\ }" in out
+    assert "{stroke:red}" in out
+
+
+@settings(max_examples=300)
+@given(
+    code=st.integers(0, 0x11_0000),
+    place=st.sampled_from(PLACES),
+    after=st.sampled_from(["", " ", "0", "a", "\\\\", ";"]),
+)
+def test_any_escaped_code_point_is_stable(code: int, place: str, after: str) -> None:
+    escape = f"\\{code:x}{after}"
+    try:
+        body = place.format(e=escape)
+        out = stable(f"<svg {NS}>{body}</svg>")
+    except SVGRejected:
+        return
+    assert svg_safety_violations(out) == []
+
+
+# --- encodings ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "body"),
+    [("undefined", b"x"), ("punycode", b"x"), ("utf-7", b"+2AA-"), ("x.y", b"x"), ("rot13", b"x")],
+)
+def test_encodings_outside_the_allowlist_are_refused(label: str, body: bytes) -> None:
+    # They went to Python's codec registry: UnicodeError, or a lone surrogate.
+    doc = b'<?xml version="1.0" encoding="%s"?><svg %s><text>%s</text></svg>' % (
+        label.encode(),
+        NS.encode(),
+        body,
+    )
+    assert rejected(doc).reason == ReasonCode.ENCODING_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [("Shift_JIS", "shift_jis"), ("windows-1252", "cp1252"), ("latin1", "latin-1"), ("GBK", "gbk")],
+)
+def test_allowlisted_encodings_are_decoded(label: str, codec: str) -> None:
+    text = "日本" if codec in ("shift_jis", "gbk") else "é"
+    doc = f'<?xml version="1.0" encoding="{label}"?><svg {NS}><text>{text}</text></svg>'
+    assert sanitize_svg(doc.encode(codec)).svg == f"<svg {NS}><text>{text}</text></svg>"
+
+
+# --- root ids -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root_id", ["", " ", "a"])
+@pytest.mark.parametrize("prefix", [None, "p"])
+def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: str | None) -> None:
+    # Rules were confined to ``#chatsvg`` while the root kept ``id=""`` (and
+    # ``id="p-"`` with a prefix, scoped a second time on the next pass).
+    policy = SanitizePolicy.default().extend(id_prefix=prefix)
+    out = stable(f'<svg {NS} id="{root_id}"><style>rect{{fill:red}}</style><rect/></svg>', policy)
+    scope = prefix or "chatsvg"
+    assert f"rect:where(.{scope},.{scope} *){{fill:red}}" in out
+    assert f'class="{scope}"' in out.split(">", 1)[0]
+
+
+# --- the safety checker -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<filter id="f"><feColorMatrix values="javascript:1"/></filter><rect/>',
+        '<style>rect{font-family:"url(x)"}</style><rect/>',
+        "<style>rect{font-family:'@font-face'}</style><rect/>",
+        '<rect style="font-family:&quot;url(javascript:x)&quot;"/>',
+        '<text font-family="&quot;url(x)&quot;">a</text>',
+    ],
+)
+def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
+    # Each was flagged although a browser reads no URL or rule there: numbers
+    # that are not animation values, and text inside CSS strings.
+    out = stable(f"<svg {NS}>{body}</svg>")
+    assert svg_safety_violations(out) == []
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        '<style>a{fill:url("http://x")}</style>',
+        "<style>a{fill:url( 'javascript:x')}</style>",
+        '<style>a{font-family:"x"}@font-face{src:x}</style>',
+        '<rect fill="&quot;a&quot; url(http://x)"/>',
+        '<animate attributeName="x" values="javascript:x"/>',
+        "<style>a{x:'\\'' } @import 'x'</style>",
+    ],
+)
+def test_checker_still_sees_urls_and_rules_outside_strings(markup: str) -> None:
+    assert svg_safety_violations(f"<svg {NS}>{markup}</svg>")
