@@ -23,6 +23,7 @@ from tinycss2 import ast
 from tinycss2.serializer import serialize_string_value
 
 from chatsvg_core.sanitize import _tables as t
+from chatsvg_core.sanitize._budget import Budget
 from chatsvg_core.sanitize._policy import SanitizePolicy
 from chatsvg_core.sanitize._reasons import ReasonCode
 from chatsvg_core.sanitize._urls import UrlContext, check_url
@@ -197,6 +198,8 @@ class CssSanitizer:
     cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = field(
         default_factory=dict
     )
+    # The run's wall-clock budget, ticked per rule and per declaration.
+    budget: Budget = field(default_factory=lambda: Budget(None))
 
     # --- values -----------------------------------------------------------
 
@@ -301,7 +304,9 @@ class CssSanitizer:
 
     def _declarations(self, items: Sequence[Any]) -> list[str]:
         kept: list[str] = []
+        tick = self.budget.tick
         for item in items:
+            tick()
             if isinstance(item, ast.Declaration):
                 name = item.lower_name
                 if name not in self.policy.css_properties:
@@ -366,7 +371,9 @@ class CssSanitizer:
         tinycss2 path gives (a property test checks the two agree).
         """
         kept: list[str] = []
+        tick = self.budget.tick
         for part in text.split(";"):
+            tick()
             if not part or part.isspace():
                 continue
             name, colon, value = part.partition(":")
@@ -420,7 +427,9 @@ class CssSanitizer:
         before = len(self.issues)
         out: list[str] = []
         pos = len(text) - len(text.lstrip(" \t\n"))
+        tick = self.budget.tick
         while pos < len(text):
+            tick()
             rule = _SHEET_RULE.match(text, pos)
             selector = body = None
             if rule is not None:
@@ -523,7 +532,9 @@ class CssSanitizer:
 
     def _rules(self, rules: Iterable[Any], scope: str | None, depth: int) -> list[str]:
         out: list[str] = []
+        tick = self.budget.tick
         for rule in rules:
+            tick()
             if isinstance(rule, ast.QualifiedRule):
                 try:
                     selector = self._selector(list(rule.prelude), scope)
