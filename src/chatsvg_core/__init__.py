@@ -91,6 +91,13 @@ from chatsvg_core.generate import (
     extract_svg,
     generate_sync,
 )
+from chatsvg_core.http import (
+    PROBLEM_JSON,
+    REPLAY_HEADER,
+    ProblemDetails,
+    problem_details,
+    submit_headers,
+)
 from chatsvg_core.idempotency import (
     Created,
     Replayed,
@@ -169,6 +176,8 @@ from chatsvg_core.storage import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "PROBLEM_JSON",
+    "REPLAY_HEADER",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "Action",
@@ -231,6 +240,7 @@ __all__ = [
     "OpenAICompatibleSettings",
     "PermanentError",
     "Pricing",
+    "ProblemDetails",
     "PromptPolicy",
     "PromptRejected",
     "Provider",
@@ -290,6 +300,7 @@ __all__ = [
     "ledger",
     "open_storage",
     "parse_retry_after",
+    "problem_details",
     "queues",
     "request_hash",
     "retry",
@@ -297,6 +308,7 @@ __all__ = [
     "sanitize",
     "sanitize_svg",
     "storage",
+    "submit_headers",
     "validate_idempotency_key",
 ]
 
