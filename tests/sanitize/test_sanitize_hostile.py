@@ -303,3 +303,46 @@ def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
 )
 def test_checker_still_sees_urls_and_rules_outside_strings(markup: str) -> None:
     assert svg_safety_violations(f"<svg {NS}>{markup}</svg>")
+
+
+# --- the time budget ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<rect/>",  # checked at each stage boundary
+        "<g><rect/></g>" * 2000,  # and every 256 elements of the walk
+        "<style>" + "".join(f".c{i}{{fill:rgb(1,2,3)}}" for i in range(2000)) + "</style><rect/>",
+        "<style>" + "".join(f".c{i}{{fill:red}}" for i in range(2000)) + "</style><rect/>",
+    ],
+    ids=["small", "elements", "css-rules", "plain-rules"],
+)
+def test_a_spent_time_budget_is_a_typed_rejection(body: str) -> None:
+    doc = f"<svg {NS}>{body}</svg>"
+    err = rejected(doc, SanitizePolicy.default().extend(max_seconds=1e-9))
+    assert err.reason == ReasonCode.TIME_BUDGET_EXCEEDED
+    # The same document is sanitized with the default budget, or with none.
+    assert (
+        sanitize_svg(doc).svg
+        == sanitize_svg(doc, policy=SanitizePolicy.default().extend(max_seconds=None)).svg
+    )
+
+
+def test_css_work_is_checked_against_the_budget_as_it_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One huge sheet: the budget is read per rule, not only once the sheet is done.
+    from chatsvg_core.sanitize import _budget
+
+    reads = [0]
+    clock = _budget.time.monotonic
+
+    def counting() -> float:
+        reads[0] += 1
+        return clock()
+
+    monkeypatch.setattr(_budget.time, "monotonic", counting)
+    rules = "".join(f".c{i}{{fill:rgb(1,2,3)}}" for i in range(5000))
+    sanitize_svg(f"<svg {NS}><style>{rules}</style><rect/></svg>")
+    assert reads[0] >= 5000 // 256

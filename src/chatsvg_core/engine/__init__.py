@@ -19,6 +19,7 @@ from chatsvg_core.engine._instrument import (
     SubmitScope,
 )
 from chatsvg_core.engine._quick import agenerate_svg, generate_svg
+from chatsvg_core.engine._wait import JobChangeFeed, JobUpdate
 
 __all__ = [
     "NO_INSTRUMENTATION",
@@ -30,6 +31,8 @@ __all__ = [
     "EventHook",
     "EventKind",
     "Instrumentation",
+    "JobChangeFeed",
+    "JobUpdate",
     "RecoveryReport",
     "Step",
     "SubmitResult",

@@ -10,7 +10,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -35,6 +35,14 @@ from chatsvg_core.engine._money import (
     unsettled_kinds,
 )
 from chatsvg_core.engine._validate import check_job_id, parse_request
+from chatsvg_core.engine._wait import (
+    FEED_SAFETY,
+    POLL_FIRST,
+    POLL_MAX,
+    JobChangeFeed,
+    JobUpdate,
+    update_for,
+)
 from chatsvg_core.errors import (
     ConfigurationError,
     DailyCapExceeded,
@@ -43,6 +51,7 @@ from chatsvg_core.errors import (
     InvalidRequest,
     InvalidTransition,
     JobNotFound,
+    SVGRejected,
     TransientError,
     UnknownAccount,
 )
@@ -51,7 +60,8 @@ from chatsvg_core.generate import (
     Pricing,
     PromptPolicy,
     Provider,
-    extract_svg,
+    extract_answer,
+    progress_reporting,
 )
 from chatsvg_core.idempotency import (
     Created,
@@ -64,7 +74,7 @@ from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
-from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
+from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, Sanitizer, is_blank
 from chatsvg_core.storage import (
     EntryKind,
     JobResult,
@@ -101,6 +111,10 @@ final transition committed). Crash tests pause or kill a worker here.
 OPERATION = "generate"
 """The idempotency operation name submits are scoped by."""
 
+SANITIZE_INLINE_CHARS = 16 * 1024
+"""Answers up to this length are sanitized on the event loop (a few ms); longer ones
+on a worker thread, so one slow document cannot stall heartbeats and other jobs."""
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
@@ -129,6 +143,11 @@ class _LeaseLost(Exception):
 
 def _uuid() -> str:
     return uuid4().hex
+
+
+@contextlib.asynccontextmanager
+async def _no_feed() -> AsyncIterator[asyncio.Event | None]:
+    yield None
 
 
 @functools.cache
@@ -182,6 +201,8 @@ class Engine:
         max_in_flight: the most jobs one owner may have QUEUED or RUNNING at
             once (``None``: no limit), or a callable ``owner -> limit``; a
             submit past it raises ``InFlightLimitExceeded`` (nothing written).
+        refuse_blank: fail (and refund) a job whose sanitized SVG draws nothing
+            visible (:func:`~chatsvg_core.sanitize.is_blank`); ``False`` accepts it.
     """
 
     def __init__(
@@ -208,6 +229,7 @@ class Engine:
         instrumentation: Instrumentation | None = None,
         charge_at: Literal["claim", "submit"] = "claim",
         max_in_flight: int | Callable[[str], int | None] | None = None,
+        refuse_blank: bool = True,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
@@ -239,6 +261,7 @@ class Engine:
         self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
             weakref.WeakKeyDictionary()
         )
+        self.refuse_blank = refuse_blank
 
     # --- helpers ------------------------------------------------------------
 
@@ -584,22 +607,46 @@ class Engine:
                 task.cancel()
             await asyncio.gather(waiter, return_exceptions=True)
 
+    def _sanitize(self, raw: str) -> tuple[SanitizedSVG, bool]:
+        """The sanitized SVG, and whether it is a blank picture this engine refuses."""
+        clean = self.sanitizer.sanitize(raw)
+        return clean, self.refuse_blank and is_blank(clean.svg)
+
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
         observed = _ATTEMPT.get()
-        async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
-            with attempt:
-                with observed.step("provider"):
-                    output = await self.provider.generate(request)
-                with observed.step("extract"):
-                    raw = extract_svg(output.text)
+
+        def progress(tokens: int, chars: int) -> None:
+            self._emit(EventKind.PROGRESS, job, tokens=tokens, chars=chars)
+
+        with progress_reporting(progress):
+            async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
+                with attempt:
+                    with observed.step("provider"):
+                        output = await self.provider.generate(request)
+                    with observed.step("extract"):
+                        raw = extract_answer(output)
         with observed.step("sanitize"):
-            clean = self.sanitizer.sanitize(raw)
+            if len(raw) > SANITIZE_INLINE_CHARS:
+                # Off the event loop, which keeps every lease of this worker alive
+                # and runs its other jobs meanwhile (the sanitizer is thread-safe
+                # and bounded by its policy's ``max_seconds``).
+                clean, blank = await asyncio.to_thread(self._sanitize, raw)
+            else:
+                clean, blank = self._sanitize(raw)
+        if blank:
+            raise SVGRejected(
+                "SVG rejected: blank: the picture draws nothing visible",
+                reason="blank",
+                detail="nothing visible after sanitizing",
+                limit=None,
+            )
         metadata: dict[str, Any] = {
             "model": output.model,
             "provider": output.provider,
             "latency_s": output.latency_s,
             "usage": output.usage.model_dump(mode="json"),
+            "finish_reason": output.finish_reason,
             "sanitizer_changed": clean.changed,
         }
         self._emit(EventKind.GENERATED, job, model=output.model, removed=len(clean.report))
@@ -828,6 +875,103 @@ class Engine:
         if given is not None:
             self._emit(EventKind.REFUNDED, job, amount=given[1], mode=given[0])
         return job
+
+    # --- waiting ------------------------------------------------------------
+
+    async def _changes(
+        self,
+        job_id: str,
+        timeout: float | None,  # noqa: ASYNC109 (ends quietly; asyncio.timeout would raise)
+        owner: str | None,
+    ) -> AsyncIterator[Job]:
+        """The job now, then again each time it may have changed, until terminal or timeout."""
+        job_id = check_job_id(job_id)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+        ):
+            raise InvalidRequest(
+                "timeout is a non-negative number of seconds, or None",
+                field="timeout",
+                errors=[{"field": "timeout", "message": "not a non-negative number"}],
+            )
+        if owner is not None:
+            owner = validate_owner(owner)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        feed = self.store if isinstance(self.store, JobChangeFeed) else None
+        async with feed.subscribe(job_id) if feed is not None else _no_feed() as changed:
+            pause = POLL_FIRST
+            while True:
+                job = await self.get(job_id)
+                if owner is not None and job.owner != owner:
+                    raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+                yield job
+                if job.terminal:
+                    return
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    return
+                if changed is not None:
+                    step = FEED_SAFETY if left is None else min(left, FEED_SAFETY)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), timeout=step)
+                    changed.clear()
+                else:
+                    # No feed: a backoff poll (fast at first, then every POLL_MAX).
+                    await asyncio.sleep(pause if left is None else min(pause, left))
+                    pause = min(pause * 1.6, POLL_MAX)
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (answers the job as it stands)
+        owner: str | None = None,
+    ) -> Job:
+        """Return the job once it is terminal, or as it stands when ``timeout`` seconds pass.
+
+        Check ``job.terminal`` on the answer. Sleeps on the store's change
+        feed where it has one (PostgreSQL: LISTEN/NOTIFY, re-reading at least
+        every 15 s in case a notification is lost), else re-reads with a
+        backoff from 50 ms to 2 s. With ``owner``, another owner's job is
+        ``JobNotFound``. Raises ``JobNotFound`` for an unknown job.
+        """
+        last: Job | None = None
+        async for job in self._changes(job_id, timeout, owner):
+            last = job
+        assert last is not None  # _changes yields at least once or raises
+        return last
+
+    async def updates(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (the stream ends quietly)
+        owner: str | None = None,
+    ) -> AsyncIterator[JobUpdate]:
+        """The job's updates as they happen, ending after the terminal one (or at ``timeout``).
+
+        The first update describes the job as it is now; then one per change
+        of status or attempt seen: ``queued``, ``running``, ``retrying``,
+        ``succeeded``, ``failed``, and ``refunded`` after a failure whose
+        credits came back. Each has ``to_sse()`` for hosts that stream
+        server-sent events. Waits as :meth:`wait` does.
+        """
+        seen: tuple[JobStatus, int] | None = None
+        async for job in self._changes(job_id, timeout, owner):
+            if (job.status, job.attempt) == seen:
+                continue
+            seen = (job.status, job.attempt)
+            yield update_for(job)
+            if job.status is JobStatus.FAILED:
+                async with self.store.transaction() as tx:
+                    back = await tx.find_entry(EntryKind.REFUND, job.id) or await tx.find_entry(
+                        EntryKind.RELEASE, job.id
+                    )
+                if back is not None:
+                    yield update_for(job).model_copy(
+                        update={"kind": "refunded", "amount": back.amount, "at": back.created_at}
+                    )
 
     # --- reading ------------------------------------------------------------
 

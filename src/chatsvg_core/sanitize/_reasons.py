@@ -42,6 +42,8 @@ class ReasonCode(StrEnum):
     """The input declares more namespaces than ``max_namespace_declarations``."""
     TOO_MUCH_RENDERING = "too_much_rendering"
     """``<use>`` references would expand to more than ``max_rendered_elements``."""
+    TIME_BUDGET_EXCEEDED = "time_budget_exceeded"
+    """Sanitizing took longer than ``max_seconds`` (wall clock)."""
     EMPTY_RESULT = "empty_result"
     """Nothing drawable is left after sanitizing."""
 
@@ -82,6 +84,8 @@ class ReasonCode(StrEnum):
     """A CSS selector rewritten so it matches only inside this SVG."""
     SCOPE_CLASS_ADDED = "scope_class_added"
     """The root ``<svg>`` or a ``<use>`` target was given the class that confines ``<style>``."""
+    NAMESPACE_ADDED = "namespace_added"
+    """A namespace declaration a model left out was added to the root (see ``_repair``)."""
 
 
 class Action(StrEnum):
