@@ -50,6 +50,7 @@ TABLES = frozenset(
         "chatsvg_accounts",
         "chatsvg_ledger",
         "chatsvg_results",
+        "chatsvg_rate_limits",
     }
 )
 """Every table the schema owns (a database holding others is not ours)."""
