@@ -341,9 +341,20 @@ class Sanitizer:
         rules still never reach the host page. Ids are not used: an id the
         input chose (``<svg id="app">``) could name an element of the host.
         """
+        added = 0
         marked: set[Any] = set()
-        for el in (root, *(_use_target(u, run.ids) for u in run.uses)):
-            if el is None or el in marked:
+        targets = [root]
+        ids = run.ids
+        for use in run.uses:
+            ref = use.get("href")
+            if ref is None:
+                ref = use.get(t.XLINK_HREF)
+            if ref is not None and ref[:1] == "#":
+                target = ids.get(ref[1:])
+                if target is not None:
+                    targets.append(target)
+        for el in targets:
+            if el in marked:
                 continue
             marked.add(el)
             current = el.get("class")
@@ -351,8 +362,11 @@ class Sanitizer:
                 continue
             el.set("class", scope if current is None or not current.strip()
                    else f"{current} {scope}")  # fmt: skip
-            run.note(Action.REWRITTEN, "attribute", ReasonCode.SCOPE_CLASS_ADDED, el, "class",
-                     scope)  # fmt: skip
+            added += 1
+        if added:
+            # One entry for the document: a sprite sheet can have thousands of targets.
+            run.note(Action.REWRITTEN, "attribute", ReasonCode.SCOPE_CLASS_ADDED, root, "class",
+                     f"{scope} (on {added} element{'s' if added > 1 else ''})")  # fmt: skip
 
     def _note_misc(self, run: _Run, node: Any) -> None:
         if isinstance(node, etree._Comment):
