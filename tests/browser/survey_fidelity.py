@@ -82,7 +82,8 @@ def main() -> int:
     finally:
         portal.close()
         server.close()
-    print(f"Chromium {version}, mode {args.mode}, {len(FILES)} files\n")
+    compared = len(next(iter(outcomes.values())))
+    print(f"Chromium {version}, mode {args.mode}, {compared} files\n")
     print(table(outcomes))
     for name, results in outcomes.items():
         for o in results:

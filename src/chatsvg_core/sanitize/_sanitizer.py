@@ -320,7 +320,11 @@ class Sanitizer:
         if run.removed and had_children and not _has_drawable(root):
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
         svg = serialize(root)
-        report = SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+        report = (
+            SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+            if run.entries or run.omitted
+            else _EMPTY_REPORT  # frozen, so one instance serves every clean document
+        )
         return SanitizedSVG(svg=svg, report=report)
 
     # --- the walk -------------------------------------------------------------
@@ -893,6 +897,7 @@ def _has_drawable(root: Any) -> bool:
     return any(el.tag in _DRAWABLE_TAGS for el in root.iter())
 
 
+_EMPTY_REPORT = SanitizeReport()
 PREPARED_CACHE_SIZE = 32
 """Distinct policies whose prepared :class:`Sanitizer` is kept (``Sanitizer.prepared``)."""
 _PREPARED: dict[SanitizePolicy, Sanitizer] = {}
