@@ -25,6 +25,7 @@ __all__ = [
     "ExtractionError",
     "IdempotencyConflict",
     "IdempotencyError",
+    "InFlightLimitExceeded",
     "IncompatibleStorage",
     "InsufficientCredits",
     "InvalidAmount",
@@ -255,6 +256,18 @@ class DailyCapExceeded(LedgerError):
     """
 
     code = "daily_cap_exceeded"
+    http_status = 429
+
+
+class InFlightLimitExceeded(TransientError):
+    """The owner already has as many jobs queued or running as the host allows.
+
+    Raised by a submit; nothing was written and the idempotency key is not
+    bound. Trying again once one of those jobs has finished can succeed.
+    Fields: ``owner``, ``limit``, ``in_flight``.
+    """
+
+    code = "in_flight_limit_exceeded"
     http_status = 429
 
 

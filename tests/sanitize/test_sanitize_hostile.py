@@ -12,10 +12,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatsvg_core.errors import SVGRejected
 from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, sanitize_svg
 from chatsvg_core.sanitize import _sanitizer as sanitizer_module
+from chatsvg_core.testing.strategies import svg_safety_violations
 
 NS = 'xmlns="http://www.w3.org/2000/svg"'
 
@@ -158,3 +161,188 @@ def test_namespace_limit_holds_on_the_pull_parser_path_too() -> None:
     ok = f'<svg {NS}><g xmlns:p0="urn:0"></g><g></g><rect/></svg>'
     assert ok.count("<") > 5
     assert sanitize_svg(ok, policy=policy).svg == f"<svg {NS}><g/><g/><rect/></svg>"
+
+
+# --- CSS escapes --------------------------------------------------------------
+
+# Characters a CSS escape may decode to that XML 1.0 cannot hold, and escapes of
+# whitespace that ``str.strip`` used to cut to a dangling backslash.
+ESCAPES = [
+    *(f"{c:X}" for c in range(1, 9)),
+    *(f"{c:X}" for c in range(0xE, 0x20)),
+    "9", "B", "C", "20", "FFFE", "FFFF", "D800", "DFFF", "110000", "0",
+]  # fmt: skip
+PLACES = [
+    '<rect fill="{e}"/>',
+    '<rect fill="a{e}"/>',
+    '<rect fill="{e} "/>',
+    '<rect style="fill:{e}"/>',
+    '<rect style="font-family:&quot;{e}&quot;;fill:red"/>',
+    "<style>rect{{fill:{e}}}rect{{stroke:red}}</style><rect/>",
+    '<style>rect{{font-family:"{e}"}}</style><rect/>',
+    '<style>rect{{font-family:"\\\\{e}"}}</style><rect/>',  # escaped backslash first
+    "<style>.a{e}b{{fill:red}}</style><rect/>",
+    "<style>@media (min-width:{e}){{rect{{fill:red}}}}</style><rect/>",
+    '<rect fill="url(#a{e})"/>',
+]
+
+
+def stable(doc: str, policy: SanitizePolicy | None = None) -> str:
+    """Sanitize ``doc`` and check that a second pass gives the same text."""
+    out = sanitize_svg(doc, policy=policy).svg
+    assert sanitize_svg(out, policy=policy).svg == out
+    return out
+
+
+@pytest.mark.parametrize("place", PLACES)
+@pytest.mark.parametrize("escape", ESCAPES)
+def test_css_escapes_give_xml_and_are_stable(escape: str, place: str) -> None:
+    # Was lxml's ValueError (control characters), UnicodeEncodeError (\D800),
+    # or a dangling backslash that swallowed the next rule of a sheet.
+    body = place.format(e="\\" + escape)
+    out = stable(f"<svg {NS}>{body}</svg>")
+    assert svg_safety_violations(out) == []
+    if "stroke:red" in place:
+        assert "stroke:red" in out  # the next rule survives
+
+
+def test_escaped_space_keeps_the_next_rule() -> None:
+    out = stable(f"<svg {NS}><style>rect{{fill:\\ }}rect{{stroke:red}}</style><rect/></svg>")
+    assert "{fill:\\ }" in out
+    assert "{stroke:red}" in out
+
+
+@settings(max_examples=300)
+@given(
+    code=st.integers(0, 0x11_0000),
+    place=st.sampled_from(PLACES),
+    after=st.sampled_from(["", " ", "0", "a", "\\\\", ";"]),
+)
+def test_any_escaped_code_point_is_stable(code: int, place: str, after: str) -> None:
+    escape = f"\\{code:x}{after}"
+    try:
+        body = place.format(e=escape)
+        out = stable(f"<svg {NS}>{body}</svg>")
+    except SVGRejected:
+        return
+    assert svg_safety_violations(out) == []
+
+
+# --- encodings ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "body"),
+    [("undefined", b"x"), ("punycode", b"x"), ("utf-7", b"+2AA-"), ("x.y", b"x"), ("rot13", b"x")],
+)
+def test_encodings_outside_the_allowlist_are_refused(label: str, body: bytes) -> None:
+    # They went to Python's codec registry: UnicodeError, or a lone surrogate.
+    doc = b'<?xml version="1.0" encoding="%s"?><svg %s><text>%s</text></svg>' % (
+        label.encode(),
+        NS.encode(),
+        body,
+    )
+    assert rejected(doc).reason == ReasonCode.ENCODING_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [("Shift_JIS", "shift_jis"), ("windows-1252", "cp1252"), ("latin1", "latin-1"), ("GBK", "gbk")],
+)
+def test_allowlisted_encodings_are_decoded(label: str, codec: str) -> None:
+    text = "日本" if codec in ("shift_jis", "gbk") else "é"
+    doc = f'<?xml version="1.0" encoding="{label}"?><svg {NS}><text>{text}</text></svg>'
+    assert sanitize_svg(doc.encode(codec)).svg == f"<svg {NS}><text>{text}</text></svg>"
+
+
+# --- root ids -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root_id", ["", " ", "a"])
+@pytest.mark.parametrize("prefix", [None, "p"])
+def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: str | None) -> None:
+    # Rules were confined to ``#chatsvg`` while the root kept ``id=""`` (and
+    # ``id="p-"`` with a prefix, scoped a second time on the next pass).
+    policy = SanitizePolicy.default().extend(id_prefix=prefix)
+    out = stable(f'<svg {NS} id="{root_id}"><style>rect{{fill:red}}</style><rect/></svg>', policy)
+    scope = prefix or "chatsvg"
+    assert f"rect:where(.{scope},.{scope} *){{fill:red}}" in out
+    assert f'class="{scope}"' in out.split(">", 1)[0]
+
+
+# --- the safety checker -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<filter id="f"><feColorMatrix values="javascript:1"/></filter><rect/>',
+        '<style>rect{font-family:"url(x)"}</style><rect/>',
+        "<style>rect{font-family:'@font-face'}</style><rect/>",
+        '<rect style="font-family:&quot;url(javascript:x)&quot;"/>',
+        '<text font-family="&quot;url(x)&quot;">a</text>',
+    ],
+)
+def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
+    # Each was flagged although a browser reads no URL or rule there: numbers
+    # that are not animation values, and text inside CSS strings.
+    out = stable(f"<svg {NS}>{body}</svg>")
+    assert svg_safety_violations(out) == []
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        '<style>a{fill:url("http://x")}</style>',
+        "<style>a{fill:url( 'javascript:x')}</style>",
+        '<style>a{font-family:"x"}@font-face{src:x}</style>',
+        '<rect fill="&quot;a&quot; url(http://x)"/>',
+        '<animate attributeName="x" values="javascript:x"/>',
+        "<style>a{x:'\\'' } @import 'x'</style>",
+    ],
+)
+def test_checker_still_sees_urls_and_rules_outside_strings(markup: str) -> None:
+    assert svg_safety_violations(f"<svg {NS}>{markup}</svg>")
+
+
+# --- the time budget ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<rect/>",  # checked at each stage boundary
+        "<g><rect/></g>" * 2000,  # and every 256 elements of the walk
+        "<style>" + "".join(f".c{i}{{fill:rgb(1,2,3)}}" for i in range(2000)) + "</style><rect/>",
+        "<style>" + "".join(f".c{i}{{fill:red}}" for i in range(2000)) + "</style><rect/>",
+    ],
+    ids=["small", "elements", "css-rules", "plain-rules"],
+)
+def test_a_spent_time_budget_is_a_typed_rejection(body: str) -> None:
+    doc = f"<svg {NS}>{body}</svg>"
+    err = rejected(doc, SanitizePolicy.default().extend(max_seconds=1e-9))
+    assert err.reason == ReasonCode.TIME_BUDGET_EXCEEDED
+    # The same document is sanitized with the default budget, or with none.
+    assert (
+        sanitize_svg(doc).svg
+        == sanitize_svg(doc, policy=SanitizePolicy.default().extend(max_seconds=None)).svg
+    )
+
+
+def test_css_work_is_checked_against_the_budget_as_it_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One huge sheet: the budget is read per rule, not only once the sheet is done.
+    from chatsvg_core.sanitize import _budget
+
+    reads = [0]
+    clock = _budget.time.monotonic
+
+    def counting() -> float:
+        reads[0] += 1
+        return clock()
+
+    monkeypatch.setattr(_budget.time, "monotonic", counting)
+    rules = "".join(f".c{i}{{fill:rgb(1,2,3)}}" for i in range(5000))
+    sanitize_svg(f"<svg {NS}><style>{rules}</style><rect/></svg>")
+    assert reads[0] >= 5000 // 256

@@ -23,6 +23,7 @@ from tinycss2 import ast
 from tinycss2.serializer import serialize_string_value
 
 from chatsvg_core.sanitize import _tables as t
+from chatsvg_core.sanitize._budget import Budget
 from chatsvg_core.sanitize._policy import SanitizePolicy
 from chatsvg_core.sanitize._reasons import ReasonCode
 from chatsvg_core.sanitize._urls import UrlContext, check_url
@@ -136,9 +137,54 @@ def _too_nested(css: str) -> bool:
 def _no_lt(css: str) -> str:
     # ``<`` can only sit in strings or escaped identifiers once values are
     # checked; a CSS escape keeps the meaning and removes the character.
+    if _XML_UNSAFE.search(css) is not None:
+        css = _xml_safe(css)
     if "<" not in css:
         return css
     return css.replace("\\<", "\\3c ").replace("<", "\\3c ")
+
+
+# Characters a CSS escape can decode to that XML 1.0 cannot hold (lxml refuses
+# them with a ValueError; a lone surrogate cannot even be encoded).
+_XML_UNSAFE = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+# tinycss2 writes such a character raw in strings and URLs and as ``\`` and the
+# raw character in names; an escaped backslash (``\\``) is matched first so
+# that its second half is never read as the start of an escape.
+_XML_UNSAFE_ESCAPE = re.compile(rf"(\\\\)|\\?({_XML_UNSAFE.pattern})")
+
+
+def _escape_unsafe(match: re.Match[str]) -> str:
+    pair, char = match.groups()
+    if pair is not None:
+        return pair
+    code = ord(char)
+    if 0xD800 <= code <= 0xDFFF:
+        # CSS Syntax decodes an escaped surrogate to U+FFFD (tinycss2 does not).
+        return "\ufffd"
+    # A hex escape always ends with a space, which is part of the escape, so
+    # whatever follows (a hex digit, a space) keeps its meaning.
+    return f"\\{code:x} "
+
+
+def _xml_safe(css: str) -> str:
+    """``css`` with every character XML cannot hold written as a CSS hex escape."""
+    return _XML_UNSAFE_ESCAPE.sub(_escape_unsafe, css)
+
+
+def _serialize(tokens: Sequence[Any]) -> str:
+    """Serialize tokens without whitespace tokens at either end.
+
+    Trimmed as tokens, not as text: ``str.strip`` would cut the escaped space
+    of ``\\ `` (tinycss2's form of a space in a name) down to a dangling
+    backslash, which escapes whatever follows (``}`` in a sheet), and it
+    also strips U+001C-U+001F and other characters CSS does not count as space.
+    """
+    start, end = 0, len(tokens)
+    while start < end and isinstance(tokens[start], ast.WhitespaceToken):
+        start += 1
+    while end > start and isinstance(tokens[end - 1], ast.WhitespaceToken):
+        end -= 1
+    return str(tinycss2.serialize(tokens[start:end]))
 
 
 @dataclass
@@ -152,6 +198,8 @@ class CssSanitizer:
     cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = field(
         default_factory=dict
     )
+    # The run's wall-clock budget, ticked per rule and per declaration.
+    budget: Budget = field(default_factory=lambda: Budget(None))
 
     # --- values -----------------------------------------------------------
 
@@ -217,7 +265,7 @@ class CssSanitizer:
         if _too_nested(text):
             raise _Reject(ReasonCode.CSS_INVALID, "brackets nested too deeply")
         tokens = tinycss2.parse_component_value_list(text, skip_comments=True)
-        return _no_lt(tinycss2.serialize(self._value(tokens)).strip())
+        return _no_lt(_serialize(self._value(tokens)))
 
     def check_attribute(self, name: str, text: str) -> tuple[str | None, CssIssue | None]:
         """Check a presentation attribute; ``(value, None)`` or ``(None, issue)``."""
@@ -256,7 +304,9 @@ class CssSanitizer:
 
     def _declarations(self, items: Sequence[Any]) -> list[str]:
         kept: list[str] = []
+        tick = self.budget.tick
         for item in items:
+            tick()
             if isinstance(item, ast.Declaration):
                 name = item.lower_name
                 if name not in self.policy.css_properties:
@@ -265,7 +315,7 @@ class CssSanitizer:
                     )
                     continue
                 try:
-                    value = tinycss2.serialize(self._value(item.value)).strip()
+                    value = _serialize(self._value(item.value))
                 except _Reject as exc:
                     self.issues.append(CssIssue(exc.reason, name, exc.detail))
                     continue
@@ -321,7 +371,9 @@ class CssSanitizer:
         tinycss2 path gives (a property test checks the two agree).
         """
         kept: list[str] = []
+        tick = self.budget.tick
         for part in text.split(";"):
+            tick()
             if not part or part.isspace():
                 continue
             name, colon, value = part.partition(":")
@@ -375,7 +427,9 @@ class CssSanitizer:
         before = len(self.issues)
         out: list[str] = []
         pos = len(text) - len(text.lstrip(" \t\n"))
+        tick = self.budget.tick
         while pos < len(text):
+            tick()
             rule = _SHEET_RULE.match(text, pos)
             selector = body = None
             if rule is not None:
@@ -464,7 +518,7 @@ class CssSanitizer:
                 groups[-1].append(tok)
         selectors = []
         for group in groups:
-            text = tinycss2.serialize(group).strip()
+            text = _serialize(group)
             if not text:
                 raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, "empty selector")
             if text[-1] in ">+~":
@@ -478,7 +532,9 @@ class CssSanitizer:
 
     def _rules(self, rules: Iterable[Any], scope: str | None, depth: int) -> list[str]:
         out: list[str] = []
+        tick = self.budget.tick
         for rule in rules:
+            tick()
             if isinstance(rule, ast.QualifiedRule):
                 try:
                     selector = self._selector(list(rule.prelude), scope)
@@ -534,7 +590,7 @@ class CssSanitizer:
                 or (isinstance(tok, ast.LiteralToken) and tok.value in _MEDIA_LITERALS)
             ):
                 raise _Reject(ReasonCode.CSS_RULE_NOT_ALLOWED, f"media query token {_repr(tok)}")
-        return str(tinycss2.serialize(prelude)).strip()
+        return _serialize(list(prelude))
 
     def _keyframes(self, rule: Any) -> str | None:
         name = [tok for tok in rule.prelude if not isinstance(tok, ast.WhitespaceToken)]
@@ -556,7 +612,7 @@ class CssSanitizer:
             )
             decls = self._declarations(items)
             if decls:
-                frames.append(f"{tinycss2.serialize(frame.prelude).strip()}{{{';'.join(decls)}}}")
+                frames.append(f"{_serialize(frame.prelude)}{{{';'.join(decls)}}}")
         ident = tinycss2.serialize(name)
         return f"@keyframes {ident}{{{''.join(frames)}}}" if frames else None
 

@@ -10,10 +10,12 @@ from typing import Any, cast
 from lxml import etree
 
 from chatsvg_core.sanitize import _tables as t
+from chatsvg_core.sanitize._budget import Budget
 from chatsvg_core.sanitize._css import CssIssue, CssSanitizer
 from chatsvg_core.sanitize._parse import parse_svg, reject
 from chatsvg_core.sanitize._policy import SanitizePolicy
 from chatsvg_core.sanitize._reasons import Action, ReasonCode
+from chatsvg_core.sanitize._repair import repair_root
 from chatsvg_core.sanitize._report import NodeKind, ReportEntry, SanitizedSVG, SanitizeReport
 from chatsvg_core.sanitize._serialize import serialize
 from chatsvg_core.sanitize._urls import UrlContext, check_url
@@ -76,11 +78,12 @@ _MISC_NAMES: dict[type, str] = {
 class _Run:
     """The state of one sanitizing run (report entries, flags)."""
 
-    __slots__ = ("css", "entries", "ids", "indices", "omitted", "removed", "root",
+    __slots__ = ("budget", "css", "entries", "ids", "indices", "omitted", "removed", "root",
                  "short_values", "style_kept", "uses")  # fmt: skip
 
-    def __init__(self, sanitizer: Sanitizer, root: Any, short_values: bool) -> None:
+    def __init__(self, sanitizer: Sanitizer, root: Any, short_values: bool, budget: Budget) -> None:
         self.root = root
+        self.budget = budget
         self.entries: list[ReportEntry] = []
         self.style_kept = False
         self.removed = False
@@ -93,7 +96,7 @@ class _Run:
         # Positions of reported nodes among their same-name siblings (see index()).
         self.indices: dict[Any, int] = {}
         self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment,
-                                cache=sanitizer._css_cache)  # fmt: skip
+                                cache=sanitizer._css_cache, budget=budget)  # fmt: skip
 
     def locate(self, node: Any) -> str:
         """The report location of ``node``: an XPath of local names (``/svg/g[2]/rect[1]``).
@@ -300,13 +303,18 @@ class Sanitizer:
         Raises:
             SVGRejected: the input cannot be made safe (reason code in ``.reason``).
         """
+        budget = Budget(self.policy.max_seconds)
+        data, repairs = repair_root(data)  # adds only namespace declarations
         root, doctype_dropped, nodes = parse_svg(data, self.policy)
         if root.tag != _SVG_ROOT:
             raise reject(ReasonCode.NOT_SVG_ROOT, f"root element is {root.tag!r}")
+        budget.check()
         # ``len(data)`` bounds every attribute value (characters or bytes alike).
-        run = _Run(self, root, short_values=len(data) <= self._value_limit)
+        run = _Run(self, root, short_values=len(data) <= self._value_limit, budget=budget)
         if doctype_dropped:
             run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root, "DOCTYPE")
+        for declaration in repairs:
+            run.note(Action.REWRITTEN, "attribute", ReasonCode.NAMESPACE_ADDED, root, declaration)
         for sibling in root.itersiblings(preceding=True):
             self._note_misc(run, sibling)
         for sibling in root.itersiblings():
@@ -314,12 +322,15 @@ class Sanitizer:
         had_children = len(root) > 0
         scope = self._scope
         self._element(run, root, _SVG_ROOT, scope, 1)
+        budget.check()
         self._bound_rendering(run, root, nodes)
+        budget.check()
         if run.style_kept and scope is not None:
             self._mark_scope(run, root, scope)
         if run.removed and had_children and not _has_drawable(root):
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
         svg = serialize(root)
+        budget.check()
         report = (
             SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
             if run.entries or run.omitted
@@ -399,6 +410,10 @@ class Sanitizer:
         its parent: its attributes do not matter and its text must also be
         allowed in the parent (``unwrap_in`` is whether the parent takes text).
         """
+        budget = run.budget
+        budget.countdown -= 1  # Budget.tick(), inlined: this runs once per element
+        if budget.countdown <= 0:
+            budget.check()
         if depth > self._max_depth:
             raise reject(ReasonCode.TOO_DEEP, f"depth over {self._max_depth}",
                          self._max_depth)  # fmt: skip

@@ -13,6 +13,7 @@ from __future__ import annotations
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._jobs import (
     LeaseExtender,
+    cancel_job,
     claim_job,
     claim_next,
     complete_job,
@@ -51,6 +52,7 @@ __all__ = [
     "StoreTransaction",
     "SyncStore",
     "SyncTransaction",
+    "cancel_job",
     "claim_job",
     "claim_next",
     "complete_job",

@@ -66,7 +66,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _JOB_COLUMNS = (
     "id, owner, status, attempt, max_attempts, run_at, lease_expires_at, lease_token, "
     "worker_id, request, request_hash, idempotency_key, last_error, result_ref, version, "
-    "created_at, updated_at"
+    "created_at, updated_at, trace_context"
 )
 _ENTRY_COLUMNS = "id, owner, kind, amount, ref, memo, created_at"
 _IDEM_COLUMNS = "scope, idem_key, request_hash, job_id, created_at, expires_at"
@@ -184,6 +184,7 @@ class SQLTransaction:
             job.version,
             self._ts(job.created_at),
             self._ts(job.updated_at),
+            None if job.trace_context is None else _dump(job.trace_context),
         )
 
     def _job(self, row: tuple[Any, ...]) -> Job:
@@ -206,6 +207,7 @@ class SQLTransaction:
                 "version": row[14],
                 "created_at": self._dt(row[15]),
                 "updated_at": self._dt(row[16]),
+                "trace_context": None if row[17] is None else json.loads(row[17]),
             }
         )
 
@@ -252,7 +254,7 @@ class SQLTransaction:
         # a failed statement would abort the caller's whole transaction.
         changed = await self._exec(
             f"INSERT INTO chatsvg_jobs ({_JOB_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO NOTHING",
             self._job_params(job),
         )

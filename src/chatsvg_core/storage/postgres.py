@@ -33,6 +33,8 @@ but chatsvg-core's tables.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
@@ -73,6 +75,8 @@ except ImportError as exc:  # pragma: no cover - exercised without the extra
     ) from exc
 
 __all__ = ["PostgresStore", "PostgresTransaction"]
+
+log = logging.getLogger("chatsvg_core.storage")
 
 _SCHEMA_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 
@@ -286,6 +290,9 @@ class PostgresStore:
         self._clock: Clock = clock or SystemClock()
         self._fault_hook = fault_hook
         self._closed = False
+        self._listener: asyncio.Task[None] | None = None
+        self._listening = asyncio.Event()
+        self._watchers: dict[str, set[asyncio.Event]] = {}
 
     @classmethod
     async def open(
@@ -374,7 +381,71 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
+        if self._listener is not None:
+            self._listener.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await self._listener
         await self._pool.close()
+
+    # --- job change feed (LISTEN/NOTIFY) ------------------------------------
+
+    @asynccontextmanager
+    async def subscribe(self, job_id: str) -> AsyncIterator[asyncio.Event | None]:
+        """An event set whenever ``job_id`` changes status or attempt (after commit).
+
+        One listening connection per store serves every subscriber (migration
+        0003 installs the trigger that notifies). The event may also be set
+        for no change (after the listener reconnects), so a subscriber
+        re-reads the job, then clears it. ``None`` when no listener could be
+        started in time: the caller polls instead.
+        """
+        event = asyncio.Event()
+        self._watchers.setdefault(job_id, set()).add(event)
+        try:
+            conninfo = self._pool.conninfo
+            if isinstance(conninfo, str) and (self._listener is None or self._listener.done()):
+                self._listener = asyncio.create_task(
+                    self._listen(conninfo), name="chatsvg-pg-listen"
+                )
+            with suppress(TimeoutError):
+                # Subscribe before the caller's first read, so no change is missed.
+                await asyncio.wait_for(self._listening.wait(), timeout=2.0)
+            yield event if self._listening.is_set() else None
+        finally:
+            waiting = self._watchers.get(job_id)
+            if waiting is not None:
+                waiting.discard(event)
+                if not waiting:
+                    del self._watchers[job_id]
+
+    async def _listen(self, conninfo: str) -> None:
+        while not self._closed:
+            try:
+                conn = await psycopg.AsyncConnection.connect(conninfo, autocommit=True)
+                async with conn:
+                    cur = await conn.execute("SELECT current_schema()")
+                    row = await cur.fetchone()
+                    schema = str(row[0]) if row else ""
+                    await conn.execute("LISTEN chatsvg_job")
+                    self._listening.set()
+                    self._wake_all()  # whatever changed while we were not listening
+                    async for note in conn.notifies():
+                        where, _, job_id = note.payload.partition(":")
+                        if where == schema:
+                            for event in self._watchers.get(job_id, ()):
+                                event.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the connection dropped: waiters poll meanwhile
+                self._listening.clear()
+                self._wake_all()
+                log.warning("PostgreSQL job listener lost its connection: %s", exc)
+                await asyncio.sleep(1.0)
+
+    def _wake_all(self) -> None:
+        for events in self._watchers.values():
+            for event in events:
+                event.set()
 
     async def __aenter__(self) -> PostgresStore:
         return self

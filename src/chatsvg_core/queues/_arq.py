@@ -1,0 +1,286 @@
+"""The arq adapter: announcements as arq jobs on Redis, one asyncio worker holding hundreds.
+
+arq (https://arq-docs.helpmanual.io) runs coroutines on Redis: a job is a key
+holding the call and a member of a sorted set scored by its due time. This
+adapter keeps the library's design: the store decides, the arq job only says
+"look at job X". Facts from arq's own code that shape it:
+
+* ``enqueue_job`` drops a job whose id still has a job key (queued, deferred
+  or running) or a result key. The message id is therefore
+  ``<queue>:<job id>:<attempt>``: duplicates of one announcement collapse, and
+  the retry of attempt *n*, announced while attempt *n*'s delivery is still
+  running, gets a new id. Results are not kept (``keep_result=0``), so an id
+  is free again once its arq job ends.
+* An announcement the engine makes from inside the delivery of the same id
+  (the job was delivered before it was due) would be dropped; it becomes
+  arq's own ``Retry(defer=...)`` of the running arq job instead.
+* A cancelled arq job (shutdown) stays in the queue and runs again; a job
+  whose worker was killed runs again once its in-progress key lapses
+  (``job_timeout`` + 10 s). Both are harmless duplicates here: the engine has
+  already handed the job back or will recover it when its lease lapses.
+* ``job_timeout`` defaults to 300 s and ``max_jobs`` to 10 in arq: both are
+  set here for 10-120 s model calls (600 s, 500 jobs).
+* Cron jobs are enqueued by every worker under one id per run time (arq's
+  ``unique``), yet two can still run (arq issue #196); recovery and sweep are
+  compare-and-set passes that are safe to run at once, so a duplicate costs
+  one extra pass.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import math
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+from uuid import uuid4
+
+from arq import cron, func
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.worker import Retry, run_worker
+from redis.exceptions import RedisError
+
+from chatsvg_core.engine import Engine
+from chatsvg_core.errors import TransientError
+
+__all__ = ["ArqQueue", "arq_worker_settings", "run_arq_worker"]
+
+log = logging.getLogger("chatsvg_core.queue")
+
+DEFAULT_QUEUE = "chatsvg"
+PROCESS_TASK = "chatsvg.process"
+MAINTAIN_TASK = "chatsvg.maintain"
+_ENGINE = "chatsvg_engine"
+_WORKER_ID = "chatsvg_worker_id"
+
+
+@dataclass
+class _Delivery:
+    """The arq job this task is running, and a re-announcement of itself made meanwhile."""
+
+    message_id: str
+    retry_in: float | None = None
+
+
+_CURRENT: contextvars.ContextVar[_Delivery | None] = contextvars.ContextVar(
+    "chatsvg_arq_delivery", default=None
+)
+
+
+class ArqQueue:
+    """A :class:`~chatsvg_core.queues.JobQueue` on arq: ``enqueue`` adds an arq job.
+
+    Args:
+        redis: an arq pool (``arq.create_pool``); see :meth:`connect`.
+        queue_name: the arq queue (a Redis sorted set) workers read.
+        max_delay: longest delay handed to arq, in seconds. A longer one is
+            not enqueued: the periodic sweep announces the job again once its
+            wait is shorter (keep the sweep interval well under this).
+
+    An announcement that cannot reach Redis is logged and dropped, never
+    raised: the job is safe in the store and the next sweep announces it
+    again (a submit whose job committed must not fail because the doorbell
+    did not ring).
+    """
+
+    def __init__(
+        self, redis: ArqRedis, *, queue_name: str = DEFAULT_QUEUE, max_delay: float = 3600.0
+    ) -> None:
+        if not max_delay > 0:
+            raise ValueError("max_delay must be positive")
+        self.redis = redis
+        self.queue_name = queue_name
+        self.max_delay = max_delay
+        self._owned = False
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str = "redis://localhost:6379/0",
+        *,
+        queue_name: str = DEFAULT_QUEUE,
+        **options: Any,
+    ) -> ArqQueue:
+        """Open a pool on the Redis at ``url``; :meth:`aclose` closes it."""
+        pool = await create_pool(RedisSettings.from_dsn(url), default_queue_name=queue_name)
+        queue = cls(pool, queue_name=queue_name, **options)
+        queue._owned = True
+        return queue
+
+    async def aclose(self) -> None:
+        """Close the pool if :meth:`connect` opened it."""
+        if self._owned:
+            await self.redis.aclose()
+
+    def message_id(self, job_id: str, attempt: int) -> str:
+        """The arq job id of the announcement of ``job_id`` after ``attempt`` attempts."""
+        return f"{self.queue_name}:{job_id}:{attempt}"
+
+    async def enqueue(self, job_id: str, *, delay: float = 0.0, attempt: int = 0) -> None:
+        """Announce ``job_id`` for ``delay`` s from now (over ``max_delay``: left to the sweep)."""
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
+        if delay > self.max_delay:
+            return
+        message_id = self.message_id(job_id, attempt)
+        current = _CURRENT.get()
+        if current is not None and current.message_id == message_id:
+            # arq would drop it (the running job holds this id): retry the running job instead.
+            current.retry_in = delay if current.retry_in is None else min(current.retry_in, delay)
+            return
+        try:
+            await self.redis.enqueue_job(
+                PROCESS_TASK,
+                job_id,
+                _job_id=message_id,
+                _queue_name=self.queue_name,
+                _defer_by=delay or None,
+            )
+        except (RedisError, OSError) as exc:
+            log.warning(
+                "announcement of job %s lost (%s); the next sweep announces it again",
+                job_id,
+                exc,
+                extra={"job_id": job_id},
+            )
+
+
+async def _process(ctx: dict[str, Any], job_id: str) -> None:
+    """The arq task: one attempt of ``job_id`` through the engine."""
+    engine: Engine = ctx[_ENGINE]
+    delivery = _Delivery(ctx["job_id"])
+    token = _CURRENT.set(delivery)
+    try:
+        await engine.process(job_id, ctx[_WORKER_ID])
+    except TransientError as exc:
+        # The store is unreachable (the claim did not happen): try this message
+        # again later; after max_tries arq drops it and the sweep takes over.
+        raise Retry(defer=min(30.0, 0.5 * 2 ** int(ctx.get("job_try", 1)))) from exc
+    finally:
+        _CURRENT.reset(token)
+    if delivery.retry_in is not None:
+        raise Retry(defer=delivery.retry_in)
+
+
+async def _maintain(ctx: dict[str, Any]) -> None:
+    """The arq cron job: recover expired leases, then announce every QUEUED job again."""
+    engine: Engine = ctx[_ENGINE]
+    await engine.recover()
+    await engine.sweep()
+
+
+def _every(seconds: int) -> dict[str, Any]:
+    """arq cron fields for "every ``seconds``" (a divisor of 60 s, or of 60 minutes)."""
+    if 0 < seconds <= 60 and 60 % seconds == 0:
+        return {"second": set(range(0, 60, seconds))}
+    minutes, rest = divmod(seconds, 60)
+    if rest == 0 and 0 < minutes <= 60 and 60 % minutes == 0:
+        return {"minute": set(range(0, 60, minutes)), "second": 0}
+    raise ValueError("maintain_every must divide a minute (1-60 s) or an hour (whole minutes)")
+
+
+def arq_worker_settings(
+    engine_factory: Callable[[ArqQueue], Awaitable[Engine]],
+    *,
+    redis_url: str = "redis://localhost:6379/0",
+    queue_name: str = DEFAULT_QUEUE,
+    max_jobs: int = 500,
+    job_timeout: float = 600.0,
+    max_tries: int = 25,
+    maintain_every: int = 30,
+    max_delay: float = 3600.0,
+    poll_delay: float = 0.5,
+    shutdown_grace: int = 30,
+    close_engine: bool = True,
+    **worker_options: Any,
+) -> dict[str, Any]:
+    """The settings of an arq worker that runs chatsvg jobs (pass them to ``arq.Worker``).
+
+    ``engine_factory(queue)`` is awaited once when the worker starts, on the
+    worker's loop, and builds the :class:`Engine` (open its store there:
+    connection pools bind to the loop that made them); ``queue`` is the
+    :class:`ArqQueue` on the worker's own Redis pool, for the engine's
+    retries and sweeps. With ``close_engine`` the store (and the provider,
+    if it has ``aclose``) is closed when the worker stops.
+
+    Every arq default that matters for 10-120 s model calls is set:
+
+    * ``max_jobs`` (arq: 10): generations one process runs at once; each
+      awaits the model, so hundreds fit in one event loop.
+    * ``job_timeout`` (arq: 300 s): an arq job running longer is cancelled
+      (the engine hands the job back). Keep it above the longest model call
+      with its in-process retries.
+    * ``keep_result=0`` (arq: 1 hour): a finished arq job's id is free at once.
+    * ``max_tries`` (arq: 5): how often one message may be re-run (store
+      outages, early deliveries, cancelled runs); past it the sweep takes over.
+    * ``maintain_every``: seconds between ``recover()`` + ``sweep()`` runs (a
+      cron job every worker schedules; also run at startup).
+    * ``shutdown_grace``: on SIGTERM/SIGINT, seconds running jobs may finish
+      before they are cancelled and handed back (arq's ``job_completion_wait``).
+
+    Extra keyword arguments go to ``arq.Worker`` unchanged.
+    """
+    if max_jobs < 1:
+        raise ValueError("max_jobs must be at least 1")
+    if maintain_every >= max_delay:
+        raise ValueError("maintain_every must be shorter than max_delay (the sweep must run first)")
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        queue = ArqQueue(ctx["redis"], queue_name=queue_name, max_delay=max_delay)
+        ctx[_ENGINE] = await engine_factory(queue)
+        ctx[_WORKER_ID] = f"arq:{socket.gethostname()}:{os.getpid()}:{uuid4().hex[:8]}"
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        engine: Engine | None = ctx.get(_ENGINE)
+        if engine is None or not close_engine:
+            return
+        await engine.store.aclose()
+        aclose = getattr(engine.provider, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+    settings: dict[str, Any] = {
+        "functions": [
+            func(
+                _process,
+                name=PROCESS_TASK,
+                keep_result=0,
+                max_tries=max_tries,
+                timeout=job_timeout,
+            )
+        ],
+        "cron_jobs": [
+            cron(
+                _maintain,
+                name=f"{MAINTAIN_TASK}:{queue_name}",
+                run_at_startup=True,
+                timeout=max(60.0, float(maintain_every)),
+                **_every(maintain_every),
+            )
+        ],
+        "redis_settings": RedisSettings.from_dsn(redis_url),
+        "queue_name": queue_name,
+        "max_jobs": max_jobs,
+        "job_timeout": job_timeout,
+        "keep_result": 0,
+        "max_tries": max_tries,
+        "poll_delay": poll_delay,
+        "job_completion_wait": shutdown_grace,
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+    }
+    settings.update(worker_options)
+    return settings
+
+
+def run_arq_worker(settings: dict[str, Any]) -> None:
+    """Run an arq worker with ``settings`` (from :func:`arq_worker_settings`) until SIGTERM.
+
+    Blocks; handles SIGINT/SIGTERM (stop taking work, let running jobs finish
+    for ``shutdown_grace`` s, cancel and hand back the rest). Equivalent to
+    ``arq module.WorkerSettings`` with the settings as a class.
+    """
+    run_worker(settings)

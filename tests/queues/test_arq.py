@@ -1,0 +1,239 @@
+"""The arq adapter: the queue conformance suite on a real Redis, and arq's traps."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import uuid4
+
+import pytest
+
+from chatsvg_core.engine import Engine
+from chatsvg_core.queues import ArqQueue, JobQueue, arq_worker_settings
+from chatsvg_core.queues._arq import PROCESS_TASK
+from chatsvg_core.testing.conformance import QueueConformance
+
+from ._support import delete_keys, redis_db, running_arq_worker
+
+pytestmark = pytest.mark.redis
+
+
+class TestArqQueue(QueueConformance):
+    url: str
+
+    @pytest.fixture(autouse=True)
+    def _redis(self, redis_url: str) -> None:
+        self.url = redis_db(redis_url)
+
+    @asynccontextmanager
+    async def open_queue(self) -> AsyncIterator[JobQueue]:
+        queue = await ArqQueue.connect(self.url, queue_name=f"chatsvg-test-{uuid4().hex[:12]}")
+        try:
+            yield queue
+        finally:
+            await queue.aclose()
+            await delete_keys(self.url, f"*{queue.queue_name}*")
+
+    @asynccontextmanager
+    async def run_worker(self, queue: JobQueue, engine: Engine) -> AsyncIterator[None]:
+        assert isinstance(queue, ArqQueue)
+
+        async def same_engine(_: ArqQueue) -> Engine:
+            return engine
+
+        settings = arq_worker_settings(
+            same_engine,
+            redis_url=self.url,
+            queue_name=queue.queue_name,
+            max_jobs=64,
+            poll_delay=0.05,
+            close_engine=False,
+            cron_jobs=[],  # the suite calls recover() and sweep() itself
+        )
+        async with running_arq_worker(settings, grace=0.5):
+            yield
+
+
+class _AttemptBlindQueue(ArqQueue):
+    """The naive adapter: one arq job id per chatsvg job, straight to enqueue_job."""
+
+    async def enqueue(self, job_id: str, *, delay: float = 0.0, attempt: int = 0) -> None:
+        await self.redis.enqueue_job(
+            PROCESS_TASK,
+            job_id,
+            _job_id=f"{self.queue_name}:{job_id}",
+            _queue_name=self.queue_name,
+            _defer_by=delay or None,
+        )
+
+
+class _AttemptBlind(TestArqQueue):
+    @asynccontextmanager
+    async def open_queue(self) -> AsyncIterator[JobQueue]:
+        async with super().open_queue() as queue:
+            assert isinstance(queue, ArqQueue)
+            blind = _AttemptBlindQueue(queue.redis, queue_name=queue.queue_name)
+            yield blind
+
+
+def test_an_id_per_job_loses_retries_on_real_arq(redis_url: str) -> None:
+    # The trap the attempt in the message id avoids: arq drops the retry's
+    # announcement because the failing delivery still holds the id.
+    suite = _AttemptBlind()
+    suite.url = redis_db(redis_url)
+    suite.deliver_within = 3.0
+    with pytest.raises(AssertionError, match="not finished"):
+        suite.test_a_later_attempt_is_not_swallowed()
+
+
+async def test_a_delay_over_the_cap_is_left_to_the_sweep(redis_url: str) -> None:
+    url = redis_db(redis_url)
+    queue = await ArqQueue.connect(url, queue_name=f"chatsvg-test-{uuid4().hex[:12]}", max_delay=60)
+    try:
+        await queue.enqueue("far", delay=61)
+        await queue.enqueue("near", delay=59)
+        waiting = await queue.redis.zrange(queue.queue_name, 0, -1)
+        assert waiting == [queue.message_id("near", 0).encode()]
+        # Announcing again is a no-op while the first announcement waits.
+        await queue.enqueue("near", delay=1)
+        assert await queue.redis.zcard(queue.queue_name) == 1
+        # A later attempt is a new message.
+        await queue.enqueue("near", delay=1, attempt=1)
+        assert await queue.redis.zcard(queue.queue_name) == 2
+    finally:
+        await queue.aclose()
+        await delete_keys(url, f"*{queue.queue_name}*")
+
+
+async def test_an_unreachable_redis_loses_the_message_not_the_submit() -> None:
+    from arq.connections import ArqRedis
+
+    # A pool on a port nothing listens on: enqueue logs and returns.
+    dead = ArqRedis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+    try:
+        await ArqQueue(dead).enqueue("j")
+    finally:
+        await dead.aclose()
+
+
+async def test_bad_delays_are_refused(redis_url: str) -> None:
+    queue = await ArqQueue.connect(redis_db(redis_url))
+    try:
+        for delay in (-1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="delay"):
+                await queue.enqueue("j", delay=delay)
+    finally:
+        await queue.aclose()
+
+
+def test_settings_are_explicit_and_checked() -> None:
+    async def factory(_: ArqQueue) -> Engine:
+        raise AssertionError("not called")
+
+    s = arq_worker_settings(factory, maintain_every=15)
+    assert (s["max_jobs"], s["job_timeout"], s["keep_result"]) == (500, 600.0, 0)
+    (maintain,) = s["cron_jobs"]
+    assert maintain.second == {0, 15, 30, 45}
+    assert arq_worker_settings(factory, maintain_every=300)["cron_jobs"][0].minute == set(
+        range(0, 60, 5)
+    )
+    with pytest.raises(ValueError, match="maintain_every"):
+        arq_worker_settings(factory, maintain_every=7)
+    with pytest.raises(ValueError, match="max_jobs"):
+        arq_worker_settings(factory, max_jobs=0)
+
+
+def test_importing_the_library_does_not_import_arq() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, chatsvg_core, chatsvg_core.queues; print('arq' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+async def test_a_dead_workers_message_does_not_hold_up_recovery(redis_url: str) -> None:
+    # arq re-runs a dead worker's message only when its in-progress key lapses
+    # (job_timeout + 10 s); recovery announces the next attempt under a new id.
+    from datetime import timedelta
+
+    from chatsvg_core.generate import OfflineSketchProvider
+    from chatsvg_core.jobs import JobStatus
+    from chatsvg_core.ledger import Ledger
+    from chatsvg_core.storage import MemoryStore, claim_job
+
+    url = redis_db(redis_url)
+    queue = await ArqQueue.connect(url, queue_name=f"chatsvg-test-{uuid4().hex[:12]}")
+    store = MemoryStore()
+    engine = Engine(store, queue, OfflineSketchProvider())
+    await Ledger(store).grant("o", 100)
+    try:
+        job = (await engine.submit("o", "k", {"prompt": "a kite"})).job
+        # A worker took message <job>:0 and died holding it, and the job's lease.
+        await queue.redis.psetex(f"arq:in-progress:{queue.message_id(job.id, 0)}", 600_000, b"1")
+        async with store.transaction() as tx:
+            now = engine.clock.now()
+            await claim_job(tx, job.id, now=now, worker_id="dead", lease=timedelta(seconds=0.05))
+        await asyncio.sleep(0.1)
+
+        async def same_engine(_: ArqQueue) -> Engine:
+            return engine
+
+        settings = arq_worker_settings(
+            same_engine,
+            redis_url=url,
+            queue_name=queue.queue_name,
+            poll_delay=0.05,
+            close_engine=False,
+            cron_jobs=[],
+        )
+        async with running_arq_worker(settings):
+            assert (await engine.recover()).requeued == [job.id]
+            for _ in range(250):
+                if (await engine.get(job.id)).terminal:
+                    break
+                await asyncio.sleep(0.02)
+        done = await engine.get(job.id)
+        assert done.status is JobStatus.SUCCEEDED
+        assert done.attempt == 2
+    finally:
+        await queue.aclose()
+        await delete_keys(url, f"*{queue.queue_name}*")
+
+
+async def test_the_cron_job_recovers_and_sweeps(redis_url: str) -> None:
+    from chatsvg_core.generate import OfflineSketchProvider
+    from chatsvg_core.jobs import JobStatus
+    from chatsvg_core.ledger import Ledger
+    from chatsvg_core.storage import MemoryStore
+
+    url = redis_db(redis_url)
+    queue = await ArqQueue.connect(url, queue_name=f"chatsvg-test-{uuid4().hex[:12]}")
+    store = MemoryStore()
+    await Ledger(store).grant("o", 100)
+    # Submitted with no queue: its message is lost from the start.
+    job = (await Engine(store, None, OfflineSketchProvider()).submit("o", "k", {"prompt": "x"})).job
+    engine = Engine(store, queue, OfflineSketchProvider())
+
+    async def same_engine(_: ArqQueue) -> Engine:
+        return engine
+
+    settings = arq_worker_settings(
+        same_engine,
+        redis_url=url,
+        queue_name=queue.queue_name,
+        poll_delay=0.05,
+        close_engine=False,
+        maintain_every=1,
+    )
+    try:
+        async with running_arq_worker(settings):
+            for _ in range(200):
+                if (await engine.get(job.id)).terminal:
+                    break
+                await asyncio.sleep(0.05)
+        assert (await engine.get(job.id)).status is JobStatus.SUCCEEDED
+    finally:
+        await queue.aclose()
+        await delete_keys(url, f"*{queue.queue_name}*")

@@ -1,0 +1,165 @@
+"""The Procrastinate adapter: the queue conformance suite on a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from uuid import uuid4
+
+import pytest
+
+from chatsvg_core.engine import Engine
+from chatsvg_core.queues import JobQueue, ProcrastinateQueue, procrastinate_app, serve_procrastinate
+from chatsvg_core.testing.conformance import QueueConformance
+
+from ._support import drop_schema, in_schema, new_schema
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture(scope="module")
+def procrastinate_url(postgres_url: str) -> Iterator[str]:
+    """A conninfo on a schema of this module's own, with Procrastinate's tables in it."""
+    schema = new_schema(postgres_url, procrastinate=True)
+    try:
+        yield in_schema(postgres_url, schema)
+    finally:
+        drop_schema(postgres_url, schema)
+
+
+@asynccontextmanager
+async def running_worker(
+    queue: ProcrastinateQueue, engine: Engine, **options: object
+) -> AsyncIterator[None]:
+    async def same_engine(_: ProcrastinateQueue) -> Engine:
+        return engine
+
+    task = asyncio.create_task(
+        serve_procrastinate(
+            queue.app,
+            same_engine,
+            queue_name=queue.queue_name,
+            concurrency=64,
+            shutdown_grace=0.5,
+            close_engine=False,
+            install_signal_handlers=False,
+            fetch_job_polling_interval=0.2,
+            **options,
+        )
+    )
+    await asyncio.sleep(0.2)  # registered and listening
+    if task.done():
+        task.result()
+    try:
+        yield
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+class TestProcrastinateQueue(QueueConformance):
+    url: str
+
+    @pytest.fixture(autouse=True)
+    def _database(self, procrastinate_url: str) -> None:
+        self.url = procrastinate_url
+
+    @asynccontextmanager
+    async def open_queue(self) -> AsyncIterator[JobQueue]:
+        from procrastinate import PsycopgConnector
+
+        name = f"chatsvg-test-{uuid4().hex[:12]}"
+        app = procrastinate_app(
+            PsycopgConnector(conninfo=self.url, min_size=1, max_size=8),
+            queue_name=name,
+            maintain_every=None,  # the suite calls recover() and sweep() itself
+        )
+        async with app.open_async():
+            yield ProcrastinateQueue(app, queue_name=name)
+
+    @asynccontextmanager
+    async def run_worker(self, queue: JobQueue, engine: Engine) -> AsyncIterator[None]:
+        assert isinstance(queue, ProcrastinateQueue)
+        async with running_worker(queue, engine):
+            yield
+
+
+@asynccontextmanager
+async def opened(url: str, **options: object) -> AsyncIterator[ProcrastinateQueue]:
+    from procrastinate import PsycopgConnector
+
+    name = f"chatsvg-test-{uuid4().hex[:12]}"
+    app = procrastinate_app(
+        PsycopgConnector(conninfo=url, min_size=1, max_size=4), queue_name=name, **options
+    )  # type: ignore[arg-type]
+    async with app.open_async():
+        yield ProcrastinateQueue(app, queue_name=name)
+
+
+async def _waiting(queue: ProcrastinateQueue) -> list[tuple[str, str | None]]:
+    async with queue.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+        cur = await conn.execute(
+            "SELECT status::text, queueing_lock FROM procrastinate_jobs WHERE queue_name = %s",
+            (queue.queue_name,),
+        )
+        return [tuple(r) for r in await cur.fetchall()]
+
+
+async def test_one_waiting_message_per_job(procrastinate_url: str) -> None:
+    async with opened(procrastinate_url, maintain_every=None) as queue:
+        await queue.enqueue("j1", delay=30)
+        await queue.enqueue("j1")  # refused by the queueing lock: one is waiting
+        await queue.enqueue("j1", attempt=1)
+        await queue.enqueue("j2")
+        assert sorted(await _waiting(queue)) == [
+            ("todo", queue.lock("j1")),
+            ("todo", queue.lock("j2")),
+        ]
+        for delay in (-1.0, float("nan"), float("inf")):
+            with pytest.raises(ValueError, match="delay"):
+                await queue.enqueue("j", delay=delay)
+
+
+async def test_an_unreachable_database_loses_the_message_not_the_submit() -> None:
+    from procrastinate import PsycopgConnector
+
+    app = procrastinate_app(
+        PsycopgConnector(
+            conninfo="postgresql://postgres@127.0.0.1:1/x", min_size=0, max_size=1, timeout=0.5
+        )
+    )
+    async with app.open_async():
+        await ProcrastinateQueue(app).enqueue("j")
+
+
+async def test_the_periodic_task_recovers_and_sweeps(procrastinate_url: str) -> None:
+    from chatsvg_core.generate import OfflineSketchProvider
+    from chatsvg_core.jobs import JobStatus
+    from chatsvg_core.ledger import Ledger
+    from chatsvg_core.storage import MemoryStore
+
+    async with opened(procrastinate_url, maintain_every=1) as queue:
+        store = MemoryStore()
+        await Ledger(store).grant("o", 100)
+        # Submitted with no queue: its message is lost from the start.
+        job = (
+            await Engine(store, None, OfflineSketchProvider()).submit("o", "k", {"prompt": "x"})
+        ).job
+        engine = Engine(store, queue, OfflineSketchProvider())
+        async with running_worker(queue, engine):
+            for _ in range(200):
+                if (await engine.get(job.id)).terminal:
+                    break
+                await asyncio.sleep(0.05)
+        assert (await engine.get(job.id)).status is JobStatus.SUCCEEDED
+
+
+def test_cron_strings() -> None:
+    from chatsvg_core.queues._procrastinate import _every
+
+    assert _every(15) == "* * * * * */15"
+    assert _every(60) == "* * * * * 0"
+    assert _every(300) == "*/5 * * * * 0"
+    with pytest.raises(ValueError, match="maintain_every"):
+        _every(7)
