@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
@@ -133,6 +133,14 @@ class RecoveryReport:
     refunded: list[str] = field(default_factory=list)
 
 
+class SubmitRateLimiter(Protocol):
+    """What ``Engine(rate_limit=...)`` takes: ``SubmitRateLimit`` or a host's own."""
+
+    async def check(self, owner: str, key: str | None = None) -> None:
+        """Count one submit; raise ``RateLimited`` when over the limit."""
+        ...
+
+
 class _Reserved(Exception):
     """The claimed job was paid by a reservation at submit: nothing to charge."""
 
@@ -201,6 +209,8 @@ class Engine:
         max_in_flight: the most jobs one owner may have QUEUED or RUNNING at
             once (``None``: no limit), or a callable ``owner -> limit``; a
             submit past it raises ``InFlightLimitExceeded`` (nothing written).
+        rate_limit: checked at each submit before anything is written, e.g. a
+            :class:`chatsvg_core.ratelimit.SubmitRateLimit` (``RateLimited``, 429).
         refuse_blank: fail (and refund) a job whose sanitized SVG draws nothing
             visible (:func:`~chatsvg_core.sanitize.is_blank`); ``False`` accepts it.
     """
@@ -230,6 +240,7 @@ class Engine:
         charge_at: Literal["claim", "submit"] = "claim",
         max_in_flight: int | Callable[[str], int | None] | None = None,
         refuse_blank: bool = True,
+        rate_limit: SubmitRateLimiter | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
@@ -239,6 +250,7 @@ class Engine:
             )
         self.charge_at = charge_at
         self._max_in_flight = max_in_flight
+        self.rate_limit = rate_limit
         self.store = store
         self.queue = queue
         self.provider = provider
@@ -352,6 +364,8 @@ class Engine:
         owner: str,
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         """Create a QUEUED job for ``request`` (or return the one this key already made).
 
@@ -366,9 +380,15 @@ class Engine:
         ``DailyCapExceeded`` then means no job was created and the key is not
         bound, so the same key works once the owner has credits. A replay
         reserves nothing again. ``InFlightLimitExceeded`` likewise.
+
+        ``rate_key`` is the host's own key for the ``rate_limit`` (a client
+        IP, an API key); over the limit, ``RateLimited`` (429) with
+        ``retry_after``, and nothing is written.
         """
         with self.instrumentation.submit(owner) as observed:
-            result = await self._submit(owner, idempotency_key, request, observed)
+            result = await self._submit(
+                owner, idempotency_key, request, observed, rate_key=rate_key
+            )
             observed.done(result.job, replayed=result.replayed)
         return result
 
@@ -378,11 +398,16 @@ class Engine:
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
         observed: SubmitScope,
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         owner = validate_owner(owner)
         if idempotency_key is not None:
             idempotency_key = validate_idempotency_key(idempotency_key)
         req = self.prepare(request)
+        if self.rate_limit is not None:
+            # Counted before the transaction: a refused submit writes nothing.
+            await self.rate_limit.check(owner, rate_key)
         payload = req.model_dump(mode="json")
         scope = idempotency_scope(owner, operation=OPERATION)
         now = self.clock.now()

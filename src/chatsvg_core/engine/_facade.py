@@ -97,9 +97,11 @@ class SyncEngine:
         owner: str,
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         """See :meth:`Engine.submit`."""
-        return self._call(self.engine.submit, owner, idempotency_key, request)
+        return self._call(self.engine.submit, owner, idempotency_key, request, rate_key=rate_key)
 
     def process(self, job_id: str, worker_id: str) -> Job | None:
         """See :meth:`Engine.process`."""

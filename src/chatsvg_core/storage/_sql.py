@@ -27,12 +27,14 @@ from chatsvg_core.errors import InvalidAmount, StorageError
 from chatsvg_core.jobs import Job, JobStatus
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResult, LedgerEntry
+from chatsvg_core.storage._spend import SpendState
 
 __all__ = [
     "INSERT_ENTRY",
     "MOVE_BALANCE",
     "SCHEMA_TABLE",
     "TABLES",
+    "USAGE",
     "FaultHook",
     "Migration",
     "SQLTransaction",
@@ -50,6 +52,7 @@ TABLES = frozenset(
         "chatsvg_accounts",
         "chatsvg_ledger",
         "chatsvg_results",
+        "chatsvg_rate_limits",
     }
 )
 """Every table the schema owns (a database holding others is not ours)."""
@@ -73,6 +76,13 @@ _IDEM_COLUMNS = "scope, idem_key, request_hash, job_id, created_at, expires_at"
 INSERT_ENTRY = (
     f"INSERT INTO chatsvg_ledger ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (kind, ref) WHERE ref IS NOT NULL DO NOTHING"
+)
+USAGE = (
+    "SELECT COALESCE(-SUM(e.amount), 0) FROM chatsvg_ledger e "
+    "WHERE e.owner = ? AND e.kind IN ('charge', 'reserve') "
+    "AND e.created_at >= ? AND e.created_at < ? "
+    "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.ref = e.ref "
+    "AND r.kind = CASE e.kind WHEN 'charge' THEN 'refund' ELSE 'release' END)"
 )
 MOVE_BALANCE = (
     "INSERT INTO chatsvg_accounts (owner, balance, created_at) VALUES (?, ?, ?) "
@@ -498,15 +508,63 @@ class SQLTransaction:
         The ``NOT EXISTS`` probe is a lookup in the (kind, ref) unique index.
         """
         self._check_open()
-        row = await self._one(
-            "SELECT COALESCE(-SUM(e.amount), 0) FROM chatsvg_ledger e "
-            "WHERE e.owner = ? AND e.kind IN ('charge', 'reserve') "
-            "AND e.created_at >= ? AND e.created_at < ? "
-            "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.ref = e.ref "
-            "AND r.kind = CASE e.kind WHEN 'charge' THEN 'refund' ELSE 'release' END)",
-            (owner, self._ts(utc(since)), self._ts(utc(until))),
-        )
+        row = await self._one(USAGE, (owner, self._ts(utc(since)), self._ts(utc(until))))
         return 0 if row is None else int(row[0])
+
+    async def spend_state(
+        self,
+        owner: str,
+        kind: EntryKind,
+        other: EntryKind,
+        ref: str,
+        window: tuple[datetime, datetime] | None,
+    ) -> SpendState:
+        """What a charge or reservation is decided on, in one statement (``SpendReader``).
+
+        The account row (locked, when the dialect locks rows), the entry this
+        reference already has, the other mode's existence and, with a window,
+        the usage of :meth:`usage`: the fine primitives' SQL, as subqueries.
+        """
+        self._check_open()
+        usage = "NULL"
+        params: list[Any] = [EntryKind(other).value, ref]
+        if window is not None:
+            usage = f"({USAGE})"
+            params += [owner, self._ts(utc(window[0])), self._ts(utc(window[1]))]
+        params += [owner, EntryKind(kind).value, ref]
+        row = await self._one(
+            "SELECT a.balance, s.id, s.owner, s.amount, s.memo, s.created_at, "
+            "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
+            f"{usage} FROM (SELECT 1) AS one "
+            "LEFT JOIN chatsvg_accounts a ON a.owner = ? "
+            "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?",
+            params,
+        )
+        assert row is not None  # one row, whatever exists
+        return self._spend_state(kind, ref, row[0], row[1:], window is not None)
+
+    def _spend_state(
+        self,
+        kind: EntryKind,
+        ref: str,
+        balance: int | None,
+        facts: Sequence[Any],
+        with_usage: bool,
+    ) -> SpendState:
+        """A :class:`SpendState` from the account's balance (``None``: no account) and
+        ``(seen id, owner, amount, memo, created_at, other exists, usage)``."""
+        seen = None
+        if facts[0] is not None:
+            seen = self._entry(
+                (facts[0], facts[1], EntryKind(kind).value, facts[2], ref, facts[3], facts[4])
+            )
+        return SpendState(
+            exists=balance is not None,
+            seen=seen,
+            other=bool(facts[5]),
+            balance=0 if balance is None else int(balance),
+            used=int(facts[6]) if with_usage else None,
+        )
 
     async def entries(
         self,
