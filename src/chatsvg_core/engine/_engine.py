@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
@@ -77,6 +77,7 @@ from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
 from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, Sanitizer, is_blank
 from chatsvg_core.storage import (
     EntryKind,
+    JobPurger,
     JobResult,
     Store,
     StoreTransaction,
@@ -89,7 +90,7 @@ from chatsvg_core.storage import (
     retry_job,
 )
 
-__all__ = ["Checkpoint", "Engine", "RecoveryReport", "SubmitResult"]
+__all__ = ["Checkpoint", "Engine", "PurgeReport", "RecoveryReport", "SubmitResult"]
 
 log = logging.getLogger("chatsvg_core.engine")
 
@@ -125,12 +126,31 @@ class SubmitResult:
 
 
 @dataclass(slots=True)
+class PurgeReport:
+    """What one :meth:`Engine.purge` run deleted."""
+
+    jobs: int = 0
+    """Terminal jobs deleted, each with its result (if any)."""
+    idempotency_records: int = 0
+    """Expired idempotency records deleted."""
+    batches: int = 0
+
+
+@dataclass(slots=True)
 class RecoveryReport:
     """What one :meth:`Engine.recover` pass did."""
 
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     refunded: list[str] = field(default_factory=list)
+
+
+class SubmitRateLimiter(Protocol):
+    """What ``Engine(rate_limit=...)`` takes: ``SubmitRateLimit`` or a host's own."""
+
+    async def check(self, owner: str, key: str | None = None) -> None:
+        """Count one submit; raise ``RateLimited`` when over the limit."""
+        ...
 
 
 class _Reserved(Exception):
@@ -201,6 +221,8 @@ class Engine:
         max_in_flight: the most jobs one owner may have QUEUED or RUNNING at
             once (``None``: no limit), or a callable ``owner -> limit``; a
             submit past it raises ``InFlightLimitExceeded`` (nothing written).
+        rate_limit: checked at each submit before anything is written, e.g. a
+            :class:`chatsvg_core.ratelimit.SubmitRateLimit` (``RateLimited``, 429).
         refuse_blank: fail (and refund) a job whose sanitized SVG draws nothing
             visible (:func:`~chatsvg_core.sanitize.is_blank`); ``False`` accepts it.
     """
@@ -230,6 +252,7 @@ class Engine:
         charge_at: Literal["claim", "submit"] = "claim",
         max_in_flight: int | Callable[[str], int | None] | None = None,
         refuse_blank: bool = True,
+        rate_limit: SubmitRateLimiter | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
@@ -239,6 +262,7 @@ class Engine:
             )
         self.charge_at = charge_at
         self._max_in_flight = max_in_flight
+        self.rate_limit = rate_limit
         self.store = store
         self.queue = queue
         self.provider = provider
@@ -352,6 +376,8 @@ class Engine:
         owner: str,
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         """Create a QUEUED job for ``request`` (or return the one this key already made).
 
@@ -366,9 +392,15 @@ class Engine:
         ``DailyCapExceeded`` then means no job was created and the key is not
         bound, so the same key works once the owner has credits. A replay
         reserves nothing again. ``InFlightLimitExceeded`` likewise.
+
+        ``rate_key`` is the host's own key for the ``rate_limit`` (a client
+        IP, an API key); over the limit, ``RateLimited`` (429) with
+        ``retry_after``, and nothing is written.
         """
         with self.instrumentation.submit(owner) as observed:
-            result = await self._submit(owner, idempotency_key, request, observed)
+            result = await self._submit(
+                owner, idempotency_key, request, observed, rate_key=rate_key
+            )
             observed.done(result.job, replayed=result.replayed)
         return result
 
@@ -378,11 +410,16 @@ class Engine:
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
         observed: SubmitScope,
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         owner = validate_owner(owner)
         if idempotency_key is not None:
             idempotency_key = validate_idempotency_key(idempotency_key)
         req = self.prepare(request)
+        if self.rate_limit is not None:
+            # Counted before the transaction: a refused submit writes nothing.
+            await self.rate_limit.check(owner, rate_key)
         payload = req.model_dump(mode="json")
         scope = idempotency_scope(owner, operation=OPERATION)
         now = self.clock.now()
@@ -972,6 +1009,60 @@ class Engine:
                     yield update_for(job).model_copy(
                         update={"kind": "refunded", "amount": back.amount, "at": back.created_at}
                     )
+
+    # --- retention ----------------------------------------------------------
+
+    async def purge(
+        self,
+        older_than: timedelta,
+        *,
+        batch_size: int = 500,
+        max_batches: int | None = None,
+    ) -> PurgeReport:
+        """Delete terminal jobs last changed more than ``older_than`` ago, their results,
+        and expired idempotency records, in batches of ``batch_size`` (one short
+        transaction each). Never a ledger entry.
+
+        A job is kept while an idempotency key still names it (a replay must
+        find it) or while its money is unsettled (a FAILED job not yet
+        refunded, a reservation neither captured nor released): recovery
+        must still be able to give it back. The ledger's ``(kind, ref)``
+        uniqueness outlives the job, so a purged job is never charged or
+        refunded twice. Safe to run from several processes at once.
+
+        Raises ``ConfigurationError`` when the store has no ``purge_jobs``
+        primitive (:class:`~chatsvg_core.storage.JobPurger`).
+        """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidRequest(
+                "older_than is a non-negative timedelta",
+                field="older_than",
+                errors=[{"field": "older_than", "message": "not a non-negative timedelta"}],
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidRequest(
+                "batch_size is a positive int",
+                field="batch_size",
+                errors=[{"field": "batch_size", "message": "not a positive int"}],
+            )
+        now = self.clock.now()
+        report = PurgeReport()
+        while max_batches is None or report.batches < max_batches:
+            async with self.store.transaction() as tx:
+                if not isinstance(tx, JobPurger):
+                    raise ConfigurationError(
+                        f"{type(self.store).__name__} cannot purge: its transactions have "
+                        "no purge_jobs (see chatsvg_core.storage.JobPurger)",
+                        store=type(self.store).__name__,
+                    )
+                records = await tx.prune_idempotency(now, limit=batch_size)
+                jobs = await tx.purge_jobs(before=now - older_than, now=now, limit=batch_size)
+            report.batches += 1
+            report.jobs += jobs
+            report.idempotency_records += records
+            if jobs < batch_size and records < batch_size:
+                break
+        return report
 
     # --- reading ------------------------------------------------------------
 
