@@ -6,6 +6,7 @@ from chatsvg_core.engine._engine import (
     OPERATION,
     Checkpoint,
     Engine,
+    PurgeReport,
     RecoveryReport,
     SubmitResult,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "Instrumentation",
     "JobChangeFeed",
     "JobUpdate",
+    "PurgeReport",
     "RecoveryReport",
     "Step",
     "SubmitResult",

@@ -77,6 +77,7 @@ from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
 from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, Sanitizer, is_blank
 from chatsvg_core.storage import (
     EntryKind,
+    JobPurger,
     JobResult,
     Store,
     StoreTransaction,
@@ -89,7 +90,7 @@ from chatsvg_core.storage import (
     retry_job,
 )
 
-__all__ = ["Checkpoint", "Engine", "RecoveryReport", "SubmitResult"]
+__all__ = ["Checkpoint", "Engine", "PurgeReport", "RecoveryReport", "SubmitResult"]
 
 log = logging.getLogger("chatsvg_core.engine")
 
@@ -122,6 +123,17 @@ class SubmitResult:
 
     job: Job
     replayed: bool
+
+
+@dataclass(slots=True)
+class PurgeReport:
+    """What one :meth:`Engine.purge` run deleted."""
+
+    jobs: int = 0
+    """Terminal jobs deleted, each with its result (if any)."""
+    idempotency_records: int = 0
+    """Expired idempotency records deleted."""
+    batches: int = 0
 
 
 @dataclass(slots=True)
@@ -967,6 +979,60 @@ class Engine:
                     yield update_for(job).model_copy(
                         update={"kind": "refunded", "amount": back.amount, "at": back.created_at}
                     )
+
+    # --- retention ----------------------------------------------------------
+
+    async def purge(
+        self,
+        older_than: timedelta,
+        *,
+        batch_size: int = 500,
+        max_batches: int | None = None,
+    ) -> PurgeReport:
+        """Delete terminal jobs last changed more than ``older_than`` ago, their results,
+        and expired idempotency records, in batches of ``batch_size`` (one short
+        transaction each). Never a ledger entry.
+
+        A job is kept while an idempotency key still names it (a replay must
+        find it) or while its money is unsettled (a FAILED job not yet
+        refunded, a reservation neither captured nor released): recovery
+        must still be able to give it back. The ledger's ``(kind, ref)``
+        uniqueness outlives the job, so a purged job is never charged or
+        refunded twice. Safe to run from several processes at once.
+
+        Raises ``ConfigurationError`` when the store has no ``purge_jobs``
+        primitive (:class:`~chatsvg_core.storage.JobPurger`).
+        """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidRequest(
+                "older_than is a non-negative timedelta",
+                field="older_than",
+                errors=[{"field": "older_than", "message": "not a non-negative timedelta"}],
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidRequest(
+                "batch_size is a positive int",
+                field="batch_size",
+                errors=[{"field": "batch_size", "message": "not a positive int"}],
+            )
+        now = self.clock.now()
+        report = PurgeReport()
+        while max_batches is None or report.batches < max_batches:
+            async with self.store.transaction() as tx:
+                if not isinstance(tx, JobPurger):
+                    raise ConfigurationError(
+                        f"{type(self.store).__name__} cannot purge: its transactions have "
+                        "no purge_jobs (see chatsvg_core.storage.JobPurger)",
+                        store=type(self.store).__name__,
+                    )
+                records = await tx.prune_idempotency(now, limit=batch_size)
+                jobs = await tx.purge_jobs(before=now - older_than, now=now, limit=batch_size)
+            report.batches += 1
+            report.jobs += jobs
+            report.idempotency_records += records
+            if jobs < batch_size and records < batch_size:
+                break
+        return report
 
     # --- reading ------------------------------------------------------------
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
 from chatsvg_core._sync import run_sync
-from chatsvg_core.engine._engine import Engine, RecoveryReport, SubmitResult
+from chatsvg_core.engine._engine import Engine, PurgeReport, RecoveryReport, SubmitResult
 from chatsvg_core.engine._wait import JobUpdate
 from chatsvg_core.generate import GenerationRequest, Provider
 from chatsvg_core.jobs import Job
@@ -149,6 +149,10 @@ class SyncEngine:
                     return
         finally:
             self._call(close)
+
+    def purge(self, older_than: timedelta, **options: Any) -> PurgeReport:
+        """See :meth:`Engine.purge`."""
+        return self._call(self.engine.purge, older_than, **options)
 
     def get(self, job_id: str) -> Job:
         """See :meth:`Engine.get`."""
