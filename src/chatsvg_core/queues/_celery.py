@@ -199,6 +199,26 @@ class CeleryWorkers:
         """``celery@host:pid:thread``: a label for events and the job row (tokens fence)."""
         return f"celery@{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
+    def maintain(self, every: float, stop: threading.Event) -> threading.Thread:
+        """Run ``recover`` + ``sweep`` every ``every`` s on a daemon thread until ``stop``.
+
+        The beat's work without a beat process (Celery's ``-B`` does not run
+        under gevent). Safe beside a beat and in every worker: both passes
+        are compare-and-set in the database.
+        """
+
+        def loop() -> None:
+            while not stop.wait(every):
+                try:
+                    self.recover()
+                    self.sweep()
+                except Exception:  # a store or broker outage: try again next period
+                    log.warning("recovery pass failed; retrying in %.0f s", every, exc_info=True)
+
+        thread = threading.Thread(target=loop, name="chatsvg-maintain", daemon=True)
+        thread.start()
+        return thread
+
     def process(self, job_id: str) -> str | None:
         """The task body: one attempt of ``job_id``; the status it left, or ``None``."""
         job = self.engine().process(job_id, self.worker_id())
