@@ -35,6 +35,10 @@ from chatsvg_core.engine import (
     EngineEvent,
     EventHook,
     EventKind,
+    Instrumentation,
+    JobChangeFeed,
+    JobUpdate,
+    PurgeReport,
     RecoveryReport,
     SubmitResult,
     SyncEngine,
@@ -62,6 +66,7 @@ from chatsvg_core.errors import (
     ProviderError,
     ProviderPermanentError,
     ProviderTransientError,
+    RateLimited,
     RefundWithoutCharge,
     StaleLease,
     StorageError,
@@ -87,6 +92,13 @@ from chatsvg_core.generate import (
     TokenUsage,
     extract_svg,
     generate_sync,
+)
+from chatsvg_core.http import (
+    PROBLEM_JSON,
+    REPLAY_HEADER,
+    ProblemDetails,
+    problem_details,
+    submit_headers,
 )
 from chatsvg_core.idempotency import (
     Created,
@@ -166,6 +178,8 @@ from chatsvg_core.storage import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "PROBLEM_JSON",
+    "REPLAY_HEADER",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "Action",
@@ -197,6 +211,7 @@ __all__ = [
     "IdempotencyRecord",
     "InProcessQueue",
     "IncompatibleStorage",
+    "Instrumentation",
     "InsufficientCredits",
     "InvalidAmount",
     "InvalidIdempotencyKey",
@@ -206,11 +221,13 @@ __all__ = [
     "InvalidTransition",
     "Jitter",
     "Job",
+    "JobChangeFeed",
     "JobErrorInfo",
     "JobNotFound",
     "JobQueue",
     "JobResult",
     "JobStatus",
+    "JobUpdate",
     "Ledger",
     "LedgerConflict",
     "LedgerEntry",
@@ -225,6 +242,7 @@ __all__ = [
     "OpenAICompatibleSettings",
     "PermanentError",
     "Pricing",
+    "ProblemDetails",
     "PromptPolicy",
     "PromptRejected",
     "Provider",
@@ -232,6 +250,8 @@ __all__ = [
     "ProviderOutput",
     "ProviderPermanentError",
     "ProviderTransientError",
+    "PurgeReport",
+    "RateLimited",
     "ReasonCode",
     "RecoveryReport",
     "RefundWithoutCharge",
@@ -284,6 +304,7 @@ __all__ = [
     "ledger",
     "open_storage",
     "parse_retry_after",
+    "problem_details",
     "queues",
     "request_hash",
     "retry",
@@ -291,6 +312,7 @@ __all__ = [
     "sanitize",
     "sanitize_svg",
     "storage",
+    "submit_headers",
     "validate_idempotency_key",
 ]
 

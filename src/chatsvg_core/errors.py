@@ -25,6 +25,7 @@ __all__ = [
     "ExtractionError",
     "IdempotencyConflict",
     "IdempotencyError",
+    "InFlightLimitExceeded",
     "IncompatibleStorage",
     "InsufficientCredits",
     "InvalidAmount",
@@ -40,6 +41,7 @@ __all__ = [
     "ProviderError",
     "ProviderPermanentError",
     "ProviderTransientError",
+    "RateLimited",
     "RefundWithoutCharge",
     "SVGRejected",
     "StaleLease",
@@ -255,6 +257,30 @@ class DailyCapExceeded(LedgerError):
     """
 
     code = "daily_cap_exceeded"
+    http_status = 429
+
+
+class InFlightLimitExceeded(TransientError):
+    """The owner already has as many jobs queued or running as the host allows.
+
+    Raised by a submit; nothing was written and the idempotency key is not
+    bound. Trying again once one of those jobs has finished can succeed.
+    Fields: ``owner``, ``limit``, ``in_flight``.
+    """
+
+    code = "in_flight_limit_exceeded"
+    http_status = 429
+
+
+class RateLimited(TransientError):
+    """Too many submits in the current window; nothing was written.
+
+    Fields: ``scope`` (``owner``, or ``key`` for the host's own key such as
+    an IP), ``limit`` (e.g. ``10 per 1 minute``), ``retry_after`` (seconds
+    until the window resets; hosts send it as ``Retry-After``).
+    """
+
+    code = "rate_limited"
     http_status = 429
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from chatsvg_core.engine import Engine
-from chatsvg_core.errors import ProviderTransientError
+from chatsvg_core.errors import InsufficientCredits, InvalidTransition, ProviderTransientError
 from chatsvg_core.generate import GenerationRequest, OfflineSketchProvider, ProviderOutput
 from chatsvg_core.jobs import JobStatus
 from chatsvg_core.ledger import Ledger
@@ -110,6 +110,7 @@ class SoakReport:
     workers: int
     crashes: int = 0
     parent_kills: int = 0
+    cancels: int = 0
     seconds: float = 0.0
     statuses: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
@@ -125,26 +126,45 @@ async def soak(
     parent_kill_every: float = 0.5,
     lease: float = 0.6,
     give_up_after: float = 120.0,
+    charge_at: str = "claim",
+    cancel_every: float | None = None,
 ) -> SoakReport:
-    """Submit ``jobs``, run ``workers`` crashing processes until all are final, then check."""
+    """Submit ``jobs``, run ``workers`` crashing processes until all are final, then check.
+
+    With ``charge_at="submit"`` the parent reserves at submit (the workers
+    run in claim mode: a reserved job is never charged again); with
+    ``cancel_every`` it also cancels a random unfinished job that often,
+    whatever a worker is doing with it.
+    """
     rng = random.Random(seed)
     store = await open_target(target)
     report = SoakReport(backend=target.kind, jobs=jobs, workers=workers)
-    engine = Engine(store, None, OfflineSketchProvider(), policy=POLICY, rng=rng)
+    engine = Engine(
+        store,
+        None,
+        OfflineSketchProvider(),
+        policy=POLICY,
+        rng=rng,
+        charge_at=charge_at,  # type: ignore[arg-type]
+    )
     owners = ["rich", "poor"]
     ledger = Ledger(store)
     await ledger.grant("rich", 10 * jobs)
     await ledger.grant("poor", 5)  # runs out: the rest fail uncharged
-    ids = [
-        (await engine.submit(owners[i % 2], f"k{i}", {"prompt": f"a lighthouse {i}"})).job.id
-        for i in range(jobs)
-    ]
+    ids: list[str] = []
+    for i in range(jobs):
+        try:
+            sub = await engine.submit(owners[i % 2], f"k{i}", {"prompt": f"a lighthouse {i}"})
+        except InsufficientCredits:
+            continue  # refused at submit: no job
+        ids.append(sub.job.id)
+    report.jobs = len(ids)
     # fork: a worker starts in milliseconds; it builds its own store and loop.
     ctx = mp.get_context("fork")
     procs: dict[str, Any] = {}
     counter = 0
     start = time.monotonic()
-    last_kill = start
+    last_kill = last_cancel = start
 
     def spawn() -> None:
         nonlocal counter
@@ -172,6 +192,16 @@ async def soak(
                 victim = rng.choice(list(procs.values()))
                 os.kill(victim.pid, signal.SIGKILL)
                 report.parent_kills += 1
+            if cancel_every is not None and time.monotonic() - last_cancel > cancel_every:
+                last_cancel = time.monotonic()
+                async with store.transaction() as tx:
+                    target_job = await tx.get_job(rng.choice(ids))
+                if target_job is not None and not target_job.terminal:
+                    try:
+                        await engine.cancel(target_job.id, target_job.owner)
+                        report.cancels += 1
+                    except InvalidTransition:
+                        pass  # it finished meanwhile
             await engine.recover()
             async with store.transaction() as tx:
                 current = [await tx.get_job(i) for i in ids]

@@ -66,26 +66,42 @@ async def check_invariants(store: Store, owners: Sequence[str], *, recovered: bo
             total = sum(e.amount for e in entries)
             assert await tx.balance(owner) == total, "balance != sum of entries"
             assert total >= 0, f"negative balance for {owner}"
+    # A job is paid by a charge (at claim) or a reservation (at submit), and
+    # given back by a refund or a release: the same rules hold for either pair.
     charges: dict[str, list[LedgerEntry]] = {}
     refunds: dict[str, list[LedgerEntry]] = {}
+    captures: dict[str, list[LedgerEntry]] = {}
+    paid_kinds = {EntryKind.CHARGE, EntryKind.RESERVE}
+    back_kinds = {EntryKind.REFUND: EntryKind.CHARGE, EntryKind.RELEASE: EntryKind.RESERVE}
     for entries in rows.values():
         for e in entries:
-            if e.kind is EntryKind.CHARGE:
+            if e.kind in paid_kinds:
                 charges.setdefault(e.ref or "", []).append(e)
-            elif e.kind is EntryKind.REFUND:
+            elif e.kind in back_kinds:
                 refunds.setdefault(e.ref or "", []).append(e)
+            elif e.kind is EntryKind.CAPTURE:
+                captures.setdefault(e.ref or "", []).append(e)
     for ref, cs in charges.items():
-        assert len(cs) == 1, f"job {ref} charged {len(cs)} times"
+        assert len(cs) == 1, f"job {ref} paid {len(cs)} times ({[c.kind for c in cs]})"
         assert ref in jobs, "charge for an unknown job"
     for ref, rs in refunds.items():
         assert len(rs) == 1, f"job {ref} refunded {len(rs)} times"
         assert ref in charges, "refund without a charge"
+        assert back_kinds[rs[0].kind] is charges[ref][0].kind, "refund of the other mode"
         assert rs[0].amount == -charges[ref][0].amount, "refund differs from charge"
+    for ref, caps in captures.items():
+        assert len(caps) == 1, f"job {ref} captured {len(caps)} times"
+        assert ref in charges and charges[ref][0].kind is EntryKind.RESERVE, "capture, no hold"
+        assert ref not in refunds, f"job {ref} captured and released"
     for job in jobs.values():
         charged, refunded = job.id in charges, job.id in refunds
+        reserved = charged and charges[job.id][0].kind is EntryKind.RESERVE
         if job.status is JobStatus.SUCCEEDED:
             assert charged and not refunded, f"succeeded job {job.id}: {charged=} {refunded=}"
+            assert not reserved or job.id in captures, f"succeeded job {job.id} not captured"
         elif job.status is JobStatus.FAILED and recovered:
             assert charged == refunded, f"failed job {job.id}: {charged=} {refunded=}"
         elif job.status is JobStatus.QUEUED:
             assert not refunded
+        if job.status is not JobStatus.SUCCEEDED:
+            assert job.id not in captures, f"{job.status} job {job.id} captured"

@@ -267,3 +267,29 @@ def test_ctrl_c_says_what_became_of_the_job_and_its_credits(home: Path) -> None:
     assert "Retrying" not in rest
     assert "the 2 credits charged for it stay with the job" in rest
     assert not (home / "x.svg").exists()
+
+
+def test_show_answer_and_provider_flags_against_a_server(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--show-answer`` prints the raw answer; ``--max-tokens`` and timeouts reach the request."""
+    from chatsvg_core.testing import FakeOpenAIServer, StreamReply
+
+    with FakeOpenAIServer() as server:
+        server.script(StreamReply(("Sure! <svg viewBox='0 0 9 9'>", "</svg>"), model="m.gguf"))
+        server.script(StreamReply(("I would rather describe a lighthouse.",)))
+        monkeypatch.setenv("CHATSVG_OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("CHATSVG_OPENAI_MODEL", "m.gguf")
+        args = ["generate", "a lighthouse", "--max-tokens", "300", "--show-answer"]
+        assert main([*args, "--first-token-timeout", "7", "-q"]) == 1  # blank picture
+        failed = capsys.readouterr().err
+        assert main([*args, "-q"]) == 1  # no SVG at all
+        nothing = capsys.readouterr().err
+        sent = server.requests[0].json()
+    assert sent["max_tokens"] == 300
+    assert "--- answer of m.gguf (finish_reason svg_complete" in failed
+    assert "Sure! <svg viewBox='0 0 9 9'></svg>" in failed
+    assert "svg_rejected" in failed
+    assert "blank" in failed
+    assert "I would rather describe a lighthouse." in nothing
+    assert "no_svg_found" in nothing

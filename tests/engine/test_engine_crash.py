@@ -38,6 +38,35 @@ async def test_sqlite_survives_kill_9_workers() -> None:
 
 
 @pytest.mark.postgres
+async def test_postgres_survives_kill_9_workers_and_cancels_with_credits_reserved_at_submit(
+    postgres_url: str,
+) -> None:
+    import secrets
+
+    import psycopg
+
+    from chatsvg_core.storage.postgres import PostgresStore
+
+    schema = f"chatsvg_crash_{secrets.token_hex(4)}"
+    store = await PostgresStore.open(postgres_url, schema=schema)
+    await store.aclose()
+    try:
+        report = await soak(
+            Target("postgres", postgres_url, schema),
+            jobs=30,
+            workers=3,
+            seed=3,
+            charge_at="submit",
+            cancel_every=0.15,
+        )
+    finally:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    _check(report)
+    assert report.cancels > 0, "the run cancelled nothing: it proved nothing about cancels"
+
+
+@pytest.mark.postgres
 async def test_postgres_survives_kill_9_workers(postgres_url: str) -> None:
     import secrets
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, multiple, rule
 
 from chatsvg_core import errors
 from chatsvg_core.engine import Engine
@@ -34,6 +34,7 @@ POLICY = RetryPolicy(max_attempts=2, initial_delay=1.0, max_delay=30.0, jitter=J
 
 class EngineMachine(RuleBasedStateMachine):
     jobs = Bundle("jobs")
+    CHARGE_AT: Literal["claim", "submit"] = "claim"
 
     def __init__(self) -> None:
         super().__init__()
@@ -42,6 +43,7 @@ class EngineMachine(RuleBasedStateMachine):
         self.clock = FakeClock()
         self.provider = ScriptedProvider()
         self.crash_at: str | None = None
+        self.cancel_at: str | None = None
         self.engine = Engine(
             self.store,
             None,
@@ -52,6 +54,7 @@ class EngineMachine(RuleBasedStateMachine):
             heartbeat_every=10**6,
             daily_cap=lambda owner: 12 if owner == "bob" else None,
             checkpoint=self._checkpoint,
+            charge_at=self.CHARGE_AT,
         )
         self.ledger = Ledger(self.store, clock=self.clock)
         self.keys: dict[tuple[str, str], tuple[str, str, datetime]] = {}
@@ -63,6 +66,10 @@ class EngineMachine(RuleBasedStateMachine):
         self.loop.close()
 
     async def _checkpoint(self, step: str, job_id: str) -> None:
+        if self.cancel_at == step:
+            self.cancel_at = None
+            job = await self.engine.get(job_id)
+            await self.engine.cancel(job_id, job.owner)
         if self.crash_at == step:
             self.crash_at = None
             raise Crash
@@ -77,7 +84,7 @@ class EngineMachine(RuleBasedStateMachine):
         key=st.sampled_from([None, "k1", "k2"]),
         prompt=st.sampled_from(["a cat", "a dog", "a red sun"]),
     )
-    def submit(self, owner: str, key: str | None, prompt: str) -> str:
+    def submit(self, owner: str, key: str | None, prompt: str) -> Any:
         now = self.clock.now()
         live = None
         if key is not None and (owner, key) in self.keys:
@@ -90,6 +97,12 @@ class EngineMachine(RuleBasedStateMachine):
             assert live is not None
             assert live[1] != prompt
             return live[0]
+        except (errors.InsufficientCredits, errors.DailyCapExceeded):
+            # Refused at submit: only a new job is ever refused (a replay
+            # reserves nothing), and the key stays free for a later submit.
+            assert self.CHARGE_AT == "submit"
+            assert live is None
+            return multiple()
         if key is not None:
             if live is not None:
                 assert result.replayed
@@ -114,6 +127,41 @@ class EngineMachine(RuleBasedStateMachine):
             pass
         finally:
             self.crash_at = None
+
+    @rule(job_id=jobs, owner=st.sampled_from(OWNERS))
+    def cancel(self, job_id: str, owner: str) -> None:
+        job = self.run(self.engine.get(job_id))
+        try:
+            done = self.run(self.engine.cancel(job_id, owner))
+        except errors.JobNotFound:
+            assert job.owner != owner, "the owner's own job was not found"
+            return
+        except errors.InvalidTransition:
+            assert job.terminal and (job.last_error is None or job.last_error.code != "cancelled")
+            return
+        assert job.owner == owner
+        assert done.status is JobStatus.FAILED
+        assert done.last_error is not None and done.last_error.code == "cancelled"
+
+    @rule(
+        job_id=jobs,
+        at=st.sampled_from(["claimed", "generated"]),
+        outcome=st.sampled_from(["ok", "transient", "permanent"]),
+    )
+    def cancel_while_running(self, job_id: str, at: str, outcome: str) -> None:
+        # The owner cancels between the worker's claim and its result: the
+        # worker must be refused whatever it then tries to write.
+        self.provider.script.clear()
+        self.provider.script.append(outcome)
+        self.cancel_at = at
+        try:
+            self.run(self.engine.process(job_id, "worker"))
+        finally:
+            self.cancel_at = None
+        job = self.run(self.engine.get(job_id))
+        if job.last_error is not None and job.last_error.code == "cancelled":
+            assert job.status is JobStatus.FAILED
+            assert self.run(self.engine.result(job_id)) is None, "a cancelled job kept a result"
 
     @rule(job_id=jobs)
     def crash_then_recover(self, job_id: str) -> None:
@@ -158,3 +206,13 @@ class EngineMachine(RuleBasedStateMachine):
 
 EngineMachine.TestCase.settings = settings(max_examples=150, stateful_step_count=40, deadline=None)
 TestEngineMachine = EngineMachine.TestCase
+
+
+class SubmitModeMachine(EngineMachine):
+    """The same machine with credits reserved at submit (``charge_at="submit"``)."""
+
+    CHARGE_AT = "submit"
+
+
+SubmitModeMachine.TestCase.settings = EngineMachine.TestCase.settings
+TestSubmitModeMachine = SubmitModeMachine.TestCase

@@ -177,6 +177,22 @@ def test_extraction_raises_only_its_typed_errors(text: str) -> None:
     assert result.endswith(">")
 
 
+@given(answers)
+def test_extraction_is_stable_on_its_own_output(text: str) -> None:
+    try:
+        result = extract_svg(text)
+    except (TruncatedSVG, NoSVGFound):
+        return
+    assert extract_svg(result) == result
+
+
+def test_a_line_inside_the_svg_that_starts_with_a_fence_does_not_split_it() -> None:
+    # Found by fuzzing: the output was not found again in itself.
+    first = extract_svg("```<svg\n```></svg>")
+    assert first == "<svg\n```></svg>"
+    assert extract_svg(first) == first
+
+
 def _is_json(text: str) -> bool:
     body = text.strip()
     body = body.removeprefix("```json").removesuffix("```") if body.startswith("```json") else body

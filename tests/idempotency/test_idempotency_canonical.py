@@ -167,6 +167,20 @@ def test_integers_beyond_the_safe_range_must_be_exact_doubles() -> None:
         assert info.value.fields == {"path": "/a/0", "reason": "inexact_integer"}
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [10**4300, -(10**4300), 10**100_000, 2**1024],
+    ids=["1e4300", "-1e4300", "1e100000", "2**1024"],  # pytest cannot print them either
+)
+def test_integers_beyond_every_double_are_refused_before_they_are_written(bad: int) -> None:
+    # Python refuses to write an int of more than 4300 digits (ValueError):
+    # the bit length alone decides, and the error is the library's.
+    for call in (canonical_json, request_hash):
+        with pytest.raises(UnhashablePayload) as info:
+            call({"a": [bad]})
+        assert info.value.fields == {"path": "/a/0", "reason": "inexact_integer"}
+
+
 def test_strings_escape_only_what_jcs_escapes() -> None:
     text = "".join(chr(c) for c in range(0x20)) + '"\\/\x7f\u2028\U0001f600'
     expected = (

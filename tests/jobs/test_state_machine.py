@@ -19,10 +19,12 @@ from hypothesis.stateful import (
 from chatsvg_core import errors
 from chatsvg_core.jobs import (
     ALLOWED,
+    CANCELLED,
     TRANSITIONS,
     Job,
     JobErrorInfo,
     JobStatus,
+    cancel,
     claim,
     expire,
     fail,
@@ -116,6 +118,23 @@ def test_fail_running_needs_token_and_queued_needs_none() -> None:
     assert fail(fresh(), now=T0, error=ERR).status is JobStatus.FAILED
 
 
+def test_cancel_fences_off_the_running_worker() -> None:
+    running = claim(fresh(), now=T0, worker_id="w", lease=LEASE)
+    gone = cancel(running, now=T0, reason="user asked")
+    assert gone.status is JobStatus.FAILED and gone.last_error is not None
+    assert (gone.last_error.code, gone.last_error.fields["while"]) == (CANCELLED, "running")
+    for write in (
+        lambda: succeed(gone, now=T0, token=1, result_ref="r"),
+        lambda: heartbeat(gone, now=T0, token=1, lease=LEASE),
+        lambda: fail(gone, now=T0, token=1, error=ERR),
+        lambda: cancel(gone, now=T0),
+    ):
+        with pytest.raises(errors.InvalidTransition):
+            write()
+    queued = cancel(fresh(), now=T0)
+    assert queued.last_error is not None and queued.last_error.fields["while"] == "queued"
+
+
 def test_expire_requeues_then_fails_when_attempts_spent() -> None:
     job = claim(fresh(max_attempts=2), now=T0, worker_id="w", lease=LEASE)
     with pytest.raises(errors.InvalidTransition) as info:
@@ -182,7 +201,11 @@ def test_job_validator_refuses_inconsistent_rows() -> None:
 
 
 def test_transition_table_is_the_whole_machine() -> None:
-    assert set(ALLOWED) == {"claim", "heartbeat", "succeed", "retry", "fail", "expire"}
+    assert set(ALLOWED) == {"claim", "heartbeat", "succeed", "retry", "fail", "expire", "cancel"}
+    assert ALLOWED["cancel"] == {
+        (JobStatus.QUEUED, JobStatus.FAILED),
+        (JobStatus.RUNNING, JobStatus.FAILED),
+    }
     sources = {t.source for t in TRANSITIONS}
     assert JobStatus.SUCCEEDED not in sources and JobStatus.FAILED not in sources
 
@@ -285,8 +308,20 @@ class JobMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.job.status is JobStatus.QUEUED)
     @rule()
-    def cancel(self) -> None:
+    def refuse_queued(self) -> None:
         assert self._apply(lambda: fail(self.job, now=self.now, error=ERR))
+
+    @rule()
+    def owner_cancels(self) -> None:
+        # Any non-terminal job, no token: a running worker is fenced off after it.
+        live = not self.job.terminal
+        ok = self._apply(lambda: cancel(self.job, now=self.now))
+        assert ok == live
+        if ok:
+            assert self.job.status is JobStatus.FAILED
+            assert self.job.last_error is not None
+            assert self.job.last_error.code == CANCELLED
+            assert self.job.lease_token is None
 
     @rule()
     def recover(self) -> None:

@@ -202,7 +202,10 @@ def test_the_logging_hook_writes_structured_fields(caplog: pytest.LogCaptureFixt
         policy.decide(KeyError(), 1, 0.0, hooks=[LoggingHook()])
     scheduled, gave_up, permanent = caplog.records
     assert scheduled.levelno == logging.WARNING
-    assert scheduled.getMessage() == "chatsvg.retry_scheduled"
+    assert scheduled.getMessage() == (
+        "Retrying call after attempt 1 failed with http_429; next try in 3.00 s."
+    )
+    assert scheduled.chatsvg_event == "retry_scheduled"  # type: ignore[attr-defined]
     fields = {k: v for k, v in vars(scheduled).items() if k.startswith("retry_")}
     assert fields == {
         "retry_name": "call",
@@ -217,7 +220,10 @@ def test_the_logging_hook_writes_structured_fields(caplog: pytest.LogCaptureFixt
         "retry_transient": True,
         "retry_rule": "status:429",
     }
-    assert gave_up.getMessage() == "chatsvg.retry_gave_up"
+    assert gave_up.getMessage() == (
+        "Gave up on call after attempt 2 (attempts_exhausted): http_429."
+    )
+    assert gave_up.chatsvg_event == "retry_gave_up"  # type: ignore[attr-defined]
     assert gave_up.retry_reason == "attempts_exhausted"  # type: ignore[attr-defined]
     assert gave_up.levelno == logging.WARNING
     assert permanent.levelno == logging.DEBUG

@@ -226,3 +226,126 @@ def test_any_escaped_code_point_is_stable(code: int, place: str, after: str) -> 
     except SVGRejected:
         return
     assert svg_safety_violations(out) == []
+
+
+# --- encodings ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("label", "body"),
+    [("undefined", b"x"), ("punycode", b"x"), ("utf-7", b"+2AA-"), ("x.y", b"x"), ("rot13", b"x")],
+)
+def test_encodings_outside_the_allowlist_are_refused(label: str, body: bytes) -> None:
+    # They went to Python's codec registry: UnicodeError, or a lone surrogate.
+    doc = b'<?xml version="1.0" encoding="%s"?><svg %s><text>%s</text></svg>' % (
+        label.encode(),
+        NS.encode(),
+        body,
+    )
+    assert rejected(doc).reason == ReasonCode.ENCODING_NOT_ALLOWED
+
+
+@pytest.mark.parametrize(
+    ("label", "codec"),
+    [("Shift_JIS", "shift_jis"), ("windows-1252", "cp1252"), ("latin1", "latin-1"), ("GBK", "gbk")],
+)
+def test_allowlisted_encodings_are_decoded(label: str, codec: str) -> None:
+    text = "日本" if codec in ("shift_jis", "gbk") else "é"
+    doc = f'<?xml version="1.0" encoding="{label}"?><svg {NS}><text>{text}</text></svg>'
+    assert sanitize_svg(doc.encode(codec)).svg == f"<svg {NS}><text>{text}</text></svg>"
+
+
+# --- root ids -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("root_id", ["", " ", "a"])
+@pytest.mark.parametrize("prefix", [None, "p"])
+def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: str | None) -> None:
+    # Rules were confined to ``#chatsvg`` while the root kept ``id=""`` (and
+    # ``id="p-"`` with a prefix, scoped a second time on the next pass).
+    policy = SanitizePolicy.default().extend(id_prefix=prefix)
+    out = stable(f'<svg {NS} id="{root_id}"><style>rect{{fill:red}}</style><rect/></svg>', policy)
+    scope = prefix or "chatsvg"
+    assert f"rect:where(.{scope},.{scope} *){{fill:red}}" in out
+    assert f'class="{scope}"' in out.split(">", 1)[0]
+
+
+# --- the safety checker -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '<filter id="f"><feColorMatrix values="javascript:1"/></filter><rect/>',
+        '<style>rect{font-family:"url(x)"}</style><rect/>',
+        "<style>rect{font-family:'@font-face'}</style><rect/>",
+        '<rect style="font-family:&quot;url(javascript:x)&quot;"/>',
+        '<text font-family="&quot;url(x)&quot;">a</text>',
+        # Found by the fuzzer: a dimension ``2¬url`` and a bracket, not a url().
+        '<style>rect{fill:rgb(1,2\u00acurl("http://x"))}</style><rect/>',
+    ],
+)
+def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
+    # Each was flagged although a browser reads no URL or rule there: numbers
+    # that are not animation values, and text inside CSS strings.
+    out = stable(f"<svg {NS}>{body}</svg>")
+    assert svg_safety_violations(out) == []
+
+
+@pytest.mark.parametrize(
+    "markup",
+    [
+        '<style>a{fill:url("http://x")}</style>',
+        "<style>a{fill:url( 'javascript:x')}</style>",
+        '<style>a{font-family:"x"}@font-face{src:x}</style>',
+        '<rect fill="&quot;a&quot; url(http://x)"/>',
+        '<animate attributeName="x" values="javascript:x"/>',
+        "<style>a{x:'\\'' } @import 'x'</style>",
+        "<style>a{fill:\\url(http://x)}</style>",  # an escaped u: still url(
+    ],
+)
+def test_checker_still_sees_urls_and_rules_outside_strings(markup: str) -> None:
+    assert svg_safety_violations(f"<svg {NS}>{markup}</svg>")
+
+
+# --- the time budget ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<rect/>",  # checked at each stage boundary
+        "<g><rect/></g>" * 2000,  # and every 256 elements of the walk
+        "<style>" + "".join(f".c{i}{{fill:rgb(1,2,3)}}" for i in range(2000)) + "</style><rect/>",
+        "<style>" + "".join(f".c{i}{{fill:red}}" for i in range(2000)) + "</style><rect/>",
+    ],
+    ids=["small", "elements", "css-rules", "plain-rules"],
+)
+def test_a_spent_time_budget_is_a_typed_rejection(body: str) -> None:
+    doc = f"<svg {NS}>{body}</svg>"
+    err = rejected(doc, SanitizePolicy.default().extend(max_seconds=1e-9))
+    assert err.reason == ReasonCode.TIME_BUDGET_EXCEEDED
+    # The same document is sanitized with the default budget, or with none.
+    assert (
+        sanitize_svg(doc).svg
+        == sanitize_svg(doc, policy=SanitizePolicy.default().extend(max_seconds=None)).svg
+    )
+
+
+def test_css_work_is_checked_against_the_budget_as_it_goes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One huge sheet: the budget is read per rule, not only once the sheet is done.
+    from chatsvg_core.sanitize import _budget
+
+    reads = [0]
+    clock = _budget.time.monotonic
+
+    def counting() -> float:
+        reads[0] += 1
+        return clock()
+
+    monkeypatch.setattr(_budget.time, "monotonic", counting)
+    rules = "".join(f".c{i}{{fill:rgb(1,2,3)}}" for i in range(5000))
+    sanitize_svg(f"<svg {NS}><style>{rules}</style><rect/></svg>")
+    assert reads[0] >= 5000 // 256

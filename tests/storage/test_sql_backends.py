@@ -39,7 +39,7 @@ from chatsvg_core.storage import (
     StoreClosed,
     open_storage,
 )
-from chatsvg_core.storage._sql import migrations
+from chatsvg_core.storage._sql import TABLES, migrations
 from chatsvg_core.storage.postgres import PostgresStore
 from chatsvg_core.storage.sqlite import SQLiteStore
 
@@ -120,7 +120,7 @@ async def test_open_storage_postgres_with_schema_option(postgres_url: str) -> No
                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s", (schema,)
             ).fetchone()
         assert row is not None
-        assert row[0] == 6
+        assert row[0] == len(TABLES)
     finally:
         drop_schema(postgres_url, schema)
 
@@ -208,8 +208,11 @@ async def test_missing_postgres_extra_names_the_extra(monkeypatch: pytest.Monkey
 def test_migration_files_ship_with_the_package() -> None:
     for dialect in ("sqlite", "postgres"):
         found = migrations(dialect)
-        assert [m.version for m in found] == [1]
+        assert [m.version for m in found] == list(range(1, len(found) + 1))
+        assert [m.name for m in found] == [m.name for m in migrations("sqlite")]
         assert "CREATE UNIQUE INDEX chatsvg_ledger_kind_ref" in found[0].sql
+    # PostgreSQL's change feed for Engine.wait (LISTEN/NOTIFY) is a trigger.
+    assert any("pg_notify" in m.sql for m in migrations("postgres"))
 
 
 async def test_sqlite_schema_version_and_auto_migrate_off(tmp_path: Path) -> None:
@@ -217,15 +220,16 @@ async def test_sqlite_schema_version_and_auto_migrate_off(tmp_path: Path) -> Non
     with pytest.raises(IncompatibleStorage, match="call migrate"):
         await SQLiteStore.open(path, auto_migrate=False)
     store = await SQLiteStore.open(path)
-    assert await store.schema_version() == 1
-    assert await store.migrate() == 1  # idempotent
+    assert await store.schema_version() == len(migrations(store.dialect))
+    assert await store.migrate() == len(migrations("sqlite"))  # idempotent
     await store.aclose()
     store = await SQLiteStore.open(path, auto_migrate=False)
     await store.aclose()
     with sqlite3.connect(path) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         rows = conn.execute("SELECT version, name FROM chatsvg_schema_version").fetchall()
-    assert rows == [(1, "init")]
+    assert rows == [(m.version, m.name) for m in migrations("sqlite")]
+    assert rows[0] == (1, "init")
 
 
 async def test_sqlite_refuses_a_database_that_is_not_ours(tmp_path: Path) -> None:
@@ -275,7 +279,7 @@ async def test_sqlite_concurrent_opens_migrate_once(tmp_path: Path) -> None:
         for _ in range(6):
             tg.start_soon(opener)
     for store in stores:
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == len(migrations(store.dialect))
         await store.aclose()
 
 
@@ -293,7 +297,7 @@ async def test_postgres_refuses_foreign_and_newer_schemas(postgres_url: str) -> 
         with pytest.raises(IncompatibleStorage, match="call migrate"):
             await PostgresStore.open(postgres_url, schema=schema, auto_migrate=False)
         store = await PostgresStore.open(postgres_url, schema=schema, max_size=1)
-        assert await store.schema_version() == 1
+        assert await store.schema_version() == len(migrations(store.dialect))
         await store.aclose()
         with psycopg.connect(postgres_url, autocommit=True) as conn:
             conn.execute(f"INSERT INTO {schema}.chatsvg_schema_version VALUES (7, 'x', now())")
@@ -316,18 +320,31 @@ async def test_postgres_concurrent_opens_migrate_once(postgres_url: str) -> None
             for _ in range(4):
                 tg.start_soon(opener)
         for store in stores:
-            assert await store.schema_version() == 1
+            assert await store.schema_version() == len(migrations(store.dialect))
             await store.aclose()
     finally:
         drop_schema(postgres_url, schema)
 
 
 @pytest.mark.postgres
-async def test_postgres_unreachable_is_storage_unavailable() -> None:
-    with pytest.raises(StorageUnavailable):
+async def test_postgres_wrong_port_is_a_configuration_error_and_silence_is_transient() -> None:
+    import socket
+
+    # Nothing listens on port 1: a configuration mistake, refused at once.
+    with pytest.raises(ConfigurationError) as err:
         await PostgresStore.open(
             "postgresql://postgres@127.0.0.1:1/test?connect_timeout=1", pool_timeout=1.5
         )
+    assert err.value.cause == "connection_refused"
+    # A server that accepts and never answers may be busy or restarting: transient.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with pytest.raises(StorageUnavailable):
+            await PostgresStore.open(
+                f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=2", pool_timeout=1.5
+            )
 
 
 # --- database-level guarantees (checked with raw SQL) ----------------------------------

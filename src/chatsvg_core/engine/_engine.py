@@ -8,24 +8,50 @@ import functools
 import inspect
 import logging
 import random
+import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal, Protocol
 from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
+from chatsvg_core.engine._instrument import (
+    NO_INSTRUMENTATION,
+    AttemptScope,
+    Instrumentation,
+    SubmitScope,
+)
 from chatsvg_core.engine._leases import LeaseKeeper
+from chatsvg_core.engine._money import (
+    capture_if_reserved,
+    count_in_flight,
+    give_back,
+    unsettled_kinds,
+)
 from chatsvg_core.engine._validate import check_job_id, parse_request
+from chatsvg_core.engine._wait import (
+    FEED_SAFETY,
+    POLL_FIRST,
+    POLL_MAX,
+    JobChangeFeed,
+    JobUpdate,
+    update_for,
+)
 from chatsvg_core.errors import (
+    ConfigurationError,
     DailyCapExceeded,
+    InFlightLimitExceeded,
     InsufficientCredits,
+    InvalidRequest,
     InvalidTransition,
     JobNotFound,
-    RefundWithoutCharge,
+    SVGRejected,
     TransientError,
     UnknownAccount,
 )
@@ -34,7 +60,8 @@ from chatsvg_core.generate import (
     Pricing,
     PromptPolicy,
     Provider,
-    extract_svg,
+    extract_answer,
+    progress_reporting,
 )
 from chatsvg_core.idempotency import (
     Created,
@@ -43,16 +70,18 @@ from chatsvg_core.idempotency import (
     request_hash,
     validate_idempotency_key,
 )
-from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, new_job
-from chatsvg_core.ledger import DayBoundary, charge, refund
+from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, new_job
+from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
-from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
+from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, Sanitizer, is_blank
 from chatsvg_core.storage import (
     EntryKind,
+    JobPurger,
     JobResult,
     Store,
     StoreTransaction,
+    cancel_job,
     claim_job,
     claim_next,
     complete_job,
@@ -61,9 +90,16 @@ from chatsvg_core.storage import (
     retry_job,
 )
 
-__all__ = ["Checkpoint", "Engine", "RecoveryReport", "SubmitResult"]
+__all__ = ["Checkpoint", "Engine", "PurgeReport", "RecoveryReport", "SubmitResult"]
 
 log = logging.getLogger("chatsvg_core.engine")
+
+# The attempt being run in this task (and the tasks it starts), for _generate's
+# steps. The default is the stateless no-op scope, so sharing it is safe.
+_ATTEMPT: ContextVar[AttemptScope] = ContextVar(
+    "chatsvg_attempt",
+    default=NO_INSTRUMENTATION.attempt(""),  # noqa: B039
+)
 
 Checkpoint = Callable[[str, str], Awaitable[None]]
 """``await checkpoint(step, job_id)`` at each named step of :meth:`Engine.process`.
@@ -76,6 +112,10 @@ final transition committed). Crash tests pause or kill a worker here.
 OPERATION = "generate"
 """The idempotency operation name submits are scoped by."""
 
+SANITIZE_INLINE_CHARS = 16 * 1024
+"""Answers up to this length are sanitized on the event loop (a few ms); longer ones
+on a worker thread, so one slow document cannot stall heartbeats and other jobs."""
+
 
 @dataclass(frozen=True, slots=True)
 class SubmitResult:
@@ -83,6 +123,17 @@ class SubmitResult:
 
     job: Job
     replayed: bool
+
+
+@dataclass(slots=True)
+class PurgeReport:
+    """What one :meth:`Engine.purge` run deleted."""
+
+    jobs: int = 0
+    """Terminal jobs deleted, each with its result (if any)."""
+    idempotency_records: int = 0
+    """Expired idempotency records deleted."""
+    batches: int = 0
 
 
 @dataclass(slots=True)
@@ -94,12 +145,29 @@ class RecoveryReport:
     refunded: list[str] = field(default_factory=list)
 
 
+class SubmitRateLimiter(Protocol):
+    """What ``Engine(rate_limit=...)`` takes: ``SubmitRateLimit`` or a host's own."""
+
+    async def check(self, owner: str, key: str | None = None) -> None:
+        """Count one submit; raise ``RateLimited`` when over the limit."""
+        ...
+
+
+class _Reserved(Exception):
+    """The claimed job was paid by a reservation at submit: nothing to charge."""
+
+
 class _LeaseLost(Exception):
     """Raised inside a worker when its heartbeat learns the lease is gone."""
 
 
 def _uuid() -> str:
     return uuid4().hex
+
+
+@contextlib.asynccontextmanager
+async def _no_feed() -> AsyncIterator[asyncio.Event | None]:
+    yield None
 
 
 @functools.cache
@@ -140,6 +208,23 @@ class Engine:
         on_event: one hook that sees every transition, charge and refund.
         new_id: job id factory. ``rng``: randomness for retry jitter.
         checkpoint: test hook awaited at named steps (see :data:`Checkpoint`).
+        instrumentation: traces and metrics (see :class:`Instrumentation`;
+            ``chatsvg_core.otel.OpenTelemetryInstrumentation`` with the
+            ``otel`` extra); default: none, at no cost.
+        charge_at: when credits are taken. ``"claim"`` (the default): a
+            worker charges when it claims the job, and a job without credits
+            fails then. ``"submit"``: ``submit`` reserves the price in the
+            transaction that creates the job and binds its key, refusing with
+            ``InsufficientCredits`` or ``DailyCapExceeded`` (nothing written);
+            success captures the reservation, a final failure or a cancel
+            releases it.
+        max_in_flight: the most jobs one owner may have QUEUED or RUNNING at
+            once (``None``: no limit), or a callable ``owner -> limit``; a
+            submit past it raises ``InFlightLimitExceeded`` (nothing written).
+        rate_limit: checked at each submit before anything is written, e.g. a
+            :class:`chatsvg_core.ratelimit.SubmitRateLimit` (``RateLimited``, 429).
+        refuse_blank: fail (and refund) a job whose sanitized SVG draws nothing
+            visible (:func:`~chatsvg_core.sanitize.is_blank`); ``False`` accepts it.
     """
 
     def __init__(
@@ -163,9 +248,21 @@ class Engine:
         new_id: Callable[[], str] = _uuid,
         rng: random.Random | None = None,
         checkpoint: Checkpoint | None = None,
+        instrumentation: Instrumentation | None = None,
+        charge_at: Literal["claim", "submit"] = "claim",
+        max_in_flight: int | Callable[[str], int | None] | None = None,
+        refuse_blank: bool = True,
+        rate_limit: SubmitRateLimiter | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
+        if charge_at not in ("claim", "submit"):
+            raise ConfigurationError(
+                "charge_at is 'claim' or 'submit'", option="charge_at", value=repr(charge_at)
+            )
+        self.charge_at = charge_at
+        self._max_in_flight = max_in_flight
+        self.rate_limit = rate_limit
         self.store = store
         self.queue = queue
         self.provider = provider
@@ -184,29 +281,69 @@ class Engine:
         self.new_id = new_id
         self.rng = rng or random.Random()
         self.checkpoint = checkpoint
+        self.instrumentation = instrumentation or NO_INSTRUMENTATION
         self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
             weakref.WeakKeyDictionary()
         )
+        self.refuse_blank = refuse_blank
 
     # --- helpers ------------------------------------------------------------
 
     def _emit(self, kind: EventKind, job: Job, **fields: Any) -> None:
-        emit(
-            self.on_event,
-            EngineEvent(
-                kind=kind,
-                job_id=job.id,
-                owner=job.owner,
-                at=self.clock.now(),
-                attempt=job.attempt,
-                fields=fields,
-            ),
+        event = EngineEvent(
+            kind=kind,
+            job_id=job.id,
+            owner=job.owner,
+            at=self.clock.now(),
+            attempt=job.attempt,
+            fields=fields,
         )
+        emit(self.on_event, event)
+        self.instrumentation.event(event)
 
     def daily_cap(self, owner: str) -> int | None:
         """The cap that applies to ``owner`` (``None``: none)."""
         cap = self._daily_cap
         return cap(owner) if callable(cap) else cap
+
+    def max_in_flight(self, owner: str) -> int | None:
+        """The in-flight limit that applies to ``owner`` (``None``: none)."""
+        limit = self._max_in_flight
+        return limit(owner) if callable(limit) else limit
+
+    async def _admit(self, tx: StoreTransaction, job: Job, now: datetime) -> int | None:
+        """Check the owner's limits and reserve the price, under the account lock.
+
+        Runs in the submit's transaction after the job is inserted, so a
+        refusal rolls back the job and the key together. Returns the amount
+        reserved (``None`` in claim mode).
+        """
+        limit = self.max_in_flight(job.owner)
+        if limit is not None:
+            # The lock serializes one owner's submits, so two cannot both see
+            # room for one more job (create: an owner without an account).
+            await tx.lock_account(job.owner, create=True)
+            in_flight = await count_in_flight(tx, job.owner, up_to=limit)
+            if in_flight > limit:  # the count includes the job being submitted
+                raise InFlightLimitExceeded(
+                    f"owner {job.owner!r} already has {limit} jobs queued or running",
+                    owner=job.owner,
+                    limit=limit,
+                    in_flight=in_flight - 1,
+                )
+        if self.charge_at != "submit":
+            return None
+        cost = self.pricing.cost(GenerationRequest.model_validate(job.request))
+        await reserve(
+            tx,
+            job.owner,
+            cost,
+            ref=job.id,
+            now=now,
+            daily_cap=self.daily_cap(job.owner),
+            day=self.day,
+        )
+        return cost
 
     async def _announce(self, job: Job, delay: float = 0.0) -> None:
         # Queues that deduplicate by message id need the attempt (see JobQueue).
@@ -239,6 +376,8 @@ class Engine:
         owner: str,
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         """Create a QUEUED job for ``request`` (or return the one this key already made).
 
@@ -246,12 +385,41 @@ class Engine:
         job and the key's record are written in one transaction: a retry with
         the same key and payload returns the original job (``replayed=True``);
         the same key with another payload raises ``IdempotencyConflict``.
-        Nothing is charged here: credits are taken when a worker claims it.
+
+        With ``charge_at="claim"`` nothing is charged here: credits are taken
+        when a worker claims the job. With ``charge_at="submit"`` the price is
+        reserved in the same transaction; ``InsufficientCredits`` or
+        ``DailyCapExceeded`` then means no job was created and the key is not
+        bound, so the same key works once the owner has credits. A replay
+        reserves nothing again. ``InFlightLimitExceeded`` likewise.
+
+        ``rate_key`` is the host's own key for the ``rate_limit`` (a client
+        IP, an API key); over the limit, ``RateLimited`` (429) with
+        ``retry_after``, and nothing is written.
         """
+        with self.instrumentation.submit(owner) as observed:
+            result = await self._submit(
+                owner, idempotency_key, request, observed, rate_key=rate_key
+            )
+            observed.done(result.job, replayed=result.replayed)
+        return result
+
+    async def _submit(
+        self,
+        owner: str,
+        idempotency_key: str | None,
+        request: GenerationRequest | Mapping[str, Any],
+        observed: SubmitScope,
+        *,
+        rate_key: str | None = None,
+    ) -> SubmitResult:
         owner = validate_owner(owner)
         if idempotency_key is not None:
             idempotency_key = validate_idempotency_key(idempotency_key)
         req = self.prepare(request)
+        if self.rate_limit is not None:
+            # Counted before the transaction: a refused submit writes nothing.
+            await self.rate_limit.check(owner, rate_key)
         payload = req.model_dump(mode="json")
         scope = idempotency_scope(owner, operation=OPERATION)
         now = self.clock.now()
@@ -263,11 +431,14 @@ class Engine:
             idempotency_key=idempotency_key,
             now=now,
             max_attempts=self.policy.max_attempts,
+            trace_context=observed.carrier(),
         )
+        reserved = None
         async with self.store.transaction() as tx:
             if idempotency_key is None:
                 await tx.insert_job(job)
                 replayed = False
+                reserved = await self._admit(tx, job, now)
             else:
                 outcome = await create_or_replay(
                     tx,
@@ -280,10 +451,14 @@ class Engine:
                 replayed = not isinstance(outcome, Created)
                 assert outcome.job is not None  # create_or_replay always sets it
                 job = outcome.job
+                if not replayed:
+                    reserved = await self._admit(tx, job, now)
         if replayed:
             self._emit(EventKind.REPLAYED, job)
         else:
             self._emit(EventKind.SUBMITTED, job)
+            if reserved is not None:
+                self._emit(EventKind.CHARGED, job, amount=reserved, mode="reserve")
             if self.queue is not None:
                 # After commit: a crash here leaves a QUEUED job that sweep() finds.
                 await self._announce(job)
@@ -299,10 +474,7 @@ class Engine:
         its ``run_at``). Every expected failure becomes a transition; only
         storage faults propagate (and leave the job to recovery).
         """
-        claimed = await self._claim_and_charge(job_id, worker_id)
-        if claimed is None or claimed.status is not JobStatus.RUNNING:
-            return claimed
-        return await self._run_claimed(claimed, worker_id)
+        return await self._attempt(job_id, worker_id)
 
     async def process_next(self, worker_id: str) -> Job | None:
         """Claim the next due job straight from the store and run one attempt of it.
@@ -311,10 +483,34 @@ class Engine:
         concurrent workers get distinct jobs (``next_due_job`` skips rows
         others hold). Returns ``None`` when nothing is due.
         """
-        claimed = await self._claim_and_charge(None, worker_id)
+        return await self._attempt(None, worker_id)
+
+    async def _attempt(self, job_id: str | None, worker_id: str) -> Job | None:
+        # One attempt, as the instrumentation and the logs see it: the scope
+        # learns the job from the claim, then is current while it runs.
+        observed = self.instrumentation.attempt(worker_id)
+        started = time.time_ns()
+        try:
+            claimed = await self._claim_and_charge(job_id, worker_id)
+        except BaseException as exc:
+            observed.claimed(None, claim_started_ns=started)
+            observed.finished(None, exc)
+            raise
+        observed.claimed(claimed, claim_started_ns=started)
         if claimed is None or claimed.status is not JobStatus.RUNNING:
+            observed.finished(claimed)
             return claimed
-        return await self._run_claimed(claimed, worker_id)
+        current = _ATTEMPT.set(observed)
+        try:
+            with observed, job_log_context(claimed.id, claimed.owner, claimed.attempt):
+                done = await self._run_claimed(claimed, worker_id)
+        except BaseException as exc:
+            observed.finished(None, exc)
+            raise
+        finally:
+            _ATTEMPT.reset(current)
+        observed.finished(done)
+        return done
 
     async def _run_claimed(self, claimed: Job, worker_id: str) -> Job | None:
         job_id = claimed.id
@@ -347,7 +543,11 @@ class Engine:
             else:
                 current = await tx.get_job(job_id, for_update=True)
                 if current is None:
-                    log.warning("delivered unknown job %s", job_id)
+                    log.warning(
+                        "Job %s was delivered but is not in the store; ignored.",
+                        job_id,
+                        extra={"chatsvg_event": "unknown_job", "job_id": job_id},
+                    )
                     return None
                 if current.status is not JobStatus.QUEUED:
                     return None
@@ -363,6 +563,8 @@ class Engine:
             cost = self.pricing.cost(request)
             entry_id = _uuid()
             try:
+                if self.charge_at == "submit" and await tx.find_entry(EntryKind.RESERVE, job.id):
+                    raise _Reserved
                 entry = await charge(
                     tx,
                     job.owner,
@@ -373,6 +575,12 @@ class Engine:
                     day=self.day,
                     new_id=lambda: entry_id,
                 )
+            except _Reserved:
+                charged_now = False  # paid at submit: the reservation covers every attempt
+            except LedgerConflict as exc:
+                if exc.reason != "has_reserve":
+                    raise
+                charged_now = False  # reserved at submit by an engine in the other mode
             except (InsufficientCredits, DailyCapExceeded, UnknownAccount) as exc:
                 job = await fail_job(
                     tx,
@@ -436,21 +644,49 @@ class Engine:
                 task.cancel()
             await asyncio.gather(waiter, return_exceptions=True)
 
+    def _sanitize(self, raw: str) -> tuple[SanitizedSVG, bool]:
+        """The sanitized SVG, and whether it is a blank picture this engine refuses."""
+        clean = self.sanitizer.sanitize(raw)
+        return clean, self.refuse_blank and is_blank(clean.svg)
+
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
-        async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
-            with attempt:
-                output = await self.provider.generate(request)
-                raw = extract_svg(output.text)
-        clean = self.sanitizer.sanitize(raw)
+        observed = _ATTEMPT.get()
+
+        def progress(tokens: int, chars: int) -> None:
+            self._emit(EventKind.PROGRESS, job, tokens=tokens, chars=chars)
+
+        with progress_reporting(progress):
+            async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
+                with attempt:
+                    with observed.step("provider"):
+                        output = await self.provider.generate(request)
+                    with observed.step("extract"):
+                        raw = extract_answer(output)
+        with observed.step("sanitize"):
+            if len(raw) > SANITIZE_INLINE_CHARS:
+                # Off the event loop, which keeps every lease of this worker alive
+                # and runs its other jobs meanwhile (the sanitizer is thread-safe
+                # and bounded by its policy's ``max_seconds``).
+                clean, blank = await asyncio.to_thread(self._sanitize, raw)
+            else:
+                clean, blank = self._sanitize(raw)
+        if blank:
+            raise SVGRejected(
+                "SVG rejected: blank: the picture draws nothing visible",
+                reason="blank",
+                detail="nothing visible after sanitizing",
+                limit=None,
+            )
         metadata: dict[str, Any] = {
             "model": output.model,
             "provider": output.provider,
             "latency_s": output.latency_s,
             "usage": output.usage.model_dump(mode="json"),
+            "finish_reason": output.finish_reason,
             "sanitizer_changed": clean.changed,
         }
-        self._emit(EventKind.GENERATED, job, model=output.model)
+        self._emit(EventKind.GENERATED, job, model=output.model, removed=len(clean.report))
         return clean.svg, metadata
 
     async def _finish_success(self, job: Job, svg: str, metadata: dict[str, Any]) -> Job | None:
@@ -461,6 +697,8 @@ class Engine:
                 done, _ = await complete_job(
                     tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata
                 )
+                # Only after the fenced transition: a refused result captures nothing.
+                await capture_if_reserved(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
             return None
@@ -518,11 +756,9 @@ class Engine:
 
     @staticmethod
     async def _refund(tx: StoreTransaction, job_id: str, now: datetime) -> int | None:
-        try:
-            entry = await refund(tx, job_id, now=now)
-        except RefundWithoutCharge:
-            return None
-        return entry.amount
+        # The charge refunded or the reservation released, whichever the job holds.
+        given = await give_back(tx, job_id, now)
+        return None if given is None else given[1]
 
     # --- recovery -----------------------------------------------------------
 
@@ -580,10 +816,11 @@ class Engine:
             failed = await tx.list_jobs(status=JobStatus.FAILED, limit=limit)
             out = []
             for job in failed:
-                if await tx.find_entry(EntryKind.CHARGE, job.id) is None:
-                    continue
-                if await tx.find_entry(EntryKind.REFUND, job.id) is None:
-                    out.append(job.id)
+                for held, back in unsettled_kinds():
+                    if await tx.find_entry(held, job.id) is None:
+                        continue
+                    if await tx.find_entry(back, job.id) is None:
+                        out.append(job.id)
         return out
 
     async def sweep(self, now: datetime | None = None, *, limit: int = 1000) -> int:
@@ -596,6 +833,206 @@ class Engine:
         for job in queued:
             await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
         return len(queued)
+
+    # --- cancel -------------------------------------------------------------
+
+    async def cancel(self, job_id: str, owner: str, *, reason: str | None = None) -> Job:
+        """Cancel ``owner``'s job: it ends FAILED with code ``cancelled``, credits given back.
+
+        A QUEUED job ends at once. A RUNNING job ends too, and the worker
+        still generating it is fenced off: its lease token is gone, so its
+        result, retry or failure is refused, its lease keeper stops it, and it
+        writes nothing more. The job's charge is refunded or its reservation
+        released in the same transaction, exactly once.
+
+        Cancelling a job that is already cancelled returns it unchanged (so a
+        client may retry the call). Raises ``JobNotFound`` when there is no
+        such job *for this owner* (another owner's job is not revealed), and
+        ``InvalidTransition`` (409, ``reason="terminal"``) when it already
+        succeeded or failed.
+        """
+        job_id = check_job_id(job_id)
+        owner = validate_owner(owner)
+        if reason is not None and (not isinstance(reason, str) or len(reason) > 200):
+            raise InvalidRequest(
+                "a cancel reason is a string of at most 200 characters",
+                field="reason",
+                errors=[{"field": "reason", "message": "too long or not a string"}],
+            )
+        now = self.clock.now()
+        given = None
+        async with self.store.transaction() as tx:
+            job = await tx.get_job(job_id, for_update=True)
+            if job is None or job.owner != owner:
+                raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+            if job.terminal:
+                if job.last_error is not None and job.last_error.code == CANCELLED:
+                    return job
+                raise InvalidTransition(
+                    f"job {job_id} already {job.status.value}; it cannot be cancelled",
+                    job_id=job_id,
+                    status=job.status.value,
+                    action="cancel",
+                    reason="terminal",
+                )
+            was = job.status
+            job = await cancel_job(tx, job_id, now=now, reason=reason)
+            given = await give_back(tx, job_id, now)
+        self._emit(EventKind.FAILED, job, error_code=CANCELLED, transient=False, was=was.value)
+        if given is not None:
+            self._emit(EventKind.REFUNDED, job, amount=given[1], mode=given[0])
+        return job
+
+    # --- waiting ------------------------------------------------------------
+
+    async def _changes(
+        self,
+        job_id: str,
+        timeout: float | None,  # noqa: ASYNC109 (ends quietly; asyncio.timeout would raise)
+        owner: str | None,
+    ) -> AsyncIterator[Job]:
+        """The job now, then again each time it may have changed, until terminal or timeout."""
+        job_id = check_job_id(job_id)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+        ):
+            raise InvalidRequest(
+                "timeout is a non-negative number of seconds, or None",
+                field="timeout",
+                errors=[{"field": "timeout", "message": "not a non-negative number"}],
+            )
+        if owner is not None:
+            owner = validate_owner(owner)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        feed = self.store if isinstance(self.store, JobChangeFeed) else None
+        async with feed.subscribe(job_id) if feed is not None else _no_feed() as changed:
+            pause = POLL_FIRST
+            while True:
+                job = await self.get(job_id)
+                if owner is not None and job.owner != owner:
+                    raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+                yield job
+                if job.terminal:
+                    return
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    return
+                if changed is not None:
+                    step = FEED_SAFETY if left is None else min(left, FEED_SAFETY)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), timeout=step)
+                    changed.clear()
+                else:
+                    # No feed: a backoff poll (fast at first, then every POLL_MAX).
+                    await asyncio.sleep(pause if left is None else min(pause, left))
+                    pause = min(pause * 1.6, POLL_MAX)
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (answers the job as it stands)
+        owner: str | None = None,
+    ) -> Job:
+        """Return the job once it is terminal, or as it stands when ``timeout`` seconds pass.
+
+        Check ``job.terminal`` on the answer. Sleeps on the store's change
+        feed where it has one (PostgreSQL: LISTEN/NOTIFY, re-reading at least
+        every 15 s in case a notification is lost), else re-reads with a
+        backoff from 50 ms to 2 s. With ``owner``, another owner's job is
+        ``JobNotFound``. Raises ``JobNotFound`` for an unknown job.
+        """
+        last: Job | None = None
+        async for job in self._changes(job_id, timeout, owner):
+            last = job
+        assert last is not None  # _changes yields at least once or raises
+        return last
+
+    async def updates(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (the stream ends quietly)
+        owner: str | None = None,
+    ) -> AsyncIterator[JobUpdate]:
+        """The job's updates as they happen, ending after the terminal one (or at ``timeout``).
+
+        The first update describes the job as it is now; then one per change
+        of status or attempt seen: ``queued``, ``running``, ``retrying``,
+        ``succeeded``, ``failed``, and ``refunded`` after a failure whose
+        credits came back. Each has ``to_sse()`` for hosts that stream
+        server-sent events. Waits as :meth:`wait` does.
+        """
+        seen: tuple[JobStatus, int] | None = None
+        async for job in self._changes(job_id, timeout, owner):
+            if (job.status, job.attempt) == seen:
+                continue
+            seen = (job.status, job.attempt)
+            yield update_for(job)
+            if job.status is JobStatus.FAILED:
+                async with self.store.transaction() as tx:
+                    back = await tx.find_entry(EntryKind.REFUND, job.id) or await tx.find_entry(
+                        EntryKind.RELEASE, job.id
+                    )
+                if back is not None:
+                    yield update_for(job).model_copy(
+                        update={"kind": "refunded", "amount": back.amount, "at": back.created_at}
+                    )
+
+    # --- retention ----------------------------------------------------------
+
+    async def purge(
+        self,
+        older_than: timedelta,
+        *,
+        batch_size: int = 500,
+        max_batches: int | None = None,
+    ) -> PurgeReport:
+        """Delete terminal jobs last changed more than ``older_than`` ago, their results,
+        and expired idempotency records, in batches of ``batch_size`` (one short
+        transaction each). Never a ledger entry.
+
+        A job is kept while an idempotency key still names it (a replay must
+        find it) or while its money is unsettled (a FAILED job not yet
+        refunded, a reservation neither captured nor released): recovery
+        must still be able to give it back. The ledger's ``(kind, ref)``
+        uniqueness outlives the job, so a purged job is never charged or
+        refunded twice. Safe to run from several processes at once.
+
+        Raises ``ConfigurationError`` when the store has no ``purge_jobs``
+        primitive (:class:`~chatsvg_core.storage.JobPurger`).
+        """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidRequest(
+                "older_than is a non-negative timedelta",
+                field="older_than",
+                errors=[{"field": "older_than", "message": "not a non-negative timedelta"}],
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidRequest(
+                "batch_size is a positive int",
+                field="batch_size",
+                errors=[{"field": "batch_size", "message": "not a positive int"}],
+            )
+        now = self.clock.now()
+        report = PurgeReport()
+        while max_batches is None or report.batches < max_batches:
+            async with self.store.transaction() as tx:
+                if not isinstance(tx, JobPurger):
+                    raise ConfigurationError(
+                        f"{type(self.store).__name__} cannot purge: its transactions have "
+                        "no purge_jobs (see chatsvg_core.storage.JobPurger)",
+                        store=type(self.store).__name__,
+                    )
+                records = await tx.prune_idempotency(now, limit=batch_size)
+                jobs = await tx.purge_jobs(before=now - older_than, now=now, limit=batch_size)
+            report.batches += 1
+            report.jobs += jobs
+            report.idempotency_records += records
+            if jobs < batch_size and records < batch_size:
+                break
+        return report
 
     # --- reading ------------------------------------------------------------
 

@@ -24,6 +24,7 @@ class EventKind(StrEnum):
     REPLAYED = "replayed"
     CLAIMED = "claimed"
     CHARGED = "charged"
+    PROGRESS = "progress"
     GENERATED = "generated"
     SUCCEEDED = "succeeded"
     RETRY_SCHEDULED = "retry_scheduled"
@@ -38,7 +39,8 @@ class EngineEvent(BaseModel):
 
     ``fields`` holds what is specific to the kind: ``amount`` for charges and
     refunds, ``delay`` for retries, ``error_code`` and ``transient`` for
-    failures, ``attempt`` and ``worker_id`` for claims.
+    failures, ``attempt`` and ``worker_id`` for claims, ``tokens`` and
+    ``chars`` (of the answer streamed in so far) for progress.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -62,28 +64,72 @@ _LEVELS = {
 }
 
 
-def emit(hook: EventHook | None, event: EngineEvent) -> None:
-    """Log ``event`` with structured fields, then hand it to ``hook``.
+_MESSAGES: dict[EventKind, str] = {
+    EventKind.SUBMITTED: "Job {job} was submitted for {owner}.",
+    EventKind.REPLAYED: "Job {job} was returned again for a repeated idempotency key.",
+    EventKind.CLAIMED: "Job {job} was claimed for attempt {attempt} by worker {worker_id}.",
+    EventKind.CHARGED: "Job {job} was charged {amount} credits to {owner}.",
+    EventKind.GENERATED: "Job {job} got a sanitized SVG from model {model}.",
+    EventKind.SUCCEEDED: "Job {job} succeeded on attempt {attempt}.",
+    EventKind.RETRY_SCHEDULED: (
+        "Job {job} failed with {error_code} on attempt {attempt} and will run again in {delay} s."
+    ),
+    EventKind.FAILED: "Job {job} failed with {error_code} on attempt {attempt}.",
+    EventKind.REFUNDED: "Job {job} was refunded {amount} credits to {owner}.",
+    EventKind.LEASE_EXPIRED: "The lease of job {job} expired; recovery took the job back.",
+    EventKind.LEASE_LOST: "Job {job} lost its lease; this attempt's outcome was dropped.",
+}
 
+
+class _Fields(dict[str, object]):
+    def __missing__(self, key: str) -> str:
+        return "?"
+
+
+def describe(event: EngineEvent) -> str:
+    """The event as one English sentence (what the log record's message says)."""
+    fields = _Fields(event.fields)
+    fields.update(job=event.job_id, owner=event.owner, attempt=event.attempt)
+    delay = event.fields.get("delay")
+    if isinstance(delay, int | float):
+        fields["delay"] = f"{delay:.2f}"
+    return _MESSAGES[event.kind].format_map(fields)
+
+
+def emit(hook: EventHook | None, event: EngineEvent) -> None:
+    """Log ``event`` as a sentence with structured fields, then hand it to ``hook``.
+
+    The record's ``extra``: ``chatsvg_event`` (the kind), ``job_id``,
+    ``owner``, ``attempt``, and each of the event's fields as ``chatsvg_<name>``.
     A hook that raises is logged and ignored: observability must never turn a
     finished transition into a failure.
     """
-    log.log(
-        _LEVELS.get(event.kind, logging.DEBUG),
-        "job %s %s",
-        event.job_id,
-        event.kind.value,
-        extra={
-            "chatsvg_event": event.kind.value,
-            "job_id": event.job_id,
-            "owner": event.owner,
-            "attempt": event.attempt,
-            **{f"chatsvg_{k}": v for k, v in event.fields.items()},
-        },
-    )
+    level = _LEVELS.get(event.kind, logging.DEBUG)
+    if log.isEnabledFor(level):
+        log.log(
+            level,
+            describe(event),
+            extra={
+                "chatsvg_event": event.kind.value,
+                "job_id": event.job_id,
+                "owner": event.owner,
+                "attempt": event.attempt,
+                **{f"chatsvg_{k}": v for k, v in event.fields.items()},
+            },
+        )
     if hook is None:
         return
     try:
         hook(event)
     except Exception:
-        log.exception("event hook raised on %s", event.kind.value)
+        log.exception(
+            "The event hook raised on %s of job %s; the job is unaffected.",
+            event.kind.value,
+            event.job_id,
+            extra={
+                "chatsvg_event": "event_hook_failed",
+                "job_id": event.job_id,
+                "owner": event.owner,
+                "attempt": event.attempt,
+            },
+        )

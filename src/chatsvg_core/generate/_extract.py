@@ -8,9 +8,12 @@ The rules (also in ``docs/extraction.md``):
 2. An answer that is one JSON value (an object, array or string; alone or in a
    single ```` ```json ```` fence) is decoded, and the longest string in it that
    holds ``<svg`` is scanned instead (JSON-mode answers escape every quote).
-3. The answer is split into regions: each fenced code block (```` ``` ```` or
-   ``~~~``, any info string: ``svg``, ``xml``, ``html`` or none) is one region,
-   and the prose between fences is another. An unclosed fence runs to the end.
+3. An answer that is one SVG element alone (blanks around it) is that SVG,
+   whatever lines inside it look like fences (so extraction is stable on its
+   own output). Otherwise the answer is split into regions: each fenced code
+   block (```` ``` ```` or ``~~~``, any info string: ``svg``, ``xml``,
+   ``html`` or none) is one region, and the prose between fences is another.
+   An unclosed fence runs to the end.
 4. In each region a single left-to-right scan finds ``<svg`` start tags and
    ``</svg>`` end tags, counting nesting (an ``<svg>`` inside an ``<svg>`` is
    part of it). Inside an SVG, every tag is skipped whole with its quoted
@@ -63,6 +66,7 @@ _ORDINARY = re.compile(
     r"""[^>"']*+(?:(?:"[^"]*+"|'[^']*+')[^>"']*+)*+>)*+"""
 )
 _ANY_SVG = re.compile(r"<svg", re.IGNORECASE)
+_LEADING_SVG = re.compile(r"\s*+<svg(?=[\s/>]|\Z)", re.IGNORECASE)
 _JSON_FENCE = re.compile(r"```json[ \t]*+\r?\n(.*)\r?\n[ \t]*+```", re.DOTALL | re.IGNORECASE)
 # Reasoning models (DeepSeek-R1, QwQ... served by vLLM or Ollama) may open their
 # answer with their reasoning, where draft SVG fragments are not the answer.
@@ -233,6 +237,17 @@ def _json_svg_string(text: str, begin: int) -> str | None:
 def _extract(text: str, begin: int) -> str:
     if _ANY_SVG.search(text, begin) is None:
         raise NoSVGFound("the answer contains no <svg> element", reason="no_svg", length=len(text))
+    whole = _LEADING_SVG.match(text, begin)
+    if whole is not None:
+        # Rule 0: an answer that is one SVG element and nothing else is taken
+        # whole, before any fence splits it: so extraction is stable on its
+        # own output even when a line inside the SVG starts with a fence.
+        start = whole.end() - 4
+        scan = _scan(text, start, len(text), True)
+        if scan.complete and scan.complete[0][0] == start:
+            end = scan.complete[0][1]
+            if not text[end:].strip():
+                return text[start:end]
     best: tuple[int, int] | None = None
     cut_off: int | None = None
     # Only blanks and fence markers after a region: the answer ended inside it.

@@ -196,6 +196,15 @@ def _encode(value: Any, depth: int, excl: _ExcludeTree | None, out: list[str]) -
 
 
 def _encode_big_int(value: int) -> str:
+    if value.bit_length() > 1024:
+        # Beyond every finite double, so never exact; refused before its
+        # decimal text is made (quadratic in the digits, and past 4300 digits
+        # Python refuses with a ValueError of its own).
+        raise _Refused(
+            "inexact_integer",
+            f"integer of {value.bit_length()} bits is not exactly a JSON double "
+            "(it is beyond the double range)",
+        )
     text = _int_repr(value)
     try:
         spelt = _es_number(float(value))

@@ -5,8 +5,10 @@ from __future__ import annotations
 from chatsvg_core.jobs._model import TERMINAL_STATUSES, Job, JobErrorInfo, JobStatus
 from chatsvg_core.jobs._transitions import (
     ALLOWED,
+    CANCELLED,
     TRANSITIONS,
     Transition,
+    cancel,
     claim,
     expire,
     fail,
@@ -19,12 +21,14 @@ from chatsvg_core.jobs._transitions import (
 
 __all__ = [
     "ALLOWED",
+    "CANCELLED",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "Job",
     "JobErrorInfo",
     "JobStatus",
     "Transition",
+    "cancel",
     "claim",
     "expire",
     "fail",

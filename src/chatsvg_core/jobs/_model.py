@@ -97,6 +97,11 @@ class Job(BaseModel):
     version: int = Field(default=0, ge=0)
     created_at: UTCDateTime
     updated_at: UTCDateTime
+    trace_context: dict[str, str] | None = Field(
+        default=None,
+        description="The submitter's W3C trace context (``traceparent``, ``tracestate``), "
+        "so a worker's spans link to the request that submitted the job.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Job:

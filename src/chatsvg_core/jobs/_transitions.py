@@ -20,8 +20,10 @@ from chatsvg_core.errors import InvalidTransition, StaleLease
 from chatsvg_core.jobs._model import Job, JobErrorInfo, JobStatus
 
 __all__ = [
+    "CANCELLED",
     "TRANSITIONS",
     "Transition",
+    "cancel",
     "claim",
     "expire",
     "fail",
@@ -52,9 +54,11 @@ TRANSITIONS: Final[tuple[Transition, ...]] = (
     Transition("succeed", R, S, "current lease token"),
     Transition("retry", R, Q, "current lease token and attempts left"),
     Transition("fail", R, F, "current lease token"),
-    Transition("fail", Q, F, "refused before it runs (cancelled, out of credits)"),
+    Transition("fail", Q, F, "refused before it runs"),
     Transition("expire", R, Q, "lease lapsed and attempts left"),
     Transition("expire", R, F, "lease lapsed and no attempts left"),
+    Transition("cancel", Q, F, "the owner cancels (error code cancelled)"),
+    Transition("cancel", R, F, "the owner cancels; the worker's token is revoked"),
 )
 """Every edge there is; no other change of status exists."""
 
@@ -113,6 +117,7 @@ def new_job(
     idempotency_key: str | None = None,
     max_attempts: int = 3,
     run_at: datetime | None = None,
+    trace_context: Mapping[str, str] | None = None,
 ) -> Job:
     """A fresh QUEUED job, due at ``run_at`` (default: ``now``)."""
     now = utc(now)
@@ -127,6 +132,7 @@ def new_job(
             "run_at": utc(run_at) if run_at is not None else now,
             "created_at": now,
             "updated_at": now,
+            "trace_context": dict(trace_context) if trace_context else None,
         }
     )
 
@@ -214,6 +220,36 @@ def fail(job: Job, *, now: datetime, error: JobErrorInfo, token: int | None = No
         _check_source(job, "fail", Q)
     else:
         _check_token(job, "fail", token)
+    return job.evolve(
+        status=F,
+        lease_token=None,
+        lease_expires_at=None,
+        last_error=error,
+        version=job.version + 1,
+        updated_at=now,
+    )
+
+
+CANCELLED: Final = "cancelled"
+"""The ``last_error.code`` of a cancelled job (a FAILED job: cancelling is not a new state)."""
+
+
+def cancel(job: Job, *, now: datetime, reason: str | None = None) -> Job:
+    """QUEUED or RUNNING → FAILED with error code ``cancelled``; no token needed.
+
+    A RUNNING job loses its lease token here, so the worker still running it
+    is fenced off: its result, retry or failure is refused as for any stale
+    token, and nothing it writes later lands.
+    """
+    now = utc(now)
+    _check_source(job, "cancel", Q, R)
+    error = JobErrorInfo(
+        code=CANCELLED,
+        type="JobCancelled",
+        message="cancelled by its owner" + (f": {reason}" if reason else ""),
+        transient=False,
+        fields={"while": job.status.value, "attempt": job.attempt},
+    )
     return job.evolve(
         status=F,
         lease_token=None,

@@ -117,10 +117,18 @@ class InProcessQueue:
         try:
             return await handler(job_id)
         except asyncio.CancelledError:
-            log.warning("job handler cancelled", extra={"job_id": job_id})
+            log.warning(
+                "The handler of job %s was cancelled by shutdown.",
+                job_id,
+                extra={"chatsvg_event": "handler_cancelled", "job_id": job_id},
+            )
             raise
         except Exception:
-            log.exception("job handler raised", extra={"job_id": job_id})
+            log.exception(
+                "The handler of job %s raised; the queue goes on.",
+                job_id,
+                extra={"chatsvg_event": "handler_raised", "job_id": job_id},
+            )
             return None
         finally:
             slots.release()

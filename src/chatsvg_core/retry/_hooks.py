@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from chatsvg_core._logctx import job_fields
 from chatsvg_core.retry._decision import Decision, GiveUpReason, Retry
 
 if TYPE_CHECKING:
@@ -102,7 +103,9 @@ class LoggingHook:
     structured fields in ``extra``: ``retry_name``, ``retry_attempt``,
     ``retry_delay``, ``retry_elapsed``, ``retry_will_retry``, ``retry_reason``,
     ``retry_error_type``, ``retry_error_code``, ``retry_status``,
-    ``retry_transient``, ``retry_rule``.
+    ``retry_transient``, ``retry_rule``; ``chatsvg_event`` (``retry_scheduled``
+    or ``retry_gave_up``); and inside an engine attempt ``job_id``, ``owner``
+    and ``attempt``. The message is a sentence.
     """
 
     __slots__ = ("_level",)
@@ -115,13 +118,24 @@ class LoggingHook:
         level = self._level if event.transient else logging.DEBUG
         if not logger.isEnabledFor(level):
             return
-        message = "chatsvg.retry_scheduled" if event.will_retry else "chatsvg.retry_gave_up"
         delay = event.delay
         reason = event.reason
+        what = event.name or "a call"
+        error = event.error_code or event.error_type
+        if event.will_retry:
+            message = (
+                f"Retrying {what} after attempt {event.attempt} failed with {error}; "
+                f"next try in {delay or 0:.2f} s."
+            )
+        else:
+            message = f"Gave up on {what} after attempt {event.attempt} ({reason}): {error}."
         logger.log(
             level,
             message,
             extra={
+                # The job being worked on, when the engine set it (job_id, owner, attempt).
+                **job_fields(),
+                "chatsvg_event": "retry_scheduled" if event.will_retry else "retry_gave_up",
                 "retry_name": event.name,
                 "retry_attempt": event.attempt,
                 "retry_delay": None if delay is None else round(delay, 3),
@@ -192,7 +206,11 @@ def emit(event: RetryEvent, hooks: Iterable[RetryHook]) -> None:
         try:
             hook.on_retry(event)
         except Exception:
-            logger.exception("retry hook %r failed", hook)
+            logger.exception(
+                "The retry hook %r raised; the decision stands.",
+                hook,
+                extra={**job_fields(), "chatsvg_event": "retry_hook_failed"},
+            )
 
 
 def emit_decision(

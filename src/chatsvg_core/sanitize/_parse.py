@@ -50,6 +50,21 @@ _SVG_DOCTYPE = re.compile(
     rb"<!DOCTYPE\s+svg\s+PUBLIC\s+([\"'])-//W3C//DTD SVG (?:1\.0|1\.1|1\.1 Basic|1\.1 Tiny"
     rb"|20010904|20001102|20000802)//EN\1\s+(?:\"[^\"]*\"|'[^']*')\s*>"
 )
+# Encodings an XML declaration may name, by label (lowercase, ``_`` as ``-``):
+# those of the WHATWG Encoding Standard that Python decodes without error
+# handlers of its own, and the UTF-16/32 forms. Any other label is refused
+# before Python's codec registry sees it: ``undefined`` and ``punycode``
+# raise their own errors, and ``utf-7`` can decode to lone surrogates.
+_ENCODING_LABELS = (
+    "utf-8 utf8 utf-16 utf-16le utf-16be utf-32 utf-32le utf-32be us-ascii ascii "
+    "iso-8859-1 latin1 latin-1 iso-8859-2 iso-8859-3 iso-8859-4 iso-8859-5 iso-8859-6 "
+    "iso-8859-7 iso-8859-8 iso-8859-9 iso-8859-10 iso-8859-11 iso-8859-13 iso-8859-14 "
+    "iso-8859-15 iso-8859-16 windows-1250 windows-1251 windows-1252 windows-1253 "
+    "windows-1254 windows-1255 windows-1256 windows-1257 windows-1258 cp1250 cp1251 "
+    "cp1252 koi8-r koi8-u macintosh shift-jis sjis cp932 euc-jp iso-2022-jp gb2312 gbk "
+    "gb18030 big5 big5-hkscs euc-kr tis-620 cp874"
+)
+_ENCODINGS = {label: codecs.lookup(label).name for label in _ENCODING_LABELS.split()}
 _BOMS = (
     (codecs.BOM_UTF32_LE, "utf-32-le"),
     (codecs.BOM_UTF32_BE, "utf-32-be"),
@@ -129,7 +144,11 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
     else:
         match = _XML_DECL_ENCODING.match(raw)
         if match:
-            encoding = match.group(1).decode("ascii").lower()
+            label = match.group(1).decode("ascii").lower().replace("_", "-")
+            known = _ENCODINGS.get(label)
+            if known is None:
+                raise reject(ReasonCode.ENCODING_NOT_ALLOWED, f"encoding {label[:40]!r}")
+            encoding = known
     if encoding in ("utf-8", "utf8"):
         # Not decoded here: libxml2 refuses every malformed sequence itself
         # (overlong forms, surrogates, truncation, beyond U+10FFFF; see the
@@ -138,10 +157,9 @@ def to_utf8(data: str | bytes, max_bytes: int) -> bytes:
         # the parser's allocations fault it in again).
         return raw
     try:
-        text = raw.decode(encoding)
-    except (LookupError, UnicodeDecodeError) as exc:
+        return raw.decode(encoding).encode("utf-8")
+    except UnicodeError as exc:  # undecodable bytes, or a decoded lone surrogate
         raise reject(ReasonCode.NOT_WELL_FORMED, f"cannot decode as {encoding}: {exc}") from None
-    return text.encode("utf-8")
 
 
 def _refuse_dtd(raw: bytes, first: int, policy: SanitizePolicy) -> bytes:

@@ -94,6 +94,9 @@ class SanitizePolicy(BaseModel):
         max_path_length: length limit of path data (``d``, ``points``, ``path``).
         max_rendered_elements: limit on elements rendered once ``<use>`` references
             are expanded (guards against exponential ``<use>`` fan-out).
+        max_seconds: wall-clock budget of one ``sanitize`` call, checked as the
+            work goes (``None``: no budget). Every step is linear in the input;
+            this bounds what a loaded machine or a large stylesheet can cost.
         max_namespace_declarations: ``xmlns`` declarations in the whole document
             (lxml's namespace clean-up and namespaced attribute writes cost time
             proportional to the declarations times the elements).
@@ -125,6 +128,7 @@ class SanitizePolicy(BaseModel):
     max_path_length: int = Field(default=1_048_576, gt=0)
     max_rendered_elements: int = Field(default=250_000, gt=0)
     max_namespace_declarations: int = Field(default=256, gt=0, le=10_000)
+    max_seconds: float | None = Field(default=10.0, gt=0)
 
     _presets: ClassVar[dict[str, SanitizePolicy]] = {}
 

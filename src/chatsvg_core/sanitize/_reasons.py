@@ -20,6 +20,8 @@ class ReasonCode(StrEnum):
     """The input is not well-formed XML (or not decodable text)."""
     NOT_SVG_ROOT = "not_svg_root"
     """The root element is not ``<svg>`` in the SVG namespace."""
+    ENCODING_NOT_ALLOWED = "encoding_not_allowed"
+    """The XML declaration names an encoding outside the allowlist (``utf-7``, ``punycode``)."""
     DOCTYPE_FORBIDDEN = "doctype_forbidden"
     """The input has a DOCTYPE (document type declaration)."""
     ENTITY_FORBIDDEN = "entity_forbidden"
@@ -40,6 +42,8 @@ class ReasonCode(StrEnum):
     """The input declares more namespaces than ``max_namespace_declarations``."""
     TOO_MUCH_RENDERING = "too_much_rendering"
     """``<use>`` references would expand to more than ``max_rendered_elements``."""
+    TIME_BUDGET_EXCEEDED = "time_budget_exceeded"
+    """Sanitizing took longer than ``max_seconds`` (wall clock)."""
     EMPTY_RESULT = "empty_result"
     """Nothing drawable is left after sanitizing."""
 
@@ -79,7 +83,10 @@ class ReasonCode(StrEnum):
     SELECTOR_CONFINED = "selector_confined"
     """A CSS selector rewritten so it matches only inside this SVG."""
     SCOPE_CLASS_ADDED = "scope_class_added"
-    """The root ``<svg>`` or a ``<use>`` target was given the class that confines ``<style>``."""
+    """The root ``<svg>`` and ``<use>`` targets were given the class that confines ``<style>``
+    (one entry per document; ``detail`` says how many elements)."""
+    NAMESPACE_ADDED = "namespace_added"
+    """A namespace declaration a model left out was added to the root (see ``_repair``)."""
 
 
 class Action(StrEnum):

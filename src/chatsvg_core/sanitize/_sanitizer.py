@@ -10,10 +10,12 @@ from typing import Any, cast
 from lxml import etree
 
 from chatsvg_core.sanitize import _tables as t
+from chatsvg_core.sanitize._budget import Budget
 from chatsvg_core.sanitize._css import CssIssue, CssSanitizer
 from chatsvg_core.sanitize._parse import parse_svg, reject
 from chatsvg_core.sanitize._policy import SanitizePolicy
 from chatsvg_core.sanitize._reasons import Action, ReasonCode
+from chatsvg_core.sanitize._repair import repair_root
 from chatsvg_core.sanitize._report import NodeKind, ReportEntry, SanitizedSVG, SanitizeReport
 from chatsvg_core.sanitize._serialize import serialize
 from chatsvg_core.sanitize._urls import UrlContext, check_url
@@ -76,11 +78,12 @@ _MISC_NAMES: dict[type, str] = {
 class _Run:
     """The state of one sanitizing run (report entries, flags)."""
 
-    __slots__ = ("css", "entries", "ids", "indices", "omitted", "removed", "root",
+    __slots__ = ("budget", "css", "entries", "ids", "indices", "omitted", "removed", "root",
                  "short_values", "style_kept", "uses")  # fmt: skip
 
-    def __init__(self, sanitizer: Sanitizer, root: Any, short_values: bool) -> None:
+    def __init__(self, sanitizer: Sanitizer, root: Any, short_values: bool, budget: Budget) -> None:
         self.root = root
+        self.budget = budget
         self.entries: list[ReportEntry] = []
         self.style_kept = False
         self.removed = False
@@ -93,7 +96,7 @@ class _Run:
         # Positions of reported nodes among their same-name siblings (see index()).
         self.indices: dict[Any, int] = {}
         self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment,
-                                cache=sanitizer._css_cache)  # fmt: skip
+                                cache=sanitizer._css_cache, budget=budget)  # fmt: skip
 
     def locate(self, node: Any) -> str:
         """The report location of ``node``: an XPath of local names (``/svg/g[2]/rect[1]``).
@@ -300,13 +303,18 @@ class Sanitizer:
         Raises:
             SVGRejected: the input cannot be made safe (reason code in ``.reason``).
         """
+        budget = Budget(self.policy.max_seconds)
+        data, repairs = repair_root(data)  # adds only namespace declarations
         root, doctype_dropped, nodes = parse_svg(data, self.policy)
         if root.tag != _SVG_ROOT:
             raise reject(ReasonCode.NOT_SVG_ROOT, f"root element is {root.tag!r}")
+        budget.check()
         # ``len(data)`` bounds every attribute value (characters or bytes alike).
-        run = _Run(self, root, short_values=len(data) <= self._value_limit)
+        run = _Run(self, root, short_values=len(data) <= self._value_limit, budget=budget)
         if doctype_dropped:
             run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root, "DOCTYPE")
+        for declaration in repairs:
+            run.note(Action.REWRITTEN, "attribute", ReasonCode.NAMESPACE_ADDED, root, declaration)
         for sibling in root.itersiblings(preceding=True):
             self._note_misc(run, sibling)
         for sibling in root.itersiblings():
@@ -314,13 +322,20 @@ class Sanitizer:
         had_children = len(root) > 0
         scope = self._scope
         self._element(run, root, _SVG_ROOT, scope, 1)
+        budget.check()
         self._bound_rendering(run, root, nodes)
+        budget.check()
         if run.style_kept and scope is not None:
             self._mark_scope(run, root, scope)
         if run.removed and had_children and not _has_drawable(root):
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
         svg = serialize(root)
-        report = SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+        budget.check()
+        report = (
+            SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+            if run.entries or run.omitted
+            else _EMPTY_REPORT  # frozen, so one instance serves every clean document
+        )
         return SanitizedSVG(svg=svg, report=report)
 
     # --- the walk -------------------------------------------------------------
@@ -341,9 +356,20 @@ class Sanitizer:
         rules still never reach the host page. Ids are not used: an id the
         input chose (``<svg id="app">``) could name an element of the host.
         """
+        added = 0
         marked: set[Any] = set()
-        for el in (root, *(_use_target(u, run.ids) for u in run.uses)):
-            if el is None or el in marked:
+        targets = [root]
+        ids = run.ids
+        for use in run.uses:
+            ref = use.get("href")
+            if ref is None:
+                ref = use.get(t.XLINK_HREF)
+            if ref is not None and ref[:1] == "#":
+                target = ids.get(ref[1:])
+                if target is not None:
+                    targets.append(target)
+        for el in targets:
+            if el in marked:
                 continue
             marked.add(el)
             current = el.get("class")
@@ -351,8 +377,11 @@ class Sanitizer:
                 continue
             el.set("class", scope if current is None or not current.strip()
                    else f"{current} {scope}")  # fmt: skip
-            run.note(Action.REWRITTEN, "attribute", ReasonCode.SCOPE_CLASS_ADDED, el, "class",
-                     scope)  # fmt: skip
+            added += 1
+        if added:
+            # One entry for the document: a sprite sheet can have thousands of targets.
+            run.note(Action.REWRITTEN, "attribute", ReasonCode.SCOPE_CLASS_ADDED, root, "class",
+                     f"{scope} (on {added} element{'s' if added > 1 else ''})")  # fmt: skip
 
     def _note_misc(self, run: _Run, node: Any) -> None:
         if isinstance(node, etree._Comment):
@@ -381,6 +410,10 @@ class Sanitizer:
         its parent: its attributes do not matter and its text must also be
         allowed in the parent (``unwrap_in`` is whether the parent takes text).
         """
+        budget = run.budget
+        budget.countdown -= 1  # Budget.tick(), inlined: this runs once per element
+        if budget.countdown <= 0:
+            budget.check()
         if depth > self._max_depth:
             raise reject(ReasonCode.TOO_DEEP, f"depth over {self._max_depth}",
                          self._max_depth)  # fmt: skip
@@ -879,6 +912,7 @@ def _has_drawable(root: Any) -> bool:
     return any(el.tag in _DRAWABLE_TAGS for el in root.iter())
 
 
+_EMPTY_REPORT = SanitizeReport()
 PREPARED_CACHE_SIZE = 32
 """Distinct policies whose prepared :class:`Sanitizer` is kept (``Sanitizer.prepared``)."""
 _PREPARED: dict[SanitizePolicy, Sanitizer] = {}

@@ -13,6 +13,7 @@ from __future__ import annotations
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._jobs import (
     LeaseExtender,
+    cancel_job,
     claim_job,
     claim_next,
     complete_job,
@@ -32,6 +33,7 @@ from chatsvg_core.storage._protocol import (
     Store,
     StoreTransaction,
 )
+from chatsvg_core.storage._purge import JobPurger
 from chatsvg_core.storage._sync import SyncStore, SyncTransaction
 from chatsvg_core.storage.memory import MemoryStore
 from chatsvg_core.storage.sqlite import SQLiteStore
@@ -41,6 +43,7 @@ __all__ = [
     "SCHEMES",
     "EntryKind",
     "IdempotencyRecord",
+    "JobPurger",
     "JobResult",
     "LeaseExtender",
     "LedgerEntry",
@@ -51,6 +54,7 @@ __all__ = [
     "StoreTransaction",
     "SyncStore",
     "SyncTransaction",
+    "cancel_job",
     "claim_job",
     "claim_next",
     "complete_job",

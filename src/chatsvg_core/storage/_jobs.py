@@ -18,13 +18,23 @@ from pydantic import JsonValue
 
 from chatsvg_core._clock import utc
 from chatsvg_core.errors import InvalidTransition, JobNotFound
-from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus, claim, expire, fail, heartbeat
+from chatsvg_core.jobs import (
+    Job,
+    JobErrorInfo,
+    JobStatus,
+    cancel,
+    claim,
+    expire,
+    fail,
+    heartbeat,
+)
 from chatsvg_core.jobs import retry as _retry
 from chatsvg_core.jobs import succeed as _succeed
 from chatsvg_core.storage._protocol import JobResult, StoreTransaction
 
 __all__ = [
     "LeaseExtender",
+    "cancel_job",
     "claim_job",
     "claim_next",
     "complete_job",
@@ -157,8 +167,9 @@ async def heartbeat_jobs(
         raise ValueError("lease must be positive")
     if not leases:
         return frozenset()
-    if isinstance(tx, LeaseExtender):
-        return frozenset(await tx.extend_leases(dict(leases), now=now, lease=lease))
+    fast = getattr(tx, "extend_leases", None)
+    if fast is not None:
+        return frozenset(await fast(dict(leases), now=now, lease=lease))
     return await heartbeat_jobs_reference(tx, leases, now=now, lease=lease)
 
 
@@ -215,6 +226,19 @@ async def fail_job(
     """
     job = await _load(tx, job_id)
     return await _save(tx, job, fail(job, now=now, error=error, token=token), "fail")
+
+
+async def cancel_job(
+    tx: StoreTransaction, job_id: str, *, now: datetime, reason: str | None = None
+) -> Job:
+    """QUEUED or RUNNING → FAILED with code ``cancelled``; no fencing token needed.
+
+    Give the job's credits back in the same transaction
+    (:func:`chatsvg_core.ledger.refund` or :func:`~chatsvg_core.ledger.release`).
+    A worker still running it is refused at its next write (its token is gone).
+    """
+    job = await _load(tx, job_id)
+    return await _save(tx, job, cancel(job, now=now, reason=reason), "cancel")
 
 
 async def expire_leases(

@@ -20,7 +20,17 @@ from typing import Any, Literal
 from hypothesis import strategies as st
 
 from chatsvg_core.errors import InvalidTransition
-from chatsvg_core.jobs import Job, JobErrorInfo, claim, expire, fail, heartbeat, new_job, retry
+from chatsvg_core.jobs import (
+    Job,
+    JobErrorInfo,
+    cancel,
+    claim,
+    expire,
+    fail,
+    heartbeat,
+    new_job,
+    retry,
+)
 from chatsvg_core.jobs import succeed as _succeed
 from chatsvg_core.ledger import (
     DayBoundary,
@@ -35,6 +45,7 @@ from chatsvg_core.ledger import (
 from chatsvg_core.storage import (
     LedgerEntry,
     StoreTransaction,
+    cancel_job,
     claim_job,
     complete_job,
     expire_leases,
@@ -61,7 +72,7 @@ __all__ = [
 ]
 
 LedgerAction = Literal["grant", "charge", "refund", "adjust", "reserve", "capture", "release"]
-JobAction = Literal["claim", "heartbeat", "succeed", "retry", "fail", "expire", "wait"]
+JobAction = Literal["claim", "heartbeat", "succeed", "retry", "fail", "expire", "cancel", "wait"]
 
 _EPOCH = datetime(2026, 1, 1, tzinfo=UTC)
 _ERROR = JobErrorInfo(code="test_failure", type="TestFailure", message="test", transient=True)
@@ -205,7 +216,9 @@ def job_steps() -> st.SearchStrategy[JobStep]:
     """Single steps, with tokens that are sometimes current and sometimes stale."""
     return st.builds(
         JobStep,
-        st.sampled_from(["claim", "heartbeat", "succeed", "retry", "fail", "expire", "wait"]),
+        st.sampled_from(
+            ["claim", "heartbeat", "succeed", "retry", "fail", "expire", "cancel", "wait"]
+        ),
         st.sampled_from([0, 1, 29, 30, 31, 120]),
         st.none() | st.integers(1, 4),
         st.sampled_from([0, 5, 60]),
@@ -232,6 +245,8 @@ def apply_job_step(job: Job, step: JobStep, now: datetime) -> Job:
         return fail(job, now=now, error=_ERROR, token=step.token)
     if step.action == "expire":
         return expire(job, now=now)
+    if step.action == "cancel":
+        return cancel(job, now=now)
     return job
 
 
@@ -278,4 +293,6 @@ async def apply_job_step_in_store(
     if step.action == "expire":
         expired = await expire_leases(tx, now=now)
         return next((j for j in expired if j.id == job_id), None)
+    if step.action == "cancel":
+        return await cancel_job(tx, job_id, now=now)
     return await tx.get_job(job_id)

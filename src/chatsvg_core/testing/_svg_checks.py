@@ -23,9 +23,20 @@ _SQUASH = re.compile(r"[\x00-\x20\x7f]+")
 _SCHEMES = ("javascript:", "vbscript:", "livescript:", "mocha:")
 _RASTER = re.compile(r"^data:image/(png|jpeg|gif|webp);base64,[A-Za-z0-9+/=\s]*$", re.S)
 _CSS_FORBIDDEN = ("@import", "expression(", "behavior", "-moz-binding", "javascript:", "@font-face")
-# Attributes whose value a browser may read as (or turn into) a URL.
-_URL_CARRIERS = t.HREF_ATTRIBUTES | t.URL_VALUE_ATTRIBUTES | {"style", "values", "from", "to", "by"}
-_URL = re.compile(r"url\(\s*([\"']?)\s*(.)", re.I)
+# Attributes whose value a browser may read as (or turn into) a URL; the
+# animation values only on animation elements (``<feColorMatrix values>`` is
+# a list of numbers, which a browser never reads as a URL).
+_URL_CARRIERS = t.HREF_ATTRIBUTES | t.URL_VALUE_ATTRIBUTES | {"style"}
+_ANIMATION_VALUES = frozenset({"values", "from", "to", "by"})
+# ``url(`` right after a name code point is the end of another name
+# (``2¬url(`` is a dimension and a bracket, ``-url(`` another function), never
+# a URL; after anything else, a backslash included, it may be one.
+_URL = re.compile(r"(?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*([\"']?)\s*(.)", re.I)
+# A CSS string (to its closing quote, or to the end of the line as CSS reads an
+# unclosed one), optionally as the argument of ``url(``.
+_CSS_STRING = re.compile(
+    r"""(url\(\s*+)?("(?:[^"\\\n]|\\[\s\S])*+"?|'(?:[^'\\\n]|\\[\s\S])*+'?)""", re.I
+)
 
 
 _CANONICAL_NS = {None: t.SVG_NS, "xlink": t.XLINK_NS}
@@ -35,10 +46,20 @@ def _squash(value: str) -> str:
     return _SQUASH.sub("", value).lower()
 
 
+def _outside_strings(css: str) -> str:
+    """``css`` with the text of every string emptied, except a ``url("...")`` argument.
+
+    What a string holds is a name (``font-family:"url(x)"``), never a rule or a
+    fetch; only the string argument of ``url(`` is a URL.
+    """
+    return _CSS_STRING.sub(lambda m: m.group() if m.group(1) else m.group(2)[0] * 2, css)
+
+
 def _css_problems(where: str, css: str) -> list[str]:
     problems = []
     if "<" in css:
         problems.append(f"{where}: '<' in CSS")
+    css = _outside_strings(css)
     low = _squash(css)
     problems += [f"{where}: {bad!r} in CSS" for bad in _CSS_FORBIDDEN if bad in low]
     problems += [f"{where}: url() not to #id" for m in _URL.finditer(css) if m.group(2) != "#"]
@@ -89,8 +110,12 @@ def svg_safety_violations(markup: str, policy: SanitizePolicy | None = None) -> 
                 problems.append(f"{where} not allowed")
             if key.lower().startswith("on"):
                 problems.append(f"{where} event handler")
-            low = _squash(value)
-            if key in _URL_CARRIERS and any(s in low for s in _SCHEMES):
+            css_valued = key == "style" or key in t.PRESENTATION_ATTRIBUTES
+            low = _squash(_outside_strings(value) if css_valued else value)
+            carrier = key in _URL_CARRIERS or (
+                key in _ANIMATION_VALUES and name in t.ANIMATION_ELEMENTS
+            )
+            if carrier and any(s in low for s in _SCHEMES):
                 problems.append(f"{where} script URL")
             if key in t.HREF_ATTRIBUTES:
                 stripped = value.strip()

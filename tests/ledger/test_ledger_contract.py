@@ -1,0 +1,182 @@
+"""The ledger's contract at its edges, from the survivors of a mutation run (docs/mutation.md).
+
+Each test here failed against a mutant of ``ledger/_ops.py`` (or of the
+idempotency semantics) that the rest of the suite let through.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from chatsvg_core.errors import InvalidAmount
+from chatsvg_core.idempotency import Created, Replayed, create_or_replay, idempotency_scope
+from chatsvg_core.jobs import new_job
+from chatsvg_core.ledger import (
+    InvalidOwner,
+    InvalidReference,
+    Ledger,
+    LedgerConflict,
+    charge,
+    grant,
+)
+from chatsvg_core.storage import EntryKind, LedgerEntry, MemoryStore, StoreTransaction
+from chatsvg_core.testing import FakeClock
+
+T0 = datetime(2026, 3, 1, 10, 0, tzinfo=UTC)
+MAX_AMOUNT = 2**62
+
+
+def ledger() -> Ledger:
+    ids = (f"e{n}" for n in itertools.count())
+    return Ledger(MemoryStore(), clock=FakeClock(T0), new_id=lambda: next(ids))
+
+
+class _RaceWindow:
+    """A transaction whose ``find_entry`` misses what is stored: the moment between
+    a replay check and the insert, when another owner's transaction commits the same
+    (kind, ref) first. The store then hands back that entry from ``insert_entry``."""
+
+    def __init__(self, tx: StoreTransaction) -> None:
+        self._tx = tx
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._tx, name)
+
+    async def find_entry(self, kind: EntryKind, ref: str) -> LedgerEntry | None:
+        return None
+
+
+async def test_an_entry_taken_first_by_another_owner_is_a_conflict_not_an_answer() -> None:
+    store = MemoryStore()
+    async with store.transaction() as tx:
+        first = await grant(tx, "alice", 10, now=T0, external_id="pay-1")
+    async with store.transaction() as tx:
+        with pytest.raises(LedgerConflict) as caught:
+            await grant(_RaceWindow(tx), "bob", 10, now=T0, external_id="pay-1")  # type: ignore[arg-type]
+    assert caught.value.reason == "replay_mismatch"
+    assert (caught.value.expected_owner, caught.value.owner) == ("alice", "bob")
+    async with store.transaction() as tx:
+        with pytest.raises(LedgerConflict):
+            await grant(_RaceWindow(tx), "alice", 11, now=T0, external_id="pay-1")  # type: ignore[arg-type]
+        # The same values are a replay that lost the race: the first entry, unchanged.
+        again = await grant(_RaceWindow(tx), "alice", 10, now=T0, external_id="pay-1")  # type: ignore[arg-type]
+        assert again == first
+        assert await tx.balance("alice") == 10
+
+
+async def test_a_charge_taken_first_by_another_owner_is_a_conflict() -> None:
+    store = MemoryStore()
+    async with store.transaction() as tx:
+        await grant(tx, "alice", 10, now=T0)
+        await grant(tx, "bob", 10, now=T0)
+        await charge(tx, "alice", 3, ref="job-1", now=T0)
+    async with store.transaction() as tx:
+        with pytest.raises(LedgerConflict):
+            await charge(_RaceWindow(tx), "bob", 3, ref="job-1", now=T0)  # type: ignore[arg-type]
+    async with store.transaction() as tx:
+        assert await tx.balance("bob") == 10
+
+
+# --- exact limits -------------------------------------------------------------------
+
+
+async def test_the_amount_limit_is_inclusive() -> None:
+    book = ledger()
+    entry = await book.grant("alice", MAX_AMOUNT)
+    assert entry.amount == MAX_AMOUNT
+    with pytest.raises(InvalidAmount) as caught:
+        await book.grant("alice", MAX_AMOUNT + 1)
+    assert caught.value.reason == "too_large"
+    with pytest.raises(InvalidAmount):
+        await book.charge("alice", MAX_AMOUNT + 1, ref="job-1")
+    assert (await book.charge("alice", MAX_AMOUNT, ref="job-1")).amount == -MAX_AMOUNT
+    assert await book.balance("alice") == 0
+
+
+async def test_owners_and_references_of_one_character_are_valid() -> None:
+    book = ledger()
+    await book.grant("a", 5, external_id="p")
+    assert (await book.charge("a", 2, ref="j")).ref == "j"
+    assert await book.balance("a") == 3
+    with pytest.raises(InvalidOwner):
+        await book.grant("", 5)
+    with pytest.raises(InvalidReference):
+        await book.charge("a", 1, ref="")
+    assert (await book.charge("a", 1, ref="r" * 255)).ref == "r" * 255
+    with pytest.raises(InvalidReference):
+        await book.charge("a", 1, ref="r" * 256)
+
+
+@pytest.mark.parametrize("ref", [7, None, b"job", ["job"]])
+async def test_a_reference_that_is_not_a_string_is_an_invalid_reference(ref: object) -> None:
+    book = ledger()
+    await book.grant("alice", 5)
+    with pytest.raises(InvalidReference) as caught:
+        await book.charge("alice", 1, ref=ref)  # type: ignore[arg-type]
+    assert caught.value.reason == "not_a_string"
+    if ref is not None:  # no external id at all is a plain grant
+        with pytest.raises(InvalidReference):
+            await book.grant("alice", 1, external_id=ref)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("owner", ["", "x" * 256, 5, None])
+async def test_balance_of_an_invalid_owner_is_refused(owner: object) -> None:
+    with pytest.raises(InvalidOwner):
+        await ledger().balance(owner)  # type: ignore[arg-type]
+
+
+# --- idempotency outcomes are frozen and closed ------------------------------------------
+
+
+async def test_idempotency_outcomes_are_frozen_and_refuse_unknown_fields() -> None:
+    store = MemoryStore()
+    scope = idempotency_scope("alice")
+    job = new_job(
+        job_id="j1",
+        owner="alice",
+        request={"prompt": "p"},
+        request_hash="v1:aa",
+        idempotency_key="k1",
+        now=T0,
+    )
+    async with store.transaction() as tx:
+        created = await create_or_replay(tx, job=job, scope=scope, key="k1", now=T0)
+    async with store.transaction() as tx:
+        twin = job.model_copy(update={"id": "j2"})
+        replayed = await create_or_replay(tx, job=twin, scope=scope, key="k1", now=T0)
+    assert isinstance(created, Created) and isinstance(replayed, Replayed)
+    for outcome in (created, replayed):
+        with pytest.raises(ValidationError):
+            outcome.job_id = "other"  # type: ignore[misc]
+        with pytest.raises(ValidationError):
+            type(outcome).model_validate({**outcome.model_dump(), "surprise": 1})
+
+
+@pytest.mark.parametrize("ttl", [timedelta(0), timedelta(microseconds=-1)])
+async def test_a_key_ttl_must_be_positive(ttl: timedelta) -> None:
+    store = MemoryStore()
+    job = new_job(
+        job_id="j1", owner="alice", request={}, request_hash="v1:aa", idempotency_key="k", now=T0
+    )
+    async with store.transaction() as tx:
+        with pytest.raises(ValueError, match="ttl must be positive"):
+            await create_or_replay(
+                tx, job=job, scope=idempotency_scope("alice"), key="k", now=T0, ttl=ttl
+            )
+        assert await tx.get_job("j1") is None
+    async with store.transaction() as tx:
+        ok = await create_or_replay(
+            tx,
+            job=job,
+            scope=idempotency_scope("alice"),
+            key="k",
+            now=T0,
+            ttl=timedelta(microseconds=1),
+        )
+    assert isinstance(ok, Created)
+    assert ok.record.expires_at == T0 + timedelta(microseconds=1)
