@@ -259,7 +259,8 @@ def setup_celery(
         database_url: the store every worker opens (``postgresql://...``).
         provider: the model provider, or a callable making one per process.
         queue: the Celery queue the tasks go to (default: Celery's default).
-        recover_every, sweep_every: beat intervals in seconds.
+        recover_every: the recovery beat's period in seconds.
+        sweep_every: the sweep beat's period in seconds.
         overdue: the sweep re-announces QUEUED jobs due this long ago
             (default: ``sweep_every``); shorter re-announces jobs that are
             merely waiting in a busy queue (harmless, but extra messages).
@@ -267,13 +268,15 @@ def setup_celery(
             :class:`CeleryQueue`); must stay below ``visibility_timeout``.
         visibility_timeout: the Redis transport's redelivery timeout; longer
             than any job can run (a lease times its attempts).
-        storage_options, engine_options: for
-            :meth:`~chatsvg_core.engine.SyncEngine.open` (``lease=``,
-            ``policy=``...).
+        storage_options: options for
+            :func:`~chatsvg_core.storage.open_storage`.
+        **engine_options: options for the :class:`~chatsvg_core.engine.Engine`
+            (``lease=``, ``policy=``...), through
+            :meth:`~chatsvg_core.engine.SyncEngine.open`.
 
     Sets ``task_acks_late``, ``task_reject_on_worker_lost``,
     ``worker_prefetch_multiplier=1``, the visibility timeout and two beat
-    entries; run ``celery -A yourapp worker --pool threads`` and one
+    entries; run ``celery -A yourapp worker --pool gevent`` and one
     ``celery -A yourapp beat`` (two are harmless). The host API process uses
     ``workers.queue`` as the engine's queue to submit.
     """
