@@ -52,9 +52,26 @@ TABLES = frozenset(
         "chatsvg_accounts",
         "chatsvg_ledger",
         "chatsvg_results",
+        "chatsvg_rate_limits",
     }
 )
 """Every table the schema owns (a database holding others is not ours)."""
+
+# Terminal, older than the cutoff, no live idempotency key naming it (a replay
+# would find no job), and its money settled: a FAILED job still holding a
+# charge, or any job holding an unsettled reservation, waits for recovery.
+_PURGEABLE = (
+    "SELECT j.id FROM chatsvg_jobs j "
+    "WHERE j.status IN ('succeeded', 'failed') AND j.updated_at < ? "
+    "AND NOT EXISTS (SELECT 1 FROM chatsvg_idempotency i WHERE i.job_id = j.id "
+    "AND i.expires_at > ?) "
+    "AND NOT (j.status = 'failed' "
+    "AND EXISTS (SELECT 1 FROM chatsvg_ledger c WHERE c.kind = 'charge' AND c.ref = j.id) "
+    "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.kind = 'refund' AND r.ref = j.id)) "
+    "AND NOT (EXISTS (SELECT 1 FROM chatsvg_ledger h WHERE h.kind = 'reserve' AND h.ref = j.id) "
+    "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger s WHERE s.kind IN ('capture', 'release') "
+    "AND s.ref = j.id))"
+)
 
 FaultHook = Callable[[str], None]
 """A test hook called with a point name (``"begin"``, ``"before_commit"``, ...).
@@ -344,6 +361,20 @@ class SQLTransaction:
             (*params, max(0, limit)),
         )
         return [self._job(r) for r in rows]
+
+    async def purge_jobs(self, *, before: datetime, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` purgeable jobs and their results; see :class:`JobPurger`."""
+        self._check_open()
+        rows = await self._all(
+            _PURGEABLE + f" ORDER BY j.updated_at, j.id LIMIT ?{self.skip_locked}",
+            (self._ts(utc(before)), self._ts(utc(now)), max(0, limit)),
+        )
+        ids = [str(r[0]) for r in rows]
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        await self._exec(f"DELETE FROM chatsvg_results WHERE job_id IN ({marks})", ids)
+        return await self._exec(f"DELETE FROM chatsvg_jobs WHERE id IN ({marks})", ids)
 
     async def put_result(self, result: JobResult) -> JobResult:
         """Store a job's result once; a second put returns the first one unchanged."""
