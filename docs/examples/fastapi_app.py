@@ -1,4 +1,8 @@
-"""A FastAPI service on chatsvg-core: submit with an Idempotency-Key, poll, fetch the SVG.
+"""A FastAPI service on chatsvg-core: submit with an Idempotency-Key, poll or wait, cancel.
+
+Credits are reserved at submit (``charge_at="submit"``), so a user without
+credits hears 402 at once; every library error becomes an RFC 9457 problem
+document through ``problem_details`` (with ``Retry-After`` where it helps).
 
 Run it with ``uvicorn fastapi_app:app`` after ``chatsvg migrate`` (the service
 opens the database with ``migrate=False``: the schema is a deploy step).
@@ -12,19 +16,23 @@ import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Header, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from chatsvg_core import (
     ChatSVGError,
     Engine,
-    GenerationRequest,
     InProcessQueue,
+    InvalidRequest,
+    Job,
     JobNotFound,
+    Ledger,
     OfflineSketchProvider,
     open_storage,
+    problem_details,
+    submit_headers,
 )
 
 
@@ -50,7 +58,8 @@ def create_app(database_url: str) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         store = await open_storage(database_url, migrate=False)
         queue = InProcessQueue(concurrency=4)
-        engine = Engine(store, queue, OfflineSketchProvider())
+        # Reserve the price at submit: no credits is a 402 now, not a failed job later.
+        engine = Engine(store, queue, OfflineSketchProvider(), charge_at="submit")
         await engine.recover()  # leases a previous process left behind
         await engine.sweep()  # jobs queued while nobody served them
 
@@ -68,25 +77,47 @@ def create_app(database_url: str) -> FastAPI:
 
     app = FastAPI(title="drawings", lifespan=lifespan)
 
-    @app.exception_handler(ChatSVGError)
-    async def chatsvg_error(request: Request, exc: ChatSVGError) -> JSONResponse:
-        # Every library error has a code, safe fields and a suggested status.
-        return JSONResponse(exc.to_dict(), status_code=exc.http_status)
+    async def problem(request: Request, exc: Exception) -> Response:
+        # Any error as an RFC 9457 document: library errors keep their status,
+        # code and safe fields; anything else is a bare 500 that reveals nothing.
+        answer = problem_details(exc, instance=request.url.path)
+        return Response(answer.content, status_code=answer.status, headers=answer.headers)
+
+    app.add_exception_handler(ChatSVGError, problem)
+    app.add_exception_handler(Exception, problem)  # Starlette still logs these
+
+    def view(job: Job) -> dict[str, object]:
+        return {
+            "id": job.id,
+            "status": job.status.value,
+            "attempt": job.attempt,
+            "error": None if job.last_error is None else job.last_error.code,
+        }
 
     @app.post("/drawings", status_code=202)
     async def submit(
-        body: GenerationRequest,
+        request: Request,
         owner: Owner,
         engine: TheEngine,
         idempotency_key: Annotated[str | None, Header()] = None,
-    ) -> dict[str, object]:
+    ) -> JSONResponse:
+        # The raw JSON goes to the engine, which names any bad field itself.
+        try:
+            body: Any = await request.json()
+        except ValueError:
+            raise InvalidRequest("the body is not JSON", field="(request)", errors=[]) from None
         sub = await engine.submit(owner, idempotency_key, body)
-        return {"id": sub.job.id, "status": sub.job.status.value, "replayed": sub.replayed}
+        return JSONResponse(
+            {**view(sub.job), "replayed": sub.replayed},
+            status_code=202,
+            headers=submit_headers(sub.replayed, location=f"/drawings/{sub.job.id}"),
+        )
 
-    async def own_job(job_id: str, owner: str, engine: Engine) -> None:
+    async def own_job(job_id: str, owner: str, engine: Engine) -> Job:
         job = await engine.get(job_id)
         if job.owner != owner:  # another owner's job does not exist for this caller
             raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+        return job
 
     @app.get("/drawings/{job_id}.svg")
     async def picture(job_id: str, owner: Owner, engine: TheEngine) -> Response:
@@ -103,14 +134,34 @@ def create_app(database_url: str) -> FastAPI:
 
     @app.get("/drawings/{job_id}")
     async def status(job_id: str, owner: Owner, engine: TheEngine) -> dict[str, object]:
-        await own_job(job_id, owner, engine)
-        job = await engine.get(job_id)
-        return {
-            "id": job.id,
-            "status": job.status.value,
-            "attempt": job.attempt,
-            "error": None if job.last_error is None else job.last_error.code,
-        }
+        return view(await own_job(job_id, owner, engine))
+
+    @app.get("/drawings/{job_id}/wait")
+    async def wait(
+        job_id: str,
+        owner: Owner,
+        engine: TheEngine,
+        seconds: Annotated[float, Query(alias="timeout", ge=0, le=60)] = 25.0,
+    ) -> dict[str, object]:
+        # A long poll: answers when the job ends, or as it stands after `timeout`.
+        job = await engine.wait(job_id, timeout=seconds, owner=owner)
+        return view(job)
+
+    @app.get("/drawings/{job_id}/events")
+    async def events(job_id: str, owner: Owner, engine: TheEngine) -> StreamingResponse:
+        await own_job(job_id, owner, engine)  # a 404 before the stream starts
+        stream = engine.updates(job_id, timeout=300, owner=owner)
+        updates = (update.to_sse() async for update in stream)
+        return StreamingResponse(updates, media_type="text/event-stream")
+
+    @app.post("/drawings/{job_id}/cancel")
+    async def cancel(job_id: str, owner: Owner, engine: TheEngine) -> dict[str, object]:
+        return view(await engine.cancel(job_id, owner))
+
+    @app.get("/balance")
+    async def balance(owner: Owner, engine: TheEngine) -> dict[str, object]:
+        # An owner who never had credits has 0, not an error.
+        return {"owner": owner, "balance": await Ledger(engine.store).balance(owner)}
 
     return app
 

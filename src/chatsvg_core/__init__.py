@@ -36,6 +36,10 @@ from chatsvg_core.engine import (
     EventHook,
     EventKind,
     Instrumentation,
+    JobChangeFeed,
+    JobUpdate,
+    ProcessOutcome,
+    PurgeReport,
     RecoveryReport,
     SubmitResult,
     SyncEngine,
@@ -63,6 +67,7 @@ from chatsvg_core.errors import (
     ProviderError,
     ProviderPermanentError,
     ProviderTransientError,
+    RateLimited,
     RefundWithoutCharge,
     StaleLease,
     StorageError,
@@ -88,6 +93,13 @@ from chatsvg_core.generate import (
     TokenUsage,
     extract_svg,
     generate_sync,
+)
+from chatsvg_core.http import (
+    PROBLEM_JSON,
+    REPLAY_HEADER,
+    ProblemDetails,
+    problem_details,
+    submit_headers,
 )
 from chatsvg_core.idempotency import (
     Created,
@@ -167,6 +179,8 @@ from chatsvg_core.storage import (
 __version__ = "0.1.0.dev0"
 
 __all__ = [
+    "PROBLEM_JSON",
+    "REPLAY_HEADER",
     "TERMINAL_STATUSES",
     "TRANSITIONS",
     "Action",
@@ -208,11 +222,13 @@ __all__ = [
     "InvalidTransition",
     "Jitter",
     "Job",
+    "JobChangeFeed",
     "JobErrorInfo",
     "JobNotFound",
     "JobQueue",
     "JobResult",
     "JobStatus",
+    "JobUpdate",
     "Ledger",
     "LedgerConflict",
     "LedgerEntry",
@@ -227,6 +243,8 @@ __all__ = [
     "OpenAICompatibleSettings",
     "PermanentError",
     "Pricing",
+    "ProblemDetails",
+    "ProcessOutcome",
     "PromptPolicy",
     "PromptRejected",
     "Provider",
@@ -234,6 +252,8 @@ __all__ = [
     "ProviderOutput",
     "ProviderPermanentError",
     "ProviderTransientError",
+    "PurgeReport",
+    "RateLimited",
     "ReasonCode",
     "RecoveryReport",
     "RefundWithoutCharge",
@@ -286,6 +306,7 @@ __all__ = [
     "ledger",
     "open_storage",
     "parse_retry_after",
+    "problem_details",
     "queues",
     "request_hash",
     "retry",
@@ -293,6 +314,7 @@ __all__ = [
     "sanitize",
     "sanitize_svg",
     "storage",
+    "submit_headers",
     "validate_idempotency_key",
 ]
 

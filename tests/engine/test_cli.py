@@ -300,3 +300,45 @@ async def test_progress_is_never_silent_off_a_terminal() -> None:
     assert waiting[0].endswith("waiting for the model (slow)")
     progress(event(EventKind.SUCCEEDED))
     assert progress.done.is_set()
+
+
+def test_show_answer_and_provider_flags_against_a_server(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``--show-answer`` prints the raw answer; ``--max-tokens`` and timeouts reach the request."""
+    from chatsvg_core.testing import FakeOpenAIServer, StreamReply
+
+    with FakeOpenAIServer() as server:
+        server.script(StreamReply(("Sure! <svg viewBox='0 0 9 9'>", "</svg>"), model="m.gguf"))
+        server.script(StreamReply(("I would rather describe a lighthouse.",)))
+        monkeypatch.setenv("CHATSVG_OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("CHATSVG_OPENAI_MODEL", "m.gguf")
+        args = ["generate", "a lighthouse", "--max-tokens", "300", "--show-answer"]
+        assert main([*args, "--first-token-timeout", "7", "-q"]) == 1  # blank picture
+        failed = capsys.readouterr().err
+        assert main([*args, "-q"]) == 1  # no SVG at all
+        nothing = capsys.readouterr().err
+        sent = server.requests[0].json()
+    assert sent["max_tokens"] == 300
+    assert "--- answer of m.gguf (finish_reason svg_complete" in failed
+    assert "Sure! <svg viewBox='0 0 9 9'></svg>" in failed
+    assert "svg_rejected" in failed
+    assert "blank" in failed
+    assert "I would rather describe a lighthouse." in nothing
+    assert "no_svg_found" in nothing
+
+
+def test_cancel_a_queued_job(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "a kite", "--no-wait", "-q"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert main(["cancel", job_id, "--owner", "someone-else"]) == 1
+    assert "job_not_found" in capsys.readouterr().err
+    assert main(["cancel", job_id, "--reason", "changed my mind"]) == 0
+    assert f"job {job_id} cancelled" in capsys.readouterr().out
+    assert main(["cancel", job_id, "--json"]) == 0  # again: unchanged
+    record = json.loads(capsys.readouterr().out)
+    assert record["status"] == "failed"
+    assert record["last_error"]["code"] == "cancelled"
+    assert main(["worker", "--once", "-q"]) == 0
+    assert main(["job", job_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "failed"

@@ -53,6 +53,7 @@ def make(server: FakeOpenAIServer, **overrides: Any) -> OpenAICompatibleProvider
         "api_key": API_KEY,
         # Generous: the machine may be loaded; timeout tests set their own.
         "connect_timeout": 5.0,
+        "first_token_timeout": 10.0,
         "read_timeout": 10.0,
         "total_timeout": 20.0,
     }
@@ -101,7 +102,8 @@ async def test_request_shape_headers_and_system_prompt(fake_server: FakeOpenAISe
     assert body["model"] == "fake-model"
     assert body["temperature"] == 0.2
     assert body["max_tokens"] == 1234
-    assert body["stream"] is False
+    assert body["stream"] is True  # streamed, so the request can be closed early
+    assert body["stream_options"] == {"include_usage": True}
     system, user = body["messages"]
     assert system["role"] == "system"
     assert 'viewBox="0 0 640 480"' in system["content"]
@@ -128,6 +130,7 @@ async def test_no_key_sends_no_authorization_and_custom_token_field(
         fake_server,
         api_key=None,
         max_tokens_field="max_completion_tokens",
+        max_tokens=8192,
         extra_headers={"X-Title": "chatsvg"},
     ) as provider:
         await provider.generate(REQUEST)
@@ -213,12 +216,24 @@ async def test_503_with_retry_after(fake_server: FakeOpenAIServer) -> None:
     assert (err.status, err.retry_after, err.reason) == (503, 3.0, "server_error")
 
 
-async def test_read_timeout(fake_server: FakeOpenAIServer) -> None:
+async def test_first_token_timeout_names_itself_and_its_limit(
+    fake_server: FakeOpenAIServer,
+) -> None:
     err = await fails(
-        fake_server, ChatReply(SVG, delay=5.0), ProviderTransientError, read_timeout=0.3
+        fake_server, ChatReply(SVG, delay=5.0), ProviderTransientError, first_token_timeout=0.3
     )
-    assert err.reason == "timeout_read"
+    assert err.reason == "timeout_first_token"
     assert err.status is None
+    assert "no answer within 0.3 s (first_token_timeout)" in str(err)
+
+
+async def test_read_timeout_between_chunks_names_itself_and_its_limit(
+    fake_server: FakeOpenAIServer,
+) -> None:
+    stalled = RawReply(json.dumps(ChatReply(SVG).body()).encode(), chunks=2, chunk_delay=5.0)
+    err = await fails(fake_server, stalled, ProviderTransientError, read_timeout=0.3)
+    assert err.reason == "timeout_read"
+    assert "nothing new for 0.3 s (read_timeout)" in str(err)
 
 
 async def test_total_timeout_fires_while_bytes_trickle_in(fake_server: FakeOpenAIServer) -> None:
@@ -371,8 +386,10 @@ async def test_api_key_never_in_errors_or_logs(
 ) -> None:
     fake_server.script(reply)
     caplog.set_level(logging.DEBUG)
-    read_timeout = 0.3 if getattr(reply, "delay", 0) else 5.0
-    async with make(fake_server, read_timeout=read_timeout, total_timeout=10.0) as provider:
+    first_token_timeout = 1.0 if getattr(reply, "delay", 0) else 5.0
+    async with make(
+        fake_server, first_token_timeout=first_token_timeout, total_timeout=10.0
+    ) as provider:
         with pytest.raises(ProviderError) as info:
             await provider.generate(REQUEST)
         assert API_KEY not in repr(provider)

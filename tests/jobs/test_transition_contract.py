@@ -19,6 +19,7 @@ from chatsvg_core.jobs import (
     Job,
     JobErrorInfo,
     JobStatus,
+    cancel,
     claim,
     expire,
     fail,
@@ -76,6 +77,7 @@ def test_allowed_table_names_each_edge_in_its_direction() -> None:
     assert ALLOWED["retry"] == {(R, Q)}
     assert (R, F) in ALLOWED["fail"] and (Q, F) in ALLOWED["fail"]
     assert ALLOWED["expire"] == {(R, Q), (R, F)}
+    assert ALLOWED["cancel"] == {(Q, F), (R, F)}
 
 
 # --- what a refusal says --------------------------------------------------------------
@@ -234,24 +236,80 @@ def test_a_lapsed_lease_is_recorded_as_a_transient_failure() -> None:
 
 
 def test_every_transition_bumps_the_version_by_one_and_stamps_the_time() -> None:
-    later = T0 + timedelta(seconds=3)
+    # Each step at a new time, so a step that forgot to stamp keeps the previous one.
+    times = iter(T0 + timedelta(seconds=n) for n in range(1, 100))
     job = queued()
     steps = [
-        lambda j: claim(j, now=later, worker_id="w", lease=LEASE),
-        lambda j: heartbeat(j, now=later, token=1, lease=LEASE),
-        lambda j: retry(j, now=later, token=1, run_at=later, error=ERR),
-        lambda j: claim(j, now=later, worker_id="w", lease=LEASE),
-        lambda j: succeed(j, now=later, token=2, result_ref="r"),
+        lambda j, t: claim(j, now=t, worker_id=W, lease=LEASE),
+        lambda j, t: heartbeat(j, now=t, token=1, lease=LEASE),
+        lambda j, t: retry(j, now=t, token=1, run_at=t, error=ERR),
+        lambda j, t: claim(j, now=t, worker_id=W, lease=LEASE),
+        lambda j, t: succeed(j, now=t, token=2, result_ref="r"),
     ]
     for step in steps:
-        new = step(job)
+        at = next(times)
+        new = step(job, at)
         assert new.version == job.version + 1
-        assert new.updated_at == later
+        assert new.updated_at == at
         job = new
     for start in (queued(), running()):
+        at = next(times)
         token = None if start.status is Q else 1
-        done = fail(start, now=later, error=ERR, token=token)
-        assert (done.version, done.updated_at, done.last_error) == (start.version + 1, later, ERR)
+        done = fail(start, now=at, error=ERR, token=token)
+        assert (done.version, done.updated_at, done.last_error) == (start.version + 1, at, ERR)
+        gone = cancel(start, now=at)
+        assert (gone.version, gone.updated_at) == (start.version + 1, at)
+    lapsed = running()
+    at = lapsed.lease_expires_at
+    assert at is not None
+    assert expire(lapsed, now=at).updated_at == at
+
+
+# --- what a lapsed lease and a cancel record --------------------------------------------
+
+
+def test_a_lapsed_lease_records_who_lost_it_and_on_which_attempt() -> None:
+    job = running()
+    gone = expire(job, now=T0 + LEASE)
+    assert gone.last_error == JobErrorInfo(
+        code="lease_expired",
+        type="LeaseExpired",
+        message="worker 'w1' lost its lease on attempt 1",
+        transient=True,
+        fields={"worker_id": "w1", "attempt": 1},
+    )
+
+
+@pytest.mark.parametrize("reason", [None, "", "changed my mind"])
+def test_a_cancel_is_a_permanent_failure_that_says_when_and_why(reason: str | None) -> None:
+    for start in (queued(), running()):
+        gone = cancel(start, now=T0, reason=reason)
+        assert gone.status is F
+        assert (gone.lease_token, gone.lease_expires_at) == (None, None)
+        assert gone.last_error == JobErrorInfo(
+            code="cancelled",
+            type="JobCancelled",
+            message="cancelled by its owner" + (f": {reason}" if reason else ""),
+            transient=False,
+            fields={"while": start.status.value, "attempt": start.attempt},
+        )
+    for done in (succeeded(), failed()):
+        exc = refusal(lambda d=done: cancel(d, now=T0))
+        assert (exc.action, exc.reason, exc.status) == ("cancel", "terminal", done.status.value)
+
+
+def test_the_trace_context_is_kept_as_given_and_empty_means_none() -> None:
+    carried = new_job(
+        job_id="j",
+        owner="o",
+        request={},
+        request_hash="h",
+        now=T0,
+        trace_context={"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"},
+    )
+    assert carried.trace_context == {"traceparent": "00-" + "a" * 32 + "-" + "b" * 16 + "-01"}
+    bare = new_job(job_id="j", owner="o", request={}, request_hash="h", now=T0, trace_context={})
+    assert bare.trace_context is None
 
 
 # --- a heartbeat never shortens a lease -------------------------------------------------

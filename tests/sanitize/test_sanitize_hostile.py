@@ -281,6 +281,8 @@ def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: 
         "<style>rect{font-family:'@font-face'}</style><rect/>",
         '<rect style="font-family:&quot;url(javascript:x)&quot;"/>',
         '<text font-family="&quot;url(x)&quot;">a</text>',
+        # Found by the fuzzer: a dimension ``2¬url`` and a bracket, not a url().
+        '<style>rect{fill:rgb(1,2\u00acurl("http://x"))}</style><rect/>',
     ],
 )
 def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
@@ -299,6 +301,7 @@ def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
         '<rect fill="&quot;a&quot; url(http://x)"/>',
         '<animate attributeName="x" values="javascript:x"/>',
         "<style>a{x:'\\'' } @import 'x'</style>",
+        "<style>a{fill:\\url(http://x)}</style>",  # an escaped u: still url(
     ],
 )
 def test_checker_still_sees_urls_and_rules_outside_strings(markup: str) -> None:

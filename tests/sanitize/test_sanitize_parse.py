@@ -36,7 +36,7 @@ def test_not_well_formed(data: str | bytes) -> None:
     "data",
     [
         "<html/>",
-        "<svg/>",  # no namespace: not SVG as a file
+        '<svg xmlns=""/>',  # explicitly in no namespace: never repaired
         '<svg xmlns="http://www.w3.org/1999/xhtml"/>',
         f"<g {NS}/>",
         '<x:svg xmlns:x="http://www.w3.org/2000/SVG"/>',

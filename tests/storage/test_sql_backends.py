@@ -39,7 +39,7 @@ from chatsvg_core.storage import (
     StoreClosed,
     open_storage,
 )
-from chatsvg_core.storage._sql import migrations
+from chatsvg_core.storage._sql import TABLES, migrations
 from chatsvg_core.storage.postgres import PostgresStore
 from chatsvg_core.storage.sqlite import SQLiteStore
 
@@ -120,7 +120,7 @@ async def test_open_storage_postgres_with_schema_option(postgres_url: str) -> No
                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s", (schema,)
             ).fetchone()
         assert row is not None
-        assert row[0] == 6
+        assert row[0] == len(TABLES)
     finally:
         drop_schema(postgres_url, schema)
 
@@ -211,6 +211,8 @@ def test_migration_files_ship_with_the_package() -> None:
         assert [m.version for m in found] == list(range(1, len(found) + 1))
         assert [m.name for m in found] == [m.name for m in migrations("sqlite")]
         assert "CREATE UNIQUE INDEX chatsvg_ledger_kind_ref" in found[0].sql
+    # PostgreSQL's change feed for Engine.wait (LISTEN/NOTIFY) is a trigger.
+    assert any("pg_notify" in m.sql for m in migrations("postgres"))
 
 
 async def test_sqlite_schema_version_and_auto_migrate_off(tmp_path: Path) -> None:
@@ -325,11 +327,24 @@ async def test_postgres_concurrent_opens_migrate_once(postgres_url: str) -> None
 
 
 @pytest.mark.postgres
-async def test_postgres_unreachable_is_storage_unavailable() -> None:
-    with pytest.raises(StorageUnavailable):
+async def test_postgres_wrong_port_is_a_configuration_error_and_silence_is_transient() -> None:
+    import socket
+
+    # Nothing listens on port 1: a configuration mistake, refused at once.
+    with pytest.raises(ConfigurationError) as err:
         await PostgresStore.open(
             "postgresql://postgres@127.0.0.1:1/test?connect_timeout=1", pool_timeout=1.5
         )
+    assert err.value.cause == "connection_refused"
+    # A server that accepts and never answers may be busy or restarting: transient.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        with pytest.raises(StorageUnavailable):
+            await PostgresStore.open(
+                f"postgresql://postgres@127.0.0.1:{port}/test?connect_timeout=2", pool_timeout=1.5
+            )
 
 
 # --- database-level guarantees (checked with raw SQL) ----------------------------------

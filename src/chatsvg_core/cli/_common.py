@@ -98,8 +98,12 @@ def load_settings(**flags: Any) -> CLISettings:
         raise ConfigurationError(f"cannot read the settings: {exc}") from None
 
 
-def provider_for(settings: CLISettings) -> Provider:
-    """The provider the settings ask for (``auto``: OpenAI-compatible if configured)."""
+def provider_for(settings: CLISettings, **openai_overrides: Any) -> Provider:
+    """The provider the settings ask for (``auto``: OpenAI-compatible if configured).
+
+    ``openai_overrides`` (flags such as ``--max-tokens``; ``None`` means not
+    given) win over the ``CHATSVG_OPENAI_*`` environment.
+    """
     import os
 
     from chatsvg_core.generate import (
@@ -113,7 +117,8 @@ def provider_for(settings: CLISettings) -> Provider:
         and any(os.environ.get(v) for v in ("CHATSVG_OPENAI_BASE_URL", "CHATSVG_OPENAI_API_KEY"))
     )
     if wants_openai:
-        return OpenAICompatibleProvider(OpenAICompatibleSettings.from_env())
+        given = {k: v for k, v in openai_overrides.items() if v is not None}
+        return OpenAICompatibleProvider(OpenAICompatibleSettings.from_env(**given))
     return OfflineSketchProvider()
 
 

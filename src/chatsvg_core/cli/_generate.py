@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from chatsvg_core.cli._progress import Progress
     from chatsvg_core.cli._settings import CLISettings
     from chatsvg_core.engine import Engine
-    from chatsvg_core.generate import GenerationRequest, Provider
+    from chatsvg_core.generate import GenerationRequest, Provider, ProviderOutput
     from chatsvg_core.jobs import Job
     from chatsvg_core.queues import InProcessQueue
     from chatsvg_core.storage import Store
@@ -76,6 +76,30 @@ _OPTION_OF = {"width": "--width", "height": "--height", "style": "--style", "pro
     help="Which model: 'openai' (an OpenAI-compatible server, see CHATSVG_OPENAI_*), "
     "'offline' (a built-in sketcher), 'auto' (openai when configured).",
 )
+@click.option(
+    "--max-tokens",
+    type=click.IntRange(min=1),
+    help="The answer's token budget (default: CHATSVG_OPENAI_MAX_TOKENS, else none: the "
+    "server uses what its context has left).",
+)
+@click.option(
+    "--first-token-timeout",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    metavar="SECONDS",
+    help="Longest wait for the answer's first token (default 120; a model being loaded "
+    "needs more).",
+)
+@click.option(
+    "--read-timeout",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    metavar="SECONDS",
+    help="Longest gap between two tokens of the answer (default 60).",
+)
+@click.option(
+    "--show-answer",
+    is_flag=True,
+    help="Print each raw answer of the model on stderr (to see why a job failed).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print no progress, only errors.")
 @click.option(
     "--no-wait",
@@ -92,6 +116,10 @@ def command(
     height: int,
     detail: str,
     provider: str | None,
+    max_tokens: int | None,
+    first_token_timeout: float | None,
+    read_timeout: float | None,
+    show_answer: bool,
     quiet: bool,
     no_wait: bool,
     database_url: str | None,
@@ -108,7 +136,23 @@ def command(
     target = output_path(output)
     request = _request(prompt, style, width, height, detail)
     settings = load_settings(database_url=database_url, owner=owner, provider=provider)
-    return run(_generate(settings, request, target, key=key, quiet=quiet, no_wait=no_wait))
+    overrides = {
+        "max_tokens": max_tokens,
+        "first_token_timeout": first_token_timeout,
+        "read_timeout": read_timeout,
+    }
+    return run(
+        _generate(
+            settings,
+            request,
+            target,
+            key=key,
+            quiet=quiet,
+            no_wait=no_wait,
+            show_answer=show_answer,
+            overrides=overrides,
+        )
+    )
 
 
 def _request(
@@ -171,13 +215,17 @@ async def _generate(
     key: str | None,
     quiet: bool,
     no_wait: bool,
+    show_answer: bool = False,
+    overrides: dict[str, Any] | None = None,
 ) -> int:
     from chatsvg_core.cli._progress import Progress
     from chatsvg_core.jobs import JobStatus
     from chatsvg_core.ledger import Ledger
     from chatsvg_core.queues import InProcessQueue
 
-    provider = provider_for(settings)
+    provider = provider_for(settings, **(overrides or {}))
+    if show_answer:
+        provider = _ShowingProvider(provider)
     name = str(getattr(provider, "name", type(provider).__name__))
     progress = Progress(out=sys.stderr, quiet=quiet, provider=f"the model ({name})")
     queue = InProcessQueue(concurrency=settings.concurrency)
@@ -227,6 +275,27 @@ async def _generate(
         await asyncio.to_thread(target.write_text, result.svg, encoding="utf-8")
         progress.line(f"  wrote {target} ({len(result.svg)} bytes); balance {balance} credits")
     return 0
+
+
+class _ShowingProvider:
+    """Passes calls through and prints each raw answer on stderr (``--show-answer``)."""
+
+    def __init__(self, inner: Provider) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def generate(self, request: GenerationRequest) -> ProviderOutput:
+        output = await self.inner.generate(request)
+        err(
+            f"--- answer of {output.model} (finish_reason {output.finish_reason}, "
+            f"{len(output.text)} characters) ---\n{output.text}\n--- end of answer ---"
+        )
+        return output
+
+    async def aclose(self) -> None:
+        close = getattr(self.inner, "aclose", None)
+        if close is not None:
+            await close()
 
 
 async def _serve(engine: Engine, queue: InProcessQueue, progress: Progress) -> bool:

@@ -123,6 +123,10 @@ class Progress:
         elif kind is EventKind.CHARGED:
             self.waiting_for = self.provider
             text = f"charged {f.get('amount')} credits; waiting for {self.provider}"
+        elif kind is EventKind.PROGRESS:
+            # Many per answer: shown in the status line only, not as lines.
+            self.waiting_for = f"{self.provider}: {f.get('tokens')} tokens so far"
+            return
         elif kind is EventKind.GENERATED:
             self.waiting_for = "the result to be saved"
             text = f"model {f.get('model')} answered; SVG sanitized"

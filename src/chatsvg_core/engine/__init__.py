@@ -6,6 +6,8 @@ from chatsvg_core.engine._engine import (
     OPERATION,
     Checkpoint,
     Engine,
+    ProcessOutcome,
+    PurgeReport,
     RecoveryReport,
     SubmitResult,
 )
@@ -19,6 +21,7 @@ from chatsvg_core.engine._instrument import (
     SubmitScope,
 )
 from chatsvg_core.engine._quick import agenerate_svg, generate_svg
+from chatsvg_core.engine._wait import JobChangeFeed, JobUpdate
 
 __all__ = [
     "NO_INSTRUMENTATION",
@@ -30,6 +33,10 @@ __all__ = [
     "EventHook",
     "EventKind",
     "Instrumentation",
+    "JobChangeFeed",
+    "JobUpdate",
+    "ProcessOutcome",
+    "PurgeReport",
     "RecoveryReport",
     "Step",
     "SubmitResult",

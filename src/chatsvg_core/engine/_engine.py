@@ -10,11 +10,11 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
@@ -35,6 +35,14 @@ from chatsvg_core.engine._money import (
     unsettled_kinds,
 )
 from chatsvg_core.engine._validate import check_job_id, parse_request
+from chatsvg_core.engine._wait import (
+    FEED_SAFETY,
+    POLL_FIRST,
+    POLL_MAX,
+    JobChangeFeed,
+    JobUpdate,
+    update_for,
+)
 from chatsvg_core.errors import (
     ConfigurationError,
     DailyCapExceeded,
@@ -43,6 +51,7 @@ from chatsvg_core.errors import (
     InvalidRequest,
     InvalidTransition,
     JobNotFound,
+    SVGRejected,
     TransientError,
     UnknownAccount,
 )
@@ -51,7 +60,8 @@ from chatsvg_core.generate import (
     Pricing,
     PromptPolicy,
     Provider,
-    extract_svg,
+    extract_answer,
+    progress_reporting,
 )
 from chatsvg_core.idempotency import (
     Created,
@@ -64,9 +74,10 @@ from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
-from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
+from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, Sanitizer, is_blank
 from chatsvg_core.storage import (
     EntryKind,
+    JobPurger,
     JobResult,
     Store,
     StoreTransaction,
@@ -79,7 +90,15 @@ from chatsvg_core.storage import (
     retry_job,
 )
 
-__all__ = ["Checkpoint", "Engine", "RecoveryReport", "SubmitResult"]
+__all__ = [
+    "Checkpoint",
+    "Engine",
+    "OutcomeKind",
+    "ProcessOutcome",
+    "PurgeReport",
+    "RecoveryReport",
+    "SubmitResult",
+]
 
 log = logging.getLogger("chatsvg_core.engine")
 
@@ -115,12 +134,62 @@ class SubmitResult:
 
 
 @dataclass(slots=True)
+class PurgeReport:
+    """What one :meth:`Engine.purge` run deleted."""
+
+    jobs: int = 0
+    """Terminal jobs deleted, each with its result (if any)."""
+    idempotency_records: int = 0
+    """Expired idempotency records deleted."""
+    batches: int = 0
+
+
+@dataclass(slots=True)
 class RecoveryReport:
     """What one :meth:`Engine.recover` pass did."""
 
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     refunded: list[str] = field(default_factory=list)
+
+
+class SubmitRateLimiter(Protocol):
+    """What ``Engine(rate_limit=...)`` takes: ``SubmitRateLimit`` or a host's own."""
+
+    async def check(self, owner: str, key: str | None = None) -> None:
+        """Count one submit; raise ``RateLimited`` when over the limit."""
+        ...
+
+
+OutcomeKind = Literal[
+    "succeeded",
+    "retry_scheduled",
+    "failed",
+    "unknown",
+    "taken",
+    "not_due",
+    "exhausted",
+    "idle",
+    "lease_lost",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutcome:
+    """What :meth:`Engine.run_once` did: ``kind`` (see there) and the job, if any."""
+
+    kind: OutcomeKind
+    job: Job | None
+
+
+_REASON: ContextVar[list[str] | None] = ContextVar("chatsvg_process_reason", default=None)
+
+
+def _note(reason: str) -> None:
+    # Tells run_once why an attempt returned None; process() callers ignore it.
+    box = _REASON.get()
+    if box is not None:
+        box.append(reason)
 
 
 class _Reserved(Exception):
@@ -133,6 +202,11 @@ class _LeaseLost(Exception):
 
 def _uuid() -> str:
     return uuid4().hex
+
+
+@contextlib.asynccontextmanager
+async def _no_feed() -> AsyncIterator[asyncio.Event | None]:
+    yield None
 
 
 @functools.cache
@@ -186,6 +260,10 @@ class Engine:
         max_in_flight: the most jobs one owner may have QUEUED or RUNNING at
             once (``None``: no limit), or a callable ``owner -> limit``; a
             submit past it raises ``InFlightLimitExceeded`` (nothing written).
+        rate_limit: checked at each submit before anything is written, e.g. a
+            :class:`chatsvg_core.ratelimit.SubmitRateLimit` (``RateLimited``, 429).
+        refuse_blank: fail (and refund) a job whose sanitized SVG draws nothing
+            visible (:func:`~chatsvg_core.sanitize.is_blank`); ``False`` accepts it.
     """
 
     def __init__(
@@ -212,6 +290,8 @@ class Engine:
         instrumentation: Instrumentation | None = None,
         charge_at: Literal["claim", "submit"] = "claim",
         max_in_flight: int | Callable[[str], int | None] | None = None,
+        refuse_blank: bool = True,
+        rate_limit: SubmitRateLimiter | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
@@ -221,6 +301,7 @@ class Engine:
             )
         self.charge_at = charge_at
         self._max_in_flight = max_in_flight
+        self.rate_limit = rate_limit
         self.store = store
         self.queue = queue
         self.provider = provider
@@ -243,6 +324,7 @@ class Engine:
         self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
             weakref.WeakKeyDictionary()
         )
+        self.refuse_blank = refuse_blank
 
     # --- helpers ------------------------------------------------------------
 
@@ -333,6 +415,8 @@ class Engine:
         owner: str,
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         """Create a QUEUED job for ``request`` (or return the one this key already made).
 
@@ -347,9 +431,15 @@ class Engine:
         ``DailyCapExceeded`` then means no job was created and the key is not
         bound, so the same key works once the owner has credits. A replay
         reserves nothing again. ``InFlightLimitExceeded`` likewise.
+
+        ``rate_key`` is the host's own key for the ``rate_limit`` (a client
+        IP, an API key); over the limit, ``RateLimited`` (429) with
+        ``retry_after``, and nothing is written.
         """
         with self.instrumentation.submit(owner) as observed:
-            result = await self._submit(owner, idempotency_key, request, observed)
+            result = await self._submit(
+                owner, idempotency_key, request, observed, rate_key=rate_key
+            )
             observed.done(result.job, replayed=result.replayed)
         return result
 
@@ -359,11 +449,16 @@ class Engine:
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
         observed: SubmitScope,
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         owner = validate_owner(owner)
         if idempotency_key is not None:
             idempotency_key = validate_idempotency_key(idempotency_key)
         req = self.prepare(request)
+        if self.rate_limit is not None:
+            # Counted before the transaction: a refused submit writes nothing.
+            await self.rate_limit.check(owner, rate_key)
         payload = req.model_dump(mode="json")
         scope = idempotency_scope(owner, operation=OPERATION)
         now = self.clock.now()
@@ -420,6 +515,35 @@ class Engine:
         """
         return await self._attempt(job_id, worker_id)
 
+    async def run_once(self, job_id: str | None, worker_id: str) -> ProcessOutcome:
+        """:meth:`process` (or, with ``job_id=None``, :meth:`process_next`), saying what happened.
+
+        ``outcome.kind`` is ``succeeded``, ``retry_scheduled`` or ``failed``
+        when an attempt ran (``job`` as it left it); otherwise why nothing
+        ran: ``unknown`` (no such job), ``taken`` (not QUEUED: a duplicate
+        delivery), ``not_due`` (re-announced for its ``run_at``),
+        ``exhausted`` (no attempts left), ``idle`` (``job_id=None`` and nothing
+        due), or ``lease_lost`` (the attempt ran but its lease was lost or the
+        job was cancelled, so nothing it produced was written).
+        """
+        box: list[str] = []
+        token = _REASON.set(box)
+        try:
+            job = await self._attempt(job_id, worker_id)
+        finally:
+            _REASON.reset(token)
+        if box:
+            return ProcessOutcome(kind=box[-1], job=job)  # type: ignore[arg-type]
+        assert job is not None
+        kind: OutcomeKind = (
+            "succeeded"
+            if job.status is JobStatus.SUCCEEDED
+            else "failed"
+            if job.status is JobStatus.FAILED
+            else "retry_scheduled"
+        )
+        return ProcessOutcome(kind=kind, job=job)
+
     async def process_next(self, worker_id: str) -> Job | None:
         """Claim the next due job straight from the store and run one attempt of it.
 
@@ -463,6 +587,7 @@ class Engine:
             outcome = await self._run_with_heartbeat(claimed)
         except _LeaseLost:
             self._emit(EventKind.LEASE_LOST, claimed, worker_id=worker_id)
+            _note("lease_lost")
             return None
         except asyncio.CancelledError:
             # Shutdown: hand the job back now rather than after the lease lapses.
@@ -482,6 +607,7 @@ class Engine:
             if job_id is None:
                 next_job = await claim_next(tx, now=now, worker_id=worker_id, lease=self.lease)
                 if next_job is None:
+                    _note("idle")
                     return None
                 job = next_job
             else:
@@ -492,15 +618,19 @@ class Engine:
                         job_id,
                         extra={"chatsvg_event": "unknown_job", "job_id": job_id},
                     )
+                    _note("unknown")
                     return None
                 if current.status is not JobStatus.QUEUED:
+                    _note("taken")  # a duplicate delivery: another worker has or had it
                     return None
                 if current.run_at > now:
                     if self.queue is not None:
                         wait = (current.run_at - now).total_seconds()
                         await self._announce(current, wait)
+                    _note("not_due")
                     return None
                 if current.attempt >= current.max_attempts:
+                    _note("exhausted")
                     return None
                 job = await claim_job(tx, job_id, now=now, worker_id=worker_id, lease=self.lease)
             request = GenerationRequest.model_validate(job.request)
@@ -588,28 +718,46 @@ class Engine:
                 task.cancel()
             await asyncio.gather(waiter, return_exceptions=True)
 
+    def _sanitize(self, raw: str) -> tuple[SanitizedSVG, bool]:
+        """The sanitized SVG, and whether it is a blank picture this engine refuses."""
+        clean = self.sanitizer.sanitize(raw)
+        return clean, self.refuse_blank and is_blank(clean.svg)
+
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
         request = GenerationRequest.model_validate(job.request)
         observed = _ATTEMPT.get()
-        async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
-            with attempt:
-                with observed.step("provider"):
-                    output = await self.provider.generate(request)
-                with observed.step("extract"):
-                    raw = extract_svg(output.text)
+
+        def progress(tokens: int, chars: int) -> None:
+            self._emit(EventKind.PROGRESS, job, tokens=tokens, chars=chars)
+
+        with progress_reporting(progress):
+            async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
+                with attempt:
+                    with observed.step("provider"):
+                        output = await self.provider.generate(request)
+                    with observed.step("extract"):
+                        raw = extract_answer(output)
         with observed.step("sanitize"):
             if len(raw) > SANITIZE_INLINE_CHARS:
                 # Off the event loop, which keeps every lease of this worker alive
                 # and runs its other jobs meanwhile (the sanitizer is thread-safe
                 # and bounded by its policy's ``max_seconds``).
-                clean = await asyncio.to_thread(self.sanitizer.sanitize, raw)
+                clean, blank = await asyncio.to_thread(self._sanitize, raw)
             else:
-                clean = self.sanitizer.sanitize(raw)
+                clean, blank = self._sanitize(raw)
+        if blank:
+            raise SVGRejected(
+                "SVG rejected: blank: the picture draws nothing visible",
+                reason="blank",
+                detail="nothing visible after sanitizing",
+                limit=None,
+            )
         metadata: dict[str, Any] = {
             "model": output.model,
             "provider": output.provider,
             "latency_s": output.latency_s,
             "usage": output.usage.model_dump(mode="json"),
+            "finish_reason": output.finish_reason,
             "sanitizer_changed": clean.changed,
         }
         self._emit(EventKind.GENERATED, job, model=output.model, removed=len(clean.report))
@@ -627,6 +775,7 @@ class Engine:
                 await capture_if_reserved(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
+            _note("lease_lost")
             return None
         self._emit(EventKind.SUCCEEDED, done)
         await self._step("finished", job.id)
@@ -665,6 +814,7 @@ class Engine:
                     refunded = await self._refund(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
+            _note("lease_lost")
             return None
         if delay is not None:
             self._emit(EventKind.RETRY_SCHEDULED, new, delay=delay, error_code=info.code)
@@ -749,16 +899,46 @@ class Engine:
                         out.append(job.id)
         return out
 
-    async def sweep(self, now: datetime | None = None, *, limit: int = 1000) -> int:
-        """Re-announce QUEUED jobs to the queue (after a restart lost its messages)."""
+    async def sweep(
+        self,
+        now: datetime | None = None,
+        *,
+        limit: int = 1000,
+        overdue: float | None = None,
+    ) -> int:
+        """Re-announce QUEUED jobs to the queue (after a restart or a broker lost messages).
+
+        Without ``overdue``, every QUEUED job is announced with the delay left
+        until its ``run_at`` (the in-process queue coalesces repeats). With
+        ``overdue=s``, only jobs due at least ``s`` seconds ago are announced:
+        the ones whose message was lost, or whose delay was longer than the
+        queue engine holds; a job waiting in a healthy queue is left alone, so
+        a backlog is not doubled. Pages through every QUEUED job (oldest
+        first), announcing at most ``limit``; returns how many it announced.
+        """
         if self.queue is None:
             return 0
         now = now or self.clock.now()
+        chosen: list[tuple[Job, float]] = []
         async with self.store.transaction() as tx:
-            queued = await tx.list_jobs(status=JobStatus.QUEUED, limit=limit)
-        for job in queued:
-            await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
-        return len(queued)
+            before: datetime | None = None
+            before_id: str | None = None
+            while True:
+                page = await tx.list_jobs(
+                    status=JobStatus.QUEUED, limit=500, before=before, before_id=before_id
+                )
+                for job in page:
+                    wait = (job.run_at - now).total_seconds()
+                    if overdue is None or -wait >= overdue:
+                        chosen.append((job, max(0.0, wait)))
+                if len(page) < 500:
+                    break
+                before, before_id = page[-1].created_at, page[-1].id
+        # Newest first from the store: announce the oldest first, up to the limit.
+        chosen.reverse()
+        for job, wait in chosen[:limit]:
+            await self._announce(job, wait)
+        return min(len(chosen), limit)
 
     # --- cancel -------------------------------------------------------------
 
@@ -808,6 +988,157 @@ class Engine:
         if given is not None:
             self._emit(EventKind.REFUNDED, job, amount=given[1], mode=given[0])
         return job
+
+    # --- waiting ------------------------------------------------------------
+
+    async def _changes(
+        self,
+        job_id: str,
+        timeout: float | None,  # noqa: ASYNC109 (ends quietly; asyncio.timeout would raise)
+        owner: str | None,
+    ) -> AsyncIterator[Job]:
+        """The job now, then again each time it may have changed, until terminal or timeout."""
+        job_id = check_job_id(job_id)
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout < 0
+        ):
+            raise InvalidRequest(
+                "timeout is a non-negative number of seconds, or None",
+                field="timeout",
+                errors=[{"field": "timeout", "message": "not a non-negative number"}],
+            )
+        if owner is not None:
+            owner = validate_owner(owner)
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        feed = self.store if isinstance(self.store, JobChangeFeed) else None
+        async with feed.subscribe(job_id) if feed is not None else _no_feed() as changed:
+            pause = POLL_FIRST
+            while True:
+                job = await self.get(job_id)
+                if owner is not None and job.owner != owner:
+                    raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
+                yield job
+                if job.terminal:
+                    return
+                left = None if deadline is None else deadline - loop.time()
+                if left is not None and left <= 0:
+                    return
+                if changed is not None:
+                    step = FEED_SAFETY if left is None else min(left, FEED_SAFETY)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(changed.wait(), timeout=step)
+                    changed.clear()
+                else:
+                    # No feed: a backoff poll (fast at first, then every POLL_MAX).
+                    await asyncio.sleep(pause if left is None else min(pause, left))
+                    pause = min(pause * 1.6, POLL_MAX)
+
+    async def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (answers the job as it stands)
+        owner: str | None = None,
+    ) -> Job:
+        """Return the job once it is terminal, or as it stands when ``timeout`` seconds pass.
+
+        Check ``job.terminal`` on the answer. Sleeps on the store's change
+        feed where it has one (PostgreSQL: LISTEN/NOTIFY, re-reading at least
+        every 15 s in case a notification is lost), else re-reads with a
+        backoff from 50 ms to 2 s. With ``owner``, another owner's job is
+        ``JobNotFound``. Raises ``JobNotFound`` for an unknown job.
+        """
+        last: Job | None = None
+        async for job in self._changes(job_id, timeout, owner):
+            last = job
+        assert last is not None  # _changes yields at least once or raises
+        return last
+
+    async def updates(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (the stream ends quietly)
+        owner: str | None = None,
+    ) -> AsyncIterator[JobUpdate]:
+        """The job's updates as they happen, ending after the terminal one (or at ``timeout``).
+
+        The first update describes the job as it is now; then one per change
+        of status or attempt seen: ``queued``, ``running``, ``retrying``,
+        ``succeeded``, ``failed``, and ``refunded`` after a failure whose
+        credits came back. Each has ``to_sse()`` for hosts that stream
+        server-sent events. Waits as :meth:`wait` does.
+        """
+        seen: tuple[JobStatus, int] | None = None
+        async for job in self._changes(job_id, timeout, owner):
+            if (job.status, job.attempt) == seen:
+                continue
+            seen = (job.status, job.attempt)
+            yield update_for(job)
+            if job.status is JobStatus.FAILED:
+                async with self.store.transaction() as tx:
+                    back = await tx.find_entry(EntryKind.REFUND, job.id) or await tx.find_entry(
+                        EntryKind.RELEASE, job.id
+                    )
+                if back is not None:
+                    yield update_for(job).model_copy(
+                        update={"kind": "refunded", "amount": back.amount, "at": back.created_at}
+                    )
+
+    # --- retention ----------------------------------------------------------
+
+    async def purge(
+        self,
+        older_than: timedelta,
+        *,
+        batch_size: int = 500,
+        max_batches: int | None = None,
+    ) -> PurgeReport:
+        """Delete terminal jobs last changed more than ``older_than`` ago, their results,
+        and expired idempotency records, in batches of ``batch_size`` (one short
+        transaction each). Never a ledger entry.
+
+        A job is kept while an idempotency key still names it (a replay must
+        find it) or while its money is unsettled (a FAILED job not yet
+        refunded, a reservation neither captured nor released): recovery
+        must still be able to give it back. The ledger's ``(kind, ref)``
+        uniqueness outlives the job, so a purged job is never charged or
+        refunded twice. Safe to run from several processes at once.
+
+        Raises ``ConfigurationError`` when the store has no ``purge_jobs``
+        primitive (:class:`~chatsvg_core.storage.JobPurger`).
+        """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidRequest(
+                "older_than is a non-negative timedelta",
+                field="older_than",
+                errors=[{"field": "older_than", "message": "not a non-negative timedelta"}],
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidRequest(
+                "batch_size is a positive int",
+                field="batch_size",
+                errors=[{"field": "batch_size", "message": "not a positive int"}],
+            )
+        now = self.clock.now()
+        report = PurgeReport()
+        while max_batches is None or report.batches < max_batches:
+            async with self.store.transaction() as tx:
+                if not isinstance(tx, JobPurger):
+                    raise ConfigurationError(
+                        f"{type(self.store).__name__} cannot purge: its transactions have "
+                        "no purge_jobs (see chatsvg_core.storage.JobPurger)",
+                        store=type(self.store).__name__,
+                    )
+                records = await tx.prune_idempotency(now, limit=batch_size)
+                jobs = await tx.purge_jobs(before=now - older_than, now=now, limit=batch_size)
+            report.batches += 1
+            report.jobs += jobs
+            report.idempotency_records += records
+            if jobs < batch_size and records < batch_size:
+                break
+        return report
 
     # --- reading ------------------------------------------------------------
 

@@ -24,6 +24,7 @@ class EventKind(StrEnum):
     REPLAYED = "replayed"
     CLAIMED = "claimed"
     CHARGED = "charged"
+    PROGRESS = "progress"
     GENERATED = "generated"
     SUCCEEDED = "succeeded"
     RETRY_SCHEDULED = "retry_scheduled"
@@ -38,7 +39,8 @@ class EngineEvent(BaseModel):
 
     ``fields`` holds what is specific to the kind: ``amount`` for charges and
     refunds, ``delay`` for retries, ``error_code`` and ``transient`` for
-    failures, ``attempt`` and ``worker_id`` for claims.
+    failures, ``attempt`` and ``worker_id`` for claims, ``tokens`` and
+    ``chars`` (of the answer streamed in so far) for progress.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

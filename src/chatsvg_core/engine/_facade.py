@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Coroutine, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
 from chatsvg_core._sync import run_sync
-from chatsvg_core.engine._engine import Engine, RecoveryReport, SubmitResult
+from chatsvg_core.engine._engine import (
+    Engine,
+    ProcessOutcome,
+    PurgeReport,
+    RecoveryReport,
+    SubmitResult,
+)
+from chatsvg_core.engine._wait import JobUpdate
 from chatsvg_core.generate import GenerationRequest, Provider
 from chatsvg_core.jobs import Job
 from chatsvg_core.queues import JobQueue
@@ -96,9 +103,11 @@ class SyncEngine:
         owner: str,
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         """See :meth:`Engine.submit`."""
-        return self._call(self.engine.submit, owner, idempotency_key, request)
+        return self._call(self.engine.submit, owner, idempotency_key, request, rate_key=rate_key)
 
     def process(self, job_id: str, worker_id: str) -> Job | None:
         """See :meth:`Engine.process`."""
@@ -115,6 +124,45 @@ class SyncEngine:
     def sweep(self, now: datetime | None = None, **options: Any) -> int:
         """See :meth:`Engine.sweep`."""
         return self._call(self.engine.sweep, now, **options)
+
+    def cancel(self, job_id: str, owner: str, *, reason: str | None = None) -> Job:
+        """See :meth:`Engine.cancel`."""
+        return self._call(self.engine.cancel, job_id, owner, reason=reason)
+
+    def wait(self, job_id: str, *, timeout: float | None = None, owner: str | None = None) -> Job:
+        """See :meth:`Engine.wait` (the calling thread blocks; the loop thread sleeps)."""
+        return self._call(self.engine.wait, job_id, timeout=timeout, owner=owner)
+
+    def updates(
+        self, job_id: str, *, timeout: float | None = None, owner: str | None = None
+    ) -> Iterator[JobUpdate]:
+        """See :meth:`Engine.updates`: a plain iterator, each step run on the loop thread."""
+        stream: AsyncIterator[JobUpdate] = self.engine.updates(job_id, timeout=timeout, owner=owner)
+
+        async def step() -> JobUpdate:
+            return await anext(stream)
+
+        async def close() -> None:
+            closer = getattr(stream, "aclose", None)
+            if closer is not None:
+                await closer()
+
+        try:
+            while True:
+                try:
+                    yield self._call(step)
+                except StopAsyncIteration:
+                    return
+        finally:
+            self._call(close)
+
+    def run_once(self, job_id: str | None, worker_id: str) -> ProcessOutcome:
+        """See :meth:`Engine.run_once`."""
+        return self._call(self.engine.run_once, job_id, worker_id)
+
+    def purge(self, older_than: timedelta, **options: Any) -> PurgeReport:
+        """See :meth:`Engine.purge`."""
+        return self._call(self.engine.purge, older_than, **options)
 
     def get(self, job_id: str) -> Job:
         """See :meth:`Engine.get`."""

@@ -9,10 +9,12 @@
 
 from __future__ import annotations
 
+from chatsvg_core.generate._answer import extract_answer
 from chatsvg_core.generate._extract import MAX_ANSWER_CHARS, extract_svg
 from chatsvg_core.generate._offline import OfflineSketchProvider, sketch_svg
 from chatsvg_core.generate._openai import (
     DEFAULT_SYSTEM_PROMPT,
+    ENV_FIELDS,
     OPENAI_BASE_URL,
     OpenAICompatibleProvider,
     OpenAICompatibleSettings,
@@ -24,11 +26,19 @@ from chatsvg_core.generate._prompt import (
     fold_prompt,
     normalize_prompt,
 )
-from chatsvg_core.generate._provider import Provider, ProviderOutput, TokenUsage, generate_sync
+from chatsvg_core.generate._provider import (
+    Provider,
+    ProviderOutput,
+    TokenUsage,
+    generate_sync,
+    progress_reporting,
+    report_progress,
+)
 from chatsvg_core.generate._request import Detail, GenerationRequest, Pricing
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
+    "ENV_FIELDS",
     "MAX_ANSWER_CHARS",
     "OPENAI_BASE_URL",
     "BannedTerms",
@@ -43,9 +53,12 @@ __all__ = [
     "Provider",
     "ProviderOutput",
     "TokenUsage",
+    "extract_answer",
     "extract_svg",
     "fold_prompt",
     "generate_sync",
     "normalize_prompt",
+    "progress_reporting",
+    "report_progress",
     "sketch_svg",
 ]

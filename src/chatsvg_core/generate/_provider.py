@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Annotated, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -9,7 +12,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from chatsvg_core._sync import run_sync
 from chatsvg_core.generate._request import GenerationRequest
 
-__all__ = ["Provider", "ProviderOutput", "TokenUsage", "generate_sync"]
+__all__ = [
+    "Provider",
+    "ProviderOutput",
+    "TokenUsage",
+    "generate_sync",
+    "progress_reporting",
+    "report_progress",
+]
 
 Count = Annotated[int, Field(ge=0)]
 
@@ -39,7 +49,8 @@ class ProviderOutput(BaseModel):
     finish_reason: str | None = Field(
         default=None,
         description="Why the model stopped (``stop``, ``length``...); ``length`` often "
-        "means a truncated SVG.",
+        "means a truncated SVG; ``svg_complete``: the provider closed a streamed answer "
+        "itself once it held a complete SVG.",
     )
 
 
@@ -71,3 +82,38 @@ def generate_sync(provider: Provider, request: GenerationRequest) -> ProviderOut
     an ``httpx.AsyncClient`` built on another loop cannot be shared with it.
     """
     return run_sync(provider.generate, request)
+
+
+ProgressHook = Callable[[int, int], object]
+"""``hook(tokens, chars)``: how much of the answer has streamed in so far."""
+
+_PROGRESS: ContextVar[ProgressHook | None] = ContextVar("chatsvg_progress", default=None)
+
+
+@contextmanager
+def progress_reporting(hook: ProgressHook | None) -> Iterator[None]:
+    """Send :func:`report_progress` calls made in this context (this task) to ``hook``.
+
+    The engine wraps each provider call in it and turns reports into
+    ``progress`` events. A hook that raises is ignored: progress is advisory.
+    """
+    token = _PROGRESS.set(hook)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
+
+
+def report_progress(tokens: int, chars: int) -> None:
+    """Called by providers while an answer streams in: ``tokens`` and ``chars`` so far.
+
+    Does nothing outside :func:`progress_reporting`; a provider may call it as
+    often as it likes (the OpenAI-compatible provider reports twice a second).
+    """
+    hook = _PROGRESS.get()
+    if hook is None:
+        return
+    try:
+        hook(tokens, chars)
+    except Exception:  # advisory: never let an observer break a generation
+        return

@@ -14,7 +14,11 @@ MIN_SIDE = 16
 MAX_SIDE = 4096
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
-ModelName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,127}$")]
+# Model ids as servers name them: ``gpt-4o``, ``qwen2.5-coder:7b`` (Ollama),
+# ``meta-llama/Llama-3.1-8B-Instruct`` (vLLM), ``hf.co/org/repo:Q4_K_M``, and the
+# file path llama.cpp reports (``/models/x.gguf``, ``C:\\models\\x.gguf``):
+# printable ASCII without blanks, so an id is safe in logs, headers and keys.
+ModelName = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,512}$")]
 
 
 class Detail(StrEnum):
@@ -60,7 +64,8 @@ class GenerationRequest(BaseModel):
     model: ModelName | None = Field(
         default=None,
         strict=True,
-        description="A model hint: the provider uses it instead of its configured model.",
+        description="A model hint: the provider uses it instead of its configured model. "
+        "Any id a server lists (paths included): printable ASCII, no blanks, up to 512.",
     )
 
     @field_validator("prompt", mode="before")

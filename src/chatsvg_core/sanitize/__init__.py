@@ -14,6 +14,7 @@ from chatsvg_core.sanitize._policy import PRESET_NAMES, SanitizePolicy
 from chatsvg_core.sanitize._reasons import Action, ReasonCode
 from chatsvg_core.sanitize._report import ReportEntry, SanitizedSVG, SanitizeReport
 from chatsvg_core.sanitize._sanitizer import Sanitizer, sanitize_svg
+from chatsvg_core.sanitize._visible import is_blank
 
 __all__ = [
     "PRESET_NAMES",
@@ -24,5 +25,6 @@ __all__ = [
     "SanitizeReport",
     "SanitizedSVG",
     "Sanitizer",
+    "is_blank",
     "sanitize_svg",
 ]

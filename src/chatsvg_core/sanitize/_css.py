@@ -97,6 +97,21 @@ _SIMPLE_FUNCTIONS = re.compile(
 )
 
 
+# Declaration values the tokenizer-free path also takes (each gives exactly
+# what the tinycss2 path gives; property tests compare them): plain
+# functions (``rgb(1, 2, 3)``), one unquoted ``url(...)`` (checked like any
+# URL), and tokens mixed with double-quoted strings that need no escaping
+# (``"Open Sans", serif``). Only ``[ \t\n]`` as whitespace: CSS turns ``\r``
+# and ``\f`` into ``\n``, which the text here would not.
+_DECLARATION_FUNCTIONS = re.compile(_SIMPLE_FUNCTIONS.pattern.replace(r"[ \t\n\r\f]", _WS))
+_URL_VALUE = re.compile(rf"{_WS}*+url\(([^\"'()\\\s<\x00-\x1f\x7f]*+)\){_WS}*+")
+_STRING_TOKEN = r"\"[^\"'\\\n\r\f;{}<]*+\""
+_STRING_VALUE = re.compile(
+    rf"{_WS}*+(?:{_SIMPLE_TOKEN}|{_STRING_TOKEN})"
+    rf"(?:(?:{_WS}++|{_WS}*+,{_WS}*+)(?:{_SIMPLE_TOKEN}|{_STRING_TOKEN}))*+{_WS}*+"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class CssIssue:
     """One CSS change: reason, the property/rule name, and the offending text."""
@@ -280,6 +295,19 @@ class CssSanitizer:
         hit = self.cache.get(key)
         if hit is not None:
             return hit[0], (hit[1][0] if hit[1] else None)
+        url = _URL_VALUE.fullmatch(text)
+        if url is not None:
+            # One unquoted url() (``fill="url(https://x/p.svg#a)"``): checked
+            # as the tokenizer path checks its URL token, without tokenizing.
+            try:
+                result: tuple[str | None, CssIssue | None] = (
+                    f"url({self._url(url.group(1))})",
+                    None,
+                )
+            except _Reject as exc:
+                result = (None, CssIssue(exc.reason, name, exc.detail))
+            self._remember(key, result[0], () if result[1] is None else (result[1],))
+            return result
         if _SIMPLE_FUNCTIONS.fullmatch(text) and all(
             f.lower() in _PLAIN_FUNCTIONS for f in _FUNCTION_NAME.findall(text)
         ):
@@ -288,7 +316,7 @@ class CssSanitizer:
             # such values are mostly unique).
             return text, None
         try:
-            result: tuple[str | None, CssIssue | None] = (self.value(text), None)
+            result = (self.value(text), None)
         except _Reject as exc:
             result = (None, CssIssue(exc.reason, name, exc.detail))
         self._remember(key, result[0], () if result[1] is None else (result[1],))
@@ -379,11 +407,13 @@ class CssSanitizer:
             name, colon, value = part.partition(":")
             if not colon or not _SIMPLE_NAME.fullmatch(name):
                 return None
-            local = None
+            local = url = None
             if not _SIMPLE_VALUE.fullmatch(value):
                 local = _LOCAL_URL_VALUE.fullmatch(value)
                 if local is None:
-                    return None
+                    url = _URL_VALUE.fullmatch(value)
+                    if url is None and not self._plain_value(value):
+                        return None
             lname = name.strip(_CSS_SPACE).lower()
             value = value.strip(_CSS_SPACE)
             if lname not in self.policy.css_properties:
@@ -393,8 +423,23 @@ class CssSanitizer:
                 continue
             if local is not None:
                 value = self._local_url(local)
+            elif url is not None:
+                try:
+                    value = f"url({self._url(url.group(1))})"
+                except _Reject as exc:
+                    self.issues.append(CssIssue(exc.reason, lname, exc.detail))
+                    continue
             kept.append(f"{lname}:{value}")
         return ";".join(kept)
+
+    @staticmethod
+    def _plain_value(value: str) -> bool:
+        """Allowlisted functions of plain tokens, or plain tokens and simple strings."""
+        if _STRING_VALUE.fullmatch(value):
+            return True
+        return _DECLARATION_FUNCTIONS.fullmatch(value) is not None and all(
+            f.lower() in _PLAIN_FUNCTIONS for f in _FUNCTION_NAME.findall(value)
+        )
 
     def _local_url(self, match: re.Match[str]) -> str:
         """``url(#id)`` as the tokenizer path writes it (property tests check both)."""

@@ -15,6 +15,7 @@ from chatsvg_core.sanitize._css import CssIssue, CssSanitizer
 from chatsvg_core.sanitize._parse import parse_svg, reject
 from chatsvg_core.sanitize._policy import SanitizePolicy
 from chatsvg_core.sanitize._reasons import Action, ReasonCode
+from chatsvg_core.sanitize._repair import repair_root
 from chatsvg_core.sanitize._report import NodeKind, ReportEntry, SanitizedSVG, SanitizeReport
 from chatsvg_core.sanitize._serialize import serialize
 from chatsvg_core.sanitize._urls import UrlContext, check_url
@@ -303,6 +304,7 @@ class Sanitizer:
             SVGRejected: the input cannot be made safe (reason code in ``.reason``).
         """
         budget = Budget(self.policy.max_seconds)
+        data, repairs = repair_root(data)  # adds only namespace declarations
         root, doctype_dropped, nodes = parse_svg(data, self.policy)
         if root.tag != _SVG_ROOT:
             raise reject(ReasonCode.NOT_SVG_ROOT, f"root element is {root.tag!r}")
@@ -311,6 +313,8 @@ class Sanitizer:
         run = _Run(self, root, short_values=len(data) <= self._value_limit, budget=budget)
         if doctype_dropped:
             run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root, "DOCTYPE")
+        for declaration in repairs:
+            run.note(Action.REWRITTEN, "attribute", ReasonCode.NAMESPACE_ADDED, root, declaration)
         for sibling in root.itersiblings(preceding=True):
             self._note_misc(run, sibling)
         for sibling in root.itersiblings():
@@ -327,7 +331,11 @@ class Sanitizer:
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
         svg = serialize(root)
         budget.check()
-        report = SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+        report = (
+            SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+            if run.entries or run.omitted
+            else _EMPTY_REPORT  # frozen, so one instance serves every clean document
+        )
         return SanitizedSVG(svg=svg, report=report)
 
     # --- the walk -------------------------------------------------------------
@@ -348,9 +356,20 @@ class Sanitizer:
         rules still never reach the host page. Ids are not used: an id the
         input chose (``<svg id="app">``) could name an element of the host.
         """
+        added = 0
         marked: set[Any] = set()
-        for el in (root, *(_use_target(u, run.ids) for u in run.uses)):
-            if el is None or el in marked:
+        targets = [root]
+        ids = run.ids
+        for use in run.uses:
+            ref = use.get("href")
+            if ref is None:
+                ref = use.get(t.XLINK_HREF)
+            if ref is not None and ref[:1] == "#":
+                target = ids.get(ref[1:])
+                if target is not None:
+                    targets.append(target)
+        for el in targets:
+            if el in marked:
                 continue
             marked.add(el)
             current = el.get("class")
@@ -358,8 +377,11 @@ class Sanitizer:
                 continue
             el.set("class", scope if current is None or not current.strip()
                    else f"{current} {scope}")  # fmt: skip
-            run.note(Action.REWRITTEN, "attribute", ReasonCode.SCOPE_CLASS_ADDED, el, "class",
-                     scope)  # fmt: skip
+            added += 1
+        if added:
+            # One entry for the document: a sprite sheet can have thousands of targets.
+            run.note(Action.REWRITTEN, "attribute", ReasonCode.SCOPE_CLASS_ADDED, root, "class",
+                     f"{scope} (on {added} element{'s' if added > 1 else ''})")  # fmt: skip
 
     def _note_misc(self, run: _Run, node: Any) -> None:
         if isinstance(node, etree._Comment):
@@ -890,6 +912,7 @@ def _has_drawable(root: Any) -> bool:
     return any(el.tag in _DRAWABLE_TAGS for el in root.iter())
 
 
+_EMPTY_REPORT = SanitizeReport()
 PREPARED_CACHE_SIZE = 32
 """Distinct policies whose prepared :class:`Sanitizer` is kept (``Sanitizer.prepared``)."""
 _PREPARED: dict[SanitizePolicy, Sanitizer] = {}

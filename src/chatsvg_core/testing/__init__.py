@@ -15,6 +15,7 @@ from chatsvg_core.testing._fake_openai import (
     FakeReply,
     RawReply,
     RecordedRequest,
+    StreamReply,
 )
 from chatsvg_core.testing._idempotency_strategies import (
     idempotency_keys,
@@ -65,6 +66,7 @@ __all__ = [
     "LedgerOperation",
     "RawReply",
     "RecordedRequest",
+    "StreamReply",
     "amounts",
     "apply_job_step",
     "apply_job_step_in_store",

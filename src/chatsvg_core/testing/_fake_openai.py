@@ -34,6 +34,7 @@ __all__ = [
     "FakeReply",
     "RawReply",
     "RecordedRequest",
+    "StreamReply",
 ]
 
 
@@ -117,7 +118,43 @@ class DisconnectReply:
     delay: float = 0.0
 
 
-FakeReply = ChatReply | ErrorReply | RawReply | DisconnectReply
+@dataclass(frozen=True)
+class StreamReply:
+    """A streamed chat completion (``text/event-stream``), one event per piece.
+
+    ``pieces`` are the content deltas; ``gap`` seconds pass between them (a
+    stalled stream when large); ``events`` are extra raw ``data:`` payloads
+    sent after the pieces (an in-stream error object, a usage chunk, bad JSON);
+    ``done=False`` leaves out ``data: [DONE]``. The server records whether the
+    client hung up before the end in :attr:`FakeOpenAIServer.hangups`.
+    """
+
+    pieces: tuple[str, ...]
+    finish_reason: str | None = "stop"
+    model: str = "fake-model"
+    gap: float = 0.0
+    events: tuple[str, ...] = ()
+    done: bool = True
+    delay: float = 0.0
+
+    def payloads(self) -> list[str]:
+        """The ``data:`` payloads in order."""
+
+        def chunk(delta: dict[str, Any], finish: str | None) -> str:
+            choice = {"index": 0, "delta": delta, "finish_reason": finish}
+            return json.dumps(
+                {"object": "chat.completion.chunk", "model": self.model, "choices": [choice]}
+            )
+
+        out = [chunk({"role": "assistant", "content": piece}, None) for piece in self.pieces]
+        out.append(chunk({}, self.finish_reason))
+        out.extend(self.events)
+        if self.done:
+            out.append("[DONE]")
+        return out
+
+
+FakeReply = ChatReply | ErrorReply | RawReply | DisconnectReply | StreamReply
 """Any scripted reply."""
 
 
@@ -153,6 +190,8 @@ class FakeOpenAIServer:
         self.default: FakeReply = default or ErrorReply(500, "script exhausted")
         self.check_requests = check_requests
         self.requests: list[RecordedRequest] = []
+        self.hangups = 0
+        """Streamed replies the client closed before their end (early stop, timeouts)."""
         self._script: deque[FakeReply] = deque()
         self._lock = threading.Lock()
         self._stopping = threading.Event()
@@ -319,6 +358,8 @@ def _handler_for(owner: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 self._send(reply.status, {"error": error}, headers)
             elif isinstance(reply, RawReply):
                 self._send_raw(reply)
+            elif isinstance(reply, StreamReply):
+                self._send_stream(reply)
             else:
                 self._disconnect(reply)
 
@@ -351,6 +392,27 @@ def _handler_for(owner: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     self.wfile.flush()
             except OSError:
                 # The client gave up (its timeout fired); nothing left to do.
+                self.close_connection = True
+
+        def _send_stream(self, reply: StreamReply) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            try:
+                for index, payload in enumerate(reply.payloads()):
+                    if index:
+                        owner._wait(reply.gap)
+                        if owner._stopping.is_set():
+                            return
+                    data = f"data: {payload}\r\n\r\n".encode()
+                    self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+                    self.wfile.flush()
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
+            except OSError:
+                with owner._lock:
+                    owner.hangups += 1
                 self.close_connection = True
 
         def _disconnect(self, reply: DisconnectReply) -> None:

@@ -28,7 +28,10 @@ _CSS_FORBIDDEN = ("@import", "expression(", "behavior", "-moz-binding", "javascr
 # a list of numbers, which a browser never reads as a URL).
 _URL_CARRIERS = t.HREF_ATTRIBUTES | t.URL_VALUE_ATTRIBUTES | {"style"}
 _ANIMATION_VALUES = frozenset({"values", "from", "to", "by"})
-_URL = re.compile(r"url\(\s*([\"']?)\s*(.)", re.I)
+# ``url(`` right after a name code point is the end of another name
+# (``2¬url(`` is a dimension and a bracket, ``-url(`` another function), never
+# a URL; after anything else, a backslash included, it may be one.
+_URL = re.compile(r"(?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*([\"']?)\s*(.)", re.I)
 # A CSS string (to its closing quote, or to the end of the line as CSS reads an
 # unclosed one), optionally as the argument of ``url(``.
 _CSS_STRING = re.compile(

@@ -1,0 +1,110 @@
+"""Whether a sanitized SVG draws anything: blank pictures are failures, not results.
+
+A model may answer with an ``<svg>`` that holds nothing to see (an empty
+root, only ``<defs>``, shapes with neither fill nor stroke, text with no
+characters), and a sanitizer that removed a picture's only content leaves the
+same. :func:`is_blank` says so, so the engine can fail the job (and refund it)
+instead of charging for an empty frame.
+
+The rule, on the sanitized markup (conservative: when in doubt, visible):
+
+- something is drawn by a shape (``path``, ``rect``, ``circle``, ``ellipse``,
+  ``line``, ``polyline``, ``polygon``), an ``image``, a ``use``, or a ``text``
+  (or ``textPath``/``tspan``) holding a non-blank character;
+- unless it sits inside a part that is never rendered by itself (``defs``,
+  ``clipPath``, ``mask``, ``pattern``, ``marker``, ``symbol``, gradients,
+  ``filter``, ``title``, ``desc``, ``metadata``), or it or an ancestor has
+  ``display="none"``, ``visibility="hidden"`` or ``opacity="0"``;
+- a shape with ``fill="none"`` and no stroke draws nothing, unless the
+  document has CSS (a ``<style>`` or ``style`` attribute could paint it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lxml import etree
+
+__all__ = ["is_blank"]
+
+_SVG = "{http://www.w3.org/2000/svg}"
+_SHAPES = frozenset(
+    _SVG + n for n in ("path", "rect", "circle", "ellipse", "line", "polyline", "polygon")
+)
+_ALWAYS = frozenset(_SVG + n for n in ("image", "use"))
+_TEXT = frozenset(_SVG + n for n in ("text", "tspan", "textPath"))
+_NOT_RENDERED = frozenset(
+    _SVG + n
+    for n in (
+        "defs",
+        "clipPath",
+        "mask",
+        "pattern",
+        "marker",
+        "symbol",
+        "linearGradient",
+        "radialGradient",
+        "filter",
+        "title",
+        "desc",
+        "metadata",
+        "style",
+    )
+)
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False)
+
+
+def _hidden(el: Any) -> bool:
+    if el.get("display", "").strip() == "none" or el.get("visibility", "").strip() == "hidden":
+        return True
+    opacity = el.get("opacity", "").strip()
+    try:
+        return opacity != "" and float(opacity) <= 0
+    except ValueError:
+        return False
+
+
+def _draws(el: Any, tag: str, styled: bool) -> bool:
+    if tag in _ALWAYS:
+        return True
+    if tag in _TEXT:
+        return bool("".join(el.itertext()).strip())
+    if styled:
+        return True
+    fill = el.get("fill", "").strip().lower()
+    stroke = el.get("stroke", "").strip().lower()
+    return not (fill in {"none", "transparent"} and stroke in {"", "none", "transparent"})
+
+
+def is_blank(svg: str | bytes | Any) -> bool:
+    """``True`` when the SVG (markup, or a parsed root element) draws nothing visible.
+
+    Meant for the sanitizer's output (well-formed, no DTD); markup that does
+    not parse is not called blank here (the sanitizer refuses it).
+
+    >>> is_blank('<svg xmlns="http://www.w3.org/2000/svg"><defs><rect/></defs></svg>')
+    True
+    >>> is_blank('<svg xmlns="http://www.w3.org/2000/svg"><rect width="4" height="4"/></svg>')
+    False
+    """
+    if isinstance(svg, str | bytes):
+        try:
+            root = etree.fromstring(svg.encode() if isinstance(svg, str) else svg, _PARSER)
+        except etree.XMLSyntaxError:
+            return False
+    else:
+        root = svg
+    styled = root.find(f".//{_SVG}style") is not None or any(
+        el.get("style") for el in root.iter(etree.Element)
+    )
+    stack: list[Any] = [root]
+    while stack:
+        el = stack.pop()
+        tag = el.tag
+        if not isinstance(tag, str) or tag in _NOT_RENDERED or _hidden(el):
+            continue
+        if (tag in _SHAPES or tag in _ALWAYS or tag in _TEXT) and _draws(el, tag, styled):
+            return False
+        if tag not in _TEXT:
+            stack.extend(el)
+    return True
