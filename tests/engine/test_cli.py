@@ -293,3 +293,19 @@ def test_show_answer_and_provider_flags_against_a_server(
     assert "blank" in failed
     assert "I would rather describe a lighthouse." in nothing
     assert "no_svg_found" in nothing
+
+
+def test_cancel_a_queued_job(home: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["generate", "a kite", "--no-wait", "-q"]) == 0
+    job_id = capsys.readouterr().out.strip()
+    assert main(["cancel", job_id, "--owner", "someone-else"]) == 1
+    assert "job_not_found" in capsys.readouterr().err
+    assert main(["cancel", job_id, "--reason", "changed my mind"]) == 0
+    assert f"job {job_id} cancelled" in capsys.readouterr().out
+    assert main(["cancel", job_id, "--json"]) == 0  # again: unchanged
+    record = json.loads(capsys.readouterr().out)
+    assert record["status"] == "failed"
+    assert record["last_error"]["code"] == "cancelled"
+    assert main(["worker", "--once", "-q"]) == 0
+    assert main(["job", job_id, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["status"] == "failed"

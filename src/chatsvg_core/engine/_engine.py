@@ -90,7 +90,15 @@ from chatsvg_core.storage import (
     retry_job,
 )
 
-__all__ = ["Checkpoint", "Engine", "PurgeReport", "RecoveryReport", "SubmitResult"]
+__all__ = [
+    "Checkpoint",
+    "Engine",
+    "OutcomeKind",
+    "ProcessOutcome",
+    "PurgeReport",
+    "RecoveryReport",
+    "SubmitResult",
+]
 
 log = logging.getLogger("chatsvg_core.engine")
 
@@ -151,6 +159,37 @@ class SubmitRateLimiter(Protocol):
     async def check(self, owner: str, key: str | None = None) -> None:
         """Count one submit; raise ``RateLimited`` when over the limit."""
         ...
+
+
+OutcomeKind = Literal[
+    "succeeded",
+    "retry_scheduled",
+    "failed",
+    "unknown",
+    "taken",
+    "not_due",
+    "exhausted",
+    "idle",
+    "lease_lost",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutcome:
+    """What :meth:`Engine.run_once` did: ``kind`` (see there) and the job, if any."""
+
+    kind: OutcomeKind
+    job: Job | None
+
+
+_REASON: ContextVar[list[str] | None] = ContextVar("chatsvg_process_reason", default=None)
+
+
+def _note(reason: str) -> None:
+    # Tells run_once why an attempt returned None; process() callers ignore it.
+    box = _REASON.get()
+    if box is not None:
+        box.append(reason)
 
 
 class _Reserved(Exception):
@@ -476,6 +515,35 @@ class Engine:
         """
         return await self._attempt(job_id, worker_id)
 
+    async def run_once(self, job_id: str | None, worker_id: str) -> ProcessOutcome:
+        """:meth:`process` (or, with ``job_id=None``, :meth:`process_next`), saying what happened.
+
+        ``outcome.kind`` is ``succeeded``, ``retry_scheduled`` or ``failed``
+        when an attempt ran (``job`` as it left it); otherwise why nothing
+        ran: ``unknown`` (no such job), ``taken`` (not QUEUED: a duplicate
+        delivery), ``not_due`` (re-announced for its ``run_at``),
+        ``exhausted`` (no attempts left), ``idle`` (``job_id=None`` and nothing
+        due), or ``lease_lost`` (the attempt ran but its lease was lost or the
+        job was cancelled, so nothing it produced was written).
+        """
+        box: list[str] = []
+        token = _REASON.set(box)
+        try:
+            job = await self._attempt(job_id, worker_id)
+        finally:
+            _REASON.reset(token)
+        if box:
+            return ProcessOutcome(kind=box[-1], job=job)  # type: ignore[arg-type]
+        assert job is not None
+        kind: OutcomeKind = (
+            "succeeded"
+            if job.status is JobStatus.SUCCEEDED
+            else "failed"
+            if job.status is JobStatus.FAILED
+            else "retry_scheduled"
+        )
+        return ProcessOutcome(kind=kind, job=job)
+
     async def process_next(self, worker_id: str) -> Job | None:
         """Claim the next due job straight from the store and run one attempt of it.
 
@@ -519,6 +587,7 @@ class Engine:
             outcome = await self._run_with_heartbeat(claimed)
         except _LeaseLost:
             self._emit(EventKind.LEASE_LOST, claimed, worker_id=worker_id)
+            _note("lease_lost")
             return None
         except asyncio.CancelledError:
             # Shutdown: hand the job back now rather than after the lease lapses.
@@ -538,6 +607,7 @@ class Engine:
             if job_id is None:
                 next_job = await claim_next(tx, now=now, worker_id=worker_id, lease=self.lease)
                 if next_job is None:
+                    _note("idle")
                     return None
                 job = next_job
             else:
@@ -548,15 +618,19 @@ class Engine:
                         job_id,
                         extra={"chatsvg_event": "unknown_job", "job_id": job_id},
                     )
+                    _note("unknown")
                     return None
                 if current.status is not JobStatus.QUEUED:
+                    _note("taken")  # a duplicate delivery: another worker has or had it
                     return None
                 if current.run_at > now:
                     if self.queue is not None:
                         wait = (current.run_at - now).total_seconds()
                         await self._announce(current, wait)
+                    _note("not_due")
                     return None
                 if current.attempt >= current.max_attempts:
+                    _note("exhausted")
                     return None
                 job = await claim_job(tx, job_id, now=now, worker_id=worker_id, lease=self.lease)
             request = GenerationRequest.model_validate(job.request)
@@ -701,6 +775,7 @@ class Engine:
                 await capture_if_reserved(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
+            _note("lease_lost")
             return None
         self._emit(EventKind.SUCCEEDED, done)
         await self._step("finished", job.id)
@@ -739,6 +814,7 @@ class Engine:
                     refunded = await self._refund(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
+            _note("lease_lost")
             return None
         if delay is not None:
             self._emit(EventKind.RETRY_SCHEDULED, new, delay=delay, error_code=info.code)
@@ -823,16 +899,46 @@ class Engine:
                         out.append(job.id)
         return out
 
-    async def sweep(self, now: datetime | None = None, *, limit: int = 1000) -> int:
-        """Re-announce QUEUED jobs to the queue (after a restart lost its messages)."""
+    async def sweep(
+        self,
+        now: datetime | None = None,
+        *,
+        limit: int = 1000,
+        overdue: float | None = None,
+    ) -> int:
+        """Re-announce QUEUED jobs to the queue (after a restart or a broker lost messages).
+
+        Without ``overdue``, every QUEUED job is announced with the delay left
+        until its ``run_at`` (the in-process queue coalesces repeats). With
+        ``overdue=s``, only jobs due at least ``s`` seconds ago are announced:
+        the ones whose message was lost, or whose delay was longer than the
+        queue engine holds; a job waiting in a healthy queue is left alone, so
+        a backlog is not doubled. Pages through every QUEUED job (oldest
+        first), announcing at most ``limit``; returns how many it announced.
+        """
         if self.queue is None:
             return 0
         now = now or self.clock.now()
+        chosen: list[tuple[Job, float]] = []
         async with self.store.transaction() as tx:
-            queued = await tx.list_jobs(status=JobStatus.QUEUED, limit=limit)
-        for job in queued:
-            await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
-        return len(queued)
+            before: datetime | None = None
+            before_id: str | None = None
+            while True:
+                page = await tx.list_jobs(
+                    status=JobStatus.QUEUED, limit=500, before=before, before_id=before_id
+                )
+                for job in page:
+                    wait = (job.run_at - now).total_seconds()
+                    if overdue is None or -wait >= overdue:
+                        chosen.append((job, max(0.0, wait)))
+                if len(page) < 500:
+                    break
+                before, before_id = page[-1].created_at, page[-1].id
+        # Newest first from the store: announce the oldest first, up to the limit.
+        chosen.reverse()
+        for job, wait in chosen[:limit]:
+            await self._announce(job, wait)
+        return min(len(chosen), limit)
 
     # --- cancel -------------------------------------------------------------
 

@@ -9,7 +9,13 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 from chatsvg_core._sync import run_sync
-from chatsvg_core.engine._engine import Engine, PurgeReport, RecoveryReport, SubmitResult
+from chatsvg_core.engine._engine import (
+    Engine,
+    ProcessOutcome,
+    PurgeReport,
+    RecoveryReport,
+    SubmitResult,
+)
 from chatsvg_core.engine._wait import JobUpdate
 from chatsvg_core.generate import GenerationRequest, Provider
 from chatsvg_core.jobs import Job
@@ -149,6 +155,10 @@ class SyncEngine:
                     return
         finally:
             self._call(close)
+
+    def run_once(self, job_id: str | None, worker_id: str) -> ProcessOutcome:
+        """See :meth:`Engine.run_once`."""
+        return self._call(self.engine.run_once, job_id, worker_id)
 
     def purge(self, older_than: timedelta, **options: Any) -> PurgeReport:
         """See :meth:`Engine.purge`."""
