@@ -115,7 +115,10 @@ def svg_safety_violations(markup: str, policy: SanitizePolicy | None = None) -> 
             carrier = key in _URL_CARRIERS or (
                 key in _ANIMATION_VALUES and name in t.ANIMATION_ELEMENTS
             )
-            if carrier and any(s in low for s in _SCHEMES):
+            # A fragment (``#id``) only ever names an element of the same
+            # document, whatever text follows the ``#`` (``#g3javascript:``).
+            fragment = key in t.HREF_ATTRIBUTES and low.startswith("#")
+            if carrier and not fragment and any(s in low for s in _SCHEMES):
                 problems.append(f"{where} script URL")
             if key in t.HREF_ATTRIBUTES:
                 stripped = value.strip()
