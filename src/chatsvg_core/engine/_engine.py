@@ -899,16 +899,46 @@ class Engine:
                         out.append(job.id)
         return out
 
-    async def sweep(self, now: datetime | None = None, *, limit: int = 1000) -> int:
-        """Re-announce QUEUED jobs to the queue (after a restart lost its messages)."""
+    async def sweep(
+        self,
+        now: datetime | None = None,
+        *,
+        limit: int = 1000,
+        overdue: float | None = None,
+    ) -> int:
+        """Re-announce QUEUED jobs to the queue (after a restart or a broker lost messages).
+
+        Without ``overdue``, every QUEUED job is announced with the delay left
+        until its ``run_at`` (the in-process queue coalesces repeats). With
+        ``overdue=s``, only jobs due at least ``s`` seconds ago are announced:
+        the ones whose message was lost, or whose delay was longer than the
+        queue engine holds; a job waiting in a healthy queue is left alone, so
+        a backlog is not doubled. Pages through every QUEUED job (oldest
+        first), announcing at most ``limit``; returns how many it announced.
+        """
         if self.queue is None:
             return 0
         now = now or self.clock.now()
+        chosen: list[tuple[Job, float]] = []
         async with self.store.transaction() as tx:
-            queued = await tx.list_jobs(status=JobStatus.QUEUED, limit=limit)
-        for job in queued:
-            await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
-        return len(queued)
+            before: datetime | None = None
+            before_id: str | None = None
+            while True:
+                page = await tx.list_jobs(
+                    status=JobStatus.QUEUED, limit=500, before=before, before_id=before_id
+                )
+                for job in page:
+                    wait = (job.run_at - now).total_seconds()
+                    if overdue is None or -wait >= overdue:
+                        chosen.append((job, max(0.0, wait)))
+                if len(page) < 500:
+                    break
+                before, before_id = page[-1].created_at, page[-1].id
+        # Newest first from the store: announce the oldest first, up to the limit.
+        chosen.reverse()
+        for job, wait in chosen[:limit]:
+            await self._announce(job, wait)
+        return min(len(chosen), limit)
 
     # --- cancel -------------------------------------------------------------
 
