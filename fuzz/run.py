@@ -6,7 +6,7 @@ new inputs go to a temporary directory) with the token dictionary
 the harness's per-input CPU bound. A finding (an exception, a broken property, a timeout)
 is written to ``--artifacts`` and makes the exit status non-zero.
 
-CI:        python fuzz/run.py --seconds 15          (four targets: one minute)
+CI:        python fuzz/run.py --seconds 10          (four targets: about a minute)
 Long run:  python fuzz/run.py --seconds 1800 --seed 0 --keep fuzz/corpus
            (``--seed 0``: a new random seed; ``--keep``: merge the new inputs
            into the seed corpus afterwards, minimised, to commit them)
@@ -15,6 +15,7 @@ Long run:  python fuzz/run.py --seconds 1800 --seed 0 --keep fuzz/corpus
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
@@ -29,7 +30,7 @@ _COVERAGE = re.compile(r"DONE\s+cov: (\d+)")
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=15, help="budget per target")
+    parser.add_argument("--seconds", type=int, default=10, help="budget per target")
     parser.add_argument("--seed", type=int, default=1, help="libFuzzer seed (0: random)")
     parser.add_argument("--targets", default=",".join(TARGETS))
     parser.add_argument("--artifacts", type=Path, default=Path(tempfile.gettempdir()))
@@ -60,9 +61,14 @@ def main() -> int:
             ]
             # The run stops itself at max_total_time; twice that (and a minute)
             # means an input hangs.
+            env = {**os.environ, "CHATSVG_FUZZ_ARTIFACTS": str(args.artifacts)}
             try:
                 done = subprocess.run(
-                    command, capture_output=True, text=True, timeout=args.seconds * 2 + 60
+                    command,
+                    capture_output=True,
+                    text=True,
+                    timeout=args.seconds * 2 + 60,
+                    env=env,
                 )
             except subprocess.TimeoutExpired as exc:
                 out = exc.stdout or b""
@@ -81,6 +87,8 @@ def main() -> int:
             if done.returncode != 0:
                 failed.append(target)
                 print(log[-4000:])
+                for found in sorted(args.artifacts.glob(f"{target}-finding-*")):
+                    print(f"input kept: {found} (replay: python {command[1]} {target} {found})")
             elif args.keep is not None:
                 merge = [*command[:3], "-merge=1", str(args.keep / target), scratch]
                 subprocess.run(merge, capture_output=True, check=True)
