@@ -138,7 +138,8 @@ def _engine_worker(
         from chatsvg_core.engine import Engine
         from chatsvg_core.storage import open_storage
 
-        store = await open_storage(url)
+        # Only `chatsvg migrate` writes a named database's schema (see cli/_common.py).
+        store = await open_storage(url, migrate=embedded(settings))
         return Engine(store, queue, provider(), **_engine_options(settings))
 
     print(

@@ -35,7 +35,9 @@ _URL = re.compile(r"(?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*([\"']?)\s*(.)",
 # A CSS string (to its closing quote, or to the end of the line as CSS reads an
 # unclosed one), optionally as the argument of ``url(``.
 _CSS_STRING = re.compile(
-    r"""(url\(\s*+)?("(?:[^"\\\n]|\\[\s\S])*+"?|'(?:[^'\\\n]|\\[\s\S])*+'?)""", re.I
+    r"""((?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*+)?"""
+    r"""("(?:[^"\\\n]|\\[\s\S])*+"?|'(?:[^'\\\n]|\\[\s\S])*+'?)""",
+    re.I,
 )
 
 
