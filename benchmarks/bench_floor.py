@@ -22,6 +22,12 @@ floor, ...) on a fresh database each:
   provider and a daily cap, so it does the same work (plus what the engine
   does and the floor does not: prompt validation, sanitizing, events).
 
+Two ratios per row: wall time (jobs/s, floor ÷ engine), and CPU per job
+(client processes plus, for PostgreSQL, the server backends serving them,
+read from ``/proc``; engine ÷ floor). On a shared, overloaded machine the
+wall-clock rate mostly measures how much CPU and disk the other tenants
+leave; CPU per job is the steadier figure.
+
 Both sides use the library's schema (same tables and indexes), the same
 durability (SQLite ``synchronous=FULL``, PostgreSQL's default
 ``synchronous_commit``) and the same number of processes. A separate
@@ -130,10 +136,13 @@ INSERT_CHARGE = (
 )
 
 
+SYNCHRONOUS = os.environ.get("BENCH_SQLITE_SYNCHRONOUS", "full")
+
+
 def floor_sqlite(path: str, worker: int, share: int) -> int:
     """One process's share through ``sqlite3`` directly; returns jobs it finished."""
     conn = sqlite3.connect(path, timeout=10, isolation_level=None)
-    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS.upper()}")
     conn.execute("PRAGMA journal_mode = WAL")
     owner = owner_of(worker)
     scope = f"{len(owner)}:{owner}/8:generate"
@@ -194,11 +203,40 @@ def floor_sqlite(path: str, worker: int, share: int) -> int:
     return done
 
 
-async def floor_postgres(url: str, schema: str, worker: int, share: int) -> int:
+def backend_cpu(pids: list[int]) -> float:
+    """CPU seconds the PostgreSQL server processes ``pids`` used so far (same machine)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
+async def server_cpu(url: str, app: str) -> float:
+    import psycopg
+
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cur = await conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s", (app,)
+        )
+        return backend_cpu([r[0] for r in await cur.fetchall()])
+
+
+def with_app(url: str, app: str) -> str:
+    return url + ("&" if "?" in url else "?") + f"application_name={app}"
+
+
+async def floor_postgres(url: str, schema: str, worker: int, share: int, app: str = "") -> int:
     """One process's share through psycopg directly; returns jobs it finished."""
     import psycopg
 
-    conn = await psycopg.AsyncConnection.connect(url, options=f"-c search_path={schema}")
+    conn = await psycopg.AsyncConnection.connect(
+        with_app(url, app or "floor"), options=f"-c search_path={schema}"
+    )
     owner = owner_of(worker)
     scope = f"{len(owner)}:{owner}/8:generate"
     p = "%s"
@@ -230,12 +268,18 @@ async def floor_postgres(url: str, schema: str, worker: int, share: int) -> int:
             await conn.commit()
             break
         job_id, job_owner, token = claimed
+        # Lock first, then read the usage in a statement of its own: under READ
+        # COMMITTED one statement reads the snapshot it started with, before it
+        # waited for the lock, and would miss the previous holder's charge.
         cur = await conn.execute(
-            f"SELECT a.balance, ({USAGE.format(p=p)}) FROM chatsvg_accounts a "
-            "WHERE a.owner = %s FOR UPDATE",
+            "SELECT balance FROM chatsvg_accounts WHERE owner = %s FOR UPDATE", (job_owner,)
+        )
+        (balance,) = await cur.fetchone()  # type: ignore[misc]
+        cur = await conn.execute(
+            f"SELECT ({USAGE.format(p=p)}) FROM chatsvg_accounts a WHERE a.owner = %s",
             (start, end, job_owner),
         )
-        balance, used = await cur.fetchone()  # type: ignore[misc]
+        (used,) = await cur.fetchone()  # type: ignore[misc]
         assert balance >= PRICE and used + PRICE <= CAP
         await conn.execute(
             "WITH ins AS (" + INSERT_CHARGE.format(p=p) + " RETURNING amount) "
@@ -253,21 +297,28 @@ async def floor_postgres(url: str, schema: str, worker: int, share: int) -> int:
         )
         await conn.commit()
         done += 1
+    if app:
+        SERVER_CPU[app] = await server_cpu(url, app)
     await conn.close()
     return done
+
+
+SERVER_CPU: dict[str, float] = {}
 
 
 # --- the engine ---------------------------------------------------------------------------
 
 
-async def open_store(backend: str, where: str, schema: str | None) -> Store:
+async def open_store(backend: str, where: str, schema: str | None, app: str = "") -> Store:
     if backend == "sqlite":
         from chatsvg_core.storage.sqlite import SQLiteStore
 
-        return await SQLiteStore.open(where)
+        return await SQLiteStore.open(where, synchronous=SYNCHRONOUS)  # type: ignore[arg-type]
     from chatsvg_core.storage.postgres import PostgresStore
 
-    return await PostgresStore.open(where, schema=schema, min_size=1, max_size=2)
+    return await PostgresStore.open(
+        with_app(where, app or "engine"), schema=schema, min_size=1, max_size=2
+    )
 
 
 async def engine_share(store: Store, worker: int, share: int) -> int:
@@ -295,31 +346,44 @@ def _child(
     go: Any,
     out: Any,
 ) -> None:
-    async def main() -> tuple[float, float, int]:
+    async def main() -> tuple[float, float, int, float, float]:
         store = None
+        app = f"chatsvg-bench-{os.getpid()}"
         if kind == "engine":
-            store = await open_store(backend, where, schema)
+            store = await open_store(backend, where, schema, app)
         ready.release()
         go.wait()
+        cpu = time.process_time()
         start = time.perf_counter()
+        server = 0.0
         if kind == "engine":
             assert store is not None
             done = await engine_share(store, worker, share)
+            end, cpu = time.perf_counter(), time.process_time() - cpu
+            if backend == "postgres":
+                server = await server_cpu(where, app)
             await store.aclose()
         elif backend == "sqlite":
             done = floor_sqlite(where, worker, share)
+            end, cpu = time.perf_counter(), time.process_time() - cpu
         else:
             assert schema is not None
-            done = await floor_postgres(where, schema, worker, share)
-        return start, time.perf_counter(), done
+            done = await floor_postgres(where, schema, worker, share, app)
+            end, cpu = time.perf_counter(), time.process_time() - cpu
+            server = SERVER_CPU[app]
+        return start, end, done, cpu, server
 
     out.put(asyncio.run(main()))
 
 
 def timed_round(
     kind: str, backend: str, where: str, schema: str | None, n: int, workers: int
-) -> float:
-    """Jobs per second for one round of ``kind`` on a fresh database."""
+) -> tuple[float, float]:
+    """Jobs per second, and CPU ms per job (client + server), of one round on a fresh database.
+
+    The engine's server CPU includes opening its pool (a few queries), so it
+    is a slight overestimate.
+    """
     ctx = mp.get_context("spawn")
     ready = ctx.Semaphore(0)
     go = ctx.Event()
@@ -343,7 +407,8 @@ def timed_round(
     end = max(r[1] for r in results)
     done = sum(r[2] for r in results)
     assert done == n // workers * workers, (kind, done)
-    return done / (end - start)
+    cpu = sum(r[3] + r[4] for r in results)
+    return done / (end - start), 1000 * cpu / done
 
 
 # --- counting statements and round trips ------------------------------------------------------
@@ -454,12 +519,22 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=50, help="jobs in the counting pass")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--workers", default="1,4")
+    parser.add_argument(
+        "--synchronous",
+        default=SYNCHRONOUS,
+        choices=["full", "normal"],
+        help="SQLite durability on both sides (full: the engine's default)",
+    )
     args = parser.parse_args()
+    # Through the environment, so the spawned worker processes see it too.
+    os.environ["BENCH_SQLITE_SYNCHRONOUS"] = args.synchronous
+    globals()["SYNCHRONOUS"] = args.synchronous
     load = os.getloadavg()
     print(
         f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, n={args.n}, "
-        f"rounds={args.rounds}, load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
+        f"rounds={args.rounds}, SQLite synchronous={args.synchronous}, "
+        f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
     tmp = tempfile.mkdtemp()
     schemas: list[str] = []
@@ -478,16 +553,23 @@ def main() -> None:
                     per_job[kind] = _count_postgres(kind, where, schema, args.count)
             for workers in [int(w) for w in args.workers.split(",")]:
                 rates: dict[str, list[float]] = {"floor": [], "engine": []}
+                cpus: dict[str, list[float]] = {"floor": [], "engine": []}
                 ratios: list[float] = []
+                cpu_ratios: list[float] = []
                 for r in range(args.rounds):
                     order = ("floor", "engine") if r % 2 == 0 else ("engine", "floor")
                     got: dict[str, float] = {}
+                    cpu: dict[str, float] = {}
                     for kind in order:
                         where, schema = fresh(backend, tmp, args.postgres, schemas)
                         asyncio.run(prepare(backend, where, schema, workers, args.n))
-                        got[kind] = timed_round(kind, backend, where, schema, args.n, workers)
+                        got[kind], cpu[kind] = timed_round(
+                            kind, backend, where, schema, args.n, workers
+                        )
                         rates[kind].append(got[kind])
+                        cpus[kind].append(cpu[kind])
                     ratios.append(got["floor"] / got["engine"])
+                    cpu_ratios.append(cpu["engine"] / cpu["floor"])
                 f = statistics.median(rates["floor"])
                 e = statistics.median(rates["engine"])
                 fc, ec = per_job["floor"], per_job["engine"]
@@ -496,7 +578,10 @@ def main() -> None:
                     f"| {backend} | {workers} | {f:.0f} | {e:.0f} | "
                     f"{statistics.median(ratios):.2f}x ({min(ratios):.2f}-{max(ratios):.2f}) | "
                     f"{fc['statements'] / c:.1f} / {ec['statements'] / c:.1f} | "
-                    f"{fc['round trips'] / c:.1f} / {ec['round trips'] / c:.1f} |"
+                    f"{fc['round trips'] / c:.1f} / {ec['round trips'] / c:.1f} | "
+                    f"{statistics.median(cpus['floor']):.2f} / "
+                    f"{statistics.median(cpus['engine']):.2f} | "
+                    f"{statistics.median(cpu_ratios):.2f}x |"
                 )
                 print(rows[-1], flush=True)
     finally:
@@ -510,9 +595,9 @@ def main() -> None:
     print(
         "| backend | processes | floor jobs/s | engine jobs/s | engine time ÷ floor time "
         "(median, min-max of paired rounds) | statements/job floor / engine | "
-        "round trips/job floor / engine |"
+        "round trips/job floor / engine | CPU ms/job floor / engine | engine CPU ÷ floor CPU |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for row in rows:
         print(row)
 

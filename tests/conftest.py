@@ -66,6 +66,12 @@ def redis_url() -> str:
 
 
 @pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The RabbitMQ server for tests (``CHATSVG_TEST_AMQP_URL``); tests use queues of their own."""
+    return _server_url("CHATSVG_TEST_AMQP_URL", 5672, "RabbitMQ")
+
+
+@pytest.fixture(scope="session")
 def chromium_path() -> str:
     """A headless-capable Chromium binary (``CHATSVG_TEST_CHROMIUM`` or /usr/bin/chromium)."""
     path = os.environ.get("CHATSVG_TEST_CHROMIUM") or shutil.which("chromium")

@@ -41,6 +41,7 @@ __all__ = [
     "ProviderError",
     "ProviderPermanentError",
     "ProviderTransientError",
+    "RateLimited",
     "RefundWithoutCharge",
     "SVGRejected",
     "StaleLease",
@@ -268,6 +269,18 @@ class InFlightLimitExceeded(TransientError):
     """
 
     code = "in_flight_limit_exceeded"
+    http_status = 429
+
+
+class RateLimited(TransientError):
+    """Too many submits in the current window; nothing was written.
+
+    Fields: ``scope`` (``owner``, or ``key`` for the host's own key such as
+    an IP), ``limit`` (e.g. ``10 per 1 minute``), ``retry_after`` (seconds
+    until the window resets; hosts send it as ``Retry-After``).
+    """
+
+    code = "rate_limited"
     http_status = 429
 
 

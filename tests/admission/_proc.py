@@ -53,6 +53,27 @@ async def submit(store: PostgresStore, cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def ratelimit(store: PostgresStore, cfg: dict[str, Any]) -> dict[str, Any]:
+    from chatsvg_core.errors import RateLimited
+    from chatsvg_core.ratelimit import SubmitRateLimit
+
+    options = {"per_owner": cfg["per_owner"], "namespace": cfg["namespace"]}
+    if cfg["counters"] == "sql":
+        limit = SubmitRateLimit.in_store(store, **options)
+    else:
+        limit = SubmitRateLimit.from_url(cfg["counters"], **options)
+    engine = Engine(store, None, OfflineSketchProvider(), rate_limit=limit)
+    out: dict[str, int] = {}
+    for i in range(cfg["rounds"]):
+        try:
+            await engine.submit("ann", None, {"prompt": f"a red circle {i}"})
+            code = "admitted"
+        except RateLimited as exc:
+            code = exc.code if 1 <= exc.retry_after <= 60 else "bad_retry_after"
+        out[code] = out.get(code, 0) + 1
+    return out
+
+
 async def settle(store: PostgresStore, cfg: dict[str, Any]) -> dict[str, Any]:
     rng = random.Random(cfg["seed"])
     refs = list(cfg["refs"])
@@ -75,7 +96,8 @@ async def main(mode: str, cfg: dict[str, Any]) -> None:
     try:
         print("READY", flush=True)
         sys.stdin.readline()
-        result = await (submit if mode == "submit" else settle)(store, cfg)
+        work = {"submit": submit, "settle": settle, "ratelimit": ratelimit}[mode]
+        result = await work(store, cfg)
         print(json.dumps(result), flush=True)
     finally:
         await store.aclose()

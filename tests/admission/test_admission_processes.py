@@ -147,6 +147,34 @@ def test_concurrent_submitters_never_pass_a_balance_a_cap_or_an_in_flight_limit(
             assert stored == total >= 0, owner
 
 
+@pytest.mark.redis
+@pytest.mark.parametrize("counters", ["sql", "redis"])
+def test_a_rate_limit_holds_across_processes(
+    postgres_url: str, redis_url: str, counters: str
+) -> None:
+    # 4 processes x 8 submits for one owner against 10 per minute: exactly 10
+    # pass, whichever process makes them, with the counters in PostgreSQL or Redis.
+    with schema(postgres_url) as name:
+        asyncio.run(_setup(postgres_url, name, {}))
+        cfgs = [
+            {
+                "url": postgres_url,
+                "schema": name,
+                "rounds": 8,
+                "per_owner": "10/minute",
+                "namespace": name,  # fresh counters for this run
+                "counters": "sql" if counters == "sql" else redis_url,
+            }
+            for _ in range(PROCESSES)
+        ]
+        results = run_together("ratelimit", cfgs)
+        admitted = sum(r.get("admitted", 0) for r in results)
+        refused = sum(r.get("rate_limited", 0) for r in results)
+        assert (admitted, refused) == (10, PROCESSES * 8 - 10)
+        jobs = rows(postgres_url, name, "SELECT count(*) FROM chatsvg_jobs")
+        assert jobs == [(10,)], "a refused submit wrote a job"
+
+
 def test_a_capture_and_a_release_racing_settle_a_reservation_once(postgres_url: str) -> None:
     refs = [f"job-{i}" for i in range(60)]
 

@@ -113,3 +113,30 @@ async def test_only_the_owner_may_cancel_and_finished_jobs_stay_finished() -> No
         await engine.cancel(sub.job.id, "alice")
     assert (err.value.reason, err.value.http_status) == ("terminal", 409)
     assert await ledger.balance("alice") == 8, "a finished job keeps its charge"
+
+
+async def test_run_once_says_what_happened() -> None:
+    engine, ledger, provider, _ = make("claim", ["transient", "ok"])
+    await ledger.grant("alice", 10)
+    assert (await engine.run_once("nope", "w")).kind == "unknown"
+    assert (await engine.run_once(None, "w")).kind == "idle"
+    sub = await engine.submit("alice", None, {"prompt": "a red circle"})
+    first = await engine.run_once(sub.job.id, "w")
+    assert first.kind == "retry_scheduled" and first.job is not None
+    assert (await engine.run_once(sub.job.id, "w")).kind == "not_due"
+    engine.clock.advance(60)  # type: ignore[attr-defined]
+    done = await engine.run_once(None, "w")
+    assert done.kind == "succeeded" and done.job is not None and done.job.id == sub.job.id
+    assert (await engine.run_once(sub.job.id, "w")).kind == "taken"
+
+    async def owner_cancels(at: str, job_id: str) -> None:
+        if at == "claimed":
+            await engine.cancel(job_id, "alice")
+
+    engine.checkpoint = owner_cancels
+    other = await engine.submit("alice", None, {"prompt": "a blue square"})
+    lost = await engine.run_once(other.job.id, "w")
+    assert (lost.kind, lost.job) == ("lease_lost", None)
+    assert await engine.process(other.job.id, "w") is None  # process() is unchanged
+    broke = await engine.submit("nobody", None, {"prompt": "a cat"})
+    assert (await engine.run_once(broke.job.id, "w")).kind == "failed"

@@ -214,5 +214,7 @@ class SubmitModeMachine(EngineMachine):
     CHARGE_AT = "submit"
 
 
-SubmitModeMachine.TestCase.settings = EngineMachine.TestCase.settings
+SubmitModeMachine.TestCase.settings = settings(
+    max_examples=75, stateful_step_count=40, deadline=None
+)
 TestSubmitModeMachine = SubmitModeMachine.TestCase

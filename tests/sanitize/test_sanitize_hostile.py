@@ -12,12 +12,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import tinycss2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatsvg_core.errors import SVGRejected
-from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, sanitize_svg
+from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, Sanitizer, sanitize_svg
 from chatsvg_core.sanitize import _sanitizer as sanitizer_module
+from chatsvg_core.sanitize._css import _URL_VALUE, CssIssue, CssSanitizer, _Reject
 from chatsvg_core.testing.strategies import svg_safety_violations
 
 NS = 'xmlns="http://www.w3.org/2000/svg"'
@@ -281,6 +283,11 @@ def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: 
         "<style>rect{font-family:'@font-face'}</style><rect/>",
         '<rect style="font-family:&quot;url(javascript:x)&quot;"/>',
         '<text font-family="&quot;url(x)&quot;">a</text>',
+        # Found by the fuzzer: a fragment, whatever follows its ``#``.
+        '<g id="g"><rect/></g><use href="#gjavascript:"/>',
+        # Found by the fuzzer: a dimension ``2¬url`` and a bracket, not a url().
+        '<style>rect{fill:rgb(1,2\u00acurl("http://x"))}</style><rect/>',
+        '<style>rect{fill:rgb(1,2\u00acurl("javascript:x"))}</style><rect/>',
     ],
 )
 def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
@@ -299,6 +306,7 @@ def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
         '<rect fill="&quot;a&quot; url(http://x)"/>',
         '<animate attributeName="x" values="javascript:x"/>',
         "<style>a{x:'\\'' } @import 'x'</style>",
+        "<style>a{fill:\\url(http://x)}</style>",  # an escaped u: still url(
     ],
 )
 def test_checker_still_sees_urls_and_rules_outside_strings(markup: str) -> None:
@@ -346,3 +354,64 @@ def test_css_work_is_checked_against_the_budget_as_it_goes(
     rules = "".join(f".c{i}{{fill:rgb(1,2,3)}}" for i in range(5000))
     sanitize_svg(f"<svg {NS}><style>{rules}</style><rect/></svg>")
     assert reads[0] >= 5000 // 256
+
+
+# --- tokenizer-free CSS paths added for speed ---------------------------------
+
+
+@given(
+    raw=st.text(alphabet="#:/.?=%&-_~ab1\u00fc \t()'\"\\<", max_size=24),
+    prefix=st.sampled_from([None, "p"]),
+)
+@settings(max_examples=300)
+def test_one_url_value_fast_path_gives_what_the_tokenizer_gives(
+    raw: str, prefix: str | None
+) -> None:
+    policy = SanitizePolicy.default().extend(id_prefix=prefix)
+    rewrite = Sanitizer(policy).rewrite_fragment
+    for text in (f"url({raw})", f" url({raw}) "):
+        fast = CssSanitizer(policy, rewrite).check_attribute("fill", text)
+        slow = CssSanitizer(policy, rewrite)
+        try:
+            expected: tuple[str | None, CssIssue | None] = (slow.value(text), None)
+        except _Reject as exc:
+            expected = (None, CssIssue(exc.reason, "fill", exc.detail))
+        if _URL_VALUE.fullmatch(text):
+            assert fast == expected
+        # In a declaration list (style attribute, sheet) as well.
+        decl = f"fill:{text};stroke:red"
+        fast_css = CssSanitizer(policy, rewrite)
+        fast_out = fast_css._simple_declarations(decl)
+        if fast_out is not None:
+            slow_css = CssSanitizer(policy, rewrite)
+            items = tinycss2.parse_declaration_list(decl, skip_comments=True, skip_whitespace=True)
+            assert fast_out == ";".join(slow_css._declarations(items))
+            assert fast_css.issues == slow_css.issues
+
+
+_PIECES = st.sampled_from(
+    ['"Open Sans"', '"a;b"', '"x\'y"', "'s'", '""', '"é"', "rgb(1,2,3)", "rgb( 1 , 2 ,3 )",
+     "translate(10 3)", "RGB(1,2,3)", "calc(1px+2px)", "var(--x)", "url(#g)", "url(x)", "red",
+     "1px", ",", " ", "\t", "\n", "\r", "!important", "2\u00acurl(x)", "rgb(1,2,3),"]
+)  # fmt: skip
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["fill", "font-family", "x"]), st.lists(_PIECES, max_size=4)),
+        max_size=3,
+    )
+)
+@settings(max_examples=300)
+def test_string_and_function_declarations_fast_path_gives_what_the_tokenizer_gives(
+    decls: list[tuple[str, list[str]]],
+) -> None:
+    text = ";".join(f"{name}:{''.join(pieces)}" for name, pieces in decls)
+    fast = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    fast_out = fast._simple_declarations(text)
+    if fast_out is None:
+        return
+    slow = CssSanitizer(SanitizePolicy.default(), lambda u: u)
+    items = tinycss2.parse_declaration_list(text, skip_comments=True, skip_whitespace=True)
+    assert fast_out == ";".join(slow._declarations(items))
+    assert fast.issues == [i for i in slow.issues if i.reason != ReasonCode.CSS_INVALID]

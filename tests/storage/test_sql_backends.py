@@ -39,7 +39,7 @@ from chatsvg_core.storage import (
     StoreClosed,
     open_storage,
 )
-from chatsvg_core.storage._sql import migrations
+from chatsvg_core.storage._sql import TABLES, migrations
 from chatsvg_core.storage.postgres import PostgresStore
 from chatsvg_core.storage.sqlite import SQLiteStore
 
@@ -120,7 +120,7 @@ async def test_open_storage_postgres_with_schema_option(postgres_url: str) -> No
                 "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s", (schema,)
             ).fetchone()
         assert row is not None
-        assert row[0] == 6
+        assert row[0] == len(TABLES)
     finally:
         drop_schema(postgres_url, schema)
 

@@ -27,6 +27,7 @@ __all__ = ["COMMANDS", "cli", "main"]
 
 COMMANDS: dict[str, str] = {
     "balance": "chatsvg_core.cli._balance",
+    "cancel": "chatsvg_core.cli._cancel",
     "generate": "chatsvg_core.cli._generate",
     "grant": "chatsvg_core.cli._grant",
     "job": "chatsvg_core.cli._job",

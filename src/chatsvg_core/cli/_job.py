@@ -59,8 +59,13 @@ async def _show(
         job = await tx.get_job(job_id)
         if job is None:
             raise JobNotFound(f"no job {job_id!r}", job_id=job_id)
-        charge = await tx.find_entry(EntryKind.CHARGE, job.id)
-        refund = await tx.find_entry(EntryKind.REFUND, job.id)
+        # Charged at claim, or reserved at submit (charge_at="submit").
+        charge = await tx.find_entry(EntryKind.CHARGE, job.id) or await tx.find_entry(
+            EntryKind.RESERVE, job.id
+        )
+        refund = await tx.find_entry(EntryKind.REFUND, job.id) or await tx.find_entry(
+            EntryKind.RELEASE, job.id
+        )
         result = await tx.get_result(job.id) if output is not None else None
     credits = {
         "charged": abs(charge.amount) if charge else 0,

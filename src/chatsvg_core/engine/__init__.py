@@ -6,6 +6,8 @@ from chatsvg_core.engine._engine import (
     OPERATION,
     Checkpoint,
     Engine,
+    ProcessOutcome,
+    PurgeReport,
     RecoveryReport,
     SubmitResult,
 )
@@ -33,6 +35,8 @@ __all__ = [
     "Instrumentation",
     "JobChangeFeed",
     "JobUpdate",
+    "ProcessOutcome",
+    "PurgeReport",
     "RecoveryReport",
     "Step",
     "SubmitResult",

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
@@ -77,6 +77,7 @@ from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
 from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, Sanitizer, is_blank
 from chatsvg_core.storage import (
     EntryKind,
+    JobPurger,
     JobResult,
     Store,
     StoreTransaction,
@@ -89,7 +90,15 @@ from chatsvg_core.storage import (
     retry_job,
 )
 
-__all__ = ["Checkpoint", "Engine", "RecoveryReport", "SubmitResult"]
+__all__ = [
+    "Checkpoint",
+    "Engine",
+    "OutcomeKind",
+    "ProcessOutcome",
+    "PurgeReport",
+    "RecoveryReport",
+    "SubmitResult",
+]
 
 log = logging.getLogger("chatsvg_core.engine")
 
@@ -125,12 +134,62 @@ class SubmitResult:
 
 
 @dataclass(slots=True)
+class PurgeReport:
+    """What one :meth:`Engine.purge` run deleted."""
+
+    jobs: int = 0
+    """Terminal jobs deleted, each with its result (if any)."""
+    idempotency_records: int = 0
+    """Expired idempotency records deleted."""
+    batches: int = 0
+
+
+@dataclass(slots=True)
 class RecoveryReport:
     """What one :meth:`Engine.recover` pass did."""
 
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     refunded: list[str] = field(default_factory=list)
+
+
+class SubmitRateLimiter(Protocol):
+    """What ``Engine(rate_limit=...)`` takes: ``SubmitRateLimit`` or a host's own."""
+
+    async def check(self, owner: str, key: str | None = None) -> None:
+        """Count one submit; raise ``RateLimited`` when over the limit."""
+        ...
+
+
+OutcomeKind = Literal[
+    "succeeded",
+    "retry_scheduled",
+    "failed",
+    "unknown",
+    "taken",
+    "not_due",
+    "exhausted",
+    "idle",
+    "lease_lost",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessOutcome:
+    """What :meth:`Engine.run_once` did: ``kind`` (see there) and the job, if any."""
+
+    kind: OutcomeKind
+    job: Job | None
+
+
+_REASON: ContextVar[list[str] | None] = ContextVar("chatsvg_process_reason", default=None)
+
+
+def _note(reason: str) -> None:
+    # Tells run_once why an attempt returned None; process() callers ignore it.
+    box = _REASON.get()
+    if box is not None:
+        box.append(reason)
 
 
 class _Reserved(Exception):
@@ -201,6 +260,8 @@ class Engine:
         max_in_flight: the most jobs one owner may have QUEUED or RUNNING at
             once (``None``: no limit), or a callable ``owner -> limit``; a
             submit past it raises ``InFlightLimitExceeded`` (nothing written).
+        rate_limit: checked at each submit before anything is written, e.g. a
+            :class:`chatsvg_core.ratelimit.SubmitRateLimit` (``RateLimited``, 429).
         refuse_blank: fail (and refund) a job whose sanitized SVG draws nothing
             visible (:func:`~chatsvg_core.sanitize.is_blank`); ``False`` accepts it.
     """
@@ -230,6 +291,7 @@ class Engine:
         charge_at: Literal["claim", "submit"] = "claim",
         max_in_flight: int | Callable[[str], int | None] | None = None,
         refuse_blank: bool = True,
+        rate_limit: SubmitRateLimiter | None = None,
     ) -> None:
         if lease <= timedelta(0):
             raise ValueError("lease must be positive")
@@ -239,6 +301,7 @@ class Engine:
             )
         self.charge_at = charge_at
         self._max_in_flight = max_in_flight
+        self.rate_limit = rate_limit
         self.store = store
         self.queue = queue
         self.provider = provider
@@ -352,6 +415,8 @@ class Engine:
         owner: str,
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         """Create a QUEUED job for ``request`` (or return the one this key already made).
 
@@ -366,9 +431,15 @@ class Engine:
         ``DailyCapExceeded`` then means no job was created and the key is not
         bound, so the same key works once the owner has credits. A replay
         reserves nothing again. ``InFlightLimitExceeded`` likewise.
+
+        ``rate_key`` is the host's own key for the ``rate_limit`` (a client
+        IP, an API key); over the limit, ``RateLimited`` (429) with
+        ``retry_after``, and nothing is written.
         """
         with self.instrumentation.submit(owner) as observed:
-            result = await self._submit(owner, idempotency_key, request, observed)
+            result = await self._submit(
+                owner, idempotency_key, request, observed, rate_key=rate_key
+            )
             observed.done(result.job, replayed=result.replayed)
         return result
 
@@ -378,11 +449,16 @@ class Engine:
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
         observed: SubmitScope,
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         owner = validate_owner(owner)
         if idempotency_key is not None:
             idempotency_key = validate_idempotency_key(idempotency_key)
         req = self.prepare(request)
+        if self.rate_limit is not None:
+            # Counted before the transaction: a refused submit writes nothing.
+            await self.rate_limit.check(owner, rate_key)
         payload = req.model_dump(mode="json")
         scope = idempotency_scope(owner, operation=OPERATION)
         now = self.clock.now()
@@ -439,6 +515,35 @@ class Engine:
         """
         return await self._attempt(job_id, worker_id)
 
+    async def run_once(self, job_id: str | None, worker_id: str) -> ProcessOutcome:
+        """:meth:`process` (or, with ``job_id=None``, :meth:`process_next`), saying what happened.
+
+        ``outcome.kind`` is ``succeeded``, ``retry_scheduled`` or ``failed``
+        when an attempt ran (``job`` as it left it); otherwise why nothing
+        ran: ``unknown`` (no such job), ``taken`` (not QUEUED: a duplicate
+        delivery), ``not_due`` (re-announced for its ``run_at``),
+        ``exhausted`` (no attempts left), ``idle`` (``job_id=None`` and nothing
+        due), or ``lease_lost`` (the attempt ran but its lease was lost or the
+        job was cancelled, so nothing it produced was written).
+        """
+        box: list[str] = []
+        token = _REASON.set(box)
+        try:
+            job = await self._attempt(job_id, worker_id)
+        finally:
+            _REASON.reset(token)
+        if box:
+            return ProcessOutcome(kind=box[-1], job=job)  # type: ignore[arg-type]
+        assert job is not None
+        kind: OutcomeKind = (
+            "succeeded"
+            if job.status is JobStatus.SUCCEEDED
+            else "failed"
+            if job.status is JobStatus.FAILED
+            else "retry_scheduled"
+        )
+        return ProcessOutcome(kind=kind, job=job)
+
     async def process_next(self, worker_id: str) -> Job | None:
         """Claim the next due job straight from the store and run one attempt of it.
 
@@ -482,6 +587,7 @@ class Engine:
             outcome = await self._run_with_heartbeat(claimed)
         except _LeaseLost:
             self._emit(EventKind.LEASE_LOST, claimed, worker_id=worker_id)
+            _note("lease_lost")
             return None
         except asyncio.CancelledError:
             # Shutdown: hand the job back now rather than after the lease lapses.
@@ -501,6 +607,7 @@ class Engine:
             if job_id is None:
                 next_job = await claim_next(tx, now=now, worker_id=worker_id, lease=self.lease)
                 if next_job is None:
+                    _note("idle")
                     return None
                 job = next_job
             else:
@@ -511,15 +618,19 @@ class Engine:
                         job_id,
                         extra={"chatsvg_event": "unknown_job", "job_id": job_id},
                     )
+                    _note("unknown")
                     return None
                 if current.status is not JobStatus.QUEUED:
+                    _note("taken")  # a duplicate delivery: another worker has or had it
                     return None
                 if current.run_at > now:
                     if self.queue is not None:
                         wait = (current.run_at - now).total_seconds()
                         await self._announce(current, wait)
+                    _note("not_due")
                     return None
                 if current.attempt >= current.max_attempts:
+                    _note("exhausted")
                     return None
                 job = await claim_job(tx, job_id, now=now, worker_id=worker_id, lease=self.lease)
             request = GenerationRequest.model_validate(job.request)
@@ -664,6 +775,7 @@ class Engine:
                 await capture_if_reserved(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
+            _note("lease_lost")
             return None
         self._emit(EventKind.SUCCEEDED, done)
         await self._step("finished", job.id)
@@ -702,6 +814,7 @@ class Engine:
                     refunded = await self._refund(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
+            _note("lease_lost")
             return None
         if delay is not None:
             self._emit(EventKind.RETRY_SCHEDULED, new, delay=delay, error_code=info.code)
@@ -786,16 +899,46 @@ class Engine:
                         out.append(job.id)
         return out
 
-    async def sweep(self, now: datetime | None = None, *, limit: int = 1000) -> int:
-        """Re-announce QUEUED jobs to the queue (after a restart lost its messages)."""
+    async def sweep(
+        self,
+        now: datetime | None = None,
+        *,
+        limit: int = 1000,
+        overdue: float | None = None,
+    ) -> int:
+        """Re-announce QUEUED jobs to the queue (after a restart or a broker lost messages).
+
+        Without ``overdue``, every QUEUED job is announced with the delay left
+        until its ``run_at`` (the in-process queue coalesces repeats). With
+        ``overdue=s``, only jobs due at least ``s`` seconds ago are announced:
+        the ones whose message was lost, or whose delay was longer than the
+        queue engine holds; a job waiting in a healthy queue is left alone, so
+        a backlog is not doubled. Pages through every QUEUED job (oldest
+        first), announcing at most ``limit``; returns how many it announced.
+        """
         if self.queue is None:
             return 0
         now = now or self.clock.now()
+        chosen: list[tuple[Job, float]] = []
         async with self.store.transaction() as tx:
-            queued = await tx.list_jobs(status=JobStatus.QUEUED, limit=limit)
-        for job in queued:
-            await self._announce(job, max(0.0, (job.run_at - now).total_seconds()))
-        return len(queued)
+            before: datetime | None = None
+            before_id: str | None = None
+            while True:
+                page = await tx.list_jobs(
+                    status=JobStatus.QUEUED, limit=500, before=before, before_id=before_id
+                )
+                for job in page:
+                    wait = (job.run_at - now).total_seconds()
+                    if overdue is None or -wait >= overdue:
+                        chosen.append((job, max(0.0, wait)))
+                if len(page) < 500:
+                    break
+                before, before_id = page[-1].created_at, page[-1].id
+        # Newest first from the store: announce the oldest first, up to the limit.
+        chosen.reverse()
+        for job, wait in chosen[:limit]:
+            await self._announce(job, wait)
+        return min(len(chosen), limit)
 
     # --- cancel -------------------------------------------------------------
 
@@ -942,6 +1085,60 @@ class Engine:
                     yield update_for(job).model_copy(
                         update={"kind": "refunded", "amount": back.amount, "at": back.created_at}
                     )
+
+    # --- retention ----------------------------------------------------------
+
+    async def purge(
+        self,
+        older_than: timedelta,
+        *,
+        batch_size: int = 500,
+        max_batches: int | None = None,
+    ) -> PurgeReport:
+        """Delete terminal jobs last changed more than ``older_than`` ago, their results,
+        and expired idempotency records, in batches of ``batch_size`` (one short
+        transaction each). Never a ledger entry.
+
+        A job is kept while an idempotency key still names it (a replay must
+        find it) or while its money is unsettled (a FAILED job not yet
+        refunded, a reservation neither captured nor released): recovery
+        must still be able to give it back. The ledger's ``(kind, ref)``
+        uniqueness outlives the job, so a purged job is never charged or
+        refunded twice. Safe to run from several processes at once.
+
+        Raises ``ConfigurationError`` when the store has no ``purge_jobs``
+        primitive (:class:`~chatsvg_core.storage.JobPurger`).
+        """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidRequest(
+                "older_than is a non-negative timedelta",
+                field="older_than",
+                errors=[{"field": "older_than", "message": "not a non-negative timedelta"}],
+            )
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise InvalidRequest(
+                "batch_size is a positive int",
+                field="batch_size",
+                errors=[{"field": "batch_size", "message": "not a positive int"}],
+            )
+        now = self.clock.now()
+        report = PurgeReport()
+        while max_batches is None or report.batches < max_batches:
+            async with self.store.transaction() as tx:
+                if not isinstance(tx, JobPurger):
+                    raise ConfigurationError(
+                        f"{type(self.store).__name__} cannot purge: its transactions have "
+                        "no purge_jobs (see chatsvg_core.storage.JobPurger)",
+                        store=type(self.store).__name__,
+                    )
+                records = await tx.prune_idempotency(now, limit=batch_size)
+                jobs = await tx.purge_jobs(before=now - older_than, now=now, limit=batch_size)
+            report.batches += 1
+            report.jobs += jobs
+            report.idempotency_records += records
+            if jobs < batch_size and records < batch_size:
+                break
+        return report
 
     # --- reading ------------------------------------------------------------
 

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import functools
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterator, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
 from chatsvg_core._sync import run_sync
-from chatsvg_core.engine._engine import Engine, RecoveryReport, SubmitResult
+from chatsvg_core.engine._engine import (
+    Engine,
+    ProcessOutcome,
+    PurgeReport,
+    RecoveryReport,
+    SubmitResult,
+)
 from chatsvg_core.engine._wait import JobUpdate
 from chatsvg_core.generate import GenerationRequest, Provider
 from chatsvg_core.jobs import Job
@@ -97,9 +103,11 @@ class SyncEngine:
         owner: str,
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
+        *,
+        rate_key: str | None = None,
     ) -> SubmitResult:
         """See :meth:`Engine.submit`."""
-        return self._call(self.engine.submit, owner, idempotency_key, request)
+        return self._call(self.engine.submit, owner, idempotency_key, request, rate_key=rate_key)
 
     def process(self, job_id: str, worker_id: str) -> Job | None:
         """See :meth:`Engine.process`."""
@@ -147,6 +155,14 @@ class SyncEngine:
                     return
         finally:
             self._call(close)
+
+    def run_once(self, job_id: str | None, worker_id: str) -> ProcessOutcome:
+        """See :meth:`Engine.run_once`."""
+        return self._call(self.engine.run_once, job_id, worker_id)
+
+    def purge(self, older_than: timedelta, **options: Any) -> PurgeReport:
+        """See :meth:`Engine.purge`."""
+        return self._call(self.engine.purge, older_than, **options)
 
     def get(self, job_id: str) -> Job:
         """See :meth:`Engine.get`."""

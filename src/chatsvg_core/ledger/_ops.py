@@ -34,6 +34,7 @@ from chatsvg_core.ledger._errors import (
 )
 from chatsvg_core.ledger._policy import DayBoundary
 from chatsvg_core.storage import EntryKind, LedgerEntry, StoreTransaction
+from chatsvg_core.storage._spend import read_spend_state
 
 __all__ = [
     "IdFactory",
@@ -242,25 +243,28 @@ async def _spend(
     cap = _check_cap(daily_cap)
     now = _check_now(now)
     memo = _check_memo(memo)
-    has_account = await _locked(tx, owner)
-    seen = await tx.find_entry(kind, ref)
-    if seen is not None:
-        return _same(seen, owner, -amount)
-    if not has_account:
+    window = None if cap is None else day.window(now)
+    # One read of every fact below, under the account lock (one statement on
+    # the SQL backends); the decisions are made here, in order.
+    state = await read_spend_state(tx, owner, kind, other, ref, window)
+    if state.seen is not None:
+        return _same(state.seen, owner, -amount)
+    if not state.exists:
         raise _short_of(owner, 0, amount)
-    if await tx.find_entry(other, ref) is not None:
+    if state.other:
         raise LedgerConflict(
             f"job {ref!r} already has a {other.value}; one job uses one mode",
             kind=kind.value,
             ref=ref,
             reason=f"has_{other.value}",
         )
-    available = await tx.balance(owner)
+    available = state.balance
     if available < amount:
         raise _short_of(owner, available, amount)
     if cap is not None:
-        start, end = day.window(now)
-        used = await tx.usage(owner, since=start, until=end)
+        assert window is not None and state.used is not None
+        end = window[1]
+        used = state.used
         if used + amount > cap:
             raise DailyCapExceeded(
                 f"owner {owner!r} used {used} of a daily cap of {cap}; {amount} more is too many",

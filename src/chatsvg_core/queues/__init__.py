@@ -4,7 +4,9 @@ The adapters for queue engines load on first use, so importing this package
 needs none of them: ``ArqQueue``, ``arq_worker_settings`` and
 ``run_arq_worker`` need the ``arq`` extra; ``ProcrastinateQueue``,
 ``procrastinate_app``, ``serve_procrastinate`` and ``run_procrastinate_worker``
-the ``procrastinate`` extra.
+the ``procrastinate`` extra. The Celery adapter (``setup_celery``,
+``CeleryQueue``) imports Celery only when used, so it is imported eagerly; it
+needs the ``celery`` extra at that point.
 """
 
 from __future__ import annotations
@@ -12,6 +14,15 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from chatsvg_core.queues._celery import (
+    DEFAULT_MAX_COUNTDOWN,
+    PROCESS_TASK,
+    RECOVER_TASK,
+    SWEEP_TASK,
+    CeleryQueue,
+    CeleryWorkers,
+    setup_celery,
+)
 from chatsvg_core.queues._inprocess import InProcessQueue
 from chatsvg_core.queues._protocol import JobQueue
 
@@ -25,7 +36,13 @@ if TYPE_CHECKING:
     )
 
 __all__ = [
+    "DEFAULT_MAX_COUNTDOWN",
+    "PROCESS_TASK",
+    "RECOVER_TASK",
+    "SWEEP_TASK",
     "ArqQueue",
+    "CeleryQueue",
+    "CeleryWorkers",
     "InProcessQueue",
     "JobQueue",
     "ProcrastinateQueue",
@@ -34,6 +51,7 @@ __all__ = [
     "run_arq_worker",
     "run_procrastinate_worker",
     "serve_procrastinate",
+    "setup_celery",
 ]
 
 _LAZY = {

@@ -41,7 +41,11 @@ from uuid import uuid4
 from arq import cron, func
 from arq.connections import ArqRedis, RedisSettings, create_pool
 from arq.worker import Retry, run_worker
+from redis.asyncio.retry import Retry as RedisRetry
+from redis.backoff import ExponentialBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatsvg_core.engine import Engine
 from chatsvg_core.errors import TransientError
@@ -194,6 +198,7 @@ def arq_worker_settings(
     max_delay: float = 3600.0,
     poll_delay: float = 0.5,
     shutdown_grace: int = 30,
+    redis_outage: float = 60.0,
     close_engine: bool = True,
     **worker_options: Any,
 ) -> dict[str, Any]:
@@ -212,7 +217,10 @@ def arq_worker_settings(
       awaits the model, so hundreds fit in one event loop.
     * ``job_timeout`` (arq: 300 s): an arq job running longer is cancelled
       (the engine hands the job back). Keep it above the longest model call
-      with its in-process retries.
+      with its in-process retries. It also decides how long the messages a
+      SIGKILLed worker had fetched, but not yet claimed, wait: arq runs them
+      again ``job_timeout`` + 10 s later (claimed ones return sooner, when
+      their lease lapses and recovery announces the next attempt).
     * ``keep_result=0`` (arq: 1 hour): a finished arq job's id is free at once.
     * ``max_tries`` (arq: 5): how often one message may be re-run (store
       outages, early deliveries, cancelled runs); past it the sweep takes over.
@@ -220,6 +228,10 @@ def arq_worker_settings(
       cron job every worker schedules; also run at startup).
     * ``shutdown_grace``: on SIGTERM/SIGINT, seconds running jobs may finish
       before they are cancelled and handed back (arq's ``job_completion_wait``).
+    * ``redis_outage``: seconds of Redis unavailability the worker rides out
+      (each command is retried with backoff; arq's own default is to let the
+      first connection error end the worker). Jobs already running go on:
+      they need only the store.
 
     Extra keyword arguments go to ``arq.Worker`` unchanged.
     """
@@ -257,11 +269,13 @@ def arq_worker_settings(
                 _maintain,
                 name=f"{MAINTAIN_TASK}:{queue_name}",
                 run_at_startup=True,
-                timeout=max(60.0, float(maintain_every)),
+                # arq holds a started message for (the longest function timeout
+                # + 10 s) before another worker may run it: never longer than jobs'.
+                timeout=job_timeout,
                 **_every(maintain_every),
             )
         ],
-        "redis_settings": RedisSettings.from_dsn(redis_url),
+        "redis_settings": _outage_tolerant(RedisSettings.from_dsn(redis_url), redis_outage),
         "queue_name": queue_name,
         "max_jobs": max_jobs,
         "job_timeout": job_timeout,
@@ -273,6 +287,16 @@ def arq_worker_settings(
         "on_shutdown": shutdown,
     }
     settings.update(worker_options)
+    return settings
+
+
+def _outage_tolerant(settings: RedisSettings, seconds: float) -> RedisSettings:
+    """``settings`` whose commands and first connection are retried for about ``seconds``."""
+    # Backoff 0.05 s doubling to a 1 s cap: about ``seconds`` retries of a second.
+    settings.retry_on_error = [RedisConnectionError, RedisTimeoutError, OSError]
+    settings.retry = RedisRetry(ExponentialBackoff(cap=1.0, base=0.05), max(1, int(seconds)))
+    settings.conn_retries = max(1, int(seconds))
+    settings.conn_retry_delay = 1
     return settings
 
 

@@ -83,7 +83,8 @@ class ReasonCode(StrEnum):
     SELECTOR_CONFINED = "selector_confined"
     """A CSS selector rewritten so it matches only inside this SVG."""
     SCOPE_CLASS_ADDED = "scope_class_added"
-    """The root ``<svg>`` or a ``<use>`` target was given the class that confines ``<style>``."""
+    """The root ``<svg>`` and ``<use>`` targets were given the class that confines ``<style>``
+    (one entry per document; ``detail`` says how many elements)."""
     NAMESPACE_ADDED = "namespace_added"
     """A namespace declaration a model left out was added to the root (see ``_repair``)."""
 

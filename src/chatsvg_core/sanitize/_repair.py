@@ -34,7 +34,12 @@ SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
 
 # Possessive and bounded: linear in the prolog's length, never backtracking.
-_PROLOG = r"\A(?:\ufeff)?(?:[ \t\r\n]++|<\?(?:[^?]++|\?(?!>))*+\?>|<!--(?:[^-]++|-(?!->))*+-->)*+"
+# A DOCTYPE without internal subset may stand in the prolog too (graphviz and
+# matplotlib write the SVG 1.1 one); whether it is allowed is parse_svg's call.
+_PROLOG = (
+    r"\A(?:\ufeff)?(?:[ \t\r\n]++|<\?(?:[^?]++|\?(?!>))*+\?>|<!--(?:[^-]++|-(?!->))*+-->"
+    r"|<!DOCTYPE[^\[<>]*+>)*+"
+)
 _ROOT = re.compile(
     _PROLOG + r"<svg(?=[ \t\r\n/>])((?:[^>\"']++|\"[^\"]*+\"|'[^']*+')*+)>", re.ASCII
 )

@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from lxml import etree
 
+from chatsvg_core.errors import ConfigurationError
 from chatsvg_core.sanitize import _tables as t
 from chatsvg_core.sanitize._budget import Budget
 from chatsvg_core.sanitize._css import CssIssue, CssSanitizer
@@ -187,6 +188,12 @@ class Sanitizer:
     """
 
     def __init__(self, policy: SanitizePolicy | None = None) -> None:
+        if policy is not None and not isinstance(policy, SanitizePolicy):
+            raise ConfigurationError(
+                f"a sanitizer policy is a SanitizePolicy, not {type(policy).__name__} "
+                "(for a preset: SanitizePolicy.preset(name))",
+                option="policy",
+            )
         self.policy = policy if policy is not None else SanitizePolicy.default()
         p = self.policy
         elements = p.elements
@@ -265,6 +272,8 @@ class Sanitizer:
         global _LAST
         if policy is None:
             policy = SanitizePolicy.default()
+        elif not isinstance(policy, SanitizePolicy):
+            return cls(policy)  # raises ConfigurationError, naming the mistake
         last = _LAST
         if last is not None and last[0] is policy:
             # Callers mostly pass the same object: no hash (pydantic computes
@@ -331,7 +340,11 @@ class Sanitizer:
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
         svg = serialize(root)
         budget.check()
-        report = SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+        report = (
+            SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+            if run.entries or run.omitted
+            else _EMPTY_REPORT  # frozen, so one instance serves every clean document
+        )
         return SanitizedSVG(svg=svg, report=report)
 
     # --- the walk -------------------------------------------------------------
@@ -352,9 +365,20 @@ class Sanitizer:
         rules still never reach the host page. Ids are not used: an id the
         input chose (``<svg id="app">``) could name an element of the host.
         """
+        added = 0
         marked: set[Any] = set()
-        for el in (root, *(_use_target(u, run.ids) for u in run.uses)):
-            if el is None or el in marked:
+        targets = [root]
+        ids = run.ids
+        for use in run.uses:
+            ref = use.get("href")
+            if ref is None:
+                ref = use.get(t.XLINK_HREF)
+            if ref is not None and ref[:1] == "#":
+                target = ids.get(ref[1:])
+                if target is not None:
+                    targets.append(target)
+        for el in targets:
+            if el in marked:
                 continue
             marked.add(el)
             current = el.get("class")
@@ -362,8 +386,11 @@ class Sanitizer:
                 continue
             el.set("class", scope if current is None or not current.strip()
                    else f"{current} {scope}")  # fmt: skip
-            run.note(Action.REWRITTEN, "attribute", ReasonCode.SCOPE_CLASS_ADDED, el, "class",
-                     scope)  # fmt: skip
+            added += 1
+        if added:
+            # One entry for the document: a sprite sheet can have thousands of targets.
+            run.note(Action.REWRITTEN, "attribute", ReasonCode.SCOPE_CLASS_ADDED, root, "class",
+                     f"{scope} (on {added} element{'s' if added > 1 else ''})")  # fmt: skip
 
     def _note_misc(self, run: _Run, node: Any) -> None:
         if isinstance(node, etree._Comment):
@@ -894,6 +921,7 @@ def _has_drawable(root: Any) -> bool:
     return any(el.tag in _DRAWABLE_TAGS for el in root.iter())
 
 
+_EMPTY_REPORT = SanitizeReport()
 PREPARED_CACHE_SIZE = 32
 """Distinct policies whose prepared :class:`Sanitizer` is kept (``Sanitizer.prepared``)."""
 _PREPARED: dict[SanitizePolicy, Sanitizer] = {}

@@ -244,6 +244,9 @@ CSS_PROPERTIES = frozenset(
        "font-variant-numeric", "font-variant-caps", "line-height", "text-transform",
        "text-decoration-line", "text-decoration-color", "text-decoration-style",
        "stroke-dashadjust", "mask-type", "inline-size", "shape-inside",
+       # The box of an inlined root <svg> (mermaid sizes its diagrams with max-width):
+       # lengths and colours only, like width/height and fill.
+       "max-width", "max-height", "min-width", "min-height", "background-color",
        "animation", "animation-name", "animation-duration", "animation-timing-function",
        "animation-delay", "animation-iteration-count", "animation-direction",
        "animation-fill-mode", "animation-play-state", "transition", "transition-property",

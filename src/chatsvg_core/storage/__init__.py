@@ -33,6 +33,7 @@ from chatsvg_core.storage._protocol import (
     Store,
     StoreTransaction,
 )
+from chatsvg_core.storage._purge import JobPurger
 from chatsvg_core.storage._sync import SyncStore, SyncTransaction
 from chatsvg_core.storage.memory import MemoryStore
 from chatsvg_core.storage.sqlite import SQLiteStore
@@ -42,6 +43,7 @@ __all__ = [
     "SCHEMES",
     "EntryKind",
     "IdempotencyRecord",
+    "JobPurger",
     "JobResult",
     "LeaseExtender",
     "LedgerEntry",

@@ -167,8 +167,9 @@ async def heartbeat_jobs(
         raise ValueError("lease must be positive")
     if not leases:
         return frozenset()
-    if isinstance(tx, LeaseExtender):
-        return frozenset(await tx.extend_leases(dict(leases), now=now, lease=lease))
+    fast = getattr(tx, "extend_leases", None)
+    if fast is not None:
+        return frozenset(await fast(dict(leases), now=now, lease=lease))
     return await heartbeat_jobs_reference(tx, leases, now=now, lease=lease)
 
 

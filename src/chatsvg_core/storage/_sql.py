@@ -27,12 +27,14 @@ from chatsvg_core.errors import InvalidAmount, StorageError
 from chatsvg_core.jobs import Job, JobStatus
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResult, LedgerEntry
+from chatsvg_core.storage._spend import SpendState
 
 __all__ = [
     "INSERT_ENTRY",
     "MOVE_BALANCE",
     "SCHEMA_TABLE",
     "TABLES",
+    "USAGE",
     "FaultHook",
     "Migration",
     "SQLTransaction",
@@ -50,9 +52,26 @@ TABLES = frozenset(
         "chatsvg_accounts",
         "chatsvg_ledger",
         "chatsvg_results",
+        "chatsvg_rate_limits",
     }
 )
 """Every table the schema owns (a database holding others is not ours)."""
+
+# Terminal, older than the cutoff, no live idempotency key naming it (a replay
+# would find no job), and its money settled: a FAILED job still holding a
+# charge, or any job holding an unsettled reservation, waits for recovery.
+_PURGEABLE = (
+    "SELECT j.id FROM chatsvg_jobs j "
+    "WHERE j.status IN ('succeeded', 'failed') AND j.updated_at < ? "
+    "AND NOT EXISTS (SELECT 1 FROM chatsvg_idempotency i WHERE i.job_id = j.id "
+    "AND i.expires_at > ?) "
+    "AND NOT (j.status = 'failed' "
+    "AND EXISTS (SELECT 1 FROM chatsvg_ledger c WHERE c.kind = 'charge' AND c.ref = j.id) "
+    "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.kind = 'refund' AND r.ref = j.id)) "
+    "AND NOT (EXISTS (SELECT 1 FROM chatsvg_ledger h WHERE h.kind = 'reserve' AND h.ref = j.id) "
+    "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger s WHERE s.kind IN ('capture', 'release') "
+    "AND s.ref = j.id))"
+)
 
 FaultHook = Callable[[str], None]
 """A test hook called with a point name (``"begin"``, ``"before_commit"``, ...).
@@ -73,6 +92,13 @@ _IDEM_COLUMNS = "scope, idem_key, request_hash, job_id, created_at, expires_at"
 INSERT_ENTRY = (
     f"INSERT INTO chatsvg_ledger ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (kind, ref) WHERE ref IS NOT NULL DO NOTHING"
+)
+USAGE = (
+    "SELECT COALESCE(-SUM(e.amount), 0) FROM chatsvg_ledger e "
+    "WHERE e.owner = ? AND e.kind IN ('charge', 'reserve') "
+    "AND e.created_at >= ? AND e.created_at < ? "
+    "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.ref = e.ref "
+    "AND r.kind = CASE e.kind WHEN 'charge' THEN 'refund' ELSE 'release' END)"
 )
 MOVE_BALANCE = (
     "INSERT INTO chatsvg_accounts (owner, balance, created_at) VALUES (?, ?, ?) "
@@ -336,6 +362,20 @@ class SQLTransaction:
         )
         return [self._job(r) for r in rows]
 
+    async def purge_jobs(self, *, before: datetime, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` purgeable jobs and their results; see :class:`JobPurger`."""
+        self._check_open()
+        rows = await self._all(
+            _PURGEABLE + f" ORDER BY j.updated_at, j.id LIMIT ?{self.skip_locked}",
+            (self._ts(utc(before)), self._ts(utc(now)), max(0, limit)),
+        )
+        ids = [str(r[0]) for r in rows]
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        await self._exec(f"DELETE FROM chatsvg_results WHERE job_id IN ({marks})", ids)
+        return await self._exec(f"DELETE FROM chatsvg_jobs WHERE id IN ({marks})", ids)
+
     async def put_result(self, result: JobResult) -> JobResult:
         """Store a job's result once; a second put returns the first one unchanged."""
         self._check_open()
@@ -498,15 +538,63 @@ class SQLTransaction:
         The ``NOT EXISTS`` probe is a lookup in the (kind, ref) unique index.
         """
         self._check_open()
-        row = await self._one(
-            "SELECT COALESCE(-SUM(e.amount), 0) FROM chatsvg_ledger e "
-            "WHERE e.owner = ? AND e.kind IN ('charge', 'reserve') "
-            "AND e.created_at >= ? AND e.created_at < ? "
-            "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.ref = e.ref "
-            "AND r.kind = CASE e.kind WHEN 'charge' THEN 'refund' ELSE 'release' END)",
-            (owner, self._ts(utc(since)), self._ts(utc(until))),
-        )
+        row = await self._one(USAGE, (owner, self._ts(utc(since)), self._ts(utc(until))))
         return 0 if row is None else int(row[0])
+
+    async def spend_state(
+        self,
+        owner: str,
+        kind: EntryKind,
+        other: EntryKind,
+        ref: str,
+        window: tuple[datetime, datetime] | None,
+    ) -> SpendState:
+        """What a charge or reservation is decided on, in one statement (``SpendReader``).
+
+        The account row (locked, when the dialect locks rows), the entry this
+        reference already has, the other mode's existence and, with a window,
+        the usage of :meth:`usage`: the fine primitives' SQL, as subqueries.
+        """
+        self._check_open()
+        usage = "NULL"
+        params: list[Any] = [EntryKind(other).value, ref]
+        if window is not None:
+            usage = f"({USAGE})"
+            params += [owner, self._ts(utc(window[0])), self._ts(utc(window[1]))]
+        params += [owner, EntryKind(kind).value, ref]
+        row = await self._one(
+            "SELECT a.balance, s.id, s.owner, s.amount, s.memo, s.created_at, "
+            "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
+            f"{usage} FROM (SELECT 1) AS one "
+            "LEFT JOIN chatsvg_accounts a ON a.owner = ? "
+            "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?",
+            params,
+        )
+        assert row is not None  # one row, whatever exists
+        return self._spend_state(kind, ref, row[0], row[1:], window is not None)
+
+    def _spend_state(
+        self,
+        kind: EntryKind,
+        ref: str,
+        balance: int | None,
+        facts: Sequence[Any],
+        with_usage: bool,
+    ) -> SpendState:
+        """A :class:`SpendState` from the account's balance (``None``: no account) and
+        ``(seen id, owner, amount, memo, created_at, other exists, usage)``."""
+        seen = None
+        if facts[0] is not None:
+            seen = self._entry(
+                (facts[0], facts[1], EntryKind(kind).value, facts[2], ref, facts[3], facts[4])
+            )
+        return SpendState(
+            exists=balance is not None,
+            seen=seen,
+            other=bool(facts[5]),
+            balance=0 if balance is None else int(balance),
+            used=int(facts[6]) if with_usage else None,
+        )
 
     async def entries(
         self,

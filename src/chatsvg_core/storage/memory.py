@@ -59,6 +59,8 @@ class _State:
     accounts: set[str] = field(default_factory=set)
     entries: list[LedgerEntry] = field(default_factory=list)
     entry_keys: dict[tuple[EntryKind, str], LedgerEntry] = field(default_factory=dict)
+    purged: set[str] = field(default_factory=set)
+    """Job ids deleted (with their results) by this transaction."""
 
 
 class MemoryStore:
@@ -146,6 +148,10 @@ class MemoryStore:
             else:
                 self._queued.discard(job.id)
         data.results.update(overlay.results)
+        for job_id in overlay.purged:
+            data.jobs.pop(job_id, None)
+            data.results.pop(job_id, None)
+            self._queued.discard(job_id)
         for key, record in overlay.idempotency.items():
             if record is None:
                 data.idempotency.pop(key, None)
@@ -199,11 +205,51 @@ class _MemoryTransaction:
     # --- jobs -----------------------------------------------------------------
 
     def _job(self, job_id: str) -> Job | None:
+        if job_id in self._overlay.purged:
+            return None
         job = self._overlay.jobs.get(job_id)
         return job if job is not None else self._base.jobs.get(job_id)
 
     def _all_jobs(self) -> dict[str, Job]:
-        return {**self._base.jobs, **self._overlay.jobs}
+        jobs = {**self._base.jobs, **self._overlay.jobs}
+        for job_id in self._overlay.purged:
+            jobs.pop(job_id, None)
+        return jobs
+
+    async def purge_jobs(self, *, before: datetime, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` purgeable jobs and their results; see ``JobPurger``."""
+        self._check()
+        before, now = utc(before), utc(now)
+        live = {
+            r.job_id
+            for r in {**self._base.idempotency, **self._overlay.idempotency}.values()
+            if r is not None and r.expires_at > now
+        }
+
+        def held(job: Job) -> bool:
+            def has(kind: EntryKind) -> bool:
+                return self._entry(kind, job.id) is not None
+
+            unrefunded = job.status is JobStatus.FAILED and has(EntryKind.CHARGE)
+            unrefunded = unrefunded and not has(EntryKind.REFUND)
+            unsettled = has(EntryKind.RESERVE) and not (
+                has(EntryKind.CAPTURE) or has(EntryKind.RELEASE)
+            )
+            return unrefunded or unsettled
+
+        found = sorted(
+            (
+                j
+                for j in self._all_jobs().values()
+                if j.terminal and j.updated_at < before and j.id not in live and not held(j)
+            ),
+            key=lambda j: (j.updated_at, j.id),
+        )[: max(limit, 0)]
+        for job in found:
+            self._overlay.purged.add(job.id)
+            self._overlay.jobs.pop(job.id, None)
+            self._overlay.results.pop(job.id, None)
+        return len(found)
 
     async def insert_job(self, job: Job) -> None:
         self._check()

@@ -36,6 +36,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
+import weakref
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from datetime import datetime, timedelta
@@ -52,10 +54,13 @@ from chatsvg_core.errors import (
     StorageUnavailable,
 )
 from chatsvg_core.storage._errors import StoreClosed
+from chatsvg_core.storage._protocol import EntryKind
+from chatsvg_core.storage._spend import SpendState
 from chatsvg_core.storage._sql import (
     INSERT_ENTRY,
     SCHEMA_TABLE,
     TABLES,
+    USAGE,
     FaultHook,
     SQLTransaction,
     migrations,
@@ -100,6 +105,10 @@ _APPEND_ENTRY = (
     "RETURNING 1) "
     "SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM moved)"
 )
+
+
+_FRESH = 5.0
+"""Seconds after its last transaction in which a pooled connection is not pinged again."""
 
 
 @lru_cache(maxsize=256)
@@ -169,6 +178,54 @@ class PostgresTransaction(SQLTransaction):
 
     def _now(self) -> datetime:
         return self._store._clock.now()
+
+    async def spend_state(
+        self,
+        owner: str,
+        kind: EntryKind,
+        other: EntryKind,
+        ref: str,
+        window: tuple[datetime, datetime] | None,
+    ) -> SpendState:
+        """The spend read (``SpendReader``): lock, then read, in one round trip.
+
+        Two statements, because under READ COMMITTED every part of one
+        statement reads the snapshot taken when it started, before it waited
+        for the account lock: a charge committed by the lock's previous holder
+        would be missing from the usage. The second statement starts after the
+        first holds the lock, so it sees that charge. Pipeline mode sends both
+        at once.
+        """
+        self._check_open()
+        usage = "NULL"
+        params: list[Any] = [EntryKind(other).value, ref]
+        if window is not None:
+            usage = f"({USAGE})"
+            params += [owner, utc(window[0]), utc(window[1])]
+        params += [EntryKind(kind).value, ref]
+        try:
+            async with self._conn.pipeline():
+                lock = await self._conn.execute(
+                    _pg("SELECT balance FROM chatsvg_accounts WHERE owner = ? FOR UPDATE"),
+                    (owner,),
+                )
+                facts = await self._conn.execute(
+                    _pg(
+                        "SELECT s.id, s.owner, s.amount, s.memo, s.created_at, "
+                        "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
+                        f"{usage} FROM (SELECT 1) AS one "
+                        "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?"
+                    ),
+                    params,
+                )
+            account = await lock.fetchone()
+            row = await facts.fetchone()
+        except psycopg.Error as exc:
+            raise _map_error(exc) from exc
+        assert row is not None  # one row, whatever exists
+        return self._spend_state(
+            kind, ref, None if account is None else account[0], row, window is not None
+        )
 
     async def extend_leases(
         self, leases: Mapping[str, int], *, now: datetime, lease: timedelta
@@ -290,6 +347,7 @@ class PostgresStore:
         self._clock: Clock = clock or SystemClock()
         self._fault_hook = fault_hook
         self._closed = False
+        self._recent: weakref.WeakKeyDictionary[AConn, float] = weakref.WeakKeyDictionary()
         self._listener: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._watchers: dict[str, set[asyncio.Event]] = {}
@@ -320,6 +378,9 @@ class PostgresStore:
             check_connection: test each connection as it leaves the pool
                 (one short round trip), so a connection the server dropped
                 while idle is replaced instead of failing the transaction.
+                A connection that ended a transaction less than 5 s ago is
+                not tested again (that round trip would be one per
+                transaction under load).
             auto_migrate: apply missing migrations now (else only check the
                 schema, and :meth:`migrate` must be called).
         """
@@ -349,16 +410,30 @@ class PostgresStore:
         params.setdefault("connect_timeout", str(_CONNECT_TIMEOUT))
         conninfo = psycopg.conninfo.make_conninfo("", **params)
         await _probe(conninfo, params)
+
+        recent: weakref.WeakKeyDictionary[AConn, float] = weakref.WeakKeyDictionary()
+
+        async def check(conn: AConn) -> None:
+            # A ping is one round trip per transaction; a connection that
+            # finished a transaction a moment ago is alive as far as a ping can
+            # tell, and if it died since, the transaction fails as
+            # StorageUnavailable like any connection lost mid-transaction.
+            last = recent.get(conn)
+            if last is not None and time.monotonic() - last < _FRESH:
+                return
+            await AsyncConnectionPool.check_connection(conn)
+
         pool: AsyncConnectionPool[AConn] = AsyncConnectionPool(
             conninfo,
             min_size=min_size,
             max_size=max_size,
             timeout=pool_timeout,
             open=False,
-            check=AsyncConnectionPool.check_connection if check_connection else None,
+            check=check if check_connection else None,
             name=f"chatsvg-{schema or 'default'}",
         )
         store = cls(pool, schema=schema, clock=clock, fault_hook=fault_hook)
+        store._recent = recent
         try:
             try:
                 await pool.open(wait=True, timeout=pool_timeout)
@@ -487,6 +562,7 @@ class PostgresStore:
                 raise _map_error(exc, commit_unknown=True) from exc
             self._hook("after_commit")
         finally:
+            self._recent[conn] = time.monotonic()
             # putconn discards a broken connection and resets an unclean one.
             with anyio.CancelScope(shield=True):
                 await self._pool.putconn(conn)

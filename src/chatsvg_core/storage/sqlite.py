@@ -19,10 +19,16 @@ How it stays correct with several writers (threads, tasks and processes):
 * **In-process queueing**: inside one process the store's transactions take
   an ``anyio.Lock`` (FIFO) before touching the database, so tasks of one
   process queue fairly instead of polling SQLite's busy handler.
-* **No blocked event loop**: every call into ``sqlite3`` runs on the store's
-  own thread (one connection, one thread, calls in order); the event loop
-  awaits it. ``BEGIN IMMEDIATE`` rides with a transaction's first statement,
-  and multi-statement primitives go in one trip, to keep thread hops few.
+* **No waiting on the event loop**: taking the write lock never sleeps in
+  SQLite on the loop (the connection's busy timeout is 0): while another
+  process holds it, the task retries a few times within about 3 ms
+  (``asyncio.sleep`` between tries), then waits out the rest of
+  ``busy_timeout`` on the store's thread. A ``COMMIT`` that flushes to disk (``synchronous``
+  FULL/EXTRA) runs on the store's own thread (one connection, one thread,
+  calls in order) while the loop awaits it. Every statement once the lock is
+  held, and a NORMAL commit, takes microseconds and runs in place: a thread
+  hop per statement cost more than the statement, and on a loaded machine
+  far more.
 * **Durability**: ``synchronous=FULL`` by default, so a committed charge
   survives power loss; ``synchronous="normal"`` is faster (WAL stays
   consistent, but the last commits may be lost on power failure, not on a
@@ -38,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -78,8 +85,28 @@ _MICRO = timedelta(microseconds=1)
 
 Synchronous = Literal["full", "normal", "extra"]
 
+_QUICK_RETRIES = (0.0002, 0.0004, 0.0008, 0.0016)
+"""Pauses (seconds) between the quick tries to take the write lock, on the event loop."""
+
 _LEASE_CHUNK = 400
 """Leases per heartbeat statement (two parameters each; SQLite allows 32766 at least)."""
+
+
+def _begin_waiting(conn: sqlite3.Connection, timeout: float) -> None:
+    """``BEGIN IMMEDIATE`` waiting up to ``timeout`` in SQLite's busy handler (store's thread)."""
+    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+    finally:
+        conn.execute("PRAGMA busy_timeout = 0")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    """Whether SQLite refused because another connection holds the lock (SQLITE_BUSY)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    if code is not None:
+        return bool(code & 0xFF == sqlite3.SQLITE_BUSY)
+    return "locked" in str(exc)
 
 
 def _map_error(exc: sqlite3.Error, path: str) -> Exception:
@@ -100,10 +127,13 @@ def _map_error(exc: sqlite3.Error, path: str) -> Exception:
 class SQLiteTransaction(SQLTransaction):
     """The primitives inside one ``BEGIN IMMEDIATE`` transaction.
 
-    ``BEGIN IMMEDIATE`` is sent with the first statement, in the same trip to
-    the store's thread, so a transaction costs one thread hop per primitive
-    plus one for ``COMMIT``; a transaction that runs no statement takes no
-    lock at all.
+    ``BEGIN IMMEDIATE`` is sent before the first statement (a transaction
+    that runs no statement takes no lock at all); when another process holds
+    the lock, the task retries on the event loop. Statements then run on the
+    caller's thread, and ``COMMIT`` goes to the store's thread only when it
+    flushes to disk (``synchronous`` FULL or EXTRA); with NORMAL a WAL commit
+    is a write to the OS, and runs in place too. So a transaction costs at
+    most one trip to the thread, not one per primitive.
     """
 
     dialect = "sqlite"
@@ -115,17 +145,17 @@ class SQLiteTransaction(SQLTransaction):
         self._begun = False
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._conn
-        store = self._store
-
-        def job() -> T:
-            if not self._begun:
-                conn.execute("BEGIN IMMEDIATE")
-                self._begun = True
-                store._hook("begin")
-            return fn(conn)
-
-        return await store._call(job)
+        # Statements run on the caller's thread: once BEGIN IMMEDIATE holds the
+        # write lock, no statement of this transaction waits on another
+        # connection (WAL readers never block, and we are the one writer), so
+        # each takes microseconds and a hop to a thread would cost more.
+        if not self._begun:
+            await self._store._begin(self._conn)
+            self._begun = True
+        try:
+            return fn(self._conn)
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
 
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         def run(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
@@ -337,6 +367,10 @@ class SQLiteStore:
                     path=self.path,
                     journal_mode=None if mode is None else mode[0],
                 )
+            # Never sleep in SQLite's busy handler: the one statement that
+            # waits for another process (BEGIN IMMEDIATE) retries on the
+            # event loop instead (_begin).
+            conn.execute("PRAGMA busy_timeout = 0")
         except BaseException:
             conn.close()
             raise
@@ -361,6 +395,34 @@ class SQLiteStore:
     def _hook(self, point: str) -> None:
         if self._fault_hook is not None:
             self._fault_hook(point)
+
+    async def _begin(self, conn: sqlite3.Connection) -> None:
+        """Take the write lock (``BEGIN IMMEDIATE``), waiting up to ``busy_timeout`` for it.
+
+        The connection's own busy timeout is 0, so the attempt on the event
+        loop never sleeps in SQLite. When another process holds the lock, the
+        task retries a few times after short ``asyncio.sleep`` pauses (0.2 to
+        1.6 ms: that catches the gap between a busy process's transactions,
+        which SQLite's handler, sleeping up to 100 ms between tries, rarely
+        does), then waits out the rest of ``busy_timeout`` in SQLite's busy
+        handler on the store's thread, which costs no CPU while it waits.
+        """
+        deadline = time.monotonic() + self.busy_timeout
+        for delay in (*_QUICK_RETRIES, None):
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() >= deadline:
+                    raise _map_error(exc, self.path) from exc
+            except sqlite3.Error as exc:
+                raise _map_error(exc, self.path) from exc
+            if delay is None:
+                left = max(0.0, deadline - time.monotonic())
+                await self._call(partial(_begin_waiting, conn, left))
+                break
+            await asyncio.sleep(delay)
+        self._hook("begin")
 
     @asynccontextmanager
     async def _locked(self) -> AsyncIterator[sqlite3.Connection]:
@@ -397,6 +459,13 @@ class SQLiteStore:
                 conn.close()
 
         if commit:
+            if self.synchronous == "normal":
+                # No fsync at a WAL commit: microseconds, so no hop.
+                try:
+                    commit_job()
+                except sqlite3.Error as exc:
+                    raise _map_error(exc, self.path) from exc
+                return
             await self._call(commit_job)
             return
         with anyio.CancelScope(shield=True):
@@ -406,7 +475,7 @@ class SQLiteStore:
     async def _immediate(self) -> AsyncIterator[sqlite3.Connection]:
         """An eager ``BEGIN IMMEDIATE`` transaction, for schema work."""
         async with self._locked() as conn:
-            await self._call(partial(conn.execute, "BEGIN IMMEDIATE"))
+            await self._begin(conn)
             try:
                 yield conn
                 await self._finish(conn, commit=True)

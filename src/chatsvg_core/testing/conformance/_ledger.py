@@ -30,6 +30,7 @@ from hypothesis.stateful import (
 from chatsvg_core import ledger as L
 from chatsvg_core.errors import ChatSVGError
 from chatsvg_core.storage import EntryKind, LedgerEntry, Store, StoreTransaction
+from chatsvg_core.storage._spend import read_spend_state, read_spend_state_reference
 from chatsvg_core.testing.conformance._base import ConformanceBase, HostMachine
 
 __all__ = ["LedgerConformance", "check_ledger_invariants"]
@@ -152,6 +153,42 @@ class _Model:
 
 class LedgerConformance(ConformanceBase):
     """The ledger's rules hold on the host's store, step by step and under concurrency."""
+
+    def test_spend_read_matches_the_fine_primitives(self) -> None:
+        """``read_spend_state`` (your ``spend_state``, if any) equals the reference read."""
+        t0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+        day = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
+
+        async def body(store: Store) -> None:
+            async with store.transaction() as tx:
+                await L.grant(tx, "alice", 100, now=t0 - timedelta(days=1))
+                await L.charge(tx, "alice", 7, ref="old", now=t0 - timedelta(days=1))
+                await L.charge(tx, "alice", 5, ref="c1", now=t0)
+                await L.charge(tx, "alice", 3, ref="c2", now=t0)
+                await L.refund(tx, "c2", now=t0)
+                await L.reserve(tx, "alice", 4, ref="r1", now=t0)
+            for owner in ("alice", "nobody"):
+                for kind, other in (
+                    (EntryKind.CHARGE, EntryKind.RESERVE),
+                    (EntryKind.RESERVE, EntryKind.CHARGE),
+                ):
+                    for ref in ("old", "c1", "c2", "r1", "new"):
+                        for window in (None, day):
+                            async with store.transaction() as tx:
+                                got = await read_spend_state(tx, owner, kind, other, ref, window)
+                            async with store.transaction() as tx:
+                                want = await read_spend_state_reference(
+                                    tx, owner, kind, other, ref, window
+                                )
+                            assert got == want, (owner, kind, ref, window, got, want)
+            async with store.transaction() as tx:
+                state = await read_spend_state(
+                    tx, "alice", EntryKind.CHARGE, EntryKind.RESERVE, "c1", day
+                )
+            assert state.exists and state.seen is not None
+            assert (state.seen.amount, state.balance, state.used) == (-5, 84, 9)
+
+        self.run(body)
 
     def test_ledger_state_machine(self) -> None:
         # hypothesis takes any factory here, though newer stubs name only the class.

@@ -1,0 +1,381 @@
+"""Celery as the doorbell: a ``JobQueue`` that sends tasks, and the worker side that runs them.
+
+The store is the source of truth; a Celery message only says "look at job X".
+Duplicates and late deliveries are harmless (the claim is atomic), and a lost
+message is found by the periodic sweep. What Celery must be told, and why:
+
+* at-least-once: ``task_acks_late`` + ``task_reject_on_worker_lost`` (Celery
+  acks before running by default, so a crash would lose the message), and
+  ``worker_prefetch_multiplier=1`` (a worker does not hoard messages other
+  workers could run);
+* a countdown is held by the broker or the worker, unacknowledged: on Redis one
+  longer than the visibility timeout is delivered again and again (kombu#337,
+  celery#2481), on RabbitMQ one longer than ``consumer_timeout`` (30 min by
+  default) kills the channel (celery#6760). Delays above ``max_countdown`` are
+  not sent at all; the sweep announces the job once it is due;
+* recovery (expired leases, refunds) and the sweep run as beat tasks. Both are
+  compare-and-set in the database, so two beats running at once are harmless.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+import os
+import socket
+import threading
+from collections.abc import Callable, Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import anyio.to_thread
+
+from chatsvg_core.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+    from chatsvg_core.engine import SyncEngine
+    from chatsvg_core.generate import Provider
+
+__all__ = [
+    "DEFAULT_MAX_COUNTDOWN",
+    "PROCESS_TASK",
+    "RECOVER_TASK",
+    "SWEEP_TASK",
+    "CeleryQueue",
+    "CeleryWorkers",
+    "setup_celery",
+]
+
+log = logging.getLogger("chatsvg_core.queue.celery")
+
+PROCESS_TASK = "chatsvg_core.process"
+"""The task whose body is ``engine.process(job_id, worker_id)``."""
+RECOVER_TASK = "chatsvg_core.recover"
+"""The beat task that runs ``engine.recover()``."""
+SWEEP_TASK = "chatsvg_core.sweep"
+"""The beat task that runs ``engine.sweep(overdue=...)``."""
+
+DEFAULT_MAX_COUNTDOWN = 600.0
+"""Longest delay handed to the broker (s): well below RabbitMQ's 30 min ``consumer_timeout``
+and the one-hour Redis visibility timeout this module sets."""
+
+# Publishing gives up fast: the job is already safe in the database, and the
+# sweep announces it later; a host's submit must not hang on a broker outage.
+_PUBLISH_RETRY = {
+    "max_retries": 2,
+    "interval_start": 0.0,
+    "interval_step": 0.5,
+    "interval_max": 1.0,
+}
+
+
+def _require_celery() -> None:
+    try:
+        import celery  # noqa: F401
+    except ImportError as exc:
+        raise ConfigurationError(
+            "the Celery adapter needs the 'celery' extra: pip install 'chatsvg-core[celery]'",
+            extra="celery",
+        ) from exc
+
+
+class CeleryQueue:
+    """A :class:`~chatsvg_core.queues.JobQueue` that sends one Celery task per announcement.
+
+    ``enqueue(job_id, delay)`` sends :data:`PROCESS_TASK` with ``countdown=delay``
+    when ``delay <= max_countdown``; a longer delay sends nothing, and the
+    sweep (``Engine.sweep(overdue=...)``) announces the job once it is due.
+    A publish that fails (broker down) is logged and dropped for the same
+    reason: the job is already committed, and the sweep finds it. Publishing
+    is blocking I/O in Celery, so it runs in a worker thread, off the loop.
+    """
+
+    def __init__(
+        self,
+        app: Celery,
+        *,
+        task_name: str = PROCESS_TASK,
+        queue: str | None = None,
+        max_countdown: float = DEFAULT_MAX_COUNTDOWN,
+    ) -> None:
+        if not (math.isfinite(max_countdown) and max_countdown >= 0):
+            raise ConfigurationError("max_countdown must be a finite number of seconds >= 0")
+        self.app = app
+        self.task_name = task_name
+        self.queue = queue
+        self.max_countdown = max_countdown
+        self.dropped = 0
+        """Announcements not sent (delay over the cap, or the broker refused): the sweep's."""
+
+    def send(self, job_id: str, delay: float = 0.0) -> bool:
+        """Publish now, from sync code; ``False`` when left to the sweep."""
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
+        if delay > self.max_countdown:
+            self.dropped += 1
+            return False
+        from kombu.exceptions import KombuError
+
+        try:
+            self.app.send_task(
+                self.task_name,
+                args=(job_id,),
+                countdown=delay or None,
+                queue=self.queue,
+                retry=True,
+                retry_policy=_PUBLISH_RETRY,
+                ignore_result=True,
+            )
+        except (KombuError, OSError) as exc:
+            self.dropped += 1
+            log.warning(
+                "could not publish job %s (left to the sweep): %s",
+                job_id,
+                exc,
+                extra={"job_id": job_id},
+            )
+            return False
+        return True
+
+    async def enqueue(self, job_id: str, *, delay: float = 0.0, attempt: int = 0) -> None:
+        """Announce ``job_id`` ``delay`` seconds from now (see the class docs for the cap).
+
+        ``attempt`` is ignored: Celery does not drop a message for its id.
+        """
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
+        if delay > self.max_countdown:
+            self.dropped += 1
+            return
+        await anyio.to_thread.run_sync(functools.partial(self.send, job_id, delay))
+
+
+class CeleryWorkers:
+    """What :func:`setup_celery` made: the queue, the tasks and each process's engine.
+
+    ``engine()`` is this process's :class:`~chatsvg_core.engine.SyncEngine`,
+    opened on first use (in a prefork child, at ``worker_process_init``) and
+    shared by every task thread of the process: one event loop and one
+    connection pool per process, never ``asyncio.run`` per task.
+    """
+
+    def __init__(
+        self,
+        app: Celery,
+        queue: CeleryQueue,
+        open_engine: Callable[[CeleryQueue], SyncEngine],
+        *,
+        overdue: float,
+    ) -> None:
+        self.app = app
+        self.queue = queue
+        self.overdue = overdue
+        self._open_engine = open_engine
+        self._lock = threading.Lock()
+        self._engine: SyncEngine | None = None
+        self._pid: int | None = None
+
+    def engine(self) -> SyncEngine:
+        """This process's engine (opened once per process, again after ``fork``)."""
+        with self._lock:
+            if self._engine is None or self._pid != os.getpid():
+                # A forked child must not use its parent's connections: open its own.
+                self._engine = self._open_engine(self.queue)
+                self._pid = os.getpid()
+            return self._engine
+
+    def close(self) -> None:
+        """Close this process's engine, if it opened one."""
+        with self._lock:
+            engine, self._engine = self._engine, None
+            if engine is not None and self._pid == os.getpid():
+                engine.close()
+
+    @staticmethod
+    def worker_id() -> str:
+        """``celery@host:pid:thread``: a label for events and the job row (tokens fence)."""
+        return f"celery@{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+    def maintain(self, every: float, stop: threading.Event) -> threading.Thread:
+        """Run ``recover`` + ``sweep`` every ``every`` s on a daemon thread until ``stop``.
+
+        The beat's work without a beat process (Celery's ``-B`` does not run
+        under gevent). Safe beside a beat and in every worker: both passes
+        are compare-and-set in the database.
+        """
+
+        def loop() -> None:
+            while not stop.wait(every):
+                try:
+                    self.recover()
+                    self.sweep()
+                except Exception:  # a store or broker outage: try again next period
+                    log.warning("recovery pass failed; retrying in %.0f s", every, exc_info=True)
+
+        thread = threading.Thread(target=loop, name="chatsvg-maintain", daemon=True)
+        thread.start()
+        return thread
+
+    def process(self, job_id: str) -> str | None:
+        """The task body: one attempt of ``job_id``; the status it left, or ``None``."""
+        job = self.engine().process(job_id, self.worker_id())
+        return None if job is None else job.status.value
+
+    def recover(self) -> dict[str, int]:
+        """The recovery beat task's body."""
+        report = self.engine().recover()
+        return {
+            "requeued": len(report.requeued),
+            "failed": len(report.failed),
+            "refunded": len(report.refunded),
+        }
+
+    def sweep(self) -> int:
+        """The sweep beat task's body: announce jobs overdue by ``overdue`` seconds."""
+        return self.engine().sweep(overdue=self.overdue)
+
+
+def setup_celery(
+    app: Celery,
+    database_url: str,
+    *,
+    provider: Provider | Callable[[], Provider],
+    queue: str | None = None,
+    recover_every: float = 30.0,
+    sweep_every: float = 30.0,
+    overdue: float | None = None,
+    max_countdown: float = DEFAULT_MAX_COUNTDOWN,
+    visibility_timeout: float = 3600.0,
+    storage_options: Mapping[str, Any] | None = None,
+    **engine_options: Any,
+) -> CeleryWorkers:
+    """Configure ``app`` for chatsvg jobs and register the process, recover and sweep tasks.
+
+    Args:
+        app: the host's Celery app (its broker: ``redis://`` or ``amqp://``).
+        database_url: the store every worker opens (``postgresql://...``).
+        provider: the model provider, or a callable making one per process.
+        queue: the Celery queue the tasks go to (default: Celery's default).
+        recover_every: the recovery beat's period in seconds.
+        sweep_every: the sweep beat's period in seconds.
+        overdue: the sweep re-announces QUEUED jobs due this long ago
+            (default: ``sweep_every``); shorter re-announces jobs that are
+            merely waiting in a busy queue (harmless, but extra messages).
+        max_countdown: the longest delay handed to the broker (see
+            :class:`CeleryQueue`); must stay below ``visibility_timeout``.
+        visibility_timeout: the Redis transport's redelivery timeout; longer
+            than any job can run (a lease times its attempts).
+        storage_options: options for
+            :func:`~chatsvg_core.storage.open_storage`.
+        **engine_options: options for the :class:`~chatsvg_core.engine.Engine`
+            (``lease=``, ``policy=``...), through
+            :meth:`~chatsvg_core.engine.SyncEngine.open`.
+
+    Sets ``task_acks_late``, ``task_reject_on_worker_lost``,
+    ``worker_prefetch_multiplier=1``, the visibility timeout and two beat
+    entries; run ``celery -A yourapp worker --pool gevent`` and one
+    ``celery -A yourapp beat`` (two are harmless). The host API process uses
+    ``workers.queue`` as the engine's queue to submit.
+    """
+    _require_celery()
+    from celery import signals
+
+    if not 0 < max_countdown < visibility_timeout:
+        raise ConfigurationError(
+            "max_countdown must be positive and below the visibility timeout, "
+            "or Redis delivers a delayed task again and again",
+            max_countdown=max_countdown,
+            visibility_timeout=visibility_timeout,
+        )
+    if recover_every <= 0 or sweep_every <= 0:
+        raise ConfigurationError("recover_every and sweep_every must be positive")
+    lease = engine_options.get("lease")
+    if isinstance(lease, timedelta) and lease.total_seconds() >= visibility_timeout:
+        raise ConfigurationError(
+            "the lease must be shorter than the visibility timeout",
+            lease=lease.total_seconds(),
+            visibility_timeout=visibility_timeout,
+        )
+    transport = dict(app.conf.broker_transport_options or {})
+    transport["visibility_timeout"] = visibility_timeout
+    route = {"queue": queue} if queue else {}
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        broker_transport_options=transport,
+        # On a lost broker connection keep running jobs: their messages come
+        # back and the duplicate is refused by the claim, while the running
+        # attempt still finishes (cancelling it would waste a model call).
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        broker_connection_retry_on_startup=True,
+        task_ignore_result=True,
+        beat_schedule={
+            **(app.conf.beat_schedule or {}),
+            "chatsvg-recover": {
+                "task": RECOVER_TASK,
+                "schedule": recover_every,
+                "options": {**route, "expires": recover_every},
+            },
+            "chatsvg-sweep": {
+                "task": SWEEP_TASK,
+                "schedule": sweep_every,
+                "options": {**route, "expires": sweep_every},
+            },
+        },
+    )
+    if queue:
+        app.conf.task_routes = {
+            **dict(app.conf.task_routes or {}),
+            PROCESS_TASK: route,
+            RECOVER_TASK: route,
+            SWEEP_TASK: route,
+        }
+    celery_queue = CeleryQueue(app, queue=queue, max_countdown=max_countdown)
+
+    def open_engine(q: CeleryQueue) -> SyncEngine:
+        from chatsvg_core.engine import SyncEngine
+
+        return SyncEngine.open(
+            database_url,
+            provider=provider,
+            queue=q,
+            storage_options=storage_options,
+            **engine_options,
+        )
+
+    workers = CeleryWorkers(
+        app, celery_queue, open_engine, overdue=sweep_every if overdue is None else overdue
+    )
+
+    # Plain functions, not bound methods: Celery checks a call's arguments
+    # against the function's own signature.
+    def process(job_id: str) -> str | None:
+        return workers.process(job_id)
+
+    def recover() -> dict[str, int]:
+        return workers.recover()
+
+    def sweep() -> int:
+        return workers.sweep()
+
+    app.task(name=PROCESS_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)(
+        process
+    )
+    app.task(name=RECOVER_TASK, ignore_result=True)(recover)
+    app.task(name=SWEEP_TASK, ignore_result=True)(sweep)
+
+    def on_process_init(**_: Any) -> None:
+        # A prefork child opens its own engine before its first task.
+        workers.engine()
+
+    def on_shutdown(**_: Any) -> None:
+        workers.close()
+
+    signals.worker_process_init.connect(on_process_init, weak=False)
+    signals.worker_process_shutdown.connect(on_shutdown, weak=False)
+    signals.worker_shutdown.connect(on_shutdown, weak=False)
+    return workers

@@ -1,0 +1,234 @@
+"""The Celery adapter: what it publishes, what it refuses, and workers on real brokers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+from celery import Celery
+
+from chatsvg_core.engine import Engine
+from chatsvg_core.errors import ConfigurationError
+from chatsvg_core.generate import OfflineSketchProvider
+from chatsvg_core.ledger import Ledger
+from chatsvg_core.queues import PROCESS_TASK, CeleryQueue, JobQueue, setup_celery
+from chatsvg_core.storage.postgres import PostgresStore
+
+from ._celery_chaos import ChaosReport, celery_chaos, spare_port
+
+
+def _redis_db(redis_url: str, db: int) -> str:
+    # This engineer's Redis dbs are 1-3; db 0 belongs to nobody's tests in particular.
+    return redis_url.rsplit("/", 1)[0] + f"/{db}"
+
+
+def test_setup_refuses_a_countdown_the_broker_would_redeliver() -> None:
+    app = Celery("t", broker="memory://")
+    with pytest.raises(ConfigurationError, match="visibility timeout"):
+        setup_celery(
+            app,
+            "memory://",
+            provider=OfflineSketchProvider,
+            max_countdown=4000,
+            visibility_timeout=3600,
+        )
+    with pytest.raises(ConfigurationError, match="lease"):
+        setup_celery(
+            app,
+            "memory://",
+            provider=OfflineSketchProvider,
+            visibility_timeout=60,
+            max_countdown=30,
+            lease=timedelta(minutes=5),
+        )
+
+
+def test_setup_sets_at_least_once_delivery_and_the_beat() -> None:
+    app = Celery("t", broker="memory://")
+    workers = setup_celery(app, "memory://", provider=OfflineSketchProvider, queue="gen")
+    conf = app.conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] == 3600
+    assert {e["task"] for e in conf.beat_schedule.values()} == {
+        "chatsvg_core.recover",
+        "chatsvg_core.sweep",
+    }
+    assert isinstance(workers.queue, JobQueue)
+    assert app.tasks[PROCESS_TASK].acks_late
+
+
+@pytest.mark.redis
+async def test_enqueue_sends_a_countdown_and_leaves_long_delays_to_the_sweep(
+    redis_url: str,
+) -> None:
+    import redis
+
+    url = _redis_db(redis_url, 1)
+    queue_name = f"chatsvg-t-{secrets.token_hex(4)}"
+    app = Celery("t", broker=url)
+    queue = CeleryQueue(app, queue=queue_name, max_countdown=60)
+    client = redis.Redis.from_url(url)
+    try:
+        await queue.enqueue("job-now")
+        await queue.enqueue("job-soon", delay=30)
+        await queue.enqueue("job-later", delay=61)  # over the cap: not sent
+        with pytest.raises(ValueError, match="finite"):
+            await queue.enqueue("bad", delay=float("inf"))
+        messages = [json.loads(m) for m in client.lrange(queue_name, 0, -1)]
+        sent = {m["headers"]["argsrepr"]: m["headers"].get("eta") for m in messages}
+        assert set(sent) == {"('job-now',)", "('job-soon',)"}
+        assert sent["('job-now',)"] is None
+        assert sent["('job-soon',)"] is not None
+        assert {m["headers"]["task"] for m in messages} == {PROCESS_TASK}
+        assert queue.dropped == 1
+    finally:
+        client.delete(queue_name)
+        client.close()
+
+
+async def test_a_broker_outage_does_not_fail_the_submit() -> None:
+    # Nothing listens on this port: the publish fails fast and is left to the sweep.
+    app = Celery("t", broker=f"redis://127.0.0.1:{spare_port()}/1")
+    app.conf.broker_connection_timeout = 0.5
+    queue = CeleryQueue(app)
+    await queue.enqueue("job-1")
+    assert queue.dropped == 1
+
+
+@pytest.mark.postgres
+async def test_two_recovery_passes_at_once_take_each_job_once(postgres_url: str) -> None:
+    # Two beats run recover() at the same moment over the same expired leases.
+    schema = f"chatsvg_beat_{secrets.token_hex(4)}"
+    stores = [
+        await PostgresStore.open(postgres_url, schema=schema, min_size=1, max_size=2)
+        for _ in range(2)
+    ]
+    try:
+        lease = timedelta(seconds=30)
+        engines = [Engine(s, None, OfflineSketchProvider(), lease=lease) for s in stores]
+        await Ledger(stores[0]).grant("alice", 1000)
+        ids = []
+        for i in range(40):
+            job = (await engines[0].submit("alice", None, {"prompt": f"a cat {i}"})).job
+            ids.append(job.id)
+        for _ in range(40):
+            # Claim (and charge) every job, then "die": the leases lapse. Half are on
+            # their last attempt, so recovery fails and refunds them.
+            claimed = await engines[0]._claim_and_charge(None, "dead")
+            assert claimed is not None
+        async with stores[0].transaction() as tx:
+            for job_id in ids[:20]:
+                await tx._exec(  # type: ignore[attr-defined]
+                    "UPDATE chatsvg_jobs SET max_attempts = 1 WHERE id = ?", (job_id,)
+                )
+        later = engines[0].clock.now() + 2 * lease
+        reports = await asyncio.gather(*(e.recover(now=later) for e in engines * 2))
+        requeued = [j for r in reports for j in r.requeued]
+        failed = [j for r in reports for j in r.failed]
+        refunded = [j for r in reports for j in r.refunded]
+        assert sorted(requeued) == sorted(ids[20:])
+        assert sorted(failed) == sorted(ids[:20])
+        assert sorted(refunded) == sorted(ids[:20])
+        async with stores[0].transaction() as tx:
+            entries = await tx.entries("alice", limit=1000)
+        kinds = [e.kind.value for e in entries]
+        assert kinds.count("charge") == 40
+        assert kinds.count("refund") == 20
+    finally:
+        for s in stores:
+            await s.aclose()
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _check(report: ChaosReport) -> None:
+    print(f"\n{report}")
+    assert report.violations == []
+    assert report.kills > 0, "the run killed nobody: it proved nothing"
+    assert report.broker_outages == 1
+    assert sum(report.statuses.values()) == report.jobs
+    assert report.statuses["succeeded"] > 0
+    assert report.statuses["failed"] > 0  # the permanent faults and the poor owner
+    assert report.statuses["queued"] == report.statuses["running"] == 0
+
+
+CHAOS: dict[str, Any] = {"jobs": 60, "workers": 4, "concurrency": 8, "kill_every": 3.0}
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_celery_on_its_own_redis_survives_kills_and_an_outage(postgres_url: str) -> None:
+    report = await celery_chaos(broker="redis", postgres_url=postgres_url, seed=1, **CHAOS)
+    _check(report)
+
+
+@pytest.mark.postgres
+@pytest.mark.amqp
+async def test_celery_on_rabbitmq_survives_kills_and_a_cut_link(
+    postgres_url: str, amqp_url: str
+) -> None:
+    report = await celery_chaos(
+        broker="amqp", postgres_url=postgres_url, amqp_url=amqp_url, seed=2, **CHAOS
+    )
+    _check(report)
+
+
+def _how_to_module() -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "queues" / "celery.md").read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.redis
+def test_the_how_to_example_runs_as_written(tmp_path: Path, redis_url: str) -> None:
+    # The page's module, a real worker with its embedded beat, jobs submitted
+    # through web_engine(): what a host following the page gets.
+    import redis
+
+    (tmp_path / "chatsvg_tasks.py").write_text(_how_to_module())
+    broker = _redis_db(redis_url, 3)
+    redis.Redis.from_url(broker).delete("celery")
+    env = {
+        **os.environ,
+        "CHATSVG_DATABASE_URL": f"sqlite:///{tmp_path}/howto.db",
+        "CHATSVG_BROKER_URL": broker,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path("src").resolve())]),
+    }
+    cmd = [sys.executable, "-m", "celery", "-A", "chatsvg_tasks", "worker", "--pool", "gevent"]
+    cmd += ["--concurrency", "20", "--without-mingle", "--without-gossip", "-l", "ERROR"]
+    worker = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    beat = [sys.executable, "-m", "celery", "-A", "chatsvg_tasks", "beat", "-l", "ERROR"]
+    beater = subprocess.Popen([*beat, "-s", str(tmp_path / "schedule")], env=env, cwd=tmp_path)
+    code = (
+        "import time, chatsvg_tasks as t\n"
+        "from chatsvg_core import SyncLedger\n"
+        "e = t.web_engine()\n"
+        "SyncLedger(e.store).grant('u', 50)\n"
+        "ids = [e.submit('u', f'k{i}', {'prompt': f'a lighthouse {i}'}).job.id for i in range(5)]\n"
+        "deadline = time.monotonic() + 60\n"
+        "while time.monotonic() < deadline and any(not e.get(i).terminal for i in ids):\n"
+        "    time.sleep(0.2)\n"
+        "print(sorted({e.get(i).status.value for i in ids}))\n"
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert out.stdout.strip() == "['succeeded']", out.stderr[-2000:]
+    finally:
+        beater.terminate()
+        beater.wait(timeout=30)
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+        redis.Redis.from_url(broker).delete("celery")
+    assert worker.returncode == 0, err.decode()[-2000:]
