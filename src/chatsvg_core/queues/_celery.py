@@ -239,7 +239,8 @@ def setup_celery(
         database_url: the store every worker opens (``postgresql://...``).
         provider: the model provider, or a callable making one per process.
         queue: the Celery queue the tasks go to (default: Celery's default).
-        recover_every, sweep_every: beat intervals in seconds.
+        recover_every: beat interval of ``recover()``, in seconds.
+        sweep_every: beat interval of ``sweep()``, in seconds.
         overdue: the sweep re-announces QUEUED jobs due this long ago
             (default: ``sweep_every``); shorter re-announces jobs that are
             merely waiting in a busy queue (harmless, but extra messages).
@@ -247,9 +248,9 @@ def setup_celery(
             :class:`CeleryQueue`); must stay below ``visibility_timeout``.
         visibility_timeout: the Redis transport's redelivery timeout; longer
             than any job can run (a lease times its attempts).
-        storage_options, engine_options: for
-            :meth:`~chatsvg_core.engine.SyncEngine.open` (``lease=``,
-            ``policy=``...).
+        storage_options: for :meth:`~chatsvg_core.engine.SyncEngine.open`.
+        engine_options: for :meth:`~chatsvg_core.engine.SyncEngine.open`
+            (``lease=``, ``policy=``...).
 
     Sets ``task_acks_late``, ``task_reject_on_worker_lost``,
     ``worker_prefetch_multiplier=1``, the visibility timeout and two beat
