@@ -40,7 +40,14 @@ from bench_sanitize_peers import CORPUS, SIZES, synthetic_svg  # noqa: E402
 from chatsvg_core.sanitize import SanitizePolicy, sanitize_svg  # noqa: E402
 
 MEMORY_PROBE = """
-import resource, sys
+import sys
+
+def peak():
+    # VmHWM, not ru_maxrss: a child's ru_maxrss keeps the parent's peak across exec.
+    for line in open('/proc/self/status'):
+        if line.startswith('VmHWM:'):
+            return int(line.split()[1]) / 1024
+
 data = open(sys.argv[2], 'rb').read()
 which = sys.argv[1]
 if which == 'chatsvg':
@@ -52,10 +59,9 @@ else:
     def run(d):
         return etree.tostring(etree.fromstring(d, etree.XMLParser(huge_tree=False)))
 run(b'<svg xmlns="http://www.w3.org/2000/svg"><rect/></svg>')
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak()
 out = run(data)
-after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-print((after - before) / 1024)
+print(peak() - before)
 """
 
 

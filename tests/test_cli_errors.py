@@ -151,8 +151,9 @@ def test_arbitrary_argument_lists_never_show_a_traceback(
     command: str,
     args: list[str],
 ) -> None:
-    if command == "worker" and "--help" not in args:
-        args = [*args, "--once"]  # a worker without it serves forever
+    if command == "worker":
+        # A worker without --once serves forever; first, so no option takes it as its value.
+        args = ["--once", *args]
     with tempfile.TemporaryDirectory() as tmp:
         monkeypatch.chdir(tmp)
         monkeypatch.setenv("CHATSVG_HOME", str(Path(tmp) / "data"))

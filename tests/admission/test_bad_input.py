@@ -145,6 +145,11 @@ def test_sanitizer_accepts_only_typed_errors(value: object) -> None:
     for fn in (Sanitizer().sanitize, sanitize_svg):
         with contextlib.suppress(ChatSVGError):
             fn(value)  # type: ignore[arg-type]
+    if value is not None:  # None means the default policy
+        with contextlib.suppress(ChatSVGError):
+            sanitize_svg('<svg xmlns="http://www.w3.org/2000/svg"/>', policy=value)  # type: ignore[arg-type]
+        with contextlib.suppress(ChatSVGError):
+            Sanitizer(value)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(

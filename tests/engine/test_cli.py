@@ -269,6 +269,39 @@ def test_ctrl_c_says_what_became_of_the_job_and_its_credits(home: Path) -> None:
     assert not (home / "x.svg").exists()
 
 
+async def test_progress_is_never_silent_off_a_terminal() -> None:
+    """Piped output gets a 'still waiting' line with state, attempt and wait every `every` s."""
+    import asyncio
+    import io
+    from datetime import UTC, datetime
+
+    from chatsvg_core.cli._progress import Progress
+    from chatsvg_core.engine import EngineEvent, EventKind
+
+    out = io.StringIO()
+    progress = Progress(out=out, every=0.3, provider="the model (slow)", max_attempts=3)
+    progress.watch = "j1"
+
+    def event(kind: EventKind, **fields: object) -> EngineEvent:
+        return EngineEvent(
+            kind=kind, job_id="j1", owner="o", at=datetime.now(UTC), attempt=1, fields=fields
+        )
+
+    progress(event(EventKind.CLAIMED, worker_id="cli"))
+    progress(event(EventKind.CHARGED, amount=2))
+    progress.start()
+    await asyncio.sleep(1.6)
+    await progress.stop()
+    lines = out.getvalue().splitlines()
+    assert "charged 2 credits; waiting for the model (slow)" in lines[1]
+    waiting = [line for line in lines if line.strip().startswith("waiting")]
+    assert len(waiting) >= 2
+    assert "running, attempt 1/3" in waiting[0]
+    assert waiting[0].endswith("waiting for the model (slow)")
+    progress(event(EventKind.SUCCEEDED))
+    assert progress.done.is_set()
+
+
 def test_show_answer_and_provider_flags_against_a_server(
     home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

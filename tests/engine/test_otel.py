@@ -285,23 +285,31 @@ def test_the_library_is_silent_unless_the_host_configures_logging(tmp_path: Path
     assert proc.stderr == ""
 
 
-async def test_a_version_1_database_migrates_and_keeps_its_jobs(tmp_path: Path) -> None:
+async def test_a_version_1_database_migrates_and_keeps_its_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import chatsvg_core.storage.sqlite as sqlite_backend
     from chatsvg_core.errors import IncompatibleStorage
+    from chatsvg_core.storage._sql import migrations
 
     path = tmp_path / "v1.sqlite"
+    # A database as a deploy of schema version 1 left it, with a job in it.
+    monkeypatch.setattr(sqlite_backend, "migrations", lambda dialect: migrations(dialect)[:1])
     store = await open_storage(f"sqlite:///{path}")
-    await Ledger(store).grant("ed", 5)
-    job = (await Engine(store, None, ScriptedProvider()).submit("ed", None, {"prompt": "a"})).job
     await store.aclose()
-    with sqlite3.connect(path) as conn:  # back to schema version 1, as an old deploy left it
-        conn.execute("ALTER TABLE chatsvg_jobs DROP COLUMN trace_context")
-        conn.execute("DELETE FROM chatsvg_schema_version WHERE version > 1")
+    monkeypatch.undo()
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "INSERT INTO chatsvg_jobs (id, owner, status, attempt, max_attempts, run_at, "
+            "request, request_hash, version, created_at, updated_at) "
+            "VALUES ('old-job', 'ed', 'queued', 0, 3, 0, '{\"prompt\":\"a\"}', 'h', 0, 0, 0)"
+        )
     with pytest.raises(IncompatibleStorage, match="version 1"):
         await open_storage(f"sqlite:///{path}", migrate=False)
     store = await open_storage(f"sqlite:///{path}")
     async with store.transaction() as tx:
-        again = await tx.get_job(job.id)
+        again = await tx.get_job("old-job")
     assert again is not None
     assert again.trace_context is None
-    assert again.request == job.request
+    assert again.request == {"prompt": "a"}
     await store.aclose()

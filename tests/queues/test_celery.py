@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import secrets
+import signal
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -177,3 +182,53 @@ async def test_celery_on_rabbitmq_survives_kills_and_a_cut_link(
         broker="amqp", postgres_url=postgres_url, amqp_url=amqp_url, seed=2, **CHAOS
     )
     _check(report)
+
+
+def _how_to_module() -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "queues" / "celery.md").read_text()
+    return text.split("```python\n", 1)[1].split("```", 1)[0]
+
+
+@pytest.mark.redis
+def test_the_how_to_example_runs_as_written(tmp_path: Path, redis_url: str) -> None:
+    # The page's module, a real worker with its embedded beat, jobs submitted
+    # through web_engine(): what a host following the page gets.
+    import redis
+
+    (tmp_path / "chatsvg_tasks.py").write_text(_how_to_module())
+    broker = _redis_db(redis_url, 3)
+    redis.Redis.from_url(broker).delete("celery")
+    env = {
+        **os.environ,
+        "CHATSVG_DATABASE_URL": f"sqlite:///{tmp_path}/howto.db",
+        "CHATSVG_BROKER_URL": broker,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path("src").resolve())]),
+    }
+    cmd = [sys.executable, "-m", "celery", "-A", "chatsvg_tasks", "worker", "--pool", "gevent"]
+    cmd += ["--concurrency", "20", "--without-mingle", "--without-gossip", "-l", "ERROR"]
+    worker = subprocess.Popen(cmd, env=env, cwd=tmp_path, stderr=subprocess.PIPE)
+    beat = [sys.executable, "-m", "celery", "-A", "chatsvg_tasks", "beat", "-l", "ERROR"]
+    beater = subprocess.Popen([*beat, "-s", str(tmp_path / "schedule")], env=env, cwd=tmp_path)
+    code = (
+        "import time, chatsvg_tasks as t\n"
+        "from chatsvg_core import SyncLedger\n"
+        "e = t.web_engine()\n"
+        "SyncLedger(e.store).grant('u', 50)\n"
+        "ids = [e.submit('u', f'k{i}', {'prompt': f'a lighthouse {i}'}).job.id for i in range(5)]\n"
+        "deadline = time.monotonic() + 60\n"
+        "while time.monotonic() < deadline and any(not e.get(i).terminal for i in ids):\n"
+        "    time.sleep(0.2)\n"
+        "print(sorted({e.get(i).status.value for i in ids}))\n"
+    )
+    try:
+        out = subprocess.run(
+            [sys.executable, "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True
+        )
+        assert out.stdout.strip() == "['succeeded']", out.stderr[-2000:]
+    finally:
+        beater.terminate()
+        beater.wait(timeout=30)
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+        redis.Redis.from_url(broker).delete("celery")
+    assert worker.returncode == 0, err.decode()[-2000:]

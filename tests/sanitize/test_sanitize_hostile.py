@@ -283,8 +283,11 @@ def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: 
         "<style>rect{font-family:'@font-face'}</style><rect/>",
         '<rect style="font-family:&quot;url(javascript:x)&quot;"/>',
         '<text font-family="&quot;url(x)&quot;">a</text>',
+        # Found by the fuzzer: a fragment, whatever follows its ``#``.
+        '<g id="g"><rect/></g><use href="#gjavascript:"/>',
         # Found by the fuzzer: a dimension ``2¬url`` and a bracket, not a url().
         '<style>rect{fill:rgb(1,2\u00acurl("http://x"))}</style><rect/>',
+        '<style>rect{fill:rgb(1,2\u00acurl("javascript:x"))}</style><rect/>',
     ],
 )
 def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:

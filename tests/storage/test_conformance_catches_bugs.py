@@ -7,9 +7,10 @@ the protocol broken, the way a hand-written backend might break it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from hypothesis import HealthCheck, Phase, settings
 
 from chatsvg_core.jobs import Job, JobStatus
 from chatsvg_core.storage import EntryKind, LedgerEntry, MemoryStore, Store, StoreTransaction
+from chatsvg_core.storage._spend import SpendState, read_spend_state_reference
 from chatsvg_core.storage.memory import _MemoryTransaction
 from chatsvg_core.testing.conformance import StoreConformance
 
@@ -50,6 +52,55 @@ class _DueIgnoredTx(_MemoryTransaction):
 class _LeaseNeverExpiresTx(_MemoryTransaction):
     async def expired_jobs(self, now: datetime, *, limit: int) -> Sequence[Job]:
         return []
+
+
+class _HeartbeatShortensTx(_MemoryTransaction):
+    async def extend_leases(
+        self, leases: Mapping[str, int], *, now: datetime, lease: timedelta
+    ) -> set[str]:
+        kept = set()
+        for job_id, token in leases.items():
+            job = await self.get_job(job_id, for_update=True)
+            if job is None or job.status is not JobStatus.RUNNING or job.lease_token != token:
+                continue
+            # Sets the lease to now + lease even when it was longer.
+            new = job.evolve(lease_expires_at=now + lease, version=job.version + 1, updated_at=now)
+            await self.update_job(new, expected_version=job.version)
+            kept.add(job_id)
+        return kept
+
+
+class _HeartbeatIgnoresTokenTx(_MemoryTransaction):
+    async def extend_leases(
+        self, leases: Mapping[str, int], *, now: datetime, lease: timedelta
+    ) -> set[str]:
+        kept = set()
+        for job_id in leases:
+            job = await self.get_job(job_id, for_update=True)
+            if job is None or job.status is not JobStatus.RUNNING:
+                continue
+            current = job.lease_expires_at or now
+            new = job.evolve(
+                lease_expires_at=max(now + lease, current),
+                version=job.version + 1,
+                updated_at=now,
+            )
+            await self.update_job(new, expected_version=job.version)
+            kept.add(job_id)
+        return kept
+
+
+class _SpendReadStaleBalanceTx(_MemoryTransaction):
+    async def spend_state(
+        self,
+        owner: str,
+        kind: EntryKind,
+        other: EntryKind,
+        ref: str,
+        window: tuple[datetime, datetime] | None,
+    ) -> SpendState:
+        state = await read_spend_state_reference(self, owner, kind, other, ref, window)
+        return replace(state, balance=state.balance + 1)  # off by one credit
 
 
 def _store_with(tx_class: type[_MemoryTransaction]) -> type[MemoryStore]:
@@ -108,6 +159,11 @@ CASES = [
     (_store_with(_LeaseNeverExpiresTx), "test_workers_claim_one_queue_without_overlap"),
     (_store_with(_LeaseNeverExpiresTx), "test_job_state_machine"),
     (_RollbackKeepsWrites, "test_rollback_discards_every_write"),
+    (_store_with(_HeartbeatShortensTx), "test_batched_heartbeat_matches_one_by_one"),
+    (_store_with(_HeartbeatIgnoresTokenTx), "test_batched_heartbeat_matches_one_by_one"),
+    (_store_with(_HeartbeatIgnoresTokenTx), "test_job_state_machine"),
+    (_store_with(_SpendReadStaleBalanceTx), "test_spend_read_matches_the_fine_primitives"),
+    (_store_with(_SpendReadStaleBalanceTx), "test_ledger_state_machine"),
 ]
 
 

@@ -85,7 +85,7 @@ class Progress:
 
     async def _tick(self) -> None:
         while True:
-            await asyncio.sleep(0.5 if self._status is not None else 1.0)
+            await asyncio.sleep(0.5 if self._status is not None else min(1.0, self.every))
             if self._status is not None:
                 self._status.update(self.summary())
             elif time.monotonic() - self._last_line >= self.every:

@@ -32,7 +32,7 @@ class LeaseKeeper:
     set if the lease is found lost; ``release(job_id)`` forgets it (before the
     job's final write, so a batch that races with the completion does not
     report the finished job as lost). The keeper's task runs while at least
-    one lease is held and ends by itself when none is.
+    one lease is held and ends when the last one is released.
 
     A storage error in one round is logged and the next round tries again:
     the lease is three intervals long by default, so one failed round costs
@@ -66,8 +66,16 @@ class LeaseKeeper:
         return lost
 
     def release(self, job_id: str) -> None:
-        """Stop keeping ``job_id``'s lease (its worker is about to write its outcome)."""
+        """Stop keeping ``job_id``'s lease (its worker is about to write its outcome).
+
+        With no lease left the keeper's task ends now rather than after its
+        current sleep, so no task outlives the last job (a loop that closes
+        next finds nothing pending).
+        """
         self._held.pop(job_id, None)
+        if not self._held and self._task is not None:
+            self._task.cancel()
+            self._task = None
 
     async def aclose(self) -> None:
         """Stop the keeper's task (the leases it held simply stop being extended)."""

@@ -199,6 +199,26 @@ class CeleryWorkers:
         """``celery@host:pid:thread``: a label for events and the job row (tokens fence)."""
         return f"celery@{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
 
+    def maintain(self, every: float, stop: threading.Event) -> threading.Thread:
+        """Run ``recover`` + ``sweep`` every ``every`` s on a daemon thread until ``stop``.
+
+        The beat's work without a beat process (Celery's ``-B`` does not run
+        under gevent). Safe beside a beat and in every worker: both passes
+        are compare-and-set in the database.
+        """
+
+        def loop() -> None:
+            while not stop.wait(every):
+                try:
+                    self.recover()
+                    self.sweep()
+                except Exception:  # a store or broker outage: try again next period
+                    log.warning("recovery pass failed; retrying in %.0f s", every, exc_info=True)
+
+        thread = threading.Thread(target=loop, name="chatsvg-maintain", daemon=True)
+        thread.start()
+        return thread
+
     def process(self, job_id: str) -> str | None:
         """The task body: one attempt of ``job_id``; the status it left, or ``None``."""
         job = self.engine().process(job_id, self.worker_id())
@@ -239,8 +259,8 @@ def setup_celery(
         database_url: the store every worker opens (``postgresql://...``).
         provider: the model provider, or a callable making one per process.
         queue: the Celery queue the tasks go to (default: Celery's default).
-        recover_every: beat interval of ``recover()``, in seconds.
-        sweep_every: beat interval of ``sweep()``, in seconds.
+        recover_every: the recovery beat's period in seconds.
+        sweep_every: the sweep beat's period in seconds.
         overdue: the sweep re-announces QUEUED jobs due this long ago
             (default: ``sweep_every``); shorter re-announces jobs that are
             merely waiting in a busy queue (harmless, but extra messages).
@@ -248,13 +268,15 @@ def setup_celery(
             :class:`CeleryQueue`); must stay below ``visibility_timeout``.
         visibility_timeout: the Redis transport's redelivery timeout; longer
             than any job can run (a lease times its attempts).
-        storage_options: for :meth:`~chatsvg_core.engine.SyncEngine.open`.
-        engine_options: for :meth:`~chatsvg_core.engine.SyncEngine.open`
-            (``lease=``, ``policy=``...).
+        storage_options: options for
+            :func:`~chatsvg_core.storage.open_storage`.
+        **engine_options: options for the :class:`~chatsvg_core.engine.Engine`
+            (``lease=``, ``policy=``...), through
+            :meth:`~chatsvg_core.engine.SyncEngine.open`.
 
     Sets ``task_acks_late``, ``task_reject_on_worker_lost``,
     ``worker_prefetch_multiplier=1``, the visibility timeout and two beat
-    entries; run ``celery -A yourapp worker --pool threads`` and one
+    entries; run ``celery -A yourapp worker --pool gevent`` and one
     ``celery -A yourapp beat`` (two are harmless). The host API process uses
     ``workers.queue`` as the engine's queue to submit.
     """

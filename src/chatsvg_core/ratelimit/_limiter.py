@@ -86,8 +86,10 @@ class SubmitRateLimit:
             raise ConfigurationError("a rate-limit storage URL looks like redis://host:6379/0")
         scheme = url.split("://", 1)[0]
         uri = url if scheme.startswith("async+") else f"async+{url}"
+        # redis-py's asyncio client (the `ratelimit` extra), not limits' default coredis.
+        client = {"implementation": "redispy"} if "redis" in scheme else {}
         try:
-            storage = storage_from_string(uri)
+            storage = storage_from_string(uri, **client)
         except Exception as exc:  # limits raises ConfigurationError/ImportError of its own
             raise ConfigurationError(
                 f"no rate-limit storage for {scheme}:// ({exc})", scheme=scheme

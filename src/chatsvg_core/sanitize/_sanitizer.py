@@ -9,6 +9,7 @@ from typing import Any, cast
 
 from lxml import etree
 
+from chatsvg_core.errors import ConfigurationError
 from chatsvg_core.sanitize import _tables as t
 from chatsvg_core.sanitize._budget import Budget
 from chatsvg_core.sanitize._css import CssIssue, CssSanitizer
@@ -187,6 +188,12 @@ class Sanitizer:
     """
 
     def __init__(self, policy: SanitizePolicy | None = None) -> None:
+        if policy is not None and not isinstance(policy, SanitizePolicy):
+            raise ConfigurationError(
+                f"a sanitizer policy is a SanitizePolicy, not {type(policy).__name__} "
+                "(for a preset: SanitizePolicy.preset(name))",
+                option="policy",
+            )
         self.policy = policy if policy is not None else SanitizePolicy.default()
         p = self.policy
         elements = p.elements
@@ -265,6 +272,8 @@ class Sanitizer:
         global _LAST
         if policy is None:
             policy = SanitizePolicy.default()
+        elif not isinstance(policy, SanitizePolicy):
+            return cls(policy)  # raises ConfigurationError, naming the mistake
         last = _LAST
         if last is not None and last[0] is policy:
             # Callers mostly pass the same object: no hash (pydantic computes

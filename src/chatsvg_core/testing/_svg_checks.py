@@ -35,7 +35,9 @@ _URL = re.compile(r"(?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*([\"']?)\s*(.)",
 # A CSS string (to its closing quote, or to the end of the line as CSS reads an
 # unclosed one), optionally as the argument of ``url(``.
 _CSS_STRING = re.compile(
-    r"""(url\(\s*+)?("(?:[^"\\\n]|\\[\s\S])*+"?|'(?:[^'\\\n]|\\[\s\S])*+'?)""", re.I
+    r"""((?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*+)?"""
+    r"""("(?:[^"\\\n]|\\[\s\S])*+"?|'(?:[^'\\\n]|\\[\s\S])*+'?)""",
+    re.I,
 )
 
 
@@ -115,7 +117,10 @@ def svg_safety_violations(markup: str, policy: SanitizePolicy | None = None) -> 
             carrier = key in _URL_CARRIERS or (
                 key in _ANIMATION_VALUES and name in t.ANIMATION_ELEMENTS
             )
-            if carrier and any(s in low for s in _SCHEMES):
+            # A fragment (``#id``) only ever names an element of the same
+            # document, whatever text follows the ``#`` (``#g3javascript:``).
+            fragment = key in t.HREF_ATTRIBUTES and low.startswith("#")
+            if carrier and not fragment and any(s in low for s in _SCHEMES):
                 problems.append(f"{where} script URL")
             if key in t.HREF_ATTRIBUTES:
                 stripped = value.strip()

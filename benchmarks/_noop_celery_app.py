@@ -1,0 +1,28 @@
+"""A Celery app whose one task does nothing: the floor the adapter is compared with.
+
+Same delivery settings as ``setup_celery`` (acks late, prefetch 1), so the
+comparison isolates what the chatsvg task body costs.
+"""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from celery import Celery
+
+app = Celery("noop", broker=os.environ["CHATSVG_CELERY_BROKER"])
+app.conf.update(
+    task_acks_late=True,
+    task_reject_on_worker_lost=True,
+    worker_prefetch_multiplier=1,
+    task_ignore_result=True,
+    worker_enable_remote_control=False,
+)
+_counter = redis.Redis.from_url(os.environ["CHATSVG_NOOP_COUNTER"])
+
+
+@app.task(name="noop.run", ignore_result=True)
+def run(key: str) -> None:
+    # One INCR so the benchmark sees completions (an instant provider's job writes too).
+    _counter.incr(key)
