@@ -432,7 +432,8 @@ def _count_sqlite(kind: str, path: str, n: int) -> Counter[str]:
             from chatsvg_core.storage.sqlite import SQLiteStore
 
             async def main() -> None:
-                store = await SQLiteStore.open(path)
+                store = await open_store("sqlite", path, None)
+                assert isinstance(store, SQLiteStore)
                 original = store._call
 
                 async def call(fn: Callable[[], Any]) -> Any:

@@ -558,7 +558,8 @@ model='llama3.2')
     ) -> ProviderOutput:
         model = str(body["model"])
         deadline = anyio.current_time() + self.settings.first_token_timeout
-        async with contextlib.AsyncExitStack() as stack:
+        stack = contextlib.AsyncExitStack()
+        try:
             sending = self._http().stream(
                 "POST", url, json=body, headers=headers, timeout=self._timeouts()
             )
@@ -581,6 +582,11 @@ model='llama3.2')
             if "text/event-stream" in response.headers.get("content-type", ""):
                 return await self._read_stream(response, deadline, started, model)
             content = await self._read_body(response, deadline)
+        finally:
+            # Shielded: a cancelled caller (a job cancelled, a worker shutting down) must
+            # still close the connection, or the server keeps generating for nobody.
+            with anyio.CancelScope(shield=True):
+                await stack.aclose()
         latency = max(0.0, self._timer() - started)
         return self._parse(content, status, latency, model)
 
@@ -694,12 +700,15 @@ model='llama3.2')
             )
         text = stream.text()
         if not text.strip():
-            self._fail(
-                ProviderTransientError,
-                f"answer has no content (finish_reason={stream.finish_reason})",
-                reason="empty_content",
-                status=status,
-            )
+            message = f"answer has no content (finish_reason={stream.finish_reason})"
+            if not stream.done and stream.finish_reason is None and not stream.tokens:
+                # llama-cpp-python, for one, checks a prompt only after it began the
+                # stream: an error (a context overflow) then ends it without a word.
+                message = (
+                    "the stream ended before any answer event and without [DONE]: the server "
+                    "failed after it began answering (its log says why)"
+                )
+            self._fail(ProviderTransientError, message, reason="empty_content", status=status)
         usage = stream.usage
         if usage.completion_tokens is None:
             # Closed early (or no usage sent): each streamed delta is one token
