@@ -69,8 +69,13 @@ async def measure(mode: str, workers: int, jobs: int, postgres: str, redis: str)
             await ledger.grant(owner, 10 * jobs)
         if not mode.endswith("-noop"):
             silent = Engine(store, None, OfflineSketchProvider())
-            for i in range(jobs):
-                await silent.submit(owners[i % 50], f"k{i}", {"prompt": f"p{i}"})
+            for first in range(0, jobs, 20):
+                await asyncio.gather(
+                    *(
+                        silent.submit(owners[i % 50], f"k{i}", {"prompt": f"p{i}"})
+                        for i in range(first, min(jobs, first + 20))
+                    )
+                )
         procs = [spawn(Spec(**{**spec.__dict__, "kind": mode})) for _ in range(workers)]
         for proc in procs:
             assert proc.stdout is not None

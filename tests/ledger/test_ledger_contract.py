@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from chatsvg_core.errors import InvalidAmount
+from chatsvg_core.errors import ChatSVGError, InvalidAmount
 from chatsvg_core.idempotency import Created, Replayed, create_or_replay, idempotency_scope
 from chatsvg_core.jobs import new_job
 from chatsvg_core.ledger import (
@@ -21,6 +21,7 @@ from chatsvg_core.ledger import (
     InvalidReference,
     Ledger,
     LedgerConflict,
+    LedgerPolicy,
     charge,
     grant,
 )
@@ -180,3 +181,129 @@ async def test_a_key_ttl_must_be_positive(ttl: timedelta) -> None:
         )
     assert isinstance(ok, Created)
     assert ok.record.expires_at == T0 + timedelta(microseconds=1)
+
+
+# --- every refusal says exactly what was wrong -------------------------------------------
+# A host shows these fields to its users and logs them: they are part of the contract.
+
+
+async def _refused(call: Any, *, cap: int | None = None) -> tuple[str, str, dict[str, Any]]:
+    ids = (f"e{n}" for n in itertools.count())
+    book = Ledger(
+        MemoryStore(),
+        clock=FakeClock(T0),
+        policy=LedgerPolicy(daily_cap=cap),
+        new_id=lambda: next(ids),
+    )
+    await book.grant("alice", 10)
+    with pytest.raises(ChatSVGError) as caught:
+        await call(book)
+    exc = caught.value
+    return type(exc).__name__, exc.message, dict(exc.fields)
+
+
+async def _charge_twice(book: Ledger) -> None:
+    await book.charge("alice", 1, ref="j")
+    await book.charge("alice", 2, ref="j")
+
+
+async def _charge_then_reserve(book: Ledger) -> None:
+    await book.charge("alice", 1, ref="j")
+    await book.reserve("alice", 1, ref="j")
+
+
+async def _over_the_cap(book: Ledger) -> None:
+    await book.charge("alice", 3, ref="j1")
+    await book.charge("alice", 3, ref="j2")
+
+
+BIG = 2**62
+REFUSALS: list[tuple[str, Any, str, str, dict[str, Any]]] = [
+    ("str", lambda b: b.grant("alice", "5"), "InvalidAmount",
+     "an amount is a whole number of credits, not str",
+     {"owner": "alice", "amount": "'5'", "reason": "not_an_int"}),
+    ("bool", lambda b: b.grant("alice", True), "InvalidAmount",
+     "an amount is a whole number of credits, not bool",
+     {"owner": "alice", "amount": "True", "reason": "not_an_int"}),
+    ("float", lambda b: b.charge("alice", 1.5, ref="j"), "InvalidAmount",
+     "an amount is a whole number of credits, not float",
+     {"owner": "alice", "amount": "1.5", "reason": "not_an_int"}),
+    ("zero", lambda b: b.grant("alice", 0), "InvalidAmount",
+     "the amount must be positive, got 0",
+     {"owner": "alice", "amount": 0, "reason": "not_positive"}),
+    ("negative", lambda b: b.charge("alice", -3, ref="j"), "InvalidAmount",
+     "the amount must be positive, got -3",
+     {"owner": "alice", "amount": -3, "reason": "not_positive"}),
+    ("too large", lambda b: b.grant("alice", BIG + 1), "InvalidAmount",
+     f"the amount exceeds {BIG}", {"owner": "alice", "amount": BIG + 1, "reason": "too_large"}),
+    ("adjust zero", lambda b: b.adjust("alice", 0), "InvalidAmount",
+     "the amount must not be zero", {"owner": "alice", "amount": 0, "reason": "zero"}),
+    ("adjust too large", lambda b: b.adjust("alice", -BIG - 1), "InvalidAmount",
+     f"the amount exceeds {BIG}", {"owner": "alice", "amount": -BIG - 1, "reason": "too_large"}),
+    ("memo int", lambda b: b.grant("alice", 1, memo=5), "InvalidReference",
+     "a memo is a string of at most 1000 characters, or None",
+     {"what": "memo", "reason": "not_a_string"}),
+    ("memo long", lambda b: b.grant("alice", 1, memo="m" * 1001), "InvalidReference",
+     "a memo is a string of at most 1000 characters, or None",
+     {"what": "memo", "reason": "length"}),
+    ("ref long", lambda b: b.charge("alice", 1, ref="r" * 256), "InvalidReference",
+     "ref must have 1 to 255 characters", {"what": "ref", "reason": "length"}),
+    ("ref int", lambda b: b.charge("alice", 1, ref=3), "InvalidReference",
+     "ref must be a string", {"what": "ref", "reason": "not_a_string"}),
+    ("short", lambda b: b.charge("alice", 11, ref="j"), "InsufficientCredits",
+     "owner 'alice' has 10 credits, 11 needed", {"owner": "alice", "balance": 10, "amount": 11}),
+    ("no account", lambda b: b.charge("bob", 1, ref="j"), "InsufficientCredits",
+     "owner 'bob' has 0 credits, 1 needed", {"owner": "bob", "balance": 0, "amount": 1}),
+    ("refund", lambda b: b.refund("nojob"), "RefundWithoutCharge",
+     "job 'nojob' has no charge to refund", {"ref": "nojob"}),
+    ("two modes", _charge_then_reserve, "LedgerConflict",
+     "job 'j' already has a charge; one job uses one mode",
+     {"kind": "reserve", "ref": "j", "reason": "has_charge"}),
+    ("replay", _charge_twice, "LedgerConflict",
+     "charge 'j' was already written with other values",
+     {"kind": "charge", "ref": "j", "reason": "replay_mismatch", "owner": "alice",
+      "expected_owner": "alice", "amount": -2, "expected_amount": -1}),
+    ("capture", lambda b: b.capture("nojob"), "NoReservation",
+     "job 'nojob' has no reservation to capture", {"ref": "nojob"}),
+    ("release", lambda b: b.release("nojob"), "NoReservation",
+     "job 'nojob' has no reservation to release", {"ref": "nojob"}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "kind", "message", "fields"),
+    [pytest.param(*row[1:], id=row[0]) for row in REFUSALS],
+)
+async def test_each_refusal_names_its_cause_exactly(
+    call: Any, kind: str, message: str, fields: dict[str, Any]
+) -> None:
+    assert await _refused(call) == (kind, message, fields)
+
+
+async def test_a_daily_cap_refusal_says_what_was_used_and_when_it_resets() -> None:
+    assert await _refused(_over_the_cap, cap=5) == (
+        "DailyCapExceeded",
+        "owner 'alice' used 3 of a daily cap of 5; 3 more is too many",
+        {"owner": "alice", "cap": 5, "used": 3, "amount": 3,
+         "resets_at": "2026-03-02T00:00:00+00:00"},
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("call", "message", "fields"),
+    [
+        (lambda tx: grant(tx, "alice", 1, now="today"), "now must be a datetime, not str",
+         {"what": "now", "reason": "not_a_datetime"}),
+        (lambda tx: charge(tx, "alice", 1, ref="j", now=T0, daily_cap=-1),
+         "a daily cap is a non-negative int or None", {"amount": "-1", "reason": "bad_cap"}),
+        (lambda tx: charge(tx, "alice", 1, ref="j", now=T0, daily_cap=True),
+         "a daily cap is a non-negative int or None", {"amount": "True", "reason": "bad_cap"}),
+    ],
+)  # fmt: skip
+async def test_bad_arguments_to_the_operations_are_named(
+    call: Any, message: str, fields: dict[str, Any]
+) -> None:
+    async with MemoryStore().transaction() as tx:
+        with pytest.raises(ChatSVGError) as caught:
+            await call(tx)
+    assert (caught.value.message, dict(caught.value.fields)) == (message, fields)
