@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -119,6 +120,7 @@ async def one(pool: str, concurrency: int, jobs: int, sleep: float, pg: str) -> 
         worker.kill()
         worker.wait()
         redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
         await store.aclose()
         import psycopg
 

@@ -22,6 +22,7 @@ import asyncio
 import multiprocessing as mp
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -223,6 +224,7 @@ async def main() -> None:
                 )
     finally:
         redis.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -76,6 +76,10 @@ async def measure(mode: str, workers: int, jobs: int, postgres: str, redis: str)
                         for i in range(first, min(jobs, first + 20))
                     )
                 )
+        if mode == "next":
+            # Held back until every worker is up: process_next workers would
+            # otherwise start draining before the clock starts.
+            await sql(spec, "UPDATE {s}.chatsvg_jobs SET run_at = run_at + interval '1 day'")
         procs = [spawn(Spec(**{**spec.__dict__, "kind": mode})) for _ in range(workers)]
         for proc in procs:
             assert proc.stdout is not None
@@ -92,6 +96,8 @@ async def measure(mode: str, workers: int, jobs: int, postgres: str, redis: str)
                     await deferrer.defer_async()
             elif queue is not None:
                 await Engine(store, queue, OfflineSketchProvider()).sweep(limit=jobs)
+            else:
+                await sql(spec, "UPDATE {s}.chatsvg_jobs SET run_at = now() - interval '1 second'")
             await wait_done(mode, spec, queue, jobs)
             return jobs / (time.monotonic() - start)
     finally:
@@ -99,6 +105,11 @@ async def measure(mode: str, workers: int, jobs: int, postgres: str, redis: str)
             stop_worker(proc, timeout=60)
         await store.aclose()
         drop_schema(postgres, schema)
+
+
+async def sql(spec: Spec, statement: str) -> None:
+    async with await psycopg.AsyncConnection.connect(spec.postgres_url, autocommit=True) as conn:
+        await conn.execute(statement.format(s=f'"{spec.schema}"').encode())
 
 
 async def wait_done(mode: str, spec: Spec, queue: object, jobs: int) -> None:

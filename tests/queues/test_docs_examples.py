@@ -21,7 +21,7 @@ from chatsvg_core.ledger import Ledger
 from chatsvg_core.queues import JobQueue
 
 from ._fleet import ROOT, _conninfo, drop_schema, new_schema
-from ._support import redis_db
+from ._support import delete_keys, redis_db
 
 pytestmark = [pytest.mark.postgres]
 
@@ -84,6 +84,7 @@ async def test_the_arq_example_runs(postgres_url: str, redis_url: str, tmp_path:
         await run_example("arq.md", env, queue, database_url, tmp_path)
     finally:
         await queue.aclose()
+        await delete_keys(redis, f"*{name}*")
         drop_schema(postgres_url, schema)
 
 

@@ -70,7 +70,7 @@ from chatsvg_core.idempotency import (
     request_hash,
     validate_idempotency_key,
 )
-from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, new_job
+from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, claim, new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
@@ -82,7 +82,6 @@ from chatsvg_core.storage import (
     Store,
     StoreTransaction,
     cancel_job,
-    claim_job,
     claim_next,
     complete_job,
     expire_leases,
@@ -632,7 +631,17 @@ class Engine:
                 if current.attempt >= current.max_attempts:
                     _note("exhausted")
                     return None
-                job = await claim_job(tx, job_id, now=now, worker_id=worker_id, lease=self.lease)
+                # Claim the row this transaction already holds FOR UPDATE
+                # (claim_job would read it again: one statement per delivery).
+                job = claim(current, now=now, worker_id=worker_id, lease=self.lease)
+                if not await tx.update_job(job, expected_version=current.version):
+                    raise InvalidTransition(
+                        f"job {job_id} changed while claim was being applied",
+                        job_id=job_id,
+                        status=current.status.value,
+                        action="claim",
+                        reason="version_conflict",
+                    )
             request = GenerationRequest.model_validate(job.request)
             cost = self.pricing.cost(request)
             entry_id = _uuid()
