@@ -89,6 +89,8 @@ def _configure(dest: Path, module: str, tests: tuple[str, ...]) -> None:
         f"only_mutate = [{json.dumps(module)}]\n"
         f"pytest_add_cli_args_test_selection = [{listed}]\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "--timeout=300"]\n'
+        # Some tests read the docs they check (tests/retry/test_retry_docs.py).
+        'also_copy = ["docs", "README.md"]\n'
     )
     pyproject.write_text(text)
 

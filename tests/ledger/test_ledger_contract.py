@@ -7,15 +7,12 @@ idempotency semantics) that the rest of the suite let through.
 from __future__ import annotations
 
 import itertools
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
 
 from chatsvg_core.errors import ChatSVGError, InvalidAmount
-from chatsvg_core.idempotency import Created, Replayed, create_or_replay, idempotency_scope
-from chatsvg_core.jobs import new_job
 from chatsvg_core.ledger import (
     InvalidOwner,
     InvalidReference,
@@ -129,58 +126,6 @@ async def test_a_reference_that_is_not_a_string_is_an_invalid_reference(ref: obj
 async def test_balance_of_an_invalid_owner_is_refused(owner: object) -> None:
     with pytest.raises(InvalidOwner):
         await ledger().balance(owner)  # type: ignore[arg-type]
-
-
-# --- idempotency outcomes are frozen and closed ------------------------------------------
-
-
-async def test_idempotency_outcomes_are_frozen_and_refuse_unknown_fields() -> None:
-    store = MemoryStore()
-    scope = idempotency_scope("alice")
-    job = new_job(
-        job_id="j1",
-        owner="alice",
-        request={"prompt": "p"},
-        request_hash="v1:aa",
-        idempotency_key="k1",
-        now=T0,
-    )
-    async with store.transaction() as tx:
-        created = await create_or_replay(tx, job=job, scope=scope, key="k1", now=T0)
-    async with store.transaction() as tx:
-        twin = job.model_copy(update={"id": "j2"})
-        replayed = await create_or_replay(tx, job=twin, scope=scope, key="k1", now=T0)
-    assert isinstance(created, Created) and isinstance(replayed, Replayed)
-    for outcome in (created, replayed):
-        with pytest.raises(ValidationError):
-            outcome.job_id = "other"  # type: ignore[misc]
-        with pytest.raises(ValidationError):
-            type(outcome).model_validate({**outcome.model_dump(), "surprise": 1})
-
-
-@pytest.mark.parametrize("ttl", [timedelta(0), timedelta(microseconds=-1)])
-async def test_a_key_ttl_must_be_positive(ttl: timedelta) -> None:
-    store = MemoryStore()
-    job = new_job(
-        job_id="j1", owner="alice", request={}, request_hash="v1:aa", idempotency_key="k", now=T0
-    )
-    async with store.transaction() as tx:
-        with pytest.raises(ValueError, match="ttl must be positive"):
-            await create_or_replay(
-                tx, job=job, scope=idempotency_scope("alice"), key="k", now=T0, ttl=ttl
-            )
-        assert await tx.get_job("j1") is None
-    async with store.transaction() as tx:
-        ok = await create_or_replay(
-            tx,
-            job=job,
-            scope=idempotency_scope("alice"),
-            key="k",
-            now=T0,
-            ttl=timedelta(microseconds=1),
-        )
-    assert isinstance(ok, Created)
-    assert ok.record.expires_at == T0 + timedelta(microseconds=1)
 
 
 # --- every refusal says exactly what was wrong -------------------------------------------
