@@ -342,3 +342,35 @@ def test_cancel_a_queued_job(home: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert main(["worker", "--once", "-q"]) == 0
     assert main(["job", job_id, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["status"] == "failed"
+
+
+def test_every_provider_timeout_is_a_flag_that_reaches_the_provider(
+    home: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each timeout of the OpenAI-compatible provider can be set on the command line."""
+    from chatsvg_core.cli._common import load_settings, provider_for
+
+    monkeypatch.setenv("CHATSVG_OPENAI_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("CHATSVG_OPENAI_MODEL", "m")
+    monkeypatch.setenv("CHATSVG_OPENAI_CONNECT_TIMEOUT", "11")
+    flags = {
+        "connect_timeout": 3.0,
+        "write_timeout": 4.0,
+        "total_timeout": 50.0,
+        "read_timeout": 6.0,
+        "first_token_timeout": 7.0,
+    }
+    provider = provider_for(load_settings(provider="openai"), **flags)
+    settings = provider.settings  # type: ignore[attr-defined]
+    assert {name: getattr(settings, name) for name in flags} == flags
+    # A flag not given leaves the environment's value.
+    unset = provider_for(load_settings(provider="openai"), connect_timeout=None)
+    assert unset.settings.connect_timeout == 11.0  # type: ignore[attr-defined]
+    assert main(["generate", "--help"]) == 0
+    shown = capsys.readouterr().out
+    for flag in ("--connect-timeout", "--write-timeout", "--total-timeout", "--read-timeout"):
+        assert flag in shown
+    for flag in ("--connect-timeout", "--write-timeout", "--total-timeout"):
+        assert main(["generate", "a lighthouse", flag, "0"]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and flag in err[0]

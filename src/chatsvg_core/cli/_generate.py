@@ -96,6 +96,24 @@ _OPTION_OF = {"width": "--width", "height": "--height", "style": "--style", "pro
     help="Longest gap between two tokens of the answer (default 60).",
 )
 @click.option(
+    "--connect-timeout",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    metavar="SECONDS",
+    help="Longest wait to connect to the model server (default 10).",
+)
+@click.option(
+    "--write-timeout",
+    type=click.FloatRange(min=0, min_open=True, max=3600),
+    metavar="SECONDS",
+    help="Longest wait to send the request (default 30).",
+)
+@click.option(
+    "--total-timeout",
+    type=click.FloatRange(min=0, min_open=True, max=86400),
+    metavar="SECONDS",
+    help="Longest a whole model call may take (default: no limit beyond the two above).",
+)
+@click.option(
     "--show-answer",
     is_flag=True,
     help="Print each raw answer of the model on stderr (to see why a job failed).",
@@ -119,6 +137,9 @@ def command(
     max_tokens: int | None,
     first_token_timeout: float | None,
     read_timeout: float | None,
+    connect_timeout: float | None,
+    write_timeout: float | None,
+    total_timeout: float | None,
     show_answer: bool,
     quiet: bool,
     no_wait: bool,
@@ -140,6 +161,9 @@ def command(
         "max_tokens": max_tokens,
         "first_token_timeout": first_token_timeout,
         "read_timeout": read_timeout,
+        "connect_timeout": connect_timeout,
+        "write_timeout": write_timeout,
+        "total_timeout": total_timeout,
     }
     return run(
         _generate(
