@@ -23,8 +23,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
-from conftest import service_missing
+
+def service_missing(reason: str) -> None:
+    """Skip, or fail when CI requires every service: the rule of ``tests/conftest.py``.
+
+    Not imported from there: in a whole-suite run the name ``conftest`` may
+    already be ``tests/browser/conftest.py``.
+    """
+    if os.environ.get("CHATSVG_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required service unavailable (CHATSVG_REQUIRE_SERVICES=1): {reason}")
+    pytest.skip(reason)
+
 
 LLAMA_KEY = "sk-llama-test-0123456789"
 """The key every test server is started with (``--api_key``)."""
