@@ -90,3 +90,46 @@ async def test_a_conflict_tells_the_client_what_to_do() -> None:
         "this idempotency key was already used for a different request; "
         "send a new key for a new request"
     )
+
+
+async def test_misuse_of_the_primitives_is_named() -> None:
+    from chatsvg_core.errors import JobNotFound
+    from chatsvg_core.idempotency import decide, prune_expired
+    from chatsvg_core.storage import IdempotencyRecord
+
+    def record(key: str, job_id: str = "j1") -> IdempotencyRecord:
+        return IdempotencyRecord(
+            scope="s", key=key, request_hash="h", job_id=job_id, created_at=T0, expires_at=T0
+        )
+
+    with pytest.raises(ValueError, match=r"^decide\(\) compares records of one \(scope, key\)$"):
+        decide(record("a"), record("b"))
+    store = MemoryStore()
+    job = new_job(
+        job_id="j1", owner="alice", request={}, request_hash="h", idempotency_key="k1", now=T0
+    )
+    async with store.transaction() as tx:
+        with pytest.raises(
+            ValueError, match=r"^job\.idempotency_key differs from the key being claimed$"
+        ):
+            await create_or_replay(tx, job=job, scope="s", key="k2", now=T0)
+    with pytest.raises(ValueError, match=r"^batch_size must be at least 1$"):
+        await prune_expired(store, now=T0, batch_size=0)
+    # A live key whose job is gone (deleted while the key was live) says which job.
+    async with store.transaction() as tx:
+        await tx.claim_idempotency(
+            IdempotencyRecord(
+                scope="s",
+                key="k1",
+                request_hash="h",
+                job_id="gone",
+                created_at=T0,
+                expires_at=T0 + timedelta(hours=1),
+            ),
+            now=T0,
+        )
+    async with store.transaction() as tx:
+        with pytest.raises(JobNotFound) as caught:
+            await create_or_replay(tx, job=job, scope="s", key="k1", now=T0)
+    assert caught.value.message == "idempotency key is bound to job gone, which no longer exists"
+    assert caught.value.job_id == "gone"

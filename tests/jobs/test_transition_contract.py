@@ -326,3 +326,16 @@ def test_a_heartbeat_never_shortens_a_lease(first: int, second: int, gap: int) -
     beat = heartbeat(job, now=now, token=1, lease=timedelta(seconds=second))
     assert job.lease_expires_at is not None and beat.lease_expires_at is not None
     assert beat.lease_expires_at == max(job.lease_expires_at, now + timedelta(seconds=second))
+
+
+def test_a_lapsed_lease_requeues_at_its_retry_time_and_frees_the_worker() -> None:
+    job = running(max_attempts=2)
+    lapsed = T0 + LEASE
+    later = lapsed + timedelta(seconds=10)
+    requeued = expire(job, now=lapsed, run_at=later)
+    assert (requeued.status, requeued.run_at, requeued.worker_id) == (Q, later, None)
+    # A due time in the past is never written: the job is due now.
+    assert expire(job, now=lapsed, run_at=T0 - timedelta(seconds=1)).run_at == lapsed
+    assert expire(job, now=lapsed).run_at == lapsed
+    # With no attempt left it fails instead, and keeps who lost it for the record.
+    assert expire(running(max_attempts=1), now=lapsed).worker_id == "w1"
