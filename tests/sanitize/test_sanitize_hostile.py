@@ -288,6 +288,11 @@ def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: 
         # Found by the fuzzer: a dimension ``2¬url`` and a bracket, not a url().
         '<style>rect{fill:rgb(1,2\u00acurl("http://x"))}</style><rect/>',
         '<style>rect{fill:rgb(1,2\u00acurl("javascript:x"))}</style><rect/>',
+        # Found by the fuzzer in CI: an unknown media feature, not a scheme.
+        "<style>@media (min-widjavascript:th:1px){rect{stroke:red}}</style><rect/>",
+        '<rect fill="+FFjavascript:FE"/>',  # an invalid paint, not a URL
+        "<style>@media (min-wid--&gt;javascript:th:2px){rect{stroke:red}}</style><rect/>",
+        '<g id="g"/><rect style="fill:url(#javascript:g)"/>',  # a fragment
     ],
 )
 def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
@@ -307,6 +312,7 @@ def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
         '<animate attributeName="x" values="javascript:x"/>',
         "<style>a{x:'\\'' } @import 'x'</style>",
         "<style>a{fill:\\url(http://x)}</style>",  # an escaped u: still url(
+        '<rect fill="url(javascript:x)"/>',
     ],
 )
 def test_checker_still_sees_urls_and_rules_outside_strings(markup: str) -> None:
