@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -49,12 +51,38 @@ MAX_REPORT_ENTRIES = 10_000
 """Report entries kept per document; further changes are only counted (``omitted``)."""
 
 
+def _load_accelerator() -> Any:
+    """The compiled walk (``_walk.pyx``), or ``None``: not built, built for another
+    version of this module, or turned off with ``CHATSVG_SANITIZE_PURE=1``."""
+    if os.environ.get("CHATSVG_SANITIZE_PURE", "") not in ("", "0"):
+        return None
+    try:
+        from chatsvg_core.sanitize import _walk
+    except ImportError:
+        return None
+    expected = (_WALK_ABI, _PLAIN, _PATH, _HREF, _PRESENTATION, _CHECKED, _USE)
+    found = (getattr(_walk, "ABI", None), _walk.PLAIN, _walk.PATH, _walk.HREF,
+             _walk.PRESENTATION, _walk.CHECKED, _walk.USE)  # fmt: skip
+    if found != expected:
+        # A stale build (``pip install -e .`` not re-run after a change): the
+        # pure walk is always right, so it takes over.
+        warnings.warn(
+            "chatsvg_core.sanitize: the compiled walk is out of date and is not used "
+            "(reinstall the package to rebuild it)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    return _walk
+
+
 def _short(value: str) -> str:
     return value if len(value) <= 200 else value[:197] + "..."
 
 
 _PLAIN, _PATH, _HREF, _PRESENTATION, _CHECKED = 0, 1, 2, 3, 4
 _ANIMATION, _USE, _STYLE = 1, 2, 3
+_WALK_ABI = 1
 
 
 def _kind(attribute: str, prefixing: bool) -> int:
@@ -249,6 +277,7 @@ class Sanitizer:
             self._scope = p.id_prefix if p.id_prefix is not None else _DEFAULT_SCOPE
         self._css_cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = {}
         self._clean: dict[tuple[str, str, str], str] = {}
+        self._walker = _make_walker(self, elements) if _ACCELERATOR is not None else None
         self._animatable = frozenset(
             a
             for a in p.attributes
@@ -468,10 +497,18 @@ class Sanitizer:
                 el.text = None
         elif text is not None:
             el.text = None  # an empty CDATA section would be written as <x></x>
-        changes: dict[Any, bool] | None = None
+        depth += 1
+        changes: dict[Any, bool] | None
+        if self._walker is not None:
+            # The compiled loop (``_walk.pyx``): the same decisions, made by this
+            # class's own methods for every child that needs any.
+            changes = self._walker.children(run, el, name, text_ok, text_only, scope_id, depth)
+            if changes:
+                _splice(el, changes)
+            return True
+        changes = None
         allowed = () if text_only else self._elements
         element = self._element
-        depth += 1
         for child in el:
             ctag = child.tag
             if ctag in allowed:
@@ -491,6 +528,32 @@ class Sanitizer:
         if changes:
             _splice(el, changes)
         return True
+
+    def _child(
+        self,
+        run: _Run,
+        parent: Any,
+        child: Any,
+        name: str,
+        text_ok: bool,
+        text_only: bool,
+        scope_id: str | None,
+        depth: int,
+    ) -> bool | None:
+        """One child of ``parent`` (``name``) for the compiled loop: the body of
+        ``_element``'s loop without the tail. ``None``: kept as it is; ``False``:
+        drop it; ``True``: unwrap it."""
+        ctag = child.tag
+        if not text_only and ctag in self._elements:
+            return None if self._element(run, child, ctag, scope_id, depth) else False
+        return self._refused(run, child, ctag, parent, name, scope_id, depth, text_ok)
+
+    def _tail(self, run: _Run, parent: Any, child: Any) -> None:
+        """Drop ``child``'s tail where ``parent`` takes no text (as ``_element``'s loop)."""
+        tail = child.tail
+        if tail and not tail.isspace():
+            run.note(Action.REMOVED, "text", ReasonCode.TEXT_REMOVED, parent, detail=tail)
+            child.tail = None
 
     def _refused(
         self,
@@ -921,6 +984,22 @@ def _has_drawable(root: Any) -> bool:
     return any(el.tag in _DRAWABLE_TAGS for el in root.iter())
 
 
+def _make_walker(sanitizer: Sanitizer, elements: frozenset[str]) -> Any:
+    """The compiled children loop for ``sanitizer`` (the elements it handles alone:
+    allowed ones without an animation or stylesheet check)."""
+    info = {}
+    for name in elements:
+        special = sanitizer._info[_SVG_PREFIX + name][4]
+        if special in (0, _USE):
+            info[name] = _ACCELERATOR.Info(name, sanitizer._kinds[name], name in t.TEXT_ELEMENTS,
+                                           name in t.TEXT_ONLY_ELEMENTS, special)  # fmt: skip
+    p = sanitizer.policy
+    return _ACCELERATOR.Walker(info, sanitizer._clean, sanitizer._child, sanitizer._tail,
+                               _splice, p.max_depth, p.max_attributes, p.max_attribute_length,
+                               p.max_path_length, sanitizer._plain_fragments)  # fmt: skip
+
+
+_ACCELERATOR: Any = _load_accelerator()
 _EMPTY_REPORT = SanitizeReport()
 PREPARED_CACHE_SIZE = 32
 """Distinct policies whose prepared :class:`Sanitizer` is kept (``Sanitizer.prepared``)."""
