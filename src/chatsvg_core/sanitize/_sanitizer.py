@@ -6,6 +6,7 @@ import os
 import re
 import threading
 import warnings
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -82,7 +83,7 @@ def _short(value: str) -> str:
 
 _PLAIN, _PATH, _HREF, _PRESENTATION, _CHECKED = 0, 1, 2, 3, 4
 _ANIMATION, _USE, _STYLE = 1, 2, 3
-_WALK_ABI = 1
+_WALK_ABI = 2
 
 
 def _kind(attribute: str, prefixing: bool) -> int:
@@ -119,9 +120,13 @@ class _Run:
         self.omitted = 0
         # No attribute value can be over a length limit (the whole input is shorter).
         self.short_values = short_values
-        # Collected during the walk for the <use> expansion bound.
+        # Collected during the walk for the <use> expansion bound and the scope
+        # class: every id's first element, and the reference (``href``, else
+        # ``xlink:href``; ``None``: neither) of every kept ``<use>``, in document
+        # order. References, not elements: a sprite sheet has thousands of uses
+        # of a few targets, and each target is then looked up once.
         self.ids: dict[str, Any] = {}
-        self.uses: list[Any] = []
+        self.uses: list[str | None] = []
         # Positions of reported nodes among their same-name siblings (see index()).
         self.indices: dict[Any, int] = {}
         self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment,
@@ -398,10 +403,7 @@ class Sanitizer:
         marked: set[Any] = set()
         targets = [root]
         ids = run.ids
-        for use in run.uses:
-            ref = use.get("href")
-            if ref is None:
-                ref = use.get(t.XLINK_HREF)
+        for ref in dict.fromkeys(run.uses):
             if ref is not None and ref[:1] == "#":
                 target = ids.get(ref[1:])
                 if target is not None:
@@ -485,7 +487,7 @@ class Sanitizer:
                     if ident is not None:
                         run.ids.setdefault(ident, el)
             if special == _USE:
-                run.uses.append(el)
+                run.uses.append(_href(el))
             elif special == _STYLE:
                 return self._style(run, el, scope_id)
         else:
@@ -777,34 +779,39 @@ class Sanitizer:
 
         # A use of a leaf (no children, not itself a use) adds one element and
         # cannot be on a cycle: counted here, the search below only sees the rest.
-        uses = []
-        for use in run.uses:
-            target = _use_target(use, ids)
+        # Uses are grouped by reference: the sum is the same, and the total only
+        # grows, so it exceeds the limit in the end exactly when it did on the way.
+        targets: dict[Any, int] = {}  # target element -> uses of it
+        for ref, count in Counter(run.uses).items():
+            target = _ref_target(ref, ids)
             if target is None:
                 continue
             if len(target) or target.tag == _SVG_USE:
-                uses.append(use)
+                targets[target] = targets.get(target, 0) + count
             else:
-                elements += 1
+                elements += count
         if exceeds(elements):
             raise reject(ReasonCode.TOO_MUCH_RENDERING,
                          f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
-        if not uses:
+        if not targets:
             return
-        cyclic = _cyclic_uses(uses, ids)
+        cyclic = _cyclic_uses(list(targets), ids)
         if cyclic:
-            # Browsers ignore a <use> in a reference cycle; drop them all at once.
+            # Browsers ignore a <use> in a reference cycle; drop them all at once,
+            # then count the uses that are left (all in the tree: the walk kept them).
             self._drop_cyclic(run, root, cyclic)
-            uses = [u for u in uses if u not in cyclic]
-        size = _rendered_sizes(uses, ids, limit)
+            targets = {}
+            for use in root.iter(_SVG_USE):
+                target = _use_target(use, ids)
+                if target is not None and (len(target) or target.tag == _SVG_USE):
+                    targets[target] = targets.get(target, 0) + 1
+        size = _rendered_sizes(list(targets), ids, limit)
         total = elements
-        for use in uses:
-            target = _use_target(use, ids)
-            if target is not None:
-                total += size.get(target, 0)
-                if exceeds(total):
-                    raise reject(ReasonCode.TOO_MUCH_RENDERING,
-                                 f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
+        for target, count in targets.items():
+            total += count * size.get(target, 0)
+            if exceeds(total):
+                raise reject(ReasonCode.TOO_MUCH_RENDERING,
+                             f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
 
     def _drop_cyclic(self, run: _Run, root: Any, bad: set[Any]) -> None:
         by_parent: dict[Any, dict[Any, bool]] = {}
@@ -825,11 +832,11 @@ def _edges(node: Any, ids: dict[str, Any]) -> Iterator[Any]:
         yield target
 
 
-def _cyclic_uses(uses: list[Any], ids: dict[str, Any]) -> set[Any]:
+def _cyclic_uses(starts: list[Any], ids: dict[str, Any]) -> set[Any]:
     """Every ``<use>`` that lies on a reference cycle, in one pass (Tarjan's algorithm).
 
-    The graph has child edges and use -> target edges, from the targets of
-    ``uses``. Child edges form a tree, so every cycle holds a use edge, and a
+    The graph has child edges and use -> target edges, from ``starts`` (the
+    targets of uses). Child edges form a tree, so every cycle holds a use edge, and a
     use edge lies on a cycle exactly when the use and its target are in the
     same strongly connected component. Cutting all such edges (and no other)
     leaves the graph acyclic, and it is what browsers do: each of those uses
@@ -844,9 +851,8 @@ def _cyclic_uses(uses: list[Any], ids: dict[str, Any]) -> set[Any]:
     low: dict[Any, int] = {}
     component: dict[Any, int] = {}  # node -> index of its component's root
     stack: list[Any] = []
-    for use in uses:
-        start = _use_target(use, ids)
-        if start is None or start in index:
+    for start in starts:
+        if start in index:
             continue
         index[start] = low[start] = len(index)
         stack.append(start)
@@ -882,16 +888,15 @@ def _cyclic_uses(uses: list[Any], ids: dict[str, Any]) -> set[Any]:
     return cyclic
 
 
-def _rendered_sizes(uses: list[Any], ids: dict[str, Any], limit: int) -> dict[Any, int]:
+def _rendered_sizes(starts: list[Any], ids: dict[str, Any], limit: int) -> dict[Any, int]:
     """Rendered size (capped at ``limit + 1``) of every use target's subtree.
 
     The graph (child edges, use -> target edges) has no cycle left, so each
     node's size is computed once, after its successors (memoised, iterative).
     """
     size: dict[Any, int] = {}
-    for use in uses:
-        start = _use_target(use, ids)
-        if start is None or start in size:
+    for start in starts:
+        if start in size:
             continue
         work: list[tuple[Any, bool]] = [(start, False)]
         while work:
@@ -915,7 +920,10 @@ def _href(node: Any) -> str | None:
 def _use_target(node: Any, ids: dict[str, Any]) -> Any:
     if node.tag != _SVG_USE:
         return None
-    ref = _href(node)
+    return _ref_target(_href(node), ids)
+
+
+def _ref_target(ref: str | None, ids: dict[str, Any]) -> Any:
     if ref is None or not ref.startswith("#"):
         return None
     return ids.get(ref[1:])

@@ -7,13 +7,13 @@ only the elements that the Python walk would leave exactly as they are: an
 allowed SVG element whose attribute names are allowed for it, whose values
 need no check or were found clean before (the sanitizer's own cache), and
 whose text is allowed where it stands. For those it does what the Python walk
-does (count the budget, remember an ``id`` and a ``<use>``, walk the children)
-and nothing else; it creates no Python object for such an element unless it
-has an ``id`` or is a ``<use>``. Every other node (a disallowed element, an
-attribute to check, a comment, stray text) goes to the Python walk, one child
-at a time (``child`` and ``tail`` callbacks), so every decision, report entry
-and change is made by the same Python code as without this module. When in
-doubt (an unusual byte, a value over a length limit) this module hands the
+does (count the budget, remember an ``id`` and a ``<use>``'s reference, walk
+the children) and nothing else; it creates a Python object for such an
+element only when it has an ``id``. Every other node (a disallowed element,
+an attribute to check, a comment, stray text) goes to the Python walk, one
+child at a time (``child`` and ``tail`` callbacks), so every decision, report
+entry and change is made by the same Python code as without this module. When
+in doubt (an unusual byte, a value over a length limit) this module hands the
 node to Python: it may only ever decline work, never decide differently.
 
 ``tests/sanitize/test_sanitize_accelerated.py`` checks, with hypothesis, that
@@ -29,7 +29,7 @@ from lxml.includes.etreepublic cimport _Document, _Element, elementFactory
 
 cetree.import_lxml__etree()
 
-ABI = 1
+ABI = 2
 """Bumped with every change of this interface; the Python side checks it."""
 
 # Mirrors of the constants in _sanitizer.py (checked there at import).
@@ -45,6 +45,7 @@ cdef enum:
     _USE = 2
 
 cdef const char* SVG_NS = b"http://www.w3.org/2000/svg"
+cdef const char* XLINK_NS = b"http://www.w3.org/1999/xlink"
 
 
 cdef class Info:
@@ -144,6 +145,28 @@ cdef inline bint _plain_fragment(const unsigned char* s) noexcept:
     return True
 
 
+cdef object _attribute(xmlNode* c, const char* name, const char* ns):
+    """The value of ``c``'s attribute ``name`` in namespace ``ns`` (``NULL``: none), or ``None``.
+
+    Only called for elements ``_quiet`` accepted: each attribute value is one
+    text node (or none, for an empty value).
+    """
+    cdef xmlAttr* a = c.properties
+    cdef xmlNode* t
+    while a is not NULL:
+        if strcmp(<const char*>a.name, name) == 0 and (
+            (ns is NULL and a.ns is NULL)
+            or (ns is not NULL and a.ns is not NULL and a.ns.href is not NULL
+                and strcmp(<const char*>a.ns.href, ns) == 0)
+        ):
+            t = a.children
+            if t is NULL:
+                return ""
+            return (<const char*>t.content).decode("utf-8")
+        a = a.next
+    return None
+
+
 cdef class Walker:
     """The compiled children loop of one ``Sanitizer`` (its tables and callbacks)."""
 
@@ -232,37 +255,25 @@ cdef class Walker:
         cdef object el = None
         cdef object changes
         cdef object ident
+        cdef object ref
         s.countdown -= 1  # Budget.tick()
         if s.countdown <= 0:
             s.sync_out()
             s.budget.check()
             s.sync_in()
-        ident = self._id(c)
+        ident = _attribute(c, b"id", NULL)
         if ident is not None:
             el = elementFactory(s.doc, c)
             s.ids.setdefault(ident, el)
         if info.special == _USE:
-            if el is None:
-                el = elementFactory(s.doc, c)
-            s.uses.append(el)
+            ref = _attribute(c, b"href", NULL)
+            s.uses.append(ref if ref is not None else _attribute(c, b"href", XLINK_NS))
         changes = self._children(s, c, el, info.name, info.text_ok, info.text_only, depth + 1)
         if changes:
             if el is None:
                 el = elementFactory(s.doc, c)
             self.splice(el, changes)
         return 0
-
-    cdef object _id(self, xmlNode* c):
-        cdef xmlAttr* a = c.properties
-        cdef xmlNode* t
-        while a is not NULL:
-            if a.ns is NULL and strcmp(<const char*>a.name, "id") == 0:
-                t = a.children
-                if t is NULL:
-                    return ""
-                return (<const char*>t.content).decode("utf-8")
-            a = a.next
-        return None
 
     cdef Info _quiet(self, _State s, xmlNode* c):
         """``c``'s Info when the Python walk would change and report nothing about ``c``
