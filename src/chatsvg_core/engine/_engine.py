@@ -20,7 +20,7 @@ from uuid import uuid4
 from chatsvg_core._clock import Clock, SystemClock
 from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
-from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
+from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit, wanted
 from chatsvg_core.engine._instrument import (
     NO_INSTRUMENTATION,
     AttemptScope,
@@ -60,6 +60,7 @@ from chatsvg_core.generate import (
     Pricing,
     PromptPolicy,
     Provider,
+    ProviderOutput,
     extract_answer,
     progress_reporting,
 )
@@ -328,6 +329,8 @@ class Engine:
     # --- helpers ------------------------------------------------------------
 
     def _emit(self, kind: EventKind, job: Job, **fields: Any) -> None:
+        if self.instrumentation is NO_INSTRUMENTATION and not wanted(self.on_event, kind):
+            return  # nobody would see it: no hook, no instrumentation, level off
         event = EngineEvent(
             kind=kind,
             job_id=job.id,
@@ -698,8 +701,6 @@ class Engine:
 
     async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
         assert job.lease_token is not None
-        keeper = self._keeper()
-        lost = keeper.hold(job.id, job.lease_token)
 
         async def work() -> tuple[str, dict[str, Any]] | BaseException:
             try:
@@ -709,23 +710,57 @@ class Engine:
             except Exception as exc:
                 return exc
 
+        # One task per attempt: the keeper cancels it if the lease is lost
+        # (no second task waiting on the lost event).
         worker = asyncio.create_task(work())
-        waiter = asyncio.create_task(lost.wait())
+        keeper = self._keeper()
+        lost = keeper.hold(job.id, job.lease_token, on_lost=worker.cancel)
         try:
-            done, _ = await asyncio.wait({worker, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if worker not in done:
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
-                raise _LeaseLost
-            return worker.result()
+            return await worker
+        except asyncio.CancelledError:
+            this = asyncio.current_task()
+            # Our own cancellation (shutdown) propagates; the keeper's is a lost lease.
+            if lost.is_set() and (this is None or this.cancelling() == 0):
+                raise _LeaseLost from None
+            raise
         finally:
             # Released before the final write, so a heartbeat round racing with
             # it cannot report this finished job as lost.
             keeper.release(job.id)
-            for task in (waiter, worker):
-                task.cancel()
-            await asyncio.gather(waiter, return_exceptions=True)
+            if not worker.done():
+                worker.cancel()
+
+    async def _call_provider(
+        self, request: GenerationRequest, observed: AttemptScope
+    ) -> tuple[ProviderOutput, str]:
+        """The provider call and extraction, with ``call_policy``'s in-process retries.
+
+        The first try runs bare: tenacity's machinery (a dozen objects and
+        callbacks per call) is built only after it fails, then takes over as
+        if it had made that try itself. Its clock is set back to when the
+        first try began, so the deadline, the decisions, the hooks' reports
+        and the delays are what they would have been (tests/engine holds it).
+        """
+        started = time.monotonic()
+        try:
+            with observed.step("provider"):
+                output = await self.provider.generate(request)
+            with observed.step("extract"):
+                return output, extract_answer(output)
+        except BaseException as exc:  # tenacity sees every outcome, cancellation too
+            first: BaseException | None = exc
+        async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
+            if first is not None:
+                attempt.retry_state.start_time = started
+            with attempt:
+                if first is not None:
+                    error, first = first, None
+                    raise error
+                with observed.step("provider"):
+                    output = await self.provider.generate(request)
+                with observed.step("extract"):
+                    raw = extract_answer(output)
+        return output, raw
 
     def _sanitize(self, raw: str) -> tuple[SanitizedSVG, bool]:
         """The sanitized SVG, and whether it is a blank picture this engine refuses."""
@@ -740,12 +775,7 @@ class Engine:
             self._emit(EventKind.PROGRESS, job, tokens=tokens, chars=chars)
 
         with progress_reporting(progress):
-            async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
-                with attempt:
-                    with observed.step("provider"):
-                        output = await self.provider.generate(request)
-                    with observed.step("extract"):
-                        raw = extract_answer(output)
+            output, raw = await self._call_provider(request, observed)
         with observed.step("sanitize"):
             if len(raw) > SANITIZE_INLINE_CHARS:
                 # Off the event loop, which keeps every lease of this worker alive

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 
 from chatsvg_core._clock import Clock
@@ -45,7 +46,7 @@ class LeaseKeeper:
         self.lease = lease
         self.every = every
         self.clock = clock
-        self._held: dict[str, tuple[int, asyncio.Event]] = {}
+        self._held: dict[str, tuple[int, asyncio.Event, Callable[[], object] | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self.rounds = 0
         """Heartbeat rounds that reached the store (each one transaction, one statement)."""
@@ -55,10 +56,16 @@ class LeaseKeeper:
         """How many leases the keeper holds now."""
         return len(self._held)
 
-    def hold(self, job_id: str, token: int) -> asyncio.Event:
-        """Keep ``job_id``'s lease (fencing ``token``) alive; the event fires if it is lost."""
+    def hold(
+        self, job_id: str, token: int, on_lost: Callable[[], object] | None = None
+    ) -> asyncio.Event:
+        """Keep ``job_id``'s lease (fencing ``token``) alive; the event fires if it is lost.
+
+        ``on_lost`` is called then too (the engine cancels the job's task with
+        it, rather than running a second task per job to wait on the event).
+        """
         lost = asyncio.Event()
-        self._held[job_id] = (token, lost)
+        self._held[job_id] = (token, lost, on_lost)
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name="chatsvg-lease-keeper"
@@ -94,7 +101,7 @@ class LeaseKeeper:
 
     async def beat(self) -> None:
         """One round: extend every held lease now; tell the holders of the lost ones."""
-        batch = {job_id: token for job_id, (token, _) in self._held.items()}
+        batch = {job_id: held[0] for job_id, held in self._held.items()}
         try:
             async with self.store.transaction() as tx:
                 kept = await heartbeat_jobs(tx, batch, now=self.clock.now(), lease=self.lease)
@@ -116,3 +123,5 @@ class LeaseKeeper:
             if held is not None and held[0] == token:
                 del self._held[job_id]
                 held[1].set()
+                if held[2] is not None:
+                    held[2]()
