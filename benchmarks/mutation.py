@@ -152,6 +152,16 @@ EQUIVALENT: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
             "balance() of an owner without entries is 0 (store protocol); the guard saves a read",
         ),
     ),
+    "sanitize-policy": (
+        (
+            "x__host_names__mutmut_*",
+            (
+                '-value = frozenset(v.lower().rstrip(".") for v in value)',
+                '+value = frozenset(v.lower().rstrip("XX.XX") for v in value)',
+            ),
+            "the names were lowered first: no capital X is left to strip",
+        ),
+    ),
     "retry": (
         (
             "xǁRetryPolicyǁ_verdict_to_decision__mutmut_*",
