@@ -83,7 +83,7 @@ def _short(value: str) -> str:
 
 _PLAIN, _PATH, _HREF, _PRESENTATION, _CHECKED = 0, 1, 2, 3, 4
 _ANIMATION, _USE, _STYLE = 1, 2, 3
-_WALK_ABI = 2
+_WALK_ABI = 3
 
 
 def _kind(attribute: str, prefixing: bool) -> int:

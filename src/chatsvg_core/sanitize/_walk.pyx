@@ -7,8 +7,8 @@ only the elements that the Python walk would leave exactly as they are: an
 allowed SVG element whose attribute names are allowed for it, whose values
 need no check or were found clean before (the sanitizer's own cache), and
 whose text is allowed where it stands. For those it does what the Python walk
-does (count the budget, remember an ``id`` and a ``<use>``'s reference, walk
-the children) and nothing else; it creates a Python object for such an
+does (count the budget, set a value the cache says is rewritten, remember an
+``id`` and a ``<use>``'s reference, walk the children) and nothing else; it creates a Python object for such an
 element only when it has an ``id``. Every other node (a disallowed element,
 an attribute to check, a comment, stray text) goes to the Python walk, one
 child at a time (``child`` and ``tail`` callbacks), so every decision, report
@@ -20,6 +20,8 @@ node to Python: it may only ever decline work, never decide differently.
 outputs and reports are identical with and without it.
 """
 
+from cpython.unicode cimport PyUnicode_AsUTF8
+from libc.stdint cimport uintptr_t
 from libc.string cimport strcmp
 from lxml.includes cimport tree
 from lxml.includes.tree cimport xmlAttr, xmlNode
@@ -29,7 +31,7 @@ from lxml.includes.etreepublic cimport _Document, _Element, elementFactory
 
 cetree.import_lxml__etree()
 
-ABI = 2
+ABI = 3
 """Bumped with every change of this interface; the Python side checks it."""
 
 # Mirrors of the constants in _sanitizer.py (checked there at import).
@@ -43,6 +45,7 @@ cdef enum:
     _PRESENTATION = 3
     _CHECKED = 4
     _USE = 2
+    _SLOTS = 512  # names remembered by address (a power of two)
 
 cdef const char* SVG_NS = b"http://www.w3.org/2000/svg"
 cdef const char* XLINK_NS = b"http://www.w3.org/1999/xlink"
@@ -180,6 +183,14 @@ cdef class Walker:
     cdef Py_ssize_t attribute_limit
     cdef Py_ssize_t path_limit
     cdef bint plain_fragments
+    # Element and attribute names by the address of libxml2's copy: the parser
+    # interns names per document, so a document repeats a few addresses. An
+    # address is only a hint (another document may reuse it for another name):
+    # every hit is confirmed by comparing the text.
+    cdef const char* _element_ptr[_SLOTS]
+    cdef list _element_val  # (name, Info or None)
+    cdef const char* _key_ptr[_SLOTS]
+    cdef list _key_val  # the attribute name as a str
 
     def __init__(self, dict elements, dict clean, child, tail, splice, Py_ssize_t max_depth,
                  Py_ssize_t max_attributes, Py_ssize_t attribute_limit, Py_ssize_t path_limit,
@@ -194,6 +205,39 @@ cdef class Walker:
         self.attribute_limit = attribute_limit
         self.path_limit = path_limit
         self.plain_fragments = plain_fragments
+        self._element_val = [None] * _SLOTS
+        self._key_val = [None] * _SLOTS
+        cdef int i
+        for i in range(_SLOTS):
+            self._element_ptr[i] = NULL
+            self._key_ptr[i] = NULL
+
+    cdef object _element_info(self, const char* name):
+        """The Info for an SVG element name (``None``: not one this module handles)."""
+        cdef size_t slot = (<uintptr_t>name >> 3) & (_SLOTS - 1)
+        cdef tuple hit
+        if self._element_ptr[slot] == name:
+            hit = <tuple>self._element_val[slot]
+            if strcmp(PyUnicode_AsUTF8(hit[0]), name) == 0:
+                return hit[1]
+        text = name.decode("utf-8")
+        info = self.elements.get(text)
+        self._element_ptr[slot] = name
+        self._element_val[slot] = (text, info)
+        return info
+
+    cdef str _key(self, const char* name):
+        """An attribute name without namespace, as a str (the key lxml gives it)."""
+        cdef size_t slot = (<uintptr_t>name >> 3) & (_SLOTS - 1)
+        cdef str hit
+        if self._key_ptr[slot] == name:
+            hit = <str>self._key_val[slot]
+            if strcmp(PyUnicode_AsUTF8(hit), name) == 0:
+                return hit
+        hit = name.decode("utf-8")
+        self._key_ptr[slot] = name
+        self._key_val[slot] = hit
+        return hit
 
     def children(self, run, _Element el not None, str name, bint text_ok, bint text_only,
                  scope_id, int depth):
@@ -219,6 +263,7 @@ cdef class Walker:
         cdef object child_el
         cdef object result
         cdef Info info
+        cdef list rewrites = []
         while c is not NULL:
             if not _lxml_element(c):
                 c = c.next
@@ -226,9 +271,9 @@ cdef class Walker:
             child_el = None
             info = None
             if not text_only and c.type == tree.XML_ELEMENT_NODE and depth <= self.max_depth:
-                info = self._quiet(s, c)
+                info = self._quiet(s, c, rewrites)
             if info is not None:
-                self._keep(s, c, info, depth)
+                self._keep(s, c, info, depth, rewrites)
             else:
                 if parent_el is None:
                     parent_el = elementFactory(s.doc, parent)
@@ -250,8 +295,9 @@ cdef class Walker:
             c = c.next
         return changes
 
-    cdef int _keep(self, _State s, xmlNode* c, Info info, int depth) except -1:
-        """Do what the Python walk does for an element that needs no change."""
+    cdef int _keep(self, _State s, xmlNode* c, Info info, int depth, list rewrites) except -1:
+        """Do what the Python walk does for an element that needs no change but the
+        ``rewrites`` (attribute, value) remembered for its values."""
         cdef object el = None
         cdef object changes
         cdef object ident
@@ -261,9 +307,17 @@ cdef class Walker:
             s.sync_out()
             s.budget.check()
             s.sync_in()
+        if rewrites:
+            # What ``_attrs`` does with a remembered rewrite (``el.set``), before
+            # the id and the reference are read, as there.
+            el = elementFactory(s.doc, c)
+            for key, value in rewrites:
+                el.set(key, value)
+            del rewrites[:]
         ident = _attribute(c, b"id", NULL)
         if ident is not None:
-            el = elementFactory(s.doc, c)
+            if el is None:
+                el = elementFactory(s.doc, c)
             s.ids.setdefault(ident, el)
         if info.special == _USE:
             ref = _attribute(c, b"href", NULL)
@@ -275,9 +329,10 @@ cdef class Walker:
             self.splice(el, changes)
         return 0
 
-    cdef Info _quiet(self, _State s, xmlNode* c):
-        """``c``'s Info when the Python walk would change and report nothing about ``c``
-        itself (its children are walked separately); ``None`` otherwise."""
+    cdef Info _quiet(self, _State s, xmlNode* c, list rewrites):
+        """``c``'s Info when the Python walk would report nothing about ``c`` itself
+        and change nothing but values it remembers rewritten (added to ``rewrites``;
+        its children are walked separately); ``None`` otherwise (``rewrites`` empty)."""
         cdef object found
         cdef Info info
         cdef xmlAttr* a
@@ -293,7 +348,7 @@ cdef class Walker:
         cdef object known
         if c.ns is NULL or c.ns.href is NULL or strcmp(<const char*>c.ns.href, SVG_NS) != 0:
             return None
-        found = self.elements.get((<const char*>c.name).decode("utf-8"))
+        found = self._element_info(<const char*>c.name)
         if found is None:
             return None
         info = <Info>found
@@ -312,37 +367,46 @@ cdef class Walker:
         while a is not NULL:
             count += 1
             if count > self.max_attributes:
+                del rewrites[:]
                 return None
             t = a.children
             if t is NULL:
                 value = <const unsigned char*>b""
             elif t.type != tree.XML_TEXT_NODE or t.next is not NULL or t.content is NULL:
+                del rewrites[:]
                 return None
             else:
                 value = <const unsigned char*>t.content
             if a.ns is NULL:
-                key = (<const char*>a.name).decode("utf-8")
+                key = self._key(<const char*>a.name)
             elif a.ns.href is NULL:
+                del rewrites[:]
                 return None
             else:
                 key = "{%s}%s" % ((<const char*>a.ns.href).decode("utf-8"),
                                   (<const char*>a.name).decode("utf-8"))
             kind_obj = info.kinds.get(key)
             if kind_obj is None:
+                del rewrites[:]
                 return None
             kind = kind_obj
             if kind == _PATH:
                 if not s.short and _length(value) > self.path_limit:
+                    del rewrites[:]
                     return None
             elif kind == _PLAIN or (kind == _PRESENTATION and not _has_paren_or_backslash(value)):
                 if not s.short and _length(value) > self.attribute_limit:
+                    del rewrites[:]
                     return None
             elif kind == _HREF and self.plain_fragments and _plain_fragment(value):
                 pass
             else:
                 text = (<const char*>value).decode("utf-8")
                 known = self.clean.get((info.name, key, text))
-                if known is None or known != text:
+                if known is None:
+                    del rewrites[:]
                     return None
+                if known != text:
+                    rewrites.append((key, known))
             a = a.next
         return info
