@@ -1,0 +1,82 @@
+"""The Celery app of ``bench_inflight.py --kinds celery``: slow model calls, counted.
+
+``celery -A _inflight_celery_app worker -P gevent -c 500``, configured from the
+environment by the benchmark:
+
+* ``CHATSVG_INFLIGHT_BROKER``, ``CHATSVG_INFLIGHT_DB``, ``CHATSVG_INFLIGHT_SCHEMA``,
+  ``CHATSVG_INFLIGHT_QUEUE``: where it works;
+* ``CHATSVG_INFLIGHT_CALL``: seconds each model call awaits; ``CHATSVG_INFLIGHT_LEASE``:
+  the lease (the keeper extends every lease the process holds every third of it);
+* ``CHATSVG_INFLIGHT_REPORT``: a file the worker writes at shutdown: the peak of
+  calls in flight, heartbeat rounds (one statement each) and leases lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from datetime import timedelta
+from typing import Any
+
+from celery import Celery, signals
+
+from chatsvg_core.engine import EngineEvent, EventKind
+from chatsvg_core.generate import GenerationRequest, OfflineSketchProvider, ProviderOutput
+from chatsvg_core.queues import setup_celery
+
+env = os.environ
+CALL = float(env.get("CHATSVG_INFLIGHT_CALL", "10"))
+stats = {"in_flight": 0, "peak": 0, "calls": 0, "lease_lost": 0}
+
+
+class SlowProvider:
+    """The offline sketcher after ``CALL`` seconds awaited (no CPU: a model far away)."""
+
+    name = "slow"
+
+    def __init__(self) -> None:
+        self.inner = OfflineSketchProvider()
+
+    async def generate(self, request: GenerationRequest) -> ProviderOutput:
+        stats["in_flight"] += 1
+        stats["peak"] = max(stats["peak"], stats["in_flight"])
+        stats["calls"] += 1
+        try:
+            if not request.prompt.startswith("warm"):
+                await asyncio.sleep(CALL)
+            return await self.inner.generate(request)
+        finally:
+            stats["in_flight"] -= 1
+
+
+def on_event(event: EngineEvent) -> None:
+    if event.kind is EventKind.LEASE_LOST:
+        stats["lease_lost"] += 1
+
+
+def report(**_: Any) -> None:
+    # Connected before setup_celery's own shutdown handler, which closes the engine.
+    engine = workers._engine
+    rounds = 0 if engine is None else sum(k.rounds for k in engine.engine._keepers.values())
+    with open(env["CHATSVG_INFLIGHT_REPORT"], "w") as f:
+        json.dump({**stats, "keeper_rounds": rounds}, f)
+
+
+signals.worker_shutdown.connect(report, weak=False)
+
+app = Celery("chatsvg_inflight", broker=env.get("CHATSVG_INFLIGHT_BROKER", "memory://"))
+app.conf.update(worker_enable_remote_control=False, worker_send_task_events=False)
+workers = setup_celery(
+    app,
+    env.get("CHATSVG_INFLIGHT_DB", "memory://"),
+    provider=SlowProvider,
+    queue=env.get("CHATSVG_INFLIGHT_QUEUE") or None,
+    storage_options=(
+        {"schema": env["CHATSVG_INFLIGHT_SCHEMA"], "min_size": 2, "max_size": 10}
+        if env.get("CHATSVG_INFLIGHT_SCHEMA")
+        else None
+    ),
+    lease=timedelta(seconds=float(env.get("CHATSVG_INFLIGHT_LEASE", "30"))),
+    on_event=on_event,
+)
