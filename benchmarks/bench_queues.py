@@ -68,6 +68,7 @@ ROOT = HERE.parent
 MODES = ["next", "arq", "procrastinate", "arq-noop", "procrastinate-noop"]
 CELERY_MODES = ["celery-redis", "celery-amqp", "celery-redis-noop", "celery-amqp-noop"]
 ALL_MODES = MODES + CELERY_MODES
+POLL: list[float | None] = [None]  # --poll
 ANNOUNCERS = 20  # concurrent announcements, as from that many submitting requests
 HOLD = "UPDATE {s}.chatsvg_jobs SET run_at = run_at + interval '1 day'"
 RELEASE = "UPDATE {s}.chatsvg_jobs SET run_at = now() - interval '1 second'"
@@ -192,7 +193,7 @@ async def measure(
         lease=60,
         maintain_every=0,  # no recovery/sweep in the workers: the run announces
         app_name=app_name,
-        poll=None,  # the adapters' own polling defaults, as a host gets them
+        poll=POLL[0],  # None: the adapters' own polling defaults, as a host gets them
     )
     store = await PostgresStore.open(
         with_app_name(postgres, app_name + "-parent"), schema=schema, min_size=1, max_size=4
@@ -489,7 +490,9 @@ async def main() -> None:
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--modes", default=",".join(MODES), help=",".join(ALL_MODES))
+    parser.add_argument("--poll", type=float, help="arq/Procrastinate polling (s); default theirs")
     args = parser.parse_args()
+    POLL[0] = args.poll
     postgres = os.environ["CHATSVG_TEST_POSTGRES_URL"]
     amqp = os.environ.get("CHATSVG_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
     counts = [int(w) for w in args.workers.split(",")]
