@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from chatsvg_core.errors import SVGRejected
 from chatsvg_core.sanitize import ReasonCode, SanitizePolicy, Sanitizer, is_blank, sanitize_svg
-from chatsvg_core.sanitize._repair import repair_root
+from chatsvg_core.sanitize._repair import _XLINK_USE, _uses_xlink, repair_root
 from chatsvg_core.testing._svg_checks import assert_svg_safe
 from chatsvg_core.testing._svg_strategies import svg_documents
 
@@ -183,3 +183,15 @@ def test_blank(svg: str) -> None:
 def test_not_blank(svg: str) -> None:
     assert not is_blank(svg)
     assert not is_blank(sanitize_svg(svg).svg)
+
+
+@settings(max_examples=300)
+@given(st.text(st.sampled_from(" \t\r\nxlink:Aé1\u00a0<"), max_size=40))
+def test_the_xlink_use_search_agrees_with_its_regex(text: str) -> None:
+    # ``_uses_xlink`` finds the literal and checks its neighbours (faster than
+    # the regex, which tries every position); both forms must give its answer.
+    expected = _XLINK_USE.search(text) is not None
+    assert _uses_xlink(text) is expected
+    assert _uses_xlink(text.encode()) is (
+        re.compile(_XLINK_USE.pattern.encode()).search(text.encode()) is not None
+    )

@@ -20,7 +20,7 @@ from uuid import uuid4
 from chatsvg_core._clock import Clock, SystemClock
 from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
-from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit
+from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit, wanted
 from chatsvg_core.engine._instrument import (
     NO_INSTRUMENTATION,
     AttemptScope,
@@ -60,6 +60,7 @@ from chatsvg_core.generate import (
     Pricing,
     PromptPolicy,
     Provider,
+    ProviderOutput,
     extract_answer,
     progress_reporting,
 )
@@ -324,10 +325,15 @@ class Engine:
             weakref.WeakKeyDictionary()
         )
         self.refuse_blank = refuse_blank
+        # What each running attempt's claim learned, for the rest of the attempt:
+        # (job id, lease token) -> the parsed request, and whether a charge pays it.
+        self._claims: dict[tuple[str, int | None], tuple[GenerationRequest, bool]] = {}
 
     # --- helpers ------------------------------------------------------------
 
     def _emit(self, kind: EventKind, job: Job, **fields: Any) -> None:
+        if self.instrumentation is NO_INSTRUMENTATION and not wanted(self.on_event, kind):
+            return  # nobody would see it: no hook, no instrumentation, level off
         event = EngineEvent(
             kind=kind,
             job_id=job.id,
@@ -580,6 +586,12 @@ class Engine:
         return done
 
     async def _run_claimed(self, claimed: Job, worker_id: str) -> Job | None:
+        try:
+            return await self._run_charged(claimed, worker_id)
+        finally:
+            self._claims.pop((claimed.id, claimed.lease_token), None)
+
+    async def _run_charged(self, claimed: Job, worker_id: str) -> Job | None:
         job_id = claimed.id
         await self._step("claimed", job_id)
         try:
@@ -645,6 +657,7 @@ class Engine:
             request = GenerationRequest.model_validate(job.request)
             cost = self.pricing.cost(request)
             entry_id = _uuid()
+            paid: bool | None  # by a charge (True), by a reservation (False), or failed
             try:
                 if self.charge_at == "submit" and await tx.find_entry(EntryKind.RESERVE, job.id):
                     raise _Reserved
@@ -660,11 +673,14 @@ class Engine:
                 )
             except _Reserved:
                 charged_now = False  # paid at submit: the reservation covers every attempt
+                paid = False
             except LedgerConflict as exc:
                 if exc.reason != "has_reserve":
                     raise
                 charged_now = False  # reserved at submit by an engine in the other mode
+                paid = False
             except (InsufficientCredits, DailyCapExceeded, UnknownAccount) as exc:
+                paid = None
                 job = await fail_job(
                     tx,
                     job.id,
@@ -676,6 +692,11 @@ class Engine:
             else:
                 # A later attempt gets the first attempt's entry back.
                 charged_now = entry.id == entry_id
+                # Paid by a charge, so it holds no reservation (the ledger
+                # refuses both for one job): its success has nothing to capture.
+                paid = True
+        if paid is not None:
+            self._claims[job.id, job.lease_token] = (request, paid)
         self._emit(EventKind.CLAIMED, job, worker_id=worker_id)
         if job.status is JobStatus.FAILED:
             assert job.last_error is not None
@@ -698,8 +719,6 @@ class Engine:
 
     async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
         assert job.lease_token is not None
-        keeper = self._keeper()
-        lost = keeper.hold(job.id, job.lease_token)
 
         async def work() -> tuple[str, dict[str, Any]] | BaseException:
             try:
@@ -709,23 +728,57 @@ class Engine:
             except Exception as exc:
                 return exc
 
+        # One task per attempt: the keeper cancels it if the lease is lost
+        # (no second task waiting on the lost event).
         worker = asyncio.create_task(work())
-        waiter = asyncio.create_task(lost.wait())
+        keeper = self._keeper()
+        lost = keeper.hold(job.id, job.lease_token, on_lost=worker.cancel)
         try:
-            done, _ = await asyncio.wait({worker, waiter}, return_when=asyncio.FIRST_COMPLETED)
-            if worker not in done:
-                worker.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await worker
-                raise _LeaseLost
-            return worker.result()
+            return await worker
+        except asyncio.CancelledError:
+            this = asyncio.current_task()
+            # Our own cancellation (shutdown) propagates; the keeper's is a lost lease.
+            if lost.is_set() and (this is None or this.cancelling() == 0):
+                raise _LeaseLost from None
+            raise
         finally:
             # Released before the final write, so a heartbeat round racing with
             # it cannot report this finished job as lost.
             keeper.release(job.id)
-            for task in (waiter, worker):
-                task.cancel()
-            await asyncio.gather(waiter, return_exceptions=True)
+            if not worker.done():
+                worker.cancel()
+
+    async def _call_provider(
+        self, request: GenerationRequest, observed: AttemptScope
+    ) -> tuple[ProviderOutput, str]:
+        """The provider call and extraction, with ``call_policy``'s in-process retries.
+
+        The first try runs bare: tenacity's machinery (a dozen objects and
+        callbacks per call) is built only after it fails, then takes over as
+        if it had made that try itself. Its clock is set back to when the
+        first try began, so the deadline, the decisions, the hooks' reports
+        and the delays are what they would have been (tests/engine holds it).
+        """
+        started = time.monotonic()
+        try:
+            with observed.step("provider"):
+                output = await self.provider.generate(request)
+            with observed.step("extract"):
+                return output, extract_answer(output)
+        except BaseException as exc:  # tenacity sees every outcome, cancellation too
+            first: BaseException | None = exc
+        async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
+            if first is not None:
+                attempt.retry_state.start_time = started
+            with attempt:
+                if first is not None:
+                    error, first = first, None
+                    raise error
+                with observed.step("provider"):
+                    output = await self.provider.generate(request)
+                with observed.step("extract"):
+                    raw = extract_answer(output)
+        return output, raw
 
     def _sanitize(self, raw: str) -> tuple[SanitizedSVG, bool]:
         """The sanitized SVG, and whether it is a blank picture this engine refuses."""
@@ -733,19 +786,15 @@ class Engine:
         return clean, self.refuse_blank and is_blank(clean.svg)
 
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
-        request = GenerationRequest.model_validate(job.request)
+        known = self._claims.get((job.id, job.lease_token))
+        request = GenerationRequest.model_validate(job.request) if known is None else known[0]
         observed = _ATTEMPT.get()
 
         def progress(tokens: int, chars: int) -> None:
             self._emit(EventKind.PROGRESS, job, tokens=tokens, chars=chars)
 
         with progress_reporting(progress):
-            async for attempt in self.call_policy.async_retrying(rng=self.rng, name="provider"):
-                with attempt:
-                    with observed.step("provider"):
-                        output = await self.provider.generate(request)
-                    with observed.step("extract"):
-                        raw = extract_answer(output)
+            output, raw = await self._call_provider(request, observed)
         with observed.step("sanitize"):
             if len(raw) > SANITIZE_INLINE_CHARS:
                 # Off the event loop, which keeps every lease of this worker alive
@@ -781,7 +830,9 @@ class Engine:
                     tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata
                 )
                 # Only after the fenced transition: a refused result captures nothing.
-                await capture_if_reserved(tx, job.id, now)
+                known = self._claims.get((job.id, job.lease_token))
+                if known is None or not known[1]:
+                    await capture_if_reserved(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
             _note("lease_lost")

@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from chatsvg_core._clock import utc
 
-__all__ = ["EngineEvent", "EventHook", "EventKind", "emit"]
+__all__ = ["EngineEvent", "EventHook", "EventKind", "emit", "wanted"]
 
 log = logging.getLogger("chatsvg_core.engine")
 
@@ -94,6 +94,16 @@ def describe(event: EngineEvent) -> str:
     if isinstance(delay, int | float):
         fields["delay"] = f"{delay:.2f}"
     return _MESSAGES[event.kind].format_map(fields)
+
+
+def wanted(hook: EventHook | None, kind: EventKind) -> bool:
+    """Whether an event of ``kind`` would be seen: by ``hook``, or logged at its level.
+
+    The engine builds an event only when someone will see it (the
+    instrumentation counts too; the engine asks it separately): building and
+    validating five events per job costs more than some of its statements.
+    """
+    return hook is not None or log.isEnabledFor(_LEVELS.get(kind, logging.DEBUG))
 
 
 def emit(hook: EventHook | None, event: EngineEvent) -> None:

@@ -107,17 +107,9 @@ class Job(BaseModel):
     def _consistent(self) -> Job:
         # The shape each status allows; a store that loads a row breaking it
         # has been written by something other than the transition functions.
-        running = self.status is JobStatus.RUNNING
-        if running != (self.lease_token is not None):
-            raise ValueError("lease_token is set exactly while RUNNING")
-        if running != (self.lease_expires_at is not None):
-            raise ValueError("lease_expires_at is set exactly while RUNNING")
-        if running and self.lease_token != self.attempt:
-            raise ValueError("lease_token equals the attempt that holds it")
-        if self.attempt > self.max_attempts:
-            raise ValueError("attempt never exceeds max_attempts")
-        if (self.status is JobStatus.SUCCEEDED) != (self.result_ref is not None):
-            raise ValueError("result_ref is set exactly when SUCCEEDED")
+        problem = _inconsistency(self.__dict__)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
     @property
@@ -147,7 +139,65 @@ class Job(BaseModel):
         return html_table(["field", "value"], rows, caption=f"job {self.id}")
 
     def evolve(self, **changes: Any) -> Job:
-        """A validated copy with ``changes`` applied (used by the transitions)."""
+        """A validated copy with ``changes`` applied (fully revalidated, for any caller)."""
         data = self.model_dump()
         data.update(changes)
         return Job.model_validate(data)
+
+    def _step(self, **changes: Any) -> Job:
+        """:meth:`evolve` for the transition functions, without pydantic's revalidation.
+
+        The transitions pass values of the right types (aware UTC datetimes,
+        ints, a :class:`JobStatus`, a validated :class:`JobErrorInfo`) to a job
+        that is already valid, so only the cross-field rules can break; those
+        are checked here as the validator checks them. A test holds it equal
+        to :meth:`evolve` for every transition.
+        """
+        data = dict(self.__dict__)
+        data.update(changes)
+        return _trusted(data)
+
+    @classmethod
+    def _from_trusted(cls, data: dict[str, Any]) -> Job:
+        """A job from a store's row, decoded by the store itself (its columns are typed).
+
+        Skips pydantic's per-field validation, which costs more than the
+        statement that read the row; keeps the cross-field rules, so a row
+        no transition could have written is still refused (``ValueError``).
+        ``data`` must hold every field, with ``status`` a :class:`JobStatus`
+        and datetimes aware UTC; it becomes the job's own dict.
+        """
+        return _trusted(data)
+
+
+_FIELDS = frozenset(Job.model_fields)
+
+
+def _trusted(data: dict[str, Any]) -> Job:
+    problem = _inconsistency(data)
+    if problem is not None:
+        raise ValueError(f"inconsistent job {data.get('id')!r}: {problem}")
+    job = Job.__new__(Job)
+    # What BaseModel.model_construct sets, without its per-field loop.
+    object.__setattr__(job, "__dict__", data)
+    object.__setattr__(job, "__pydantic_fields_set__", set(_FIELDS))
+    object.__setattr__(job, "__pydantic_extra__", None)
+    object.__setattr__(job, "__pydantic_private__", None)
+    return job
+
+
+def _inconsistency(data: dict[str, Any]) -> str | None:
+    """Which cross-field rule of :class:`Job` ``data`` breaks, or ``None``."""
+    running = data["status"] is JobStatus.RUNNING
+    token = data["lease_token"]
+    if running != (token is not None):
+        return "lease_token is set exactly while RUNNING"
+    if running != (data["lease_expires_at"] is not None):
+        return "lease_expires_at is set exactly while RUNNING"
+    if running and token != data["attempt"]:
+        return "lease_token equals the attempt that holds it"
+    if data["attempt"] > data["max_attempts"]:
+        return "attempt never exceeds max_attempts"
+    if (data["status"] is JobStatus.SUCCEEDED) != (data["result_ref"] is not None):
+        return "result_ref is set exactly when SUCCEEDED"
+    return None

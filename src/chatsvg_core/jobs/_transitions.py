@@ -101,6 +101,12 @@ def _check_token(job: Job, action: str, token: int) -> None:
         )
 
 
+def _error_info(error: JobErrorInfo) -> JobErrorInfo:
+    # Job._step does not revalidate: a mapping becomes the model here, as
+    # Job.evolve's validation would have made it.
+    return error if isinstance(error, JobErrorInfo) else JobErrorInfo.model_validate(error)
+
+
 def _positive(lease: timedelta) -> timedelta:
     if lease <= timedelta(0):
         raise ValueError("a lease must last a positive time")
@@ -144,12 +150,14 @@ def claim(job: Job, *, now: datetime, worker_id: str, lease: timedelta) -> Job:
     """
     now = utc(now)
     _check_source(job, "claim", Q)
+    if not isinstance(worker_id, str):
+        raise ValueError(f"worker_id is a string, not {type(worker_id).__name__}")
     if job.run_at > now:
         raise _refuse(job, "claim", "not_due")
     if job.attempt >= job.max_attempts:
         raise _refuse(job, "claim", "attempts_exhausted")
     attempt = job.attempt + 1
-    return job.evolve(
+    return job._step(
         status=R,
         attempt=attempt,
         lease_token=attempt,
@@ -168,7 +176,7 @@ def heartbeat(job: Job, *, now: datetime, token: int, lease: timedelta) -> Job:
     """
     now = utc(now)
     _check_token(job, "heartbeat", token)
-    return job.evolve(
+    return job._step(
         lease_expires_at=max(now + _positive(lease), job.lease_expires_at or now),
         version=job.version + 1,
         updated_at=now,
@@ -179,7 +187,7 @@ def succeed(job: Job, *, now: datetime, token: int, result_ref: str) -> Job:
     """RUNNING → SUCCEEDED with a result reference; only with the current token."""
     now = utc(now)
     _check_token(job, "succeed", token)
-    return job.evolve(
+    return job._step(
         status=S,
         lease_token=None,
         lease_expires_at=None,
@@ -198,13 +206,13 @@ def retry(job: Job, *, now: datetime, token: int, run_at: datetime, error: JobEr
         raise _refuse(job, "retry", "attempts_exhausted")
     if run_at < now:
         raise ValueError("run_at of a retry is never in the past")
-    return job.evolve(
+    return job._step(
         status=Q,
         lease_token=None,
         lease_expires_at=None,
         worker_id=None,
         run_at=run_at,
-        last_error=error,
+        last_error=_error_info(error),
         version=job.version + 1,
         updated_at=now,
     )
@@ -220,11 +228,11 @@ def fail(job: Job, *, now: datetime, error: JobErrorInfo, token: int | None = No
         _check_source(job, "fail", Q)
     else:
         _check_token(job, "fail", token)
-    return job.evolve(
+    return job._step(
         status=F,
         lease_token=None,
         lease_expires_at=None,
-        last_error=error,
+        last_error=_error_info(error),
         version=job.version + 1,
         updated_at=now,
     )
@@ -250,7 +258,7 @@ def cancel(job: Job, *, now: datetime, reason: str | None = None) -> Job:
         transient=False,
         fields={"while": job.status.value, "attempt": job.attempt},
     )
-    return job.evolve(
+    return job._step(
         status=F,
         lease_token=None,
         lease_expires_at=None,
@@ -286,9 +294,9 @@ def expire(job: Job, *, now: datetime, run_at: datetime | None = None) -> Job:
         "updated_at": now,
     }
     if job.attempt >= job.max_attempts:
-        return job.evolve(status=F, **common)
+        return job._step(status=F, **common)
     due = utc(run_at) if run_at is not None else now
-    return job.evolve(status=Q, worker_id=None, run_at=max(due, now), **common)
+    return job._step(status=Q, worker_id=None, run_at=max(due, now), **common)
 
 
 def mermaid() -> str:

@@ -47,7 +47,32 @@ _ROOT_BYTES = re.compile(_ROOT.pattern.replace(r"(?:\ufeff)?", "").encode(), re.
 _DEFAULT_NS = re.compile(r"(?:^|[ \t\r\n])xmlns[ \t\r\n]*+=")
 _XLINK_DECL = re.compile(r"(?:^|[ \t\r\n])xmlns:xlink[ \t\r\n]*+=")
 _XLINK_USE = re.compile(r"[ \t\r\n]xlink:[A-Za-z]")
-_XLINK_USE_BYTES = re.compile(_XLINK_USE.pattern.encode())
+_QUOTED = re.compile(r"\"[^\"]*+\"|'[^']*+'")
+_BLANKS = frozenset(" \t\r\n")
+_BLANK_BYTES = frozenset(b" \t\r\n")
+_ASCII_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _uses_xlink(data: str | bytes) -> bool:
+    """Whether ``data`` matches ``_XLINK_USE`` (a blank, ``xlink:``, a letter).
+
+    Found by its literal part: the regex, which starts with a character class,
+    tries every position (11 ms over the 3.3 MB fidelity corpus, against 1.3 ms
+    for ``find``), and most SVGs do not declare xlink, so most are searched whole.
+    """
+    if isinstance(data, str):
+        i = data.find("xlink:", 1)
+        while i != -1:
+            if data[i - 1] in _BLANKS and data[i + 6 : i + 7] in _ASCII_LETTERS:
+                return True
+            i = data.find("xlink:", i + 1)
+        return False
+    j = data.find(b"xlink:", 1)
+    while j != -1:
+        if data[j - 1] in _BLANK_BYTES and data[j + 6 : j + 7].isalpha():  # ASCII only
+            return True
+        j = data.find(b"xlink:", j + 1)
+    return False
 
 
 def repair_root(data: str | bytes) -> tuple[str | bytes, tuple[str, ...]]:
@@ -65,7 +90,7 @@ def repair_root(data: str | bytes) -> tuple[str | bytes, tuple[str, ...]]:
         if match is None:
             return data, ()
         attributes = match.group(1)
-        added = _missing(attributes, lambda: _XLINK_USE.search(data) is not None)
+        added = _missing(attributes, lambda: _uses_xlink(data))
         if not added:
             return data, ()
         first, last = _placed(added)
@@ -79,7 +104,7 @@ def repair_root(data: str | bytes) -> tuple[str | bytes, tuple[str, ...]]:
     if byte_match is None:
         return data, ()
     attrs = byte_match.group(1).decode("latin-1")
-    added = _missing(attrs, lambda: _XLINK_USE_BYTES.search(raw) is not None)
+    added = _missing(attrs, lambda: _uses_xlink(raw))
     if not added:
         return data, ()
     first, last = _placed(added)
@@ -107,7 +132,7 @@ def _tag_end(data: _Text, end: int) -> int:
 
 def _missing(attributes: str, uses_xlink: Callable[[], bool]) -> list[tuple[str, str]]:
     # Attribute values are skipped: only names outside quotes count.
-    names = re.sub(r"\"[^\"]*+\"|'[^']*+'", '""', attributes)
+    names = _QUOTED.sub('""', attributes)
     added: list[tuple[str, str]] = []
     if not _DEFAULT_NS.search(names):
         added.append(("xmlns", SVG_NS))

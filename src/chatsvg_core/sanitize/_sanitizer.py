@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
 import threading
+import warnings
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any, cast
 
@@ -49,12 +52,38 @@ MAX_REPORT_ENTRIES = 10_000
 """Report entries kept per document; further changes are only counted (``omitted``)."""
 
 
+def _load_accelerator() -> Any:
+    """The compiled walk (``_walk.pyx``), or ``None``: not built, built for another
+    version of this module, or turned off with ``CHATSVG_SANITIZE_PURE=1``."""
+    if os.environ.get("CHATSVG_SANITIZE_PURE", "") not in ("", "0"):
+        return None
+    try:
+        from chatsvg_core.sanitize import _walk
+    except ImportError:
+        return None
+    expected = (_WALK_ABI, _PLAIN, _PATH, _HREF, _PRESENTATION, _CHECKED, _USE)
+    found = (getattr(_walk, "ABI", None), _walk.PLAIN, _walk.PATH, _walk.HREF,
+             _walk.PRESENTATION, _walk.CHECKED, _walk.USE)  # fmt: skip
+    if found != expected:
+        # A stale build (``pip install -e .`` not re-run after a change): the
+        # pure walk is always right, so it takes over.
+        warnings.warn(
+            "chatsvg_core.sanitize: the compiled walk is out of date and is not used "
+            "(reinstall the package to rebuild it)",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return None
+    return _walk
+
+
 def _short(value: str) -> str:
     return value if len(value) <= 200 else value[:197] + "..."
 
 
 _PLAIN, _PATH, _HREF, _PRESENTATION, _CHECKED = 0, 1, 2, 3, 4
 _ANIMATION, _USE, _STYLE = 1, 2, 3
+_WALK_ABI = 3
 
 
 def _kind(attribute: str, prefixing: bool) -> int:
@@ -91,9 +120,13 @@ class _Run:
         self.omitted = 0
         # No attribute value can be over a length limit (the whole input is shorter).
         self.short_values = short_values
-        # Collected during the walk for the <use> expansion bound.
+        # Collected during the walk for the <use> expansion bound and the scope
+        # class: every id's first element, and the reference (``href``, else
+        # ``xlink:href``; ``None``: neither) of every kept ``<use>``, in document
+        # order. References, not elements: a sprite sheet has thousands of uses
+        # of a few targets, and each target is then looked up once.
         self.ids: dict[str, Any] = {}
-        self.uses: list[Any] = []
+        self.uses: list[str | None] = []
         # Positions of reported nodes among their same-name siblings (see index()).
         self.indices: dict[Any, int] = {}
         self.css = CssSanitizer(sanitizer.policy, sanitizer.rewrite_fragment,
@@ -249,6 +282,7 @@ class Sanitizer:
             self._scope = p.id_prefix if p.id_prefix is not None else _DEFAULT_SCOPE
         self._css_cache: dict[tuple[str, str], tuple[str | None, tuple[CssIssue, ...]]] = {}
         self._clean: dict[tuple[str, str, str], str] = {}
+        self._walker = _make_walker(self, elements) if _ACCELERATOR is not None else None
         self._animatable = frozenset(
             a
             for a in p.attributes
@@ -369,10 +403,7 @@ class Sanitizer:
         marked: set[Any] = set()
         targets = [root]
         ids = run.ids
-        for use in run.uses:
-            ref = use.get("href")
-            if ref is None:
-                ref = use.get(t.XLINK_HREF)
+        for ref in dict.fromkeys(run.uses):
             if ref is not None and ref[:1] == "#":
                 target = ids.get(ref[1:])
                 if target is not None:
@@ -456,7 +487,7 @@ class Sanitizer:
                     if ident is not None:
                         run.ids.setdefault(ident, el)
             if special == _USE:
-                run.uses.append(el)
+                run.uses.append(_href(el))
             elif special == _STYLE:
                 return self._style(run, el, scope_id)
         else:
@@ -468,10 +499,18 @@ class Sanitizer:
                 el.text = None
         elif text is not None:
             el.text = None  # an empty CDATA section would be written as <x></x>
-        changes: dict[Any, bool] | None = None
+        depth += 1
+        changes: dict[Any, bool] | None
+        if self._walker is not None:
+            # The compiled loop (``_walk.pyx``): the same decisions, made by this
+            # class's own methods for every child that needs any.
+            changes = self._walker.children(run, el, name, text_ok, text_only, scope_id, depth)
+            if changes:
+                _splice(el, changes)
+            return True
+        changes = None
         allowed = () if text_only else self._elements
         element = self._element
-        depth += 1
         for child in el:
             ctag = child.tag
             if ctag in allowed:
@@ -491,6 +530,32 @@ class Sanitizer:
         if changes:
             _splice(el, changes)
         return True
+
+    def _child(
+        self,
+        run: _Run,
+        parent: Any,
+        child: Any,
+        name: str,
+        text_ok: bool,
+        text_only: bool,
+        scope_id: str | None,
+        depth: int,
+    ) -> bool | None:
+        """One child of ``parent`` (``name``) for the compiled loop: the body of
+        ``_element``'s loop without the tail. ``None``: kept as it is; ``False``:
+        drop it; ``True``: unwrap it."""
+        ctag = child.tag
+        if not text_only and ctag in self._elements:
+            return None if self._element(run, child, ctag, scope_id, depth) else False
+        return self._refused(run, child, ctag, parent, name, scope_id, depth, text_ok)
+
+    def _tail(self, run: _Run, parent: Any, child: Any) -> None:
+        """Drop ``child``'s tail where ``parent`` takes no text (as ``_element``'s loop)."""
+        tail = child.tail
+        if tail and not tail.isspace():
+            run.note(Action.REMOVED, "text", ReasonCode.TEXT_REMOVED, parent, detail=tail)
+            child.tail = None
 
     def _refused(
         self,
@@ -714,34 +779,39 @@ class Sanitizer:
 
         # A use of a leaf (no children, not itself a use) adds one element and
         # cannot be on a cycle: counted here, the search below only sees the rest.
-        uses = []
-        for use in run.uses:
-            target = _use_target(use, ids)
+        # Uses are grouped by reference: the sum is the same, and the total only
+        # grows, so it exceeds the limit in the end exactly when it did on the way.
+        targets: dict[Any, int] = {}  # target element -> uses of it
+        for ref, count in Counter(run.uses).items():
+            target = _ref_target(ref, ids)
             if target is None:
                 continue
             if len(target) or target.tag == _SVG_USE:
-                uses.append(use)
+                targets[target] = targets.get(target, 0) + count
             else:
-                elements += 1
+                elements += count
         if exceeds(elements):
             raise reject(ReasonCode.TOO_MUCH_RENDERING,
                          f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
-        if not uses:
+        if not targets:
             return
-        cyclic = _cyclic_uses(uses, ids)
+        cyclic = _cyclic_uses(list(targets), ids)
         if cyclic:
-            # Browsers ignore a <use> in a reference cycle; drop them all at once.
+            # Browsers ignore a <use> in a reference cycle; drop them all at once,
+            # then count the uses that are left (all in the tree: the walk kept them).
             self._drop_cyclic(run, root, cyclic)
-            uses = [u for u in uses if u not in cyclic]
-        size = _rendered_sizes(uses, ids, limit)
+            targets = {}
+            for use in root.iter(_SVG_USE):
+                target = _use_target(use, ids)
+                if target is not None and (len(target) or target.tag == _SVG_USE):
+                    targets[target] = targets.get(target, 0) + 1
+        size = _rendered_sizes(list(targets), ids, limit)
         total = elements
-        for use in uses:
-            target = _use_target(use, ids)
-            if target is not None:
-                total += size.get(target, 0)
-                if exceeds(total):
-                    raise reject(ReasonCode.TOO_MUCH_RENDERING,
-                                 f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
+        for target, count in targets.items():
+            total += count * size.get(target, 0)
+            if exceeds(total):
+                raise reject(ReasonCode.TOO_MUCH_RENDERING,
+                             f"<use> expansion exceeds {limit} elements", limit)  # fmt: skip
 
     def _drop_cyclic(self, run: _Run, root: Any, bad: set[Any]) -> None:
         by_parent: dict[Any, dict[Any, bool]] = {}
@@ -762,11 +832,11 @@ def _edges(node: Any, ids: dict[str, Any]) -> Iterator[Any]:
         yield target
 
 
-def _cyclic_uses(uses: list[Any], ids: dict[str, Any]) -> set[Any]:
+def _cyclic_uses(starts: list[Any], ids: dict[str, Any]) -> set[Any]:
     """Every ``<use>`` that lies on a reference cycle, in one pass (Tarjan's algorithm).
 
-    The graph has child edges and use -> target edges, from the targets of
-    ``uses``. Child edges form a tree, so every cycle holds a use edge, and a
+    The graph has child edges and use -> target edges, from ``starts`` (the
+    targets of uses). Child edges form a tree, so every cycle holds a use edge, and a
     use edge lies on a cycle exactly when the use and its target are in the
     same strongly connected component. Cutting all such edges (and no other)
     leaves the graph acyclic, and it is what browsers do: each of those uses
@@ -781,9 +851,8 @@ def _cyclic_uses(uses: list[Any], ids: dict[str, Any]) -> set[Any]:
     low: dict[Any, int] = {}
     component: dict[Any, int] = {}  # node -> index of its component's root
     stack: list[Any] = []
-    for use in uses:
-        start = _use_target(use, ids)
-        if start is None or start in index:
+    for start in starts:
+        if start in index:
             continue
         index[start] = low[start] = len(index)
         stack.append(start)
@@ -819,16 +888,15 @@ def _cyclic_uses(uses: list[Any], ids: dict[str, Any]) -> set[Any]:
     return cyclic
 
 
-def _rendered_sizes(uses: list[Any], ids: dict[str, Any], limit: int) -> dict[Any, int]:
+def _rendered_sizes(starts: list[Any], ids: dict[str, Any], limit: int) -> dict[Any, int]:
     """Rendered size (capped at ``limit + 1``) of every use target's subtree.
 
     The graph (child edges, use -> target edges) has no cycle left, so each
     node's size is computed once, after its successors (memoised, iterative).
     """
     size: dict[Any, int] = {}
-    for use in uses:
-        start = _use_target(use, ids)
-        if start is None or start in size:
+    for start in starts:
+        if start in size:
             continue
         work: list[tuple[Any, bool]] = [(start, False)]
         while work:
@@ -852,7 +920,10 @@ def _href(node: Any) -> str | None:
 def _use_target(node: Any, ids: dict[str, Any]) -> Any:
     if node.tag != _SVG_USE:
         return None
-    ref = _href(node)
+    return _ref_target(_href(node), ids)
+
+
+def _ref_target(ref: str | None, ids: dict[str, Any]) -> Any:
     if ref is None or not ref.startswith("#"):
         return None
     return ids.get(ref[1:])
@@ -921,6 +992,22 @@ def _has_drawable(root: Any) -> bool:
     return any(el.tag in _DRAWABLE_TAGS for el in root.iter())
 
 
+def _make_walker(sanitizer: Sanitizer, elements: frozenset[str]) -> Any:
+    """The compiled children loop for ``sanitizer`` (the elements it handles alone:
+    allowed ones without an animation or stylesheet check)."""
+    info = {}
+    for name in elements:
+        special = sanitizer._info[_SVG_PREFIX + name][4]
+        if special in (0, _USE):
+            info[name] = _ACCELERATOR.Info(name, sanitizer._kinds[name], name in t.TEXT_ELEMENTS,
+                                           name in t.TEXT_ONLY_ELEMENTS, special)  # fmt: skip
+    p = sanitizer.policy
+    return _ACCELERATOR.Walker(info, sanitizer._clean, sanitizer._child, sanitizer._tail,
+                               _splice, p.max_depth, p.max_attributes, p.max_attribute_length,
+                               p.max_path_length, sanitizer._plain_fragments)  # fmt: skip
+
+
+_ACCELERATOR: Any = _load_accelerator()
 _EMPTY_REPORT = SanitizeReport()
 PREPARED_CACHE_SIZE = 32
 """Distinct policies whose prepared :class:`Sanitizer` is kept (``Sanitizer.prepared``)."""
