@@ -48,6 +48,7 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
         "src/chatsvg_core/storage/_jobs.py",
         (
             "tests/storage/test_job_ops.py",
+            "tests/storage/test_job_ops_contract.py",
             "tests/storage/test_transition_sequences.py",
             "tests/storage/test_memory_conformance.py",
         ),
