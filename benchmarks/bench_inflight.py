@@ -87,7 +87,7 @@ async def celery_inflight(
         "CHATSVG_INFLIGHT_REPORT": str(tmp / "report.json"),
         "PYTHONPATH": os.pathsep.join([str(HERE), str(HERE.parent / "src")]),
     }
-    cmd = [sys.executable, "-m", "celery", "-A", "_inflight_celery_app", "worker"]
+    cmd = [sys.executable, "-m", "celery", "-A", "_celery_bench_app", "worker"]
     cmd += ["-P", pool, "-c", str(jobs), "-Q", queue_name, "-l", "ERROR"]
     cmd += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     worker = _start(cmd, env, tmp)

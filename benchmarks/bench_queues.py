@@ -69,6 +69,8 @@ MODES = ["next", "arq", "procrastinate", "arq-noop", "procrastinate-noop"]
 CELERY_MODES = ["celery-redis", "celery-amqp", "celery-redis-noop", "celery-amqp-noop"]
 ALL_MODES = MODES + CELERY_MODES
 POLL: list[float | None] = [None]  # --poll
+CELERY_POOL = ["gevent"]  # --celery-pool
+ANNOUNCED = [0.0]  # seconds the last announcing took
 ANNOUNCERS = 20  # concurrent announcements, as from that many submitting requests
 HOLD = "UPDATE {s}.chatsvg_jobs SET run_at = run_at + interval '1 day'"
 RELEASE = "UPDATE {s}.chatsvg_jobs SET run_at = now() - interval '1 second'"
@@ -274,7 +276,9 @@ async def announce(send: Any, jobs: int, concurrency: int = ANNOUNCERS) -> None:
         async with gate:
             await send(i)
 
+    start = time.monotonic()
     await asyncio.gather(*(one(i) for i in range(jobs)))
+    ANNOUNCED[0] = time.monotonic() - start
 
 
 async def flush(url: str) -> None:
@@ -339,7 +343,7 @@ def celery_worker_cmd(app_module: str, name: str, queue: str, concurrency: int) 
         app_module,
         "worker",
         "-P",
-        "gevent",
+        CELERY_POOL[0],
         "-c",
         str(concurrency),
         "-Q",
@@ -382,17 +386,19 @@ async def measure_celery(
     )
     env = dict(os.environ)
     env.update(
+        # The no-op app's:
         CHATSVG_CELERY_BROKER=broker,
-        CHATSVG_CELERY_DB=with_app_name(postgres, app_name),
-        CHATSVG_CELERY_SCHEMA=schema,
-        CHATSVG_CELERY_QUEUE=queue_name,
-        CHATSVG_CELERY_LEASE="60",
-        CHATSVG_CELERY_BEAT="600",
-        CHATSVG_CELERY_FAULTS="0,0,0",
         CHATSVG_NOOP_COUNTER=redis.url,
-        PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT / "tests" / "queues"), str(ROOT / "src")]),
+        # The adapter's (the store pool as the other workers': 2-10 connections):
+        CHATSVG_INFLIGHT_BROKER=broker,
+        CHATSVG_INFLIGHT_DB=with_app_name(postgres, app_name),
+        CHATSVG_INFLIGHT_SCHEMA=schema,
+        CHATSVG_INFLIGHT_QUEUE=queue_name,
+        CHATSVG_INFLIGHT_CALL="0",
+        CHATSVG_INFLIGHT_LEASE="60",
+        PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT / "src")]),
     )
-    module = "_noop_celery_app" if noop else "_celery_app"
+    module = "_noop_celery_app" if noop else "_celery_bench_app"
     procs = start_all(
         [celery_worker_cmd(module, f"b{i}", queue_name, concurrency) for i in range(workers)],
         env,
@@ -491,8 +497,10 @@ async def main() -> None:
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--modes", default=",".join(MODES), help=",".join(ALL_MODES))
     parser.add_argument("--poll", type=float, help="arq/Procrastinate polling (s); default theirs")
+    parser.add_argument("--celery-pool", default="gevent", choices=["gevent", "threads"])
     args = parser.parse_args()
     POLL[0] = args.poll
+    CELERY_POOL[0] = args.celery_pool
     postgres = os.environ["CHATSVG_TEST_POSTGRES_URL"]
     amqp = os.environ.get("CHATSVG_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
     counts = [int(w) for w in args.workers.split(",")]
@@ -509,6 +517,7 @@ async def main() -> None:
         for r in range(args.rounds):
             for workers in counts:
                 for mode in modes:
+                    ANNOUNCED[0] = 0.0
                     cell = await measure(
                         mode, workers, args.jobs, args.concurrency, postgres, redis, amqp
                     )
@@ -516,7 +525,8 @@ async def main() -> None:
                     parts = " ".join(f"{g}={cell.cpu_ms(g):.2f}" for g in GROUPS)
                     print(
                         f"round {r + 1} {mode} x{workers}: {cell.rate:.0f} jobs/s, "
-                        f"CPU ms/job {cell.cpu_ms():.2f} ({parts}) load {os.getloadavg()[0]:.1f}",
+                        f"CPU ms/job {cell.cpu_ms():.2f} ({parts}) load {os.getloadavg()[0]:.1f}"
+                        f" announced in {ANNOUNCED[0]:.1f} s",
                         flush=True,
                     )
     finally:

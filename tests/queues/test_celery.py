@@ -96,6 +96,41 @@ def test_the_tasks_keep_one_result_backend_whatever_the_thread() -> None:
     assert len({id(b) for b in per_thread}) == 3  # what a task without it would get
 
 
+def test_a_green_pool_worker_acks_when_the_task_ends() -> None:
+    """Without a hub (gevent), acks go out at once; other deferred operations still wait."""
+    from celery.worker.consumer import Consumer
+
+    app = Celery("t", broker="memory://")
+    setup_celery(app, "memory://", provider=OfflineSketchProvider)
+    (step,) = [s for s in app.steps["consumer"] if s.__name__ == "ImmediateAcks"]
+
+    class Message:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+
+        def ack_log_error(self, logger: object, errors: object) -> None:
+            self.calls.append("ack")
+
+        def reject_log_error(self, logger: object, errors: object, requeue: bool = False) -> None:
+            self.calls.append("reject")
+
+    consumer = Consumer.__new__(Consumer)  # the attributes the step and call_soon use
+    consumer.hub = None
+    consumer._pending_operations = []
+    step(consumer)
+    if hasattr(Consumer, "call_soon_ack"):
+        pytest.skip("this Celery acks at once by itself (celery#10263)")
+    message = Message()
+    consumer.call_soon(message.ack_log_error, None, ())
+    consumer.call_soon(message.reject_log_error, None, ())
+    assert message.calls == ["ack", "reject"]
+    later: list[int] = []
+    consumer.call_soon(later.append, 1)  # anything else: still on the loop's next turn
+    assert later == [] and len(consumer._pending_operations) == 1
+    consumer.perform_pending_operations()
+    assert later == [1]
+
+
 @pytest.mark.redis
 async def test_enqueue_sends_a_countdown_and_leaves_long_delays_to_the_sweep(
     redis_url: str,

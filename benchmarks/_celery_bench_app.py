@@ -1,11 +1,12 @@
-"""The Celery app of ``bench_inflight.py --kinds celery``: slow model calls, counted.
+"""The Celery app of ``bench_inflight.py`` and ``bench_queues.py``: model calls, counted.
 
-``celery -A _inflight_celery_app worker -P gevent -c 500``, configured from the
+``celery -A _celery_bench_app worker -P gevent -c 500``, configured from the
 environment by the benchmark:
 
 * ``CHATSVG_INFLIGHT_BROKER``, ``CHATSVG_INFLIGHT_DB``, ``CHATSVG_INFLIGHT_SCHEMA``,
   ``CHATSVG_INFLIGHT_QUEUE``: where it works;
-* ``CHATSVG_INFLIGHT_CALL``: seconds each model call awaits; ``CHATSVG_INFLIGHT_LEASE``:
+* ``CHATSVG_INFLIGHT_CALL``: seconds each model call awaits (0: the instant
+  provider of the throughput benchmark); ``CHATSVG_INFLIGHT_LEASE``:
   the lease (the keeper extends every lease the process holds every third of it);
 * ``CHATSVG_INFLIGHT_REPORT``: a file the worker writes at shutdown: the peak of
   calls in flight, heartbeat rounds (one statement each) and leases lost.
@@ -43,7 +44,7 @@ class SlowProvider:
         stats["peak"] = max(stats["peak"], stats["in_flight"])
         stats["calls"] += 1
         try:
-            if not request.prompt.startswith("warm"):
+            if CALL and not request.prompt.startswith("warm"):
                 await asyncio.sleep(CALL)
             return await self.inner.generate(request)
         finally:
@@ -57,6 +58,8 @@ def on_event(event: EngineEvent) -> None:
 
 def report(**_: Any) -> None:
     # Connected before setup_celery's own shutdown handler, which closes the engine.
+    if not env.get("CHATSVG_INFLIGHT_REPORT"):
+        return
     engine = workers._engine
     rounds = 0 if engine is None else sum(k.rounds for k in engine.engine._keepers.values())
     with open(env["CHATSVG_INFLIGHT_REPORT"], "w") as f:
