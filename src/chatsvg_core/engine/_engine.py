@@ -7,6 +7,7 @@ import contextlib
 import functools
 import inspect
 import logging
+import os
 import random
 import time
 import weakref
@@ -15,7 +16,6 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
-from uuid import uuid4
 
 from chatsvg_core._clock import Clock, SystemClock
 from chatsvg_core._logctx import job_log_context
@@ -201,7 +201,12 @@ class _LeaseLost(Exception):
 
 
 def _uuid() -> str:
-    return uuid4().hex
+    # uuid4().hex without the UUID object (a third of the cost): 122 random
+    # bits, version 4 and the RFC 4122 variant, as 32 hex digits.
+    raw = bytearray(os.urandom(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40
+    raw[8] = (raw[8] & 0x3F) | 0x80
+    return raw.hex()
 
 
 @contextlib.asynccontextmanager

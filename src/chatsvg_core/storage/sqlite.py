@@ -485,7 +485,18 @@ class SQLiteStore:
         handler on the store's thread, which costs no CPU while it waits.
         """
         deadline = time.monotonic() + self.busy_timeout
-        for delay in (*_QUICK_RETRIES, None):
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # the usual case: nobody holds the lock
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise _map_error(exc, self.path) from exc
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self.path) from exc
+        else:
+            self._hook("begin")
+            return
+        await asyncio.sleep(_QUICK_RETRIES[0])
+        for delay in (*_QUICK_RETRIES[1:], None):
             try:
                 conn.execute("BEGIN IMMEDIATE")
                 break
