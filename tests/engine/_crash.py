@@ -194,8 +194,12 @@ async def soak(
                 report.parent_kills += 1
             if cancel_every is not None and time.monotonic() - last_cancel > cancel_every:
                 last_cancel = time.monotonic()
+                # Among the jobs not yet final (a random pick among all of them
+                # found only finished ones once the workers got fast).
                 async with store.transaction() as tx:
-                    target_job = await tx.get_job(rng.choice(ids))
+                    open_ids = [j.id for j in await tx.list_jobs(limit=10 * jobs) if not j.terminal]
+                    chosen = rng.choice(open_ids) if open_ids else rng.choice(ids)
+                    target_job = await tx.get_job(chosen)
                 if target_job is not None and not target_job.terminal:
                     try:
                         await engine.cancel(target_job.id, target_job.owner)

@@ -110,6 +110,21 @@ async def test_owners_and_references_of_one_character_are_valid() -> None:
         await book.charge("a", 1, ref="r" * 256)
 
 
+async def test_a_memo_of_exactly_the_limit_is_kept() -> None:
+    book = ledger()
+    assert (await book.grant("alice", 5, memo="m" * 1000)).memo == "m" * 1000
+    with pytest.raises(InvalidReference):
+        await book.grant("alice", 5, memo="m" * 1001)
+
+
+async def test_the_smallest_positive_adjustment_opens_the_account() -> None:
+    book = ledger()
+    await book.adjust("newcomer", 1)
+    assert await book.balance("newcomer") == 1
+    await book.adjust("newcomer", -1)
+    assert await book.balance("newcomer") == 0
+
+
 @pytest.mark.parametrize("ref", [7, None, b"job", ["job"]])
 async def test_a_reference_that_is_not_a_string_is_an_invalid_reference(ref: object) -> None:
     book = ledger()
@@ -157,6 +172,18 @@ async def _charge_then_reserve(book: Ledger) -> None:
     await book.reserve("alice", 1, ref="j")
 
 
+async def _capture_after_release(book: Ledger) -> None:
+    await book.reserve("alice", 1, ref="j")
+    await book.release("j")
+    await book.capture("j")
+
+
+async def _release_after_capture(book: Ledger) -> None:
+    await book.reserve("alice", 1, ref="j")
+    await book.capture("j")
+    await book.release("j")
+
+
 async def _over_the_cap(book: Ledger) -> None:
     await book.charge("alice", 3, ref="j1")
     await book.charge("alice", 3, ref="j2")
@@ -199,6 +226,25 @@ REFUSALS: list[tuple[str, Any, str, str, dict[str, Any]]] = [
      "owner 'alice' has 10 credits, 11 needed", {"owner": "alice", "balance": 10, "amount": 11}),
     ("no account", lambda b: b.charge("bob", 1, ref="j"), "InsufficientCredits",
      "owner 'bob' has 0 credits, 1 needed", {"owner": "bob", "balance": 0, "amount": 1}),
+    ("external id long", lambda b: b.grant("alice", 1, external_id="p" * 256), "InvalidReference",
+     "external_id must have 1 to 255 characters", {"what": "external_id", "reason": "length"}),
+    ("refund ref long", lambda b: b.refund("r" * 256), "InvalidReference",
+     "ref must have 1 to 255 characters", {"what": "ref", "reason": "length"}),
+    ("capture ref int", lambda b: b.capture(3), "InvalidReference",
+     "ref must be a string", {"what": "ref", "reason": "not_a_string"}),
+    ("adjust ref empty", lambda b: b.adjust("alice", 1, ref=""), "InvalidReference",
+     "ref must have 1 to 255 characters", {"what": "ref", "reason": "length"}),
+    ("adjust short", lambda b: b.adjust("alice", -11), "InsufficientCredits",
+     "owner 'alice' has 10 credits; cannot take 11",
+     {"owner": "alice", "balance": 10, "amount": 11}),
+    ("adjust no account", lambda b: b.adjust("bob", -1), "InsufficientCredits",
+     "owner 'bob' has 0 credits; cannot take 1", {"owner": "bob", "balance": 0, "amount": 1}),
+    ("capture after release", _capture_after_release, "LedgerConflict",
+     "the reservation of job 'j' was already settled by a release",
+     {"kind": "capture", "ref": "j", "reason": "already_released"}),
+    ("release after capture", _release_after_capture, "LedgerConflict",
+     "the reservation of job 'j' was already settled by a capture",
+     {"kind": "release", "ref": "j", "reason": "already_captured"}),
     ("refund", lambda b: b.refund("nojob"), "RefundWithoutCharge",
      "job 'nojob' has no charge to refund", {"ref": "nojob"}),
     ("two modes", _charge_then_reserve, "LedgerConflict",

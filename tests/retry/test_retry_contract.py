@@ -97,3 +97,63 @@ def test_the_argument_rules_are_named() -> None:
     for elapsed in (-1.0, float("nan")):
         with pytest.raises(ValueError, match=r"^elapsed must be a non-negative number of seconds$"):
             p.decide(BLIP, 1, elapsed)
+
+
+def test_zero_backoff_at_the_deadline_itself_gives_up() -> None:
+    # With no wait to push it past the deadline, only `elapsed >= deadline` stops it.
+    p = policy(initial_delay=0.0)
+    assert p.decide(BLIP, 1, 100.0) == GiveUp(GiveUpReason.DEADLINE)
+    assert p.decide(BLIP, 1, 99.999) == Retry(0.0)
+
+
+def test_a_previous_delay_below_one_second_is_used_as_it_is() -> None:
+    # [0.1, 3 * 0.5]: a short previous delay keeps the next range short; a negative one is 0.
+    p = policy(jitter=Jitter.DECORRELATED, initial_delay=0.1)
+    assert p.delay(2, rng=_Edge("high"), previous=0.5) == 1.5
+    assert p.delay(2, rng=_Edge("high"), previous=-4.0) == 0.1
+
+
+def test_the_http_status_range_is_inclusive_at_both_ends() -> None:
+    assert set(policy(status_overrides={100: "transient", 599: "permanent"}).status_overrides) == {
+        100,
+        599,
+    }
+    for status in (99, 600):
+        with pytest.raises(ValueError, match=rf"status override {status} is not an HTTP status"):
+            policy(status_overrides={status: "transient"})
+
+
+def test_a_type_override_name_may_have_200_characters_and_no_more() -> None:
+    name = "m." + "C" * 198
+    assert list(policy(type_overrides={name: "transient"}).type_overrides) == [name]
+    with pytest.raises(ValueError, match="is not a dotted class name"):
+        policy(type_overrides={name + "C": "transient"})
+
+
+def test_a_refused_type_override_is_quoted_to_50_characters() -> None:
+    name = "not a name " * 10
+    with pytest.raises(ValueError) as caught:
+        policy(type_overrides={name: "transient"})
+    assert f"type override {name[:50]!r} is not a dotted class name" in str(caught.value)
+    assert name[:51] not in str(caught.value)
+
+
+def test_the_hash_reads_every_field() -> None:
+    # Equal policies hash equal (tests/retry/test_retry_decide.py); a policy used as a
+    # key must also hash apart from one that differs in any single field.
+    base = policy()
+    changes: dict[str, object] = {
+        "max_attempts": 3,
+        "initial_delay": 2.0,
+        "multiplier": 3.0,
+        "max_delay": 999.0,
+        "jitter": Jitter.FULL,
+        "deadline": 50.0,
+        "honour_retry_after": False,
+        "retry_after_cap": 5.0,
+        "status_overrides": {404: "transient"},
+        "type_overrides": {"x.Y": "permanent"},
+        "classifier": lambda exc: None,
+    }
+    hashes = {hash(base)} | {hash(policy(**{field: value})) for field, value in changes.items()}
+    assert len(hashes) == len(changes) + 1

@@ -451,3 +451,55 @@ async def test_one_async_retrying_object_shared_by_tasks_keeps_calls_apart() -> 
     assert results == ["ok"] * 8
     assert [f.calls for f in flakies] == [i % 5 + 1 for i in range(8)]
     assert len(recorder.events) == sum(i % 5 for i in range(8))
+
+
+async def _no_sleep(seconds: float) -> None:
+    return None
+
+
+async def test_async_retrying_uses_the_injected_monotonic_clock_and_name() -> None:
+    policy = RetryPolicy(max_attempts=100, deadline=10, initial_delay=3, max_delay=3, jitter="none")
+    clock = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        clock[0] += seconds
+
+    recorder = Recorder()
+    retrying = policy.async_retrying(
+        sleep=sleep, monotonic=lambda: clock[0], hooks=[recorder], name="gen"
+    )
+    with pytest.raises(errors.ProviderTransientError):
+        await retrying(Flaky(100).acall)
+    assert slept == [3.0, 3.0, 3.0]  # a fourth wait would end at 12 > 10
+    assert recorder.events[-1].reason is GiveUpReason.DEADLINE
+    assert {e.name for e in recorder.events} == {"gen"}
+
+
+async def test_async_retrying_spends_the_budget_it_is_given() -> None:
+    budget = RetryBudget(max_tokens=10, token_ratio=0.5)
+    policy = RetryPolicy(max_attempts=10, deadline=None)
+    recorder = Recorder()
+    flaky = Flaky(100)
+    with pytest.raises(errors.ProviderTransientError):
+        await policy.async_retrying(sleep=_no_sleep, budget=budget, hooks=[recorder])(flaky.acall)
+    # 10 → 9, 8, 7, 6 allowed; the failure to 5 is not retried
+    assert flaky.calls == 5
+    assert recorder.events[-1].reason is GiveUpReason.BUDGET_EXHAUSTED
+
+
+async def test_async_retrying_reads_http_date_retry_after_on_the_injected_clock() -> None:
+    from chatsvg_core.testing import FakeClock
+
+    flaky = Flaky(
+        1, errors.ProviderTransientError("busy", retry_after="Thu, 01 Jan 2026 00:00:12 GMT")
+    )
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    retrying = RetryPolicy().async_retrying(sleep=sleep, clock=FakeClock(), hooks=())
+    assert await retrying(flaky.acall) == "ok"
+    assert slept == [12.0]

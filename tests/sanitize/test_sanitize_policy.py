@@ -113,3 +113,110 @@ def test_one_sanitizer_shared_by_threads_gives_the_sequential_results(
             got = list(pool.map(shared.sanitize, docs))
             assert [g.svg for g in got] == [e.svg for e in expected]
             assert [g.report for g in got] == [e.report for e in expected]
+
+
+# --- exact checks, from the survivors of a mutation run (docs/mutation.md) ---------
+
+
+def test_presets_built_afresh_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The presets are built once per process, usually at import: build them again
+    # here so that this test judges the code that builds them, not an old cache.
+    monkeypatch.setattr(SanitizePolicy, "_presets", {})
+    default = SanitizePolicy.preset("default")
+    strict = SanitizePolicy.preset("strict")
+    assert default is SanitizePolicy.preset("default")
+    assert strict is SanitizePolicy.preset("strict")
+    assert default == SanitizePolicy(name="default")
+    assert (strict.name, strict.allow_style_element, strict.data_image_types) == (
+        "strict",
+        False,
+        frozenset(),
+    )
+    dropped = default.elements - strict.elements
+    assert {"style", "a", "image", "feImage", "animate", "set"} <= dropped
+    assert strict == SanitizePolicy(
+        name="strict",
+        elements=strict.elements,
+        allow_style_element=False,
+        data_image_types=frozenset(),
+    )
+
+
+REFUSED_FIELDS: list[tuple[str, object, str]] = [
+    ("elements", {"svg", "script"}, "elements outside the SVG allowlist table: ['script']"),
+    ("elements", {"rect"}, "elements must include 'svg'"),
+    ("attributes", {"onload"}, "attributes outside the SVG allowlist table: ['onload']"),
+    ("extra_attributes", {"onclick"},
+     "extra_attributes must be data-*, aria-* or role: ['onclick']"),
+    ("css_properties", {"behavior"}, "css_properties outside the allowlist table: ['behavior']"),
+    ("data_image_types", {"svg+xml"},
+     "data_image_types must be a subset of ['gif', 'jpeg', 'png', 'webp']"),
+    ("image_hosts", {"evil.example/x"},
+     "image_hosts must be host names (optionally *.domain): {'evil.example/x'}"),
+    ("image_schemes", {"ftp"}, "image_schemes must be a subset of {'http', 'https'}"),
+    ("link_schemes", {"javascript"},
+     "link_schemes must be a subset of ['http', 'https', 'mailto', 'tel']"),
+    ("id_prefix", "1x", "id_prefix must match [A-Za-z][A-Za-z0-9_]*"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("field", "value", "message"), REFUSED_FIELDS)
+def test_each_refused_field_says_why(field: str, value: object, message: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        SanitizePolicy.model_validate({field: value})
+    (error,) = caught.value.errors()
+    assert (error["loc"], error["msg"]) == ((field,), f"Value error, {message}")
+
+
+@pytest.mark.parametrize(
+    ("field", "given", "kept"),
+    [
+        ("data_image_types", {"PNG", "Gif"}, {"png", "gif"}),
+        (
+            "image_hosts",
+            {"CDN.Example.com.", "*.Img.example"},
+            {"cdn.example.com", "*.img.example"},
+        ),
+        ("image_hosts", {"a", "localhost:8080"}, {"a", "localhost:8080"}),
+        ("image_schemes", {"HTTP"}, {"http"}),
+        ("link_schemes", {"MailTo", "https"}, {"mailto", "https"}),
+        ("extra_attributes", {"data-x.y_z", "aria-label", "role"}, None),
+        ("elements", {"svg"}, None),
+        ("link_schemes", "tel", {"tel"}),  # one name, not its letters
+        ("elements", ["svg", "rect"], {"svg", "rect"}),
+        ("elements", ("svg", "rect"), {"svg", "rect"}),
+    ],
+)
+def test_accepted_values_are_normalised(field: str, given: object, kept: set[str] | None) -> None:
+    value = getattr(SanitizePolicy.model_validate({field: given}), field)
+    assert value == frozenset(given if kept is None else kept)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("extra_attributes", {"data-"}),
+        ("extra_attributes", {"aria-"}),
+        ("extra_attributes", {"roles"}),
+        ("extra_attributes", {"Role"}),
+        ("image_hosts", {"-bad.example"}),
+        ("image_hosts", {"bad.example-"}),
+        ("id_prefix", ""),
+        ("id_prefix", "a-b"),
+    ],
+)
+def test_near_misses_are_refused(field: str, value: object) -> None:
+    with pytest.raises(ValidationError):
+        SanitizePolicy.model_validate({field: value})
+
+
+def test_id_prefixes_of_one_letter_or_none_are_valid() -> None:
+    assert SanitizePolicy(id_prefix="a").id_prefix == "a"
+    assert SanitizePolicy(id_prefix="A_1").id_prefix == "A_1"
+    assert SanitizePolicy(id_prefix=None).id_prefix is None
+
+
+def test_extend_adds_a_single_name_to_a_set() -> None:
+    policy = SanitizePolicy.strict().extend(elements="image", link_schemes="https")
+    assert "image" in policy.elements and "rect" in policy.elements
+    assert policy.link_schemes == {"https"}

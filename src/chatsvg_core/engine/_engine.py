@@ -325,6 +325,9 @@ class Engine:
             weakref.WeakKeyDictionary()
         )
         self.refuse_blank = refuse_blank
+        # What each running attempt's claim learned, for the rest of the attempt:
+        # (job id, lease token) -> the parsed request, and whether a charge pays it.
+        self._claims: dict[tuple[str, int | None], tuple[GenerationRequest, bool]] = {}
 
     # --- helpers ------------------------------------------------------------
 
@@ -583,6 +586,12 @@ class Engine:
         return done
 
     async def _run_claimed(self, claimed: Job, worker_id: str) -> Job | None:
+        try:
+            return await self._run_charged(claimed, worker_id)
+        finally:
+            self._claims.pop((claimed.id, claimed.lease_token), None)
+
+    async def _run_charged(self, claimed: Job, worker_id: str) -> Job | None:
         job_id = claimed.id
         await self._step("claimed", job_id)
         try:
@@ -648,6 +657,7 @@ class Engine:
             request = GenerationRequest.model_validate(job.request)
             cost = self.pricing.cost(request)
             entry_id = _uuid()
+            paid: bool | None  # by a charge (True), by a reservation (False), or failed
             try:
                 if self.charge_at == "submit" and await tx.find_entry(EntryKind.RESERVE, job.id):
                     raise _Reserved
@@ -663,11 +673,14 @@ class Engine:
                 )
             except _Reserved:
                 charged_now = False  # paid at submit: the reservation covers every attempt
+                paid = False
             except LedgerConflict as exc:
                 if exc.reason != "has_reserve":
                     raise
                 charged_now = False  # reserved at submit by an engine in the other mode
+                paid = False
             except (InsufficientCredits, DailyCapExceeded, UnknownAccount) as exc:
+                paid = None
                 job = await fail_job(
                     tx,
                     job.id,
@@ -679,6 +692,11 @@ class Engine:
             else:
                 # A later attempt gets the first attempt's entry back.
                 charged_now = entry.id == entry_id
+                # Paid by a charge, so it holds no reservation (the ledger
+                # refuses both for one job): its success has nothing to capture.
+                paid = True
+        if paid is not None:
+            self._claims[job.id, job.lease_token] = (request, paid)
         self._emit(EventKind.CLAIMED, job, worker_id=worker_id)
         if job.status is JobStatus.FAILED:
             assert job.last_error is not None
@@ -768,7 +786,8 @@ class Engine:
         return clean, self.refuse_blank and is_blank(clean.svg)
 
     async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
-        request = GenerationRequest.model_validate(job.request)
+        known = self._claims.get((job.id, job.lease_token))
+        request = GenerationRequest.model_validate(job.request) if known is None else known[0]
         observed = _ATTEMPT.get()
 
         def progress(tokens: int, chars: int) -> None:
@@ -811,7 +830,9 @@ class Engine:
                     tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata
                 )
                 # Only after the fenced transition: a refused result captures nothing.
-                await capture_if_reserved(tx, job.id, now)
+                known = self._claims.get((job.id, job.lease_token))
+                if known is None or not known[1]:
+                    await capture_if_reserved(tx, job.id, now)
         except InvalidTransition:
             self._emit(EventKind.LEASE_LOST, job)
             _note("lease_lost")

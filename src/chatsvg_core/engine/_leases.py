@@ -32,8 +32,9 @@ class LeaseKeeper:
     ``hold(job_id, token)`` registers a lease and returns the event that is
     set if the lease is found lost; ``release(job_id)`` forgets it (before the
     job's final write, so a batch that races with the completion does not
-    report the finished job as lost). The keeper's task runs while at least
-    one lease is held and ends when the last one is released.
+    report the finished job as lost). The keeper runs while at least one
+    lease is held (a timer between rounds, a task during one) and stops when
+    the last one is released.
 
     A storage error in one round is logged and the next round tries again:
     the lease is three intervals long by default, so one failed round costs
@@ -48,6 +49,10 @@ class LeaseKeeper:
         self.clock = clock
         self._held: dict[str, tuple[int, asyncio.Event, Callable[[], object] | None]] = {}
         self._task: asyncio.Task[None] | None = None
+        # Between rounds the keeper is a timer, not a sleeping task: a worker
+        # that runs one short job at a time would otherwise start and cancel
+        # a task per job, which costs more than the job's own statements.
+        self._timer: asyncio.TimerHandle | None = None
         self.rounds = 0
         """Heartbeat rounds that reached the store (each one transaction, one statement)."""
 
@@ -66,38 +71,52 @@ class LeaseKeeper:
         """
         lost = asyncio.Event()
         self._held[job_id] = (token, lost, on_lost)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name="chatsvg-lease-keeper"
-            )
+        if self._task is None and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self.every, self._wake)
         return lost
 
     def release(self, job_id: str) -> None:
         """Stop keeping ``job_id``'s lease (its worker is about to write its outcome).
 
-        With no lease left the keeper's task ends now rather than after its
-        current sleep, so no task outlives the last job (a loop that closes
-        next finds nothing pending).
+        With no lease left the keeper stops now (its timer or its running
+        round is cancelled) rather than after its current wait, so nothing of
+        it outlives the last job (a loop that closes next finds nothing pending).
         """
         self._held.pop(job_id, None)
-        if not self._held and self._task is not None:
-            self._task.cancel()
-            self._task = None
+        if not self._held:
+            self._stop()
 
-    async def aclose(self) -> None:
-        """Stop the keeper's task (the leases it held simply stop being extended)."""
+    def _stop(self) -> asyncio.Task[None] | None:
+        timer, self._timer = self._timer, None
+        if timer is not None:
+            timer.cancel()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
+        return task
+
+    async def aclose(self) -> None:
+        """Stop the keeper (the leases it held simply stop being extended)."""
+        task = self._stop()
+        if task is not None:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    async def _run(self) -> None:
-        while self._held:
-            await asyncio.sleep(self.every)
-            if not self._held:
-                return
+    def _wake(self) -> None:
+        self._timer = None
+        if self._held and self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._round(), name="chatsvg-lease-keeper"
+            )
+
+    async def _round(self) -> None:
+        try:
             await self.beat()
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+                if self._held and self._timer is None:
+                    self._timer = asyncio.get_running_loop().call_later(self.every, self._wake)
 
     async def beat(self) -> None:
         """One round: extend every held lease now; tell the holders of the lost ones."""

@@ -33,11 +33,15 @@ from chatsvg_core.jobs import succeed as _succeed
 from chatsvg_core.storage._protocol import JobResult, StoreTransaction
 
 __all__ = [
+    "JobClaimer",
+    "JobFinisher",
     "LeaseExtender",
     "cancel_job",
     "claim_job",
     "claim_next",
+    "claim_next_reference",
     "complete_job",
+    "complete_job_reference",
     "expire_leases",
     "fail_job",
     "heartbeat_job",
@@ -81,14 +85,66 @@ async def claim_job(
     return await _save(tx, job, claim(job, now=now, worker_id=worker_id, lease=lease), "claim")
 
 
-async def claim_next(
+@runtime_checkable
+class JobClaimer(Protocol):
+    """An optional fast path a transaction may offer for :func:`claim_next`.
+
+    A backend whose transaction has this method claims in one statement
+    (``UPDATE ... RETURNING``); one without it gets
+    :func:`claim_next_reference`, the same outcome through ``next_due_job``
+    and ``update_job``. The conformance suite checks the two agree, and
+    ``tests/storage`` checks the SQL backends' statement against
+    :func:`~chatsvg_core.jobs.claim` for every job shape.
+    """
+
+    async def claim_due(
+        self, now: datetime, *, worker_id: str, lease_expires_at: datetime
+    ) -> Job | None:
+        """Apply :func:`~chatsvg_core.jobs.claim` to the job ``next_due_job(now)`` would give.
+
+        Among QUEUED jobs with ``run_at <= now`` and attempts left (oldest
+        ``run_at``, then ``created_at``, then ``id``; rows other transactions
+        hold skipped, as ``next_due_job`` skips them), take the first: status
+        RUNNING, ``attempt + 1``, ``lease_token = attempt + 1`` (the new
+        attempt), ``lease_expires_at``, ``worker_id``, ``version + 1``,
+        ``updated_at = now``. Return the claimed job, or ``None`` when none
+        is due. The row stays locked until the transaction ends.
+        """
+        ...
+
+
+async def claim_next_reference(
     tx: StoreTransaction, *, now: datetime, worker_id: str, lease: timedelta
 ) -> Job | None:
-    """Claim the next due QUEUED job (skipping jobs other claimers hold), or ``None``."""
+    """:func:`claim_next` over the fine primitives (the specification).
+
+    ``next_due_job`` locks the next due job, :func:`~chatsvg_core.jobs.claim`
+    makes the claimed job, ``update_job`` writes it.
+    """
     job = await tx.next_due_job(utc(now))
     if job is None:
         return None
     return await _save(tx, job, claim(job, now=now, worker_id=worker_id, lease=lease), "claim")
+
+
+async def claim_next(
+    tx: StoreTransaction, *, now: datetime, worker_id: str, lease: timedelta
+) -> Job | None:
+    """Claim the next due QUEUED job (skipping jobs other claimers hold), or ``None``.
+
+    One statement where the transaction offers :class:`JobClaimer` (the SQL
+    backends); otherwise :func:`claim_next_reference`.
+    """
+    fast = getattr(tx, "claim_due", None)
+    if fast is None:
+        return await claim_next_reference(tx, now=now, worker_id=worker_id, lease=lease)
+    now = utc(now)
+    if not isinstance(worker_id, str):
+        raise ValueError(f"worker_id is a string, not {type(worker_id).__name__}")
+    if lease <= timedelta(0):
+        raise ValueError("a lease must last a positive time")
+    job: Job | None = await fast(now, worker_id=worker_id, lease_expires_at=now + lease)
+    return job
 
 
 async def heartbeat_job(
@@ -173,6 +229,45 @@ async def heartbeat_jobs(
     return await heartbeat_jobs_reference(tx, leases, now=now, lease=lease)
 
 
+@runtime_checkable
+class JobFinisher(Protocol):
+    """An optional fast path a transaction may offer for :func:`complete_job`.
+
+    A backend whose transaction has this method succeeds a job and stores
+    its result in one call (one statement on PostgreSQL); one without it gets
+    :func:`complete_job_reference`. A refusal is explained by the reference
+    path (it re-reads the job), so the caller sees the same error either way.
+    """
+
+    async def succeed_job(
+        self, job_id: str, *, token: int, now: datetime, result: JobResult
+    ) -> tuple[Job, JobResult] | None:
+        """Apply :func:`~chatsvg_core.jobs.succeed` if the job is RUNNING under ``token``.
+
+        Then: status SUCCEEDED, no lease (token and expiry cleared),
+        ``result_ref = id``, ``version + 1``, ``updated_at = now``, and
+        ``result`` stored as ``put_result`` stores it (a result already there
+        is kept and returned). Return the job and the stored result; return
+        ``None``, writing nothing, when the job is unknown, not RUNNING or
+        held under another token. Locks the row as ``get_job(for_update=True)``.
+        """
+        ...
+
+
+async def complete_job_reference(
+    tx: StoreTransaction, job_id: str, *, token: int, now: datetime, result: JobResult
+) -> tuple[Job, JobResult]:
+    """:func:`complete_job` over the fine primitives (the specification).
+
+    The transition is checked before the result is written, so a stale
+    worker's result is never stored.
+    """
+    job = await _load(tx, job_id)
+    done = _succeed(job, now=now, token=token, result_ref=job.id)
+    stored = await tx.put_result(result)
+    return await _save(tx, job, done, "succeed"), stored
+
+
 async def complete_job(
     tx: StoreTransaction,
     job_id: str,
@@ -184,15 +279,30 @@ async def complete_job(
 ) -> tuple[Job, JobResult]:
     """RUNNING → SUCCEEDED and store the result, both only with the current token.
 
-    The transition is checked before the result is written, so a stale
-    worker's result is never stored.
+    A stale worker's result is never stored. One call where the transaction
+    offers :class:`JobFinisher` (the SQL backends); otherwise, and to explain
+    a refusal with the right error, :func:`complete_job_reference`.
     """
-    job = await _load(tx, job_id)
-    done = _succeed(job, now=now, token=token, result_ref=job.id)
-    result = await tx.put_result(
-        JobResult(job_id=job.id, svg=svg, metadata=dict(metadata or {}), created_at=utc(now))
-    )
-    return await _save(tx, job, done, "succeed"), result
+    now = utc(now)
+    result = JobResult(job_id=job_id, svg=svg, metadata=dict(metadata or {}), created_at=now)
+    fast = getattr(tx, "succeed_job", None)
+    if fast is not None:
+        done: tuple[Job, JobResult] | None = await fast(job_id, token=token, now=now, result=result)
+        if done is not None:
+            return done
+        # Refused, nothing written: the reference path raises the reason
+        # (unknown job, wrong status, stale token). It cannot succeed under
+        # the same lock; if it would, the backend broke its promise.
+        job = await _load(tx, job_id)
+        _succeed(job, now=now, token=token, result_ref=job.id)
+        raise InvalidTransition(
+            f"job {job_id} could be succeeded but the store refused it",
+            job_id=job_id,
+            status=job.status.value,
+            action="succeed",
+            reason="version_conflict",
+        )
+    return await complete_job_reference(tx, job_id, token=token, now=now, result=result)
 
 
 async def retry_job(

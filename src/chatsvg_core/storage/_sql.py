@@ -30,9 +30,14 @@ from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResu
 from chatsvg_core.storage._spend import SpendState
 
 __all__ = [
+    "CLAIM_GUARD",
+    "CLAIM_SET",
     "INSERT_ENTRY",
+    "INSERT_RESULT",
     "MOVE_BALANCE",
     "SCHEMA_TABLE",
+    "SUCCEED_GUARD",
+    "SUCCEED_SET",
     "TABLES",
     "USAGE",
     "FaultHook",
@@ -86,6 +91,28 @@ _JOB_COLUMNS = (
     "id, owner, status, attempt, max_attempts, run_at, lease_expires_at, lease_token, "
     "worker_id, request, request_hash, idempotency_key, last_error, result_ref, version, "
     "created_at, updated_at, trace_context"
+)
+# The coarse job statements (JobClaimer, JobFinisher). Each is a transition of
+# chatsvg_core.jobs written as SQL: the guard in WHERE, the effect in SET.
+# tests/storage/test_coarse_sql.py runs them on every job shape the state
+# machine reaches and checks each row against the pure transition function.
+CLAIM_GUARD = "status = 'queued' AND run_at <= ? AND attempt < max_attempts"
+"""``claim``'s guard: QUEUED, due, attempts left (parameter: now)."""
+CLAIM_SET = (
+    "status = 'running', attempt = attempt + 1, lease_token = attempt + 1, "
+    "lease_expires_at = ?, worker_id = ?, version = version + 1, updated_at = ?"
+)
+"""``claim``'s effect (parameters: lease expiry, worker id, now)."""
+SUCCEED_GUARD = "id = ? AND status = 'running' AND lease_token = ?"
+"""``succeed``'s guard: RUNNING under the caller's token (parameters: id, token)."""
+SUCCEED_SET = (
+    "status = 'succeeded', lease_token = NULL, lease_expires_at = NULL, result_ref = id, "
+    "version = version + 1, updated_at = ?"
+)
+"""``succeed``'s effect, with ``result_ref`` = the job's id (parameter: now)."""
+INSERT_RESULT = (
+    "INSERT INTO chatsvg_results (job_id, svg, metadata, created_at) "
+    "VALUES (?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING"
 )
 _ENTRY_COLUMNS = "id, owner, kind, amount, ref, memo, created_at"
 _IDEM_COLUMNS = "scope, idem_key, request_hash, job_id, created_at, expires_at"
@@ -327,6 +354,55 @@ class SQLTransaction:
         )
         return None if row is None else self._job(row)
 
+    async def claim_due(
+        self,
+        now: datetime,
+        *,
+        worker_id: str,
+        lease_expires_at: datetime,
+        job_id: str | None = None,
+    ) -> Job | None:
+        """Claim the next due job in one ``UPDATE ... RETURNING`` (``JobClaimer``).
+
+        With ``job_id``, that job only, if the guard lets it be claimed now
+        (``None`` otherwise). The subquery picks the row ``next_due_job``
+        would (PostgreSQL: ``FOR UPDATE SKIP LOCKED``); the outer ``WHERE``
+        repeats the guard, so a row changed meanwhile is not claimed.
+        """
+        self._check_open()
+        stamp = self._ts(utc(now))
+        params: list[Any] = [self._ts(utc(lease_expires_at)), worker_id, stamp]
+        if job_id is None:
+            where = (
+                f"id = (SELECT id FROM chatsvg_jobs WHERE {CLAIM_GUARD} "
+                f"ORDER BY run_at, created_at, id LIMIT 1{self.skip_locked}) AND {CLAIM_GUARD}"
+            )
+            params += [stamp, stamp]
+        else:
+            where = f"id = ? AND {CLAIM_GUARD}"
+            params += [job_id, stamp]
+        row = await self._one(
+            f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE {where} RETURNING {_JOB_COLUMNS}", params
+        )
+        return None if row is None else self._job(row)
+
+    async def succeed_job(
+        self, job_id: str, *, token: int, now: datetime, result: JobResult
+    ) -> tuple[Job, JobResult] | None:
+        """Succeed the job under ``token`` and store its result (``JobFinisher``).
+
+        The job's ``UPDATE ... RETURNING`` first: a refused transition writes
+        no result. Dialects override this to send both in one statement.
+        """
+        self._check_open()
+        row = await self._one(
+            f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} RETURNING {_JOB_COLUMNS}",
+            (self._ts(utc(now)), job_id, token),
+        )
+        if row is None:
+            return None
+        return self._job(row), await self.put_result(result)
+
     async def expired_jobs(self, now: datetime, *, limit: int) -> Sequence[Job]:
         """RUNNING jobs whose lease ended at or before ``now`` (not locked)."""
         self._check_open()
@@ -386,8 +462,7 @@ class SQLTransaction:
         """Store a job's result once; a second put returns the first one unchanged."""
         self._check_open()
         changed = await self._exec(
-            "INSERT INTO chatsvg_results (job_id, svg, metadata, created_at) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (job_id) DO NOTHING",
+            INSERT_RESULT,
             (result.job_id, result.svg, _dump(result.metadata), self._ts(result.created_at)),
         )
         if changed == 1:

@@ -53,16 +53,21 @@ from chatsvg_core.errors import (
     StorageError,
     StorageUnavailable,
 )
+from chatsvg_core.jobs import Job
 from chatsvg_core.storage._errors import StoreClosed
-from chatsvg_core.storage._protocol import EntryKind
+from chatsvg_core.storage._protocol import EntryKind, JobResult
 from chatsvg_core.storage._spend import SpendState
 from chatsvg_core.storage._sql import (
+    _JOB_COLUMNS,
     INSERT_ENTRY,
     SCHEMA_TABLE,
+    SUCCEED_GUARD,
+    SUCCEED_SET,
     TABLES,
     USAGE,
     FaultHook,
     SQLTransaction,
+    _dump,
     migrations,
 )
 
@@ -226,6 +231,40 @@ class PostgresTransaction(SQLTransaction):
         return self._spend_state(
             kind, ref, None if account is None else account[0], row, window is not None
         )
+
+    async def succeed_job(
+        self, job_id: str, *, token: int, now: datetime, result: JobResult
+    ) -> tuple[Job, JobResult] | None:
+        """Succeed the job and store its result in one statement (``JobFinisher``).
+
+        The result's ``INSERT`` reads the job's ``UPDATE ... RETURNING``, so a
+        refused transition (no row) stores nothing.
+        """
+        self._check_open()
+        row = await self._one(
+            f"WITH done AS (UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} "
+            f"RETURNING {_JOB_COLUMNS}), "
+            "stored AS (INSERT INTO chatsvg_results (job_id, svg, metadata, created_at) "
+            "SELECT id, ?, ?, ? FROM done ON CONFLICT (job_id) DO NOTHING RETURNING 1) "
+            f"SELECT {_JOB_COLUMNS}, (SELECT count(*) FROM stored) FROM done",
+            (
+                utc(now),
+                job_id,
+                token,
+                result.svg,
+                _dump(result.metadata),
+                utc(result.created_at),
+            ),
+        )
+        if row is None:
+            return None
+        job = self._job(row)
+        if row[-1] == 1:
+            return job, result
+        stored = await self.get_result(job_id)  # one was there already: it stays
+        if stored is None:  # pragma: no cover - a result is never deleted
+            raise StorageError("result vanished after a conflicting insert", job_id=job_id)
+        return job, stored
 
     async def extend_leases(
         self, leases: Mapping[str, int], *, now: datetime, lease: timedelta

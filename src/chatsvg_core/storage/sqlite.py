@@ -50,10 +50,11 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
+from types import TracebackType
 from typing import Any, Literal, TypeVar
 
 import anyio
@@ -160,18 +161,36 @@ class SQLiteTransaction(SQLTransaction):
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
 
+    # The three statement runners inline _run's body: they are the hottest
+    # calls of the store, and a closure plus a coroutine per statement cost
+    # about as much as a short statement.
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
-        def run(conn: sqlite3.Connection) -> tuple[Any, ...] | None:
-            row: tuple[Any, ...] | None = conn.execute(sql, tuple(params)).fetchone()
-            return row
-
-        return await self._run(run)
+        if not self._begun:
+            await self._store._begin(self._conn)
+            self._begun = True
+        try:
+            row: tuple[Any, ...] | None = self._conn.execute(sql, tuple(params)).fetchone()
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
+        return row
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return await self._run(lambda conn: conn.execute(sql, tuple(params)).fetchall())
+        if not self._begun:
+            await self._store._begin(self._conn)
+            self._begun = True
+        try:
+            return self._conn.execute(sql, tuple(params)).fetchall()
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
 
     async def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
-        return await self._run(lambda conn: conn.execute(sql, tuple(params)).rowcount)
+        if not self._begun:
+            await self._store._begin(self._conn)
+            self._begun = True
+        try:
+            return self._conn.execute(sql, tuple(params)).rowcount
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
 
     async def _append_entry(self, params: Sequence[Any]) -> bool:
         def run(conn: sqlite3.Connection) -> bool:
@@ -488,21 +507,9 @@ class SQLiteStore:
 
     # --- the Store protocol -------------------------------------------------------
 
-    @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[SQLiteTransaction]:
+    def transaction(self) -> AbstractAsyncContextManager[SQLiteTransaction]:
         """One ``BEGIN IMMEDIATE`` transaction: commit on normal exit, roll back on error."""
-        async with self._locked() as conn:
-            tx = SQLiteTransaction(self, conn)
-            try:
-                yield tx
-                tx._finished = True
-                await self._finish(conn, commit=True)
-            except BaseException:
-                tx._finished = True
-                # Shielded inside _finish: a cancelled task must still roll
-                # back, or the connection would stay in a half-done transaction.
-                await self._finish(conn, commit=False)
-                raise
+        return _Transaction(self)
 
     # --- schema -------------------------------------------------------------------
 
@@ -592,6 +599,59 @@ class SQLiteStore:
             )
             version = migration.version
         return version
+
+
+class _Transaction(AbstractAsyncContextManager[SQLiteTransaction]):
+    """:meth:`SQLiteStore.transaction`: the store's lock, then one transaction.
+
+    A class rather than two nested ``@asynccontextmanager`` generators (the
+    lock, the transaction): entering and leaving those cost more than a
+    short transaction's statements.
+    """
+
+    __slots__ = ("_store", "_tx")
+
+    def __init__(self, store: SQLiteStore) -> None:
+        self._store = store
+        self._tx: SQLiteTransaction | None = None
+
+    async def __aenter__(self) -> SQLiteTransaction:
+        store = self._store
+        if store._closed:
+            raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
+        await store._lock.acquire()
+        try:
+            if store._closed:
+                raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
+            conn = await store._connection()
+        except BaseException:
+            store._lock.release()
+            raise
+        self._tx = SQLiteTransaction(store, conn)
+        return self._tx
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        store, tx = self._store, self._tx
+        assert tx is not None
+        tx._finished = True
+        try:
+            if exc_type is None:
+                try:
+                    await store._finish(tx._conn, commit=True)
+                except BaseException:
+                    # Shielded inside _finish: a cancelled task must still roll
+                    # back, or the connection would stay in a half-done transaction.
+                    await store._finish(tx._conn, commit=False)
+                    raise
+            else:
+                await store._finish(tx._conn, commit=False)
+        finally:
+            store._lock.release()
 
 
 def _statements(script: str) -> list[str]:

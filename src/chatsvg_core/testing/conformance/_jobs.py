@@ -17,7 +17,9 @@ from chatsvg_core.storage import (
     StoreTransaction,
     claim_job,
     claim_next,
+    claim_next_reference,
     complete_job,
+    complete_job_reference,
     expire_leases,
     fail_job,
     heartbeat_job,
@@ -91,6 +93,62 @@ class JobConformance(ConformanceBase):
         assert by_id["hb-0"].lease_expires_at == T0 + timedelta(seconds=45) + LEASE
         assert by_id["hb-3"].lease_expires_at == T0 + LEASE * 10
 
+    def test_coarse_claim_and_finish_match_the_fine_primitives(self) -> None:
+        """``claim_next`` and ``complete_job`` on the host equal their references on the host.
+
+        A backend's ``claim_due`` / ``succeed_job`` (``JobClaimer``,
+        ``JobFinisher``), if it has them, against ``claim_next_reference`` /
+        ``complete_job_reference`` over its fine primitives: the same jobs
+        claimed in the same order, the same refusals (stale token, wrong
+        status, unknown job), the same rows and results afterwards.
+        """
+
+        async def scenario(store: Store, coarse: bool) -> tuple[list[Outcome], list[Job]]:
+            claim_op = claim_next if coarse else claim_next_reference
+
+            async def finish(tx: StoreTransaction, job_id: str, token: int, at: Any) -> object:
+                if coarse:
+                    return await complete_job(
+                        tx, job_id, token=token, now=at, svg="<svg/>", metadata={"n": 1}
+                    )
+                result = JobResult(job_id=job_id, svg="<svg/>", metadata={"n": 1}, created_at=at)
+                return await complete_job_reference(tx, job_id, token=token, now=at, result=result)
+
+            t0 = T0
+            async with store.transaction() as tx:
+                for i, delay in enumerate([5, 0, 0, 60, 0]):
+                    await tx.insert_job(
+                        new_test_job(f"cf-{i}", now=t0, run_at=t0 + timedelta(seconds=delay))
+                    )
+            later = t0 + timedelta(seconds=10)
+            steps: list[Callable[[StoreTransaction], Awaitable[object]]] = [
+                lambda tx: claim_op(tx, now=later, worker_id="w1", lease=LEASE),
+                lambda tx: claim_op(tx, now=later, worker_id="w2", lease=LEASE),
+                lambda tx: finish(tx, "cf-1", 2, later),  # stale token
+                lambda tx: finish(tx, "cf-1", 1, later),
+                lambda tx: finish(tx, "cf-1", 1, later),  # already succeeded
+                lambda tx: finish(tx, "cf-3", 1, later),  # still QUEUED
+                lambda tx: finish(tx, "cf-none", 1, later),  # unknown
+                lambda tx: claim_op(tx, now=later, worker_id="w3", lease=LEASE),
+                lambda tx: claim_op(tx, now=later, worker_id="w3", lease=LEASE),
+                lambda tx: claim_op(tx, now=later, worker_id="w3", lease=LEASE),  # none due
+                lambda tx: expire_leases(tx, now=later + LEASE * 2),
+                lambda tx: claim_op(tx, now=later + LEASE * 2, worker_id="w4", lease=LEASE),
+                lambda tx: finish(tx, "cf-2", 1, later + LEASE * 2),  # lease lost, re-claimed
+            ]
+            outcomes = [await _outcome(store, step) for step in steps]
+            async with store.transaction() as tx:
+                jobs = sorted(await tx.list_jobs(limit=100), key=lambda j: j.id)
+                outcomes.append(("results", tuple([await tx.get_result(j.id) for j in jobs])))
+            return outcomes, jobs
+
+        coarse = self.run(lambda store: scenario(store, True))
+        reference = self.run(lambda store: scenario(store, False))
+        assert coarse == reference
+        claimed = [o[1].id for o in coarse[0][:2]]
+        assert claimed == ["cf-1", "cf-2"], claimed
+        assert coarse[0][2][:2] == ("error", "StaleLease")
+
     def test_job_state_machine(self) -> None:
         suite = self
         # hypothesis takes any factory here, though newer stubs name only the class.
@@ -152,6 +210,21 @@ class _JobMachine(HostMachine):
             assert isinstance(got[1], Job), got
             assert got[1].id == due[0].id, f"claimed {got[1].id}, but {due[0].id} was due first"
             assert got[1].worker_id == worker
+
+    @rule(worker=st.sampled_from(WORKERS))
+    def claim_next_by_reference(self, worker: str) -> None:
+        # The fine-primitive path on the host too (claim_next takes the
+        # host's JobClaimer where it has one).
+        now = self.now
+        self._step(lambda tx: claim_next_reference(tx, now=now, worker_id=worker, lease=LEASE))
+
+    @rule(job_id=st.sampled_from(IDS), token=st.integers(1, 3))
+    def complete_by_reference(self, job_id: str, token: int) -> None:
+        now = self.now
+        result = JobResult(job_id=job_id, svg=f"<svg id='{job_id}'/>", metadata={}, created_at=now)
+        self._step(
+            lambda tx: complete_job_reference(tx, job_id, token=token, now=now, result=result)
+        )
 
     @rule(job_id=st.sampled_from(IDS), worker=st.sampled_from(WORKERS))
     def claim(self, job_id: str, worker: str) -> None:
