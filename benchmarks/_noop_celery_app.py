@@ -11,6 +11,8 @@ import os
 import redis
 from celery import Celery
 
+from chatsvg_core.queues._celery import _resultless_task_base
+
 app = Celery("noop", broker=os.environ["CHATSVG_CELERY_BROKER"])
 app.conf.update(
     task_acks_late=True,
@@ -22,7 +24,9 @@ app.conf.update(
 _counter = redis.Redis.from_url(os.environ["CHATSVG_NOOP_COUNTER"])
 
 
-@app.task(name="noop.run", ignore_result=True)
+# The same task base as the adapter's: one disabled result backend per task
+# object (Celery would build one per task greenlet under gevent otherwise).
+@app.task(name="noop.run", ignore_result=True, base=_resultless_task_base())
 def run(key: str) -> None:
     # One INCR so the benchmark sees completions (an instant provider's job writes too).
     _counter.incr(key)

@@ -4,128 +4,319 @@ For 1, 2 and 4 worker processes, with an instant provider, on one PostgreSQL:
 
 * ``next``: the store as the queue (``Engine.process_next`` loops), the floor
   the issue sets the adapters against;
-* ``arq`` and ``procrastinate``: the adapters (jobs submitted first, then
-  announced at once with ``Engine.sweep``);
-* ``arq-noop`` and ``procrastinate-noop``: the queue engine alone, a task
-  that does nothing (how fast the engine itself delivers).
+* ``arq``, ``procrastinate``, ``celery-redis``, ``celery-amqp``: the adapters
+  (jobs submitted first, then announced 20 at a time, as concurrent submits would);
+* ``*-noop``: the queue engine alone, running a task that does nothing, with
+  the same worker settings (how fast the engine itself delivers).
 
-Each measurement starts its workers, waits until they are up, releases N
-jobs and times until all are done. Rounds interleave every configuration, so
-a change in the machine's load hits them all alike; the median per
-configuration is reported.
+Every worker process runs ``--concurrency`` jobs at once (Celery: the gevent
+pool with that many slots). Each measurement starts its workers and waits
+until they are up (Celery: until each has run a warm-up job), then starts the
+clock, releases N jobs and stops it when all are done. Rounds interleave every
+configuration, so a change in the machine's load hits them all alike; the
+median per configuration is reported.
 
-    python benchmarks/bench_queues.py [--jobs 300] [--rounds 3] [--workers 1,2,4]
+Beside the rate, the CPU time each job cost, read from /proc over the timed
+window (a steadier figure than the rate on a shared machine): the worker
+processes, their PostgreSQL backends, the submitting process (the
+announcement) with its backends, and the broker (the run's own
+redis-server; RabbitMQ is the machine's, shared). Redis is a redis-server of
+the run's own on a spare port.
 
-Needs CHATSVG_TEST_POSTGRES_URL and CHATSVG_TEST_REDIS_URL (db 5 is used).
+    python benchmarks/bench_queues.py [--jobs 1000] [--rounds 3] [--workers 1,2,4]
+        [--modes next,arq,procrastinate,arq-noop,procrastinate-noop]
+
+Needs CHATSVG_TEST_POSTGRES_URL (and CHATSVG_TEST_AMQP_URL for celery-amqp).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
+import resource
+import secrets
+import shutil
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode, urlsplit, urlunsplit
 from uuid import uuid4
 
 import psycopg
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.queues._fleet import Spec, drop_schema, new_schema, parent_queue, spawn, stop_worker
-from tests.queues._support import redis_db
+from tests.queues._celery_chaos import OwnRedis
+from tests.queues._fleet import (
+    Spec,
+    drop_schema,
+    new_schema,
+    parent_queue,
+    spawn,
+    stop_worker,
+)
 
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 MODES = ["next", "arq", "procrastinate", "arq-noop", "procrastinate-noop"]
+CELERY_MODES = ["celery-redis", "celery-amqp", "celery-redis-noop", "celery-amqp-noop"]
+ALL_MODES = MODES + CELERY_MODES
+ANNOUNCERS = 20  # concurrent announcements, as from that many submitting requests
+HOLD = "UPDATE {s}.chatsvg_jobs SET run_at = run_at + interval '1 day'"
+RELEASE = "UPDATE {s}.chatsvg_jobs SET run_at = now() - interval '1 second'"
 
 
-async def measure(mode: str, workers: int, jobs: int, postgres: str, redis: str) -> float:
-    """Jobs per second for one configuration (fresh schema and queue)."""
-    from chatsvg_core.engine import Engine
-    from chatsvg_core.generate import OfflineSketchProvider
-    from chatsvg_core.ledger import Ledger
+# --- CPU accounting ---------------------------------------------------------------------------
+
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu(pid: int) -> float:
+    """CPU seconds (user + system) of ``pid`` so far; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants."""
+    out = [pid]
+    with contextlib.suppress(OSError):
+        for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+            out += tree(int(child))
+    return out
+
+
+def self_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def backends(postgres: str, app_name: str) -> list[int]:
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s",
+            (app_name + "%",),
+        ).fetchall()
+    return [int(r[0]) for r in rows]
+
+
+def broker_pid(mode: str, redis: OwnRedis) -> int | None:
+    if "amqp" in mode:
+        out = subprocess.run(["pgrep", "-f", "beam.smp"], capture_output=True, text=True).stdout
+        return int(out.split()[0]) if out.split() else None
+    if "arq" in mode or "redis" in mode:
+        return redis.proc.pid if redis.proc is not None else None
+    return None
+
+
+@dataclass
+class Meter:
+    """CPU seconds per group of processes between :meth:`start` and :meth:`stop`."""
+
+    postgres: str
+    app_name: str
+    workers: list[int]
+    broker: int | None
+    begin: dict[str, dict[int, float]] = field(default_factory=dict)
+    used: dict[str, float] = field(default_factory=dict)
+
+    def _read(self) -> dict[str, dict[int, float]]:
+        pg = backends(self.postgres, self.app_name)
+        parent_pg = [p for p in pg if p in set(backends(self.postgres, self.app_name + "-parent"))]
+        worker_pids = [p for w in self.workers for p in tree(w)]
+        return {
+            "workers": {p: proc_cpu(p) for p in worker_pids},
+            "workers_pg": {p: proc_cpu(p) for p in pg if p not in parent_pg},
+            "submitter_pg": {p: proc_cpu(p) for p in parent_pg},
+            "broker": {self.broker: proc_cpu(self.broker)} if self.broker else {},
+            "submitter": {0: self_cpu()},
+        }
+
+    def start(self) -> None:
+        self.begin = self._read()
+
+    def stop(self) -> None:
+        end = self._read()
+        for group, now in end.items():
+            before = self.begin.get(group, {})
+            self.used[group] = sum(v - before.get(p, 0.0) for p, v in now.items())
+
+
+# --- one measurement ----------------------------------------------------------------------------
+
+
+@dataclass
+class Cell:
+    rate: float
+    cpu: dict[str, float]  # CPU seconds per group over the timed window
+    jobs: int
+
+    def cpu_ms(self, group: str | None = None) -> float:
+        total = sum(self.cpu.values()) if group is None else self.cpu.get(group, 0.0)
+        return 1000 * total / self.jobs
+
+
+def with_app_name(url: str, app_name: str) -> str:
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode({"application_name": app_name})) if q)
+    return urlunsplit(parts._replace(query=query))
+
+
+async def measure(
+    mode: str, workers: int, jobs: int, concurrency: int, postgres: str, redis: OwnRedis, amqp: str
+) -> Cell:
+    if mode.startswith("celery"):
+        return await measure_celery(mode, workers, jobs, concurrency, postgres, redis, amqp)
     from chatsvg_core.storage.postgres import PostgresStore
 
     kind = mode.removesuffix("-noop")
     schema = await new_schema(postgres, procrastinate=kind == "procrastinate")
+    app_name = f"chatsvg-bench-{schema}"
     spec = Spec(
         kind=mode,
         postgres_url=postgres,
         schema=schema,
         queue_name=f"bench-{uuid4().hex[:8]}",
-        redis_url=redis,
-        concurrency=50,
+        redis_url=redis.url,
+        concurrency=concurrency,
         lease=60,
-        maintain_every=60,
-        app_name=f"chatsvg-bench-{schema}",
+        maintain_every=0,  # no recovery/sweep in the workers: the run announces
+        app_name=app_name,
+        poll=None,  # the adapters' own polling defaults, as a host gets them
     )
-    store = await PostgresStore.open(postgres, schema=schema, min_size=1, max_size=4)
+    store = await PostgresStore.open(
+        with_app_name(postgres, app_name + "-parent"), schema=schema, min_size=1, max_size=4
+    )
     procs = []
     try:
-        owners = [f"o{i}" for i in range(50)]
-        ledger = Ledger(store)
-        for owner in owners:
-            await ledger.grant(owner, 10 * jobs)
-        if not mode.endswith("-noop"):
-            silent = Engine(store, None, OfflineSketchProvider())
-            for first in range(0, jobs, 20):
-                await asyncio.gather(
-                    *(
-                        silent.submit(owners[i % 50], f"k{i}", {"prompt": f"p{i}"})
-                        for i in range(first, min(jobs, first + 20))
-                    )
-                )
-        if mode == "next":
-            # Held back until every worker is up: process_next workers would
-            # otherwise start draining before the clock starts.
-            await sql(spec, "UPDATE {s}.chatsvg_jobs SET run_at = run_at + interval '1 day'")
+        ids = await submit_jobs(store, jobs)
+        # Held back until the clock starts, so nothing drains before it.
+        await sql(postgres, schema, HOLD)
         procs = [spawn(Spec(**{**spec.__dict__, "kind": mode})) for _ in range(workers)]
         for proc in procs:
             assert proc.stdout is not None
             while proc.stdout.readline().strip() != "READY":
                 assert proc.poll() is None, f"{mode} worker died at start"
-        async with parent_queue(Spec(**{**spec.__dict__, "kind": kind})) as queue:
+        parent = Spec(
+            **{**spec.__dict__, "kind": kind, "postgres_url": postgres, "app_name": app_name}
+        )
+        async with parent_queue(parent) as queue:
+            meter = Meter(postgres, app_name, [p.pid for p in procs], broker_pid(mode, redis))
+            meter.start()
             start = time.monotonic()
             if mode == "arq-noop":
-                for _ in range(jobs):
-                    await queue.redis.enqueue_job("noop", _queue_name=spec.queue_name)
+                await announce(
+                    lambda _: queue.redis.enqueue_job("noop", _queue_name=spec.queue_name), jobs
+                )
             elif mode == "procrastinate-noop":
                 deferrer = queue.app.configure_task("noop", queue=spec.queue_name)
-                for _ in range(jobs):
-                    await deferrer.defer_async()
-            elif queue is not None:
-                await Engine(store, queue, OfflineSketchProvider()).sweep(limit=jobs)
+                await announce(lambda _: deferrer.defer_async(), jobs)
             else:
-                await sql(spec, "UPDATE {s}.chatsvg_jobs SET run_at = now() - interval '1 second'")
-            await wait_done(mode, spec, queue, jobs)
-            return jobs / (time.monotonic() - start)
+                await sql(postgres, schema, RELEASE)
+                if queue is not None:
+                    await announce(lambda i: queue.enqueue(ids[i]), jobs)
+            await wait_done(mode, postgres, schema, spec.queue_name, queue, jobs)
+            seconds = time.monotonic() - start
+            meter.stop()
+        return Cell(jobs / seconds, meter.used, jobs)
     finally:
         for proc in procs:
             stop_worker(proc, timeout=60)
         await store.aclose()
         drop_schema(postgres, schema)
+        if redis.proc is not None:
+            await flush(redis.url)
 
 
-async def sql(spec: Spec, statement: str) -> None:
-    async with await psycopg.AsyncConnection.connect(spec.postgres_url, autocommit=True) as conn:
-        await conn.execute(statement.format(s=f'"{spec.schema}"').encode())
+async def submit_jobs(store: Any, jobs: int) -> list[str]:
+    from chatsvg_core.engine import Engine
+    from chatsvg_core.generate import OfflineSketchProvider
+    from chatsvg_core.ledger import Ledger
+
+    owners = [f"o{i}" for i in range(50)]
+    ledger = Ledger(store)
+    for owner in owners:
+        await ledger.grant(owner, 10 * jobs)
+    silent = Engine(store, None, OfflineSketchProvider())
+    ids: list[str] = []
+    for first in range(0, jobs, 20):
+        done = await asyncio.gather(
+            *(
+                silent.submit(owners[i % 50], f"k{i}", {"prompt": f"p{i}"})
+                for i in range(first, min(jobs, first + 20))
+            )
+        )
+        ids += [d.job.id for d in done]
+    return ids
 
 
-async def wait_done(mode: str, spec: Spec, queue: object, jobs: int) -> None:
+async def announce(send: Any, jobs: int, concurrency: int = ANNOUNCERS) -> None:
+    """``send(i)`` for every job, ``concurrency`` at a time.
+
+    A host's announcements come from many submits at once, not one loop: a
+    single sequential announcer would measure its own round trips (under load,
+    mostly waits for a CPU) instead of the workers.
+    """
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(i: int) -> None:
+        async with gate:
+            await send(i)
+
+    await asyncio.gather(*(one(i) for i in range(jobs)))
+
+
+async def flush(url: str) -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+
+
+async def succeeded(conn: Any, schema: str) -> int:
+    # A count, not a list of jobs through the store: the waiting must cost
+    # little, or it is charged to the announcer.
+    cur = await conn.execute(
+        f"SELECT count(*) FROM \"{schema}\".chatsvg_jobs WHERE status = 'succeeded'".encode()
+    )
+    row = await cur.fetchone()
+    return int(row[0]) if row else 0
+
+
+async def sql(postgres: str, schema: str, statement: str) -> None:
+    async with await psycopg.AsyncConnection.connect(postgres, autocommit=True) as conn:
+        await conn.execute(statement.format(s=f'"{schema}"').encode())
+
+
+async def wait_done(
+    mode: str, postgres: str, schema: str, queue_name: str, queue: Any, jobs: int
+) -> None:
     deadline = time.monotonic() + 600
-    async with await psycopg.AsyncConnection.connect(spec.postgres_url, autocommit=True) as conn:
+    async with await psycopg.AsyncConnection.connect(postgres, autocommit=True) as conn:
         while time.monotonic() < deadline:
             if mode == "arq-noop":
-                left = await queue.redis.zcard(spec.queue_name)  # type: ignore[attr-defined]
+                left = await queue.redis.zcard(queue_name)
             elif mode == "procrastinate-noop":
                 cur = await conn.execute(
-                    f'SELECT count(*) FROM "{spec.schema}_pq".procrastinate_jobs'.encode()
+                    f'SELECT count(*) FROM "{schema}_pq".procrastinate_jobs'.encode()
                 )
                 left = (await cur.fetchone())[0]  # type: ignore[index]
             else:
                 cur = await conn.execute(
-                    f'SELECT count(*) FROM "{spec.schema}".chatsvg_jobs '
+                    f'SELECT count(*) FROM "{schema}".chatsvg_jobs '
                     "WHERE status <> 'succeeded'".encode()
                 )
                 left = (await cur.fetchone())[0]  # type: ignore[index]
@@ -135,39 +326,229 @@ async def wait_done(mode: str, spec: Spec, queue: object, jobs: int) -> None:
     raise TimeoutError(f"{mode}: jobs not done")
 
 
+# --- Celery -------------------------------------------------------------------------------------
+
+
+def celery_worker_cmd(app_module: str, name: str, queue: str, concurrency: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        app_module,
+        "worker",
+        "-P",
+        "gevent",
+        "-c",
+        str(concurrency),
+        "-Q",
+        queue,
+        "-n",
+        f"{name}@%h",
+        "-l",
+        "ERROR",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+
+
+def start_all(cmds: list[list[str]], env: dict[str, str], cwd: Path) -> list[Any]:
+    return [
+        subprocess.Popen(c, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for c in cmds
+    ]
+
+
+async def measure_celery(
+    mode: str, workers: int, jobs: int, concurrency: int, postgres: str, redis: OwnRedis, amqp: str
+) -> Cell:
+    from celery import Celery
+
+    from chatsvg_core.engine import Engine
+    from chatsvg_core.generate import OfflineSketchProvider
+    from chatsvg_core.queues import CeleryQueue
+    from chatsvg_core.storage.postgres import PostgresStore
+
+    broker = amqp if "amqp" in mode else redis.url
+    noop = mode.endswith("-noop")
+    queue_name = f"bench-{secrets.token_hex(4)}"
+    schema = f"chatsvg_bq_{secrets.token_hex(4)}"
+    app_name = f"chatsvg-bench-{schema}"
+    tmp = Path(tempfile.mkdtemp(prefix="chatsvg-bq-"))
+    store = await PostgresStore.open(
+        with_app_name(postgres, app_name + "-parent"), schema=schema, min_size=1, max_size=4
+    )
+    env = dict(os.environ)
+    env.update(
+        CHATSVG_CELERY_BROKER=broker,
+        CHATSVG_CELERY_DB=with_app_name(postgres, app_name),
+        CHATSVG_CELERY_SCHEMA=schema,
+        CHATSVG_CELERY_QUEUE=queue_name,
+        CHATSVG_CELERY_LEASE="60",
+        CHATSVG_CELERY_BEAT="600",
+        CHATSVG_CELERY_FAULTS="0,0,0",
+        CHATSVG_NOOP_COUNTER=redis.url,
+        PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT / "tests" / "queues"), str(ROOT / "src")]),
+    )
+    module = "_noop_celery_app" if noop else "_celery_app"
+    procs = start_all(
+        [celery_worker_cmd(module, f"b{i}", queue_name, concurrency) for i in range(workers)],
+        env,
+        tmp,
+    )
+    app = Celery("bench-host", broker=broker)
+    counter_key = f"noop:{queue_name}"
+    try:
+        if noop:
+            from redis import Redis
+
+            counter = Redis.from_url(redis.url)
+
+            def send(key: str, count: int) -> None:
+                with app.producer_or_acquire() as producer:
+                    for _ in range(count):
+                        app.send_task("noop.run", args=(key,), queue=queue_name, producer=producer)
+
+            def count(key: str) -> int:
+                return int(counter.get(key) or 0)
+
+            # Warm-up: every worker is up before the clock starts.
+            await asyncio.to_thread(send, counter_key + ":warm", workers * 4)
+            await until(lambda: count(counter_key + ":warm") >= workers * 4)
+            meter = Meter(postgres, app_name, [p.pid for p in procs], broker_pid(mode, redis))
+            meter.start()
+            start = time.monotonic()
+            await asyncio.to_thread(send, counter_key, jobs)
+            await until(lambda: count(counter_key) >= jobs)
+        else:
+            queue = CeleryQueue(app, queue=queue_name)
+            ids = await submit_jobs(store, jobs)
+            await sql(postgres, schema, HOLD)
+            warm = Engine(store, queue, OfflineSketchProvider())
+            warm_ids = [
+                (await warm.submit("o0", f"warm{i}", {"prompt": f"warm {i}"})).job.id
+                for i in range(workers * 4)
+            ]
+
+            waiter = await psycopg.AsyncConnection.connect(postgres, autocommit=True)
+
+            async def done() -> int:
+                return await succeeded(waiter, schema)
+
+            await until_async(done, len(warm_ids))
+            await sql(postgres, schema, RELEASE)
+            meter = Meter(postgres, app_name, [p.pid for p in procs], broker_pid(mode, redis))
+            meter.start()
+            start = time.monotonic()
+            await announce(lambda i: queue.enqueue(ids[i]), jobs)
+            await until_async(done, len(warm_ids) + len(ids))
+            await waiter.close()
+        seconds = time.monotonic() - start
+        meter.stop()
+        return Cell(jobs / seconds, meter.used, jobs)
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+        await store.aclose()
+        drop_schema(postgres, schema)
+        shutil.rmtree(tmp, ignore_errors=True)
+        if "amqp" in mode:
+            with contextlib.suppress(Exception), app.connection_for_write() as conn:
+                conn.default_channel.queue_delete(queue_name)
+        await flush(redis.url)
+
+
+async def until(check: Any, every: float = 0.02, limit: float = 600) -> None:
+    deadline = time.monotonic() + limit
+    while not await asyncio.to_thread(check):
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark: jobs not done")
+        await asyncio.sleep(every)
+
+
+async def until_async(count: Any, target: int, every: float = 0.02, limit: float = 600) -> None:
+    deadline = time.monotonic() + limit
+    while await count() < target:
+        if time.monotonic() > deadline:
+            raise TimeoutError("benchmark: jobs not done")
+        await asyncio.sleep(every)
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+GROUPS = ["workers", "workers_pg", "submitter", "submitter_pg", "broker"]
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=300)
+    parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1,2,4")
-    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--modes", default=",".join(MODES), help=",".join(ALL_MODES))
     args = parser.parse_args()
     postgres = os.environ["CHATSVG_TEST_POSTGRES_URL"]
-    redis = redis_db(os.environ.get("CHATSVG_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"), 5)
+    amqp = os.environ.get("CHATSVG_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
     counts = [int(w) for w in args.workers.split(",")]
     modes = args.modes.split(",")
-    results: dict[tuple[str, int], list[float]] = {}
-    print(f"load before: {os.getloadavg()}", flush=True)
-    for r in range(args.rounds):
-        for workers in counts:
-            for mode in modes:
-                rate = await measure(mode, workers, args.jobs, postgres, redis)
-                results.setdefault((mode, workers), []).append(rate)
-                print(f"round {r + 1} {mode} x{workers}: {rate:.0f} jobs/s", flush=True)
-    print(f"load after: {os.getloadavg()}")
-    print("\n| worker processes | " + " | ".join(modes) + " | arq ÷ next | procrastinate ÷ next |")
-    print("| --- | " + " | ".join("---" for _ in modes) + " | --- | --- |")
+    unknown = set(modes) - set(ALL_MODES)
+    if unknown:
+        parser.error(f"unknown modes {sorted(unknown)}")
+    redis = OwnRedis()
+    redis.start()
+    results: dict[tuple[str, int], list[Cell]] = {}
+    print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} load {os.getloadavg()}")
+    print(f"{args.jobs} jobs per cell, {args.concurrency} slots per worker process", flush=True)
+    try:
+        for r in range(args.rounds):
+            for workers in counts:
+                for mode in modes:
+                    cell = await measure(
+                        mode, workers, args.jobs, args.concurrency, postgres, redis, amqp
+                    )
+                    results.setdefault((mode, workers), []).append(cell)
+                    parts = " ".join(f"{g}={cell.cpu_ms(g):.2f}" for g in GROUPS)
+                    print(
+                        f"round {r + 1} {mode} x{workers}: {cell.rate:.0f} jobs/s, "
+                        f"CPU ms/job {cell.cpu_ms():.2f} ({parts}) load {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
+    finally:
+        redis.stop()
+    print(f"{time.strftime('%H:%M:%S UTC', time.gmtime())} load {os.getloadavg()}")
+    report(results, modes, counts)
+
+
+def report(results: dict[tuple[str, int], list[Cell]], modes: list[str], counts: list[int]) -> None:
+    adapters = [m for m in modes if m != "next" and not m.endswith("-noop")]
+    print("\nJobs per second (median of rounds); `÷ next`: process_next's rate over the adapter's")
+    head = modes + [f"{a} ÷ next" for a in adapters if "next" in modes]
+    print("\n| worker processes | " + " | ".join(head) + " |")
+    print("| --- | " + " | ".join("---" for _ in head) + " |")
     for workers in counts:
-        med = {m: statistics.median(results[(m, workers)]) for m in modes}
-        ratios = [
-            f"{med['next'] / med[m]:.2f}x" if "next" in med and m in med else "-"
-            for m in ("arq", "procrastinate")
-        ]
-        print(
-            f"| {workers} | "
-            + " | ".join(f"{med[m]:.0f}" for m in modes)
-            + f" | {ratios[0]} | {ratios[1]} |"
+        rate = {m: statistics.median(c.rate for c in results[(m, workers)]) for m in modes}
+        ratios = [f"{rate['next'] / rate[a]:.2f}x" for a in adapters if "next" in modes]
+        cells = [f"{rate[m]:.0f}" for m in modes]
+        print(f"| {workers} | " + " | ".join(cells + ratios) + " |")
+    print("\nCPU ms per job (median of rounds): total = workers + their PostgreSQL backends")
+    print("+ submitter (announcing) + its backends + broker")
+    print("\n| worker processes | mode | total | " + " | ".join(GROUPS) + " | total ÷ next |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in GROUPS) + " | --- |")
+    for workers in counts:
+        base = (
+            statistics.median(c.cpu_ms() for c in results[("next", workers)])
+            if "next" in modes
+            else None
         )
+        for m in modes:
+            cells = results[(m, workers)]
+            total = statistics.median(c.cpu_ms() for c in cells)
+            groups = [f"{statistics.median(c.cpu_ms(g) for c in cells):.2f}" for g in GROUPS]
+            ratio = f"{total / base:.2f}x" if base else "-"
+            print(f"| {workers} | {m} | {total:.2f} | " + " | ".join(groups) + f" | {ratio} |")
 
 
 if __name__ == "__main__":

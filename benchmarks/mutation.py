@@ -48,6 +48,7 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
         "src/chatsvg_core/storage/_jobs.py",
         (
             "tests/storage/test_job_ops.py",
+            "tests/storage/test_job_ops_contract.py",
             "tests/storage/test_transition_sequences.py",
             "tests/storage/test_memory_conformance.py",
         ),
@@ -91,6 +92,19 @@ PROCESS_TESTS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
 # edit elsewhere keeps the judgement, and an edit of the line itself asks for a
 # new one. docs/mutation.md and benchmarks/README.md explain each.
 EQUIVALENT: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
+    "transitions": (
+        (
+            "x__error_info__mutmut_*",
+            (
+                "-return error if isinstance(error, JobErrorInfo) else"
+                " JobErrorInfo.model_validate(error)",
+                "+return error if (isinstance(error, JobErrorInfo)) and False else"
+                " JobErrorInfo.model_validate(error)",
+            ),
+            "model_validate() hands a JobErrorInfo back as it is (pydantic does not"
+            " revalidate instances by default): the test only saves the call",
+        ),
+    ),
     "ledger": (
         (
             "x__append__mutmut_*",

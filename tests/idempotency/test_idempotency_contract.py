@@ -133,3 +133,27 @@ async def test_misuse_of_the_primitives_is_named() -> None:
             await create_or_replay(tx, job=job, scope="s", key="k1", now=T0)
     assert caught.value.message == "idempotency key is bound to job gone, which no longer exists"
     assert caught.value.job_id == "gone"
+
+
+async def test_the_default_prune_batch_is_a_thousand_keys() -> None:
+    # The default is part of the signature hosts call without arguments; one batch
+    # of a 1,001-key backlog leaves exactly one key for the next.
+    from chatsvg_core.idempotency import prune_expired
+    from chatsvg_core.storage import IdempotencyRecord
+
+    store = MemoryStore()
+    async with store.transaction() as tx:
+        for i in range(1001):
+            await tx.claim_idempotency(
+                IdempotencyRecord(
+                    scope="s",
+                    key=f"k{i}",
+                    request_hash="h",
+                    job_id=f"j{i}",
+                    created_at=T0,
+                    expires_at=T0,
+                ),
+                now=T0,
+            )
+    assert await prune_expired(store, now=T0, max_batches=1) == 1000
+    assert await prune_expired(store, now=T0) == 1

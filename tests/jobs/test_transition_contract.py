@@ -259,10 +259,18 @@ def test_every_transition_bumps_the_version_by_one_and_stamps_the_time() -> None
         assert (done.version, done.updated_at, done.last_error) == (start.version + 1, at, ERR)
         gone = cancel(start, now=at)
         assert (gone.version, gone.updated_at) == (start.version + 1, at)
-    lapsed = running()
-    at = lapsed.lease_expires_at
-    assert at is not None
-    assert expire(lapsed, now=at).updated_at == at
+    for max_attempts in (1, 2):  # back to QUEUED, or FAILED with no attempt left
+        lapsed = running(max_attempts)
+        at = lapsed.lease_expires_at
+        assert at is not None
+        gone = expire(lapsed, now=at)
+        assert (gone.version, gone.updated_at) == (lapsed.version + 1, at)
+
+
+@pytest.mark.parametrize(("worker_id", "named"), [(7, "int"), (None, "NoneType"), (b"w", "bytes")])
+def test_a_worker_id_that_is_not_a_string_is_named(worker_id: object, named: str) -> None:
+    with pytest.raises(ValueError, match=rf"^worker_id is a string, not {named}$"):
+        claim(queued(), now=T0, worker_id=worker_id, lease=LEASE)  # type: ignore[arg-type]
 
 
 # --- what a lapsed lease and a cancel record --------------------------------------------

@@ -50,9 +50,11 @@ class Spec:
     call_seconds: float = 0.0  # each model call awaits this long
     chaos_seed: int | None = None  # None: every call succeeds
     events_path: str = ""  # JSON lines of SUCCEEDED / LEASE_LOST / FAILED events
-    maintain_every: int = 1
+    maintain_every: int = 1  # 0: no recovery/sweep task in the worker (the benchmarks)
     app_name: str = "chatsvg-fleet"
     shutdown_grace: float = 2.0
+    # arq's poll_delay, Procrastinate's poll_interval; None: the adapter's default
+    poll: float | None = 0.05
 
 
 def _conninfo(url: str, app_name: str, schema: str | None = None) -> str:
@@ -192,8 +194,8 @@ def worker_main(spec: Spec) -> None:
             redis_url=spec.redis_url,
             queue_name=spec.queue_name,
             max_jobs=spec.concurrency,
-            poll_delay=0.05,
-            maintain_every=spec.maintain_every,
+            **({} if spec.poll is None else {"poll_delay": spec.poll}),
+            maintain_every=spec.maintain_every or None,
             shutdown_grace=int(spec.shutdown_grace),
             # A SIGKILLed worker's fetched-but-unclaimed messages come back after
             # job_timeout + 10 s (arq's in-progress key); keep it short here.
@@ -212,7 +214,7 @@ def worker_main(spec: Spec) -> None:
                 max_size=10,
             ),
             queue_name=spec.queue_name,
-            maintain_every=spec.maintain_every,
+            maintain_every=spec.maintain_every or None,
         )
         run_procrastinate_worker(
             app,
@@ -220,7 +222,7 @@ def worker_main(spec: Spec) -> None:
             queue_name=spec.queue_name,
             concurrency=spec.concurrency,
             shutdown_grace=spec.shutdown_grace,
-            fetch_job_polling_interval=1.0,
+            **({} if spec.poll is None else {"poll_interval": spec.poll}),
         )
     elif spec.kind == "next":
         asyncio.run(_process_next(spec, factory))
@@ -310,7 +312,7 @@ def _arq_noop(spec: Spec) -> None:
             "queue_name": spec.queue_name,
             "max_jobs": spec.concurrency,
             "keep_result": 0,
-            "poll_delay": 0.05,
+            "poll_delay": spec.poll or 0.5,  # the adapter's default
             "on_startup": startup,
         }
     )
@@ -338,8 +340,9 @@ def _procrastinate_noop(spec: Spec) -> None:
                 queues=[spec.queue_name],
                 concurrency=spec.concurrency,
                 delete_jobs="always",
-                listen_notify=True,
-                fetch_job_polling_interval=1.0,
+                # The adapter's settings (serve_procrastinate), for a fair floor.
+                listen_notify=False,
+                fetch_job_polling_interval=spec.poll or 0.5,
             )
 
     asyncio.run(main())
@@ -476,7 +479,9 @@ async def parent_queue(spec: Spec) -> AsyncIterator[Any]:
 
         app = procrastinate_app(
             PsycopgConnector(
-                conninfo=_conninfo(spec.postgres_url, "chatsvg-parent", f"{spec.schema}_pq"),
+                conninfo=_conninfo(
+                    spec.postgres_url, f"{spec.app_name}-parent", f"{spec.schema}_pq"
+                ),
                 min_size=1,
                 max_size=4,
             ),
@@ -862,4 +867,17 @@ def _check_events(workdir: Path, final: dict[str, Any], report: ChaosReport) -> 
 
 if __name__ == "__main__":
     if sys.argv[1] == "worker":
-        worker_main(Spec(**json.loads(sys.argv[2])))
+        profile_dir = os.environ.get("CHATSVG_FLEET_PROFILE")
+        if profile_dir:
+            # Where a worker's CPU goes (benchmarks): cProfile for the whole run.
+            import cProfile
+
+            profiler = cProfile.Profile(time.process_time)
+            profiler.enable()
+            try:
+                worker_main(Spec(**json.loads(sys.argv[2])))
+            finally:
+                profiler.disable()
+                profiler.dump_stats(os.path.join(profile_dir, f"{os.getpid()}.prof"))
+        else:
+            worker_main(Spec(**json.loads(sys.argv[2])))

@@ -140,6 +140,8 @@ def test_settings_are_explicit_and_checked() -> None:
     )
     with pytest.raises(ValueError, match="maintain_every"):
         arq_worker_settings(factory, maintain_every=7)
+    # None: the host runs recover/sweep elsewhere (one process, its own scheduler).
+    assert arq_worker_settings(factory, maintain_every=None)["cron_jobs"] == []
     with pytest.raises(ValueError, match="max_jobs"):
         arq_worker_settings(factory, max_jobs=0)
 

@@ -68,6 +68,34 @@ def test_setup_sets_at_least_once_delivery_and_the_beat() -> None:
     assert app.tasks[PROCESS_TASK].acks_late
 
 
+def test_the_tasks_keep_one_result_backend_whatever_the_thread() -> None:
+    """Celery's app.backend is thread-local (greenlet-local under gevent): not for our tasks.
+
+    Celery reads ``task.backend`` on every run; built per thread, under the
+    gevent pool that was a new backend (and an entry-point scan) per task.
+    """
+    import threading
+
+    from celery.backends.base import DisabledBackend
+
+    app = Celery("t", broker="memory://")
+    setup_celery(app, "memory://", provider=OfflineSketchProvider)
+    seen: dict[str, list[object]] = {"ours": [], "app": []}
+
+    def look() -> None:
+        seen["ours"].append(app.tasks[PROCESS_TASK].backend)
+        seen["app"].append(app.backend)
+
+    for _ in range(3):
+        thread = threading.Thread(target=look)
+        thread.start()
+        thread.join()
+    ours, per_thread = seen["ours"], seen["app"]
+    assert isinstance(ours[0], DisabledBackend)
+    assert all(b is ours[0] for b in ours)
+    assert len({id(b) for b in per_thread}) == 3  # what a task without it would get
+
+
 @pytest.mark.redis
 async def test_enqueue_sends_a_countdown_and_leaves_long_delays_to_the_sweep(
     redis_url: str,

@@ -10,7 +10,9 @@ from uuid import uuid4
 import pytest
 
 from chatsvg_core.engine import Engine
+from chatsvg_core.generate import OfflineSketchProvider
 from chatsvg_core.queues import JobQueue, ProcrastinateQueue, procrastinate_app, serve_procrastinate
+from chatsvg_core.storage import MemoryStore
 from chatsvg_core.testing.conformance import QueueConformance
 
 from ._support import drop_schema, in_schema, new_schema
@@ -44,7 +46,7 @@ async def running_worker(
             shutdown_grace=0.5,
             close_engine=False,
             install_signal_handlers=False,
-            fetch_job_polling_interval=0.2,
+            poll_interval=0.2,
             **options,
         )
     )
@@ -163,3 +165,30 @@ def test_cron_strings() -> None:
     assert _every(300) == "*/5 * * * * 0"
     with pytest.raises(ValueError, match="maintain_every"):
         _every(7)
+
+
+async def test_workers_poll_instead_of_a_notify_per_job_for_every_worker() -> None:
+    """The settings handed to Procrastinate's worker: polling, unless asked otherwise."""
+    from procrastinate import testing
+
+    app = procrastinate_app(testing.InMemoryConnector(), maintain_every=None)
+    seen: list[dict[str, object]] = []
+
+    async def run_worker_async(**options: object) -> None:
+        seen.append(options)
+
+    app.run_worker_async = run_worker_async  # type: ignore[method-assign]
+
+    async def factory(_: ProcrastinateQueue) -> Engine:
+        return Engine(MemoryStore(), None, OfflineSketchProvider())
+
+    await serve_procrastinate(app, factory, install_signal_handlers=False)
+    await serve_procrastinate(app, factory, listen_notify=True, poll_interval=2.0)
+    assert [(o["listen_notify"], o["fetch_job_polling_interval"]) for o in seen] == [
+        (False, 0.5),
+        (True, 2.0),
+    ]
+    assert seen[0]["concurrency"] == 500 and seen[0]["delete_jobs"] == "always"
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="poll_interval"):
+            await serve_procrastinate(app, factory, poll_interval=bad)

@@ -8,6 +8,9 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
 
+from anyio.from_thread import BlockingPortal
+
+from chatsvg_core._sync import portal as library_portal
 from chatsvg_core._sync import run_sync
 from chatsvg_core.engine._engine import (
     Engine,
@@ -44,10 +47,22 @@ class SyncEngine:
     such as PostgreSQL pools bind to the loop that created them). Never call
     it from inside that loop (an ``async def`` run by the library); async
     code awaits the :class:`Engine` directly.
+
+    ``portal`` runs the calls on another loop instead: an anyio
+    ``BlockingPortal`` opened on the loop that owns ``engine`` (a host that
+    runs its own loop and hands work to sync threads, or
+    :meth:`QueueConformance.sync_engine
+    <chatsvg_core.testing.conformance.QueueConformance.sync_engine>`).
     """
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, portal: BlockingPortal | None = None) -> None:
         self.engine = engine
+        self._portal = portal
+
+    @property
+    def portal(self) -> BlockingPortal:
+        """The portal every call goes through (the library's own unless one was given)."""
+        return self._portal if self._portal is not None else library_portal()
 
     @classmethod
     def build(cls, factory: Callable[[], Engine]) -> SyncEngine:
@@ -94,9 +109,9 @@ class SyncEngine:
         """The async store (wrap it in ``SyncLedger`` or ``SyncStore`` for sync use)."""
         return self.engine.store
 
-    @staticmethod
-    def _call(coro_fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
-        return run_sync(functools.partial(coro_fn, *args, **kwargs))
+    def _call(self, coro_fn: Callable[..., Coroutine[Any, Any, T]], *args: Any, **kwargs: Any) -> T:
+        result: T = self.portal.call(functools.partial(coro_fn, *args, **kwargs))
+        return result
 
     def submit(
         self,
@@ -181,7 +196,7 @@ class SyncEngine:
                 await closer()
             await self.engine.store.aclose()
 
-        run_sync(shut)
+        self.portal.call(shut)
 
     def __enter__(self) -> SyncEngine:
         return self

@@ -194,7 +194,7 @@ def arq_worker_settings(
     max_jobs: int = 500,
     job_timeout: float = 600.0,
     max_tries: int = 25,
-    maintain_every: int = 30,
+    maintain_every: int | None = 30,
     max_delay: float = 3600.0,
     poll_delay: float = 0.5,
     shutdown_grace: int = 30,
@@ -225,7 +225,9 @@ def arq_worker_settings(
     * ``max_tries`` (arq: 5): how often one message may be re-run (store
       outages, early deliveries, cancelled runs); past it the sweep takes over.
     * ``maintain_every``: seconds between ``recover()`` + ``sweep()`` runs (a
-      cron job every worker schedules; also run at startup).
+      cron job every worker schedules; also run at startup). ``None``: no
+      cron job, for a host that runs the maintenance elsewhere (one
+      dedicated process, or its own scheduler).
     * ``shutdown_grace``: on SIGTERM/SIGINT, seconds running jobs may finish
       before they are cancelled and handed back (arq's ``job_completion_wait``).
     * ``redis_outage``: seconds of Redis unavailability the worker rides out
@@ -237,7 +239,7 @@ def arq_worker_settings(
     """
     if max_jobs < 1:
         raise ValueError("max_jobs must be at least 1")
-    if maintain_every >= max_delay:
+    if maintain_every is not None and maintain_every >= max_delay:
         raise ValueError("maintain_every must be shorter than max_delay (the sweep must run first)")
 
     async def startup(ctx: dict[str, Any]) -> None:
@@ -264,7 +266,9 @@ def arq_worker_settings(
                 timeout=job_timeout,
             )
         ],
-        "cron_jobs": [
+        "cron_jobs": []
+        if maintain_every is None
+        else [
             cron(
                 _maintain,
                 name=f"{MAINTAIN_TASK}:{queue_name}",

@@ -19,6 +19,7 @@ message is found by the periodic sweep. What Celery must be told, and why:
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import math
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
     from chatsvg_core.engine import SyncEngine
     from chatsvg_core.generate import Provider
+    from chatsvg_core.jobs import Job
 
 __all__ = [
     "DEFAULT_MAX_COUNTDOWN",
@@ -160,6 +162,14 @@ class CeleryWorkers:
     opened on first use (in a prefork child, at ``worker_process_init``) and
     shared by every task thread of the process: one event loop and one
     connection pool per process, never ``asyncio.run`` per task.
+
+    Shutdown: when a worker of this app begins a warm shutdown (SIGTERM),
+    running jobs get ``shutdown_grace`` seconds to finish; then
+    :meth:`hand_back` cancels the rest, which hands each job back to the
+    store (QUEUED, announced again) instead of leaving it RUNNING until its
+    lease lapses. This covers the pools that run tasks in the worker's own
+    process (threads, gevent, solo); a prefork child is not told of the
+    shutdown, and its job, if killed, waits for ``recover``.
     """
 
     def __init__(
@@ -169,14 +179,21 @@ class CeleryWorkers:
         open_engine: Callable[[CeleryQueue], SyncEngine],
         *,
         overdue: float,
+        shutdown_grace: float = 10.0,
+        close_engine: bool = True,
     ) -> None:
         self.app = app
         self.queue = queue
         self.overdue = overdue
+        self.shutdown_grace = shutdown_grace
+        self.close_engine = close_engine
         self._open_engine = open_engine
         self._lock = threading.Lock()
         self._engine: SyncEngine | None = None
         self._pid: int | None = None
+        # The process() calls running on the engine's loop (touched only there).
+        self._running: set[asyncio.Task[Any]] = set()
+        self._hostnames: set[str] = set()
 
     def engine(self) -> SyncEngine:
         """This process's engine (opened once per process, again after ``fork``)."""
@@ -185,14 +202,47 @@ class CeleryWorkers:
                 # A forked child must not use its parent's connections: open its own.
                 self._engine = self._open_engine(self.queue)
                 self._pid = os.getpid()
+                self._running = set()
             return self._engine
 
     def close(self) -> None:
-        """Close this process's engine, if it opened one."""
+        """Close this process's engine, if it opened one (and ``close_engine`` is set)."""
         with self._lock:
             engine, self._engine = self._engine, None
-            if engine is not None and self._pid == os.getpid():
+            if engine is not None and self._pid == os.getpid() and self.close_engine:
                 engine.close()
+
+    def hand_back(self) -> int:
+        """Cancel every job this process is running; each goes back to QUEUED. How many.
+
+        Returns once every cancelled attempt has written its hand-back. Call
+        it from any thread but the engine's loop (the shutdown hook does).
+        """
+        with self._lock:
+            engine = self._engine if self._pid == os.getpid() else None
+        if engine is None:
+            return 0
+
+        async def cancel_all() -> int:
+            running = list(self._running)
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            return len(running)
+
+        handed: int = engine.portal.call(cancel_all)
+        if handed:
+            log.info("handed %d running job(s) back at shutdown", handed)
+        return handed
+
+    def _shutting_down(self, sender: object = None, **_: Any) -> None:
+        # Sent from the worker's signal handler: must not block. Other apps'
+        # workers in this process (tests run several) are not ours to stop.
+        if self._hostnames and sender not in self._hostnames:
+            return
+        timer = threading.Timer(self.shutdown_grace, self.hand_back)
+        timer.daemon = True
+        timer.start()
 
     @staticmethod
     def worker_id() -> str:
@@ -220,8 +270,28 @@ class CeleryWorkers:
         return thread
 
     def process(self, job_id: str) -> str | None:
-        """The task body: one attempt of ``job_id``; the status it left, or ``None``."""
-        job = self.engine().process(job_id, self.worker_id())
+        """The task body: one attempt of ``job_id``; the status it left, or ``None``.
+
+        Also ``None`` when :meth:`hand_back` cancelled the attempt (the job is
+        QUEUED again and announced; this message is done).
+        """
+        engine = self.engine()
+        worker_id = self.worker_id()
+
+        async def attempt() -> Job | None:
+            task = asyncio.ensure_future(engine.engine.process(job_id, worker_id))
+            self._running.add(task)
+            try:
+                return await task
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                if task.cancelled() and not (current and current.cancelling()):
+                    return None  # handed back by hand_back(), not this call cancelled
+                raise
+            finally:
+                self._running.discard(task)
+
+        job = engine.portal.call(attempt)
         return None if job is None else job.status.value
 
     def recover(self) -> dict[str, int]:
@@ -238,11 +308,46 @@ class CeleryWorkers:
         return self.engine().sweep(overdue=self.overdue)
 
 
+def _resultless_task_base() -> type[Any]:
+    """A Celery ``Task`` class whose tasks keep one result backend per process: a disabled one.
+
+    Celery reads ``task.backend`` twice per task run (``mark_as_done`` and
+    ``process_cleanup``), even with results ignored, and a task without a
+    backend of its own asks ``app.backend``, which is thread-local unless
+    ``result_backend_thread_safe`` is set. Under the gevent pool a thread-local
+    is greenlet-local, and every task runs in a new greenlet, so Celery built
+    a backend for every task, each time scanning every installed package's
+    entry points for backend aliases: measured at about 3-5 ms of CPU per
+    task on the benchmark machine, as much as the rest of Celery's own work.
+    These tasks store no result (the job's outcome is in the database), so a
+    disabled backend made once per task object is exactly right.
+    """
+    from celery import Task
+    from celery.backends.base import DisabledBackend
+
+    class ResultlessTask(Task):  # type: ignore[misc]
+        @property
+        def backend(self) -> Any:
+            backend = getattr(self, "_backend", None)
+            if backend is None:
+                backend = self._backend = DisabledBackend(self.app)
+            return backend
+
+        @backend.setter
+        def backend(self, value: Any) -> None:
+            self._backend = value
+
+    return ResultlessTask
+
+
 def setup_celery(
     app: Celery,
-    database_url: str,
+    database_url: str | None = None,
     *,
-    provider: Provider | Callable[[], Provider],
+    provider: Provider | Callable[[], Provider] | None = None,
+    open_engine: Callable[[CeleryQueue], SyncEngine] | None = None,
+    close_engine: bool = True,
+    shutdown_grace: float = 10.0,
     queue: str | None = None,
     recover_every: float = 30.0,
     sweep_every: float = 30.0,
@@ -258,6 +363,13 @@ def setup_celery(
         app: the host's Celery app (its broker: ``redis://`` or ``amqp://``).
         database_url: the store every worker opens (``postgresql://...``).
         provider: the model provider, or a callable making one per process.
+        open_engine: instead of ``database_url`` and ``provider``: makes
+            this process's :class:`~chatsvg_core.engine.SyncEngine` from the
+            queue it should announce retries on (called once per process).
+        close_engine: close the engine when the worker shuts down (off when
+            ``open_engine`` hands out an engine the host closes itself).
+        shutdown_grace: on a worker's warm shutdown, seconds running jobs
+            may finish before they are handed back (see :class:`CeleryWorkers`).
         queue: the Celery queue the tasks go to (default: Celery's default).
         recover_every: the recovery beat's period in seconds.
         sweep_every: the sweep beat's period in seconds.
@@ -292,6 +404,12 @@ def setup_celery(
         )
     if recover_every <= 0 or sweep_every <= 0:
         raise ConfigurationError("recover_every and sweep_every must be positive")
+    if not (math.isfinite(shutdown_grace) and shutdown_grace >= 0):
+        raise ConfigurationError("shutdown_grace must be a finite number of seconds >= 0")
+    if (open_engine is None) == (database_url is None):
+        raise ConfigurationError("setup_celery needs database_url or open_engine, not both")
+    if database_url is not None and provider is None:
+        raise ConfigurationError("setup_celery(database_url=...) needs a provider")
     lease = engine_options.get("lease")
     if isinstance(lease, timedelta) and lease.total_seconds() >= visibility_timeout:
         raise ConfigurationError(
@@ -336,9 +454,10 @@ def setup_celery(
         }
     celery_queue = CeleryQueue(app, queue=queue, max_countdown=max_countdown)
 
-    def open_engine(q: CeleryQueue) -> SyncEngine:
+    def open_from_url(q: CeleryQueue) -> SyncEngine:
         from chatsvg_core.engine import SyncEngine
 
+        assert database_url is not None and provider is not None
         return SyncEngine.open(
             database_url,
             provider=provider,
@@ -348,7 +467,12 @@ def setup_celery(
         )
 
     workers = CeleryWorkers(
-        app, celery_queue, open_engine, overdue=sweep_every if overdue is None else overdue
+        app,
+        celery_queue,
+        open_engine or open_from_url,
+        overdue=sweep_every if overdue is None else overdue,
+        shutdown_grace=shutdown_grace,
+        close_engine=close_engine,
     )
 
     # Plain functions, not bound methods: Celery checks a call's arguments
@@ -362,20 +486,46 @@ def setup_celery(
     def sweep() -> int:
         return workers.sweep()
 
-    app.task(name=PROCESS_TASK, ignore_result=True, acks_late=True, reject_on_worker_lost=True)(
-        process
-    )
-    app.task(name=RECOVER_TASK, ignore_result=True)(recover)
-    app.task(name=SWEEP_TASK, ignore_result=True)(sweep)
+    # shared=False: Celery's default adds a task to every app created later in
+    # the process, where it would run with THIS app's engine and queue.
+    base = _resultless_task_base()
+    app.task(
+        name=PROCESS_TASK,
+        base=base,
+        ignore_result=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        shared=False,
+    )(process)
+    app.task(name=RECOVER_TASK, base=base, ignore_result=True, shared=False)(recover)
+    app.task(name=SWEEP_TASK, base=base, ignore_result=True, shared=False)(sweep)
+
+    # Celery's signals are process-wide: each handler checks that the worker
+    # is one of this app's (a process may hold several apps, as tests do).
+    def ours(sender: object) -> bool:
+        return getattr(sender, "app", app) is app
+
+    def on_worker_init(sender: object = None, **_: Any) -> None:
+        if ours(sender):
+            workers._hostnames.add(str(getattr(sender, "hostname", "")))
 
     def on_process_init(**_: Any) -> None:
         # A prefork child opens its own engine before its first task.
         workers.engine()
 
-    def on_shutdown(**_: Any) -> None:
-        workers.close()
+    def on_shutdown(sender: object = None, **_: Any) -> None:
+        if ours(sender):
+            workers.close()
 
+    signals.worker_init.connect(on_worker_init, weak=False)
     signals.worker_process_init.connect(on_process_init, weak=False)
     signals.worker_process_shutdown.connect(on_shutdown, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
+
+    # A closure, not the bound method: Celery keys a bound method by its
+    # function alone, so a second app's workers would never be told.
+    def on_shutting_down(sender: object = None, **_: Any) -> None:
+        workers._shutting_down(sender)
+
+    signals.worker_shutting_down.connect(on_shutting_down, weak=False)
     return workers

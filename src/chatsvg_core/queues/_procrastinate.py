@@ -166,6 +166,8 @@ async def serve_procrastinate(
     queue_name: str = DEFAULT_QUEUE,
     concurrency: int = 500,
     shutdown_grace: float = 30.0,
+    poll_interval: float = 0.5,
+    listen_notify: bool = False,
     close_engine: bool = True,
     install_signal_handlers: bool = True,
     **worker_options: Any,
@@ -181,20 +183,33 @@ async def serve_procrastinate(
       may finish on SIGTERM/SIGINT or cancellation; the rest are cancelled
       and handed back.
     * ``delete_jobs="always"``: finished Procrastinate jobs are deleted.
-    * ``listen_notify=True``: workers wake on new jobs at once; the polling
-      interval is only a fallback.
+    * ``poll_interval`` (Procrastinate's ``fetch_job_polling_interval``: 5 s):
+      an idle worker looks for new jobs this often; a busy one fetches the
+      next job as soon as a slot is free.
+    * ``listen_notify`` (Procrastinate: on): off by default. With it, every
+      deferred job is a NOTIFY delivered to every worker, each of which
+      wakes and runs a fetch, mostly empty: a cost per job that grows with
+      the number of workers (at 4 workers it was about 3 ms of CPU per job,
+      a third of a whole job's cost; ``benchmarks/README.md``). Polling
+      costs ``1 / poll_interval`` fetches a second per idle worker instead,
+      and delays a job's start by at most ``poll_interval`` on an idle
+      worker, nothing against a 10-120 s model call. Turn it on for the
+      lowest pickup latency when there are few workers.
 
     Extra keyword arguments go to ``App.run_worker_async``.
     """
     if concurrency < 1:
         raise ValueError("concurrency must be at least 1")
+    if not (math.isfinite(poll_interval) and poll_interval > 0):
+        raise ValueError("poll_interval must be a positive number of seconds")
     engine = await engine_factory(ProcrastinateQueue(app, queue_name=queue_name))
     options: dict[str, Any] = {
         "queues": [queue_name],
         "concurrency": concurrency,
         "shutdown_graceful_timeout": shutdown_grace,
         "delete_jobs": "always",
-        "listen_notify": True,
+        "listen_notify": listen_notify,
+        "fetch_job_polling_interval": poll_interval,
         "install_signal_handlers": install_signal_handlers,
         "name": f"chatsvg-{socket.gethostname()}-{os.getpid()}",
         "additional_context": {

@@ -23,7 +23,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import ClassVar, TypeVar
 
-from chatsvg_core.engine import Engine
+from anyio.from_thread import BlockingPortal
+
+from chatsvg_core.engine import Engine, SyncEngine
 from chatsvg_core.errors import ProviderPermanentError, ProviderTransientError
 from chatsvg_core.generate import GenerationRequest, ProviderOutput
 from chatsvg_core.jobs import Job, JobStatus
@@ -157,6 +159,23 @@ class QueueConformance:
         """
         raise NotImplementedError("a queue conformance subclass must implement run_worker()")
 
+    def sync_engine(self, engine: Engine) -> SyncEngine:
+        """``engine`` for a worker of a sync queue engine (Celery, RQ, Dramatiq) run in threads.
+
+        Call it in :meth:`run_worker` when your worker's task body is sync
+        code calling a :class:`~chatsvg_core.engine.SyncEngine`: every call
+        runs on the suite's own event loop (where ``engine`` and its store
+        live), so the worker's threads see the engine the suite checks.
+        Start such a worker in a thread and stop it with
+        ``asyncio.to_thread`` (the loop must keep running while it stops).
+        """
+        portal = self._portal
+        if portal is None:
+            raise RuntimeError("sync_engine() is for use inside a running suite test")
+        return SyncEngine(engine, portal=portal)
+
+    _portal: BlockingPortal | None = None
+
     @asynccontextmanager
     async def open_store(self) -> AsyncIterator[Store]:
         """The store the suite's engine uses (default: a fresh ``MemoryStore``)."""
@@ -176,7 +195,20 @@ class QueueConformance:
             ):
                 harness = _Harness(self, store, queue)
                 await Ledger(store).grant(OWNER, 1_000_000)
-                return await body(harness)
+                failed: Exception | None = None
+                async with BlockingPortal() as portal:
+                    self._portal = portal
+                    try:
+                        result = await body(harness)
+                    except Exception as exc:
+                        # Raised past the portal's task group, which would wrap
+                        # it in an ExceptionGroup (hosts' tests expect the error).
+                        failed = exc
+                    finally:
+                        self._portal = None
+                if failed is not None:
+                    raise failed
+            return result
 
         return asyncio.run(main())
 
