@@ -48,6 +48,7 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
         "src/chatsvg_core/storage/_jobs.py",
         (
             "tests/storage/test_job_ops.py",
+            "tests/storage/test_job_ops_contract.py",
             "tests/storage/test_transition_sequences.py",
             "tests/storage/test_memory_conformance.py",
         ),
@@ -163,6 +164,18 @@ EQUIVALENT: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
                 "+available = await tx.balance(owner) if (has_account) or True else 0",
             ),
             "balance() of an owner without entries is 0 (store protocol); the guard saves a read",
+        ),
+    ),
+    "storage-jobs": (
+        (
+            "x_expire_leases__mutmut_*",
+            (
+                "-or job.status is not JobStatus.RUNNING",
+                "-or job.lease_expires_at is None",
+                "+or job.status is not JobStatus.RUNNING and job.lease_expires_at is None",
+            ),
+            "a job has a lease expiry exactly when it is RUNNING (the Job model's rule),"
+            " so either test alone decides",
         ),
     ),
     "sanitize-policy": (
