@@ -79,7 +79,7 @@ async def settle(store: PostgresStore, cfg: dict[str, Any]) -> dict[str, Any]:
     # on each one, and neighbours (seeds 0, 1, ...) choose opposite operations,
     # so that a capture and a release race for every reference. (In a random
     # order they seldom met: a settle without the account lock slipped through
-    # three runs in five; docs/mutation.md.)
+    # six runs in ten; docs/mutation.md.)
     done: dict[str, int] = {}
     for position, ref in enumerate(cfg["refs"]):
         op = capture if (position + cfg["seed"]) % 2 == 0 else release
