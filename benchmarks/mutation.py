@@ -166,6 +166,18 @@ EQUIVALENT: dict[str, tuple[tuple[str, tuple[str, ...], str], ...]] = {
             "balance() of an owner without entries is 0 (store protocol); the guard saves a read",
         ),
     ),
+    "storage-jobs": (
+        (
+            "x_expire_leases__mutmut_*",
+            (
+                "-or job.status is not JobStatus.RUNNING",
+                "-or job.lease_expires_at is None",
+                "+or job.status is not JobStatus.RUNNING and job.lease_expires_at is None",
+            ),
+            "a job has a lease expiry exactly when it is RUNNING (the Job model's rule),"
+            " so either test alone decides",
+        ),
+    ),
     "sanitize-policy": (
         (
             "x__host_names__mutmut_*",

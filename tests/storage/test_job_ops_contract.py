@@ -364,3 +364,17 @@ async def test_a_fast_success_refused_without_a_reason_is_a_version_conflict(
         "action": "succeed",
         "reason": "version_conflict",
     }
+
+
+async def test_the_retry_time_of_an_expired_job_is_asked_about_that_job(memory: Store) -> None:
+    asked: list[Job] = []
+
+    def run_at_for(job: Job) -> datetime:
+        asked.append(job)
+        return LAPSED + timedelta(seconds=job.attempt)
+
+    async with memory.transaction() as tx:
+        r = await tx.get_job("r")
+        expired = await expire_leases(tx, now=LAPSED, run_at_for=run_at_for)
+    assert r is not None and asked[0] == r
+    assert [j.run_at for j in expired] == [LAPSED + timedelta(seconds=1)] * 2

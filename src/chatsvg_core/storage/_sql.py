@@ -159,10 +159,14 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
     return tuple(found)
 
 
+# Compact and deterministic; ensure_ascii keeps NUL and other control
+# characters escaped, which PostgreSQL text columns could not hold raw. One
+# encoder for every call: json.dumps with options builds a new one each time.
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False).encode
+
+
 def _dump(value: Any) -> str:
-    # Compact and deterministic; ensure_ascii keeps NUL and other control
-    # characters escaped, which PostgreSQL text columns could not hold raw.
-    return json.dumps(value, separators=(",", ":"), sort_keys=True, allow_nan=False)
+    return _ENCODE(value)
 
 
 class SQLTransaction:
