@@ -115,11 +115,26 @@ def _memory(which: str, path: Path) -> tuple[float, float]:
     return float(peak), float(cpu)
 
 
+def _walk_kind() -> str:
+    """Which walk this process runs: the compiled one is built by ``pip install``."""
+    from chatsvg_core.sanitize import _sanitizer
+
+    if _sanitizer._ACCELERATOR is not None:
+        return "compiled"
+    print(
+        "WARNING: the sanitizer's compiled walk is not built (or is stale) in this checkout: "
+        "these are the pure-Python figures. Build it with `pip install -e .` first.",
+        file=sys.stderr,
+    )
+    return "PURE PYTHON (compiled walk not built)"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="skip the 1MB and 5MB files")
     args = parser.parse_args()
+    walk = _walk_kind()  # warns now, before the long run, when the compiled walk is missing
     from py_svg_hush import filter_svg
 
     equal_policy = SanitizePolicy.default().extend()  # equal to the preset, another object
@@ -164,7 +179,8 @@ def main() -> int:
             memory = {w: _memory(w, five_mb) for w in ("lxml", "stream", "chatsvg", "hush")}
 
     print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  nproc={os.cpu_count()}  "
-          f"rounds={args.rounds}  load average {min(load):.1f}-{max(load):.1f}")  # fmt: skip
+          f"rounds={args.rounds}  load average {min(load):.1f}-{max(load):.1f}  "
+          f"walk: {walk}")  # fmt: skip
     print("| files | MB | chatsvg MB/s | svg-hush MB/s | svg-hush / chatsvg (median, range) "
           "| svg-hush / chatsvg(policy=p) |")  # fmt: skip
     print("|---|---|---|---|---|---|")

@@ -150,3 +150,62 @@ def test_ids_have_the_form_of_uuid4_hex() -> None:
         assert parsed.hex == value
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+
+
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+)
+async def test_a_delivered_job_is_claimed_in_one_statement_and_refusals_keep_their_reason(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Any
+) -> None:
+    from chatsvg_core.testing import FakeClock
+
+    if backend == "sqlite":
+        from chatsvg_core.storage.sqlite import SQLiteStore
+
+        store: Any = await SQLiteStore.open(tmp_path / "d.db", synchronous="normal")
+    else:
+        from tests.storage._sqlhelpers import new_schema_name
+
+        from chatsvg_core.storage.postgres import PostgresStore
+
+        schema = new_schema_name()
+        store = await PostgresStore.open(request.getfixturevalue("postgres_url"), schema=schema)
+    try:
+        clock = FakeClock()
+        engine = Engine(store, None, ScriptedProvider(), clock=clock)
+        await Ledger(store).grant("o", 10)
+        job = (await engine.submit("o", None, {"prompt": "a cat"})).job
+        assert (await engine.run_once("nope-" + job.id[:8], "w")).kind == "unknown"
+        statements: list[str] = []
+        if backend == "sqlite":
+            conn = await store._connection()
+            conn.set_trace_callback(statements.append)
+        got = await engine.run_once(job.id, "w")
+        assert got.kind == "succeeded" and got.job is not None and got.job.attempt == 1
+        if backend == "sqlite":
+            conn.set_trace_callback(None)
+            # Claimed by its UPDATE ... RETURNING: no read of the job first.
+            assert not [s for s in statements if s.startswith("SELECT") and "chatsvg_jobs" in s]
+            assert any(
+                s.startswith("UPDATE chatsvg_jobs SET status = 'running'") for s in statements
+            )
+        assert (await engine.run_once(job.id, "w")).kind == "taken"
+        later = await engine.submit("o", None, {"prompt": "a dog"})
+        async with store.transaction() as tx:
+            queued = await tx.get_job(later.job.id)
+            assert queued is not None
+            assert await tx.update_job(
+                queued.evolve(run_at=clock.now() + timedelta(hours=1), version=queued.version + 1),
+                expected_version=queued.version,
+            )
+        assert (await engine.run_once(later.job.id, "w")).kind == "not_due"
+        async with store.transaction() as tx:
+            still = await tx.get_job(later.job.id)
+        assert still is not None and still.status is JobStatus.QUEUED and still.attempt == 0
+    finally:
+        await store.aclose()
+        if backend == "postgres":
+            from tests.storage._sqlhelpers import drop_schema
+
+            drop_schema(request.getfixturevalue("postgres_url"), schema)

@@ -110,3 +110,19 @@ def test_the_accelerator_is_built_where_ci_runs() -> None:
     if os.environ.get("CI", "") in ("", "0", "false"):
         pytest.skip("outside CI a pure install is allowed")
     assert _sanitizer._ACCELERATOR is not None
+
+
+@requires_accelerator
+def test_a_stale_build_is_not_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A compiled walk built from an older _walk.pyx must not be trusted.
+    monkeypatch.setattr(_sanitizer._ACCELERATOR, "ABI", -1)
+    with pytest.warns(RuntimeWarning, match="out of date"):
+        assert _sanitizer._load_accelerator() is None
+
+
+@requires_accelerator
+def test_the_pure_walk_can_be_chosen_at_run_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHATSVG_SANITIZE_PURE", "1")
+    assert _sanitizer._load_accelerator() is None
+    monkeypatch.setenv("CHATSVG_SANITIZE_PURE", "0")
+    assert _sanitizer._load_accelerator() is _sanitizer._ACCELERATOR

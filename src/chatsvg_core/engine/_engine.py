@@ -627,38 +627,52 @@ class Engine:
                     return None
                 job = next_job
             else:
-                current = await tx.get_job(job_id, for_update=True)
-                if current is None:
-                    log.warning(
-                        "Job %s was delivered but is not in the store; ignored.",
-                        job_id,
-                        extra={"chatsvg_event": "unknown_job", "job_id": job_id},
+                # One UPDATE ... RETURNING where the store offers it (JobClaimer);
+                # the reads below then only explain a refusal (a duplicate
+                # delivery, a job not yet due), or claim on a store without it.
+                claim_due = getattr(tx, "claim_due", None)
+                fast: Job | None = None
+                if not isinstance(worker_id, str):  # as claim() refuses it
+                    raise ValueError(f"worker_id is a string, not {type(worker_id).__name__}")
+                if claim_due is not None:
+                    fast = await claim_due(
+                        now, worker_id=worker_id, lease_expires_at=now + self.lease, job_id=job_id
                     )
-                    _note("unknown")
-                    return None
-                if current.status is not JobStatus.QUEUED:
-                    _note("taken")  # a duplicate delivery: another worker has or had it
-                    return None
-                if current.run_at > now:
-                    if self.queue is not None:
-                        wait = (current.run_at - now).total_seconds()
-                        await self._announce(current, wait)
-                    _note("not_due")
-                    return None
-                if current.attempt >= current.max_attempts:
-                    _note("exhausted")
-                    return None
-                # Claim the row this transaction already holds FOR UPDATE
-                # (claim_job would read it again: one statement per delivery).
-                job = claim(current, now=now, worker_id=worker_id, lease=self.lease)
-                if not await tx.update_job(job, expected_version=current.version):
-                    raise InvalidTransition(
-                        f"job {job_id} changed while claim was being applied",
-                        job_id=job_id,
-                        status=current.status.value,
-                        action="claim",
-                        reason="version_conflict",
-                    )
+                if fast is not None:
+                    job = fast
+                else:
+                    current = await tx.get_job(job_id, for_update=True)
+                    if current is None:
+                        log.warning(
+                            "Job %s was delivered but is not in the store; ignored.",
+                            job_id,
+                            extra={"chatsvg_event": "unknown_job", "job_id": job_id},
+                        )
+                        _note("unknown")
+                        return None
+                    if current.status is not JobStatus.QUEUED:
+                        _note("taken")  # a duplicate delivery: another worker has or had it
+                        return None
+                    if current.run_at > now:
+                        if self.queue is not None:
+                            wait = (current.run_at - now).total_seconds()
+                            await self._announce(current, wait)
+                        _note("not_due")
+                        return None
+                    if current.attempt >= current.max_attempts:
+                        _note("exhausted")
+                        return None
+                    # Claim the row this transaction already holds FOR UPDATE
+                    # (claim_job would read it again: one statement per delivery).
+                    job = claim(current, now=now, worker_id=worker_id, lease=self.lease)
+                    if not await tx.update_job(job, expected_version=current.version):
+                        raise InvalidTransition(
+                            f"job {job_id} changed while claim was being applied",
+                            job_id=job_id,
+                            status=current.status.value,
+                            action="claim",
+                            reason="version_conflict",
+                        )
             request = GenerationRequest.model_validate(job.request)
             cost = self.pricing.cost(request)
             entry_id = _uuid()

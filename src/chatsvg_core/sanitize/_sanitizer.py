@@ -60,6 +60,14 @@ def _load_accelerator() -> Any:
     try:
         from chatsvg_core.sanitize import _walk
     except ImportError:
+        return None  # not built: a pure install
+    except Exception as exc:  # e.g. built against an lxml whose C API differs
+        warnings.warn(
+            f"chatsvg_core.sanitize: the compiled walk cannot be loaded ({exc!r}); "
+            "the pure-Python walk is used",
+            RuntimeWarning,
+            stacklevel=2,
+        )
         return None
     expected = (_WALK_ABI, _PLAIN, _PATH, _HREF, _PRESENTATION, _CHECKED, _USE)
     found = (getattr(_walk, "ABI", None), _walk.PLAIN, _walk.PATH, _walk.HREF,

@@ -98,7 +98,12 @@ class JobClaimer(Protocol):
     """
 
     async def claim_due(
-        self, now: datetime, *, worker_id: str, lease_expires_at: datetime
+        self,
+        now: datetime,
+        *,
+        worker_id: str,
+        lease_expires_at: datetime,
+        job_id: str | None = None,
     ) -> Job | None:
         """Apply :func:`~chatsvg_core.jobs.claim` to the job ``next_due_job(now)`` would give.
 
@@ -109,6 +114,11 @@ class JobClaimer(Protocol):
         attempt), ``lease_expires_at``, ``worker_id``, ``version + 1``,
         ``updated_at = now``. Return the claimed job, or ``None`` when none
         is due. The row stays locked until the transaction ends.
+
+        With ``job_id`` (a queue delivered that job): that job only, claimed
+        the same way if it is QUEUED, due and has attempts left, else
+        ``None`` and nothing written; a row another transaction holds is
+        waited for, as ``get_job(for_update=True)`` waits.
         """
         ...
 
