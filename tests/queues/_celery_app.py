@@ -9,6 +9,7 @@ module serves the chaos test, the chaos script and the benchmarks:
 * ``CHATSVG_CELERY_LEASE``, ``CHATSVG_CELERY_BEAT``: lease and beat period (s).
 * ``CHATSVG_CELERY_FAULTS``: ``transient,permanent,hang`` probabilities per call.
 * ``CHATSVG_CELERY_SLEEP``: seconds each provider call awaits (I/O-bound model).
+* ``CHATSVG_CELERY_GRACE``: seconds running jobs may finish on SIGTERM (10).
 * ``CHATSVG_CELERY_EVENTS``: a directory; each process appends its
   ``succeeded`` and ``lease_lost`` events there as JSON lines.
 """
@@ -40,6 +41,7 @@ TRANSIENT, PERMANENT, HANG = (
     float(x) for x in env.get("CHATSVG_CELERY_FAULTS", "0,0,0").split(",")
 )
 SLEEP = float(env.get("CHATSVG_CELERY_SLEEP", "0"))
+GRACE = float(env.get("CHATSVG_CELERY_GRACE", "10"))
 
 
 class ChaosProvider:
@@ -93,6 +95,7 @@ workers = setup_celery(
     provider=ChaosProvider,
     queue=env.get("CHATSVG_CELERY_QUEUE") or None,
     recover_every=BEAT,
+    shutdown_grace=GRACE,
     sweep_every=BEAT,
     overdue=2 * BEAT,
     storage_options=(

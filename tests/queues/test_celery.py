@@ -295,3 +295,66 @@ def test_the_how_to_example_runs_as_written(tmp_path: Path, redis_url: str) -> N
         _, err = worker.communicate(timeout=30)
         redis.Redis.from_url(broker).delete("celery")
     assert worker.returncode == 0, err.decode()[-2000:]
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("pool", ["gevent", "threads"])
+def test_sigterm_hands_a_running_job_back(tmp_path: Path, redis_url: str, pool: str) -> None:
+    # A real worker process mid-call (each model call awaits 300 s), stopped as a
+    # deploy stops it: after its grace (1 s) the job is QUEUED again at once,
+    # not RUNNING until its 60 s lease lapses, and the worker exits cleanly.
+    import time
+
+    from chatsvg_core import SyncLedger
+    from chatsvg_core.engine import SyncEngine
+    from chatsvg_core.jobs import JobStatus
+
+    from ._celery_chaos import APP_DIR, _env, worker_cmd
+
+    db = f"sqlite:///{tmp_path}/jobs.db"
+    queue_name = f"chatsvg-t-{secrets.token_hex(4)}"
+    broker = _redis_db(redis_url, 1)
+    env = _env(
+        broker,
+        db,
+        "",
+        queue_name,
+        tmp_path,
+        CHATSVG_CELERY_SLEEP="300",
+        CHATSVG_CELERY_LEASE="60",
+        CHATSVG_CELERY_BEAT="30",
+        CHATSVG_CELERY_GRACE="1",
+    )
+    engine = SyncEngine.open(
+        db,
+        provider=OfflineSketchProvider(),
+        queue=CeleryQueue(Celery("host", broker=broker), queue=queue_name),
+    )
+    worker = subprocess.Popen(
+        worker_cmd("w1", queue_name, pool, 4), env=env, cwd=APP_DIR, stderr=subprocess.PIPE
+    )
+    try:
+        SyncLedger(engine.store).grant("u", 10)
+        job_id = engine.submit("u", "k1", {"prompt": "a kite"}).job.id
+        deadline = time.monotonic() + 60
+        while engine.get(job_id).status is not JobStatus.RUNNING:
+            assert time.monotonic() < deadline, "the worker never claimed the job"
+            time.sleep(0.1)
+        time.sleep(0.5)  # mid-call
+        stopping = time.monotonic()
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+        took = time.monotonic() - stopping
+        job = engine.get(job_id)
+        assert worker.returncode == 0, err.decode()[-2000:]
+        assert job.status is JobStatus.QUEUED, (job.status, err.decode()[-2000:])
+        assert job.attempt == 1
+        assert took < 15, f"the worker took {took:.1f} s to stop"
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        engine.close()
+        import redis
+
+        redis.Redis.from_url(broker).delete(queue_name)

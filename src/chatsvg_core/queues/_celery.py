@@ -26,6 +26,7 @@ import math
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -194,6 +195,7 @@ class CeleryWorkers:
         # The process() calls running on the engine's loop (touched only there).
         self._running: set[asyncio.Task[Any]] = set()
         self._hostnames: set[str] = set()
+        self._stopping = threading.Event()
 
     def engine(self) -> SyncEngine:
         """This process's engine (opened once per process, again after ``fork``)."""
@@ -203,6 +205,13 @@ class CeleryWorkers:
                 self._engine = self._open_engine(self.queue)
                 self._pid = os.getpid()
                 self._running = set()
+                # Started here, where blocking is allowed: the shutdown hook
+                # runs in a signal handler (under gevent, in the hub), where
+                # even starting a thread is refused. It only sets an event.
+                watcher = threading.Thread(
+                    target=self._hand_back_on_shutdown, name="chatsvg-hand-back", daemon=True
+                )
+                watcher.start()
             return self._engine
 
     def close(self) -> None:
@@ -240,9 +249,15 @@ class CeleryWorkers:
         # workers in this process (tests run several) are not ours to stop.
         if self._hostnames and sender not in self._hostnames:
             return
-        timer = threading.Timer(self.shutdown_grace, self.hand_back)
-        timer.daemon = True
-        timer.start()
+        self._stopping.set()
+
+    def _hand_back_on_shutdown(self) -> None:
+        self._stopping.wait()
+        time.sleep(self.shutdown_grace)
+        try:
+            self.hand_back()
+        except Exception:  # the loop or the store already gone: recovery's job now
+            log.warning("could not hand running jobs back at shutdown", exc_info=True)
 
     @staticmethod
     def worker_id() -> str:
@@ -275,6 +290,14 @@ class CeleryWorkers:
         Also ``None`` when :meth:`hand_back` cancelled the attempt (the job is
         QUEUED again and announced; this message is done).
         """
+        if self._stopping.is_set():
+            # Shutting down: a message that arrives now (the hand-back's own
+            # re-announcement, an ETA coming due) goes back to the broker for
+            # another worker instead of starting an attempt that would be
+            # handed back, or would hold up the shutdown.
+            from celery.exceptions import Reject
+
+            raise Reject("worker shutting down", requeue=True)
         engine = self.engine()
         worker_id = self.worker_id()
 
