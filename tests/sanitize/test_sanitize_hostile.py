@@ -293,6 +293,10 @@ def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: 
         '<rect fill="+FFjavascript:FE"/>',  # an invalid paint, not a URL
         "<style>@media (min-wid--&gt;javascript:th:2px){rect{stroke:red}}</style><rect/>",
         '<g id="g"/><rect style="fill:url(#javascript:g)"/>',  # a fragment
+        # Found by the fuzzer in CI: rule and property words inside a fragment.
+        "<style>rect{fill:url(#g@import)}</style><rect/>",
+        '<g id="g"/><rect style="fill:url(#g@font-face);stroke:url(#behavior)"/>',
+        '<rect style="fill:\\@font-face19"/>',  # an escaped @: a letter of an ident
     ],
 )
 def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
@@ -313,6 +317,10 @@ def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
         "<style>a{x:'\\'' } @import 'x'</style>",
         "<style>a{fill:\\url(http://x)}</style>",  # an escaped u: still url(
         '<rect fill="url(javascript:x)"/>',
+        "<style>a{fill:url(#a)}@import 'x'</style>",  # after a url(), a rule again
+        "<style>a{fill:url('#a')}@font-face{src:x}</style>",
+        "<style>a{fill:red}\\\\@import 'x'</style>",  # an escaped backslash, then a rule
+        "<style>a{fill:red}\\ @IMPORT 'x'</style>",  # an escaped space, then a rule
     ],
 )
 def test_checker_still_sees_urls_and_rules_outside_strings(markup: str) -> None:
