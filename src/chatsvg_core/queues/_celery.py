@@ -405,6 +405,71 @@ def _immediate_acks_step() -> type[Any]:
 _ACK_CALLS = frozenset({"ack_log_error", "reject_log_error"})
 
 
+def _redis_refill_step() -> type[Any]:
+    """A consumer bootstep: on a green pool over Redis, a freed prefetch slot is refilled at once.
+
+    kombu's Redis transport fetches with one BRPOP at a time, and sends the
+    next only when its poller comes round again, if the prefetch window
+    (prefetch multiplier x slots) has room. When the window is full no BRPOP
+    is out, and a green pool's loop (Celery's ``synloop``) is parked in
+    ``drain_events(timeout=2.0)`` with nothing to wake it: an ack that frees
+    a slot waits for that timeout, so a worker takes on new work only every
+    2 s (about ``slots / 2`` short jobs a second; up to 2 s lost per job with
+    real model calls). No setting shortens it (``polling_interval`` is only
+    BRPOP's own server-side timeout).
+
+    This step wraps the task channel's ``qos.ack`` (``reject`` acks through
+    it): once an ack has freed the window, it sends the BRPOP the poller
+    would have sent, on the channel's own connection, whose socket the parked
+    poller is already watching; the reply wakes it as any delivery does. It
+    does so only when no BRPOP is out on that connection (``_in_poll``, which
+    kombu sets before sending and clears after reading), so the connection is
+    idle; a green pool runs every greenlet on one thread, so nothing else
+    uses it meanwhile. Threads and prefork pools are left alone (prefork's
+    event loop re-arms on every tick; a thread pool would race the poller).
+    """
+    from celery import bootsteps
+
+    class RedisRefill(bootsteps.StartStopStep):  # type: ignore[misc]
+        requires = ("celery.worker.consumer.tasks:Tasks",)
+
+        def start(self, parent: Any) -> None:
+            if not getattr(parent.pool, "is_green", False):
+                return
+            task_consumer = getattr(parent, "task_consumer", None)
+            channel = getattr(task_consumer, "channel", None)
+            transport = getattr(getattr(parent, "connection", None), "transport", None)
+            if channel is None or getattr(transport, "driver_type", None) != "redis":
+                return
+            cycle = getattr(transport, "cycle", None)
+            qos = channel.qos
+            ack = qos.ack
+
+            def ack_and_refill(delivery_tag: Any) -> None:
+                ack(delivery_tag)
+                try:
+                    _refill(cycle, channel)
+                except Exception:  # the poller's next turn sends it anyway
+                    log.debug("could not re-arm the Redis fetch", exc_info=True)
+
+            qos.ack = ack_and_refill
+
+    return RedisRefill
+
+
+def _refill(cycle: Any, channel: Any) -> None:
+    """Send the channel's next BRPOP now if the window has room and none is out (see above)."""
+    if channel._in_poll or not channel.active_queues or not channel.qos.can_consume():
+        return
+    client = channel.client
+    connection = getattr(client, "connection", None)
+    if connection is None or getattr(connection, "_sock", None) is None:
+        return  # not connected yet: the poller's own turn connects and registers it
+    if (channel, client, "BRPOP") not in getattr(cycle, "_chan_to_sock", {}):
+        return  # the poller does not watch this socket yet: it would not see the reply
+    channel._brpop_start()
+
+
 def setup_celery(
     app: Celery,
     database_url: str | None = None,
@@ -552,6 +617,7 @@ def setup_celery(
         return workers.sweep()
 
     app.steps["consumer"].add(_immediate_acks_step())
+    app.steps["consumer"].add(_redis_refill_step())
     base = _resultless_task_base()
     # shared=False: Celery's default adds a task to every app created later in
     # the process, where it would run with THIS app's engine and queue.
