@@ -169,6 +169,42 @@ async def test_a_broker_outage_does_not_fail_the_submit() -> None:
     assert queue.dropped == 1
 
 
+@pytest.mark.redis
+async def test_in_a_broker_outage_announcements_are_dropped_at_once_then_resume() -> None:
+    # One publishing thread per process: without the pause after a failure,
+    # 50 announcements would each wait out the retry policy behind it in turn.
+    import time
+
+    import redis
+
+    from ._celery_chaos import OwnRedis
+
+    broker = OwnRedis()
+    broker.start()
+    app = Celery("t", broker=broker.url)
+    app.conf.broker_connection_timeout = 0.5
+    queue_name = f"chatsvg-t-{secrets.token_hex(4)}"
+    queue = CeleryQueue(app, queue=queue_name)
+    try:
+        await queue.enqueue("before")
+        assert queue.dropped == 0
+        broker.stop()
+        start = time.monotonic()
+        await asyncio.gather(*(queue.enqueue(f"lost-{i}") for i in range(50)))
+        assert time.monotonic() - start < 15
+        assert queue.dropped == 50
+        broker.start()  # empty: the outage lost "before"
+        await asyncio.sleep(1.2)  # past the pause: the next one is tried again
+        await queue.enqueue("after")
+        assert queue.dropped == 50
+        client = redis.Redis.from_url(broker.url)
+        messages = [json.loads(m) for m in client.lrange(queue_name, 0, -1)]
+        client.close()
+        assert [m["headers"]["argsrepr"] for m in messages] == ["('after',)"]
+    finally:
+        broker.stop()
+
+
 @pytest.mark.postgres
 async def test_two_recovery_passes_at_once_take_each_job_once(postgres_url: str) -> None:
     # Two beats run recover() at the same moment over the same expired leases.
@@ -362,7 +398,7 @@ def test_sigterm_hands_a_running_job_back(tmp_path: Path, redis_url: str, pool: 
 
 # A worker app whose one task counts itself, with the adapter's delivery
 # settings and consumer steps (or without the refill step: the control).
-_COUNTING_APP = '''
+_COUNTING_APP = """
 import os
 
 import redis
@@ -386,7 +422,7 @@ counter = redis.Redis.from_url(os.environ["REFILL_BROKER"])
 @app.task(name="refill.count", ignore_result=True)
 def count(key):
     counter.incr(key)
-'''
+"""
 
 
 def _run_counted(tmp_path: Path, broker: str, tasks: int, *, step: bool) -> float:
