@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import os
@@ -299,6 +300,8 @@ class CeleryWorkers:
         self._lock = threading.Lock()
         self._engine: SyncEngine | None = None
         self._pid: int | None = None
+        # The engine's asyncio loop, when its portal runs one (see process()).
+        self._loop: asyncio.AbstractEventLoop | None = None
         # The process() calls running on the engine's loop (touched only there).
         self._running: set[asyncio.Task[Any]] = set()
         self._hostnames: set[str] = set()
@@ -311,6 +314,7 @@ class CeleryWorkers:
                 # A forked child must not use its parent's connections: open its own.
                 self._engine = self._open_engine(self.queue)
                 self._pid = os.getpid()
+                self._loop = _running_asyncio_loop(self._engine)
                 self._running = set()
                 # Started here, where blocking is allowed: the shutdown hook
                 # runs in a signal handler (under gevent, in the hub), where
@@ -369,7 +373,7 @@ class CeleryWorkers:
     @staticmethod
     def worker_id() -> str:
         """``celery@host:pid:thread``: a label for events and the job row (tokens fence)."""
-        return f"celery@{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+        return f"celery@{_hostname()}:{os.getpid()}:{threading.get_ident()}"
 
     def maintain(self, every: float, stop: threading.Event) -> threading.Thread:
         """Run ``recover`` + ``sweep`` every ``every`` s on a daemon thread until ``stop``.
@@ -421,7 +425,14 @@ class CeleryWorkers:
             finally:
                 self._running.discard(task)
 
-        job = engine.portal.call(attempt)
+        loop = self._loop
+        if loop is None:
+            job = engine.portal.call(attempt)
+        else:
+            # The portal's call makes two round trips to the loop (start the
+            # task, then its result) and a cancel scope: 0.2 ms of CPU per call
+            # under gevent, against 0.08 ms for this one round trip.
+            job = asyncio.run_coroutine_threadsafe(attempt(), loop).result()
         return None if job is None else job.status.value
 
     def recover(self) -> dict[str, int]:
@@ -436,6 +447,24 @@ class CeleryWorkers:
     def sweep(self) -> int:
         """The sweep beat task's body: announce jobs overdue by ``overdue`` seconds."""
         return self.engine().sweep(overdue=self.overdue)
+
+
+@functools.cache
+def _hostname() -> str:
+    return socket.gethostname()
+
+
+def _running_asyncio_loop(engine: SyncEngine) -> asyncio.AbstractEventLoop | None:
+    """The asyncio loop behind ``engine``'s portal; ``None`` if it runs another (trio)."""
+    try:
+        loop: asyncio.AbstractEventLoop = engine.portal.call(_current_loop)
+    except RuntimeError:  # not an asyncio loop (trio), or the portal is not running
+        return None
+    return loop
+
+
+async def _current_loop() -> asyncio.AbstractEventLoop:
+    return asyncio.get_running_loop()
 
 
 def _resultless_task_base() -> type[Any]:
