@@ -92,8 +92,8 @@ class CeleryQueue:
     sweep (``Engine.sweep(overdue=...)``) announces the job once it is due.
     A publish that fails (broker down) is logged and dropped for the same
     reason: the job is already committed, and the sweep finds it. Publishing
-    is blocking I/O in Celery, so it runs off the loop, on one publishing
-    thread per process (see ``_Publisher``).
+    is blocking I/O in Celery, so it runs off the loop, on a few publishing
+    threads per process (see ``_Publisher``).
     """
 
     def __init__(
@@ -113,6 +113,7 @@ class CeleryQueue:
         self.dropped = 0
         """Announcements not sent (delay over the cap, or the broker refused): the sweep's."""
         self._publisher_lock = threading.Lock()
+        self._dropped_lock = threading.Lock()
         self._publisher_of_pid: _Publisher | None = None
 
     def send(self, job_id: str, delay: float = 0.0) -> bool:
@@ -120,9 +121,14 @@ class CeleryQueue:
         if not math.isfinite(delay) or delay < 0:
             raise ValueError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
         if delay > self.max_countdown:
-            self.dropped += 1
+            self._drop()
             return False
         return self._publish(job_id, delay, None)
+
+    def _drop(self, count: int = 1) -> None:
+        # The publishing threads count too: an unlocked += could lose one.
+        with self._dropped_lock:
+            self.dropped += count
 
     def _publish(self, job_id: str, delay: float, producer: Any) -> bool:
         from kombu.exceptions import KombuError
@@ -139,7 +145,7 @@ class CeleryQueue:
                 producer=producer,
             )
         except (KombuError, OSError) as exc:
-            self.dropped += 1
+            self._drop()
             log.warning(
                 "could not publish job %s (left to the sweep): %s",
                 job_id,
@@ -159,7 +165,7 @@ class CeleryQueue:
         if not math.isfinite(delay) or delay < 0:
             raise ValueError(f"delay must be a finite number of seconds >= 0, not {delay!r}")
         if delay > self.max_countdown:
-            self.dropped += 1
+            self._drop()
             return
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
@@ -182,24 +188,30 @@ _Announcement = tuple[str, float, asyncio.AbstractEventLoop, "asyncio.Future[Non
 
 
 class _Publisher:
-    """One thread per process that publishes a :class:`CeleryQueue`'s announcements.
+    """The threads (a few per process) that publish a :class:`CeleryQueue`'s announcements.
 
     ``enqueue`` runs on an event loop and publishing is blocking I/O, so it
     must leave the loop. A thread hop per message (``to_thread``) plus a
     producer taken from Celery's pool and given back per message cost about
     twice Celery's own publishing (0.9-1.5 ms of CPU per message against
     0.4-0.8 ms with one held producer, on this project's benchmark machine).
-    Here announcements wait in one queue; the thread takes every waiting one,
-    publishes them on one producer, and settles their futures with one
-    wake-up per loop.
+    Here announcements wait in one queue; a publishing thread takes up to
+    ``_BATCH`` of them, publishes them on one producer, and settles their
+    futures with one wake-up per loop.
 
     A broker outage must not hold up ``submit``: after a publish fails, the
     announcements that come within the next second are dropped at once
     (logged, counted in ``dropped``; the sweep announces them), instead of
-    each waiting out the retry policy in turn behind the one thread.
+    each waiting out the retry policy in turn behind the publishing threads.
     """
 
     _PAUSE_AFTER_FAILURE = 1.0
+    # A few threads, each with its own producer (connection): a Redis publish
+    # waits for its reply, and one thread would publish one round trip at a
+    # time (announcing fell behind the workers on a loaded machine). Small
+    # batches share the waiting announcements out among them.
+    _THREADS = 4
+    _BATCH = 8
 
     def __init__(self, queue: CeleryQueue) -> None:
         import queue as queues
@@ -209,8 +221,9 @@ class _Publisher:
         self._waiting: queues.SimpleQueue[_Announcement] = queues.SimpleQueue()
         self._empty = queues.Empty
         self._down_until = 0.0
-        thread = threading.Thread(target=self._run, name="chatsvg-celery-publish", daemon=True)
-        thread.start()
+        for n in range(self._THREADS):
+            name = f"chatsvg-celery-publish-{n}"
+            threading.Thread(target=self._run, name=name, daemon=True).start()
 
     def put(self, item: _Announcement) -> None:
         self._waiting.put(item)
@@ -218,7 +231,7 @@ class _Publisher:
     def _run(self) -> None:
         while True:
             batch = [self._waiting.get()]
-            while True:
+            while len(batch) < self._BATCH:
                 try:
                     batch.append(self._waiting.get_nowait())
                 except self._empty:
@@ -233,7 +246,7 @@ class _Publisher:
     def _publish_all(self, batch: list[_Announcement]) -> None:
         queue = self._queue
         if time.monotonic() < self._down_until:
-            queue.dropped += len(batch)
+            queue._drop(len(batch))
             log.warning("broker unavailable: %d announcement(s) left to the sweep", len(batch))
             return
         with queue.app.producer_or_acquire() as producer:
@@ -242,7 +255,7 @@ class _Publisher:
                     self._down_until = time.monotonic() + self._PAUSE_AFTER_FAILURE
                     rest = len(batch) - index - 1
                     if rest:
-                        queue.dropped += rest
+                        queue._drop(rest)
                         log.warning(
                             "broker unavailable: %d announcement(s) left to the sweep", rest
                         )
