@@ -61,6 +61,7 @@ from chatsvg_core.generate import (
     PromptPolicy,
     Provider,
     ProviderOutput,
+    TokenUsage,
     extract_answer,
     progress_reporting,
 )
@@ -207,6 +208,17 @@ def _uuid() -> str:
     raw[6] = (raw[6] & 0x0F) | 0x40
     raw[8] = (raw[8] & 0x3F) | 0x80
     return raw.hex()
+
+
+def _usage(usage: TokenUsage) -> dict[str, Any]:
+    """``usage.model_dump(mode="json")``, without pydantic's serializer for the plain model."""
+    if type(usage) is TokenUsage:
+        return {
+            "prompt_tokens": usage.prompt_tokens,
+            "completion_tokens": usage.completion_tokens,
+            "total_tokens": usage.total_tokens,
+        }
+    return usage.model_dump(mode="json")
 
 
 @contextlib.asynccontextmanager
@@ -843,7 +855,7 @@ class Engine:
             "model": output.model,
             "provider": output.provider,
             "latency_s": output.latency_s,
-            "usage": output.usage.model_dump(mode="json"),
+            "usage": _usage(output.usage),
             "finish_reason": output.finish_reason,
             "sanitizer_changed": clean.changed,
         }
