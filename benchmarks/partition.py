@@ -12,7 +12,7 @@ by the worker that lost it, one charge per job, no refund, and balances
 equal to their entries. Prints one line per run for benchmarks/README.md.
 
     sudo python benchmarks/partition.py [--jobs 300] [--workers 3] [--cuts 6]
-        [--kinds arq,next] [--runs 1]
+        [--kinds arq,procrastinate,next] [--runs 1]
 
 Needs root, ``ip`` (iproute2), PostgreSQL's server binaries and redis-server.
 """
@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.queues._partition import missing, partition
 
 HEADER = (
-    "| kind | jobs | workers | cuts | longest cut (s) | jobs held when cut | taken over "
+    "| kind | seed | jobs | workers | cuts | longest cut (s) | jobs held when cut | taken over "
     "| late writes refused | lost attempts that died with their connection "
     "| succeeded | failed | charges | refunds | violations | seconds |"
 )
@@ -45,7 +45,7 @@ async def main() -> None:
     parser.add_argument("--call-seconds", type=float, default=2.0)
     # Few slots per worker, so the jobs last through every cut.
     parser.add_argument("--concurrency", type=int, default=8)
-    parser.add_argument("--kinds", default="arq,next")
+    parser.add_argument("--kinds", default="arq,procrastinate,next")
     parser.add_argument("--runs", type=int, default=1)
     args = parser.parse_args()
     reason = missing()
@@ -53,7 +53,7 @@ async def main() -> None:
         raise SystemExit(f"cannot run: {reason}")
     print(f"load before: {os.getloadavg()}")
     print(HEADER)
-    print("|---" * 15 + "|")
+    print("|---" * 16 + "|")
     for seed in range(1, args.runs + 1):
         for kind in args.kinds.split(","):
             r = await partition(
@@ -70,7 +70,7 @@ async def main() -> None:
             held = sum(len(c["held"]) for c in r.cut_log)
             longest = max((c["seconds"] for c in r.cut_log), default=0.0)
             print(
-                f"| {kind} | {r.jobs} | {r.workers} | {r.cuts} | {longest:.1f} | {held} "
+                f"| {kind} | {seed} | {r.jobs} | {r.workers} | {r.cuts} | {longest:.1f} | {held} "
                 f"| {r.taken_over} | {r.stale_writes_refused} | {r.stale_attempts_without_write} "
                 f"| {r.statuses.get('succeeded', 0)} | {r.statuses.get('failed', 0)} "
                 f"| {r.charges} | {r.refunds} | {len(r.violations)} | {r.seconds:.0f} |",
@@ -81,6 +81,8 @@ async def main() -> None:
                     f"  cut {c['worker']}: held {len(c['held'])}, "
                     f"taken over {len(c['taken_over'])} in {c['seconds']} s"
                 )
+            if r.queue_rows_left:
+                print(f"  Procrastinate rows left at the end: {r.queue_rows_left}")
             for v in r.violations[:20]:
                 print(f"  violation: {v}")
     print(f"load after: {os.getloadavg()}")

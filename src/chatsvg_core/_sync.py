@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from chatsvg_core._green import green_loop_factory
+
 __all__ = ["portal", "run_sync"]
 
 T = TypeVar("T")
@@ -34,11 +36,20 @@ def portal() -> BlockingPortal:
         pid = os.getpid()
         if _state.get("pid") != pid:
             # A forked child inherits the parent's dict but not its loop thread.
-            cm: AbstractContextManager[BlockingPortal] = start_blocking_portal()
+            cm: AbstractContextManager[BlockingPortal] = _start_portal()
             _state.update(pid=pid, cm=cm, portal=cm.__enter__())
             atexit.register(_shutdown, pid)
         result: BlockingPortal = _state["portal"]
         return result
+
+
+def _start_portal() -> AbstractContextManager[BlockingPortal]:
+    # Under gevent the loop runs in a greenlet: give it a selector that waits
+    # in gevent's hub only when it has nothing to do (see chatsvg_core._green).
+    factory = green_loop_factory()
+    if factory is None:
+        return start_blocking_portal()
+    return start_blocking_portal(backend_options={"loop_factory": factory})
 
 
 def _shutdown(pid: int) -> None:

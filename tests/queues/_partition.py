@@ -4,13 +4,21 @@ The test builds a small network on this machine: a bridge with an address in
 a private /24, and one network namespace per worker joined to it by a veth
 pair. It starts its own PostgreSQL cluster (``initdb`` + ``pg_ctl``) and its
 own ``redis-server``, both listening on the bridge's address, and runs real
-worker processes (arq, or the database as the queue with ``process_next``)
-inside the namespaces (``ip netns exec``). To cut a worker off it takes the
+worker processes (arq, Procrastinate, or the database as the queue with
+``process_next``) inside the namespaces (``ip netns exec``). To cut a worker off it takes the
 host end of its veth down: packets are dropped, nothing is reset, so the
 worker's TCP connections stall exactly as they do behind a failed switch.
 While it is cut off its lease lapses, recovery hands the job to a worker on
 the other side, and that worker finishes it. Then the link comes back and the
 cut-off worker's late writes arrive with a stale fencing token.
+
+Procrastinate's workers reach PostgreSQL only (its tables in ``<schema>_pq``).
+The cut-off worker's own Procrastinate job stays ``doing`` (Procrastinate
+does not take it back, and nothing needs it to: the workers' periodic
+``recover()`` announces the chatsvg job again as a new Procrastinate job);
+once healed, the worker's late chatsvg writes are refused by the fencing
+token and its late finish deletes its spent Procrastinate job, which the run
+checks by counting the rows left.
 
 ``tests/queues/test_partition.py`` runs one cut in CI; ``benchmarks/partition.py``
 runs several cuts over many jobs. Needs root, ``ip`` (iproute2), PostgreSQL's
@@ -42,7 +50,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._fleet import ROOT, Spec, parent_queue
+from ._fleet import ROOT, Spec, new_schema, parent_queue
 
 # --- what the machine must offer ---------------------------------------------------------
 
@@ -314,6 +322,9 @@ class PartitionReport:
     completed_by: dict[str, int] = field(default_factory=dict)  # SUCCEEDED events per worker
     charges: int = 0
     refunds: int = 0
+    # Procrastinate: its own job rows left at the end, by status (the cut-off
+    # workers' spent doorbells; SIGTERMed workers finish theirs).
+    queue_rows_left: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     cut_log: list[dict[str, Any]] = field(default_factory=list)
 
@@ -408,11 +419,12 @@ async def partition(
     start = time.monotonic()
     try:
         with _servers(kind) as (net, pg, redis):
-            schema = f"chatsvg_part_{secrets.token_hex(3)}"
+            # The chatsvg tables, and Procrastinate's in "<schema>_pq" for its workers.
+            schema = await new_schema(pg.url, procrastinate=kind == "procrastinate")
             store = await PostgresStore.open(pg.url, schema=schema, min_size=1, max_size=4)
             procs: dict[str, subprocess.Popen[str]] = {}
             base = Spec(
-                kind="arq" if kind == "arq" else "next",
+                kind=kind if kind in ("arq", "procrastinate") else "next",
                 postgres_url=pg.url,
                 schema=schema,
                 queue_name=f"chatsvg-part-{net.tag}",
@@ -450,9 +462,10 @@ async def partition(
 
                     # The database-as-queue workers do not run recovery themselves: the
                     # test stands in for the host's periodic `chatsvg recover` (root side).
+                    # arq's and Procrastinate's workers run it as their periodic task.
                     async def maintain() -> None:
                         while True:
-                            if kind != "arq":
+                            if kind == "next":
                                 with contextlib.suppress(Exception):
                                     await engine.recover()
                             await asyncio.sleep(0.5)
@@ -496,6 +509,8 @@ async def partition(
                     if proc.poll() is None:
                         proc.kill()
                         proc.wait()
+            if kind == "procrastinate":
+                report.queue_rows_left = _procrastinate_rows(pg.url, schema)
             try:
                 async with store.transaction() as tx:
                     final_jobs = {i: await tx.get_job(i) for i in ids}
@@ -524,6 +539,18 @@ async def partition(
             shutil.rmtree(workdir, ignore_errors=True)
     report.seconds = time.monotonic() - start
     return report
+
+
+def _procrastinate_rows(url: str, schema: str) -> dict[str, int]:
+    """Procrastinate's job rows in ``<schema>_pq``, counted by status."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute(
+            f'SELECT status::text, count(*) FROM "{schema}_pq".procrastinate_jobs '
+            "GROUP BY status".encode()
+        ).fetchall()
+    return {str(status): int(n) for status, n in rows}
 
 
 async def _run_cuts(

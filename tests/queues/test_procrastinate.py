@@ -157,6 +157,38 @@ async def test_the_periodic_task_recovers_and_sweeps(procrastinate_url: str) -> 
         assert (await engine.get(job.id)).status is JobStatus.SUCCEEDED
 
 
+async def test_recovery_is_fetched_before_a_backlog_and_missed_ticks_collapse(
+    procrastinate_url: str,
+) -> None:
+    """A dead or cut-off worker's jobs must not wait for the whole backlog to be recovered."""
+    from procrastinate.periodic import PeriodicDeferrer
+
+    from chatsvg_core.queues._procrastinate import MAINTAIN_TASK, PROCESS_TASK
+
+    async with opened(procrastinate_url, maintain_every=1) as queue:
+        for i in range(5):
+            await queue.enqueue(f"j{i}")  # the backlog, deferred before the ticks
+        (periodic,) = queue.app.periodic_registry.periodic_tasks.values()
+        # Three ticks pass while every slot is busy: one run waits, not three.
+        await PeriodicDeferrer(queue.app.periodic_registry).defer_jobs(
+            [(periodic, 1_000_000 + t) for t in range(3)]
+        )
+        waiting = await _waiting(queue)
+        assert len(waiting) == 6, waiting
+        manager = queue.app.job_manager
+        worker = await manager.register_worker()
+        try:
+            fetched = []
+            for _ in range(6):
+                job = await manager.fetch_job(queues=[queue.queue_name], worker_id=worker)
+                assert job is not None
+                fetched.append(job.task_name)
+        finally:
+            await manager.unregister_worker(worker)
+        # The maintenance run first, then the announcements in their order.
+        assert fetched == [MAINTAIN_TASK] + [PROCESS_TASK] * 5
+
+
 def test_cron_strings() -> None:
     from chatsvg_core.queues._procrastinate import _every
 

@@ -17,7 +17,17 @@ that shape this adapter:
   visibility timeout to outrun, so no cap on it.
 * Periodic tasks are deferred under a unique (task, periodic id, timestamp)
   key, so one run per tick whatever the number of workers; the
-  ``recover()`` + ``sweep()`` passes are also safe to run at once.
+  ``recover()`` + ``sweep()`` passes are also safe to run at once. The
+  maintenance task has a priority above the announcements and a queueing
+  lock: with a backlog it is fetched next, not after every job queued
+  before it, and ticks missed meanwhile collapse into one waiting run.
+* Procrastinate's own stalled-job retry (``get_stalled_jobs`` +
+  ``retry_job``) is not used: a worker that dies or is cut off leaves its
+  Procrastinate job ``doing``, and the engine's lease recovery already
+  announces the chatsvg job again (a new Procrastinate job: the queueing
+  lock only holds ``todo`` ones). When a cut-off worker comes back, its
+  late writes to the chatsvg tables are refused by the fencing token; its
+  late finish of its own Procrastinate job only deletes that spent doorbell.
 * On shutdown a worker waits ``shutdown_graceful_timeout`` for running jobs,
   then cancels them (the engine hands them back). A worker killed mid-job
   leaves its Procrastinate job ``doing``; nothing needs it any more (the
@@ -56,6 +66,7 @@ log = logging.getLogger("chatsvg_core.queue")
 DEFAULT_QUEUE = "chatsvg"
 PROCESS_TASK = "chatsvg.process"
 MAINTAIN_TASK = "chatsvg.maintain"
+MAINTAIN_PRIORITY = 100
 _ENGINE = "chatsvg_engine"
 _WORKER_ID = "chatsvg_worker_id"
 
@@ -155,7 +166,17 @@ def procrastinate_app(
 
     if maintain_every is not None:
         task = app.task(name=MAINTAIN_TASK, queue=queue_name, pass_context=True)(maintain)
-        app.periodic(cron=_every(maintain_every), periodic_id=queue_name)(task)
+        app.periodic(
+            cron=_every(maintain_every),
+            periodic_id=queue_name,
+            # Fetched before the announcements (Procrastinate takes the highest
+            # priority first, then the oldest): recovery must not wait behind a
+            # backlog while the jobs of a dead or cut-off worker sit unclaimed.
+            priority=MAINTAIN_PRIORITY,
+            # At most one waiting run: ticks that pass while every slot is busy
+            # collapse into it instead of piling up (AlreadyEnqueued is skipped).
+            queueing_lock=f"{queue_name}:{MAINTAIN_TASK}",
+        )(task)
     return app
 
 
