@@ -9,6 +9,9 @@ thread and back (more than the ``COMMIT``'s own work) is skipped (issue 15).
 from __future__ import annotations
 
 import asyncio
+import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -47,39 +50,62 @@ async def open_full(tmp_path: Path) -> SQLiteStore:
     return await SQLiteStore.open(tmp_path / "jobs.db", synchronous="full")
 
 
-def run_alone(coro_fn: Callable[[], Any]) -> Any:
-    """Run ``coro_fn()`` as the only task of a fresh event loop."""
+def run_loop(coro_fn: Callable[[], Any]) -> Any:
+    """Run ``coro_fn()`` on a fresh event loop."""
     return asyncio.run(coro_fn())
 
 
-def test_a_task_alone_commits_in_place(tmp_path: Path) -> None:
-    async def main() -> tuple[int, list[str]]:
-        store = await open_full(tmp_path)
-        trips = Trips(store)
-        for i in range(3):
-            async with store.transaction() as tx:
-                await tx.insert_job(a_job(f"j{i}"))
-        await store.aclose()
-        return trips.trips, trips.commit_threads
+# Whether a task is alone is a question about the whole process, and a test
+# run leaves tasks of earlier tests behind (portal threads' loops): these run
+# in a fresh interpreter.
+ALONE = """
+import asyncio, json, sys, threading
+from pathlib import Path
+from chatsvg_core.jobs import new_job
+from chatsvg_core.storage.sqlite import SQLiteStore
+from datetime import UTC, datetime
 
-    trips, threads = run_alone(main)
-    assert threads == [threading.current_thread().name] * 3
-    assert trips == 1  # aclose's
-
-
-def test_a_finished_task_left_over_does_not_count(tmp_path: Path) -> None:
-    async def main() -> list[str]:
-        store = await open_full(tmp_path)
-        trips = Trips(store)
+async def main():
+    store = await SQLiteStore.open(Path(sys.argv[1]) / "jobs.db", synchronous="full")
+    trips, threads = [0], []
+    original = store._call
+    async def call(fn):
+        trips[0] += 1
+        return await original(fn)
+    store._call = call
+    store._fault_hook = lambda point: point == "before_commit" and threads.append(
+        threading.current_thread().name)
+    if sys.argv[2] == "leftover":
         done = asyncio.create_task(asyncio.sleep(0))
-        await done
+        await done  # finished, still referenced: does not count
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    for i in range(3):
         async with store.transaction() as tx:
-            await tx.insert_job(a_job("j"))
-        await store.aclose()
-        assert done.done()
-        return trips.commit_threads
+            await tx.insert_job(new_job(job_id=f"j{i}", owner="o", request={}, request_hash="h",
+                                        now=now))
+    await store.aclose()
+    print(json.dumps({"trips": trips[0], "threads": threads}))
 
-    assert run_alone(main) == [threading.current_thread().name]
+asyncio.run(main())
+"""
+
+
+def run_alone(tmp_path: Path, variant: str) -> dict[str, Any]:
+    out = subprocess.run(
+        [sys.executable, "-c", ALONE, str(tmp_path), variant],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout.strip().splitlines()[-1])
+    return result
+
+
+@pytest.mark.parametrize("variant", ["plain", "leftover"])
+def test_a_task_alone_commits_in_place(tmp_path: Path, variant: str) -> None:
+    got = run_alone(tmp_path, variant)
+    assert got == {"trips": 1, "threads": ["MainThread"] * 3}  # one trip: aclose's
 
 
 @pytest.mark.parametrize("other", ["sleeper", "other_loop"])
@@ -109,7 +135,7 @@ def test_with_another_task_the_commit_goes_to_the_thread(tmp_path: Path, other: 
         thread.start()
         time.sleep(0.05)
     try:
-        trips, threads = run_alone(main)
+        trips, threads = run_loop(main)
     finally:
         stop.set()
         if thread.is_alive():
@@ -146,7 +172,7 @@ def test_other_tasks_run_while_a_slow_commit_waits(tmp_path: Path) -> None:
         await store.aclose()
         return during
 
-    assert run_alone(main) >= 10
+    assert run_loop(main) >= 10
 
 
 def test_alone_is_false_without_a_registry(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -154,7 +180,6 @@ def test_alone_is_false_without_a_registry(monkeypatch: pytest.MonkeyPatch) -> N
     async def main() -> bool:
         return sqlite_module._alone()
 
-    assert asyncio.run(main()) is True
     monkeypatch.setattr(sqlite_module, "_TASKS", None)
     assert asyncio.run(main()) is False
     monkeypatch.setattr(sqlite_module, "_TASKS", set())  # holds no task of ours

@@ -32,6 +32,10 @@ How it stays correct with several writers (threads, tasks and processes):
   held, and a NORMAL commit, takes microseconds and runs in place: a thread
   hop per statement cost more than the statement, and on a loaded machine
   far more.
+* **A task alone commits in place**: when the committing task is the
+  process's only unfinished task, nothing else could run on the loop while
+  a flushing ``COMMIT`` waits for the disk, so it runs in place (same flush,
+  same durability) and skips the thread's round trip (see ``_alone``).
 * **Durability**: ``synchronous=FULL`` by default, so a committed charge
   survives power loss; ``synchronous="normal"`` is faster (WAL stays
   consistent, but the last commits may be lost on power failure, not on a
