@@ -67,7 +67,8 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 MODES = ["next", "arq", "procrastinate", "arq-noop", "procrastinate-noop"]
 CELERY_MODES = ["celery-redis", "celery-amqp", "celery-redis-noop", "celery-amqp-noop"]
-ALL_MODES = MODES + CELERY_MODES
+# The arq adapter's settings on arq's own Worker class (without the adapter's start path).
+ALL_MODES = MODES + CELERY_MODES + ["arq-plain"]
 POLL: list[float | None] = [None]  # --poll
 CELERY_POOL = ["gevent"]  # --celery-pool
 ANNOUNCED = [0.0]  # seconds the last announcing took
@@ -122,16 +123,55 @@ def broker_pid(mode: str, redis: OwnRedis) -> int | None:
     return None
 
 
+def redis_counts(url: str | None) -> dict[str, float]:
+    """The run's own redis-server's commands and connections' reads so far (load-independent)."""
+    if not url:
+        return {}
+    from redis import Redis
+
+    client = Redis.from_url(url)
+    try:
+        stats = client.info("stats")
+        by_command = client.info("commandstats")
+    finally:
+        client.close()
+    out = {
+        "redis_commands": float(stats["total_commands_processed"]),
+        # One read event per request a client sends: about the round trips (pipelines count once).
+        "redis_reads": float(stats.get("total_reads_processed", 0)),
+    }
+    if os.environ.get("CHATSVG_BENCH_COMMANDS"):
+        out.update({k.removeprefix("cmdstat_"): float(v["calls"]) for k, v in by_command.items()})
+    return out
+
+
+def pg_counts(postgres: str) -> dict[str, float]:
+    """PostgreSQL's commits and rolled-back transactions so far, in every database of the server."""
+    with psycopg.connect(postgres, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT sum(xact_commit) + sum(xact_rollback) FROM pg_stat_database"
+        ).fetchone()
+    return {"pg_transactions": float(row[0]) if row and row[0] is not None else 0.0}
+
+
 @dataclass
 class Meter:
-    """CPU seconds per group of processes between :meth:`start` and :meth:`stop`."""
+    """CPU seconds per group of processes between :meth:`start` and :meth:`stop`.
+
+    Also counts, as load-independent figures, the run's own redis-server's
+    commands and PostgreSQL's transactions over the window (the server's
+    are shared with the machine: other users' show up there too).
+    """
 
     postgres: str
     app_name: str
     workers: list[int]
     broker: int | None
+    redis_url: str | None = None
     begin: dict[str, dict[int, float]] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, float] = field(default_factory=dict)
+    _counts0: dict[str, float] = field(default_factory=dict)
 
     def _read(self) -> dict[str, dict[int, float]]:
         pg = backends(self.postgres, self.app_name)
@@ -145,7 +185,11 @@ class Meter:
             "submitter": {0: self_cpu()},
         }
 
+    def _count(self) -> dict[str, float]:
+        return {**redis_counts(self.redis_url), **pg_counts(self.postgres)}
+
     def start(self) -> None:
+        self._counts0 = self._count()
         self.begin = self._read()
 
     def stop(self) -> None:
@@ -153,6 +197,7 @@ class Meter:
         for group, now in end.items():
             before = self.begin.get(group, {})
             self.used[group] = sum(v - before.get(p, 0.0) for p, v in now.items())
+        self.counts = {k: v - self._counts0.get(k, 0.0) for k, v in self._count().items()}
 
 
 # --- one measurement ----------------------------------------------------------------------------
@@ -163,6 +208,10 @@ class Cell:
     rate: float
     cpu: dict[str, float]  # CPU seconds per group over the timed window
     jobs: int
+    counts: dict[str, float] = field(default_factory=dict)  # Redis commands, PG transactions
+
+    def per_job(self, name: str) -> float:
+        return self.counts.get(name, 0.0) / self.jobs
 
     def cpu_ms(self, group: str | None = None) -> float:
         total = sum(self.cpu.values()) if group is None else self.cpu.get(group, 0.0)
@@ -182,7 +231,7 @@ async def measure(
         return await measure_celery(mode, workers, jobs, concurrency, postgres, redis, amqp)
     from chatsvg_core.storage.postgres import PostgresStore
 
-    kind = mode.removesuffix("-noop")
+    kind = mode.removesuffix("-noop").removesuffix("-plain")
     schema = await new_schema(postgres, procrastinate=kind == "procrastinate")
     app_name = f"chatsvg-bench-{schema}"
     spec = Spec(
@@ -214,7 +263,13 @@ async def measure(
             **{**spec.__dict__, "kind": kind, "postgres_url": postgres, "app_name": app_name}
         )
         async with parent_queue(parent) as queue:
-            meter = Meter(postgres, app_name, [p.pid for p in procs], broker_pid(mode, redis))
+            meter = Meter(
+                postgres,
+                app_name,
+                [p.pid for p in procs],
+                broker_pid(mode, redis),
+                redis.url if "arq" in mode else None,
+            )
             meter.start()
             start = time.monotonic()
             if mode == "arq-noop":
@@ -231,7 +286,7 @@ async def measure(
             await wait_done(mode, postgres, schema, spec.queue_name, queue, jobs)
             seconds = time.monotonic() - start
             meter.stop()
-        return Cell(jobs / seconds, meter.used, jobs)
+        return Cell(jobs / seconds, meter.used, jobs, meter.counts)
     finally:
         for proc in procs:
             stop_worker(proc, timeout=60)
@@ -523,10 +578,11 @@ async def main() -> None:
                     )
                     results.setdefault((mode, workers), []).append(cell)
                     parts = " ".join(f"{g}={cell.cpu_ms(g):.2f}" for g in GROUPS)
+                    tally = " ".join(f"{k}/job={cell.per_job(k):.1f}" for k in cell.counts)
                     print(
                         f"round {r + 1} {mode} x{workers}: {cell.rate:.0f} jobs/s, "
                         f"CPU ms/job {cell.cpu_ms():.2f} ({parts}) load {os.getloadavg()[0]:.1f}"
-                        f" announced in {ANNOUNCED[0]:.1f} s",
+                        f" announced in {ANNOUNCED[0]:.1f} s {tally}",
                         flush=True,
                     )
     finally:
@@ -562,6 +618,19 @@ def report(results: dict[tuple[str, int], list[Cell]], modes: list[str], counts:
             groups = [f"{statistics.median(c.cpu_ms(g) for c in cells):.2f}" for g in GROUPS]
             ratio = f"{total / base:.2f}x" if base else "-"
             print(f"| {workers} | {m} | {total:.2f} | " + " | ".join(groups) + f" | {ratio} |")
+    print("\nPer job (median of rounds): the run's own Redis's commands; PostgreSQL's transactions")
+    print("(the whole server's: other users of the machine's PostgreSQL add to them)")
+    print(
+        "\n| worker processes | mode | Redis commands | Redis requests | PostgreSQL transactions |"
+    )
+    print("| --- | --- | --- | --- | --- |")
+    for workers in counts:
+        for m in modes:
+            cells = results[(m, workers)]
+            redis = statistics.median(c.per_job("redis_commands") for c in cells)
+            reads = statistics.median(c.per_job("redis_reads") for c in cells)
+            pg = statistics.median(c.per_job("pg_transactions") for c in cells)
+            print(f"| {workers} | {m} | {redis:.1f} | {reads:.1f} | {pg:.1f} |")
 
 
 if __name__ == "__main__":

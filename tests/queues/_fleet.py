@@ -186,7 +186,7 @@ def worker_main(spec: Spec) -> None:
     factory = _engine_factory(spec, stats, engines)
     _CPU0[0] = _cpu()
     start = time.monotonic()
-    if spec.kind == "arq":
+    if spec.kind in ("arq", "arq-plain"):
         from chatsvg_core.queues import arq_worker_settings, run_arq_worker
 
         settings = arq_worker_settings(
@@ -201,7 +201,14 @@ def worker_main(spec: Spec) -> None:
             # job_timeout + 10 s (arq's in-progress key); keep it short here.
             job_timeout=max(10.0, spec.lease * 3),
         )
-        run_arq_worker(settings)
+        if spec.kind == "arq-plain":
+            # The benchmarks' comparison: the same settings on arq's own Worker class,
+            # without the adapter's start path (``_Worker``).
+            from arq.worker import run_worker
+
+            run_worker(settings)
+        else:
+            run_arq_worker(settings)
     elif spec.kind == "procrastinate":
         from procrastinate import PsycopgConnector
 

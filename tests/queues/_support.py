@@ -23,9 +23,9 @@ def redis_db(url: str, db: int = REDIS_DB) -> str:
 @asynccontextmanager
 async def running_arq_worker(settings: dict[str, Any], *, grace: float = 0.5) -> AsyncIterator[Any]:
     """An arq worker on this loop; leaving stops it as SIGTERM with ``grace`` s would."""
-    from arq.worker import Worker
+    from chatsvg_core.queues import arq_worker
 
-    worker = Worker(**{**settings, "handle_signals": False})
+    worker = arq_worker(settings, handle_signals=False)
     task = asyncio.create_task(worker.async_run())
     deadline = time.monotonic() + 10
     while "chatsvg_engine" not in worker.ctx:  # on_startup has run

@@ -239,3 +239,59 @@ async def test_the_cron_job_recovers_and_sweeps(redis_url: str) -> None:
     finally:
         await queue.aclose()
         await delete_keys(url, f"*{queue.queue_name}*")
+
+
+async def test_a_poll_hands_arq_only_the_messages_still_waiting(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The adapter's worker checks a poll's ids in one round trip before arq's own start.
+
+    arq's ``Worker.start_jobs`` spends four sequential round trips on every
+    id it is given that is running (anywhere), gone or not yet due; the
+    adapter's worker gives it only the ones still waiting, as many as it has
+    free slots, and each worker in its own order.
+    """
+    from arq.worker import Worker
+
+    from chatsvg_core.queues import arq_worker
+
+    url = redis_db(redis_url)
+    queue = await ArqQueue.connect(url, queue_name=f"chatsvg-test-{uuid4().hex[:12]}")
+    handed: list[list[bytes]] = []
+
+    async def spy(self: Worker, job_ids: list[bytes]) -> None:
+        handed.append(list(job_ids))
+
+    monkeypatch.setattr(Worker, "start_jobs", spy)
+
+    async def factory(_: ArqQueue) -> Engine:
+        raise AssertionError("not called")
+
+    worker = arq_worker(
+        arq_worker_settings(factory, redis_url=url, queue_name=queue.queue_name, max_jobs=3),
+        handle_signals=False,
+    )
+    try:
+        worker._pool = queue.redis
+        for i in range(8):
+            await queue.enqueue(f"running-{i}")
+        for i in range(8):  # taken by some worker: their ids stay in the queue while they run
+            await queue.redis.psetex(
+                f"arq:in-progress:{queue.message_id(f'running-{i}', 0)}", 60_000, b"1"
+            )
+        await queue.enqueue("later", delay=60)
+        for i in range(5):
+            await queue.enqueue(f"waiting-{i}")
+        ids = await queue.redis.zrange(queue.queue_name, 0, -1)
+        ids.append(queue.message_id("finished", 0).encode())  # ended since the poll read it
+        await worker.start_jobs(ids)
+        # Only waiting messages reach arq's start, never more than the free slots at once.
+        given = [i.decode() for batch in handed for i in batch]
+        assert given, handed
+        assert all(":waiting-" in g for g in given), given
+        assert all(len(batch) <= 3 for batch in handed)
+        assert sorted(set(given)) == sorted(queue.message_id(f"waiting-{i}", 0) for i in range(5))
+    finally:
+        worker._pool = None
+        await queue.aclose()
+        await delete_keys(url, f"*{queue.queue_name}*")

@@ -1,7 +1,7 @@
 """Queue adapters: the ``JobQueue`` protocol, the in-process default, and real queue engines.
 
 The adapters for queue engines load on first use, so importing this package
-needs none of them: ``ArqQueue``, ``arq_worker_settings`` and
+needs none of them: ``ArqQueue``, ``arq_worker_settings``, ``arq_worker`` and
 ``run_arq_worker`` need the ``arq`` extra; ``ProcrastinateQueue``,
 ``procrastinate_app``, ``serve_procrastinate`` and ``run_procrastinate_worker``
 the ``procrastinate`` extra. The Celery adapter (``setup_celery``,
@@ -27,7 +27,12 @@ from chatsvg_core.queues._inprocess import InProcessQueue
 from chatsvg_core.queues._protocol import JobQueue
 
 if TYPE_CHECKING:
-    from chatsvg_core.queues._arq import ArqQueue, arq_worker_settings, run_arq_worker
+    from chatsvg_core.queues._arq import (
+        ArqQueue,
+        arq_worker,
+        arq_worker_settings,
+        run_arq_worker,
+    )
     from chatsvg_core.queues._procrastinate import (
         ProcrastinateQueue,
         procrastinate_app,
@@ -46,6 +51,7 @@ __all__ = [
     "InProcessQueue",
     "JobQueue",
     "ProcrastinateQueue",
+    "arq_worker",
     "arq_worker_settings",
     "procrastinate_app",
     "run_arq_worker",
@@ -56,6 +62,7 @@ __all__ = [
 
 _LAZY = {
     "ArqQueue": ("_arq", "arq"),
+    "arq_worker": ("_arq", "arq"),
     "arq_worker_settings": ("_arq", "arq"),
     "run_arq_worker": ("_arq", "arq"),
     "ProcrastinateQueue": ("_procrastinate", "procrastinate"),
