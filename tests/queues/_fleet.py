@@ -471,7 +471,7 @@ def terminate_backends(postgres_url: str, app_name: str) -> int:
 @contextlib.asynccontextmanager
 async def parent_queue(spec: Spec) -> AsyncIterator[Any]:
     """The submitting side's queue for ``spec.kind`` (None for the built-in worker)."""
-    if spec.kind == "arq":
+    if spec.kind in ("arq", "arq-plain"):
         from chatsvg_core.queues import ArqQueue
 
         queue = await ArqQueue.connect(spec.redis_url, queue_name=spec.queue_name)
