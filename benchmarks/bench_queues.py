@@ -478,7 +478,13 @@ async def measure_celery(
             # Warm-up: every worker is up before the clock starts.
             await asyncio.to_thread(send, counter_key + ":warm", workers * 4)
             await until(lambda: count(counter_key + ":warm") >= workers * 4)
-            meter = Meter(postgres, app_name, [p.pid for p in procs], broker_pid(mode, redis))
+            meter = Meter(
+                postgres,
+                app_name,
+                [p.pid for p in procs],
+                broker_pid(mode, redis),
+                redis_url=redis.url if "redis" in mode else None,
+            )
             meter.start()
             start = time.monotonic()
             await asyncio.to_thread(send, counter_key, jobs)
@@ -500,7 +506,13 @@ async def measure_celery(
 
             await until_async(done, len(warm_ids))
             await sql(postgres, schema, RELEASE)
-            meter = Meter(postgres, app_name, [p.pid for p in procs], broker_pid(mode, redis))
+            meter = Meter(
+                postgres,
+                app_name,
+                [p.pid for p in procs],
+                broker_pid(mode, redis),
+                redis_url=redis.url if "redis" in mode else None,
+            )
             meter.start()
             start = time.monotonic()
             await announce(lambda i: queue.enqueue(ids[i]), jobs)
@@ -508,7 +520,7 @@ async def measure_celery(
             await waiter.close()
         seconds = time.monotonic() - start
         meter.stop()
-        return Cell(jobs / seconds, meter.used, jobs)
+        return Cell(jobs / seconds, meter.used, jobs, meter.counts)
     finally:
         for p in procs:
             p.kill()
