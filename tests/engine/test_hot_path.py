@@ -15,10 +15,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from chatsvg_core import Engine, GenerationRequest, Ledger, ProviderOutput
 from chatsvg_core.engine import EngineEvent, EventKind, _events
 from chatsvg_core.engine import _engine as engine_module
+from chatsvg_core.generate import TokenUsage
 from chatsvg_core.jobs import JobStatus
 from chatsvg_core.storage import MemoryStore, claim_job, expire_leases
 
@@ -209,3 +212,24 @@ async def test_a_delivered_job_is_claimed_in_one_statement_and_refusals_keep_the
             from tests.storage._sqlhelpers import drop_schema
 
             drop_schema(request.getfixturevalue("postgres_url"), schema)
+
+
+@given(
+    st.builds(
+        TokenUsage,
+        prompt_tokens=st.none() | st.integers(0, 2**40),
+        completion_tokens=st.none() | st.integers(0, 2**40),
+        total_tokens=st.none() | st.integers(0, 2**40),
+    )
+)
+def test_the_usage_in_metadata_is_pydantics_dump(usage: TokenUsage) -> None:
+    assert engine_module._usage(usage) == usage.model_dump(mode="json")
+
+
+def test_a_usage_subclass_is_dumped_by_pydantic() -> None:
+    class Extended(TokenUsage):
+        cached_tokens: int | None = None
+
+    usage = Extended(prompt_tokens=1, cached_tokens=7)
+    assert engine_module._usage(usage) == usage.model_dump(mode="json")
+    assert engine_module._usage(usage)["cached_tokens"] == 7

@@ -41,7 +41,7 @@ from chatsvg_core.storage import (
 )
 from chatsvg_core.storage._sql import TABLES, migrations
 from chatsvg_core.storage.postgres import PostgresStore
-from chatsvg_core.storage.sqlite import SQLiteStore
+from chatsvg_core.storage.sqlite import SQLiteStore, SQLiteTransaction
 
 from ._sqlhelpers import drop_schema, fresh_postgres, fresh_sqlite, new_schema_name
 
@@ -837,3 +837,16 @@ def test_importing_the_library_never_imports_the_postgres_driver() -> None:
         env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"},
     )
     assert out.stdout.strip() == "[]"
+
+
+@given(st.integers(-(2**53), 2**53))
+def test_sqlite_times_decode_as_timedelta_microseconds_did(micros: int) -> None:
+    tx = SQLiteTransaction.__new__(SQLiteTransaction)
+    try:
+        expected = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=micros)
+    except OverflowError:
+        with pytest.raises(OverflowError):
+            tx._dt(micros)
+        return
+    assert tx._dt(micros) == expected
+    assert tx._ts(expected) == micros

@@ -354,6 +354,20 @@ class Sanitizer:
         Raises:
             SVGRejected: the input cannot be made safe (reason code in ``.reason``).
         """
+        return self._sanitize_tree(data)[0]
+
+    def _sanitize_tree(self, data: str | bytes) -> tuple[SanitizedSVG, Any]:
+        """:meth:`sanitize`, and the sanitized tree (an lxml root element) it wrote.
+
+        For checks that read the result, such as :func:`is_blank`: they can
+        walk this tree instead of parsing ``.svg`` again. The tree is the
+        caller's (nothing else holds it); it reads as the parse of ``.svg``
+        does (same elements, attributes and text; ``tests/sanitize`` checks
+        ``is_blank`` gives the same answer on both).
+
+        Raises:
+            SVGRejected: the input cannot be made safe (reason code in ``.reason``).
+        """
         budget = Budget(self.policy.max_seconds)
         data, repairs = repair_root(data)  # adds only namespace declarations
         root, doctype_dropped, nodes = parse_svg(data, self.policy)
@@ -387,7 +401,7 @@ class Sanitizer:
             if run.entries or run.omitted
             else _EMPTY_REPORT  # frozen, so one instance serves every clean document
         )
-        return SanitizedSVG(svg=svg, report=report)
+        return SanitizedSVG(svg=svg, report=report), root
 
     # --- the walk -------------------------------------------------------------
     #

@@ -94,17 +94,29 @@ def is_blank(svg: str | bytes | Any) -> bool:
             return False
     else:
         root = svg
-    styled = root.find(f".//{_SVG}style") is not None or any(
-        el.get("style") for el in root.iter(etree.Element)
-    )
+    # One walk, reading shapes as if the document had no CSS: a shape that
+    # draws without CSS draws with it too, so the first one ends the walk (the
+    # usual answer). Only when none does, and some shape was left out for its
+    # fill="none" alone, is the document searched for CSS, which could paint it.
+    unpainted = False
     stack: list[Any] = [root]
     while stack:
         el = stack.pop()
         tag = el.tag
         if not isinstance(tag, str) or tag in _NOT_RENDERED or _hidden(el):
             continue
-        if (tag in _SHAPES or tag in _ALWAYS or tag in _TEXT) and _draws(el, tag, styled):
-            return False
+        if tag in _SHAPES or tag in _ALWAYS or tag in _TEXT:
+            if _draws(el, tag, False):
+                return False
+            if tag in _SHAPES:
+                unpainted = True
         if tag not in _TEXT:
             stack.extend(el)
-    return True
+    return not (unpainted and _styled(root))
+
+
+def _styled(root: Any) -> bool:
+    """Whether the document has CSS: a ``<style>`` element or a ``style`` attribute."""
+    return root.find(f".//{_SVG}style") is not None or any(
+        el.get("style") for el in root.iter(etree.Element)
+    )
