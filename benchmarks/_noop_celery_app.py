@@ -11,7 +11,11 @@ import os
 import redis
 from celery import Celery
 
-from chatsvg_core.queues._celery import _immediate_acks_step, _resultless_task_base
+from chatsvg_core.queues._celery import (
+    _immediate_acks_step,
+    _redis_refill_step,
+    _resultless_task_base,
+)
 
 app = Celery("noop", broker=os.environ["CHATSVG_CELERY_BROKER"])
 app.conf.update(
@@ -21,8 +25,10 @@ app.conf.update(
     task_ignore_result=True,
     worker_enable_remote_control=False,
 )
-# The adapter's consumer step too: late acks sent when the task ends.
+# The adapter's consumer steps too: late acks sent when the task ends, and on
+# Redis a freed prefetch slot refilled at once.
 app.steps["consumer"].add(_immediate_acks_step())
+app.steps["consumer"].add(_redis_refill_step())
 _counter = redis.Redis.from_url(os.environ["CHATSVG_NOOP_COUNTER"])
 
 
