@@ -241,8 +241,9 @@ async def test_the_cron_job_recovers_and_sweeps(redis_url: str) -> None:
         await delete_keys(url, f"*{queue.queue_name}*")
 
 
+@pytest.mark.parametrize("zmscore", [True, False], ids=["redis-6.2", "older-redis"])
 async def test_a_poll_hands_arq_only_the_messages_still_waiting(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch
+    redis_url: str, monkeypatch: pytest.MonkeyPatch, zmscore: bool
 ) -> None:
     """The adapter's worker checks a poll's ids in one round trip before arq's own start.
 
@@ -271,6 +272,7 @@ async def test_a_poll_hands_arq_only_the_messages_still_waiting(
         arq_worker_settings(factory, redis_url=url, queue_name=queue.queue_name, max_jobs=3),
         handle_signals=False,
     )
+    worker._zmscore = zmscore  # type: ignore[attr-defined]
     try:
         worker._pool = queue.redis
         for i in range(8):

@@ -7,6 +7,7 @@ promises, on the real databases.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 import time
@@ -39,6 +40,7 @@ from chatsvg_core.storage import (
     StoreClosed,
     open_storage,
 )
+from chatsvg_core.storage import _sql as _sql_module
 from chatsvg_core.storage._sql import TABLES, migrations
 from chatsvg_core.storage.postgres import PostgresStore
 from chatsvg_core.storage.sqlite import SQLiteStore, SQLiteTransaction
@@ -850,3 +852,26 @@ def test_sqlite_times_decode_as_timedelta_microseconds_did(micros: int) -> None:
         return
     assert tx._dt(micros) == expected
     assert tx._ts(expected) == micros
+
+
+_JSON = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+
+
+@given(st.one_of(_JSON.map(_sql_module._dump), st.text(max_size=40), st.binary(max_size=20)))
+def test_stored_json_decodes_as_json_loads_did(text: str | bytes) -> None:
+    for case in (text, f" {text}" if isinstance(text, str) else text, text * 2):
+        try:
+            expected = json.loads(case)
+        except (ValueError, TypeError) as exc:
+            with pytest.raises(type(exc)):
+                _sql_module._loads(case)
+            continue
+        assert _sql_module._loads(case) == expected

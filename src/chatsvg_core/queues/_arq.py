@@ -47,7 +47,7 @@ from arq.worker import Retry, Worker
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatsvg_core.engine import Engine
@@ -331,8 +331,30 @@ class _Worker(Worker):
       as before, and one skipped here is read again at the next poll. The
       ids of this worker's own running jobs are skipped without asking
       Redis, and a stretch of ids running elsewhere is checked in doubling
-      steps (8 up to 512 ids per round trip).
+      steps (8 up to 512 ids per round trip). The check is MGET + ZMSCORE
+      (Redis 6.2 and later; before, a ZSCORE per id in the same round trip).
     """
+
+    _zmscore = True
+
+    async def _look_up(self, names: list[str]) -> tuple[list[Any], list[Any]]:
+        """In-progress flags and queue scores of ``names``, in one round trip."""
+        keys = [in_progress_key_prefix + name for name in names]
+        if self._zmscore:
+            try:
+                async with self.pool.pipeline(transaction=False) as pipe:
+                    pipe.mget(keys)
+                    pipe.zmscore(self.queue_name, names)
+                    running, scores = await pipe.execute()
+                return list(running), list(scores)
+            except ResponseError:  # unknown command ZMSCORE: Redis before 6.2
+                self._zmscore = False
+        async with self.pool.pipeline(transaction=False) as pipe:
+            pipe.mget(keys)
+            for name in names:
+                pipe.zscore(self.queue_name, name)
+            running, *scores = await pipe.execute()
+        return list(running), scores
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         # This worker's own running messages need no round trip to be skipped.
@@ -347,16 +369,12 @@ class _Worker(Worker):
             self.sem.release()
             free = max(1, self.max_jobs - self.job_counter)
             chunk = ids[at : at + max(free, size)]
-            async with self.pool.pipeline(transaction=False) as pipe:
-                for job_id in chunk:
-                    pipe.exists(in_progress_key_prefix + job_id.decode())
-                    pipe.zscore(self.queue_name, job_id)
-                found = await pipe.execute()
+            running, scores = await self._look_up([job_id.decode() for job_id in chunk])
             now = timestamp_ms()
             waiting = [
                 i
-                for i, (running, score) in enumerate(zip(found[::2], found[1::2], strict=True))
-                if not running and score is not None and score <= now
+                for i, (flag, score) in enumerate(zip(running, scores, strict=True))
+                if not flag and score is not None and score <= now
             ][:free]
             # Past the last one taken; waiting ones not taken are checked again.
             at += waiting[-1] + 1 if waiting else len(chunk)

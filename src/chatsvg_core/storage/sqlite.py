@@ -736,7 +736,9 @@ class _Transaction(AbstractAsyncContextManager[SQLiteTransaction]):
         try:
             if store._closed:
                 raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
-            conn = await store._connection()
+            conn = store._conn
+            if conn is None:
+                conn = await store._connection()
         except BaseException:
             store._lock.release()
             raise
