@@ -461,6 +461,17 @@ async def measure_celery(
     )
     app = Celery("bench-host", broker=broker)
     counter_key = f"noop:{queue_name}"
+
+    def new_meter() -> Meter:
+        # Started once every worker is up, just before the clock.
+        return Meter(
+            postgres,
+            app_name,
+            [p.pid for p in procs],
+            broker_pid(mode, redis),
+            redis_url=redis.url if "redis" in mode else None,
+        )
+
     try:
         if noop:
             from redis import Redis
@@ -478,13 +489,7 @@ async def measure_celery(
             # Warm-up: every worker is up before the clock starts.
             await asyncio.to_thread(send, counter_key + ":warm", workers * 4)
             await until(lambda: count(counter_key + ":warm") >= workers * 4)
-            meter = Meter(
-                postgres,
-                app_name,
-                [p.pid for p in procs],
-                broker_pid(mode, redis),
-                redis_url=redis.url if "redis" in mode else None,
-            )
+            meter = new_meter()
             meter.start()
             start = time.monotonic()
             await asyncio.to_thread(send, counter_key, jobs)
@@ -506,13 +511,7 @@ async def measure_celery(
 
             await until_async(done, len(warm_ids))
             await sql(postgres, schema, RELEASE)
-            meter = Meter(
-                postgres,
-                app_name,
-                [p.pid for p in procs],
-                broker_pid(mode, redis),
-                redis_url=redis.url if "redis" in mode else None,
-            )
+            meter = new_meter()
             meter.start()
             start = time.monotonic()
             await announce(lambda i: queue.enqueue(ids[i]), jobs)
