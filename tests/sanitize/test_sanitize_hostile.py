@@ -297,6 +297,8 @@ def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: 
         "<style>rect{fill:url(#g@import)}</style><rect/>",
         '<g id="g"/><rect style="fill:url(#g@font-face);stroke:url(#behavior)"/>',
         '<rect style="fill:\\@font-face19"/>',  # an escaped @: a letter of an ident
+        # Found by the fuzzer in CI: an escaped quote opens no string, the next one does.
+        '<style>b{font-family:\\"1";fill:url(+g)}</style><rect/>',
     ],
 )
 def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
@@ -321,6 +323,8 @@ def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
         "<style>a{fill:url('#a')}@font-face{src:x}</style>",
         "<style>a{fill:red}\\\\@import 'x'</style>",  # an escaped backslash, then a rule
         "<style>a{fill:red}\\ @IMPORT 'x'</style>",  # an escaped space, then a rule
+        '<style>a{font-family:\\"x\\";fill:url(http://x)}</style>',  # escaped quotes: no string
+        '<style>a{font-family:"\\"";fill:url(http://x)}</style>',  # an escape inside one
     ],
 )
 def test_checker_still_sees_urls_and_rules_outside_strings(markup: str) -> None:

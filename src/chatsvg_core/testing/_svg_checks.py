@@ -44,9 +44,12 @@ _ANIMATION_VALUES = frozenset({"values", "from", "to", "by"})
 # a URL; after anything else, a backslash included, it may be one.
 _URL = re.compile(r"(?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*([\"']?)\s*(.)", re.I)
 # A CSS string (to its closing quote, or to the end of the line as CSS reads an
-# unclosed one), optionally as the argument of ``url(``.
+# unclosed one), optionally as the argument of ``url(``; or an escape outside a
+# string, matched first so that an escaped quote (``\"``) starts no string: the
+# fuzzer found ``font-family:\"1";fill:url(+g)``, where ``url(+g)`` is inside
+# the string that the second quote opens, flagged.
 _CSS_STRING = re.compile(
-    r"""((?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*+)?"""
+    r"""(\\[\s\S])|((?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*+)?"""
     r"""("(?:[^"\\\n]|\\[\s\S])*+"?|'(?:[^'\\\n]|\\[\s\S])*+'?)""",
     re.I,
 )
@@ -74,7 +77,9 @@ def _outside_strings(css: str) -> str:
     What a string holds is a name (``font-family:"url(x)"``), never a rule or a
     fetch; only the string argument of ``url(`` is a URL.
     """
-    return _CSS_STRING.sub(lambda m: m.group() if m.group(1) else m.group(2)[0] * 2, css)
+    return _CSS_STRING.sub(
+        lambda m: m.group() if m.group(3) is None or m.group(2) else m.group(3)[0] * 2, css
+    )
 
 
 def _css_problems(where: str, css: str) -> list[str]:
