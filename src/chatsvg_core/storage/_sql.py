@@ -164,11 +164,43 @@ def migrations(dialect: str) -> tuple[Migration, ...]:
 # Compact and deterministic; ensure_ascii keeps NUL and other control
 # characters escaped, which PostgreSQL text columns could not hold raw. One
 # encoder for every call: json.dumps with options builds a new one each time.
-_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False).encode
+_ENCODER = json.JSONEncoder(separators=(",", ":"), sort_keys=True, allow_nan=False)
+_ENCODE = _ENCODER.encode
+
+
+def _c_encoder() -> Callable[[Any, int], Any] | None:
+    """The C encoder ``_ENCODER.encode`` builds on every call, built once; ``None``
+    where this Python's ``c_make_encoder`` is missing or takes other arguments.
+
+    Without the circular-reference markers: every value stored is a validated
+    model's JSON (acyclic); a cycle would end in ``RecursionError``.
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    try:
+        encode = make(None, _ENCODER.default, json.encoder.encode_basestring_ascii, None,
+                      ":", ",", True, False, False)  # fmt: skip
+        probe = {"b": [1, 2.5, None, True], "a": "\x00\u00e9\U0001f600\"", "c": {}}
+        if "".join(encode(probe, 0)) != _ENCODE(probe):
+            return None
+        try:
+            encode(float("nan"), 0)
+        except ValueError:
+            return encode  # type: ignore[no-any-return]
+    except Exception:  # another signature: the JSONEncoder does it all
+        return None
+    return None
+
+
+_C_ENCODE = _c_encoder()
 
 
 def _dump(value: Any) -> str:
-    return _ENCODE(value)
+    """``_ENCODE(value)``: compact, keys sorted, ASCII, no NaN (half the cost with the C encoder)."""
+    if _C_ENCODE is None or isinstance(value, str):  # a str is written by encode() itself
+        return _ENCODE(value)
+    return "".join(_C_ENCODE(value, 0))
 
 
 _DECODER = json.JSONDecoder()
