@@ -162,7 +162,7 @@ def _same(found: LedgerEntry, owner: str, amount: int) -> LedgerEntry:
 
 def entry(
     *,
-    id: str,  # noqa: A002 (the model's field name)
+    id: str,
     owner: str,
     kind: EntryKind,
     amount: int,

@@ -197,7 +197,7 @@ _C_ENCODE = _c_encoder()
 
 
 def _dump(value: Any) -> str:
-    """``_ENCODE(value)``: compact, keys sorted, ASCII, no NaN (half the cost with the C encoder)."""
+    """``_ENCODE(value)``: compact, sorted keys, ASCII, no NaN (half its cost, in C)."""
     if _C_ENCODE is None or isinstance(value, str):  # a str is written by encode() itself
         return _ENCODE(value)
     return "".join(_C_ENCODE(value, 0))
