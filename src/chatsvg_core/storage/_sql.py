@@ -181,7 +181,7 @@ def _c_encoder() -> Callable[[Any, int], Any] | None:
     try:
         encode = make(None, _ENCODER.default, json.encoder.encode_basestring_ascii, None,
                       ":", ",", True, False, False)  # fmt: skip
-        probe = {"b": [1, 2.5, None, True], "a": "\x00\u00e9\U0001f600\"", "c": {}}
+        probe = {"b": [1, 2.5, None, True], "a": '\x00\u00e9\U0001f600"', "c": {}}
         if "".join(encode(probe, 0)) != _ENCODE(probe):
             return None
         try:
