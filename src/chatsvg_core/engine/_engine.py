@@ -763,7 +763,7 @@ class Engine:
             this.cancel()
 
         keeper = self._keeper()
-        keeper.hold(job.id, job.lease_token, on_lost=on_lost)
+        keeper._keep(job.id, job.lease_token, None, on_lost)
         delivered = False
         try:
             return await self._generate(job)
