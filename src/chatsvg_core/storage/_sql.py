@@ -222,6 +222,28 @@ def _loads(text: Any) -> Any:
     return value
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_LAST_REQUEST: tuple[Any, dict[str, Any] | None] = (None, None)
+
+
+def _request(text: Any) -> Any:
+    """``_loads(text)`` of a job's request: the last flat one decoded is remembered.
+
+    A job's row is read twice per attempt (the claim's and the finish's
+    ``RETURNING``) with the same request text. A flat object (scalar values
+    only) is remembered and handed out as a fresh copy, so no two jobs share
+    a dict; anything else is decoded each time.
+    """
+    global _LAST_REQUEST
+    last = _LAST_REQUEST
+    if last[1] is not None and type(text) is str and last[0] == text:
+        return dict(last[1])
+    value = _loads(text)
+    if type(value) is dict and all(type(v) in _SCALARS for v in value.values()):
+        _LAST_REQUEST = (text, dict(value))  # one tuple, replaced whole (threads)
+    return value
+
+
 class SQLTransaction:
     """The primitives over one open database transaction (dialect-neutral part)."""
 
@@ -311,7 +333,7 @@ class SQLTransaction:
             {
                 "id": row[0],
                 "owner": row[1],
-                "request": _loads(row[9]),
+                "request": _request(row[9]),
                 "request_hash": row[10],
                 "idempotency_key": row[11],
                 "status": _STATUS.get(row[2]) or JobStatus(row[2]),
