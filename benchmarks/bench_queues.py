@@ -72,6 +72,8 @@ ALL_MODES = MODES + CELERY_MODES + ["arq-plain"]
 POLL: list[float | None] = [None]  # --poll
 CELERY_POOL = ["gevent"]  # --celery-pool
 ANNOUNCED = [0.0]  # seconds the last announcing took
+TRACE = [False]  # --trace: workers log each claim and success; the cell line sums them up
+SENT: dict[int, float] = {}  # with --trace: when announcement i was sent (wall clock)
 ANNOUNCERS = 20  # concurrent announcements, as from that many submitting requests
 HOLD = "UPDATE {s}.chatsvg_jobs SET run_at = run_at + interval '1 day'"
 RELEASE = "UPDATE {s}.chatsvg_jobs SET run_at = now() - interval '1 second'"
@@ -123,6 +125,12 @@ def broker_pid(mode: str, redis: OwnRedis) -> int | None:
     return None
 
 
+def machine_ticks() -> tuple[int, int]:
+    """The machine's (idle + iowait, all) CPU ticks so far, every core (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
+
+
 def redis_counts(url: str | None) -> dict[str, float]:
     """The run's own redis-server's commands and connections' reads so far (load-independent)."""
     if not url:
@@ -171,7 +179,9 @@ class Meter:
     begin: dict[str, dict[int, float]] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
     counts: dict[str, float] = field(default_factory=dict)
+    idle: float = 0.0  # share of the machine's CPU time left idle over the window
     _counts0: dict[str, float] = field(default_factory=dict)
+    _ticks0: tuple[int, int] = (0, 0)
 
     def _read(self) -> dict[str, dict[int, float]]:
         pg = backends(self.postgres, self.app_name)
@@ -191,8 +201,11 @@ class Meter:
     def start(self) -> None:
         self._counts0 = self._count()
         self.begin = self._read()
+        self._ticks0 = machine_ticks()
 
     def stop(self) -> None:
+        idle, ticks = machine_ticks()
+        self.idle = (idle - self._ticks0[0]) / max(1, ticks - self._ticks0[1])
         end = self._read()
         for group, now in end.items():
             before = self.begin.get(group, {})
@@ -209,6 +222,8 @@ class Cell:
     cpu: dict[str, float]  # CPU seconds per group over the timed window
     jobs: int
     counts: dict[str, float] = field(default_factory=dict)  # Redis commands, PG transactions
+    idle: float = -1.0  # share of the machine's CPU left idle over the window (-1: not read)
+    trace: str = ""  # with --trace: pick-up latency and idle slots (see summarize_trace)
 
     def per_job(self, name: str) -> float:
         return self.counts.get(name, 0.0) / self.jobs
@@ -250,11 +265,15 @@ async def measure(
         with_app_name(postgres, app_name + "-parent"), schema=schema, min_size=1, max_size=4
     )
     procs = []
+    trace_dir = tempfile.mkdtemp(prefix="chatsvg-bq-trace-") if TRACE[0] else ""
+    SENT.clear()
     try:
         ids = await submit_jobs(store, jobs)
         # Held back until the clock starts, so nothing drains before it.
         await sql(postgres, schema, HOLD)
+        os.environ["CHATSVG_FLEET_TRACE"] = trace_dir
         procs = [spawn(Spec(**{**spec.__dict__, "kind": mode})) for _ in range(workers)]
+        del os.environ["CHATSVG_FLEET_TRACE"]
         for proc in procs:
             assert proc.stdout is not None
             while proc.stdout.readline().strip() != "READY":
@@ -272,6 +291,7 @@ async def measure(
             )
             meter.start()
             start = time.monotonic()
+            wall0 = time.time()
             if mode == "arq-noop":
                 await announce(
                     lambda _: queue.redis.enqueue_job("noop", _queue_name=spec.queue_name), jobs
@@ -281,12 +301,15 @@ async def measure(
                 await announce(lambda _: deferrer.defer_async(), jobs)
             else:
                 await sql(postgres, schema, RELEASE)
+                released = time.time()
                 if queue is not None:
                     await announce(lambda i: queue.enqueue(ids[i]), jobs)
+                else:
+                    SENT.update(dict.fromkeys(range(jobs), released))
             await wait_done(mode, postgres, schema, spec.queue_name, queue, jobs)
             seconds = time.monotonic() - start
             meter.stop()
-        return Cell(jobs / seconds, meter.used, jobs, meter.counts)
+        cell = Cell(jobs / seconds, meter.used, jobs, meter.counts, meter.idle)
     finally:
         for proc in procs:
             stop_worker(proc, timeout=60)
@@ -294,6 +317,69 @@ async def measure(
         drop_schema(postgres, schema)
         if redis.proc is not None:
             await flush(redis.url)
+    if trace_dir:
+        sent = {ids[i]: t for i, t in SENT.items()}
+        cell.trace = summarize_trace(Path(trace_dir), sent, wall0, wall0 + seconds)
+        if os.environ.get("CHATSVG_BENCH_KEEP_TRACE"):
+            (Path(trace_dir) / "window").write_text(f"{mode} {wall0} {wall0 + seconds}\n")
+            cell.trace += f"; kept in {trace_dir}"
+        else:
+            shutil.rmtree(trace_dir, ignore_errors=True)
+    return cell
+
+
+def summarize_trace(folder: Path, sent: dict[str, float], begin: float, end: float) -> str:
+    """Where a cell's wall time went, from the workers' claim/success times.
+
+    ``pickup``: announcement (``next``: release) to claim, median / 90th
+    percentile; ``job``: claim to success, median; ``first``: clock start to
+    the first claim; ``tail``: last success to clock stop; per worker, the
+    mean number of its jobs between claim and success (``busy``) and the share
+    of the window in which it had none (``empty``).
+    """
+    claims: dict[str, float] = {}
+    per_worker: list[list[tuple[float, float]]] = []
+    for path in sorted(folder.glob("*.trace")):
+        spans = []
+        open_: dict[str, float] = {}
+        for line in path.read_text().splitlines():
+            kind, job, at = line.split()
+            if kind == "claimed":
+                open_[job] = float(at)
+                claims[job] = float(at)
+            elif job in open_:
+                spans.append((open_.pop(job), float(at)))
+        per_worker.append(spans)
+    if not claims:
+        return ""
+    window = end - begin
+    pickup = sorted(claims[j] - sent[j] for j in claims if j in sent)
+    work = sorted(b - a for spans in per_worker for a, b in spans)
+    last = max((b for spans in per_worker for _, b in spans), default=end)
+
+    def q(values: list[float], share: float) -> float:
+        return values[min(len(values) - 1, int(share * len(values)))] if values else 0.0
+
+    parts = [
+        f"pickup {1000 * q(pickup, 0.5):.0f}/{1000 * q(pickup, 0.9):.0f} ms",
+        f"job {1000 * q(work, 0.5):.0f} ms",
+        f"first {1000 * (min(claims.values()) - begin):.0f} ms",
+        f"tail {1000 * (end - last):.0f} ms",
+    ]
+    for spans in per_worker:
+        busy = sum(min(b, end) - max(a, begin) for a, b in spans) / window
+        steps = sorted(
+            [(max(a, begin), 1) for a, _ in spans] + [(min(b, end), -1) for _, b in spans]
+        )
+        empty, depth, at = 0.0, 0, begin
+        for t, step in steps:
+            if depth == 0:
+                empty += t - at
+            depth += step
+            at = t
+        empty += end - at if depth == 0 else 0.0
+        parts.append(f"w{len(spans)}: busy {busy:.1f} empty {100 * empty / window:.0f}%")
+    return "; ".join(parts)
 
 
 async def submit_jobs(store: Any, jobs: int) -> list[str]:
@@ -329,6 +415,8 @@ async def announce(send: Any, jobs: int, concurrency: int = ANNOUNCERS) -> None:
 
     async def one(i: int) -> None:
         async with gate:
+            if TRACE[0]:
+                SENT[i] = time.time()
             await send(i)
 
     start = time.monotonic()
@@ -564,7 +652,11 @@ async def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES), help=",".join(ALL_MODES))
     parser.add_argument("--poll", type=float, help="arq/Procrastinate polling (s); default theirs")
     parser.add_argument("--celery-pool", default="gevent", choices=["gevent", "threads"])
+    parser.add_argument(
+        "--trace", action="store_true", help="workers log claims: pick-up latency, idle slots"
+    )
     args = parser.parse_args()
+    TRACE[0] = args.trace
     POLL[0] = args.poll
     CELERY_POOL[0] = args.celery_pool
     postgres = os.environ["CHATSVG_TEST_POSTGRES_URL"]
@@ -593,7 +685,9 @@ async def main() -> None:
                     print(
                         f"round {r + 1} {mode} x{workers}: {cell.rate:.0f} jobs/s, "
                         f"CPU ms/job {cell.cpu_ms():.2f} ({parts}) load {os.getloadavg()[0]:.1f}"
-                        f" announced in {ANNOUNCED[0]:.1f} s {tally}",
+                        f" announced in {ANNOUNCED[0]:.1f} s {tally}"
+                        + (f" idle {100 * cell.idle:.0f}%" if cell.idle >= 0 else "")
+                        + (f"\n    {cell.trace}" if cell.trace else ""),
                         flush=True,
                     )
     finally:

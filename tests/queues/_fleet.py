@@ -12,6 +12,7 @@ invariants. ``tests/queues/test_fleet.py`` runs small versions in CI,
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -32,6 +33,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 VERBOSE = bool(os.environ.get("CHATSVG_FLEET_VERBOSE"))
+# A directory: each worker writes "claimed|succeeded <job> <wall time>" lines there
+# (benchmarks/bench_queues.py --trace: pick-up latency and idle slots per worker).
+TRACE = os.environ.get("CHATSVG_FLEET_TRACE", "")
 
 # --- what a worker process is told -------------------------------------------------
 
@@ -134,8 +138,13 @@ def _engine_factory(
 
         store = await _open_store(spec)
         events = open(spec.events_path, "a", buffering=1) if spec.events_path else None  # noqa: SIM115, ASYNC230
+        trace = open(Path(TRACE) / f"{os.getpid()}.trace", "a") if TRACE else None  # noqa: SIM115, ASYNC230
+        if trace is not None:
+            atexit.register(trace.close)
 
         def on_event(event: EngineEvent) -> None:
+            if trace is not None and event.kind in (EventKind.CLAIMED, EventKind.SUCCEEDED):
+                trace.write(f"{event.kind.value} {event.job_id} {time.time():.6f}\n")
             if event.kind is EventKind.LEASE_LOST:
                 stats["lease_lost"] += 1
             if events is not None and event.kind in (
