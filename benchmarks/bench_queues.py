@@ -69,6 +69,14 @@ MODES = ["next", "arq", "procrastinate", "arq-noop", "procrastinate-noop"]
 CELERY_MODES = ["celery-redis", "celery-amqp", "celery-redis-noop", "celery-amqp-noop"]
 # The arq adapter's settings on arq's own Worker class (without the adapter's start path).
 ALL_MODES = MODES + CELERY_MODES + ["arq-plain"]
+# Procrastinate variants, as suffixes (``procrastinate-noop+listen+keep``): worker options
+# over the adapter's, and ``batch``: the no-op's announcements deferred 20 in one statement.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "listen": {"listen_notify": True},
+    "keep": {"delete_jobs": "never"},
+    "fast": {"poll_interval": 0.1},
+    "batch": {},
+}
 POLL: list[float | None] = [None]  # --poll
 CELERY_POOL = ["gevent"]  # --celery-pool
 ANNOUNCED = [0.0]  # seconds the last announcing took
@@ -246,6 +254,12 @@ async def measure(
         return await measure_celery(mode, workers, jobs, concurrency, postgres, redis, amqp)
     from chatsvg_core.storage.postgres import PostgresStore
 
+    mode, *variant = mode.split("+")
+    options: dict[str, Any] = {}
+    for name in variant:
+        options.update(VARIANTS[name])
+    if "poll_interval" in options and mode == "procrastinate-noop":
+        options["fetch_job_polling_interval"] = options.pop("poll_interval")
     kind = mode.removesuffix("-noop").removesuffix("-plain")
     schema = await new_schema(postgres, procrastinate=kind == "procrastinate")
     app_name = f"chatsvg-bench-{schema}"
@@ -260,6 +274,7 @@ async def measure(
         maintain_every=0,  # no recovery/sweep in the workers: the run announces
         app_name=app_name,
         poll=POLL[0],  # None: the adapters' own polling defaults, as a host gets them
+        worker_options=options,
     )
     store = await PostgresStore.open(
         with_app_name(postgres, app_name + "-parent"), schema=schema, min_size=1, max_size=4
@@ -296,6 +311,9 @@ async def measure(
                 await announce(
                     lambda _: queue.redis.enqueue_job("noop", _queue_name=spec.queue_name), jobs
                 )
+            elif mode == "procrastinate-noop" and "batch" in variant:
+                deferrer = queue.app.configure_task("noop", queue=spec.queue_name)
+                await announce(lambda _: deferrer.batch_defer_async(*[{}] * 20), jobs // 20)
             elif mode == "procrastinate-noop":
                 deferrer = queue.app.configure_task("noop", queue=spec.queue_name)
                 await announce(lambda _: deferrer.defer_async(), jobs)
@@ -459,7 +477,8 @@ async def wait_done(
                 left = await queue.redis.zcard(queue_name)
             elif mode == "procrastinate-noop":
                 cur = await conn.execute(
-                    f'SELECT count(*) FROM "{schema}_pq".procrastinate_jobs'.encode()
+                    f'SELECT count(*) FROM "{schema}_pq".procrastinate_jobs '
+                    "WHERE status IN ('todo', 'doing')".encode()
                 )
                 left = (await cur.fetchone())[0]  # type: ignore[index]
             else:
@@ -663,7 +682,8 @@ async def main() -> None:
     amqp = os.environ.get("CHATSVG_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
     counts = [int(w) for w in args.workers.split(",")]
     modes = args.modes.split(",")
-    unknown = set(modes) - set(ALL_MODES)
+    unknown = {m.split("+")[0] for m in modes} - set(ALL_MODES)
+    unknown |= {v for m in modes for v in m.split("+")[1:]} - set(VARIANTS)
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}")
     redis = OwnRedis()

@@ -59,6 +59,8 @@ class Spec:
     shutdown_grace: float = 2.0
     # arq's poll_delay, Procrastinate's poll_interval; None: the adapter's default
     poll: float | None = 0.05
+    # Procrastinate's worker options over the adapter's (benchmarks: listen_notify, delete_jobs)
+    worker_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _conninfo(url: str, app_name: str, schema: str | None = None) -> str:
@@ -239,6 +241,7 @@ def worker_main(spec: Spec) -> None:
             concurrency=spec.concurrency,
             shutdown_grace=spec.shutdown_grace,
             **({} if spec.poll is None else {"poll_interval": spec.poll}),
+            **spec.worker_options,
         )
     elif spec.kind == "next":
         asyncio.run(_process_next(spec, factory))
@@ -355,10 +358,13 @@ def _procrastinate_noop(spec: Spec) -> None:
             await app.run_worker_async(
                 queues=[spec.queue_name],
                 concurrency=spec.concurrency,
-                delete_jobs="always",
                 # The adapter's settings (serve_procrastinate), for a fair floor.
-                listen_notify=False,
-                fetch_job_polling_interval=spec.poll or 0.5,
+                **{
+                    "delete_jobs": "always",
+                    "listen_notify": False,
+                    "fetch_job_polling_interval": spec.poll or 0.5,
+                    **spec.worker_options,
+                },
             )
 
     asyncio.run(main())
