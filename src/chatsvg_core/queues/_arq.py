@@ -230,6 +230,10 @@ def arq_worker_settings(
       again ``job_timeout`` + 10 s later (claimed ones return sooner, when
       their lease lapses and recovery announces the next attempt).
     * ``keep_result=0`` (arq: 1 hour): a finished arq job's id is free at once.
+    * ``poll_delay`` (arq: 0.5 s, kept): with :func:`run_arq_worker`, only
+      how long a worker waits after a poll that found messages, all running
+      elsewhere; it polls again at once while it finds work and reads an
+      empty queue every ``EMPTY_POLL`` (0.05) s.
     * ``max_tries`` (arq: 5): how often one message may be re-run (store
       outages, early deliveries, cancelled runs); past it the sweep takes over.
     * ``maintain_every``: seconds between ``recover()`` + ``sweep()`` runs (a
@@ -448,11 +452,12 @@ def arq_worker(settings: dict[str, Any], **overrides: Any) -> Worker:
     For a host that runs the worker on its own event loop
     (``await worker.async_run()``, ``handle_signals=False`` in ``overrides``);
     :func:`run_arq_worker` runs one until SIGTERM. It is arq's ``Worker``
-    with one change to how a poll starts messages: each worker takes them in
-    its own random order and checks a batch in one pipelined round trip
-    before arq's own claim, instead of arq's four sequential round trips for
-    every message some worker already took (with four workers about half
-    the Redis requests per job; benchmarks/README.md). ``arq
+    with a shorter start path: each worker takes a poll's messages in
+    its own random order and claims them with one script per round trip
+    instead of arq's four sequential round trips for every message tried,
+    and polls again at once while it finds work instead of sleeping
+    ``poll_delay`` after every poll (with four workers and instant jobs a
+    quarter of the Redis requests per job; benchmarks/README.md). ``arq
     module.WorkerSettings`` (arq's own CLI) runs arq's unchanged ``Worker``
     with the same settings, which works the same, with more round trips.
     """
@@ -465,6 +470,6 @@ def run_arq_worker(settings: dict[str, Any]) -> None:
     Blocks; handles SIGINT/SIGTERM (stop taking work, let running jobs finish
     for ``shutdown_grace`` s, cancel and hand back the rest). The worker is
     :func:`arq_worker`'s: arq's ``Worker`` with fewer Redis round trips per
-    job started.
+    job started and no sleep between polls that find work.
     """
     arq_worker(settings).run()
