@@ -232,6 +232,8 @@ class Cell:
     counts: dict[str, float] = field(default_factory=dict)  # Redis commands, PG transactions
     idle: float = -1.0  # share of the machine's CPU left idle over the window (-1: not read)
     trace: str = ""  # with --trace: pick-up latency and idle slots (see summarize_trace)
+    # Celery: errors the workers logged, announcements dropped, messages left unacked.
+    health: dict[str, float] = field(default_factory=dict)
 
     def per_job(self, name: str) -> float:
         return self.counts.get(name, 0.0) / self.jobs
@@ -521,10 +523,36 @@ def celery_worker_cmd(app_module: str, name: str, queue: str, concurrency: int) 
 
 
 def start_all(cmds: list[list[str]], env: dict[str, str], cwd: Path) -> list[Any]:
+    # Each worker's errors to a file of its own: checked after the cell (see celery_health).
     return [
-        subprocess.Popen(c, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        for c in cmds
+        subprocess.Popen(
+            c,
+            env=env,
+            cwd=cwd,
+            stdout=subprocess.DEVNULL,
+            stderr=(cwd / f"worker-{i}.log").open("wb"),
+        )
+        for i, c in enumerate(cmds)
     ]
+
+
+def celery_health(tmp: Path, redis_url: str | None, dropped: int) -> dict[str, float]:
+    """What a Celery cell must end with: no error logged, nothing dropped or left unacked."""
+    logged = sum(
+        line.startswith(b"[") and (b"ERROR/" in line or b"CRITICAL/" in line)
+        for log in tmp.glob("worker-*.log")
+        for line in log.read_bytes().splitlines()
+    )
+    out = {"errors_logged": float(logged), "dropped": float(dropped)}
+    if redis_url:
+        from redis import Redis
+
+        client = Redis.from_url(redis_url)
+        try:
+            out["left_unacked"] = float(client.hlen("unacked"))
+        finally:
+            client.close()
+    return out
 
 
 async def measure_celery(
@@ -568,6 +596,8 @@ async def measure_celery(
     )
     app = Celery("bench-host", broker=broker)
     counter_key = f"noop:{queue_name}"
+    announcer: CeleryQueue | None = None
+    keep_logs = False
 
     def new_meter() -> Meter:
         # Started once every worker is up, just before the clock.
@@ -602,7 +632,7 @@ async def measure_celery(
             await asyncio.to_thread(send, counter_key, jobs)
             await until(lambda: count(counter_key) >= jobs)
         else:
-            queue = CeleryQueue(app, queue=queue_name)
+            queue = announcer = CeleryQueue(app, queue=queue_name)
             ids = await submit_jobs(store, jobs)
             await sql(postgres, schema, HOLD)
             warm = Engine(store, queue, OfflineSketchProvider())
@@ -626,7 +656,15 @@ async def measure_celery(
             await waiter.close()
         seconds = time.monotonic() - start
         meter.stop()
-        return Cell(jobs / seconds, meter.used, jobs, meter.counts)
+        await asyncio.sleep(0.5)  # the last acks
+        health = celery_health(tmp, redis.url if "redis" in mode else None, dropped(announcer))
+        return Cell(jobs / seconds, meter.used, jobs, meter.counts, health=health)
+    except TimeoutError:
+        # A stall (the session-7 hang): say what was left, then give up on the run.
+        health = celery_health(tmp, redis.url if "redis" in mode else None, dropped(announcer))
+        print(f"{mode}: stalled; {health}; worker logs in {tmp}", flush=True)
+        keep_logs = True
+        raise
     finally:
         for p in procs:
             p.kill()
@@ -634,11 +672,16 @@ async def measure_celery(
             p.wait()
         await store.aclose()
         drop_schema(postgres, schema)
-        shutil.rmtree(tmp, ignore_errors=True)
+        if not keep_logs:
+            shutil.rmtree(tmp, ignore_errors=True)
         if "amqp" in mode:
             with contextlib.suppress(Exception), app.connection_for_write() as conn:
                 conn.default_channel.queue_delete(queue_name)
         await flush(redis.url)
+
+
+def dropped(queue: Any) -> int:
+    return int(getattr(queue, "dropped", 0))
 
 
 async def until(check: Any, every: float = 0.02, limit: float = 600) -> None:
@@ -649,11 +692,14 @@ async def until(check: Any, every: float = 0.02, limit: float = 600) -> None:
         await asyncio.sleep(every)
 
 
-async def until_async(count: Any, target: int, every: float = 0.02, limit: float = 600) -> None:
-    deadline = time.monotonic() + limit
-    while await count() < target:
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark: jobs not done")
+async def until_async(count: Any, target: int, every: float = 0.02, stall: float = 60) -> None:
+    """Until ``count()`` reaches ``target``; ``TimeoutError`` after ``stall`` s without progress."""
+    last, since = -1, time.monotonic()
+    while (now := await count()) < target:
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since > stall:
+            raise TimeoutError(f"benchmark: {target - now} jobs not done, none for {stall:.0f} s")
         await asyncio.sleep(every)
 
 
@@ -706,6 +752,7 @@ async def main() -> None:
                         f"round {r + 1} {mode} x{workers}: {cell.rate:.0f} jobs/s, "
                         f"CPU ms/job {cell.cpu_ms():.2f} ({parts}) load {os.getloadavg()[0]:.1f}"
                         f" announced in {ANNOUNCED[0]:.1f} s {tally}"
+                        + "".join(f" {k}={v:.0f}" for k, v in cell.health.items())
                         + (f" idle {100 * cell.idle:.0f}%" if cell.idle >= 0 else "")
                         + (f"\n    {cell.trace}" if cell.trace else ""),
                         flush=True,

@@ -9,6 +9,7 @@ import secrets
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,8 @@ from typing import Any
 import psycopg
 import pytest
 from celery import Celery
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from chatsvg_core.engine import Engine
 from chatsvg_core.errors import ConfigurationError
@@ -129,6 +132,67 @@ def test_a_green_pool_worker_acks_when_the_task_ends() -> None:
     assert later == [] and len(consumer._pending_operations) == 1
     consumer.perform_pending_operations()
     assert later == [1]
+
+
+class _Kill(BaseException):
+    """Stands for ``GreenletExit``: a sending task killed mid-batch."""
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    fanout=st.lists(st.integers(0, 3), min_size=1, max_size=40),
+    kill_at=st.one_of(st.none(), st.integers(0, 39)),
+)
+def test_acks_go_out_one_batch_at_a_time_each_exactly_once(
+    fanout: list[int], kill_at: int | None
+) -> None:
+    """Every queued ack runs once, in order, never two batches at once, even if a sender dies.
+
+    Deterministic stand-in for green threads: an ack may itself call
+    ``send`` (as another task ending while the batch waits on the broker
+    would); operation ``i`` sends ``fanout[i]`` more. ``kill_at``: the batch
+    holding that operation dies with a ``BaseException`` after running it.
+    """
+    from chatsvg_core.queues._celery import _AckSender, _run_each
+
+    sender = _AckSender()
+    ran: list[int] = []
+    sent: list[int] = []
+    in_batch = [0]
+    killed = [False]
+
+    def batch(operations: list[Callable[[], Any]]) -> None:
+        in_batch[0] += 1
+        assert in_batch[0] == 1, "two batches at once"
+        try:
+            before = len(ran)
+            _run_each(operations)
+            if not killed[0] and kill_at is not None and kill_at in ran[before:]:
+                killed[0] = True
+                raise _Kill
+        finally:
+            in_batch[0] -= 1
+
+    sender.batch = batch
+
+    def op(i: int) -> Callable[[], None]:
+        def run() -> None:
+            ran.append(i)
+            for _ in range(fanout[i] if i < len(fanout) else 0):
+                if len(sent) < len(fanout):
+                    n = len(sent)
+                    sent.append(n)
+                    sender.send(op(n))
+
+        return run
+
+    sent.append(0)
+    try:
+        sender.send(op(0))
+    except _Kill:
+        sender.send(lambda: None)  # the next ack sends what the dead batch left
+    assert ran == sent  # each once, in the order sent
+    assert in_batch[0] == 0 and not sender._sending and not sender._waiting
 
 
 @pytest.mark.redis
@@ -417,16 +481,45 @@ app.steps["consumer"].add(_immediate_acks_step())
 if os.environ.get("REFILL_STEP") == "1":
     app.steps["consumer"].add(_redis_refill_step())
 counter = redis.Redis.from_url(os.environ["REFILL_BROKER"])
+# REFILL_BARRIER=n: every task waits until n have started (or 0.5 s), so n end,
+# and ack, at the same moment (a gevent pool runs them in one thread).
+barrier = int(os.environ.get("REFILL_BARRIER") or 0)
+state = {"started": 0, "gate": None}
 
 
 @app.task(name="refill.count", ignore_result=True)
 def count(key):
+    if barrier:
+        from gevent.event import Event
+
+        if state["gate"] is None:
+            state["gate"] = Event()
+        gate = state["gate"]
+        state["started"] += 1
+        if state["started"] % barrier == 0:
+            state["gate"] = None
+            gate.set()
+        else:
+            gate.wait(0.5)
     counter.incr(key)
 """
 
 
-def _run_counted(tmp_path: Path, broker: str, tasks: int, *, step: bool) -> float:
-    """Seconds a 2-slot gevent worker took to run ``tasks`` instant tasks."""
+def _run_counted(
+    tmp_path: Path,
+    broker: str,
+    tasks: int,
+    *,
+    step: bool,
+    slots: int = 2,
+    barrier: int = 0,
+    limit: float = 120,
+    then: Callable[[], None] | None = None,
+) -> float:
+    """Seconds a gevent worker of ``slots`` took to run ``tasks`` instant tasks.
+
+    ``then`` runs after the last task, while the worker still runs.
+    """
     import time
 
     import redis
@@ -437,10 +530,11 @@ def _run_counted(tmp_path: Path, broker: str, tasks: int, *, step: bool) -> floa
         **os.environ,
         "REFILL_BROKER": broker,
         "REFILL_STEP": "1" if step else "0",
+        "REFILL_BARRIER": str(barrier),
         "PYTHONPATH": os.pathsep.join([str(tmp_path), str(Path("src").resolve())]),
     }
     cmd = [sys.executable, "-m", "celery", "-A", "refill_app", "worker", "--pool", "gevent"]
-    cmd += ["--concurrency", "2", "-Q", queue_name, "--without-mingle", "--without-gossip"]
+    cmd += ["--concurrency", str(slots), "-Q", queue_name, "--without-mingle", "--without-gossip"]
     worker = subprocess.Popen([*cmd, "-l", "ERROR"], env=env, cwd=tmp_path)
     client = redis.Redis.from_url(broker)
     app = Celery("refill-host", broker=broker)
@@ -462,8 +556,11 @@ def _run_counted(tmp_path: Path, broker: str, tasks: int, *, step: bool) -> floa
         wait(key + ":warm", 2, 60)
         start = time.monotonic()
         send(key, tasks)
-        wait(key, tasks, 120)
-        return time.monotonic() - start
+        wait(key, tasks, limit)
+        seconds = time.monotonic() - start
+        if then is not None:
+            then()
+        return seconds
     finally:
         worker.kill()
         worker.wait()
@@ -487,3 +584,46 @@ def test_a_green_worker_on_redis_refills_a_freed_slot_at_once(
     assert control >= 1.5, f"the control ran 6 tasks in {control:.1f} s"
     refilled = _run_counted(tmp_path, broker, 60, step=True)
     assert refilled < 10, f"60 tasks took {refilled:.1f} s"
+
+
+@pytest.mark.redis
+def test_a_burst_of_acks_on_redis_loses_no_message_and_leaves_none_unacked(
+    tmp_path: Path,
+) -> None:
+    """50 tasks that end at once: their 50 acks must not need 50 Redis connections.
+
+    kombu's Redis channel takes each ack's connection from a pool of 10 that
+    raises past its limit ("Too many connections"). When every task greenlet
+    acked by itself, a burst of acks overflowed it: a failed ack left its
+    message in kombu's ``unacked`` hash and its prefetch slot taken for good,
+    and the fetch that found the pool empty popped a message and lost it
+    (the session-7 benchmark round that hung with one job QUEUED). Acks now
+    go out one batch at a time.
+    """
+    import time
+
+    import redis
+
+    from ._celery_chaos import OwnRedis
+
+    own = OwnRedis()  # kombu's unacked hash is per database: a server of the test's own
+    own.start()
+    client = redis.Redis.from_url(own.url)
+
+    def left() -> dict[str, int]:
+        return {"unacked": client.hlen("unacked"), "index": client.zcard("unacked_index")}
+
+    def all_acked() -> None:
+        # The last tasks count themselves just before their acks go out.
+        deadline = time.monotonic() + 10
+        while left() != {"unacked": 0, "index": 0} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert left() == {"unacked": 0, "index": 0}
+
+    try:
+        seconds = _run_counted(
+            tmp_path, own.url, 400, step=True, slots=50, barrier=50, limit=60, then=all_acked
+        )
+        assert seconds < 30, f"400 tasks took {seconds:.1f} s"
+    finally:
+        own.stop()

@@ -42,7 +42,9 @@ class ProviderOutput(BaseModel):
     text: str = Field(description="The answer as the model wrote it (may hold prose, fences).")
     model: str = Field(description="The model that answered, as the provider names it.")
     provider: str = Field(description="The provider's name, e.g. ``openai-compatible``.")
-    usage: TokenUsage = Field(default_factory=TokenUsage)
+    # One shared default: the model is frozen, and a factory built (and
+    # validated) a fresh one for every answer that reports no usage.
+    usage: TokenUsage = Field(default=TokenUsage())
     latency_s: Annotated[float, Field(ge=0)] = Field(
         description="Seconds from sending the request to having the whole answer."
     )

@@ -249,17 +249,22 @@ class _Publisher:
             queue._drop(len(batch))
             log.warning("broker unavailable: %d announcement(s) left to the sweep", len(batch))
             return
-        with queue.app.producer_or_acquire() as producer:
-            for index, (job_id, delay, _, _) in enumerate(batch):
-                if not queue._publish(job_id, delay, producer):
-                    self._down_until = time.monotonic() + self._PAUSE_AFTER_FAILURE
-                    rest = len(batch) - index - 1
-                    if rest:
-                        queue._drop(rest)
-                        log.warning(
-                            "broker unavailable: %d announcement(s) left to the sweep", rest
-                        )
-                    return
+        settled = 0  # published or counted as dropped
+        try:
+            with queue.app.producer_or_acquire() as producer:
+                for job_id, delay, _, _ in batch:
+                    published = queue._publish(job_id, delay, producer)
+                    settled += 1
+                    if not published:
+                        self._down_until = time.monotonic() + self._PAUSE_AFTER_FAILURE
+                        break
+        finally:
+            # Whatever stopped the batch (an outage, or an error no outage
+            # explains), the rest is the sweep's, and counted as such.
+            rest = len(batch) - settled
+            if rest:
+                queue._drop(rest)
+                log.warning("broker unavailable: %d announcement(s) left to the sweep", rest)
 
     @staticmethod
     def _settle(batch: list[_Announcement]) -> None:
@@ -525,6 +530,15 @@ def _immediate_acks_step() -> type[Any]:
     acks and rejects at once (celery#10263); this step does the same on older
     versions, for acks and rejects only (other deferred operations stay in the
     loop), and does nothing where Celery already does it.
+
+    The acks go out through one :class:`_AckSender` per consumer, one batch at
+    a time, never from every ending task at once: kombu's Redis channel takes
+    each ack's connection from a pool of 10 that raises past it ("Too many
+    connections"), and 50 tasks ending together overflowed it. A failed ack
+    left its message in kombu's ``unacked`` hash and its prefetch slot taken
+    for good, and a fetch that found the pool empty had popped a message that
+    it then lost (no copy left in Redis): the one job a benchmark round
+    waited for forever.
     """
     from celery import bootsteps
 
@@ -534,13 +548,11 @@ def _immediate_acks_step() -> type[Any]:
             if hasattr(type(parent), "call_soon_ack"):
                 return  # Celery >= 5.7 acks at once by itself
             deferred = parent.call_soon
+            sender = parent.chatsvg_acks = _AckSender()
 
             def call_soon(p: Any, *args: Any, **options: Any) -> Any:
                 if parent.hub is None and getattr(p, "__name__", "") in _ACK_CALLS:
-                    try:
-                        p(*args, **options)
-                    except Exception:  # as Celery logs a failed deferred operation
-                        log.exception("could not acknowledge a message")
+                    sender.send(functools.partial(p, *args, **options))
                     return p
                 return deferred(p, *args, **options)
 
@@ -554,8 +566,57 @@ def _immediate_acks_step() -> type[Any]:
 _ACK_CALLS = frozenset({"ack_log_error", "reject_log_error"})
 
 
+def _run_each(operations: list[Callable[[], Any]]) -> None:
+    for operation in operations:
+        try:
+            operation()
+        except Exception:  # as Celery logs a failed deferred operation
+            log.exception("could not acknowledge a message")
+
+
+class _AckSender:
+    """Runs a consumer's acks and rejects one batch at a time, on whichever task ends first.
+
+    ``send`` queues the operation; if no batch is being sent, the caller sends
+    every queued one (and those queued meanwhile) before it returns; if one
+    is, the caller returns at once and the sender takes its operation in the
+    next batch. Nothing waits for a lock across I/O, so a task never blocks
+    on another's ack, and at most one ack uses the broker connection pool at
+    a time (a group commit: the busier the worker, the bigger the batches).
+    ``batch`` sends one batch; the Redis step replaces it with one that
+    acknowledges the whole batch in one round trip.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # a thread pool's tasks call send() too
+        self._waiting: list[Callable[[], Any]] = []
+        self._sending = False
+        self.batch: Callable[[list[Callable[[], Any]]], None] = _run_each
+
+    def send(self, operation: Callable[[], Any]) -> None:
+        with self._lock:
+            self._waiting.append(operation)
+            if self._sending:
+                return
+            self._sending = True
+        done = False
+        try:
+            while True:
+                with self._lock:
+                    batch, self._waiting = self._waiting, []
+                    if not batch:
+                        self._sending = False
+                        done = True
+                        return
+                self.batch(batch)
+        finally:
+            if not done:  # killed mid-batch (GreenletExit): the next send() takes over
+                with self._lock:
+                    self._sending = False
+
+
 def _redis_refill_step() -> type[Any]:
-    """A consumer bootstep: on a green pool over Redis, a freed prefetch slot is refilled at once.
+    """A consumer bootstep: a green pool on Redis acks a batch at once and refills a freed slot.
 
     kombu's Redis transport fetches with one BRPOP at a time, and sends the
     next only when its poller comes round again, if the prefetch window
@@ -567,15 +628,20 @@ def _redis_refill_step() -> type[Any]:
     real model calls). No setting shortens it (``polling_interval`` is only
     BRPOP's own server-side timeout).
 
-    This step wraps the task channel's ``qos.ack`` (``reject`` acks through
-    it): once an ack has freed the window, it sends the BRPOP the poller
+    This step wraps the task channel's ``qos.ack``: once an ack (or a batch
+    of them, below) has freed the window, it sends the BRPOP the poller
     would have sent, on the channel's own connection, whose socket the parked
     poller is already watching; the reply wakes it as any delivery does. It
     does so only when no BRPOP is out on that connection (``_in_poll``, which
     kombu sets before sending and clears after reading), so the connection is
-    idle; a green pool runs every greenlet on one thread, so nothing else
-    uses it meanwhile. Threads and prefork pools are left alone (prefork's
-    event loop re-arms on every tick; a thread pool would race the poller).
+    idle, and only when the poller watches that very socket (not while a
+    reconnect is still greeting the server on a new one); a green pool runs
+    every greenlet on one thread, so nothing else uses it meanwhile. Threads
+    and prefork pools are left alone (prefork's event loop re-arms on every
+    tick; a thread pool would race the poller).
+
+    With the :func:`_immediate_acks_step` sender, a batch of acks is one
+    pipeline (``ZREM`` and ``HDEL`` of every tag) instead of one per message.
     """
     from celery import bootsteps
 
@@ -593,29 +659,80 @@ def _redis_refill_step() -> type[Any]:
             cycle = getattr(transport, "cycle", None)
             qos = channel.qos
             ack = qos.ack
+            # The tags acked while a batch runs (None: no batch is running).
+            batched: list[list[Any] | None] = [None]
 
             def ack_and_refill(delivery_tag: Any) -> None:
+                tags = batched[0]
+                if tags is not None:
+                    tags.append(delivery_tag)
+                    return
                 ack(delivery_tag)
-                try:
-                    _refill(cycle, channel)
-                except Exception:  # the poller's next turn sends it anyway
-                    log.debug("could not re-arm the Redis fetch", exc_info=True)
+                _try_refill(cycle, channel)
 
             qos.ack = ack_and_refill
+            sender = getattr(parent, "chatsvg_acks", None)
+            if sender is None:
+                return  # Celery acks by itself (5.7): one round trip per ack
+
+            def send_batch(operations: list[Callable[[], Any]]) -> None:
+                tags: list[Any] = []
+                batched[0] = tags
+                try:
+                    _run_each(operations)  # their acks only collect the tags
+                finally:
+                    batched[0] = None
+                if tags:
+                    _ack_all(qos, tags)
+                _try_refill(cycle, channel)
+
+            # A restarted consumer (new connection, new channel) sets it again.
+            sender.batch = send_batch
 
     return RedisRefill
 
 
+def _ack_all(qos: Any, tags: list[Any]) -> None:
+    """kombu's Redis ``QoS.ack`` for many tags: one pipeline, then the window freed for each."""
+    from kombu.transport import virtual
+
+    try:
+        with qos.pipe_or_acquire() as pipe:
+            pipe.zrem(qos.unacked_index_key, *tags).hdel(qos.unacked_key, *tags).execute()
+    except Exception:
+        # As kombu's own failed ack: the messages stay delivered (their slots
+        # taken) until the consumer's reconnect restores them to the queue,
+        # or the visibility timeout does; either way they run again, harmlessly.
+        log.critical("could not acknowledge %d message(s)", len(tags), exc_info=True)
+        return
+    for tag in tags:
+        virtual.QoS.ack(qos, tag)
+
+
+def _try_refill(cycle: Any, channel: Any) -> None:
+    try:
+        _refill(cycle, channel)
+    except Exception:  # the poller's next turn sends it anyway
+        log.debug("could not re-arm the Redis fetch", exc_info=True)
+
+
 def _refill(cycle: Any, channel: Any) -> None:
     """Send the channel's next BRPOP now if the window has room and none is out (see above)."""
-    if channel._in_poll or not channel.active_queues or not channel.qos.can_consume():
+    if channel._in_poll or getattr(channel, "_closing", False):
+        return
+    if not channel.active_queues or not channel.qos.can_consume():
         return
     client = channel.client
     connection = getattr(client, "connection", None)
-    if connection is None or getattr(connection, "_sock", None) is None:
+    sock = getattr(connection, "_sock", None)
+    if sock is None:
         return  # not connected yet: the poller's own turn connects and registers it
-    if (channel, client, "BRPOP") not in getattr(cycle, "_chan_to_sock", {}):
-        return  # the poller does not watch this socket yet: it would not see the reply
+    watched = getattr(cycle, "_chan_to_sock", {}).get((channel, client, "BRPOP"))
+    if watched is not sock:
+        # Not watched yet, or a reconnect is still greeting the server on a
+        # new socket (kombu registers it after): a BRPOP now would be read as
+        # the answer to the greeting, or never.
+        return
     channel._brpop_start()
 
 
