@@ -69,9 +69,19 @@ MODES = ["next", "arq", "procrastinate", "arq-noop", "procrastinate-noop"]
 CELERY_MODES = ["celery-redis", "celery-amqp", "celery-redis-noop", "celery-amqp-noop"]
 # The arq adapter's settings on arq's own Worker class (without the adapter's start path).
 ALL_MODES = MODES + CELERY_MODES + ["arq-plain"]
+# Procrastinate variants, as suffixes (``procrastinate-noop+listen+keep``): worker options
+# over the adapter's, and ``batch``: the no-op's announcements deferred 20 in one statement.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "listen": {"listen_notify": True},
+    "keep": {"delete_jobs": "never"},
+    "fast": {"poll_interval": 0.1},
+    "batch": {},
+}
 POLL: list[float | None] = [None]  # --poll
 CELERY_POOL = ["gevent"]  # --celery-pool
 ANNOUNCED = [0.0]  # seconds the last announcing took
+TRACE = [False]  # --trace: workers log each claim and success; the cell line sums them up
+SENT: dict[int, float] = {}  # with --trace: when announcement i was sent (wall clock)
 ANNOUNCERS = 20  # concurrent announcements, as from that many submitting requests
 HOLD = "UPDATE {s}.chatsvg_jobs SET run_at = run_at + interval '1 day'"
 RELEASE = "UPDATE {s}.chatsvg_jobs SET run_at = now() - interval '1 second'"
@@ -123,6 +133,12 @@ def broker_pid(mode: str, redis: OwnRedis) -> int | None:
     return None
 
 
+def machine_ticks() -> tuple[int, int]:
+    """The machine's (idle + iowait, all) CPU ticks so far, every core (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return fields[3] + fields[4], sum(fields[:8])
+
+
 def redis_counts(url: str | None) -> dict[str, float]:
     """The run's own redis-server's commands and connections' reads so far (load-independent)."""
     if not url:
@@ -171,7 +187,9 @@ class Meter:
     begin: dict[str, dict[int, float]] = field(default_factory=dict)
     used: dict[str, float] = field(default_factory=dict)
     counts: dict[str, float] = field(default_factory=dict)
+    idle: float = 0.0  # share of the machine's CPU time left idle over the window
     _counts0: dict[str, float] = field(default_factory=dict)
+    _ticks0: tuple[int, int] = (0, 0)
 
     def _read(self) -> dict[str, dict[int, float]]:
         pg = backends(self.postgres, self.app_name)
@@ -191,8 +209,11 @@ class Meter:
     def start(self) -> None:
         self._counts0 = self._count()
         self.begin = self._read()
+        self._ticks0 = machine_ticks()
 
     def stop(self) -> None:
+        idle, ticks = machine_ticks()
+        self.idle = (idle - self._ticks0[0]) / max(1, ticks - self._ticks0[1])
         end = self._read()
         for group, now in end.items():
             before = self.begin.get(group, {})
@@ -209,6 +230,8 @@ class Cell:
     cpu: dict[str, float]  # CPU seconds per group over the timed window
     jobs: int
     counts: dict[str, float] = field(default_factory=dict)  # Redis commands, PG transactions
+    idle: float = -1.0  # share of the machine's CPU left idle over the window (-1: not read)
+    trace: str = ""  # with --trace: pick-up latency and idle slots (see summarize_trace)
     # Celery: errors the workers logged, announcements dropped, messages left unacked.
     health: dict[str, float] = field(default_factory=dict)
 
@@ -233,6 +256,12 @@ async def measure(
         return await measure_celery(mode, workers, jobs, concurrency, postgres, redis, amqp)
     from chatsvg_core.storage.postgres import PostgresStore
 
+    mode, *variant = mode.split("+")
+    options: dict[str, Any] = {}
+    for name in variant:
+        options.update(VARIANTS[name])
+    if "poll_interval" in options and mode == "procrastinate-noop":
+        options["fetch_job_polling_interval"] = options.pop("poll_interval")
     kind = mode.removesuffix("-noop").removesuffix("-plain")
     schema = await new_schema(postgres, procrastinate=kind == "procrastinate")
     app_name = f"chatsvg-bench-{schema}"
@@ -247,16 +276,21 @@ async def measure(
         maintain_every=0,  # no recovery/sweep in the workers: the run announces
         app_name=app_name,
         poll=POLL[0],  # None: the adapters' own polling defaults, as a host gets them
+        worker_options=options,
     )
     store = await PostgresStore.open(
         with_app_name(postgres, app_name + "-parent"), schema=schema, min_size=1, max_size=4
     )
     procs = []
+    trace_dir = tempfile.mkdtemp(prefix="chatsvg-bq-trace-") if TRACE[0] else ""
+    SENT.clear()
     try:
         ids = await submit_jobs(store, jobs)
         # Held back until the clock starts, so nothing drains before it.
         await sql(postgres, schema, HOLD)
+        os.environ["CHATSVG_FLEET_TRACE"] = trace_dir
         procs = [spawn(Spec(**{**spec.__dict__, "kind": mode})) for _ in range(workers)]
+        del os.environ["CHATSVG_FLEET_TRACE"]
         for proc in procs:
             assert proc.stdout is not None
             while proc.stdout.readline().strip() != "READY":
@@ -274,21 +308,28 @@ async def measure(
             )
             meter.start()
             start = time.monotonic()
+            wall0 = time.time()
             if mode == "arq-noop":
                 await announce(
                     lambda _: queue.redis.enqueue_job("noop", _queue_name=spec.queue_name), jobs
                 )
+            elif mode == "procrastinate-noop" and "batch" in variant:
+                deferrer = queue.app.configure_task("noop", queue=spec.queue_name)
+                await announce(lambda _: deferrer.batch_defer_async(*[{}] * 20), jobs // 20)
             elif mode == "procrastinate-noop":
                 deferrer = queue.app.configure_task("noop", queue=spec.queue_name)
                 await announce(lambda _: deferrer.defer_async(), jobs)
             else:
                 await sql(postgres, schema, RELEASE)
+                released = time.time()
                 if queue is not None:
                     await announce(lambda i: queue.enqueue(ids[i]), jobs)
+                else:
+                    SENT.update(dict.fromkeys(range(jobs), released))
             await wait_done(mode, postgres, schema, spec.queue_name, queue, jobs)
             seconds = time.monotonic() - start
             meter.stop()
-        return Cell(jobs / seconds, meter.used, jobs, meter.counts)
+        cell = Cell(jobs / seconds, meter.used, jobs, meter.counts, meter.idle)
     finally:
         for proc in procs:
             stop_worker(proc, timeout=60)
@@ -296,6 +337,69 @@ async def measure(
         drop_schema(postgres, schema)
         if redis.proc is not None:
             await flush(redis.url)
+    if trace_dir:
+        sent = {ids[i]: t for i, t in SENT.items()}
+        cell.trace = summarize_trace(Path(trace_dir), sent, wall0, wall0 + seconds)
+        if os.environ.get("CHATSVG_BENCH_KEEP_TRACE"):
+            (Path(trace_dir) / "window").write_text(f"{mode} {wall0} {wall0 + seconds}\n")
+            cell.trace += f"; kept in {trace_dir}"
+        else:
+            shutil.rmtree(trace_dir, ignore_errors=True)
+    return cell
+
+
+def summarize_trace(folder: Path, sent: dict[str, float], begin: float, end: float) -> str:
+    """Where a cell's wall time went, from the workers' claim/success times.
+
+    ``pickup``: announcement (``next``: release) to claim, median / 90th
+    percentile; ``job``: claim to success, median; ``first``: clock start to
+    the first claim; ``tail``: last success to clock stop; per worker, the
+    mean number of its jobs between claim and success (``busy``) and the share
+    of the window in which it had none (``empty``).
+    """
+    claims: dict[str, float] = {}
+    per_worker: list[list[tuple[float, float]]] = []
+    for path in sorted(folder.glob("*.trace")):
+        spans = []
+        open_: dict[str, float] = {}
+        for line in path.read_text().splitlines():
+            kind, job, at = line.split()
+            if kind == "claimed":
+                open_[job] = float(at)
+                claims[job] = float(at)
+            elif job in open_:
+                spans.append((open_.pop(job), float(at)))
+        per_worker.append(spans)
+    if not claims:
+        return ""
+    window = end - begin
+    pickup = sorted(claims[j] - sent[j] for j in claims if j in sent)
+    work = sorted(b - a for spans in per_worker for a, b in spans)
+    last = max((b for spans in per_worker for _, b in spans), default=end)
+
+    def q(values: list[float], share: float) -> float:
+        return values[min(len(values) - 1, int(share * len(values)))] if values else 0.0
+
+    parts = [
+        f"pickup {1000 * q(pickup, 0.5):.0f}/{1000 * q(pickup, 0.9):.0f} ms",
+        f"job {1000 * q(work, 0.5):.0f} ms",
+        f"first {1000 * (min(claims.values()) - begin):.0f} ms",
+        f"tail {1000 * (end - last):.0f} ms",
+    ]
+    for spans in per_worker:
+        busy = sum(min(b, end) - max(a, begin) for a, b in spans) / window
+        steps = sorted(
+            [(max(a, begin), 1) for a, _ in spans] + [(min(b, end), -1) for _, b in spans]
+        )
+        empty, depth, at = 0.0, 0, begin
+        for t, step in steps:
+            if depth == 0:
+                empty += t - at
+            depth += step
+            at = t
+        empty += end - at if depth == 0 else 0.0
+        parts.append(f"w{len(spans)}: busy {busy:.1f} empty {100 * empty / window:.0f}%")
+    return "; ".join(parts)
 
 
 async def submit_jobs(store: Any, jobs: int) -> list[str]:
@@ -331,6 +435,8 @@ async def announce(send: Any, jobs: int, concurrency: int = ANNOUNCERS) -> None:
 
     async def one(i: int) -> None:
         async with gate:
+            if TRACE[0]:
+                SENT[i] = time.time()
             await send(i)
 
     start = time.monotonic()
@@ -373,7 +479,8 @@ async def wait_done(
                 left = await queue.redis.zcard(queue_name)
             elif mode == "procrastinate-noop":
                 cur = await conn.execute(
-                    f'SELECT count(*) FROM "{schema}_pq".procrastinate_jobs'.encode()
+                    f'SELECT count(*) FROM "{schema}_pq".procrastinate_jobs '
+                    "WHERE status IN ('todo', 'doing')".encode()
                 )
                 left = (await cur.fetchone())[0]  # type: ignore[index]
             else:
@@ -551,7 +658,7 @@ async def measure_celery(
         meter.stop()
         await asyncio.sleep(0.5)  # the last acks
         health = celery_health(tmp, redis.url if "redis" in mode else None, dropped(announcer))
-        return Cell(jobs / seconds, meter.used, jobs, meter.counts, health)
+        return Cell(jobs / seconds, meter.used, jobs, meter.counts, health=health)
     except TimeoutError:
         # A stall (the session-7 hang): say what was left, then give up on the run.
         health = celery_health(tmp, redis.url if "redis" in mode else None, dropped(announcer))
@@ -610,14 +717,19 @@ async def main() -> None:
     parser.add_argument("--modes", default=",".join(MODES), help=",".join(ALL_MODES))
     parser.add_argument("--poll", type=float, help="arq/Procrastinate polling (s); default theirs")
     parser.add_argument("--celery-pool", default="gevent", choices=["gevent", "threads"])
+    parser.add_argument(
+        "--trace", action="store_true", help="workers log claims: pick-up latency, idle slots"
+    )
     args = parser.parse_args()
+    TRACE[0] = args.trace
     POLL[0] = args.poll
     CELERY_POOL[0] = args.celery_pool
     postgres = os.environ["CHATSVG_TEST_POSTGRES_URL"]
     amqp = os.environ.get("CHATSVG_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672//")
     counts = [int(w) for w in args.workers.split(",")]
     modes = args.modes.split(",")
-    unknown = set(modes) - set(ALL_MODES)
+    unknown = {m.split("+")[0] for m in modes} - set(ALL_MODES)
+    unknown |= {v for m in modes for v in m.split("+")[1:]} - set(VARIANTS)
     if unknown:
         parser.error(f"unknown modes {sorted(unknown)}")
     redis = OwnRedis()
@@ -640,7 +752,9 @@ async def main() -> None:
                         f"round {r + 1} {mode} x{workers}: {cell.rate:.0f} jobs/s, "
                         f"CPU ms/job {cell.cpu_ms():.2f} ({parts}) load {os.getloadavg()[0]:.1f}"
                         f" announced in {ANNOUNCED[0]:.1f} s {tally}"
-                        + "".join(f" {k}={v:.0f}" for k, v in cell.health.items()),
+                        + "".join(f" {k}={v:.0f}" for k, v in cell.health.items())
+                        + (f" idle {100 * cell.idle:.0f}%" if cell.idle >= 0 else "")
+                        + (f"\n    {cell.trace}" if cell.trace else ""),
                         flush=True,
                     )
     finally:

@@ -36,6 +36,8 @@ def validate_owner(owner: object) -> str:
             owner=repr(owner)[:64],
             reason="length",
         )
+    if owner.isascii() and owner.isprintable():
+        return owner  # U+0020..U+007E: neither a control character nor a surrogate
     if _CONTROL.search(owner):
         raise InvalidOwner(
             "an owner id holds no control character (NUL, newline...)",

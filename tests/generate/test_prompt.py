@@ -295,3 +295,51 @@ def test_five_megabytes_of_prompt_are_refused_before_any_work() -> None:
     with pytest.raises(PromptRejected) as info:
         POLICY.validate_prompt("\u202e" * 5_000_000)
     assert info.value.rule == "too_many_characters"
+
+
+# --- the printable-ASCII shortcut ---------------------------------------------------
+
+
+def _normal_outcome(fn: object, prompt: str) -> tuple[str, object]:
+    try:
+        return "text", fn(prompt)  # type: ignore[operator]
+    except PromptRejected as exc:
+        return "refused", (exc.fields.get("rule"), exc.fields.get("detail"))
+
+
+@settings(max_examples=400)
+@given(
+    st.one_of(
+        st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=30),
+        st.text(alphabet=st.characters(max_codepoint=0x7F), max_size=30),
+        st.text(max_size=20),
+        st.sampled_from(["", "   ", " a ", "\ta", "a\r\nb", "a\x7f", "\u00e9", "a\u200bb"]),
+    )
+)
+def test_printable_ascii_shortcut_equals_the_general_rules(prompt: str) -> None:
+    from chatsvg_core.generate import _prompt
+
+    assert _normal_outcome(_prompt._normalized, prompt) == _normal_outcome(
+        _prompt._refuse_or_normalize, prompt
+    )
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.text(max_size=12), st.text(alphabet=st.characters(max_codepoint=0x7F))))
+def test_owner_shortcut_equals_the_patterns(owner: str) -> None:
+    from chatsvg_core import _owner
+    from chatsvg_core.errors import InvalidOwner
+
+    try:
+        got: object = _owner.validate_owner(owner)
+    except InvalidOwner as exc:
+        got = exc.fields.get("reason")
+    if not 1 <= len(owner) <= _owner.MAX_OWNER:
+        expected: object = "length"
+    elif _owner._CONTROL.search(owner):
+        expected = "control_character"
+    elif _owner._SURROGATE.search(owner):
+        expected = "surrogate"
+    else:
+        expected = owner
+    assert got == expected

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import anyio
@@ -416,3 +416,104 @@ async def test_checks_catch_a_claim_that_survives_rollback() -> None:
 async def test_checks_catch_keys_that_never_expire() -> None:
     with pytest.raises(AssertionError, match="expired key was not reusable"):
         await check_expired_key_reusable(factory(honour_expiry=False))
+
+
+# --- the unvalidated constructions of a submit ---------------------------------------
+
+
+def _built_or_refused(make: Any) -> tuple[str, Any]:
+    try:
+        model = make()
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        return "error", type(exc).__name__
+    return "model", (model, model.model_dump(), type(model))
+
+
+_WHEN = st.sampled_from(
+    [
+        datetime(2026, 3, 1, tzinfo=UTC),
+        datetime(2026, 3, 1),
+        datetime(2026, 3, 1, tzinfo=timezone(timedelta(hours=1))),
+    ]
+)
+
+
+_RECORD_SPOILS: list[tuple[str, Any]] = [
+    *(("scope", v) for v in ["", "s" * 512, "s" * 513, 7]),
+    *(("key", v) for v in ["", "k" * 255, "k" * 256, None]),
+    *(("request_hash", v) for v in [None, b"h", ""]),
+    *(("job_id", v) for v in [None, 3, ""]),
+    *(("created_at", v) for v in [datetime(2026, 3, 1), "2026-03-01T00:00:00Z"]),
+    *(
+        ("expires_at", v)
+        for v in [datetime(2026, 3, 1), datetime(2026, 3, 1, tzinfo=timezone(timedelta(hours=1)))]
+    ),
+]
+
+
+@pytest.mark.parametrize("spoil", [None, *_RECORD_SPOILS], ids=repr)
+@settings(max_examples=30)
+@given(
+    scope=st.text(min_size=1, max_size=8),
+    key=st.text(min_size=1, max_size=8),
+    request_hash=st.text(max_size=4),
+    job_id=st.text(max_size=4),
+    created_at=_WHEN,
+    expires_at=_WHEN,
+)
+def test_record_equals_validation(
+    spoil: tuple[str, Any] | None,
+    scope: Any,
+    key: Any,
+    request_hash: Any,
+    job_id: Any,
+    created_at: Any,
+    expires_at: Any,
+) -> None:
+    from chatsvg_core.idempotency._semantics import record
+
+    fields = {
+        "scope": scope,
+        "key": key,
+        "request_hash": request_hash,
+        "job_id": job_id,
+        "created_at": created_at,
+        "expires_at": expires_at,
+    }
+    if spoil is not None:
+        fields[spoil[0]] = spoil[1]
+    assert _built_or_refused(lambda: record(**fields)) == _built_or_refused(
+        lambda: IdempotencyRecord(**fields)
+    )
+
+
+@given(st.sampled_from(["same", "replay", "conflict"]), st.text(min_size=1, max_size=4))
+def test_outcomes_equal_the_validated_models(case: str, job_id: str) -> None:
+    from chatsvg_core.idempotency._semantics import _with_job
+
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    mine = IdempotencyRecord(
+        scope="s", key="k", request_hash="h", job_id=job_id, created_at=now, expires_at=now
+    )
+    theirs = mine.model_copy(update={"job_id": job_id + "x"})
+    if case == "conflict":
+        theirs = theirs.model_copy(update={"request_hash": "other"})
+    existing = mine if case == "same" else theirs
+    try:
+        outcome = decide(existing, mine)
+    except IdempotencyConflict:
+        assert case == "conflict"
+        return
+    expected = (
+        Created(job_id=job_id, record=mine)
+        if case == "same"
+        else Replayed(job_id=existing.job_id, record=existing)
+    )
+    assert outcome == expected and type(outcome) is type(expected)
+    assert outcome.model_dump() == expected.model_dump()
+    job = new_job(job_id=job_id, owner="o", request={}, request_hash="h", now=now)
+    assert _with_job(outcome, job) == expected.model_copy(update={"job": job})
+    assert (
+        _with_job(outcome, job).model_dump()
+        == expected.model_copy(update={"job": job}).model_dump()
+    )

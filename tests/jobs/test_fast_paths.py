@@ -12,7 +12,7 @@ import contextlib
 from datetime import timedelta
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatsvg_core.errors import InvalidTransition
@@ -111,3 +111,115 @@ def test_claim_refuses_a_worker_id_that_is_not_a_string() -> None:
     )
     with pytest.raises(ValueError, match="worker_id"):
         claim(fresh, now=fresh.created_at, worker_id=7, lease=timedelta(seconds=5))  # type: ignore[arg-type]
+
+
+# --- new_job's fast path ----------------------------------------------------------
+
+_ANY_SCALAR = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.text(max_size=8),
+    st.floats(allow_nan=False),
+    st.just(float("nan")),
+    st.binary(max_size=4),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+def _old_new_job(**kw: object) -> Job:
+    """new_job as it was before its fast path: every field through pydantic."""
+    from chatsvg_core._clock import utc
+
+    now = utc(kw["now"])  # type: ignore[arg-type]
+    run_at = kw.get("run_at")
+    trace = kw.get("trace_context")
+    return Job.model_validate(
+        {
+            "id": kw["job_id"],
+            "owner": kw["owner"],
+            "request": dict(kw["request"]),  # type: ignore[call-overload]
+            "request_hash": kw["request_hash"],
+            "idempotency_key": kw.get("idempotency_key"),
+            "max_attempts": kw.get("max_attempts", 3),
+            "run_at": utc(run_at) if run_at is not None else now,  # type: ignore[arg-type]
+            "created_at": now,
+            "updated_at": now,
+            "trace_context": dict(trace) if trace else None,  # type: ignore[call-overload]
+        }
+    )
+
+
+def _outcome(make: object, kw: dict[str, object]) -> tuple[str, object]:
+    try:
+        job = make(**kw)  # type: ignore[operator]
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        return "error", type(exc).__name__
+    return "job", (job, job.model_dump(), {k: type(v) for k, v in job.__dict__.items()})
+
+
+_ID = st.text(min_size=1, max_size=20)
+_SPOILS: list[tuple[str, object]] = [
+    # One field at a time made something validation converts or refuses.
+    *(("job_id", v) for v in ["", "j" * 128, "j" * 129, None, 7]),
+    *(("owner", v) for v in ["", "o" * 255, "o" * 256, None, 7]),
+    *(("request_hash", v) for v in [None, 7, b"h"]),
+    *(("idempotency_key", v) for v in [7, b"k", ""]),
+    *(("max_attempts", v) for v in [0, -1, 1, True, 2.0, "3"]),
+    *(("trace_context", v) for v in [{}, {"a": 1}, {"a": b"x"}, {1: "a"}, {"a": None}]),
+]
+
+
+@pytest.mark.parametrize("spoil", [None, *_SPOILS], ids=repr)
+@settings(max_examples=40)
+@given(
+    job_id=_ID,
+    owner=_ID,
+    request=st.dictionaries(st.text(max_size=6), st.one_of(st.none(), st.text(max_size=5))),
+    odd_value=st.one_of(st.none(), _ANY_SCALAR),
+    odd_key=st.one_of(st.text(max_size=3), st.integers(), st.none()),
+    request_hash=_ID,
+    key=st.one_of(st.none(), _ID),
+    max_attempts=st.integers(1, 6),
+    tz=st.sampled_from(["utc", "utc", "plus5", "naive"]),
+    trace=st.one_of(st.none(), st.dictionaries(st.text(max_size=5), st.text(max_size=5))),
+    later=st.one_of(st.none(), st.integers(0, 10)),
+)
+def test_new_job_fast_path_equals_validation(
+    job_id: str,
+    owner: str,
+    request: dict[object, object],
+    odd_value: object,
+    odd_key: object,
+    request_hash: str,
+    key: str | None,
+    max_attempts: int,
+    tz: str,
+    trace: dict[str, str] | None,
+    later: int | None,
+    spoil: tuple[str, object] | None,
+) -> None:
+    from datetime import UTC, datetime, timezone
+
+    from chatsvg_core.jobs import new_job
+
+    zone = {"utc": UTC, "plus5": timezone(timedelta(hours=5)), "naive": None}[tz]
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=zone)
+    if odd_value is not None:
+        request = {**request, odd_key: odd_value}  # a value or key of any kind
+    kw: dict[str, object] = {
+        "job_id": job_id,
+        "owner": owner,
+        "request": request,
+        "request_hash": request_hash,
+        "idempotency_key": key,
+        "max_attempts": max_attempts,
+        "now": now,
+        "trace_context": trace,
+    }
+    if later is not None:
+        kw["run_at"] = now + timedelta(seconds=later)
+    if spoil is not None:
+        kw[spoil[0]] = spoil[1]
+    assert _outcome(new_job, kw) == _outcome(_old_new_job, kw)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chatsvg_core.errors import InvalidAmount, LedgerError
@@ -125,3 +125,30 @@ def test_day_window_in_zones_contains_now_and_tiles_time(zone: str, at: datetime
     # Consecutive days meet exactly: no instant belongs to two days or none.
     assert day.window(end)[0] == end
     assert day.window(start - timedelta(microseconds=1))[1] == start
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(-3 * 86_400_000_000, 3 * 86_400_000_000),
+            st.sampled_from([0, 1, -1, 5.5, -9.5, 14, -12]),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+@example([(0, 0), (1, 0), (-86_399_999_999, 0)])  # the day's last microsecond, its end, its start
+def test_the_remembered_day_window_is_the_computed_one(stamps: list[tuple[int, float]]) -> None:
+    # DayBoundary.window remembers the last window per fixed offset; any
+    # sequence of times (forwards, backwards, across days) gets what the
+    # computation gives.
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from chatsvg_core.ledger import DayBoundary
+
+    base = datetime(2026, 3, 28, 23, 59, 59, 999_999, tzinfo=UTC)
+    for micros, hours in stamps:
+        day = DayBoundary(timezone(timedelta(hours=hours)) if hours else UTC)
+        now = base + timedelta(microseconds=micros)
+        assert day.window(now) == day._window(now)
+        assert day.window(now)[0] <= now < day.window(now)[1]

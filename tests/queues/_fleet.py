@@ -12,6 +12,7 @@ invariants. ``tests/queues/test_fleet.py`` runs small versions in CI,
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import json
 import os
@@ -32,6 +33,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 VERBOSE = bool(os.environ.get("CHATSVG_FLEET_VERBOSE"))
+# A directory: each worker writes "claimed|succeeded <job> <wall time>" lines there
+# (benchmarks/bench_queues.py --trace: pick-up latency and idle slots per worker).
+TRACE = os.environ.get("CHATSVG_FLEET_TRACE", "")
 
 # --- what a worker process is told -------------------------------------------------
 
@@ -55,6 +59,8 @@ class Spec:
     shutdown_grace: float = 2.0
     # arq's poll_delay, Procrastinate's poll_interval; None: the adapter's default
     poll: float | None = 0.05
+    # Procrastinate's worker options over the adapter's (benchmarks: listen_notify, delete_jobs)
+    worker_options: dict[str, Any] = field(default_factory=dict)
 
 
 def _conninfo(url: str, app_name: str, schema: str | None = None) -> str:
@@ -134,8 +140,13 @@ def _engine_factory(
 
         store = await _open_store(spec)
         events = open(spec.events_path, "a", buffering=1) if spec.events_path else None  # noqa: SIM115, ASYNC230
+        trace = open(Path(TRACE) / f"{os.getpid()}.trace", "a") if TRACE else None  # noqa: SIM115, ASYNC230
+        if trace is not None:
+            atexit.register(trace.close)
 
         def on_event(event: EngineEvent) -> None:
+            if trace is not None and event.kind in (EventKind.CLAIMED, EventKind.SUCCEEDED):
+                trace.write(f"{event.kind.value} {event.job_id} {time.time():.6f}\n")
             if event.kind is EventKind.LEASE_LOST:
                 stats["lease_lost"] += 1
             if events is not None and event.kind in (
@@ -230,6 +241,7 @@ def worker_main(spec: Spec) -> None:
             concurrency=spec.concurrency,
             shutdown_grace=spec.shutdown_grace,
             **({} if spec.poll is None else {"poll_interval": spec.poll}),
+            **spec.worker_options,
         )
     elif spec.kind == "next":
         asyncio.run(_process_next(spec, factory))
@@ -346,10 +358,13 @@ def _procrastinate_noop(spec: Spec) -> None:
             await app.run_worker_async(
                 queues=[spec.queue_name],
                 concurrency=spec.concurrency,
-                delete_jobs="always",
                 # The adapter's settings (serve_procrastinate), for a fair floor.
-                listen_notify=False,
-                fetch_job_polling_interval=spec.poll or 0.5,
+                **{
+                    "delete_jobs": "always",
+                    "listen_notify": False,
+                    "fetch_job_polling_interval": spec.poll or 0.5,
+                    **spec.worker_options,
+                },
             )
 
     asyncio.run(main())

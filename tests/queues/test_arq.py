@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from uuid import uuid4
 
 import pytest
@@ -241,29 +245,38 @@ async def test_the_cron_job_recovers_and_sweeps(redis_url: str) -> None:
         await delete_keys(url, f"*{queue.queue_name}*")
 
 
-@pytest.mark.parametrize("zmscore", [True, False], ids=["redis-6.2", "older-redis"])
-async def test_a_poll_hands_arq_only_the_messages_still_waiting(
-    redis_url: str, monkeypatch: pytest.MonkeyPatch, zmscore: bool
+async def test_a_poll_claims_only_the_messages_still_waiting(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The adapter's worker checks a poll's ids in one round trip before arq's own start.
+    """The adapter's worker claims a poll's waiting messages in one script per round trip.
 
     arq's ``Worker.start_jobs`` spends four sequential round trips on every
-    id it is given that is running (anywhere), gone or not yet due; the
-    adapter's worker gives it only the ones still waiting, as many as it has
-    free slots, and each worker in its own order.
+    id it is given, including those running (anywhere), gone or not yet due;
+    the adapter's worker claims only the ones still waiting, never more than
+    its free slots, and sets each one's in-progress key as arq's claim does.
     """
+    from arq.constants import in_progress_key_prefix
     from arq.worker import Worker
 
     from chatsvg_core.queues import arq_worker
 
     url = redis_db(redis_url)
     queue = await ArqQueue.connect(url, queue_name=f"chatsvg-test-{uuid4().hex[:12]}")
-    handed: list[list[bytes]] = []
+    started: list[str] = []
+    running = [0, 0]  # now, most at once
 
-    async def spy(self: Worker, job_ids: list[bytes]) -> None:
-        handed.append(list(job_ids))
+    async def run_job(self: Worker, job_id: str, score: int) -> None:
+        started.append(job_id)
+        running[0] += 1
+        running[1] = max(running)
+        await asyncio.sleep(0.01)
+        running[0] -= 1
 
-    monkeypatch.setattr(Worker, "start_jobs", spy)
+    async def arq_start(self: Worker, job_ids: list[bytes]) -> None:
+        raise AssertionError("arq's own start path is not used")
+
+    monkeypatch.setattr(Worker, "run_job", run_job)
+    monkeypatch.setattr(Worker, "start_jobs", arq_start)
 
     async def factory(_: ArqQueue) -> Engine:
         raise AssertionError("not called")
@@ -272,14 +285,13 @@ async def test_a_poll_hands_arq_only_the_messages_still_waiting(
         arq_worker_settings(factory, redis_url=url, queue_name=queue.queue_name, max_jobs=3),
         handle_signals=False,
     )
-    worker._zmscore = zmscore  # type: ignore[attr-defined]
     try:
         worker._pool = queue.redis
         for i in range(8):
             await queue.enqueue(f"running-{i}")
         for i in range(8):  # taken by some worker: their ids stay in the queue while they run
             await queue.redis.psetex(
-                f"arq:in-progress:{queue.message_id(f'running-{i}', 0)}", 60_000, b"1"
+                f"{in_progress_key_prefix}{queue.message_id(f'running-{i}', 0)}", 60_000, b"1"
             )
         await queue.enqueue("later", delay=60)
         for i in range(5):
@@ -292,13 +304,86 @@ async def test_a_poll_hands_arq_only_the_messages_still_waiting(
         ids.append(queue.message_id("finished", 0).encode())  # ended since the poll read it
         await worker.start_jobs(ids)
         running_here.cancel()
-        # Only waiting messages reach arq's start, never more than the free slots at once.
-        given = [i.decode() for batch in handed for i in batch]
-        assert given, handed
-        assert all(":waiting-" in g for g in given), given
-        assert all(len(batch) <= 3 for batch in handed)
-        assert sorted(set(given)) == sorted(queue.message_id(f"waiting-{i}", 0) for i in range(5))
+        await asyncio.gather(*(t for t in worker.tasks.values() if t is not running_here))
+        assert sorted(started) == sorted(queue.message_id(f"waiting-{i}", 0) for i in range(5))
+        assert running[1] <= 3  # never more than max_jobs at once
+        assert worker.job_counter == 0
+        for job_id in started:  # claimed as arq claims: its in-progress key, for job_timeout + 10 s
+            ttl = await queue.redis.pttl(in_progress_key_prefix + job_id)
+            assert 600_000 < ttl <= 610_000, ttl
+        later = queue.message_id("later", 0)
+        assert not await queue.redis.exists(in_progress_key_prefix + later)
     finally:
         worker._pool = None
+        await queue.aclose()
+        await delete_keys(url, f"*{queue.queue_name}*")
+
+
+async def _instant(ctx: dict[str, Any], job_id: str) -> None:
+    ctx["done"].append(time.monotonic())
+    if len(ctx["done"]) >= ctx["want"][0]:
+        ctx["enough"].set()
+
+
+async def _until(enough: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(enough.wait(), seconds)
+    enough.clear()
+
+
+@pytest.mark.parametrize("adapter", [True, False], ids=["adapter-worker", "arq-worker"])
+async def test_a_worker_polls_again_at_once_while_it_finds_work(
+    redis_url: str, adapter: bool
+) -> None:
+    """A poll that started jobs is followed by the next at once, not after ``poll_delay``.
+
+    arq reads at most ``queue_read_limit`` messages a poll (100 here) and then
+    waits out ``poll_delay`` (5 s here): 300 instant jobs take arq's own
+    worker three polls, over 10 s. The adapter's worker reads again as soon
+    as a slot is free, and an idle one reads an empty queue every
+    ``EMPTY_POLL`` s, so a job submitted to it starts at once.
+    """
+    from arq import func
+    from arq.worker import Worker
+
+    from chatsvg_core.queues import arq_worker
+    from chatsvg_core.queues._arq import EMPTY_POLL
+
+    url = redis_db(redis_url)
+    queue = await ArqQueue.connect(url, queue_name=f"chatsvg-test-{uuid4().hex[:12]}")
+    done: list[float] = []
+    want = [1]
+    enough = asyncio.Event()
+    settings = {
+        "functions": [func(_instant, name=PROCESS_TASK, keep_result=0)],
+        "redis_pool": queue.redis,
+        "queue_name": queue.queue_name,
+        "max_jobs": 10,
+        "poll_delay": 5.0,
+        "keep_result": 0,
+        "ctx": {"done": done, "want": want, "enough": enough},
+        "handle_signals": False,
+    }
+    worker = arq_worker(settings) if adapter else Worker(**settings)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        await asyncio.sleep(0.3)  # the first poll found nothing: the worker is idle
+        start = time.monotonic()
+        await queue.enqueue("first")
+        await _until(enough, 6)
+        picked_up = done[0] - start
+        start = time.monotonic()
+        want[0] = 301
+        await asyncio.gather(*(queue.enqueue(f"j{i}") for i in range(300)))
+        await _until(enough, 20)
+        drained = time.monotonic() - start
+        if adapter:
+            assert picked_up < EMPTY_POLL + 0.5, picked_up
+            assert drained < 4, drained
+        else:  # what the adapter's worker saves
+            assert picked_up > 1 or drained > 9, (picked_up, drained)
+    finally:
+        worker.handle_sig(signal.SIGTERM)
+        await asyncio.gather(task, return_exceptions=True)
         await queue.aclose()
         await delete_keys(url, f"*{queue.queue_name}*")

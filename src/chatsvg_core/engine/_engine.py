@@ -56,6 +56,7 @@ from chatsvg_core.errors import (
     UnknownAccount,
 )
 from chatsvg_core.generate import (
+    Detail,
     GenerationRequest,
     Pricing,
     PromptPolicy,
@@ -219,6 +220,28 @@ def _usage(usage: TokenUsage) -> dict[str, Any]:
             "total_tokens": usage.total_tokens,
         }
     return usage.model_dump(mode="json")
+
+
+_REQUEST_FIELDS = tuple(GenerationRequest.model_fields)
+
+
+def _payload(request: GenerationRequest) -> dict[str, Any]:
+    """``request.model_dump(mode="json")``, without pydantic's serializer for the plain
+    model, whose fields are text, integers, ``None`` and one enum (property test)."""
+    if type(request) is not GenerationRequest:
+        return request.model_dump(mode="json")
+    values = request.__dict__
+    out: dict[str, Any] = {}
+    for name in _REQUEST_FIELDS:
+        value = values[name]
+        kind = type(value)
+        if kind is str or kind is int or value is None:
+            out[name] = value
+        elif kind is Detail:
+            out[name] = value.value
+        else:
+            return request.model_dump(mode="json")
+    return out
 
 
 @contextlib.asynccontextmanager
@@ -481,7 +504,7 @@ class Engine:
         if self.rate_limit is not None:
             # Counted before the transaction: a refused submit writes nothing.
             await self.rate_limit.check(owner, rate_key)
-        payload = req.model_dump(mode="json")
+        payload = _payload(req)
         scope = idempotency_scope(owner, operation=OPERATION)
         now = self.clock.now()
         job = new_job(
@@ -763,7 +786,7 @@ class Engine:
             this.cancel()
 
         keeper = self._keeper()
-        keeper.hold(job.id, job.lease_token, on_lost=on_lost)
+        keeper._keep(job.id, job.lease_token, None, on_lost)
         delivered = False
         try:
             return await self._generate(job)

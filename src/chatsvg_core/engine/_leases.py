@@ -47,7 +47,7 @@ class LeaseKeeper:
         self.lease = lease
         self.every = every
         self.clock = clock
-        self._held: dict[str, tuple[int, asyncio.Event, Callable[[], object] | None]] = {}
+        self._held: dict[str, tuple[int, asyncio.Event | None, Callable[[], object] | None]] = {}
         self._task: asyncio.Task[None] | None = None
         # Between rounds the keeper is a timer, not a sleeping task: a worker
         # that runs one short job at a time would otherwise start and cancel
@@ -70,10 +70,21 @@ class LeaseKeeper:
         it, rather than running a second task per job to wait on the event).
         """
         lost = asyncio.Event()
+        self._keep(job_id, token, lost, on_lost)
+        return lost
+
+    def _keep(
+        self,
+        job_id: str,
+        token: int,
+        lost: asyncio.Event | None,
+        on_lost: Callable[[], object] | None,
+    ) -> None:
+        """:meth:`hold`; the engine, told through ``on_lost``, passes no event
+        (building one per job cost more than the rest of holding the lease)."""
         self._held[job_id] = (token, lost, on_lost)
         if self._task is None and self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(self.every, self._wake)
-        return lost
 
     def release(self, job_id: str) -> None:
         """Stop keeping ``job_id``'s lease (its worker is about to write its outcome).
@@ -141,6 +152,7 @@ class LeaseKeeper:
             # Released or re-held meanwhile: that worker has moved on.
             if held is not None and held[0] == token:
                 del self._held[job_id]
-                held[1].set()
+                if held[1] is not None:
+                    held[1].set()
                 if held[2] is not None:
                     held[2]()

@@ -89,6 +89,38 @@ def _codepoint(ch: str) -> str:
     return f"U+{ord(ch):04X}"
 
 
+def _normalized(prompt: str) -> str:
+    """:func:`_refuse_or_normalize`, settled at once for printable ASCII.
+
+    U+0020..U+007E only: no refusal pattern can match, and the normalisation
+    only trims (no newline, nothing to strip, ASCII is NFC). Most prompts;
+    tests/generate/test_prompt.py holds it to the general path.
+    """
+    if prompt.isascii() and prompt.isprintable():
+        return prompt.strip()
+    return _refuse_or_normalize(prompt)
+
+
+def _refuse_or_normalize(prompt: str) -> str:
+    """The refusal rules of :meth:`PromptPolicy.validate_prompt`, then :func:`normalize_prompt`."""
+    for rule, pattern, what in _REFUSALS:
+        found = pattern.search(prompt)
+        if found:
+            raise PromptRejected(
+                f"prompt contains a {what}",
+                rule=rule,
+                detail=f"{_codepoint(found.group(0))} at index {found.start()}",
+            )
+    tag = _TAG.search(_FLAG.sub("", prompt))
+    if tag:
+        raise PromptRejected(
+            "prompt contains invisible tag characters",
+            rule="invisible_character",
+            detail=f"{_codepoint(tag.group(0))} outside an emoji flag sequence",
+        )
+    return normalize_prompt(prompt)
+
+
 def normalize_prompt(text: str) -> str:
     """Apply the normalisation rules without the refusal rules.
 
@@ -208,22 +240,7 @@ class PromptPolicy(BaseModel):
                 detail=f"{len(prompt)} characters before normalisation",
                 limit=self.max_chars,
             )
-        for rule, pattern, what in _REFUSALS:
-            found = pattern.search(prompt)
-            if found:
-                raise PromptRejected(
-                    f"prompt contains a {what}",
-                    rule=rule,
-                    detail=f"{_codepoint(found.group(0))} at index {found.start()}",
-                )
-        tag = _TAG.search(_FLAG.sub("", prompt))
-        if tag:
-            raise PromptRejected(
-                "prompt contains invisible tag characters",
-                rule="invisible_character",
-                detail=f"{_codepoint(tag.group(0))} outside an emoji flag sequence",
-            )
-        text = normalize_prompt(prompt)
+        text = _normalized(prompt)
         if not text:
             raise PromptRejected("prompt is empty", rule="empty", detail="nothing to draw")
         if len(text) > self.max_chars:

@@ -9,12 +9,13 @@ job's state); a later request with another fingerprint is refused with
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Final, Literal
+from datetime import UTC, datetime, timedelta
+from typing import Final, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
 from chatsvg_core._clock import utc
+from chatsvg_core._construct import built
 from chatsvg_core.errors import IdempotencyConflict, JobNotFound
 from chatsvg_core.idempotency._keys import validate_idempotency_key
 from chatsvg_core.jobs import Job
@@ -84,9 +85,9 @@ def decide(existing: IdempotencyRecord, proposed: IdempotencyRecord) -> Created 
             raise ValueError(
                 f"the store returned job {existing.job_id} with a fingerprint it was not given"
             )
-        return Created(job_id=proposed.job_id, record=existing)
+        return _outcome(Created, "created", proposed.job_id, existing)
     if existing.request_hash == proposed.request_hash:
-        return Replayed(job_id=existing.job_id, record=existing)
+        return _outcome(Replayed, "replayed", existing.job_id, existing)
     raise IdempotencyConflict(
         "this idempotency key was already used for a different request; "
         "send a new key for a new request",
@@ -137,7 +138,7 @@ async def create_or_replay(
     if job.idempotency_key is not None and job.idempotency_key != key:
         raise ValueError("job.idempotency_key differs from the key being claimed")
     now = utc(now)
-    proposed = IdempotencyRecord(
+    proposed = record(
         scope=scope,
         key=key,
         request_hash=job.request_hash,
@@ -149,14 +150,79 @@ async def create_or_replay(
     outcome = decide(existing, proposed)
     if isinstance(outcome, Created):
         await tx.insert_job(job)
-        return outcome.model_copy(update={"job": job})
+        return _with_job(outcome, job)
     original = await tx.get_job(outcome.job_id)
     if original is None:
         raise JobNotFound(
             f"idempotency key is bound to job {outcome.job_id}, which no longer exists",
             job_id=outcome.job_id,
         )
-    return outcome.model_copy(update={"job": original})
+    return _with_job(outcome, original)
+
+
+# The models of one submit, built without validation when every value is
+# already what validation makes of it (chatsvg_core._construct); the property
+# tests in tests/idempotency/test_idempotency_semantics.py hold them equal.
+
+
+def record(
+    *,
+    scope: str,
+    key: str,
+    request_hash: str,
+    job_id: str,
+    created_at: datetime,
+    expires_at: datetime,
+) -> IdempotencyRecord:
+    """``IdempotencyRecord(...)``."""
+    if (
+        type(scope) is str
+        and 1 <= len(scope) <= 512
+        and type(key) is str
+        and 1 <= len(key) <= 255
+        and type(request_hash) is str
+        and type(job_id) is str
+        and type(created_at) is datetime
+        and created_at.tzinfo is UTC
+        and type(expires_at) is datetime
+        and expires_at.tzinfo is UTC
+    ):
+        return built(
+            IdempotencyRecord,
+            {
+                "scope": scope,
+                "key": key,
+                "request_hash": request_hash,
+                "job_id": job_id,
+                "created_at": created_at,
+                "expires_at": expires_at,
+            },
+        )
+    return IdempotencyRecord(
+        scope=scope,
+        key=key,
+        request_hash=request_hash,
+        job_id=job_id,
+        created_at=created_at,
+        expires_at=expires_at,
+    )
+
+
+_O = TypeVar("_O", Created, Replayed)
+
+
+def _outcome(cls: type[_O], name: str, job_id: str, existing: IdempotencyRecord) -> _O:
+    """``cls(job_id=job_id, record=existing)``."""
+    if type(job_id) is str and type(existing) is IdempotencyRecord:
+        return built(cls, {"outcome": name, "job_id": job_id, "record": existing, "job": None})
+    return cls(job_id=job_id, record=existing)
+
+
+def _with_job(outcome: _O, job: Job) -> _O:
+    """``outcome.model_copy(update={"job": job})``."""
+    if type(job) is Job:
+        return built(type(outcome), {**outcome.__dict__, "job": job})
+    return outcome.model_copy(update={"job": job})
 
 
 async def prune_expired(

@@ -15,11 +15,12 @@ transactions that lock different owners while naming the same reference.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
 from uuid import uuid4
 
 from chatsvg_core._clock import utc
+from chatsvg_core._construct import built
 from chatsvg_core._owner import validate_owner
 from chatsvg_core.errors import (
     DailyCapExceeded,
@@ -159,6 +160,47 @@ def _same(found: LedgerEntry, owner: str, amount: int) -> LedgerEntry:
     return found
 
 
+def entry(
+    *,
+    id: str,
+    owner: str,
+    kind: EntryKind,
+    amount: int,
+    ref: str | None,
+    memo: str | None,
+    created_at: datetime,
+) -> LedgerEntry:
+    """``LedgerEntry(...)``, built without validation when every value is already
+    what validation makes of it (see ``chatsvg_core._construct``; property test in
+    tests/storage/test_construct.py)."""
+    if (
+        type(id) is str
+        and type(owner) is str
+        and 1 <= len(owner) <= 255
+        and type(kind) is EntryKind
+        and type(amount) is int
+        and (ref is None or type(ref) is str)
+        and (memo is None or type(memo) is str)
+        and type(created_at) is datetime
+        and created_at.tzinfo is UTC
+    ):
+        return built(
+            LedgerEntry,
+            {
+                "id": id,
+                "owner": owner,
+                "kind": kind,
+                "amount": amount,
+                "ref": ref,
+                "memo": memo,
+                "created_at": created_at,
+            },
+        )
+    return LedgerEntry(
+        id=id, owner=owner, kind=kind, amount=amount, ref=ref, memo=memo, created_at=created_at
+    )
+
+
 async def _append(
     tx: StoreTransaction,
     *,
@@ -170,7 +212,7 @@ async def _append(
     memo: str | None,
     new_id: IdFactory,
 ) -> LedgerEntry:
-    wanted = LedgerEntry(
+    wanted = entry(
         id=new_id(), owner=owner, kind=kind, amount=amount, ref=ref, memo=memo, created_at=now
     )
     written = await tx.insert_entry(wanted)

@@ -28,6 +28,7 @@ adapter keeps the library's design: the store decides, the arq job only says
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import logging
 import math
@@ -47,7 +48,7 @@ from arq.worker import Retry, Worker
 from redis.asyncio.retry import Retry as RedisRetry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from chatsvg_core.engine import Engine
@@ -60,6 +61,10 @@ log = logging.getLogger("chatsvg_core.queue")
 DEFAULT_QUEUE = "chatsvg"
 PROCESS_TASK = "chatsvg.process"
 MAINTAIN_TASK = "chatsvg.maintain"
+# An arq worker whose queue holds nothing due reads it again this often (s), within
+# poll_delay: an empty read is one cheap command, and a job submitted to an idle
+# fleet starts this much later at most, not poll_delay later.
+EMPTY_POLL = 0.05
 _ENGINE = "chatsvg_engine"
 _WORKER_ID = "chatsvg_worker_id"
 
@@ -225,6 +230,10 @@ def arq_worker_settings(
       again ``job_timeout`` + 10 s later (claimed ones return sooner, when
       their lease lapses and recovery announces the next attempt).
     * ``keep_result=0`` (arq: 1 hour): a finished arq job's id is free at once.
+    * ``poll_delay`` (arq: 0.5 s, kept): with :func:`run_arq_worker`, only
+      how long a worker waits after a poll that found messages, all running
+      elsewhere; it polls again at once while it finds work and reads an
+      empty queue every ``EMPTY_POLL`` (0.05) s.
     * ``max_tries`` (arq: 5): how often one message may be re-run (store
       outages, early deliveries, cancelled runs); past it the sweep takes over.
     * ``maintain_every``: seconds between ``recover()`` + ``sweep()`` runs (a
@@ -307,82 +316,134 @@ def _outage_tolerant(settings: RedisSettings, seconds: float) -> RedisSettings:
     return settings
 
 
+# Claims up to ``want`` of the given messages at once: each one still queued, due and
+# not running anywhere gets its in-progress key, as arq's own WATCH + MULTI claim
+# sets it (so a plain arq worker beside this one still sees it taken). Atomic, like
+# any script. KEYS: the queue, then each message's in-progress key; ARGV: now (ms),
+# the in-progress key's life (ms), want, then the message ids in KEYS' order.
+# Returns how many ids it examined and the taken ids with their scores.
+_CLAIM = """
+local now = tonumber(ARGV[1])
+local want = tonumber(ARGV[3])
+local taken = {}
+local seen = 0
+for i = 2, #KEYS do
+  seen = i - 1
+  local id = ARGV[i + 2]
+  local score = redis.call('ZSCORE', KEYS[1], id)
+  if score and tonumber(score) <= now and redis.call('EXISTS', KEYS[i]) == 0 then
+    redis.call('PSETEX', KEYS[i], ARGV[2], '1')
+    taken[#taken + 1] = id
+    taken[#taken + 1] = score
+    if #taken >= 2 * want then
+      break
+    end
+  end
+end
+return {seen, taken}
+"""
+
+
 class _Worker(Worker):
-    """arq's worker, starting a poll's messages in a random order, each checked fresh first.
+    """arq's worker with a shorter start path: claims in one round trip, polls again at once.
 
-    A poll reads the oldest due message ids (up to ``queue_read_limit``,
-    arq: five times ``max_jobs``) and arq tries each in turn as slots free
-    up: WATCH its in-progress key, EXISTS, ZSCORE, then MULTI/EXEC or
-    UNWATCH, four sequential round trips on the one loop that starts this
-    worker's jobs. Every worker walks the same ids in the same order, so
-    they race for the same message, and by the time a slot frees most ids
-    of the batch were started or finished elsewhere (a message's id stays
-    in the queue while it runs). With four workers and instant jobs, each
-    message was tried about four times: 20 Redis requests per job, where
-    a job needs about 8 (arq#492 reports the same at scale). Here:
+    arq's start path costs a worker most of its time with short jobs and
+    several workers (benchmarks/README.md, "Jobs per second"):
 
-    * each worker walks the batch in its own random order, so workers
-      rarely race for one message (the oldest due ``queue_read_limit``
-      messages start in any order, not oldest first);
-    * when slots are free, the next ids are checked in one pipelined
-      round trip (running? still queued and due?) and only as many waiting
-      ones as there are free slots go to arq's own start, whose WATCH +
-      MULTI still decides: a message started elsewhere meanwhile is refused
-      as before, and one skipped here is read again at the next poll. The
-      ids of this worker's own running jobs are skipped without asking
-      Redis, and a stretch of ids running elsewhere is checked in doubling
-      steps (8 up to 512 ids per round trip). The check is MGET + ZMSCORE
-      (Redis 6.2 and later; before, a ZSCORE per id in the same round trip).
+    * a poll reads the oldest due message ids (up to ``queue_read_limit``,
+      arq: five times ``max_jobs``) and arq tries each in turn, four
+      sequential round trips (WATCH its in-progress key, EXISTS, ZSCORE,
+      MULTI/EXEC or UNWATCH) on the one loop that starts this worker's jobs.
+      Every worker walks the same ids in the same order, and a message's id
+      stays in the queue while it runs, so with four workers each message
+      was tried about four times (arq#492 reports the same at scale);
+    * after a poll, arq sleeps until ``poll_delay`` has passed since it
+      began, even when the poll started jobs and more are waiting: with
+      short jobs a worker's slots stood empty a third of the time.
+
+    Here each worker walks a poll's ids in its own random order, skips its
+    own running ones without asking Redis, and claims the next ones with
+    one script per round trip: every id still queued, due and not running
+    gets its in-progress key (as arq's claim sets it, atomically), up to the
+    free slots; the rest of the batch is read again at the next poll. A
+    stretch of ids running elsewhere (hundreds of long calls at the head of
+    the queue) is crossed in doubling steps (8 up to 512 ids per round
+    trip). A poll that started jobs is followed by the next as soon as a
+    slot is free; only a poll that found nothing waits ``poll_delay``. The
+    jobs themselves run through arq's own ``run_job`` and ``finish_job``.
     """
 
-    _zmscore = True
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._slot_freed = asyncio.Event()
+        self._started = 0
+        self._read = 0
+        self._claim: Any = None
 
-    async def _look_up(self, names: list[str]) -> tuple[list[Any], list[Any]]:
-        """In-progress flags and queue scores of ``names``, in one round trip."""
-        keys = [in_progress_key_prefix + name for name in names]
-        if self._zmscore:
-            try:
-                async with self.pool.pipeline(transaction=False) as pipe:
-                    pipe.mget(keys)
-                    pipe.zmscore(self.queue_name, names)
-                    running, scores = await pipe.execute()
-                return list(running), list(scores)
-            except ResponseError:  # unknown command ZMSCORE: Redis before 6.2
-                self._zmscore = False
-        async with self.pool.pipeline(transaction=False) as pipe:
-            pipe.mget(keys)
-            for name in names:
-                pipe.zscore(self.queue_name, name)
-            running, *scores = await pipe.execute()
-        return list(running), scores
+    def _release_sem_dec_counter_on_complete(self) -> None:
+        super()._release_sem_dec_counter_on_complete()
+        self._slot_freed.set()
+
+    async def _free_slot(self) -> None:
+        """Return once fewer than ``max_jobs`` jobs run (arq's semaphore has a spare permit)."""
+        while self.job_counter >= self.max_jobs:
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+
+    async def _poll_iteration(self) -> None:
+        # arq's iteration (read, start, reap, heartbeat and cron), run again at once
+        # while it starts jobs, and every EMPTY_POLL s while the queue holds nothing
+        # due but this worker's own running messages; arq's loop then waits out the
+        # rest of poll_delay (after a read of messages running elsewhere, each of
+        # which costs a look in Redis).
+        began = self.loop.time()
+        while True:
+            self._read = self._started = 0
+            await super()._poll_iteration()
+            if not self.allow_pick_jobs or self.burst:
+                return
+            if self._started:
+                await self._free_slot()
+            elif self._read or self.loop.time() - began + EMPTY_POLL >= self.poll_delay_s:
+                return
+            else:
+                await asyncio.sleep(EMPTY_POLL)
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
-        # This worker's own running messages need no round trip to be skipped.
+        if self._claim is None:
+            self._claim = self.pool.register_script(_CLAIM)
         mine = {job_id for job_id, task in self.tasks.items() if not task.done()}
-        ids = [job_id for job_id in job_ids if job_id.decode() not in mine]
+        ids = [job_id.decode() for job_id in job_ids]
+        ids = [job_id for job_id in ids if job_id not in mine]
+        self._read = len(ids)
         random.shuffle(ids)
         at = 0
         size = 8
-        while at < len(ids):
-            # Wait for a free slot first, so that what is checked is fresh.
-            await self.sem.acquire()
-            self.sem.release()
-            free = max(1, self.max_jobs - self.job_counter)
-            chunk = ids[at : at + max(free, size)]
-            running, scores = await self._look_up([job_id.decode() for job_id in chunk])
-            now = timestamp_ms()
-            waiting = [
-                i
-                for i, (flag, score) in enumerate(zip(running, scores, strict=True))
-                if not flag and score is not None and score <= now
-            ][:free]
-            # Past the last one taken; waiting ones not taken are checked again.
-            at += waiting[-1] + 1 if waiting else len(chunk)
-            # A run of ids that all run elsewhere (hundreds of long calls at the head
-            # of the queue) is crossed in ever larger steps.
-            size = 8 if waiting else min(2 * size, 512)
-            if waiting:
-                await super().start_jobs([chunk[i] for i in waiting])
+        life = str(int(self.in_progress_timeout_s * 1000))
+        while at < len(ids) and self.allow_pick_jobs:
+            # Wait for a free slot first, so that what is claimed is fresh.
+            await self._free_slot()
+            want = self.max_jobs - self.job_counter
+            chunk = ids[at : at + max(want, size)]
+            seen, taken = await self._claim(
+                keys=[self.queue_name, *(in_progress_key_prefix + job_id for job_id in chunk)],
+                args=[timestamp_ms(), life, want, *chunk],
+            )
+            at += int(seen)
+            # A run of ids that all run elsewhere is crossed in ever larger steps.
+            size = 8 if taken else min(2 * size, 512)
+            for i in range(0, len(taken), 2):
+                await self._start(taken[i].decode(), int(float(taken[i + 1])))
+
+    async def _start(self, job_id: str, score: int) -> None:
+        """Run a claimed message, as arq's own ``start_jobs`` does after its claim."""
+        # Never waits: at most ``want`` were claimed, so a permit is free for each.
+        await self.sem.acquire()
+        self.job_counter += 1
+        self._started += 1
+        task = self.loop.create_task(self.run_job(job_id, score))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
 
 
 def arq_worker(settings: dict[str, Any], **overrides: Any) -> Worker:
@@ -391,11 +452,12 @@ def arq_worker(settings: dict[str, Any], **overrides: Any) -> Worker:
     For a host that runs the worker on its own event loop
     (``await worker.async_run()``, ``handle_signals=False`` in ``overrides``);
     :func:`run_arq_worker` runs one until SIGTERM. It is arq's ``Worker``
-    with one change to how a poll starts messages: each worker takes them in
-    its own random order and checks a batch in one pipelined round trip
-    before arq's own claim, instead of arq's four sequential round trips for
-    every message some worker already took (with four workers about half
-    the Redis requests per job; benchmarks/README.md). ``arq
+    with a shorter start path: each worker takes a poll's messages in
+    its own random order and claims them with one script per round trip
+    instead of arq's four sequential round trips for every message tried,
+    and polls again at once while it finds work instead of sleeping
+    ``poll_delay`` after every poll (with four workers and instant jobs a
+    quarter of the Redis requests per job; benchmarks/README.md). ``arq
     module.WorkerSettings`` (arq's own CLI) runs arq's unchanged ``Worker``
     with the same settings, which works the same, with more round trips.
     """
@@ -408,6 +470,6 @@ def run_arq_worker(settings: dict[str, Any]) -> None:
     Blocks; handles SIGINT/SIGTERM (stop taking work, let running jobs finish
     for ``shutdown_grace`` s, cancel and hand back the rest). The worker is
     :func:`arq_worker`'s: arq's ``Worker`` with fewer Redis round trips per
-    job started.
+    job started and no sleep between polls that find work.
     """
     arq_worker(settings).run()

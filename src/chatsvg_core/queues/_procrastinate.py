@@ -40,6 +40,7 @@ that shape this adapter:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import os
@@ -50,6 +51,7 @@ from uuid import uuid4
 
 from procrastinate import App, JobContext, RetryStrategy
 from procrastinate.exceptions import AlreadyEnqueued, ConnectorException
+from procrastinate.jobs import Job
 
 from chatsvg_core.engine import Engine
 from chatsvg_core.errors import TransientError
@@ -78,15 +80,27 @@ class ProcrastinateQueue:
         app: a Procrastinate app made by :func:`procrastinate_app` (it knows
             the task), open (``async with app.open_async()``).
         queue_name: the Procrastinate queue workers listen to.
+        batch: most announcements deferred in one statement.
+
+    Announcements made at the same time (concurrent submits in one process)
+    are deferred together, in one ``INSERT`` of up to ``batch`` jobs: while
+    one statement runs, the next announcements wait and go in the next. A
+    lone announcement goes at once, as one job. ``enqueue`` returns once its
+    job is deferred (or refused by the queueing lock, or lost).
 
     An announcement that cannot reach PostgreSQL is logged and dropped, never
     raised: the chatsvg job is safe in the store and the next sweep
     announces it again.
     """
 
-    def __init__(self, app: App, *, queue_name: str = DEFAULT_QUEUE) -> None:
+    def __init__(self, app: App, *, queue_name: str = DEFAULT_QUEUE, batch: int = 200) -> None:
+        if batch < 1:
+            raise ValueError("batch must be at least 1")
         self.app = app
         self.queue_name = queue_name
+        self.batch = batch
+        self._pending: list[tuple[Job, str, asyncio.Future[None]]] = []
+        self._flusher: asyncio.Task[None] | None = None
 
     def lock(self, job_id: str) -> str:
         """The queueing lock of ``job_id``'s announcements."""
@@ -99,17 +113,59 @@ class ProcrastinateQueue:
         options: dict[str, Any] = {"queue": self.queue_name, "queueing_lock": self.lock(job_id)}
         if delay:
             options["schedule_in"] = {"seconds": delay}
+        job = self.app.configure_task(PROCESS_TASK, **options).make_new_job(job_id=job_id)
+        done = asyncio.get_running_loop().create_future()
+        self._pending.append((job, job_id, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def _flush(self) -> None:
+        """Defer what is pending, ``batch`` at a time, until nothing is."""
+        taken: list[tuple[Job, str, asyncio.Future[None]]] = []
         try:
-            await self.app.configure_task(PROCESS_TASK, **options).defer_async(job_id=job_id)
-        except AlreadyEnqueued:
-            pass  # one announcement is already waiting
+            while self._pending:
+                taken, self._pending = self._pending[: self.batch], self._pending[self.batch :]
+                # One job per queueing lock (the first): the others would be refused anyway.
+                jobs: dict[str | None, Job] = {}
+                for job, _, _ in taken:
+                    jobs.setdefault(job.queueing_lock, job)
+                try:
+                    await self._defer(list(jobs.values()), [job_id for _, job_id, _ in taken])
+                except Exception as exc:
+                    for _, _, done in taken:
+                        if not done.done():
+                            done.set_exception(exc)
+                else:
+                    for _, _, done in taken:
+                        if not done.done():
+                            done.set_result(None)
+        except asyncio.CancelledError:
+            for _, _, done in taken + self._pending:
+                done.cancel()
+            self._pending = []
+            raise
+
+    async def _defer(self, jobs: list[Job], job_ids: list[str]) -> None:
+        manager = self.app.job_manager
+        try:
+            try:
+                await manager.batch_defer_jobs_async(jobs)
+            except AlreadyEnqueued:
+                if len(jobs) == 1:
+                    return  # one announcement is already waiting
+                # The statement is all or nothing: defer each on its own.
+                for job in jobs:
+                    with contextlib.suppress(AlreadyEnqueued):
+                        await manager.defer_job_async(job)
         except (ConnectorException, OSError) as exc:
-            log.warning(
-                "announcement of job %s lost (%s); the next sweep announces it again",
-                job_id,
-                exc,
-                extra={"job_id": job_id},
-            )
+            for job_id in job_ids:
+                log.warning(
+                    "announcement of job %s lost (%s); the next sweep announces it again",
+                    job_id,
+                    exc,
+                    extra={"job_id": job_id},
+                )
 
 
 def _every(seconds: int) -> str:

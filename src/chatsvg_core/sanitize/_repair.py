@@ -86,6 +86,20 @@ def repair_root(data: str | bytes) -> tuple[str | bytes, tuple[str, ...]]:
     '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"><rect/></svg>'
     """
     if isinstance(data, str):
+        if data.startswith("<svg xmlns=") and "xlink:" not in data:
+            # The commonest answer, settled without the regexes: a root whose
+            # first attribute declares the default namespace, and no ``xlink:``
+            # anywhere. The general path gives the same answer for it
+            # (tests/sanitize/test_sanitize_fast_paths.py).
+            return data, ()
+    elif type(data) is bytes and data.startswith(b"<svg xmlns=") and b"xlink:" not in data:
+        return data, ()  # as for str above
+    return _repair_general(data)
+
+
+def _repair_general(data: str | bytes) -> tuple[str | bytes, tuple[str, ...]]:
+    """:func:`repair_root` without its shortcut for the commonest answer."""
+    if isinstance(data, str):
         match = _ROOT.match(data)
         if match is None:
             return data, ()

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from lxml import etree
 
+from chatsvg_core._construct import built
 from chatsvg_core.errors import ConfigurationError
 from chatsvg_core.sanitize import _tables as t
 from chatsvg_core.sanitize._budget import Budget
@@ -44,6 +45,7 @@ _LETTERS = frozenset("abcdefghijklmnopqrstuvwxyz")
 _URL_OPEN = re.compile(r"url\(([\"']?)(.)")
 _SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]+")
 _DEFAULT_SCOPE = "chatsvg"
+_XMLNS: dict[type, Any] = {str: "xmlns", bytes: b"xmlns"}
 _CLEAN_SIZE = 8192
 # A same-document reference that URL normalisation leaves as it is: allowed in
 # every context, and kept as written when ids are not prefixed.
@@ -394,14 +396,20 @@ class Sanitizer:
             self._mark_scope(run, root, scope)
         if run.removed and had_children and not _has_drawable(root):
             raise reject(ReasonCode.EMPTY_RESULT, "nothing drawable left after sanitizing")
-        svg = serialize(root)
+        # A declaration is spelled ``xmlns`` (no entity can stand for one: DTDs
+        # are refused or blanked out before parsing). Only a hint: serialize
+        # checks what it wrote.
+        kind = type(data)
+        one = (kind is str or kind is bytes) and data.count(_XMLNS[kind]) == 1
+        svg = serialize(root, one_declaration=one)
         budget.check()
         report = (
             SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
             if run.entries or run.omitted
             else _EMPTY_REPORT  # frozen, so one instance serves every clean document
         )
-        return SanitizedSVG(svg=svg, report=report), root
+        # A str and a SanitizeReport: what validation would keep as they are.
+        return built(SanitizedSVG, {"svg": svg, "report": report}), root
 
     # --- the walk -------------------------------------------------------------
     #

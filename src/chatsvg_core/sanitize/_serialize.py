@@ -55,8 +55,20 @@ def _copy_into(src: Any, dst: Any) -> None:
         _copy_into(child, new)
 
 
-def serialize(root: Any) -> str:
-    """Write the sanitized tree (SVG elements; no-namespace, xlink and xml attributes)."""
+def serialize(root: Any, *, one_declaration: bool = False) -> str:
+    """Write the sanitized tree (SVG elements; no-namespace, xlink and xml attributes).
+
+    ``one_declaration``: the caller knows the parsed input declared one
+    namespace only, the root's default one (it holds ``xmlns`` once and the
+    root has no prefix). Then there is nothing for the clean-up to move or
+    drop, and the text is written at once; it is kept if it holds ``xmlns``
+    once (the root's declaration, which an SVG root without a prefix must
+    have: no other declaration was added), else written the general way.
+    """
+    if one_declaration and root.prefix is None:
+        text = _write(root)
+        if text.count("xmlns") == 1:
+            return text
     etree.cleanup_namespaces(root, top_nsmap=_CANONICAL)
     text = _write(root)
     if _is_canonical(root, text):

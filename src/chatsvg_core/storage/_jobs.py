@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from pydantic import JsonValue
 
 from chatsvg_core._clock import utc
+from chatsvg_core._construct import NOT_PLAIN, built, plain_json
 from chatsvg_core.errors import InvalidTransition, JobNotFound
 from chatsvg_core.jobs import (
     Job,
@@ -278,6 +279,21 @@ async def complete_job_reference(
     return await _save(tx, job, done, "succeed"), stored
 
 
+def _result(
+    job_id: str, svg: str, metadata: Mapping[str, JsonValue] | None, now: datetime
+) -> JobResult:
+    """``JobResult(...)``: built without validation when the values are plain (see
+    ``chatsvg_core._construct``; tests/storage/test_construct.py holds them equal)."""
+    data = dict(metadata or {})
+    if type(job_id) is str and type(svg) is str and type(now) is datetime:
+        plain = plain_json(data)
+        if plain is not NOT_PLAIN:
+            return built(
+                JobResult, {"job_id": job_id, "svg": svg, "metadata": plain, "created_at": now}
+            )
+    return JobResult(job_id=job_id, svg=svg, metadata=data, created_at=now)
+
+
 async def complete_job(
     tx: StoreTransaction,
     job_id: str,
@@ -294,7 +310,7 @@ async def complete_job(
     a refusal with the right error, :func:`complete_job_reference`.
     """
     now = utc(now)
-    result = JobResult(job_id=job_id, svg=svg, metadata=dict(metadata or {}), created_at=now)
+    result = _result(job_id, svg, metadata, now)
     fast = getattr(tx, "succeed_job", None)
     if fast is not None:
         done: tuple[Job, JobResult] | None = await fast(job_id, token=token, now=now, result=result)

@@ -62,6 +62,8 @@ from functools import partial
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Literal, TypeVar
+from weakref import WeakSet
+from weakref import ref as _ref
 
 import anyio
 
@@ -186,6 +188,12 @@ def _alone() -> bool:
     current = asyncio.current_task()
     if current is None:
         return False
+    refs = registry.data if type(registry) is WeakSet else None  # type: ignore[attr-defined]
+    if refs is not None and len(refs) == 1:
+        # The WeakSet's own set of references, read without its Python-level
+        # methods: one entry, and it is ours. (A dead entry waiting for
+        # removal can only make the answer False.)
+        return _ref(current) in refs
     count = len(registry)
     if count == 1:
         return current in registry
@@ -196,6 +204,9 @@ def _alone() -> bool:
     except RuntimeError:  # changed size while read (another thread's task)
         return False
     return current in tasks and all(t is current or t.done() for t in tasks)
+
+
+_LAST_TS: tuple[datetime, int] = (_EPOCH, 0)
 
 
 def _begin_waiting(conn: sqlite3.Connection, timeout: float) -> None:
@@ -304,7 +315,16 @@ class SQLiteTransaction(SQLTransaction):
         return await self._run(run)
 
     def _ts(self, value: datetime) -> int:
-        return (value - _EPOCH) // _MICRO
+        # The last conversion is remembered by identity: one job's times are
+        # mostly one ``now`` object, stamped 13 times per job. A datetime is
+        # immutable and the memo holds it, so the same object has the same value.
+        global _LAST_TS
+        last = _LAST_TS
+        if last[0] is value:
+            return last[1]
+        stamp = (value - _EPOCH) // _MICRO
+        _LAST_TS = (value, stamp)  # one tuple, replaced whole: threads read a consistent pair
+        return stamp
 
     def _dt(self, value: Any) -> datetime:
         # timedelta * int: half the cost of timedelta(microseconds=...), same value.
