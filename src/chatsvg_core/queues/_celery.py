@@ -579,20 +579,29 @@ class _AckSender:
     """Runs a consumer's acks and rejects one batch at a time, on whichever task ends first.
 
     ``send`` queues the operation; if no batch is being sent, the caller sends
-    every queued one (and those queued meanwhile) before it returns; if one
-    is, the caller returns at once and the sender takes its operation in the
-    next batch. Nothing waits for a lock across I/O, so a task never blocks
-    on another's ack, and at most one ack uses the broker connection pool at
-    a time (a group commit: the busier the worker, the bigger the batches).
-    ``batch`` sends one batch; the Redis step replaces it with one that
-    acknowledges the whole batch in one round trip.
+    every queued one (and those queued meanwhile); if one is, the caller
+    returns at once and the sender takes its operation in the next batch.
+    Nothing waits for a lock across I/O, so a task never blocks on another's
+    ack, and at most one ack uses the broker connection pool at a time (a
+    group commit: the busier the worker, the bigger the batches). ``batch``
+    sends one batch; the Redis step replaces it with one that acknowledges
+    the whole batch in one round trip.
+
+    A task that has sent for ``pump_limit`` seconds and still finds acks
+    waiting hands the sending to a thread of its own (a greenlet under
+    gevent) and ends: on a busy worker the queue may never run dry, and a
+    task must not stay running (its pool slot taken, its time limit
+    running) for other tasks' acks.
     """
+
+    pump_limit = 0.05
 
     def __init__(self) -> None:
         self._lock = threading.Lock()  # a thread pool's tasks call send() too
         self._waiting: list[Callable[[], Any]] = []
         self._sending = False
         self.batch: Callable[[list[Callable[[], Any]]], None] = _run_each
+        self.spawn: Callable[[Callable[[], None]], None] = _start_daemon
 
     def send(self, operation: Callable[[], Any]) -> None:
         with self._lock:
@@ -600,20 +609,34 @@ class _AckSender:
             if self._sending:
                 return
             self._sending = True
-        done = False
+        self._pump(self.pump_limit)
+
+    def _pump(self, limit: float | None) -> None:
+        """Send batches until none is waiting (this caller owns ``_sending``)."""
+        owned = True
         try:
+            started = time.monotonic()
             while True:
                 with self._lock:
                     batch, self._waiting = self._waiting, []
                     if not batch:
-                        self._sending = False
-                        done = True
+                        self._sending = owned = False
                         return
+                if limit is not None and time.monotonic() - started > limit:
+                    with self._lock:  # not sent here: put back, first in line
+                        self._waiting[:0] = batch
+                    self.spawn(lambda: self._pump(None))
+                    owned = False  # the new thread owns the sending now
+                    return
                 self.batch(batch)
         finally:
-            if not done:  # killed mid-batch (GreenletExit): the next send() takes over
+            if owned:  # killed mid-batch (GreenletExit): the next send() takes over
                 with self._lock:
                     self._sending = False
+
+
+def _start_daemon(target: Callable[[], None]) -> None:
+    threading.Thread(target=target, name="chatsvg-celery-acks", daemon=True).start()
 
 
 def _redis_refill_step() -> type[Any]:
