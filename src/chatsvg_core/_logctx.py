@@ -8,9 +8,8 @@ without threading them through every call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Mapping
+from contextvars import ContextVar, Token
 
 __all__ = ["job_fields", "job_log_context"]
 
@@ -23,11 +22,27 @@ def job_fields() -> dict[str, object]:
     return dict(current) if current else {}
 
 
-@contextmanager
-def job_log_context(job_id: str, owner: str, attempt: int) -> Iterator[None]:
-    """Records logged inside (in this task and tasks it starts) name this job."""
-    token = _JOB.set({"job_id": job_id, "owner": owner, "attempt": attempt})
-    try:
-        yield
-    finally:
-        _JOB.reset(token)
+class job_log_context:
+    """Records logged inside (in this task and tasks it starts) name this job.
+
+    A class, not ``@contextmanager``: entered once per job, where the
+    generator machinery cost more than setting the variable.
+    """
+
+    __slots__ = ("_fields", "_token")
+
+    def __init__(self, job_id: str, owner: str, attempt: int) -> None:
+        self._fields: Mapping[str, object] = {
+            "job_id": job_id,
+            "owner": owner,
+            "attempt": attempt,
+        }
+        self._token: Token[Mapping[str, object] | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _JOB.set(self._fields)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _JOB.reset(self._token)
+            self._token = None

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from contextvars import ContextVar, Token
 from typing import Annotated, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -92,18 +92,31 @@ ProgressHook = Callable[[int, int], object]
 _PROGRESS: ContextVar[ProgressHook | None] = ContextVar("chatsvg_progress", default=None)
 
 
-@contextmanager
-def progress_reporting(hook: ProgressHook | None) -> Iterator[None]:
+def progress_reporting(hook: ProgressHook | None) -> AbstractContextManager[None]:
     """Send :func:`report_progress` calls made in this context (this task) to ``hook``.
 
     The engine wraps each provider call in it and turns reports into
     ``progress`` events. A hook that raises is ignored: progress is advisory.
     """
-    token = _PROGRESS.set(hook)
-    try:
-        yield
-    finally:
-        _PROGRESS.reset(token)
+    return _ProgressScope(hook)
+
+
+class _ProgressScope(AbstractContextManager[None]):
+    # A class, not @contextmanager: entered once per job, where the generator
+    # machinery cost more than setting the variable.
+    __slots__ = ("_hook", "_token")
+
+    def __init__(self, hook: ProgressHook | None) -> None:
+        self._hook = hook
+        self._token: Token[ProgressHook | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _PROGRESS.set(self._hook)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _PROGRESS.reset(self._token)
+            self._token = None
 
 
 def report_progress(tokens: int, chars: int) -> None:
