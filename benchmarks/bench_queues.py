@@ -75,6 +75,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "listen": {"listen_notify": True},
     "keep": {"delete_jobs": "never"},
     "fast": {"poll_interval": 0.1},
+    # Not worker options: the slots per worker process and Procrastinate's connector pool.
+    "c10": {"concurrency": 10},
+    "c200": {"concurrency": 200},
+    "pool2": {"pq_pool": 2},
     "batch": {},
 }
 POLL: list[float | None] = [None]  # --poll
@@ -294,6 +298,8 @@ async def measure(
         poll=POLL[0],  # None: the adapters' own polling defaults, as a host gets them
         worker_options=options,
     )
+    spec.concurrency = options.pop("concurrency", concurrency)
+    spec.pq_pool = options.pop("pq_pool", spec.pq_pool)
     store = await PostgresStore.open(
         with_app_name(postgres, app_name + "-parent"), schema=schema, min_size=1, max_size=4
     )
