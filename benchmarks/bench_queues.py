@@ -115,12 +115,27 @@ def self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+_ADMIN: dict[str, Any] = {}
+
+
+def admin(postgres: str) -> Any:
+    """One connection for the run's own readings, kept open: a full server (the machine's
+    PostgreSQL is shared) must not fail a reading at the end of a cell."""
+    conn = _ADMIN.get(postgres)
+    if conn is None or conn.closed:
+        conn = _ADMIN[postgres] = psycopg.connect(postgres, autocommit=True)
+    return conn
+
+
 def backends(postgres: str, app_name: str) -> list[int]:
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        rows = conn.execute(
+    rows = (
+        admin(postgres)
+        .execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s",
             (app_name + "%",),
-        ).fetchall()
+        )
+        .fetchall()
+    )
     return [int(r[0]) for r in rows]
 
 
@@ -163,10 +178,11 @@ def redis_counts(url: str | None) -> dict[str, float]:
 
 def pg_counts(postgres: str) -> dict[str, float]:
     """PostgreSQL's commits and rolled-back transactions so far, in every database of the server."""
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT sum(xact_commit) + sum(xact_rollback) FROM pg_stat_database"
-        ).fetchone()
+    row = (
+        admin(postgres)
+        .execute("SELECT sum(xact_commit) + sum(xact_rollback) FROM pg_stat_database")
+        .fetchone()
+    )
     return {"pg_transactions": float(row[0]) if row and row[0] is not None else 0.0}
 
 
