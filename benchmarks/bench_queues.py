@@ -75,6 +75,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "listen": {"listen_notify": True},
     "keep": {"delete_jobs": "never"},
     "fast": {"poll_interval": 0.1},
+    # Not worker options: the slots per worker process and Procrastinate's connector pool.
+    "c10": {"concurrency": 10},
+    "c200": {"concurrency": 200},
+    "pool2": {"pq_pool": 2},
     "batch": {},
 }
 POLL: list[float | None] = [None]  # --poll
@@ -115,12 +119,27 @@ def self_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+_ADMIN: dict[str, Any] = {}
+
+
+def admin(postgres: str) -> Any:
+    """One connection for the run's own readings, kept open: a full server (the machine's
+    PostgreSQL is shared) must not fail a reading at the end of a cell."""
+    conn = _ADMIN.get(postgres)
+    if conn is None or conn.closed:
+        conn = _ADMIN[postgres] = psycopg.connect(postgres, autocommit=True)
+    return conn
+
+
 def backends(postgres: str, app_name: str) -> list[int]:
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        rows = conn.execute(
+    rows = (
+        admin(postgres)
+        .execute(
             "SELECT pid FROM pg_stat_activity WHERE application_name LIKE %s",
             (app_name + "%",),
-        ).fetchall()
+        )
+        .fetchall()
+    )
     return [int(r[0]) for r in rows]
 
 
@@ -163,10 +182,11 @@ def redis_counts(url: str | None) -> dict[str, float]:
 
 def pg_counts(postgres: str) -> dict[str, float]:
     """PostgreSQL's commits and rolled-back transactions so far, in every database of the server."""
-    with psycopg.connect(postgres, autocommit=True) as conn:
-        row = conn.execute(
-            "SELECT sum(xact_commit) + sum(xact_rollback) FROM pg_stat_database"
-        ).fetchone()
+    row = (
+        admin(postgres)
+        .execute("SELECT sum(xact_commit) + sum(xact_rollback) FROM pg_stat_database")
+        .fetchone()
+    )
     return {"pg_transactions": float(row[0]) if row and row[0] is not None else 0.0}
 
 
@@ -278,6 +298,8 @@ async def measure(
         poll=POLL[0],  # None: the adapters' own polling defaults, as a host gets them
         worker_options=options,
     )
+    spec.concurrency = options.pop("concurrency", concurrency)
+    spec.pq_pool = options.pop("pq_pool", spec.pq_pool)
     store = await PostgresStore.open(
         with_app_name(postgres, app_name + "-parent"), schema=schema, min_size=1, max_size=4
     )

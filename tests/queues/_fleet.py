@@ -61,6 +61,7 @@ class Spec:
     poll: float | None = 0.05
     # Procrastinate's worker options over the adapter's (benchmarks: listen_notify, delete_jobs)
     worker_options: dict[str, Any] = field(default_factory=dict)
+    pq_pool: int = 10  # Procrastinate's connector pool (max connections per worker process)
 
 
 def _conninfo(url: str, app_name: str, schema: str | None = None) -> str:
@@ -228,8 +229,8 @@ def worker_main(spec: Spec) -> None:
         app = procrastinate_app(
             PsycopgConnector(
                 conninfo=_conninfo(spec.postgres_url, spec.app_name, f"{spec.schema}_pq"),
-                min_size=2,
-                max_size=10,
+                min_size=min(2, spec.pq_pool),
+                max_size=spec.pq_pool,
             ),
             queue_name=spec.queue_name,
             maintain_every=spec.maintain_every or None,
@@ -343,8 +344,8 @@ def _procrastinate_noop(spec: Spec) -> None:
     app = App(
         connector=PsycopgConnector(
             conninfo=_conninfo(spec.postgres_url, spec.app_name, f"{spec.schema}_pq"),
-            min_size=2,
-            max_size=10,
+            min_size=min(2, spec.pq_pool),
+            max_size=spec.pq_pool,
         )
     )
 

@@ -22,6 +22,7 @@ import random
 import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
@@ -56,18 +57,45 @@ def barrier() -> None:
     sys.stdin.readline()
 
 
+def _arrive(folder: Path, name: str) -> None:
+    (folder / name).touch()
+
+
+def _arrived(folder: Path) -> int:
+    return len(list(folder.iterdir()))
+
+
 async def claim_worker(store: Store, config: dict[str, Any]) -> dict[str, Any]:
     name = config["name"]
     claimed: list[list[Any]] = []
+    rendezvous = config.get("rendezvous")
+
+    async def hold() -> None:
+        # The test's sharing check must not depend on the scheduler: a fast process can
+        # drain every job before the others run at all. So each task holds the first job
+        # it claims (its lease live, other processes free to claim the rest) until a
+        # second process has claimed one too, marked by a file each process leaves in
+        # the rendezvous folder.
+        if rendezvous is None:
+            return
+        _arrive(Path(rendezvous), name)
+        for _ in range(3000):  # 30 s, then the test's sharing check fails
+            if _arrived(Path(rendezvous)) >= 2:
+                return
+            await asyncio.sleep(0.01)
 
     async def loop(task: int) -> None:
         worker_id = f"{name}/{task}"
+        held = False
         while True:
             async with store.transaction() as tx:
                 job = await claim_next(tx, now=datetime.now(UTC), worker_id=worker_id, lease=LEASE)
             if job is None:
                 return
             claimed.append([job.id, job.lease_token, worker_id])
+            if not held:
+                held = True
+                await hold()
             async with store.transaction() as tx:
                 await complete_job(
                     tx, job.id, token=job.lease_token or 0, now=datetime.now(UTC), svg="<svg/>"

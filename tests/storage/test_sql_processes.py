@@ -151,7 +151,7 @@ def run_together(mode: str, configs: list[dict[str, Any]]) -> list[dict[str, Any
 
 
 def test_workers_in_several_processes_never_claim_a_job_twice(
-    database: tuple[dict[str, Any], Query, Callable[[], Any]],
+    database: tuple[dict[str, Any], Query, Callable[[], Any]], tmp_path: Path
 ) -> None:
     config, query, opener = database
     n_jobs = 120
@@ -174,8 +174,13 @@ def test_workers_in_several_processes_never_claim_a_job_twice(
         await store.aclose()
 
     asyncio.run(seed())
+    (tmp_path / "claimed").mkdir()
     results = run_together(
-        "claim", [{**config, "name": f"w{i}", "tasks": 2} for i in range(PROCESSES)]
+        "claim",
+        [
+            {**config, "name": f"w{i}", "tasks": 2, "rendezvous": str(tmp_path / "claimed")}
+            for i in range(PROCESSES)
+        ],
     )
     print("worker seconds:", [round(r["seconds"], 2) for r in results])
     claimed = [c for r in results for c in r["claimed"]]
