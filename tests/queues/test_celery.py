@@ -138,13 +138,14 @@ class _Kill(BaseException):
     """Stands for ``GreenletExit``: a sending task killed mid-batch."""
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=400, deadline=None)
 @given(
     fanout=st.lists(st.integers(0, 3), min_size=1, max_size=40),
     kill_at=st.one_of(st.none(), st.integers(0, 39)),
+    hand_off=st.booleans(),
 )
 def test_acks_go_out_one_batch_at_a_time_each_exactly_once(
-    fanout: list[int], kill_at: int | None
+    fanout: list[int], kill_at: int | None, hand_off: bool
 ) -> None:
     """Every queued ack runs once, in order, never two batches at once, even if a sender dies.
 
@@ -152,10 +153,15 @@ def test_acks_go_out_one_batch_at_a_time_each_exactly_once(
     ``send`` (as another task ending while the batch waits on the broker
     would); operation ``i`` sends ``fanout[i]`` more. ``kill_at``: the batch
     holding that operation dies with a ``BaseException`` after running it.
+    ``hand_off``: every sending task has used up its time at once, so the
+    sending goes to a new thread (run here when the test says so).
     """
     from chatsvg_core.queues._celery import _AckSender, _run_each
 
     sender = _AckSender()
+    sender.pump_limit = -1.0 if hand_off else 1e9
+    threads: list[Callable[[], None]] = []
+    sender.spawn = threads.append
     ran: list[int] = []
     sent: list[int] = []
     in_batch = [0]
@@ -186,11 +192,17 @@ def test_acks_go_out_one_batch_at_a_time_each_exactly_once(
 
         return run
 
+    def dead_or_alive(call: Callable[[], None]) -> None:
+        try:
+            call()
+        except _Kill:
+            sender.send(lambda: None)  # the next ack sends what the dead batch left
+
     sent.append(0)
-    try:
-        sender.send(op(0))
-    except _Kill:
-        sender.send(lambda: None)  # the next ack sends what the dead batch left
+    dead_or_alive(lambda: sender.send(op(0)))
+    while threads:
+        assert len(threads) == 1, "two senders at once"
+        dead_or_alive(threads.pop())
     assert ran == sent  # each once, in the order sent
     assert in_batch[0] == 0 and not sender._sending and not sender._waiting
 
