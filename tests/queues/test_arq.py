@@ -387,3 +387,58 @@ async def test_a_worker_polls_again_at_once_while_it_finds_work(
         await asyncio.gather(task, return_exceptions=True)
         await queue.aclose()
         await delete_keys(url, f"*{queue.queue_name}*")
+
+
+async def _long(ctx: dict[str, Any], job_id: str) -> None:
+    await asyncio.sleep(3)
+
+
+async def test_a_full_worker_still_beats_and_schedules_its_cron(redis_url: str) -> None:
+    """A worker whose every slot holds a long call still runs its heartbeat every poll_delay.
+
+    arq's loop records health and enqueues cron jobs (the recovery) once per
+    poll; the adapter's worker waits for a free slot to start more, but never
+    longer than ``poll_delay``, or a worker full of 10-120 s calls would
+    schedule no recovery until one ended.
+    """
+    from arq import func
+
+    from chatsvg_core.queues import arq_worker
+
+    url = redis_db(redis_url)
+    queue = await ArqQueue.connect(url, queue_name=f"chatsvg-test-{uuid4().hex[:12]}")
+    worker = arq_worker(
+        {
+            "functions": [func(_long, name=PROCESS_TASK, keep_result=0)],
+            "redis_pool": queue.redis,
+            "queue_name": queue.queue_name,
+            "max_jobs": 2,
+            "poll_delay": 0.2,
+            "keep_result": 0,
+            "handle_signals": False,
+        }
+    )
+    beats: list[float] = []
+    beat = worker.heart_beat
+
+    async def counted() -> None:
+        beats.append(time.monotonic())
+        await beat()
+
+    worker.heart_beat = counted  # type: ignore[method-assign]
+    for i in range(4):
+        await queue.enqueue(f"j{i}")
+    task = asyncio.create_task(worker.async_run())
+    try:
+        await asyncio.sleep(0.5)
+        assert worker.job_counter == 2  # full: two calls of 3 s
+        start = time.monotonic()
+        await asyncio.sleep(1.5)
+        during = [b for b in beats if b >= start]
+        assert len(during) >= 4, during  # at least one per poll_delay (0.2 s)
+    finally:
+        worker.handle_sig(signal.SIGTERM)
+        await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*worker.tasks.values(), return_exceptions=True)
+        await queue.aclose()
+        await delete_keys(url, f"*{queue.queue_name}*")

@@ -29,6 +29,7 @@ adapter keeps the library's design: the store decides, the arq job only says
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import math
@@ -384,11 +385,23 @@ class _Worker(Worker):
         super()._release_sem_dec_counter_on_complete()
         self._slot_freed.set()
 
-    async def _free_slot(self) -> None:
-        """Return once fewer than ``max_jobs`` jobs run (arq's semaphore has a spare permit)."""
-        while self.job_counter >= self.max_jobs:
-            self._slot_freed.clear()
-            await self._slot_freed.wait()
+    async def _free_slot(self) -> bool:
+        """Wait up to ``poll_delay`` for fewer than ``max_jobs`` jobs to run; False if none did.
+
+        Bounded, so that a full worker (hundreds of long calls) still runs its
+        heartbeat and cron every ``poll_delay``, as arq's own loop does.
+        """
+
+        async def freed() -> None:
+            while self.job_counter >= self.max_jobs:
+                self._slot_freed.clear()
+                await self._slot_freed.wait()
+
+        if self.job_counter < self.max_jobs:
+            return True
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(freed(), self.poll_delay_s)
+        return self.job_counter < self.max_jobs
 
     async def _poll_iteration(self) -> None:
         # arq's iteration (read, start, reap, heartbeat and cron), run again at once
@@ -421,8 +434,10 @@ class _Worker(Worker):
         size = 8
         life = str(int(self.in_progress_timeout_s * 1000))
         while at < len(ids) and self.allow_pick_jobs:
-            # Wait for a free slot first, so that what is claimed is fresh.
-            await self._free_slot()
+            # Wait for a free slot first, so that what is claimed is fresh; none within
+            # poll_delay: back to arq's loop (heartbeat, cron), the rest is read again.
+            if not await self._free_slot():
+                return
             want = self.max_jobs - self.job_counter
             chunk = ids[at : at + max(want, size)]
             seen, taken = await self._claim(
