@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue, model_validator
 
 from chatsvg_core._clock import utc
+from chatsvg_core._construct import built
 
 __all__ = ["TERMINAL_STATUSES", "Job", "JobErrorInfo", "JobStatus"]
 
@@ -170,20 +171,12 @@ class Job(BaseModel):
         return _trusted(data)
 
 
-_FIELDS = frozenset(Job.model_fields)
-
-
 def _trusted(data: dict[str, Any]) -> Job:
     problem = _inconsistency(data)
     if problem is not None:
         raise ValueError(f"inconsistent job {data.get('id')!r}: {problem}")
-    job = Job.__new__(Job)
-    # What BaseModel.model_construct sets, without its per-field loop.
-    object.__setattr__(job, "__dict__", data)
-    object.__setattr__(job, "__pydantic_fields_set__", set(_FIELDS))
-    object.__setattr__(job, "__pydantic_extra__", None)
-    object.__setattr__(job, "__pydantic_private__", None)
-    return job
+    # data holds every field (the callers' contract), so its keys are the fields set.
+    return built(Job, data)
 
 
 def _inconsistency(data: dict[str, Any]) -> str | None:
