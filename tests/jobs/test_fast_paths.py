@@ -9,7 +9,7 @@ per-field validation; these properties hold them to ``Job.evolve`` and
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from hypothesis import given, settings
@@ -223,3 +223,56 @@ def test_new_job_fast_path_equals_validation(
     if spoil is not None:
         kw[spoil[0]] = spoil[1]
     assert _outcome(new_job, kw) == _outcome(_old_new_job, kw)
+
+
+class _Moment(datetime):
+    """A datetime subclass, as some hosts' time libraries hand out."""
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"job_id": "j"},
+        {"job_id": "j" * 128},
+        {"owner": "o"},
+        {"owner": "o" * 255},
+        {"max_attempts": 1},
+        {"idempotency_key": "k"},
+        {"trace_context": {"traceparent": "00-ab-cd-01"}},
+        {"request": {"prompt": "a lighthouse", "n": 1, "flag": True, "none": None}},
+        {"now": _Moment(2026, 3, 1, 12, 0, tzinfo=UTC)},
+        {"run_at": _Moment(2026, 3, 1, 13, 0, tzinfo=timezone(timedelta(hours=5)))},
+    ],
+    ids=repr,
+)
+def test_plain_values_take_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch, change: dict[str, object]
+) -> None:
+    # The fast path is the point of new_job's check (a third of a submit's Python):
+    # every plain value, at the edges of its range too, must be built without
+    # validation, and must still equal what validation makes of it (a datetime
+    # subclass included: validation hands it back as it is).
+    from chatsvg_core.jobs import new_job
+
+    kw: dict[str, object] = {
+        "job_id": "job-1",
+        "owner": "alice",
+        "request": {"prompt": "a lighthouse"},
+        "request_hash": "h",
+        "now": datetime(2026, 3, 1, 12, 0, tzinfo=UTC),
+        **change,
+    }
+    expected = _old_new_job(**kw)
+
+    def refuse(*args: object, **kwargs: object) -> Job:
+        raise AssertionError("a plain new job went through validation")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Job, "model_validate", refuse)
+        job = new_job(**kw)  # type: ignore[arg-type]
+    assert job == expected
+    assert job.model_dump() == expected.model_dump()
+    assert {k: type(v) for k, v in job.__dict__.items()} == {
+        k: type(v) for k, v in expected.__dict__.items()
+    }
