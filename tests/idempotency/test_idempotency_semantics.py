@@ -517,3 +517,117 @@ def test_outcomes_equal_the_validated_models(case: str, job_id: str) -> None:
         _with_job(outcome, job).model_dump()
         == expected.model_copy(update={"job": job}).model_dump()
     )
+
+
+class _HostRecord(IdempotencyRecord):
+    """A record subclass, as a host's own store might hand back."""
+
+
+class _HostJob(Job):
+    """A job subclass, as a host's own store might hand back."""
+
+
+def _sample_record(cls: type[IdempotencyRecord] = IdempotencyRecord) -> IdempotencyRecord:
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    return cls(
+        scope="alice",
+        key="k-1",
+        request_hash="h",
+        job_id="job-1",
+        created_at=now,
+        expires_at=now + timedelta(hours=1),
+    )
+
+
+@pytest.mark.parametrize("outcome_cls", ["created", "replayed"])
+@pytest.mark.parametrize("record_cls", [IdempotencyRecord, _HostRecord])
+def test_outcomes_equal_their_models_and_plain_ones_skip_validation(
+    monkeypatch: pytest.MonkeyPatch, outcome_cls: str, record_cls: type[IdempotencyRecord]
+) -> None:
+    # _outcome and _with_job build without validation for the library's own exact
+    # types and fall back to the model for anything else (a host store's subclass):
+    # both ways must make what the model makes, and the plain way must not validate.
+    from chatsvg_core.idempotency import _semantics as sem
+
+    cls = sem.Created if outcome_cls == "created" else sem.Replayed
+    existing = _sample_record(record_cls)
+    want = cls(job_id="job-1", record=existing)
+    job_cls = Job if record_cls is IdempotencyRecord else _HostJob
+    job = job_cls.model_validate(
+        new_job(
+            job_id="job-1",
+            owner="alice",
+            request={"prompt": "p"},
+            request_hash="h",
+            now=existing.created_at,
+        ).model_dump()
+    )
+    with monkeypatch.context() as patch:
+        if record_cls is IdempotencyRecord:
+
+            def refuse(*args: object, **kwargs: object) -> None:
+                raise AssertionError("a plain outcome went through validation")
+
+            patch.setattr(cls, "__init__", refuse)
+            patch.setattr(cls, "model_copy", refuse)
+        got = sem._outcome(cls, outcome_cls, "job-1", existing)
+        with_job = sem._with_job(got, job)
+    assert got == want
+    assert got.record is existing and got.job_id == "job-1" and got.job is None
+    assert with_job == want.model_copy(update={"job": job})
+    assert with_job.job is job and with_job.record is existing
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {},
+        {"scope": "s"},
+        {"scope": "s" * 512},
+        {"key": "k"},
+        {"key": "k" * 255},
+        {"request_hash": ""},
+        {"job_id": "j"},
+    ],
+    ids=repr,
+)
+def test_plain_records_skip_validation_and_equal_the_model(
+    monkeypatch: pytest.MonkeyPatch, change: dict[str, object]
+) -> None:
+    # record() builds the library's own plain values without validation (every
+    # submit makes one); at the edges of each range too, and equal to the model.
+    from chatsvg_core.idempotency import _semantics as sem
+
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+    fields: dict[str, Any] = {
+        "scope": "alice",
+        "key": "k-1",
+        "request_hash": "h",
+        "job_id": "job-1",
+        "created_at": now,
+        "expires_at": now + timedelta(hours=1),
+        **change,
+    }
+    want = IdempotencyRecord(**fields)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a plain record went through validation")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(IdempotencyRecord, "__init__", refuse)
+        got = sem.record(**fields)
+    assert got == want
+    assert got.model_dump() == want.model_dump()
+
+
+@pytest.mark.parametrize("outcome_cls", ["created", "replayed"])
+def test_an_outcome_of_a_record_given_as_a_mapping_is_validated(outcome_cls: str) -> None:
+    # Only the library's exact record skips validation: anything else (here a
+    # mapping, as a loosely typed host store might hand back) becomes the model.
+    from chatsvg_core.idempotency import _semantics as sem
+
+    cls = sem.Created if outcome_cls == "created" else sem.Replayed
+    existing = _sample_record()
+    got = sem._outcome(cls, outcome_cls, "job-1", existing.model_dump())  # type: ignore[arg-type]
+    assert type(got.record) is IdempotencyRecord
+    assert got == cls(job_id="job-1", record=existing)
