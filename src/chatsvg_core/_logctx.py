@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from contextvars import ContextVar, Token
+from typing import Generic, TypeVar
 
-__all__ = ["job_fields", "job_log_context"]
+T = TypeVar("T")
+
+__all__ = ["VarScope", "job_fields", "job_log_context"]
 
 _JOB: ContextVar[Mapping[str, object] | None] = ContextVar("chatsvg_job", default=None)
 
@@ -22,27 +25,30 @@ def job_fields() -> dict[str, object]:
     return dict(current) if current else {}
 
 
-class job_log_context:
-    """Records logged inside (in this task and tasks it starts) name this job.
+class VarScope(Generic[T]):
+    """Sets a context variable to ``value`` inside ``with``, and back after.
 
-    A class, not ``@contextmanager``: entered once per job, where the
-    generator machinery cost more than setting the variable.
+    A class, not ``@contextmanager``: entered once per job (the job's log
+    fields, the progress hook), where the generator machinery cost more than
+    setting the variable.
     """
 
-    __slots__ = ("_fields", "_token")
+    __slots__ = ("_token", "_value", "_var")
 
-    def __init__(self, job_id: str, owner: str, attempt: int) -> None:
-        self._fields: Mapping[str, object] = {
-            "job_id": job_id,
-            "owner": owner,
-            "attempt": attempt,
-        }
-        self._token: Token[Mapping[str, object] | None] | None = None
+    def __init__(self, var: ContextVar[T], value: T) -> None:
+        self._var = var
+        self._value = value
+        self._token: Token[T] | None = None
 
     def __enter__(self) -> None:
-        self._token = _JOB.set(self._fields)
+        self._token = self._var.set(self._value)
 
     def __exit__(self, *exc: object) -> None:
         if self._token is not None:
-            _JOB.reset(self._token)
+            self._var.reset(self._token)
             self._token = None
+
+
+def job_log_context(job_id: str, owner: str, attempt: int) -> VarScope[Mapping[str, object] | None]:
+    """Records logged inside (in this task and tasks it starts) name this job."""
+    return VarScope(_JOB, {"job_id": job_id, "owner": owner, "attempt": attempt})

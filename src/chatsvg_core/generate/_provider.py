@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from contextvars import ContextVar, Token
+from contextvars import ContextVar
 from typing import Annotated, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from chatsvg_core._logctx import VarScope
 from chatsvg_core._sync import run_sync
 from chatsvg_core.generate._request import GenerationRequest
 
@@ -98,25 +99,7 @@ def progress_reporting(hook: ProgressHook | None) -> AbstractContextManager[None
     The engine wraps each provider call in it and turns reports into
     ``progress`` events. A hook that raises is ignored: progress is advisory.
     """
-    return _ProgressScope(hook)
-
-
-class _ProgressScope(AbstractContextManager[None]):
-    # A class, not @contextmanager: entered once per job, where the generator
-    # machinery cost more than setting the variable.
-    __slots__ = ("_hook", "_token")
-
-    def __init__(self, hook: ProgressHook | None) -> None:
-        self._hook = hook
-        self._token: Token[ProgressHook | None] | None = None
-
-    def __enter__(self) -> None:
-        self._token = _PROGRESS.set(self._hook)
-
-    def __exit__(self, *exc: object) -> None:
-        if self._token is not None:
-            _PROGRESS.reset(self._token)
-            self._token = None
+    return VarScope(_PROGRESS, hook)
 
 
 def report_progress(tokens: int, chars: int) -> None:
