@@ -41,7 +41,11 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "transitions": ("src/chatsvg_core/jobs/_transitions.py", ("tests/jobs",)),
     "ledger": (
         "src/chatsvg_core/ledger/_ops.py",
-        ("tests/ledger", "tests/storage/test_memory_conformance.py"),
+        (
+            "tests/ledger",
+            "tests/storage/test_memory_conformance.py",
+            "tests/storage/test_construct.py",
+        ),
     ),
     "idempotency": ("src/chatsvg_core/idempotency/_semantics.py", ("tests/idempotency",)),
     "storage-jobs": (
