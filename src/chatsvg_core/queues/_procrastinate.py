@@ -5,14 +5,26 @@ PostgreSQL tables and wakes workers with LISTEN/NOTIFY, so a host already
 running the ledger on PostgreSQL needs no other service. Facts from its code
 that shape this adapter:
 
-* A worker runs ``concurrency`` jobs at once, and the default is 1: one
-  10-120 s model call would hold the whole worker. It is set explicitly here
-  (500).
+* Each Procrastinate job (a "message" here) costs a worker Procrastinate's
+  fetch and finish, two transactions through plpgsql functions and event
+  triggers: about as much CPU as a whole job's engine work. So a message
+  announces every job that was announced at once in the submitting process
+  (up to ``per_message``), not one each: the store is the source of truth
+  and the claim is atomic, so a message is only a doorbell for the ids it
+  names, and naming several is as safe as naming one.
+* A worker runs ``concurrency`` messages at once, and the default is 1. Here
+  a message only starts its jobs and is finished; the jobs run on apart,
+  at most ``concurrency`` (500) model calls per process, and Procrastinate
+  runs :data:`FETCH_SLOTS` messages at once. A message that finds every
+  slot taken waits ``hold`` seconds, then announces its jobs again (another
+  worker may be idle); a full worker holds at most ``FETCH_SLOTS`` messages,
+  so it stops fetching instead of hoarding them.
 * A job deferred with a ``queueing_lock`` is refused (``AlreadyEnqueued``)
-  while another job with that lock is still waiting (``todo``). The lock is
-  ``<queue>:<job id>``: repeated announcements of a waiting job collapse to
-  one message, and a retry announced while the failing delivery runs
-  (``doing``) is accepted. So the attempt is not needed in the lock.
+  while another job with that lock is still waiting (``todo``). A lone or
+  delayed announcement is a message under the lock ``<queue>:<job id>``:
+  repeated announcements of a waiting job (the sweep's) collapse to one
+  message. A message of several jobs has no lock (a lock names one job);
+  a job announced twice is a duplicate delivery, which the claim refuses.
 * A delay is ``schedule_in``, kept by PostgreSQL as a timestamp: no broker
   visibility timeout to outrun, so no cap on it.
 * Periodic tasks are deferred under a unique (task, periodic id, timestamp)
@@ -22,17 +34,19 @@ that shape this adapter:
   lock: with a backlog it is fetched next, not after every job queued
   before it, and ticks missed meanwhile collapse into one waiting run.
 * Procrastinate's own stalled-job retry (``get_stalled_jobs`` +
-  ``retry_job``) is not used: a worker that dies or is cut off leaves its
-  Procrastinate job ``doing``, and the engine's lease recovery already
-  announces the chatsvg job again (a new Procrastinate job: the queueing
-  lock only holds ``todo`` ones). When a cut-off worker comes back, its
-  late writes to the chatsvg tables are refused by the fencing token; its
-  late finish of its own Procrastinate job only deletes that spent doorbell.
-* On shutdown a worker waits ``shutdown_graceful_timeout`` for running jobs,
-  then cancels them (the engine hands them back). A worker killed mid-job
-  leaves its Procrastinate job ``doing``; nothing needs it any more (the
-  engine recovers the chatsvg job when its lease lapses and announces it
-  again).
+  ``retry_job``) is not used: a worker that dies or is cut off may leave a
+  message ``doing``. Its jobs that had started are RUNNING with a lease,
+  which the engine's recovery takes back and announces again; those that
+  had not are QUEUED, which the sweep announces again. When a cut-off
+  worker comes back, its late writes to the chatsvg tables are refused by
+  the fencing token; its late finish of a message only deletes that spent
+  doorbell.
+* On shutdown (SIGTERM/SIGINT, or the serving task cancelled) the adapter
+  stops Procrastinate's worker (it stops fetching; messages waiting for a
+  slot announce their jobs again) and gives the running jobs
+  ``shutdown_grace`` seconds, then cancels them (the engine hands them
+  back). The adapter handles the signals itself: Procrastinate's own
+  handler would stop only its messages, not the jobs they started.
 * Finished Procrastinate jobs are deleted (``delete_jobs="always"``): they
   are doorbells, the job's history lives in the chatsvg tables.
 """
