@@ -351,6 +351,10 @@ async def measure(
             await wait_done(mode, postgres, schema, spec.queue_name, queue, jobs)
             seconds = time.monotonic() - start
             meter.stop()
+            if kind == "procrastinate":
+                # Procrastinate jobs (messages) deferred in the window: one per job, or
+                # fewer when the adapter announces several jobs in one message.
+                meter.counts["pq_messages"] = float(await pq_messages(postgres, schema))
         cell = Cell(jobs / seconds, meter.used, jobs, meter.counts, meter.idle)
     finally:
         for proc in procs:
@@ -489,6 +493,16 @@ async def succeeded(conn: Any, schema: str) -> int:
 async def sql(postgres: str, schema: str, statement: str) -> None:
     async with await psycopg.AsyncConnection.connect(postgres, autocommit=True) as conn:
         await conn.execute(statement.format(s=f'"{schema}"').encode())
+
+
+async def pq_messages(postgres: str, schema: str) -> int:
+    """Procrastinate jobs deferred so far in the cell's own schema (its id sequence)."""
+    async with await psycopg.AsyncConnection.connect(postgres, autocommit=True) as conn:
+        cur = await conn.execute(
+            f'SELECT last_value, is_called FROM "{schema}_pq".procrastinate_jobs_id_seq'.encode()
+        )
+        row = await cur.fetchone()
+    return int(row[0]) if row and row[1] else 0
 
 
 async def wait_done(
@@ -815,16 +829,18 @@ def report(results: dict[tuple[str, int], list[Cell]], modes: list[str], counts:
     print("\nPer job (median of rounds): the run's own Redis's commands; PostgreSQL's transactions")
     print("(the whole server's: other users of the machine's PostgreSQL add to them)")
     print(
-        "\n| worker processes | mode | Redis commands | Redis requests | PostgreSQL transactions |"
+        "\n| worker processes | mode | Redis commands | Redis requests | PostgreSQL transactions"
+        " | Procrastinate messages |"
     )
-    print("| --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for workers in counts:
         for m in modes:
             cells = results[(m, workers)]
             redis = statistics.median(c.per_job("redis_commands") for c in cells)
             reads = statistics.median(c.per_job("redis_reads") for c in cells)
             pg = statistics.median(c.per_job("pg_transactions") for c in cells)
-            print(f"| {workers} | {m} | {redis:.1f} | {reads:.1f} | {pg:.1f} |")
+            pq = statistics.median(c.per_job("pq_messages") for c in cells)
+            print(f"| {workers} | {m} | {redis:.1f} | {reads:.1f} | {pg:.1f} | {pq:.2f} |")
 
 
 if __name__ == "__main__":

@@ -38,19 +38,16 @@ async def running_worker(
     async def same_engine(_: ProcrastinateQueue) -> Engine:
         return engine
 
-    task = asyncio.create_task(
-        serve_procrastinate(
-            queue.app,
-            same_engine,
-            queue_name=queue.queue_name,
-            concurrency=64,
-            shutdown_grace=0.5,
-            close_engine=False,
-            install_signal_handlers=False,
-            poll_interval=0.2,
-            **options,
-        )
-    )
+    settings: dict[str, Any] = {
+        "queue_name": queue.queue_name,
+        "concurrency": 64,
+        "shutdown_grace": 0.5,
+        "close_engine": False,
+        "install_signal_handlers": False,
+        "poll_interval": 0.2,
+        **options,
+    }
+    task = asyncio.create_task(serve_procrastinate(queue.app, same_engine, **settings))
     await asyncio.sleep(0.2)  # registered and listening
     if task.done():
         task.result()
@@ -288,3 +285,125 @@ async def test_workers_poll_instead_of_a_notify_per_job_for_every_worker() -> No
     for bad in (0.0, -1.0, float("nan")):
         with pytest.raises(ValueError, match="poll_interval"):
             await serve_procrastinate(app, factory, poll_interval=bad)
+
+
+SVG = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 4 4"><rect width="4" height="4"/></svg>'
+
+
+class _Calls:
+    """A provider whose calls take ``seconds`` (``hang`` in the prompt: until cancelled)."""
+
+    name = "calls"
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.now = 0
+        self.peak = 0
+        self.started: list[str] = []
+
+    async def generate(self, request: Any) -> Any:
+        from chatsvg_core.generate import ProviderOutput
+
+        self.now += 1
+        self.peak = max(self.peak, self.now)
+        self.started.append(request.prompt)
+        try:
+            if "hang" in request.prompt:
+                await asyncio.Event().wait()
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.now -= 1
+        return ProviderOutput(text=SVG, model="m", provider=self.name, latency_s=0.0)
+
+
+async def _engine(queue: ProcrastinateQueue, provider: Any) -> Engine:
+    from chatsvg_core.ledger import Ledger
+
+    store = MemoryStore()
+    await Ledger(store).grant("o", 1000)
+    return Engine(store, queue, provider)
+
+
+async def _terminal(engine: Engine, ids: list[str], within: float = 20.0) -> list[Any]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        jobs = [await engine.get(i) for i in ids]
+        if all(j.terminal for j in jobs) or loop.time() > deadline:
+            return jobs
+        await asyncio.sleep(0.05)
+
+
+async def test_a_message_of_many_jobs_respects_the_slots_and_hands_back_the_rest(
+    procrastinate_url: str,
+) -> None:
+    """A full worker starts no more than ``concurrency`` calls; the rest go back to the queue.
+
+    Eight jobs announced at once are one message; the worker has two slots.
+    It starts two, waits ``hold`` for a third, then announces the six again
+    (another worker could be idle), and so on until every job has run.
+    """
+    async with opened(procrastinate_url, maintain_every=None) as queue:
+        provider = _Calls(0.4)
+        engine = await _engine(queue, provider)
+        async with running_worker(queue, engine, concurrency=2, hold=0.1):
+            submitted = await asyncio.gather(
+                *(engine.submit("o", None, {"prompt": f"p{i}"}) for i in range(8))
+            )
+            ids = [r.job.id for r in submitted]
+            jobs = await _terminal(engine, ids)
+        assert [j.status.value for j in jobs] == ["succeeded"] * 8
+        assert provider.peak == 2
+        assert sorted(provider.started) == sorted(f"p{i}" for i in range(8))  # each once
+
+
+async def test_shutdown_hands_back_running_jobs_and_the_ones_waiting_for_a_slot(
+    procrastinate_url: str,
+) -> None:
+    async with opened(procrastinate_url, maintain_every=None) as queue:
+        provider = _Calls(0.0)
+        engine = await _engine(queue, provider)
+        async with running_worker(queue, engine, concurrency=1, hold=60.0):
+            hung = (await engine.submit("o", None, {"prompt": "hang"})).job.id
+            for _ in range(100):
+                if provider.started:
+                    break
+                await asyncio.sleep(0.05)
+            waiting = await asyncio.gather(
+                *(engine.submit("o", None, {"prompt": f"w{i}"}) for i in range(3))
+            )
+            await asyncio.sleep(0.5)  # fetched; waits for the one slot
+            assert not await _messages(queue)
+            stopping = asyncio.get_running_loop().time()
+        # Not the 60 s hold: the waiting message gave its jobs back at once, the
+        # running job got its 0.5 s grace and was cancelled.
+        assert asyncio.get_running_loop().time() - stopping < 5
+        assert (await engine.get(hung)).status.value == "queued"
+        # The waiting jobs announced again (one message), and the handed-back job's retry.
+        left = [j for _, ids in await _messages(queue) for j in ids]
+        assert sorted(left) == sorted([hung, *(r.job.id for r in waiting)])
+        assert provider.started == ["hang"]
+
+
+async def test_a_store_outage_at_the_claim_announces_the_job_again(
+    procrastinate_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatsvg_core.errors import TransientError
+
+    async with opened(procrastinate_url, maintain_every=None) as queue:
+        engine = await _engine(queue, _Calls(0.0))
+        failed: list[str] = []
+        process = engine.process
+
+        async def flaky(job_id: str, worker_id: str) -> Any:
+            if not failed:
+                failed.append(job_id)
+                raise TransientError("the store went away")
+            return await process(job_id, worker_id)
+
+        monkeypatch.setattr(engine, "process", flaky)
+        async with running_worker(queue, engine):
+            job_id = (await engine.submit("o", None, {"prompt": "p"})).job.id
+            (job,) = await _terminal(engine, [job_id])
+        assert failed == [job_id]
+        assert job.status.value == "succeeded"
