@@ -40,16 +40,18 @@ _AT_RULES = {
 _URL_CARRIERS = t.HREF_ATTRIBUTES | t.URL_VALUE_ATTRIBUTES | {"style"}
 _ANIMATION_VALUES = frozenset({"values", "from", "to", "by"})
 # ``url(`` right after a name code point is the end of another name
-# (``2¬url(`` is a dimension and a bracket, ``-url(`` another function), never
-# a URL; after anything else, a backslash included, it may be one.
-_URL = re.compile(r"(?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*([\"']?)\s*(.)", re.I)
+# (``2¬url(`` is a dimension and a bracket, ``-url(`` another function), and
+# right after ``#`` or ``@`` the end of a hash or an at-keyword (``#url`` and a
+# bracket: the fuzzer found that flagged in CI), never a URL; after anything
+# else, a backslash included, it may be one.
+_URL = re.compile(r"(?<![A-Za-z0-9_\-\u0080-\U0010ffff#@])url\(\s*([\"']?)\s*(.)", re.I)
 # A CSS string (to its closing quote, or to the end of the line as CSS reads an
 # unclosed one), optionally as the argument of ``url(``; or an escape outside a
 # string, matched first so that an escaped quote (``\"``) starts no string: the
 # fuzzer found ``font-family:\"1";fill:url(+g)``, where ``url(+g)`` is inside
 # the string that the second quote opens, flagged.
 _CSS_STRING = re.compile(
-    r"""(\\[\s\S])|((?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*+)?"""
+    r"""(\\[\s\S])|((?<![A-Za-z0-9_\-\u0080-\U0010ffff#@])url\(\s*+)?"""
     r"""("(?:[^"\\\n]|\\[\s\S])*+"?|'(?:[^'\\\n]|\\[\s\S])*+'?)""",
     re.I,
 )
@@ -58,7 +60,7 @@ _CSS_STRING = re.compile(
 # quoted string, or an unquoted run that ends at the first unescaped ``)``
 # (a bad url consumes as far as that too).
 _URL_ARGUMENT = re.compile(
-    r"""(?<![A-Za-z0-9_\-\u0080-\U0010ffff])url\(\s*"""
+    r"""(?<![A-Za-z0-9_\-\u0080-\U0010ffff#@])url\(\s*"""
     r"""(?:"(?:[^"\\\n]|\\[\s\S])*+"?|'(?:[^'\\\n]|\\[\s\S])*+'?|(?:[^)\\]|\\[\s\S])*+)"""
     r"""\s*\)?""",
     re.I,
