@@ -86,7 +86,7 @@ CELERY_POOL = ["gevent"]  # --celery-pool
 ANNOUNCED = [0.0]  # seconds the last announcing took
 TRACE = [False]  # --trace: workers log each claim and success; the cell line sums them up
 SENT: dict[int, float] = {}  # with --trace: when announcement i was sent (wall clock)
-ANNOUNCERS = 20  # concurrent announcements, as from that many submitting requests
+ANNOUNCERS = [20]  # concurrent announcements, as from that many submitting requests
 HOLD = "UPDATE {s}.chatsvg_jobs SET run_at = run_at + interval '1 day'"
 RELEASE = "UPDATE {s}.chatsvg_jobs SET run_at = now() - interval '1 second'"
 
@@ -450,14 +450,14 @@ async def submit_jobs(store: Any, jobs: int) -> list[str]:
     return ids
 
 
-async def announce(send: Any, jobs: int, concurrency: int = ANNOUNCERS) -> None:
+async def announce(send: Any, jobs: int, concurrency: int | None = None) -> None:
     """``send(i)`` for every job, ``concurrency`` at a time.
 
     A host's announcements come from many submits at once, not one loop: a
     single sequential announcer would measure its own round trips (under load,
     mostly waits for a CPU) instead of the workers.
     """
-    gate = asyncio.Semaphore(concurrency)
+    gate = asyncio.Semaphore(concurrency or ANNOUNCERS[0])
 
     async def one(i: int) -> None:
         async with gate:
@@ -754,10 +754,14 @@ async def main() -> None:
     parser.add_argument("--poll", type=float, help="arq/Procrastinate polling (s); default theirs")
     parser.add_argument("--celery-pool", default="gevent", choices=["gevent", "threads"])
     parser.add_argument(
+        "--announcers", type=int, default=20, help="concurrent announcements (submits at once)"
+    )
+    parser.add_argument(
         "--trace", action="store_true", help="workers log claims: pick-up latency, idle slots"
     )
     args = parser.parse_args()
     TRACE[0] = args.trace
+    ANNOUNCERS[0] = args.announcers
     POLL[0] = args.poll
     CELERY_POOL[0] = args.celery_pool
     postgres = os.environ["CHATSVG_TEST_POSTGRES_URL"]
@@ -772,7 +776,11 @@ async def main() -> None:
     redis.start()
     results: dict[tuple[str, int], list[Cell]] = {}
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} load {os.getloadavg()}")
-    print(f"{args.jobs} jobs per cell, {args.concurrency} slots per worker process", flush=True)
+    print(
+        f"{args.jobs} jobs per cell, {args.concurrency} slots per worker process, "
+        f"{args.announcers} concurrent announcements",
+        flush=True,
+    )
     try:
         for r in range(args.rounds):
             for workers in counts:
