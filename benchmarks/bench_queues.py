@@ -86,7 +86,7 @@ CELERY_POOL = ["gevent"]  # --celery-pool
 ANNOUNCED = [0.0]  # seconds the last announcing took
 TRACE = [False]  # --trace: workers log each claim and success; the cell line sums them up
 SENT: dict[int, float] = {}  # with --trace: when announcement i was sent (wall clock)
-ANNOUNCERS = 20  # concurrent announcements, as from that many submitting requests
+ANNOUNCERS = [20]  # concurrent announcements, as from that many submitting requests
 HOLD = "UPDATE {s}.chatsvg_jobs SET run_at = run_at + interval '1 day'"
 RELEASE = "UPDATE {s}.chatsvg_jobs SET run_at = now() - interval '1 second'"
 
@@ -351,6 +351,10 @@ async def measure(
             await wait_done(mode, postgres, schema, spec.queue_name, queue, jobs)
             seconds = time.monotonic() - start
             meter.stop()
+            if kind == "procrastinate":
+                # Procrastinate jobs (messages) deferred in the window: one per job, or
+                # fewer when the adapter announces several jobs in one message.
+                meter.counts["pq_messages"] = float(await pq_messages(postgres, schema))
         cell = Cell(jobs / seconds, meter.used, jobs, meter.counts, meter.idle)
     finally:
         for proc in procs:
@@ -446,14 +450,14 @@ async def submit_jobs(store: Any, jobs: int) -> list[str]:
     return ids
 
 
-async def announce(send: Any, jobs: int, concurrency: int = ANNOUNCERS) -> None:
+async def announce(send: Any, jobs: int, concurrency: int | None = None) -> None:
     """``send(i)`` for every job, ``concurrency`` at a time.
 
     A host's announcements come from many submits at once, not one loop: a
     single sequential announcer would measure its own round trips (under load,
     mostly waits for a CPU) instead of the workers.
     """
-    gate = asyncio.Semaphore(concurrency)
+    gate = asyncio.Semaphore(concurrency or ANNOUNCERS[0])
 
     async def one(i: int) -> None:
         async with gate:
@@ -489,6 +493,16 @@ async def succeeded(conn: Any, schema: str) -> int:
 async def sql(postgres: str, schema: str, statement: str) -> None:
     async with await psycopg.AsyncConnection.connect(postgres, autocommit=True) as conn:
         await conn.execute(statement.format(s=f'"{schema}"').encode())
+
+
+async def pq_messages(postgres: str, schema: str) -> int:
+    """Procrastinate jobs deferred so far in the cell's own schema (its id sequence)."""
+    async with await psycopg.AsyncConnection.connect(postgres, autocommit=True) as conn:
+        cur = await conn.execute(
+            f'SELECT last_value, is_called FROM "{schema}_pq".procrastinate_jobs_id_seq'.encode()
+        )
+        row = await cur.fetchone()
+    return int(row[0]) if row and row[1] else 0
 
 
 async def wait_done(
@@ -740,10 +754,14 @@ async def main() -> None:
     parser.add_argument("--poll", type=float, help="arq/Procrastinate polling (s); default theirs")
     parser.add_argument("--celery-pool", default="gevent", choices=["gevent", "threads"])
     parser.add_argument(
+        "--announcers", type=int, default=20, help="concurrent announcements (submits at once)"
+    )
+    parser.add_argument(
         "--trace", action="store_true", help="workers log claims: pick-up latency, idle slots"
     )
     args = parser.parse_args()
     TRACE[0] = args.trace
+    ANNOUNCERS[0] = args.announcers
     POLL[0] = args.poll
     CELERY_POOL[0] = args.celery_pool
     postgres = os.environ["CHATSVG_TEST_POSTGRES_URL"]
@@ -758,7 +776,11 @@ async def main() -> None:
     redis.start()
     results: dict[tuple[str, int], list[Cell]] = {}
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} load {os.getloadavg()}")
-    print(f"{args.jobs} jobs per cell, {args.concurrency} slots per worker process", flush=True)
+    print(
+        f"{args.jobs} jobs per cell, {args.concurrency} slots per worker process, "
+        f"{args.announcers} concurrent announcements",
+        flush=True,
+    )
     try:
         for r in range(args.rounds):
             for workers in counts:
@@ -815,16 +837,18 @@ def report(results: dict[tuple[str, int], list[Cell]], modes: list[str], counts:
     print("\nPer job (median of rounds): the run's own Redis's commands; PostgreSQL's transactions")
     print("(the whole server's: other users of the machine's PostgreSQL add to them)")
     print(
-        "\n| worker processes | mode | Redis commands | Redis requests | PostgreSQL transactions |"
+        "\n| worker processes | mode | Redis commands | Redis requests | PostgreSQL transactions"
+        " | Procrastinate messages |"
     )
-    print("| --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for workers in counts:
         for m in modes:
             cells = results[(m, workers)]
             redis = statistics.median(c.per_job("redis_commands") for c in cells)
             reads = statistics.median(c.per_job("redis_reads") for c in cells)
             pg = statistics.median(c.per_job("pg_transactions") for c in cells)
-            print(f"| {workers} | {m} | {redis:.1f} | {reads:.1f} | {pg:.1f} |")
+            pq = statistics.median(c.per_job("pq_messages") for c in cells)
+            print(f"| {workers} | {m} | {redis:.1f} | {reads:.1f} | {pg:.1f} | {pq:.2f} |")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,11 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
     "transitions": ("src/chatsvg_core/jobs/_transitions.py", ("tests/jobs",)),
     "ledger": (
         "src/chatsvg_core/ledger/_ops.py",
-        ("tests/ledger", "tests/storage/test_memory_conformance.py"),
+        (
+            "tests/ledger",
+            "tests/storage/test_memory_conformance.py",
+            "tests/storage/test_construct.py",
+        ),
     ),
     "idempotency": ("src/chatsvg_core/idempotency/_semantics.py", ("tests/idempotency",)),
     "storage-jobs": (
@@ -54,6 +58,15 @@ TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "retry": ("src/chatsvg_core/retry/_policy.py", ("tests/retry",)),
+    "construct": (
+        "src/chatsvg_core/_construct.py",
+        (
+            "tests/storage/test_construct.py",
+            "tests/storage/test_plain_json.py",
+            "tests/jobs/test_fast_paths.py",
+            "tests/engine/test_hot_path.py",
+        ),
+    ),
     "sanitize-policy": (
         "src/chatsvg_core/sanitize/_policy.py",
         ("tests/sanitize/test_sanitize_policy.py", "tests/sanitize/test_sanitize_allowlist.py"),

@@ -15,6 +15,7 @@ Long run:  python fuzz/run.py --seconds 1800 --seed 0 --keep fuzz/corpus
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import re
 import subprocess
@@ -26,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 TARGETS = ("sanitize", "extract", "canonical", "prompt")
 _UNITS = re.compile(r"stat::number_of_executed_units: (\d+)")
 _COVERAGE = re.compile(r"DONE\s+cov: (\d+)")
+_LIBFUZZER_ERROR = re.compile(r"==\d+== ERROR")
 
 
 def _interrupted(code: int, log: str, target: str, args: argparse.Namespace) -> bool:
@@ -41,6 +43,15 @@ def _interrupted(code: int, log: str, target: str, args: argparse.Namespace) -> 
         if subprocess.run(replay, capture_output=True, env=env, timeout=300).returncode != 0:
             return False
     return True
+
+
+def _exception(log: str) -> str:
+    """The Python exception atheris printed (its traceback and message), or a note."""
+    start = log.find("=== Uncaught Python exception: ===")
+    if start < 0:
+        return "(no Python exception in the log)"
+    end = _LIBFUZZER_ERROR.search(log, start)
+    return log[start : end.start() if end else None][:6000]
 
 
 def main() -> int:
@@ -108,8 +119,13 @@ def main() -> int:
             elif done.returncode != 0:
                 failed.append(target)
                 print(log[-4000:])
+                # The exception comes first in the log and the input lives in a
+                # temporary folder on the CI machine: print both, so that a
+                # finding seen only in CI's output can be replayed from it.
+                print(_exception(log))
                 for found in sorted(args.artifacts.glob(f"{target}-*")):
                     print(f"input kept: {found} (replay: python {command[1]} {target} {found})")
+                    print(f"  its bytes (base64): {base64.b64encode(found.read_bytes()).decode()}")
             elif args.keep is not None:
                 merge = [*command[:3], "-merge=1", str(args.keep / target), scratch]
                 subprocess.run(merge, capture_output=True, check=True)

@@ -288,6 +288,12 @@ def test_blank_root_id_gets_confined_styles_that_match_it(root_id: str, prefix: 
         # Found by the fuzzer: a dimension ``2¬url`` and a bracket, not a url().
         '<style>rect{fill:rgb(1,2\u00acurl("http://x"))}</style><rect/>',
         '<style>rect{fill:rgb(1,2\u00acurl("javascript:x"))}</style><rect/>',
+        # Found by the fuzzer in CI: a hash ``#url`` and a bracket, not a url().
+        '<style>rect{fill:rgb(1(2\u00ac#url("fill:\u0203):whejavascript:re(}}")))}</style><rect/>',
+        '<style>rect{fill:rgb(1,2 #url("http://x"))}</style><rect/>',
+        '<style>rect{fill:rgb(1,2 @url("http://x"))}</style><rect/>',
+        # Found by the fuzzer: an at-keyword in one property's value, an invalid paint.
+        '<circle cy="5" r="4" fill="@importredata:d"/>',
         # Found by the fuzzer in CI: an unknown media feature, not a scheme.
         "<style>@media (min-widjavascript:th:1px){rect{stroke:red}}</style><rect/>",
         '<rect fill="+FFjavascript:FE"/>',  # an invalid paint, not a URL
@@ -318,7 +324,10 @@ def test_checker_has_no_false_positives_on_safe_output(body: str) -> None:
         '<animate attributeName="x" values="javascript:x"/>',
         "<style>a{x:'\\'' } @import 'x'</style>",
         "<style>a{fill:\\url(http://x)}</style>",  # an escaped u: still url(
+        "<style>a{fill:.url(http://x)}</style>",  # a delimiter, then url(
         '<rect fill="url(javascript:x)"/>',
+        '<rect fill="@import url(http://x)"/>',  # the url() is still seen
+        '<rect fill="data:x expression(alert(1))"/>',  # and what a value can do
         "<style>a{fill:url(#a)}@import 'x'</style>",  # after a url(), a rule again
         "<style>a{fill:url('#a')}@font-face{src:x}</style>",
         "<style>a{fill:red}\\\\@import 'x'</style>",  # an escaped backslash, then a rule

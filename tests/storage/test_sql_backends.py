@@ -875,3 +875,45 @@ def test_stored_json_decodes_as_json_loads_did(text: str | bytes) -> None:
                 _sql_module._loads(case)
             continue
         assert _sql_module._loads(case) == expected
+
+
+class _BusyThenWal:
+    """A connection whose WAL switch answers SQLITE_BUSY ``busy`` times, as SQLite
+    does at once (no busy handler) to a lock upgrade that could deadlock."""
+
+    def __init__(self, busy: int, error: str = "database is locked") -> None:
+        self.busy = busy
+        self.error = error
+        self.calls = 0
+
+    def execute(self, sql: str) -> Any:
+        assert sql == "PRAGMA journal_mode = WAL"
+        self.calls += 1
+        if self.calls <= self.busy:
+            exc = sqlite3.OperationalError(self.error)
+            if "locked" in self.error:
+                exc.sqlite_errorcode = sqlite3.SQLITE_BUSY  # type: ignore[attr-defined]
+            raise exc
+        return self
+
+    def fetchone(self) -> tuple[str]:
+        return ("wal",)
+
+
+def test_the_wal_switch_is_tried_again_while_sqlite_says_busy() -> None:
+    from chatsvg_core.storage.sqlite import _switch_to_wal
+
+    conn = _BusyThenWal(busy=5)
+    assert _switch_to_wal(conn, timeout=5.0) == ("wal",)  # type: ignore[arg-type]
+    assert conn.calls == 6
+    # Bounded by the timeout: still busy after it, the error is raised.
+    stuck = _BusyThenWal(busy=10**6)
+    started = time.monotonic()
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        _switch_to_wal(stuck, timeout=0.2)  # type: ignore[arg-type]
+    assert 0.1 <= time.monotonic() - started < 2.0
+    # Any other error is not retried.
+    broken = _BusyThenWal(busy=1, error="disk I/O error")
+    with pytest.raises(sqlite3.OperationalError, match="disk"):
+        _switch_to_wal(broken, timeout=5.0)  # type: ignore[arg-type]
+    assert broken.calls == 1

@@ -226,6 +226,27 @@ def _is_busy(exc: sqlite3.OperationalError) -> bool:
     return "locked" in str(exc)
 
 
+def _switch_to_wal(conn: sqlite3.Connection, timeout: float) -> Any:
+    """``PRAGMA journal_mode = WAL``'s answer row, retried while SQLite says busy (store's thread).
+
+    Switching a new file to WAL takes an exclusive lock, and SQLite refuses a
+    lock upgrade that could deadlock at once, without its busy handler: seen
+    as "database is locked" when six stores opened one new file together on
+    a loaded machine (tests/storage/test_sql_backends.py). So the switch is
+    tried again, with a growing pause, for up to ``timeout`` seconds.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    while True:
+        try:
+            return conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)
+        pause = min(pause * 2, 0.05)
+
+
 def _map_error(exc: sqlite3.Error, path: str) -> Exception:
     """The library error for a driver error (the original is chained)."""
     message = str(exc)
@@ -502,7 +523,7 @@ class SQLiteStore:
         try:
             conn.execute("PRAGMA foreign_keys = ON")
             conn.execute(f"PRAGMA synchronous = {self.synchronous.upper()}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            mode = _switch_to_wal(conn, self.busy_timeout)
             if mode is None or str(mode[0]).lower() != "wal":
                 raise StorageUnavailable(
                     "SQLite could not switch the database to WAL mode",
