@@ -68,6 +68,31 @@ def report(**_: Any) -> None:
 
 signals.worker_shutdown.connect(report, weak=False)
 
+
+def warm(**_: Any) -> None:
+    """``CHATSVG_INFLIGHT_WARM`` empty claims at once, then a file in ``..._READY_DIR``.
+
+    bench_queues starts the clock with every worker's engine open and its
+    connections warm, as a polling ``process_next`` worker's are: the engine
+    opens at a worker's first task, and the run's few warm-up jobs need not
+    reach every worker. Sent before any job exists, so the claims find none.
+    """
+    count = int(env.get("CHATSVG_INFLIGHT_WARM", "0"))
+    if not count:
+        return
+    engine = workers.engine()
+
+    async def claims() -> None:
+        pid = os.getpid()
+        await asyncio.gather(*(engine.engine.process_next(f"warm-{pid}-{n}") for n in range(count)))
+
+    engine.portal.call(claims)
+    with open(os.path.join(env["CHATSVG_INFLIGHT_READY_DIR"], f"ready-{os.getpid()}"), "w"):
+        pass
+
+
+signals.worker_ready.connect(warm, weak=False)
+
 app = Celery("chatsvg_inflight", broker=env.get("CHATSVG_INFLIGHT_BROKER", "memory://"))
 app.conf.update(worker_enable_remote_control=False, worker_send_task_events=False)
 workers = setup_celery(

@@ -629,6 +629,8 @@ async def measure_celery(
         CHATSVG_INFLIGHT_QUEUE=queue_name,
         CHATSVG_INFLIGHT_CALL="0",
         CHATSVG_INFLIGHT_LEASE="60",
+        CHATSVG_INFLIGHT_WARM=str(0 if noop else WARM[0]),
+        CHATSVG_INFLIGHT_READY_DIR=str(tmp),
         PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT / "src")]),
     )
     module = "_noop_celery_app" if noop else "_celery_bench_app"
@@ -675,6 +677,10 @@ async def measure_celery(
             await asyncio.to_thread(send, counter_key, jobs)
             await until(lambda: count(counter_key) >= jobs)
         else:
+            if WARM[0]:
+                # Every worker's engine open and warm (see _celery_bench_app.warm)
+                # before any job exists.
+                await until(lambda: len(list(tmp.glob("ready-*"))) >= workers, limit=60)
             queue = announcer = CeleryQueue(app, queue=queue_name)
             ids = await submit_jobs(store, jobs)
             await sql(postgres, schema, HOLD)
