@@ -43,12 +43,35 @@ class SlowProvider:
         stats["in_flight"] += 1
         stats["peak"] = max(stats["peak"], stats["in_flight"])
         stats["calls"] += 1
+        if CPULOG and not request.prompt.startswith("warm"):
+            _cpu_mark()
         try:
             if CALL and not request.prompt.startswith("warm"):
                 await asyncio.sleep(CALL)
             return await self.inner.generate(request)
         finally:
             stats["in_flight"] -= 1
+
+
+# CHATSVG_INFLIGHT_CPULOG (a folder): the worker's CPU seconds at its 1st, 2nd, 5th, 10th,
+# 25th... job, one file per process (where a cost fixed per worker is spent).
+CPULOG = env.get("CHATSVG_INFLIGHT_CPULOG", "")
+_MARKS = {1, 2, 5, 10, 25, 50, 100, 150, 200, 300, 400, 500, 600, 700, 800, 1000, 1500, 2000}
+_seen = [0]
+
+
+def _cpu_mark(label: str = "") -> None:
+    import resource
+    import time
+
+    if not label:
+        _seen[0] += 1
+        if _seen[0] not in _MARKS:
+            return
+        label = str(_seen[0])
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    with open(os.path.join(CPULOG, f"cpu-{os.getpid()}"), "a") as f:
+        f.write(f"{label} {usage.ru_utime + usage.ru_stime:.4f} {time.time():.4f}\n")
 
 
 def on_event(event: EngineEvent) -> None:
@@ -87,6 +110,8 @@ def warm(**_: Any) -> None:
         await asyncio.gather(*(engine.engine.process_next(f"warm-{pid}-{n}") for n in range(count)))
 
     engine.portal.call(claims)
+    if CPULOG:
+        _cpu_mark("ready")
     with open(os.path.join(env["CHATSVG_INFLIGHT_READY_DIR"], f"ready-{os.getpid()}"), "w"):
         pass
 

@@ -23,8 +23,16 @@ announcement) with its backends, and the broker (the run's own
 redis-server; RabbitMQ is the machine's, shared). Redis is a redis-server of
 the run's own on a spare port.
 
-    python benchmarks/bench_queues.py [--jobs 1000] [--rounds 3] [--workers 1,2,4]
-        [--modes next,arq,procrastinate,arq-noop,procrastinate-noop]
+    python benchmarks/bench_queues.py [--jobs 1000[,3000]] [--rounds 3] [--workers 1,2,4]
+        [--modes next,arq,procrastinate,arq-noop,procrastinate-noop] [--timeline 0.1]
+
+Several sizes (``--jobs 1000,3000``) interleave in each round and solve each
+mode's cost as ``F/n + c`` (F: paid once per cell, c: per job) from runs
+under the same load; comparing runs made minutes apart on a shared machine
+read load drift as a fixed cost. Diagnosis: ``--timeline S`` prints CPU per
+job by stretch of each cell; ``CHATSVG_INFLIGHT_CPULOG=DIR`` has each Celery
+worker log its CPU at its n-th job (per worker: CPU before its first job, per
+job later, and what it paid once).
 
 Needs CHATSVG_TEST_POSTGRES_URL (and CHATSVG_TEST_AMQP_URL for celery-amqp).
 """
@@ -93,6 +101,9 @@ ANNOUNCERS = [20]  # concurrent announcements, as from that many submitting requ
 # on its broker and met its first statements inside the window (about 1 s of CPU per
 # 4-worker cell, seen as a fixed cost: 1,000-job cells up to 0.2x dearer than 3,000).
 WARM = [10]
+# --timeline S: sample every group's CPU and the jobs done every S seconds over the window,
+# and print CPU per job by stretch of the run (where a fixed cost per cell is spent).
+TIMELINE = [0.0]
 HOLD = "UPDATE {s}.chatsvg_jobs SET run_at = run_at + interval '1 day'"
 RELEASE = "UPDATE {s}.chatsvg_jobs SET run_at = now() - interval '1 second'"
 
@@ -247,6 +258,70 @@ class Meter:
         self.counts = {k: v - self._counts0.get(k, 0.0) for k, v in self._count().items()}
 
 
+class Timeline:
+    """With ``--timeline``: (seconds, jobs done, CPU s per group) sampled over a cell's window."""
+
+    def __init__(self, meter: Meter, schema: str, base: int = 0) -> None:
+        self.meter, self.schema, self.base = meter, schema, base
+        self.samples: list[tuple[float, int, dict[str, float]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._t0 = 0.0
+
+    def _sample(self) -> None:
+        row = (
+            admin(self.meter.postgres)
+            .execute(
+                f"SELECT count(*) FROM \"{self.schema}\".chatsvg_jobs WHERE status = 'succeeded'"
+            )
+            .fetchone()
+        )
+        now = self.meter._read()
+        cpu = {
+            g: sum(v - self.meter.begin.get(g, {}).get(p, 0.0) for p, v in vals.items())
+            for g, vals in now.items()
+        }
+        done = int(row[0]) - self.base if row else 0
+        self.samples.append((time.monotonic() - self._t0, done, cpu))
+
+    def start(self) -> None:
+        if not TIMELINE[0]:
+            return
+        self._t0 = time.monotonic()
+
+        async def run() -> None:
+            while True:
+                self._sample()
+                await asyncio.sleep(TIMELINE[0])
+
+        self._task = asyncio.ensure_future(run())
+
+    async def stop(self) -> str:
+        if self._task is None:
+            return ""
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._sample()
+        # Stretches by jobs done: CPU ms per job in each, per group.
+        jobs = self.samples[-1][1]
+        marks = [0.0, 0.1, 0.25, 0.5, 0.75, 0.9, 1.0]
+        out, prev = [], (0.0, 0, dict.fromkeys(GROUPS, 0.0))
+        first = next((t for t, d, _ in self.samples if d > 0), 0.0)
+        for mark in marks[1:]:
+            at = next(s for s in self.samples if s[1] >= mark * jobs)
+            n = max(1, at[1] - prev[1])
+            per = {g: 1000 * (at[2].get(g, 0.0) - prev[2].get(g, 0.0)) / n for g in GROUPS}
+            out.append(
+                f"to {int(100 * mark)}% ({at[1]} jobs, {at[0]:.2f} s, "
+                f"{n / max(1e-9, at[0] - prev[0]):.0f}/s): "
+                f"{sum(per.values()):.2f} ms/job ["
+                + " ".join(f"{g[:3]}{g[-3:]}={v:.2f}" for g, v in per.items())
+                + "]"
+            )
+            prev = at
+        return f"first done {1000 * first:.0f} ms;\n      " + ";\n      ".join(out)
+
+
 # --- one measurement ----------------------------------------------------------------------------
 
 
@@ -336,6 +411,8 @@ async def measure(
                 redis.url if "arq" in mode else None,
             )
             meter.start()
+            timeline = Timeline(meter, schema)
+            timeline.start()
             start = time.monotonic()
             wall0 = time.time()
             if mode == "arq-noop":
@@ -357,12 +434,13 @@ async def measure(
                     SENT.update(dict.fromkeys(range(jobs), released))
             await wait_done(mode, postgres, schema, spec.queue_name, queue, jobs)
             seconds = time.monotonic() - start
+            shape = await timeline.stop()
             meter.stop()
             if kind == "procrastinate":
                 # Procrastinate jobs (messages) deferred in the window: one per job, or
                 # fewer when the adapter announces several jobs in one message.
                 meter.counts["pq_messages"] = float(await pq_messages(postgres, schema))
-        cell = Cell(jobs / seconds, meter.used, jobs, meter.counts, meter.idle)
+        cell = Cell(jobs / seconds, meter.used, jobs, meter.counts, meter.idle, trace=shape)
     finally:
         for proc in procs:
             stop_worker(proc, timeout=60)
@@ -372,7 +450,11 @@ async def measure(
             await flush(redis.url)
     if trace_dir:
         sent = {ids[i]: t for i, t in SENT.items()}
-        cell.trace = summarize_trace(Path(trace_dir), sent, wall0, wall0 + seconds)
+        cell.trace = "; ".join(
+            t
+            for t in (cell.trace, summarize_trace(Path(trace_dir), sent, wall0, wall0 + seconds))
+            if t
+        )
         if os.environ.get("CHATSVG_BENCH_KEEP_TRACE"):
             (Path(trace_dir) / "window").write_text(f"{mode} {wall0} {wall0 + seconds}\n")
             cell.trace += f"; kept in {trace_dir}"
@@ -633,6 +715,12 @@ async def measure_celery(
         CHATSVG_INFLIGHT_READY_DIR=str(tmp),
         PYTHONPATH=os.pathsep.join([str(HERE), str(ROOT / "src")]),
     )
+    cpulog = ""
+    if env.get("CHATSVG_INFLIGHT_CPULOG"):
+        # Diagnosis: each worker's CPU at its n-th job (see _celery_bench_app._cpu_mark).
+        cpulog = os.path.join(env["CHATSVG_INFLIGHT_CPULOG"], f"{mode}-{jobs}-{time.time():.0f}")
+        os.makedirs(cpulog)
+        env["CHATSVG_INFLIGHT_CPULOG"] = cpulog
     module = "_noop_celery_app" if noop else "_celery_bench_app"
     procs = start_all(
         [celery_worker_cmd(module, f"b{i}", queue_name, concurrency) for i in range(workers)],
@@ -699,15 +787,24 @@ async def measure_celery(
             await sql(postgres, schema, RELEASE)
             meter = new_meter()
             meter.start()
+            timeline = Timeline(meter, schema, base=len(warm_ids))
+            timeline.start()
             start = time.monotonic()
+            clock = time.time()
             await announce(lambda i: queue.enqueue(ids[i]), jobs)
             await until_async(done, len(warm_ids) + len(ids))
             await waiter.close()
         seconds = time.monotonic() - start
+        shape = await timeline.stop() if not noop else ""
+        if cpulog and not noop:
+            marks = worker_marks(Path(cpulog), clock, meter.begin["workers"])
+            shape = "\n    ".join(t for t in (shape, marks) if t)
         meter.stop()
         await asyncio.sleep(0.5)  # the last acks
         health = celery_health(tmp, redis.url if "redis" in mode else None, dropped(announcer))
-        return Cell(jobs / seconds, meter.used, jobs, meter.counts, health=health)
+        return Cell(
+            jobs / seconds, meter.used, jobs, meter.counts, meter.idle, health=health, trace=shape
+        )
     except TimeoutError:
         # A stall (the session-7 hang): say what was left, then give up on the run.
         health = celery_health(tmp, redis.url if "redis" in mode else None, dropped(announcer))
@@ -727,6 +824,38 @@ async def measure_celery(
             with contextlib.suppress(Exception), app.connection_for_write() as conn:
                 conn.default_channel.queue_delete(queue_name)
         await flush(redis.url)
+
+
+def worker_marks(folder: Path, clock: float, begin: dict[int, float]) -> str:
+    """Per Celery worker, from its CPU at its n-th job (``CHATSVG_INFLIGHT_CPULOG``).
+
+    ``idle``: CPU from its READY to the clock (the warm-up jobs); ``first``:
+    clock to its first job (ms of wall time, ms of CPU); ``steady``: CPU per
+    job from its 50th job on; ``fixed``: its CPU from the clock to its last
+    mark less ``steady`` times the jobs by then, the cost it paid once.
+    """
+    out = []
+    for path in sorted(folder.glob("cpu-*")):
+        pid = int(path.name.split("-")[1])
+        rows = [line.split() for line in path.read_text().splitlines()]
+        ready = next((float(r[1]) for r in rows if r[0] == "ready"), None)
+        marks = [(int(r[0]), float(r[1]), float(r[2])) for r in rows if r[0] != "ready"]
+        if not marks or pid not in begin:
+            continue
+        cpu0 = begin[pid]
+        n_last, cpu_last, _ = marks[-1]
+        later = [m for m in marks if m[0] >= 50]
+        steady = (
+            (later[-1][1] - later[0][1]) / (later[-1][0] - later[0][0]) if len(later) > 1 else 0.0
+        )
+        fixed = (cpu_last - cpu0) - steady * n_last
+        idle = f"idle {1000 * (cpu0 - ready):.0f} ms, " if ready is not None else ""
+        out.append(
+            f"w{pid}: {idle}first +{1000 * (marks[0][2] - clock):.0f} ms "
+            f"({1000 * (marks[0][1] - cpu0):.0f} ms CPU), steady {1000 * steady:.2f} ms/job, "
+            f"fixed {1000 * fixed:.0f} ms"
+        )
+    return "; ".join(out)
 
 
 def dropped(queue: Any) -> int:
@@ -759,7 +888,12 @@ GROUPS = ["workers", "workers_pg", "submitter", "submitter_pg", "broker"]
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument(
+        "--jobs",
+        default="1000",
+        help="jobs per cell; several (1000,3000): sizes interleaved in each round, and a cost "
+        "fixed per cell solved from them (F/n + c)",
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1,2,4")
     parser.add_argument("--concurrency", type=int, default=50)
@@ -778,7 +912,14 @@ async def main() -> None:
     parser.add_argument(
         "--trace", action="store_true", help="workers log claims: pick-up latency, idle slots"
     )
+    parser.add_argument(
+        "--timeline",
+        type=float,
+        default=0.0,
+        help="sample CPU and jobs done every S s: CPU per job by stretch of each cell",
+    )
     args = parser.parse_args()
+    TIMELINE[0] = args.timeline
     TRACE[0] = args.trace
     ANNOUNCERS[0] = args.announcers
     WARM[0] = args.warm
@@ -794,7 +935,8 @@ async def main() -> None:
         parser.error(f"unknown modes {sorted(unknown)}")
     redis = OwnRedis()
     redis.start()
-    results: dict[tuple[str, int], list[Cell]] = {}
+    sizes = [int(n) for n in args.jobs.split(",")]
+    by_size: dict[int, dict[tuple[str, int], list[Cell]]] = {n: {} for n in sizes}
     print(f"{time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())} load {os.getloadavg()}")
     print(
         f"{args.jobs} jobs per cell, {args.concurrency} slots per worker process, "
@@ -803,28 +945,71 @@ async def main() -> None:
     )
     try:
         for r in range(args.rounds):
-            for workers in counts:
-                for mode in modes:
-                    ANNOUNCED[0] = 0.0
-                    cell = await measure(
-                        mode, workers, args.jobs, args.concurrency, postgres, redis, amqp
-                    )
-                    results.setdefault((mode, workers), []).append(cell)
-                    parts = " ".join(f"{g}={cell.cpu_ms(g):.2f}" for g in GROUPS)
-                    tally = " ".join(f"{k}/job={cell.per_job(k):.1f}" for k in cell.counts)
-                    print(
-                        f"round {r + 1} {mode} x{workers}: {cell.rate:.0f} jobs/s, "
-                        f"CPU ms/job {cell.cpu_ms():.2f} ({parts}) load {os.getloadavg()[0]:.1f}"
-                        f" announced in {ANNOUNCED[0]:.1f} s {tally}"
-                        + "".join(f" {k}={v:.0f}" for k, v in cell.health.items())
-                        + (f" idle {100 * cell.idle:.0f}%" if cell.idle >= 0 else "")
-                        + (f"\n    {cell.trace}" if cell.trace else ""),
-                        flush=True,
-                    )
+            for jobs, workers, mode in ((n, w, m) for n in sizes for w in counts for m in modes):
+                ANNOUNCED[0] = 0.0
+                cell = await measure(mode, workers, jobs, args.concurrency, postgres, redis, amqp)
+                by_size[jobs].setdefault((mode, workers), []).append(cell)
+                parts = " ".join(f"{g}={cell.cpu_ms(g):.2f}" for g in GROUPS)
+                tally = " ".join(f"{k}/job={cell.per_job(k):.1f}" for k in cell.counts)
+                print(
+                    f"round {r + 1} {mode} x{workers} {jobs} jobs: {cell.rate:.0f} jobs/s, "
+                    f"CPU ms/job {cell.cpu_ms():.2f} ({parts}) load {os.getloadavg()[0]:.1f}"
+                    f" announced in {ANNOUNCED[0]:.1f} s {tally}"
+                    + "".join(f" {k}={v:.0f}" for k, v in cell.health.items())
+                    + (f" idle {100 * cell.idle:.0f}%" if cell.idle >= 0 else "")
+                    + (f"\n    {cell.trace}" if cell.trace else ""),
+                    flush=True,
+                )
     finally:
         redis.stop()
     print(f"{time.strftime('%H:%M:%S UTC', time.gmtime())} load {os.getloadavg()}")
-    report(results, modes, counts)
+    for jobs in sizes:
+        print(f"\n## {jobs} jobs per cell")
+        report(by_size[jobs], modes, counts)
+    if len(sizes) >= 2:
+        fixed_costs(by_size, modes, counts, sizes[0], sizes[-1])
+
+
+def fixed_costs(
+    by_size: dict[int, dict[tuple[str, int], list[Cell]]],
+    modes: list[str],
+    counts: list[int],
+    small: int,
+    large: int,
+) -> None:
+    """Each mode's cost as ``F/n + c`` from the medians at two sizes of the same run.
+
+    CPU per job (ms) and wall time per job (ms, 1000 / rate): F is what a cell
+    pays whatever its size (CPU seconds, or seconds of wall time), c what each
+    job adds; ``c ÷ next`` is the ratio a long run tends to.
+    """
+    print(f"\nFixed and per-job cost, solved from {small} and {large} jobs (medians)")
+    print(
+        "\n| worker processes | mode | CPU F (s) | CPU c (ms) | c ÷ next | wall F (s) "
+        "| wall c (ms) | c ÷ next |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    span = 1 / small - 1 / large
+    for workers in counts:
+        solved = {}
+        for m in modes:
+            cpu = [
+                statistics.median(c.cpu_ms() for c in by_size[n][(m, workers)])
+                for n in (small, large)
+            ]
+            wall = [
+                statistics.median(1000 / c.rate for c in by_size[n][(m, workers)])
+                for n in (small, large)
+            ]
+            solved[m] = [
+                ((a - b) / 1000 / span, b - (a - b) / span / large) for a, b in (cpu, wall)
+            ]
+        for m in modes:
+            (fc, cc), (fw, cw) = solved[m]
+            base = solved.get("next")
+            rc = f"{cc / base[0][1]:.2f}x" if base else "-"
+            rw = f"{cw / base[1][1]:.2f}x" if base else "-"
+            print(f"| {workers} | {m} | {fc:.2f} | {cc:.2f} | {rc} | {fw:.2f} | {cw:.2f} | {rw} |")
 
 
 def report(results: dict[tuple[str, int], list[Cell]], modes: list[str], counts: list[int]) -> None:
