@@ -126,7 +126,12 @@ workers = setup_celery(
     provider=SlowProvider,
     queue=env.get("CHATSVG_INFLIGHT_QUEUE") or None,
     storage_options=(
-        {"schema": env["CHATSVG_INFLIGHT_SCHEMA"], "min_size": 2, "max_size": 10}
+        {
+            "schema": env["CHATSVG_INFLIGHT_SCHEMA"],
+            # The warm-up's connections open before READY (see warm and _fleet.Spec.warm).
+            "min_size": max(2, min(int(env.get("CHATSVG_INFLIGHT_WARM", "0")), 10)),
+            "max_size": 10,
+        }
         if env.get("CHATSVG_INFLIGHT_SCHEMA")
         else None
     ),

@@ -225,6 +225,7 @@ class Meter:
     used: dict[str, float] = field(default_factory=dict)
     counts: dict[str, float] = field(default_factory=dict)
     idle: float = 0.0  # share of the machine's CPU time left idle over the window
+    backends: tuple[int, int] = (0, 0)
     _counts0: dict[str, float] = field(default_factory=dict)
     _ticks0: tuple[int, int] = (0, 0)
 
@@ -252,6 +253,9 @@ class Meter:
         idle, ticks = machine_ticks()
         self.idle = (idle - self._ticks0[0]) / max(1, ticks - self._ticks0[1])
         end = self._read()
+        # The workers' PostgreSQL connections at the clock's start and stop: one opened in
+        # the window pays its start-up and first statements there.
+        self.backends = (len(self.begin["workers_pg"]), len(end["workers_pg"]))
         for group, now in end.items():
             before = self.begin.get(group, {})
             self.used[group] = sum(v - before.get(p, 0.0) for p, v in now.items())
@@ -335,6 +339,7 @@ class Cell:
     trace: str = ""  # with --trace: pick-up latency and idle slots (see summarize_trace)
     # Celery: errors the workers logged, announcements dropped, messages left unacked.
     health: dict[str, float] = field(default_factory=dict)
+    backends: tuple[int, int] = (0, 0)  # the workers' PostgreSQL connections, start and end
 
     def per_job(self, name: str) -> float:
         return self.counts.get(name, 0.0) / self.jobs
@@ -441,6 +446,7 @@ async def measure(
                 # fewer when the adapter announces several jobs in one message.
                 meter.counts["pq_messages"] = float(await pq_messages(postgres, schema))
         cell = Cell(jobs / seconds, meter.used, jobs, meter.counts, meter.idle, trace=shape)
+        cell.backends = meter.backends
     finally:
         for proc in procs:
             stop_worker(proc, timeout=60)
@@ -803,7 +809,14 @@ async def measure_celery(
         await asyncio.sleep(0.5)  # the last acks
         health = celery_health(tmp, redis.url if "redis" in mode else None, dropped(announcer))
         return Cell(
-            jobs / seconds, meter.used, jobs, meter.counts, meter.idle, health=health, trace=shape
+            jobs / seconds,
+            meter.used,
+            jobs,
+            meter.counts,
+            meter.idle,
+            health=health,
+            trace=shape,
+            backends=meter.backends,
         )
     except TimeoutError:
         # A stall (the session-7 hang): say what was left, then give up on the run.
@@ -957,6 +970,7 @@ async def main() -> None:
                     f" announced in {ANNOUNCED[0]:.1f} s {tally}"
                     + "".join(f" {k}={v:.0f}" for k, v in cell.health.items())
                     + (f" idle {100 * cell.idle:.0f}%" if cell.idle >= 0 else "")
+                    + " workers' PG connections {} -> {}".format(*cell.backends)
                     + (f"\n    {cell.trace}" if cell.trace else ""),
                     flush=True,
                 )
