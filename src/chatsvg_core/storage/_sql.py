@@ -487,6 +487,22 @@ class SQLTransaction:
             return None
         return self._job(row), await self.put_result(result)
 
+    async def succeed_held(
+        self, job_id: str, *, token: int, now: datetime, result: JobResult
+    ) -> tuple[int, JobResult] | None:
+        """:meth:`succeed_job` returning only the new ``version`` (``HeldJobFinisher``).
+
+        The caller holds the rest of the job: the row is not decoded.
+        """
+        self._check_open()
+        row = await self._one(
+            f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} RETURNING version",
+            (self._ts(utc(now)), job_id, token),
+        )
+        if row is None:
+            return None
+        return int(row[0]), await self.put_result(result)
+
     async def expired_jobs(self, now: datetime, *, limit: int) -> Sequence[Job]:
         """RUNNING jobs whose lease ended at or before ``now`` (not locked)."""
         self._check_open()
