@@ -19,6 +19,16 @@ __all__ = ["NOT_PLAIN", "built", "plain_json"]
 M = TypeVar("M", bound=BaseModel)
 
 
+# BaseModel's four instance slots, set through their descriptors: a fifth
+# cheaper than object.__setattr__ by name (frozen models refuse setattr).
+_SLOTS = vars(BaseModel)
+_SET_DICT = _SLOTS["__dict__"].__set__
+_SET_FIELDS = _SLOTS["__pydantic_fields_set__"].__set__
+_SET_EXTRA = _SLOTS["__pydantic_extra__"].__set__
+_SET_PRIVATE = _SLOTS["__pydantic_private__"].__set__
+_NEW = object.__new__
+
+
 def built(cls: type[M], data: dict[str, Any]) -> M:
     """``cls(**data)`` for ``data`` that validation would accept unchanged.
 
@@ -26,11 +36,11 @@ def built(cls: type[M], data: dict[str, Any]) -> M:
     out, private attributes or extras, without its per-field loop; ``data``
     becomes the instance's own dict.
     """
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", data)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(data))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    obj = _NEW(cls)
+    _SET_DICT(obj, data)
+    _SET_FIELDS(obj, set(data))
+    _SET_EXTRA(obj, None)
+    _SET_PRIVATE(obj, None)
     return obj
 
 

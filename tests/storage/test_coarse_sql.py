@@ -1,7 +1,7 @@
 """The coarse job statements are the state machine's transitions, written as SQL.
 
-``claim_due`` (one ``UPDATE ... RETURNING``) and ``succeed_job`` (one
-statement on PostgreSQL) carry the guard of ``claim`` and ``succeed`` in
+``claim_due`` (one ``UPDATE ... RETURNING``), ``succeed_job`` and
+``succeed_held`` (one statement each on PostgreSQL) carry the guard of ``claim`` and ``succeed`` in
 their ``WHERE`` and the effect in their ``SET``. The rules are written once,
 in :mod:`chatsvg_core.jobs`; these properties run the statements on every
 job shape the state machine reaches, on the real databases, and check each
@@ -108,7 +108,19 @@ def _check_succeed(store: Store, job: Job, offset: tuple[str, int], token: int) 
             assert await tx.get_result(job.id) == result
         assert await tx.get_job(job.id) == (want or job)
 
+    async def by_version(tx: SQLTransaction) -> None:
+        await tx.insert_job(job)
+        got = await tx.succeed_held(job.id, token=token, now=now, result=result)
+        if want is None:
+            assert got is None
+            assert await tx.get_result(job.id) is None
+        else:
+            assert got == (want.version, result)
+            assert await tx.get_result(job.id) == result
+        assert await tx.get_job(job.id) == (want or job)
+
     _in_rollback(store, body)
+    _in_rollback(store, by_version)
 
 
 _SETTINGS = settings(

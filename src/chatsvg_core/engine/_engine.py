@@ -891,7 +891,7 @@ class Engine:
         try:
             async with self.store.transaction() as tx:
                 done, _ = await complete_job(
-                    tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata
+                    tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata, held=job
                 )
                 # Only after the fenced transition: a refused result captures nothing.
                 known = self._claims.get((job.id, job.lease_token))

@@ -94,6 +94,11 @@ _JOB_COLUMNS = (
     "worker_id, request, request_hash, idempotency_key, last_error, result_ref, version, "
     "created_at, updated_at, trace_context"
 )
+_CLAIMED_COLUMNS = (
+    "id, owner, attempt, max_attempts, run_at, request, request_hash, idempotency_key, "
+    "last_error, result_ref, version, created_at, trace_context"
+)
+"""What a claim reads back: the columns ``CLAIM_SET`` does not decide itself."""
 # The coarse job statements (JobClaimer, JobFinisher). Each is a transition of
 # chatsvg_core.jobs written as SQL: the guard in WHERE, the effect in SET.
 # tests/storage/test_coarse_sql.py runs them on every job shape the state
@@ -222,28 +227,6 @@ def _loads(text: Any) -> Any:
     return value
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-_LAST_REQUEST: tuple[Any, dict[str, Any] | None] = (None, None)
-
-
-def _request(text: Any) -> Any:
-    """``_loads(text)`` of a job's request: the last flat one decoded is remembered.
-
-    A job's row is read twice per attempt (the claim's and the finish's
-    ``RETURNING``) with the same request text. A flat object (scalar values
-    only) is remembered and handed out as a fresh copy, so no two jobs share
-    a dict; anything else is decoded each time.
-    """
-    global _LAST_REQUEST
-    last = _LAST_REQUEST
-    if last[1] is not None and type(text) is str and last[0] == text:
-        return dict(last[1])
-    value = _loads(text)
-    if type(value) is dict and all(type(v) in _SCALARS for v in value.values()):
-        _LAST_REQUEST = (text, dict(value))  # one tuple, replaced whole (threads)
-    return value
-
-
 class SQLTransaction:
     """The primitives over one open database transaction (dialect-neutral part)."""
 
@@ -333,7 +316,7 @@ class SQLTransaction:
             {
                 "id": row[0],
                 "owner": row[1],
-                "request": _request(row[9]),
+                "request": _loads(row[9]),
                 "request_hash": row[10],
                 "idempotency_key": row[11],
                 "status": _STATUS.get(row[2]) or JobStatus(row[2]),
@@ -351,6 +334,42 @@ class SQLTransaction:
                 "created_at": created_at,
                 "updated_at": updated_at,
                 "trace_context": None if row[17] is None else _loads(row[17]),
+            }
+        )
+
+    def _claimed(
+        self, row: tuple[Any, ...], worker_id: str, lease_expires_at: datetime, now: datetime
+    ) -> Job:
+        """:meth:`_job` of ``claim_due``'s row: what ``CLAIM_SET`` wrote is not read back.
+
+        Status RUNNING, the token the new attempt, the lease's expiry, the
+        worker and ``updated_at`` are the statement's own parameters; the
+        rest is decoded as :meth:`_job` decodes it (``_CLAIMED_COLUMNS``).
+        tests/storage/test_coarse_sql.py holds it equal to ``claim``.
+        """
+        run_at = self._dt(row[4])
+        created_at = run_at if row[11] == row[4] else self._dt(row[11])
+        attempt = int(row[2])
+        return Job._from_trusted(
+            {
+                "id": row[0],
+                "owner": row[1],
+                "request": _loads(row[5]),
+                "request_hash": row[6],
+                "idempotency_key": row[7],
+                "status": JobStatus.RUNNING,
+                "attempt": attempt,
+                "max_attempts": int(row[3]),
+                "run_at": run_at,
+                "lease_expires_at": lease_expires_at,
+                "lease_token": attempt,
+                "worker_id": worker_id,
+                "last_error": None if row[8] is None else JobErrorInfo.model_validate_json(row[8]),
+                "result_ref": row[9],
+                "version": int(row[10]),
+                "created_at": created_at,
+                "updated_at": now,
+                "trace_context": None if row[12] is None else _loads(row[12]),
             }
         )
 
@@ -454,8 +473,9 @@ class SQLTransaction:
         repeats the guard, so a row changed meanwhile is not claimed.
         """
         self._check_open()
-        stamp = self._ts(utc(now))
-        params: list[Any] = [self._ts(utc(lease_expires_at)), worker_id, stamp]
+        now, lease_expires_at = utc(now), utc(lease_expires_at)
+        stamp = self._ts(now)
+        params: list[Any] = [self._ts(lease_expires_at), worker_id, stamp]
         if job_id is None:
             where = (
                 f"id = (SELECT id FROM chatsvg_jobs WHERE {CLAIM_GUARD} "
@@ -466,9 +486,10 @@ class SQLTransaction:
             where = f"id = ? AND {CLAIM_GUARD}"
             params += [job_id, stamp]
         row = await self._one(
-            f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE {where} RETURNING {_JOB_COLUMNS}", params
+            f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE {where} RETURNING {_CLAIMED_COLUMNS}",
+            params,
         )
-        return None if row is None else self._job(row)
+        return None if row is None else self._claimed(row, worker_id, lease_expires_at, now)
 
     async def succeed_job(
         self, job_id: str, *, token: int, now: datetime, result: JobResult
@@ -486,6 +507,22 @@ class SQLTransaction:
         if row is None:
             return None
         return self._job(row), await self.put_result(result)
+
+    async def succeed_held(
+        self, job_id: str, *, token: int, now: datetime, result: JobResult
+    ) -> tuple[int, JobResult] | None:
+        """:meth:`succeed_job` returning only the new ``version`` (``HeldJobFinisher``).
+
+        The caller holds the rest of the job: the row is not decoded.
+        """
+        self._check_open()
+        row = await self._one(
+            f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} RETURNING version",
+            (self._ts(utc(now)), job_id, token),
+        )
+        if row is None:
+            return None
+        return int(row[0]), await self.put_result(result)
 
     async def expired_jobs(self, now: datetime, *, limit: int) -> Sequence[Job]:
         """RUNNING jobs whose lease ended at or before ``now`` (not locked)."""
