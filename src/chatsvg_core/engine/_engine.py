@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol
 
-from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._clock import Clock, SystemClock, utc
 from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit, wanted
@@ -67,12 +67,11 @@ from chatsvg_core.generate import (
     progress_reporting,
 )
 from chatsvg_core.idempotency import (
-    Created,
-    create_or_replay,
     idempotency_scope,
     request_hash,
     validate_idempotency_key,
 )
+from chatsvg_core.idempotency._semantics import bind_key, record
 from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, claim, new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
@@ -353,7 +352,7 @@ class Engine:
         self.clock = clock or SystemClock()
         self.lease = lease
         self.heartbeat_every = heartbeat_every or lease.total_seconds() / 3
-        self.idempotency_ttl = idempotency_ttl
+        self.idempotency_ttl = idempotency_ttl  # checked by the property's setter
         self._daily_cap = daily_cap
         self.day = day or DayBoundary()
         self.on_event = on_event
@@ -368,6 +367,18 @@ class Engine:
         # What each running attempt's claim learned, for the rest of the attempt:
         # (job id, lease token) -> the parsed request, and whether a charge pays it.
         self._claims: dict[tuple[str, int | None], tuple[GenerationRequest, bool]] = {}
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        """How long a client key stays bound to its job (positive)."""
+        return self._idempotency_ttl
+
+    @idempotency_ttl.setter
+    def idempotency_ttl(self, ttl: timedelta) -> None:
+        # Checked here once rather than by each submit (create_or_replay checks it).
+        if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
+            raise ValueError(f"ttl must be positive, got {ttl}")
+        self._idempotency_ttl = ttl
 
     # --- helpers ------------------------------------------------------------
 
@@ -506,7 +517,7 @@ class Engine:
             await self.rate_limit.check(owner, rate_key)
         payload = _payload(req)
         scope = idempotency_scope(owner, operation=OPERATION)
-        now = self.clock.now()
+        now = utc(self.clock.now())
         job = new_job(
             job_id=self.new_id(),
             owner=owner,
@@ -524,18 +535,19 @@ class Engine:
                 replayed = False
                 reserved = await self._admit(tx, job, now)
             else:
-                outcome = await create_or_replay(
-                    tx,
-                    job=job,
+                # create_or_replay's steps without its argument checks (done
+                # above and at construction) or its outcome models.
+                proposed = record(
                     scope=scope,
                     key=idempotency_key,
-                    now=now,
-                    ttl=self.idempotency_ttl,
+                    request_hash=job.request_hash,
+                    job_id=job.id,
+                    created_at=now,
+                    expires_at=now + self._idempotency_ttl,
                 )
-                replayed = not isinstance(outcome, Created)
-                assert outcome.job is not None  # create_or_replay always sets it
-                job = outcome.job
-                if not replayed:
+                job, _, created = await bind_key(tx, job, proposed, now=now)
+                replayed = not created
+                if created:
                     reserved = await self._admit(tx, job, now)
         if replayed:
             self._emit(EventKind.REPLAYED, job)
