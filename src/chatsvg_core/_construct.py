@@ -64,11 +64,17 @@ def plain_json(value: Any, depth: int = 0) -> Any:
         return value if math.isfinite(value) else NOT_PLAIN
     if depth >= _MAX_DEPTH:
         return NOT_PLAIN
+    # The scalar case is repeated inline in the loops: most values of a
+    # result's metadata are scalars, and a call per value cost more than the check.
     if kind is dict:
         out = {}
         for key, item in value.items():
             if type(key) is not str:
                 return NOT_PLAIN
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                out[key] = item
+                continue
             copied = plain_json(item, depth + 1)
             if copied is NOT_PLAIN:
                 return NOT_PLAIN
@@ -77,6 +83,10 @@ def plain_json(value: Any, depth: int = 0) -> Any:
     if kind is list:
         items = []
         for item in value:
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                items.append(item)
+                continue
             copied = plain_json(item, depth + 1)
             if copied is NOT_PLAIN:
                 return NOT_PLAIN

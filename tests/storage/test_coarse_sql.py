@@ -193,6 +193,26 @@ def test_succeed_statement_is_the_succeed_transition_postgres(
         _check_succeed(postgres_store, job, offset, token)
 
 
+@pytest.mark.parametrize("by_id", [False, True])
+def test_a_claimed_row_no_transition_could_write_is_refused(
+    sqlite_store: Store, by_id: bool
+) -> None:
+    # A QUEUED row holding a result (written behind the library's back): the
+    # claim's decode refuses it, as the full row decode does.
+    from chatsvg_core.testing.conformance._base import T0
+    from chatsvg_core.testing.conformance._base import job as a_job
+
+    async def body(tx: SQLTransaction) -> None:
+        await tx.insert_job(a_job("bad", now=T0))
+        await tx._exec("UPDATE chatsvg_jobs SET result_ref = 'bad' WHERE id = 'bad'")
+        with pytest.raises(ValueError, match="result_ref is set exactly when SUCCEEDED"):
+            await tx.claim_due(
+                T0, worker_id="w", lease_expires_at=T0 + LEASE, job_id="bad" if by_id else None
+            )
+
+    _in_rollback(sqlite_store, body)
+
+
 def test_claim_next_takes_the_reference_order(sqlite_store: Store) -> None:
     # Several due jobs: the statement picks the one next_due_job would.
     from chatsvg_core.testing.conformance._base import T0

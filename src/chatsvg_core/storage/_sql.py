@@ -14,6 +14,7 @@ Also here: reading the migration files shipped in ``storage/sql/<dialect>/``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from importlib import resources
 from typing import Any, ClassVar
 
 from chatsvg_core._clock import utc
+from chatsvg_core._construct import built
 from chatsvg_core.errors import InvalidAmount, StorageError
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus
 from chatsvg_core.storage._errors import StoreClosed
@@ -230,6 +232,26 @@ def _loads(text: Any) -> Any:
     return value
 
 
+# The claim and finish statements, built once: a statement's text is the key
+# of the driver's statement cache, and building and hashing it on every call
+# cost a few thousand instructions per job.
+_CLAIM_ONE = (
+    f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE id = ? AND {CLAIM_GUARD} "
+    f"RETURNING {_CLAIMED_COLUMNS}"
+)
+_SUCCEED_HELD = f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} RETURNING version"
+
+
+@functools.cache
+def _claim_next_sql(skip_locked: str) -> str:
+    """``claim_due``'s statement for the next due job, with the dialect's lock clause."""
+    return (
+        f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE id = (SELECT id FROM chatsvg_jobs "
+        f"WHERE {CLAIM_GUARD} ORDER BY run_at, created_at, id LIMIT 1{skip_locked}) "
+        f"AND {CLAIM_GUARD} RETURNING {_CLAIMED_COLUMNS}"
+    )
+
+
 class SQLTransaction:
     """The primitives over one open database transaction (dialect-neutral part)."""
 
@@ -360,28 +382,33 @@ class SQLTransaction:
         run_at = self._dt(row[4])
         created_at = run_at if row[11] == row[4] else self._dt(row[11])
         attempt = int(row[2])
-        return Job._from_trusted(
-            {
-                "id": row[0],
-                "owner": row[1],
-                "request": _loads(row[5]),
-                "request_hash": row[6],
-                "idempotency_key": row[7],
-                "status": JobStatus.RUNNING,
-                "attempt": attempt,
-                "max_attempts": int(row[3]),
-                "run_at": run_at,
-                "lease_expires_at": lease_expires_at,
-                "lease_token": attempt,
-                "worker_id": worker_id,
-                "last_error": None if row[8] is None else JobErrorInfo.model_validate_json(row[8]),
-                "result_ref": row[9],
-                "version": int(row[10]),
-                "created_at": created_at,
-                "updated_at": now,
-                "trace_context": None if row[12] is None else _loads(row[12]),
-            }
-        )
+        data: dict[str, Any] = {
+            "id": row[0],
+            "owner": row[1],
+            "request": _loads(row[5]),
+            "request_hash": row[6],
+            "idempotency_key": row[7],
+            "status": JobStatus.RUNNING,
+            "attempt": attempt,
+            "max_attempts": int(row[3]),
+            "run_at": run_at,
+            "lease_expires_at": lease_expires_at,
+            "lease_token": attempt,
+            "worker_id": worker_id,
+            "last_error": None if row[8] is None else JobErrorInfo.model_validate_json(row[8]),
+            "result_ref": row[9],
+            "version": int(row[10]),
+            "created_at": created_at,
+            "updated_at": now,
+            "trace_context": None if row[12] is None else _loads(row[12]),
+        }
+        if row[9] is None:
+            # Job's cross-field rules hold by construction (RUNNING, the token the
+            # attempt, an expiry, no result; the guard kept attempt <= max_attempts),
+            # so the check _from_trusted makes is skipped; a row with a result
+            # (written by something other than the transitions) is still refused.
+            return built(Job, data)
+        return Job._from_trusted(data)
 
     def _entry(self, row: tuple[Any, ...]) -> LedgerEntry:
         return LedgerEntry(
@@ -485,20 +512,15 @@ class SQLTransaction:
         self._check_open()
         now, lease_expires_at = utc(now), utc(lease_expires_at)
         stamp = self._ts(now)
-        params: list[Any] = [self._ts(lease_expires_at), worker_id, stamp]
         if job_id is None:
-            where = (
-                f"id = (SELECT id FROM chatsvg_jobs WHERE {CLAIM_GUARD} "
-                f"ORDER BY run_at, created_at, id LIMIT 1{self.skip_locked}) AND {CLAIM_GUARD}"
+            row = await self._one(
+                _claim_next_sql(self.skip_locked),
+                (self._ts(lease_expires_at), worker_id, stamp, stamp, stamp),
             )
-            params += [stamp, stamp]
         else:
-            where = f"id = ? AND {CLAIM_GUARD}"
-            params += [job_id, stamp]
-        row = await self._one(
-            f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE {where} RETURNING {_CLAIMED_COLUMNS}",
-            params,
-        )
+            row = await self._one(
+                _CLAIM_ONE, (self._ts(lease_expires_at), worker_id, stamp, job_id, stamp)
+            )
         return None if row is None else self._claimed(row, worker_id, lease_expires_at, now)
 
     async def succeed_job(
@@ -526,10 +548,7 @@ class SQLTransaction:
         The caller holds the rest of the job: the row is not decoded.
         """
         self._check_open()
-        row = await self._one(
-            f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} RETURNING version",
-            (self._ts(utc(now)), job_id, token),
-        )
+        row = await self._one(_SUCCEED_HELD, (self._ts(utc(now)), job_id, token))
         if row is None:
             return None
         return int(row[0]), await self.put_result(result)
