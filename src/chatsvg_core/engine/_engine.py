@@ -363,6 +363,7 @@ class Engine:
         self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
             weakref.WeakKeyDictionary()
         )
+        self._last_keeper: tuple[weakref.ref[asyncio.AbstractEventLoop], LeaseKeeper] | None = None
         self.refuse_blank = refuse_blank
         # What each running attempt's claim learned, for the rest of the attempt:
         # (job id, lease token) -> the parsed request, and whether a charge pays it.
@@ -775,12 +776,20 @@ class Engine:
         # One keeper per event loop: its task lives on the loop that runs the
         # jobs (a SyncEngine's portal loop, or the host's own).
         loop = asyncio.get_running_loop()
+        last = self._last_keeper
+        if last is not None and last[0]() is loop:
+            return last[1]  # the same loop as the last job's (the weak dict builds a ref per get)
         keeper = self._keepers.get(loop)
         if keeper is None:
+            # A keeper's armed timer holds its loop, so a loop closed with one
+            # pending would stay a key here: forget those when a new loop comes.
+            for closed in [old for old in self._keepers if old.is_closed()]:
+                del self._keepers[closed]
             keeper = LeaseKeeper(
                 self.store, lease=self.lease, every=self.heartbeat_every, clock=self.clock
             )
             self._keepers[loop] = keeper
+        self._last_keeper = (weakref.ref(loop), keeper)
         return keeper
 
     async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
