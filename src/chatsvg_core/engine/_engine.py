@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from chatsvg_core._clock import Clock, SystemClock, utc
 from chatsvg_core._logctx import job_log_context
@@ -34,7 +34,7 @@ from chatsvg_core.engine._money import (
     give_back,
     unsettled_kinds,
 )
-from chatsvg_core.engine._validate import check_job_id, parse_request
+from chatsvg_core.engine._validate import check_job_id, parse_request, plain_payload
 from chatsvg_core.engine._wait import (
     FEED_SAFETY,
     POLL_FIRST,
@@ -512,11 +512,18 @@ class Engine:
         owner = validate_owner(owner)
         if idempotency_key is not None:
             idempotency_key = validate_idempotency_key(idempotency_key)
-        req = self.prepare(request)
+        payload = None
+        if type(self).prepare is _PREPARE and type(self.prompt_policy).check is _CHECK:
+            # prepare() then _payload() for a plain dict, without the model in
+            # between; the prompt rules run as check() runs them.
+            payload = plain_payload(request)
+        if payload is not None:
+            payload["prompt"] = self.prompt_policy.validate_prompt(payload["prompt"])
+        else:
+            payload = _payload(self.prepare(request))
         if self.rate_limit is not None:
             # Counted before the transaction: a refused submit writes nothing.
             await self.rate_limit.check(owner, rate_key)
-        payload = _payload(req)
         scope = idempotency_scope(owner, operation=OPERATION)
         now = utc(self.clock.now())
         job = new_job(
@@ -1301,3 +1308,7 @@ class Engine:
         job_id = check_job_id(job_id)
         async with self.store.transaction() as tx:
             return await tx.get_result(job_id)
+
+
+_PREPARE: Final = Engine.prepare
+_CHECK: Final = PromptPolicy.check
