@@ -19,6 +19,16 @@ __all__ = ["NOT_PLAIN", "built", "plain_json"]
 M = TypeVar("M", bound=BaseModel)
 
 
+# BaseModel's four instance slots, set through their descriptors: a fifth
+# cheaper than object.__setattr__ by name (frozen models refuse setattr).
+_SLOTS = vars(BaseModel)
+_SET_DICT = _SLOTS["__dict__"].__set__
+_SET_FIELDS = _SLOTS["__pydantic_fields_set__"].__set__
+_SET_EXTRA = _SLOTS["__pydantic_extra__"].__set__
+_SET_PRIVATE = _SLOTS["__pydantic_private__"].__set__
+_NEW = object.__new__
+
+
 def built(cls: type[M], data: dict[str, Any]) -> M:
     """``cls(**data)`` for ``data`` that validation would accept unchanged.
 
@@ -26,11 +36,11 @@ def built(cls: type[M], data: dict[str, Any]) -> M:
     out, private attributes or extras, without its per-field loop; ``data``
     becomes the instance's own dict.
     """
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", data)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(data))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    obj = _NEW(cls)
+    _SET_DICT(obj, data)
+    _SET_FIELDS(obj, set(data))
+    _SET_EXTRA(obj, None)
+    _SET_PRIVATE(obj, None)
     return obj
 
 
@@ -54,11 +64,17 @@ def plain_json(value: Any, depth: int = 0) -> Any:
         return value if math.isfinite(value) else NOT_PLAIN
     if depth >= _MAX_DEPTH:
         return NOT_PLAIN
+    # The scalar case is repeated inline in the loops: most values of a
+    # result's metadata are scalars, and a call per value cost more than the check.
     if kind is dict:
         out = {}
         for key, item in value.items():
             if type(key) is not str:
                 return NOT_PLAIN
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                out[key] = item
+                continue
             copied = plain_json(item, depth + 1)
             if copied is NOT_PLAIN:
                 return NOT_PLAIN
@@ -67,6 +83,10 @@ def plain_json(value: Any, depth: int = 0) -> Any:
     if kind is list:
         items = []
         for item in value:
+            kind = type(item)
+            if kind is str or kind is int or kind is bool or item is None:
+                items.append(item)
+                continue
             copied = plain_json(item, depth + 1)
             if copied is NOT_PLAIN:
                 return NOT_PLAIN

@@ -7,6 +7,7 @@ Used by ``tests/engine/test_engine_crash.py`` (small, in the default run) and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import multiprocessing as mp
 import os
 import random
@@ -190,7 +191,8 @@ async def soak(
                 # A kill at any moment, mid-transaction included.
                 last_kill = time.monotonic()
                 victim = rng.choice(list(procs.values()))
-                os.kill(victim.pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError):  # died and reaped meanwhile
+                    os.kill(victim.pid, signal.SIGKILL)
                 report.parent_kills += 1
             if cancel_every is not None and time.monotonic() - last_cancel > cancel_every:
                 last_cancel = time.monotonic()
@@ -217,7 +219,10 @@ async def soak(
             await asyncio.sleep(0.1)
     finally:
         for proc in procs.values():
-            os.kill(proc.pid, signal.SIGKILL)
+            # A worker that killed itself may already be reaped (multiprocessing
+            # reaps finished children whenever another one starts).
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
             proc.join()
     report.seconds = time.monotonic() - start
     await asyncio.sleep(lease)

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chatsvg_core import Engine, GenerationRequest, Ledger, ProviderOutput
@@ -281,3 +281,119 @@ def test_a_request_subclass_or_odd_value_is_dumped_by_pydantic() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # pydantic warns that 1.5 is not an int, both times
         assert engine_module._payload(odd) == odd.model_dump(mode="json")
+
+
+# --- a plain dict request: validation and the dump without the model ------------------
+
+
+class _Str(str):
+    pass
+
+
+class _Int(int):
+    pass
+
+
+_ODD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5000),
+    st.sampled_from([15, 16, 512, 4096, 4097, 2**63, 1.0, 512.0, "512", b"x", ["a"]]),
+    st.text(max_size=6),
+    st.sampled_from(["flat", "line-art", "-x", "a" * 32, "a" * 33, "flat\n", "FLAT", "gpt-4o"]),
+    st.sampled_from(["a b", "x" * 512, "x" * 513, "m\n", "simple", "standard", "detailed", ""]),
+    st.sampled_from(list(engine_module.Detail)),
+    st.sampled_from([_Str("flat"), _Str("a cat"), _Int(512)]),
+)
+_KEYS = st.sampled_from(["prompt", "style", "width", "height", "detail", "model", "seed", 1])
+_VALID = st.fixed_dictionaries(
+    {"prompt": st.text(max_size=20)},
+    optional={
+        "style": st.none() | st.from_regex(r"[a-z0-9][a-z0-9-]{0,31}", fullmatch=True),
+        "width": st.integers(16, 4096),
+        "height": st.integers(16, 4096),
+        "detail": st.sampled_from(["simple", "standard", "detailed", *engine_module.Detail]),
+        "model": st.none() | st.from_regex(r"[!-~]{1,20}", fullmatch=True),
+    },
+)
+
+
+@given(
+    st.one_of(
+        st.dictionaries(_KEYS, _ODD_VALUES, max_size=7),
+        # A valid request with one field spoilt (or added): each rule on its own.
+        st.builds(lambda valid, key, odd: {**valid, key: odd}, _VALID, _KEYS, _ODD_VALUES),
+        _VALID,
+    )
+)
+@settings(max_examples=400)
+@example({"prompt": "a", "width": 15})
+@example({"prompt": "a", "height": 4097})
+@example({"prompt": "a", "width": True})
+@example({"prompt": "a", "style": "flat\n"})
+@example({"prompt": "a", "style": "Flat"})
+@example({"prompt": "a", "model": "m\n"})
+@example({"prompt": "a", "model": "a b"})
+@example({"prompt": "a", "detail": ["simple"]})
+@example({"prompt": "a", "detail": "Simple"})
+@example({"prompt": _Str("a")})
+@example({"prompt": "a", "seed": 1})
+def test_a_plain_request_payload_is_validation_then_the_dump(request: dict[Any, Any]) -> None:
+    from pydantic import ValidationError
+
+    from chatsvg_core.engine._validate import plain_payload
+
+    fast = plain_payload(request)
+    try:
+        slow = GenerationRequest.model_validate(request).model_dump(mode="json")
+    except ValidationError:
+        assert fast is None
+        return
+    if fast is not None:
+        assert fast == slow
+        assert [(k, type(v)) for k, v in fast.items()] == [(k, type(v)) for k, v in slow.items()]
+
+
+@given(_VALID)
+def test_plain_valid_requests_take_the_fast_path(request: dict[str, Any]) -> None:
+    from chatsvg_core.engine._validate import plain_payload
+
+    assert plain_payload(request) is not None
+
+
+def test_the_fast_path_knows_every_request_field() -> None:
+    # A field added to GenerationRequest turns plain_payload off (every request
+    # then goes through validation) until it is taught the field.
+    from chatsvg_core.engine import _validate
+
+    assert _validate._KNOWN
+
+
+async def test_a_host_prompt_policy_or_prepare_still_runs() -> None:
+    from chatsvg_core.generate import PromptPolicy
+
+    class Shouting(PromptPolicy):
+        def check(self, request: GenerationRequest) -> GenerationRequest:
+            checked = super().check(request)
+            return checked.model_copy(update={"prompt": checked.prompt.upper()})
+
+    class Prefixing(Engine):
+        def prepare(self, request: Any) -> GenerationRequest:
+            got = super().prepare(request)
+            return got.model_copy(update={"prompt": "p: " + got.prompt})
+
+    store = MemoryStore()
+    loud = Engine(store, None, ScriptedProvider([]), prompt_policy=Shouting())
+    assert (await loud.submit("o", "k1", {"prompt": " a cat "})).job.request["prompt"] == "A CAT"
+    pre = Prefixing(store, None, ScriptedProvider([]))
+    assert (await pre.submit("o", "k2", {"prompt": " a cat "})).job.request["prompt"] == "p: a cat"
+    plain = Engine(store, None, ScriptedProvider([]))
+    job = (await plain.submit("o", "k3", {"prompt": " a cat ", "detail": "simple"})).job
+    assert job.request == {
+        "prompt": "a cat",
+        "style": None,
+        "width": 512,
+        "height": 512,
+        "detail": "simple",
+        "model": None,
+    }

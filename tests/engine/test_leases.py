@@ -168,3 +168,51 @@ async def test_a_lost_lease_stops_the_worker_and_others_carry_on(tmp_path: Path,
         assert now_a is not None and now_a.lease_token == 2 and now_a.worker_id == "w2"
         assert now_a.version == taken.version
         assert engine._keeper().held == 0
+
+
+async def test_short_jobs_one_after_another_reuse_one_timer(tmp_path: Path) -> None:
+    # The keeper's timer stays armed when the last lease is released, so a
+    # worker running short jobs one at a time arms one per interval, not one
+    # per job; when it fires with nothing held it ends there and no round runs.
+    async with memory_store(tmp_path) as inner:
+        store = CountingStore(inner)
+        engine = Engine(store, None, _Instant(), heartbeat_every=3600)
+        await Ledger(store).grant("alice", 100)
+        for i in range(3):
+            await engine.submit("alice", f"k{i}", {"prompt": f"a cat {i}"})
+        assert await engine.process_next("w") is not None
+        keeper = engine._keeper()
+        timer = keeper._timer
+        assert timer is not None and not timer.cancelled() and keeper.held == 0
+        assert await engine.process_next("w") is not None
+        assert await engine.process_next("w") is not None
+        assert keeper._timer is timer and not timer.cancelled()
+        before = store.transactions
+        keeper._wake()  # the timer firing with no lease held
+        assert keeper._timer is None and keeper._task is None
+        await asyncio.sleep(0)
+        assert store.transactions == before and keeper.rounds == 0
+
+
+def test_a_keeper_left_on_a_closed_loop_is_forgotten(tmp_path: Path) -> None:
+    # Its armed timer holds the loop it was armed on: the engine drops keepers
+    # of closed loops when a new loop asks for one, so repeated asyncio.run()
+    # calls do not pile up closed loops.
+    store = MemoryStore()
+    engine = Engine(store, None, _Instant(), heartbeat_every=3600)
+
+    async def one_job(i: int) -> None:
+        await Ledger(store).grant("alice", 10)
+        await engine.submit("alice", f"k{i}", {"prompt": "a cat"})
+        assert await engine.process_next("w") is not None
+
+    for i in range(3):
+        asyncio.run(one_job(i))
+        assert len(engine._keepers) == 1
+
+
+class _Instant:
+    name = "instant"
+
+    async def generate(self, request: GenerationRequest) -> ProviderOutput:
+        return ProviderOutput(text=SVG, model="instant", provider=self.name, latency_s=0.0)

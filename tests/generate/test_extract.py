@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chatsvg_core.errors import (
@@ -278,3 +278,83 @@ def test_five_megabytes_of_adversarial_input() -> None:
     # ... and scanned in linear time when the limit is lifted.
     with contextlib.suppress(TruncatedSVG, NoSVGFound):
         extract_svg(text, max_chars=len(text))
+
+
+# --- the lone-SVG fast path gives exactly what the full scan gives --------------------
+
+from chatsvg_core.generate._extract import _lone_svg, _scanned  # noqa: E402
+
+blanks = st.text(alphabet=" \t\r\n\x0b\x0c\x1c\x85\xa0\u2028\u3000", max_size=4)
+# Pieces of an answer that starts with "<svg": the tricky parts included (quoted
+# ends, comments, CDATA, nested and self-closing SVGs, stray "<" and ends).
+svg_pieces = st.sampled_from(
+    [
+        ">",
+        "/>",
+        " a=",
+        '"',
+        "'",
+        "x>y",
+        "<svg>",
+        "<svg",
+        "</svg>",
+        "</SVG \n>",
+        "</svg/>",
+        "</svgx>",
+        "<!--",
+        "-->",
+        "<![CDATA[",
+        "]]>",
+        "<rect/>",
+        "<g>",
+        "</g>",
+        "<",
+        "< ",
+        "<1",
+        "text",
+        "\n```\n",
+        "`",
+        "é",
+    ]
+)
+lone_candidates = st.builds(
+    lambda before, pieces, after: before + "<svg" + "".join(pieces) + after,
+    blanks,
+    st.lists(svg_pieces, max_size=12),
+    blanks,
+)
+
+
+def _full(text: str) -> str | Exception:
+    try:
+        return _scanned(text)
+    except (TruncatedSVG, NoSVGFound) as exc:
+        return exc
+
+
+@settings(max_examples=1000)
+@given(st.one_of(lone_candidates, answers, svg_docs.map(lambda s: f" {s}\n")))
+@example('<svg a="x>y"/></svg>')
+@example("<svg></svg><svg></svg>")
+@example("<svg><!-- </svg>")
+@example("<svg><!-- </svg></svg>")
+@example("<svg></svg> <svg>longer</svg>")
+def test_the_lone_svg_fast_path_is_the_full_scan(text: str) -> None:
+    fast = _lone_svg(text, 0)
+    if fast is not None:
+        assert _full(text) == fast
+
+
+def test_the_lone_svg_fast_path_is_taken_and_exact_on_the_corpus() -> None:
+    # The answers, and the SVGs they hold (each one a lone-SVG answer itself).
+    names = sorted(MANIFEST) + sorted(p.name for p in CORPUS.glob("*.expected.svg"))
+    taken = 0
+    for name in names:
+        text = read(name)
+        fast = _lone_svg(text, 0)
+        if fast is not None:
+            taken += 1
+            assert _full(text) == fast, name
+    # The lone shape is common enough in the corpus for this to test something.
+    assert taken >= 3
+    assert _lone_svg(" <svg a='1'><rect/></svg>\n", 0) == "<svg a='1'><rect/></svg>"

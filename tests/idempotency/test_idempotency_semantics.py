@@ -489,7 +489,7 @@ def test_record_equals_validation(
 
 @given(st.sampled_from(["same", "replay", "conflict"]), st.text(min_size=1, max_size=4))
 def test_outcomes_equal_the_validated_models(case: str, job_id: str) -> None:
-    from chatsvg_core.idempotency._semantics import _with_job
+    from chatsvg_core.idempotency._semantics import _outcome
 
     now = datetime(2026, 3, 1, tzinfo=UTC)
     mine = IdempotencyRecord(
@@ -512,11 +512,9 @@ def test_outcomes_equal_the_validated_models(case: str, job_id: str) -> None:
     assert outcome == expected and type(outcome) is type(expected)
     assert outcome.model_dump() == expected.model_dump()
     job = new_job(job_id=job_id, owner="o", request={}, request_hash="h", now=now)
-    assert _with_job(outcome, job) == expected.model_copy(update={"job": job})
-    assert (
-        _with_job(outcome, job).model_dump()
-        == expected.model_copy(update={"job": job}).model_dump()
-    )
+    with_job = _outcome(type(outcome), outcome.outcome, outcome.job_id, outcome.record, job)
+    assert with_job == expected.model_copy(update={"job": job})
+    assert with_job.model_dump() == expected.model_copy(update={"job": job}).model_dump()
 
 
 class _HostRecord(IdempotencyRecord):
@@ -544,7 +542,7 @@ def _sample_record(cls: type[IdempotencyRecord] = IdempotencyRecord) -> Idempote
 def test_outcomes_equal_their_models_and_plain_ones_skip_validation(
     monkeypatch: pytest.MonkeyPatch, outcome_cls: str, record_cls: type[IdempotencyRecord]
 ) -> None:
-    # _outcome and _with_job build without validation for the library's own exact
+    # _outcome builds without validation for the library's own exact
     # types and fall back to the model for anything else (a host store's subclass):
     # both ways must make what the model makes, and the plain way must not validate.
     from chatsvg_core.idempotency import _semantics as sem
@@ -571,7 +569,7 @@ def test_outcomes_equal_their_models_and_plain_ones_skip_validation(
             patch.setattr(cls, "__init__", refuse)
             patch.setattr(cls, "model_copy", refuse)
         got = sem._outcome(cls, outcome_cls, "job-1", existing)
-        with_job = sem._with_job(got, job)
+        with_job = sem._outcome(cls, outcome_cls, "job-1", existing, job)
     assert got == want
     assert got.record is existing and got.job_id == "job-1" and got.job is None
     assert with_job == want.model_copy(update={"job": job})

@@ -1,7 +1,7 @@
 """The coarse job statements are the state machine's transitions, written as SQL.
 
-``claim_due`` (one ``UPDATE ... RETURNING``) and ``succeed_job`` (one
-statement on PostgreSQL) carry the guard of ``claim`` and ``succeed`` in
+``claim_due`` (one ``UPDATE ... RETURNING``), ``succeed_job`` and
+``succeed_held`` (one statement each on PostgreSQL) carry the guard of ``claim`` and ``succeed`` in
 their ``WHERE`` and the effect in their ``SET``. The rules are written once,
 in :mod:`chatsvg_core.jobs`; these properties run the statements on every
 job shape the state machine reaches, on the real databases, and check each
@@ -108,7 +108,19 @@ def _check_succeed(store: Store, job: Job, offset: tuple[str, int], token: int) 
             assert await tx.get_result(job.id) == result
         assert await tx.get_job(job.id) == (want or job)
 
+    async def by_version(tx: SQLTransaction) -> None:
+        await tx.insert_job(job)
+        got = await tx.succeed_held(job.id, token=token, now=now, result=result)
+        if want is None:
+            assert got is None
+            assert await tx.get_result(job.id) is None
+        else:
+            assert got == (want.version, result)
+            assert await tx.get_result(job.id) == result
+        assert await tx.get_job(job.id) == (want or job)
+
     _in_rollback(store, body)
+    _in_rollback(store, by_version)
 
 
 _SETTINGS = settings(
@@ -179,6 +191,26 @@ def test_succeed_statement_is_the_succeed_transition_postgres(
     current = job.lease_token or job.attempt or 1
     for token in sorted({max(1, current - 1), current, current + 1}):
         _check_succeed(postgres_store, job, offset, token)
+
+
+@pytest.mark.parametrize("by_id", [False, True])
+def test_a_claimed_row_no_transition_could_write_is_refused(
+    sqlite_store: Store, by_id: bool
+) -> None:
+    # A QUEUED row holding a result (written behind the library's back): the
+    # claim's decode refuses it, as the full row decode does.
+    from chatsvg_core.testing.conformance._base import T0
+    from chatsvg_core.testing.conformance._base import job as a_job
+
+    async def body(tx: SQLTransaction) -> None:
+        await tx.insert_job(a_job("bad", now=T0))
+        await tx._exec("UPDATE chatsvg_jobs SET result_ref = 'bad' WHERE id = 'bad'")
+        with pytest.raises(ValueError, match="result_ref is set exactly when SUCCEEDED"):
+            await tx.claim_due(
+                T0, worker_id="w", lease_expires_at=T0 + LEASE, job_id="bad" if by_id else None
+            )
+
+    _in_rollback(sqlite_store, body)
 
 
 def test_claim_next_takes_the_reference_order(sqlite_store: Store) -> None:

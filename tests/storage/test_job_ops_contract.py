@@ -4,10 +4,10 @@
 job with its row locked, applies one pure transition function, and writes it
 with a compare-and-set on ``version``; a lost compare-and-set raises and names
 the action. A transaction that offers a fast path (:class:`JobClaimer`,
-:class:`JobFinisher`, :class:`LeaseExtender`: the SQL backends) gets it, with
-the same checks and the same outcome. A recording transaction checks each
-rule call by call, on the memory store (reference paths) and on SQLite (fast
-paths). See docs/mutation.md.
+:class:`JobFinisher`, :class:`HeldJobFinisher`, :class:`LeaseExtender`: the
+SQL backends) gets it, with the same checks and the same outcome. A
+recording transaction checks each rule call by call, on the memory store
+(reference paths) and on SQLite (fast paths). See docs/mutation.md.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from chatsvg_core.storage.sqlite import SQLiteStore
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 LEASE = timedelta(seconds=30)
 ERR = JobErrorInfo(code="x", type="X", message="m", transient=True)
-FAST = ("claim_due", "succeed_job", "extend_leases")
+FAST = ("claim_due", "succeed_job", "succeed_held", "extend_leases")
 
 
 class _Spy:
@@ -64,7 +64,7 @@ class _Spy:
 
         async def recorded(*args: Any, **kwargs: Any) -> Any:
             self.calls.append((name, args[0] if args else None))
-            if name == "succeed_job" and self._refuse:
+            if name in ("succeed_job", "succeed_held") and self._refuse:
                 return None
             return await attr(*args, **kwargs)
 
@@ -296,6 +296,65 @@ async def test_each_fast_path_is_taken_when_the_transaction_offers_it(sqlite: St
         assert spy.names() == ["succeed_job"]
 
 
+async def test_a_finish_from_the_held_job_reads_no_row_back(sqlite: Store) -> None:
+    async with sqlite.transaction() as tx:
+        held = await tx.get_job("r")
+        other = await tx.get_job("s")
+    assert held is not None and other is not None
+    # Not this job, another token, not running: the held job is ignored.
+    for wrong in (other, held._step(lease_token=2, attempt=2), held):
+        async with sqlite.transaction() as tx:
+            spy = _Spy(tx, refuse_fast=True)
+            token = 1 if wrong is not held else 3
+            with pytest.raises(InvalidTransition):
+                await complete_job(spy, "r", token=token, now=T1, svg="<svg/>", held=wrong)
+            assert spy.names() == ["succeed_job", "get_job"], wrong
+    async with sqlite.transaction() as tx:
+        spy = _Spy(tx)
+        await complete_job(spy, "r", token=1, now=T1, svg="<svg/>", held=held)
+        assert spy.names() == ["succeed_held"]
+
+
+async def test_a_finish_from_the_held_job_equals_the_reference(either: Store) -> None:
+    """After heartbeats moved the row on, the held job's finish is the row's finish."""
+    async with either.transaction() as tx:
+        held = await tx.get_job("r")
+        twin = await tx.get_job("s")
+        await heartbeat_job(tx, "r", token=1, now=T1, lease=LEASE * 3)
+        await heartbeat_job(tx, "s", token=1, now=T1, lease=LEASE * 3)
+        await heartbeat_jobs(tx, {"r": 1, "s": 1}, now=T1, lease=LEASE)
+    assert held is not None and twin is not None
+    later = T1 + timedelta(seconds=1)
+    async with either.transaction() as tx:
+        done, result = await complete_job(
+            tx, "r", token=1, now=later, svg="<svg/>", metadata={"k": [1]}, held=held
+        )
+        stored = await tx.get_job("r")
+        reference, _ = await complete_job(tx, "s", token=1, now=later, svg="<svg/>")
+    assert done == stored
+    assert done.version == held.version + 3
+    assert done.model_dump() == {**reference.model_dump(), "id": "r", "result_ref": "r"}
+    assert (result.job_id, dict(result.metadata)) == ("r", {"k": [1]})
+
+
+async def test_a_stale_holder_is_refused_with_the_reference_reason(either: Store) -> None:
+    async with either.transaction() as tx:
+        held = await tx.get_job("r")
+        await expire_leases(tx, now=LAPSED)
+        await claim_job(tx, "r", now=LAPSED, worker_id="w2", lease=LEASE)
+    assert held is not None
+    async with either.transaction() as tx:
+        with pytest.raises(StaleLease):
+            await complete_job(tx, "r", token=1, now=LAPSED, svg="<svg/>", held=held)
+        assert await tx.get_result("r") is None
+    async with either.transaction() as tx:
+        await complete_job(tx, "r", token=2, now=LAPSED, svg="<svg/>")
+    async with either.transaction() as tx:
+        with pytest.raises(InvalidTransition) as caught:
+            await complete_job(tx, "r", token=1, now=LAPSED, svg="<svg/>", held=held)
+    assert caught.value.fields["reason"] == "terminal"
+
+
 async def test_claim_next_gives_what_claim_gives(either: Store) -> None:
     async with either.transaction() as tx:
         before = await tx.get_job("q")
@@ -351,12 +410,16 @@ async def test_complete_job_stores_the_result_only_for_the_holder(either: Store)
     )
 
 
+@pytest.mark.parametrize("from_held", [False, True])
 async def test_a_fast_success_refused_without_a_reason_is_a_version_conflict(
-    sqlite: Store,
+    sqlite: Store, from_held: bool
 ) -> None:
     async with sqlite.transaction() as tx:
+        held = await tx.get_job("r") if from_held else None
         with pytest.raises(InvalidTransition) as caught:
-            await complete_job(_Spy(tx, refuse_fast=True), "r", token=1, now=T1, svg="<svg/>")
+            await complete_job(
+                _Spy(tx, refuse_fast=True), "r", token=1, now=T1, svg="<svg/>", held=held
+            )
     assert caught.value.message == "job r could be succeeded but the store refused it"
     assert dict(caught.value.fields) == {
         "job_id": "r",

@@ -132,3 +132,16 @@ def test_a_built_model_is_the_validated_one_to_pydantic_too() -> None:
     assert got.model_dump(exclude_unset=True) == want.model_dump(exclude_unset=True)
     assert got.model_extra == want.model_extra
     assert got.model_copy(update={"svg": "<svg></svg>"}).svg == "<svg></svg>"
+    # The slots are set through BaseModel's own descriptors: the data passed is
+    # the instance's dict, the model stays frozen, and it pickles as validated.
+    import pickle
+
+    import pydantic
+
+    given = dict(data)
+    got = built(JobResult, given)
+    assert got.__dict__ is given
+    assert got.__pydantic_private__ is None and got.__pydantic_extra__ is None
+    with pytest.raises(pydantic.ValidationError):
+        got.svg = "x"  # type: ignore[misc]
+    assert pickle.loads(pickle.dumps(got)) == want

@@ -540,6 +540,35 @@ async def test_sqlite_busy_past_the_timeout_is_storage_unavailable(tmp_path: Pat
     await store.aclose()
 
 
+async def test_sqlite_busy_without_a_timeout_is_storage_unavailable_at_once(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "busy0.db"
+    store = await SQLiteStore.open(path, busy_timeout=0)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        trips = 0
+        original = store._call
+
+        async def call(fn: Any) -> Any:
+            nonlocal trips
+            trips += 1
+            return await original(fn)
+
+        store._call = call  # type: ignore[method-assign]
+        with pytest.raises(StorageUnavailable, match="locked"):
+            async with store.transaction() as tx:
+                await tx.insert_entry(grant("a", 5))
+        assert trips == 1  # only the ROLLBACK: no wait for the lock on the store's thread
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    async with store.transaction() as tx:
+        await tx.insert_entry(grant("a", 5))
+    await store.aclose()
+
+
 async def test_sqlite_waits_for_another_writer_within_the_timeout(tmp_path: Path) -> None:
     path = tmp_path / "wait.db"
     store = await SQLiteStore.open(path, busy_timeout=10)

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
-from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._clock import Clock, SystemClock, utc
 from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit, wanted
@@ -34,7 +34,7 @@ from chatsvg_core.engine._money import (
     give_back,
     unsettled_kinds,
 )
-from chatsvg_core.engine._validate import check_job_id, parse_request
+from chatsvg_core.engine._validate import check_job_id, parse_request, plain_payload
 from chatsvg_core.engine._wait import (
     FEED_SAFETY,
     POLL_FIRST,
@@ -67,12 +67,11 @@ from chatsvg_core.generate import (
     progress_reporting,
 )
 from chatsvg_core.idempotency import (
-    Created,
-    create_or_replay,
     idempotency_scope,
     request_hash,
     validate_idempotency_key,
 )
+from chatsvg_core.idempotency._semantics import bind_key, record
 from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, claim, new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
@@ -353,7 +352,7 @@ class Engine:
         self.clock = clock or SystemClock()
         self.lease = lease
         self.heartbeat_every = heartbeat_every or lease.total_seconds() / 3
-        self.idempotency_ttl = idempotency_ttl
+        self.idempotency_ttl = idempotency_ttl  # checked by the property's setter
         self._daily_cap = daily_cap
         self.day = day or DayBoundary()
         self.on_event = on_event
@@ -364,10 +363,23 @@ class Engine:
         self._keepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, LeaseKeeper] = (
             weakref.WeakKeyDictionary()
         )
+        self._last_keeper: tuple[weakref.ref[asyncio.AbstractEventLoop], LeaseKeeper] | None = None
         self.refuse_blank = refuse_blank
         # What each running attempt's claim learned, for the rest of the attempt:
         # (job id, lease token) -> the parsed request, and whether a charge pays it.
         self._claims: dict[tuple[str, int | None], tuple[GenerationRequest, bool]] = {}
+
+    @property
+    def idempotency_ttl(self) -> timedelta:
+        """How long a client key stays bound to its job (positive)."""
+        return self._idempotency_ttl
+
+    @idempotency_ttl.setter
+    def idempotency_ttl(self, ttl: timedelta) -> None:
+        # Checked here once rather than by each submit (create_or_replay checks it).
+        if not isinstance(ttl, timedelta) or ttl <= timedelta(0):
+            raise ValueError(f"ttl must be positive, got {ttl}")
+        self._idempotency_ttl = ttl
 
     # --- helpers ------------------------------------------------------------
 
@@ -500,13 +512,20 @@ class Engine:
         owner = validate_owner(owner)
         if idempotency_key is not None:
             idempotency_key = validate_idempotency_key(idempotency_key)
-        req = self.prepare(request)
+        payload = None
+        if type(self).prepare is _PREPARE and type(self.prompt_policy).check is _CHECK:
+            # prepare() then _payload() for a plain dict, without the model in
+            # between; the prompt rules run as check() runs them.
+            payload = plain_payload(request)
+        if payload is not None:
+            payload["prompt"] = self.prompt_policy.validate_prompt(payload["prompt"])
+        else:
+            payload = _payload(self.prepare(request))
         if self.rate_limit is not None:
             # Counted before the transaction: a refused submit writes nothing.
             await self.rate_limit.check(owner, rate_key)
-        payload = _payload(req)
         scope = idempotency_scope(owner, operation=OPERATION)
-        now = self.clock.now()
+        now = utc(self.clock.now())
         job = new_job(
             job_id=self.new_id(),
             owner=owner,
@@ -524,18 +543,19 @@ class Engine:
                 replayed = False
                 reserved = await self._admit(tx, job, now)
             else:
-                outcome = await create_or_replay(
-                    tx,
-                    job=job,
+                # create_or_replay's steps without its argument checks (done
+                # above and at construction) or its outcome models.
+                proposed = record(
                     scope=scope,
                     key=idempotency_key,
-                    now=now,
-                    ttl=self.idempotency_ttl,
+                    request_hash=job.request_hash,
+                    job_id=job.id,
+                    created_at=now,
+                    expires_at=now + self._idempotency_ttl,
                 )
-                replayed = not isinstance(outcome, Created)
-                assert outcome.job is not None  # create_or_replay always sets it
-                job = outcome.job
-                if not replayed:
+                job, _, created = await bind_key(tx, job, proposed, now=now)
+                replayed = not created
+                if created:
                     reserved = await self._admit(tx, job, now)
         if replayed:
             self._emit(EventKind.REPLAYED, job)
@@ -763,12 +783,20 @@ class Engine:
         # One keeper per event loop: its task lives on the loop that runs the
         # jobs (a SyncEngine's portal loop, or the host's own).
         loop = asyncio.get_running_loop()
+        last = self._last_keeper
+        if last is not None and last[0]() is loop:
+            return last[1]  # the same loop as the last job's (the weak dict builds a ref per get)
         keeper = self._keepers.get(loop)
         if keeper is None:
+            # A keeper's armed timer holds its loop, so a loop closed with one
+            # pending would stay a key here: forget those when a new loop comes.
+            for closed in [old for old in self._keepers if old.is_closed()]:
+                del self._keepers[closed]
             keeper = LeaseKeeper(
                 self.store, lease=self.lease, every=self.heartbeat_every, clock=self.clock
             )
             self._keepers[loop] = keeper
+        self._last_keeper = (weakref.ref(loop), keeper)
         return keeper
 
     async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
@@ -891,7 +919,7 @@ class Engine:
         try:
             async with self.store.transaction() as tx:
                 done, _ = await complete_job(
-                    tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata
+                    tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata, held=job
                 )
                 # Only after the fenced transition: a refused result captures nothing.
                 known = self._claims.get((job.id, job.lease_token))
@@ -1280,3 +1308,7 @@ class Engine:
         job_id = check_job_id(job_id)
         async with self.store.transaction() as tx:
             return await tx.get_result(job_id)
+
+
+_PREPARE: Final = Engine.prepare
+_CHECK: Final = PromptPolicy.check

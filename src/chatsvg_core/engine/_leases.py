@@ -89,12 +89,15 @@ class LeaseKeeper:
     def release(self, job_id: str) -> None:
         """Stop keeping ``job_id``'s lease (its worker is about to write its outcome).
 
-        With no lease left the keeper stops now (its timer or its running
-        round is cancelled) rather than after its current wait, so nothing of
-        it outlives the last job (a loop that closes next finds nothing pending).
+        With no lease left a running round is cancelled now rather than after
+        its statement, but the timer stays armed: a worker running one short
+        job at a time would otherwise arm and cancel one per job (a timer
+        handle, a heap entry and its cleanup cost more than holding the
+        lease). The next job reuses it; if it fires with nothing held it ends
+        there. A lease held after it was armed is extended early at worst.
         """
         self._held.pop(job_id, None)
-        if not self._held:
+        if not self._held and self._task is not None:
             self._stop()
 
     def _stop(self) -> asyncio.Task[None] | None:

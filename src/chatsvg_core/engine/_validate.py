@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
 from pydantic import ValidationError
 
 from chatsvg_core.errors import InvalidRequest, JobNotFound
-from chatsvg_core.generate import GenerationRequest
+from chatsvg_core.generate import Detail, GenerationRequest
+from chatsvg_core.generate._request import MAX_SIDE, MIN_SIDE, MODEL_NAME_PATTERN, SLUG_PATTERN
 
-__all__ = ["check_job_id", "invalid_request", "parse_request"]
+__all__ = ["check_job_id", "invalid_request", "parse_request", "plain_payload"]
 
 _MAX_JOB_ID: Final = 128
 
@@ -62,3 +64,62 @@ def check_job_id(job_id: object) -> str:
         shown = repr(job_id)[:64]
         raise JobNotFound(f"no job {shown}", job_id=shown)
     return job_id
+
+
+# plain_payload: what GenerationRequest's validation, then its JSON dump, make
+# of a plain dict, for the values it would accept unchanged. fullmatch of the
+# anchored patterns is what pydantic's (Rust) regex does: "$" before a final
+# newline does not end the text.
+_SLUG: Final = re.compile(SLUG_PATTERN)
+_MODEL_NAME: Final = re.compile(MODEL_NAME_PATTERN)
+_FIELDS: Final = frozenset(GenerationRequest.model_fields)
+_DEFAULTS: Final = {
+    name: field.default.value if isinstance(field.default, Detail) else field.default
+    for name, field in GenerationRequest.model_fields.items()
+    if name != "prompt"
+}
+_DETAILS: Final = {detail.value: detail.value for detail in Detail}
+PLAIN_FIELDS: Final = ("prompt", "style", "width", "height", "detail", "model")
+"""The fields plain_payload knows; with any other set it leaves every request to validation."""
+_KNOWN: Final = tuple(GenerationRequest.model_fields) == PLAIN_FIELDS
+
+
+def plain_payload(request: object) -> dict[str, Any] | None:
+    """``GenerationRequest.model_validate(request).model_dump(mode="json")`` for a
+    plain ``dict`` whose every value validation keeps as it is; ``None`` (let
+    validation decide) for anything else. The prompt is not yet normalised.
+
+    A property test in tests/engine holds it equal to validation and the dump.
+    """
+    if not _KNOWN or type(request) is not dict or not _FIELDS.issuperset(request):
+        return None
+    prompt = request.get("prompt")
+    if type(prompt) is not str:
+        return None
+    style = request.get("style", _DEFAULTS["style"])
+    if style is not None and (type(style) is not str or _SLUG.fullmatch(style) is None):
+        return None
+    width = request.get("width", _DEFAULTS["width"])
+    height = request.get("height", _DEFAULTS["height"])
+    if type(width) is not int or not MIN_SIDE <= width <= MAX_SIDE:
+        return None
+    if type(height) is not int or not MIN_SIDE <= height <= MAX_SIDE:
+        return None
+    detail = request.get("detail", _DEFAULTS["detail"])
+    kind = type(detail)
+    if kind is not str and kind is not Detail:
+        return None
+    detail = _DETAILS.get(detail)
+    if detail is None:
+        return None
+    model = request.get("model", _DEFAULTS["model"])
+    if model is not None and (type(model) is not str or _MODEL_NAME.fullmatch(model) is None):
+        return None
+    return {
+        "prompt": prompt,
+        "style": style,
+        "width": width,
+        "height": height,
+        "detail": detail,
+        "model": model,
+    }

@@ -66,7 +66,17 @@ _ORDINARY = re.compile(
     r"""[^>"']*+(?:(?:"[^"]*+"|'[^']*+')[^>"']*+)*+>)*+"""
 )
 _ANY_SVG = re.compile(r"<svg", re.IGNORECASE)
-_LEADING_SVG = re.compile(r"\s*+<svg(?=[\s/>]|\Z)", re.IGNORECASE)
+_SVG_START = r"<svg(?=[\s/>]|\Z)"
+_LEADING_SVG = re.compile(r"\s*+" + _SVG_START, re.IGNORECASE)
+# An answer that is one SVG element: blanks, the start tag (group 1), content
+# _ORDINARY skips whole, the end tag, then only blanks. The pieces are the
+# possessive patterns _scan applies one after another, so one match here is
+# what those matches give in turn (no piece can give back what it took).
+_LONE_SVG = re.compile(
+    rf"\s*+({_SVG_START}{_TAG_REST.pattern}){_ORDINARY.pattern}"
+    r"</svg[ \t\r\n]*+>(?=\s*+\Z)",
+    re.IGNORECASE,
+)
 _JSON_FENCE = re.compile(r"```json[ \t]*+\r?\n(.*)\r?\n[ \t]*+```", re.DOTALL | re.IGNORECASE)
 # Reasoning models (DeepSeek-R1, QwQ... served by vLLM or Ollama) may open their
 # answer with their reasoning, where draft SVG fragments are not the answer.
@@ -184,6 +194,16 @@ def extract_svg(text: str, *, max_chars: int = MAX_ANSWER_CHARS) -> str:
             length=len(text),
             limit=max_chars,
         )
+    lone = _lone_svg(text, 0)
+    if lone is not None:
+        # An answer that starts with <svg is neither reasoning nor JSON, so
+        # _scanned would reach rule 3 with this same text and give this.
+        return lone
+    return _scanned(text)
+
+
+def _scanned(text: str) -> str:
+    """Rules 2 to 7 on an answer within the size limit."""
     begin = _after_reasoning(text)
     decoded = _json_svg_string(text, begin)
     if decoded is not None:
@@ -232,6 +252,22 @@ def _json_svg_string(text: str, begin: int) -> str | None:
         elif isinstance(item, list):
             stack.extend(item)
     return max(found, key=len) if found else None
+
+
+def _lone_svg(text: str, begin: int) -> str | None:
+    """Rule 3's answer for the common shape, without :func:`_scan`; ``None`` to scan.
+
+    ``text[begin:]`` is blanks, an ``<svg>`` start tag, content without any
+    SVG start or end tag, comment or CDATA section (``_ORDINARY`` skips it
+    whole, as ``_scan`` does inside an SVG), the end tag, and blanks: the
+    scan would find that one candidate, starting where the answer does and
+    followed by nothing, so rule 3 takes it. Anything else returns ``None``
+    (a property test holds the two paths equal).
+    """
+    lone = _LONE_SVG.match(text, begin)
+    if lone is None or text[lone.end(1) - 2] == "/":
+        return None  # a self-closing start tag: the scan decides
+    return text[lone.start(1) : lone.end()]
 
 
 def _extract(text: str, begin: int) -> str:

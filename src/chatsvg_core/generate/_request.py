@@ -13,12 +13,14 @@ __all__ = ["Detail", "GenerationRequest", "Pricing"]
 MIN_SIDE = 16
 MAX_SIDE = 4096
 
-Slug = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
+SLUG_PATTERN = r"^[a-z0-9][a-z0-9-]{0,31}$"
+MODEL_NAME_PATTERN = r"^[!-~]{1,512}$"
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN)]
 # Model ids as servers name them: ``gpt-4o``, ``qwen2.5-coder:7b`` (Ollama),
 # ``meta-llama/Llama-3.1-8B-Instruct`` (vLLM), ``hf.co/org/repo:Q4_K_M``, and the
 # file path llama.cpp reports (``/models/x.gguf``, ``C:\\models\\x.gguf``):
 # printable ASCII without blanks, so an id is safe in logs, headers and keys.
-ModelName = Annotated[str, StringConstraints(pattern=r"^[!-~]{1,512}$")]
+ModelName = Annotated[str, StringConstraints(pattern=MODEL_NAME_PATTERN)]
 
 
 class Detail(StrEnum):

@@ -78,6 +78,13 @@ def decide(existing: IdempotencyRecord, proposed: IdempotencyRecord) -> Created 
         ValueError: the records are for different (scope, key) pairs, or the
             store returned our job id with another fingerprint (a broken store).
     """
+    if _created(existing, proposed):
+        return _outcome(Created, "created", proposed.job_id, existing)
+    return _outcome(Replayed, "replayed", existing.job_id, existing)
+
+
+def _created(existing: IdempotencyRecord, proposed: IdempotencyRecord) -> bool:
+    """:func:`decide` as a bool: ``True`` created, ``False`` replayed; raises as it does."""
     if existing.scope != proposed.scope or existing.key != proposed.key:
         raise ValueError("decide() compares records of one (scope, key)")
     if existing.job_id == proposed.job_id:
@@ -85,9 +92,9 @@ def decide(existing: IdempotencyRecord, proposed: IdempotencyRecord) -> Created 
             raise ValueError(
                 f"the store returned job {existing.job_id} with a fingerprint it was not given"
             )
-        return _outcome(Created, "created", proposed.job_id, existing)
+        return True
     if existing.request_hash == proposed.request_hash:
-        return _outcome(Replayed, "replayed", existing.job_id, existing)
+        return False
     raise IdempotencyConflict(
         "this idempotency key was already used for a different request; "
         "send a new key for a new request",
@@ -146,18 +153,34 @@ async def create_or_replay(
         created_at=now,
         expires_at=now + ttl,
     )
+    job, existing, created = await bind_key(tx, job, proposed, now=now)
+    if created:
+        return _outcome(Created, "created", job.id, existing, job)
+    return _outcome(Replayed, "replayed", job.id, existing, job)
+
+
+async def bind_key(
+    tx: StoreTransaction, job: Job, proposed: IdempotencyRecord, *, now: datetime
+) -> tuple[Job, IdempotencyRecord, bool]:
+    """:func:`create_or_replay`'s store steps, for callers that checked its arguments.
+
+    ``proposed`` is the record for ``job`` (its key validated, ``now`` aware
+    UTC, ``expires_at`` after it). Returns the job (the new one, or the one
+    the key already names), the live record, and whether this call created it.
+    The engine's submit calls this directly: the outcome models cost more than
+    the statements they describe.
+    """
     existing = await tx.claim_idempotency(proposed, now=now)
-    outcome = decide(existing, proposed)
-    if isinstance(outcome, Created):
+    if _created(existing, proposed):
         await tx.insert_job(job)
-        return _with_job(outcome, job)
-    original = await tx.get_job(outcome.job_id)
+        return job, existing, True
+    original = await tx.get_job(existing.job_id)
     if original is None:
         raise JobNotFound(
-            f"idempotency key is bound to job {outcome.job_id}, which no longer exists",
-            job_id=outcome.job_id,
+            f"idempotency key is bound to job {existing.job_id}, which no longer exists",
+            job_id=existing.job_id,
         )
-    return _with_job(outcome, original)
+    return original, existing, False
 
 
 # The models of one submit, built without validation when every value is
@@ -211,18 +234,17 @@ def record(
 _O = TypeVar("_O", Created, Replayed)
 
 
-def _outcome(cls: type[_O], name: str, job_id: str, existing: IdempotencyRecord) -> _O:
-    """``cls(job_id=job_id, record=existing)``."""
-    if type(job_id) is str and type(existing) is IdempotencyRecord:
-        return built(cls, {"outcome": name, "job_id": job_id, "record": existing, "job": None})
-    return cls(job_id=job_id, record=existing)
-
-
-def _with_job(outcome: _O, job: Job) -> _O:
-    """``outcome.model_copy(update={"job": job})``."""
-    if type(job) is Job:
-        return built(type(outcome), {**outcome.__dict__, "job": job})
-    return outcome.model_copy(update={"job": job})
+def _outcome(
+    cls: type[_O], name: str, job_id: str, existing: IdempotencyRecord, job: Job | None = None
+) -> _O:
+    """``cls(job_id=job_id, record=existing, job=job)``."""
+    if (
+        type(job_id) is str
+        and type(existing) is IdempotencyRecord
+        and (job is None or type(job) is Job)
+    ):
+        return built(cls, {"outcome": name, "job_id": job_id, "record": existing, "job": job})
+    return cls(job_id=job_id, record=existing, job=job)
 
 
 async def prune_expired(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._jobs import (
+    HeldJobFinisher,
     JobClaimer,
     JobFinisher,
     LeaseExtender,
@@ -46,6 +47,7 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "SCHEMES",
     "EntryKind",
+    "HeldJobFinisher",
     "IdempotencyRecord",
     "JobClaimer",
     "JobFinisher",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Protocol, runtime_checkable
+from typing import NoReturn, Protocol, runtime_checkable
 
 from pydantic import JsonValue
 
@@ -34,6 +34,7 @@ from chatsvg_core.jobs import succeed as _succeed
 from chatsvg_core.storage._protocol import JobResult, StoreTransaction
 
 __all__ = [
+    "HeldJobFinisher",
     "JobClaimer",
     "JobFinisher",
     "LeaseExtender",
@@ -279,6 +280,34 @@ async def complete_job_reference(
     return await _save(tx, job, done, "succeed"), stored
 
 
+@runtime_checkable
+class HeldJobFinisher(Protocol):
+    """An optional fast path for :func:`complete_job` called with the ``held`` job.
+
+    :meth:`JobFinisher.succeed_job` without reading the row back: the caller
+    holds the job as its claim returned it, and under a lease held with the
+    current token only a heartbeat can change the row (``lease_expires_at``,
+    ``version``, ``updated_at``), of which :func:`~chatsvg_core.jobs.succeed`
+    keeps only ``version``. So the store returns the new ``version`` alone and
+    :func:`complete_job` applies ``succeed`` to the held job. A backend
+    without it gets ``succeed_job`` or :func:`complete_job_reference`; the
+    conformance suite checks the three agree, heartbeats between claim and
+    finish included.
+    """
+
+    async def succeed_held(
+        self, job_id: str, *, token: int, now: datetime, result: JobResult
+    ) -> tuple[int, JobResult] | None:
+        """:meth:`JobFinisher.succeed_job`, returning the job's new ``version`` for the job.
+
+        The same guard (RUNNING under ``token``), the same writes (status
+        SUCCEEDED, token and expiry cleared, ``result_ref = id``, ``version +
+        1``, ``updated_at = now``, ``result`` stored as ``put_result`` stores
+        it), the same ``None`` when refused, writing nothing.
+        """
+        ...
+
+
 def _result(
     job_id: str, svg: str, metadata: Mapping[str, JsonValue] | None, now: datetime
 ) -> JobResult:
@@ -302,33 +331,66 @@ async def complete_job(
     now: datetime,
     svg: str,
     metadata: Mapping[str, JsonValue] | None = None,
+    held: Job | None = None,
 ) -> tuple[Job, JobResult]:
     """RUNNING → SUCCEEDED and store the result, both only with the current token.
 
     A stale worker's result is never stored. One call where the transaction
     offers :class:`JobFinisher` (the SQL backends); otherwise, and to explain
     a refusal with the right error, :func:`complete_job_reference`.
+
+    ``held`` is the job as the lease holder got it from its claim (or a later
+    write of its own). Where the transaction offers :class:`HeldJobFinisher`
+    the row is then not read back: ``succeed`` is applied to ``held`` with
+    the stored ``version``. A ``held`` job that is not this job running under
+    ``token`` is ignored.
     """
     now = utc(now)
     result = _result(job_id, svg, metadata, now)
+    # A job holds a token exactly while RUNNING (Job's own rule).
+    if held is not None and held.lease_token == token and held.id == job_id:
+        by_version = getattr(tx, "succeed_held", None)
+        if by_version is not None:
+            got: tuple[int, JobResult] | None = await by_version(
+                job_id, token=token, now=now, result=result
+            )
+            if got is None:
+                await _refused(tx, job_id, token, now)
+            else:
+                version, stored = got
+                done = _succeed(held, now=now, token=token, result_ref=job_id)
+                if done.version != version:
+                    # Heartbeats moved the version since the claim; nothing
+                    # else of a held job's row can change (see HeldJobFinisher).
+                    done = done._step(version=version)
+                return done, stored
     fast = getattr(tx, "succeed_job", None)
     if fast is not None:
-        done: tuple[Job, JobResult] | None = await fast(job_id, token=token, now=now, result=result)
-        if done is not None:
-            return done
-        # Refused, nothing written: the reference path raises the reason
-        # (unknown job, wrong status, stale token). It cannot succeed under
-        # the same lock; if it would, the backend broke its promise.
-        job = await _load(tx, job_id)
-        _succeed(job, now=now, token=token, result_ref=job.id)
-        raise InvalidTransition(
-            f"job {job_id} could be succeeded but the store refused it",
-            job_id=job_id,
-            status=job.status.value,
-            action="succeed",
-            reason="version_conflict",
+        finished: tuple[Job, JobResult] | None = await fast(
+            job_id, token=token, now=now, result=result
         )
+        if finished is not None:
+            return finished
+        await _refused(tx, job_id, token, now)
     return await complete_job_reference(tx, job_id, token=token, now=now, result=result)
+
+
+async def _refused(tx: StoreTransaction, job_id: str, token: int, now: datetime) -> NoReturn:
+    """Explain a fast path's refusal (nothing written) with the reference path's error.
+
+    Re-read under lock, the transition raises the reason (unknown job, wrong
+    status, stale token). It cannot succeed under the same lock; if it would,
+    the backend broke its promise.
+    """
+    job = await _load(tx, job_id)
+    _succeed(job, now=now, token=token, result_ref=job.id)
+    raise InvalidTransition(
+        f"job {job_id} could be succeeded but the store refused it",
+        job_id=job_id,
+        status=job.status.value,
+        action="succeed",
+        reason="version_conflict",
+    )
 
 
 async def retry_job(

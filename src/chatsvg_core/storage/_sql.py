@@ -14,6 +14,7 @@ Also here: reading the migration files shipped in ``storage/sql/<dialect>/``.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -23,6 +24,7 @@ from importlib import resources
 from typing import Any, ClassVar
 
 from chatsvg_core._clock import utc
+from chatsvg_core._construct import built
 from chatsvg_core.errors import InvalidAmount, StorageError
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus
 from chatsvg_core.storage._errors import StoreClosed
@@ -88,12 +90,20 @@ kill it there; it is ``None`` in normal use.
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 _STATUS = {status.value: status for status in JobStatus}
 """A stored status to its member: a dict lookup costs a tenth of ``JobStatus(value)``."""
+_STATUS_TEXT = {status: status.value for status in JobStatus}
+"""A status to the plain ``str`` stored (``.value`` is a property, and drivers bind an
+exact ``str`` fastest)."""
 
 _JOB_COLUMNS = (
     "id, owner, status, attempt, max_attempts, run_at, lease_expires_at, lease_token, "
     "worker_id, request, request_hash, idempotency_key, last_error, result_ref, version, "
     "created_at, updated_at, trace_context"
 )
+_CLAIMED_COLUMNS = (
+    "id, owner, attempt, max_attempts, run_at, request, request_hash, idempotency_key, "
+    "last_error, result_ref, version, created_at, trace_context"
+)
+"""What a claim reads back: the columns ``CLAIM_SET`` does not decide itself."""
 # The coarse job statements (JobClaimer, JobFinisher). Each is a transition of
 # chatsvg_core.jobs written as SQL: the guard in WHERE, the effect in SET.
 # tests/storage/test_coarse_sql.py runs them on every job shape the state
@@ -222,26 +232,24 @@ def _loads(text: Any) -> Any:
     return value
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-_LAST_REQUEST: tuple[Any, dict[str, Any] | None] = (None, None)
+# The claim and finish statements, built once: a statement's text is the key
+# of the driver's statement cache, and building and hashing it on every call
+# cost a few thousand instructions per job.
+_CLAIM_ONE = (
+    f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE id = ? AND {CLAIM_GUARD} "
+    f"RETURNING {_CLAIMED_COLUMNS}"
+)
+_SUCCEED_HELD = f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} RETURNING version"
 
 
-def _request(text: Any) -> Any:
-    """``_loads(text)`` of a job's request: the last flat one decoded is remembered.
-
-    A job's row is read twice per attempt (the claim's and the finish's
-    ``RETURNING``) with the same request text. A flat object (scalar values
-    only) is remembered and handed out as a fresh copy, so no two jobs share
-    a dict; anything else is decoded each time.
-    """
-    global _LAST_REQUEST
-    last = _LAST_REQUEST
-    if last[1] is not None and type(text) is str and last[0] == text:
-        return dict(last[1])
-    value = _loads(text)
-    if type(value) is dict and all(type(v) in _SCALARS for v in value.values()):
-        _LAST_REQUEST = (text, dict(value))  # one tuple, replaced whole (threads)
-    return value
+@functools.cache
+def _claim_next_sql(skip_locked: str) -> str:
+    """``claim_due``'s statement for the next due job, with the dialect's lock clause."""
+    return (
+        f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE id = (SELECT id FROM chatsvg_jobs "
+        f"WHERE {CLAIM_GUARD} ORDER BY run_at, created_at, id LIMIT 1{skip_locked}) "
+        f"AND {CLAIM_GUARD} RETURNING {_CLAIMED_COLUMNS}"
+    )
 
 
 class SQLTransaction:
@@ -298,25 +306,32 @@ class SQLTransaction:
     # --- row codecs ---------------------------------------------------------
 
     def _job_params(self, job: Job) -> tuple[Any, ...]:
+        # From the job's own dict: a pydantic attribute read costs several
+        # times a dict's subscript, and this runs for every insert and update.
+        data = job.__dict__
+        ts = self._ts
+        lease_expires_at = data["lease_expires_at"]
+        last_error = data["last_error"]
+        trace_context = data["trace_context"]
         return (
-            job.id,
-            job.owner,
-            job.status.value,
-            job.attempt,
-            job.max_attempts,
-            self._ts(job.run_at),
-            None if job.lease_expires_at is None else self._ts(job.lease_expires_at),
-            job.lease_token,
-            job.worker_id,
-            _dump(job.request),
-            job.request_hash,
-            job.idempotency_key,
-            None if job.last_error is None else _dump(job.last_error.model_dump(mode="json")),
-            job.result_ref,
-            job.version,
-            self._ts(job.created_at),
-            self._ts(job.updated_at),
-            None if job.trace_context is None else _dump(job.trace_context),
+            data["id"],
+            data["owner"],
+            _STATUS_TEXT[data["status"]],
+            data["attempt"],
+            data["max_attempts"],
+            ts(data["run_at"]),
+            None if lease_expires_at is None else ts(lease_expires_at),
+            data["lease_token"],
+            data["worker_id"],
+            _dump(data["request"]),
+            data["request_hash"],
+            data["idempotency_key"],
+            None if last_error is None else _dump(last_error.model_dump(mode="json")),
+            data["result_ref"],
+            data["version"],
+            ts(data["created_at"]),
+            ts(data["updated_at"]),
+            None if trace_context is None else _dump(trace_context),
         )
 
     def _job(self, row: tuple[Any, ...]) -> Job:
@@ -333,7 +348,7 @@ class SQLTransaction:
             {
                 "id": row[0],
                 "owner": row[1],
-                "request": _request(row[9]),
+                "request": _loads(row[9]),
                 "request_hash": row[10],
                 "idempotency_key": row[11],
                 "status": _STATUS.get(row[2]) or JobStatus(row[2]),
@@ -353,6 +368,47 @@ class SQLTransaction:
                 "trace_context": None if row[17] is None else _loads(row[17]),
             }
         )
+
+    def _claimed(
+        self, row: tuple[Any, ...], worker_id: str, lease_expires_at: datetime, now: datetime
+    ) -> Job:
+        """:meth:`_job` of ``claim_due``'s row: what ``CLAIM_SET`` wrote is not read back.
+
+        Status RUNNING, the token the new attempt, the lease's expiry, the
+        worker and ``updated_at`` are the statement's own parameters; the
+        rest is decoded as :meth:`_job` decodes it (``_CLAIMED_COLUMNS``).
+        tests/storage/test_coarse_sql.py holds it equal to ``claim``.
+        """
+        run_at = self._dt(row[4])
+        created_at = run_at if row[11] == row[4] else self._dt(row[11])
+        attempt = int(row[2])
+        data: dict[str, Any] = {
+            "id": row[0],
+            "owner": row[1],
+            "request": _loads(row[5]),
+            "request_hash": row[6],
+            "idempotency_key": row[7],
+            "status": JobStatus.RUNNING,
+            "attempt": attempt,
+            "max_attempts": int(row[3]),
+            "run_at": run_at,
+            "lease_expires_at": lease_expires_at,
+            "lease_token": attempt,
+            "worker_id": worker_id,
+            "last_error": None if row[8] is None else JobErrorInfo.model_validate_json(row[8]),
+            "result_ref": row[9],
+            "version": int(row[10]),
+            "created_at": created_at,
+            "updated_at": now,
+            "trace_context": None if row[12] is None else _loads(row[12]),
+        }
+        if row[9] is None:
+            # Job's cross-field rules hold by construction (RUNNING, the token the
+            # attempt, an expiry, no result; the guard kept attempt <= max_attempts),
+            # so the check _from_trusted makes is skipped; a row with a result
+            # (written by something other than the transitions) is still refused.
+            return built(Job, data)
+        return Job._from_trusted(data)
 
     def _entry(self, row: tuple[Any, ...]) -> LedgerEntry:
         return LedgerEntry(
@@ -454,21 +510,18 @@ class SQLTransaction:
         repeats the guard, so a row changed meanwhile is not claimed.
         """
         self._check_open()
-        stamp = self._ts(utc(now))
-        params: list[Any] = [self._ts(utc(lease_expires_at)), worker_id, stamp]
+        now, lease_expires_at = utc(now), utc(lease_expires_at)
+        stamp = self._ts(now)
         if job_id is None:
-            where = (
-                f"id = (SELECT id FROM chatsvg_jobs WHERE {CLAIM_GUARD} "
-                f"ORDER BY run_at, created_at, id LIMIT 1{self.skip_locked}) AND {CLAIM_GUARD}"
+            row = await self._one(
+                _claim_next_sql(self.skip_locked),
+                (self._ts(lease_expires_at), worker_id, stamp, stamp, stamp),
             )
-            params += [stamp, stamp]
         else:
-            where = f"id = ? AND {CLAIM_GUARD}"
-            params += [job_id, stamp]
-        row = await self._one(
-            f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE {where} RETURNING {_JOB_COLUMNS}", params
-        )
-        return None if row is None else self._job(row)
+            row = await self._one(
+                _CLAIM_ONE, (self._ts(lease_expires_at), worker_id, stamp, job_id, stamp)
+            )
+        return None if row is None else self._claimed(row, worker_id, lease_expires_at, now)
 
     async def succeed_job(
         self, job_id: str, *, token: int, now: datetime, result: JobResult
@@ -486,6 +539,19 @@ class SQLTransaction:
         if row is None:
             return None
         return self._job(row), await self.put_result(result)
+
+    async def succeed_held(
+        self, job_id: str, *, token: int, now: datetime, result: JobResult
+    ) -> tuple[int, JobResult] | None:
+        """:meth:`succeed_job` returning only the new ``version`` (``HeldJobFinisher``).
+
+        The caller holds the rest of the job: the row is not decoded.
+        """
+        self._check_open()
+        row = await self._one(_SUCCEED_HELD, (self._ts(utc(now)), job_id, token))
+        if row is None:
+            return None
+        return int(row[0]), await self.put_result(result)
 
     async def expired_jobs(self, now: datetime, *, limit: int) -> Sequence[Job]:
         """RUNNING jobs whose lease ended at or before ``now`` (not locked)."""

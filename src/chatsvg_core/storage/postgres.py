@@ -258,6 +258,35 @@ class PostgresTransaction(SQLTransaction):
             raise StorageError("result vanished after a conflicting insert", job_id=job_id)
         return job, stored
 
+    async def succeed_held(
+        self, job_id: str, *, token: int, now: datetime, result: JobResult
+    ) -> tuple[int, JobResult] | None:
+        """:meth:`succeed_job` returning only the new ``version`` (``HeldJobFinisher``)."""
+        self._check_open()
+        row = await self._one(
+            f"WITH done AS (UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} "
+            "RETURNING id, version), "
+            "stored AS (INSERT INTO chatsvg_results (job_id, svg, metadata, created_at) "
+            "SELECT id, ?, ?, ? FROM done ON CONFLICT (job_id) DO NOTHING RETURNING 1) "
+            "SELECT version, (SELECT count(*) FROM stored) FROM done",
+            (
+                utc(now),
+                job_id,
+                token,
+                result.svg,
+                _dump(result.metadata),
+                utc(result.created_at),
+            ),
+        )
+        if row is None:
+            return None
+        if row[1] == 1:
+            return int(row[0]), result
+        stored = await self.get_result(job_id)  # one was there already: it stays
+        if stored is None:  # pragma: no cover - a result is never deleted
+            raise StorageError("result vanished after a conflicting insert", job_id=job_id)
+        return int(row[0]), stored
+
     async def extend_leases(
         self, leases: Mapping[str, int], *, now: datetime, lease: timedelta
     ) -> set[str]:

@@ -276,11 +276,60 @@ class SQLiteTransaction(SQLTransaction):
 
     dialect = "sqlite"
 
-    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection) -> None:
-        super().__init__()
+    def __init__(self, store: SQLiteStore, conn: sqlite3.Connection | None = None) -> None:
+        self._finished = False  # SQLTransaction.__init__, without the call
         self._store = store
-        self._conn = conn
+        self._conn: sqlite3.Connection = conn  # type: ignore[assignment]  # set by __aenter__
         self._begun = False
+
+    # The transaction is its own context manager (SQLiteStore.transaction):
+    # the store's lock, then the transaction; a second object and a nested
+    # context manager per transaction cost more than a short statement.
+    async def __aenter__(self) -> SQLiteTransaction:
+        store = self._store
+        if store._closed:
+            raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
+        await store._lock.acquire()
+        try:
+            if store._closed:
+                raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
+            conn = store._conn
+            if conn is None:
+                conn = await store._connection()
+        except BaseException:
+            store._lock.release()
+            raise
+        self._conn = conn
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        store, conn = self._store, self._conn
+        self._finished = True
+        try:
+            if exc_type is not None:
+                await store._finish(conn, commit=False)
+                return
+            try:
+                # SQLiteStore._finish(commit=True), inline (see there).
+                if store.synchronous == "normal" or _alone():
+                    try:
+                        store._commit(conn)
+                    except sqlite3.Error as error:
+                        raise _map_error(error, store.path) from error
+                else:
+                    await store._call(partial(store._commit, conn))
+            except BaseException:
+                # Shielded inside _finish: a cancelled task must still roll
+                # back, or the connection would stay in a half-done transaction.
+                await store._finish(conn, commit=False)
+                raise
+        finally:
+            store._lock.release()
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # Statements run on the caller's thread: once BEGIN IMMEDIATE holds the
@@ -288,8 +337,7 @@ class SQLiteTransaction(SQLTransaction):
         # connection (WAL readers never block, and we are the one writer), so
         # each takes microseconds and a hop to a thread would cost more.
         if not self._begun:
-            await self._store._begin(self._conn)
-            self._begun = True
+            self._begun = self._store._begin_now(self._conn) or await self._store._begin(self._conn)
         try:
             return fn(self._conn)
         except sqlite3.Error as exc:
@@ -300,8 +348,7 @@ class SQLiteTransaction(SQLTransaction):
     # about as much as a short statement.
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         if not self._begun:
-            await self._store._begin(self._conn)
-            self._begun = True
+            self._begun = self._store._begin_now(self._conn) or await self._store._begin(self._conn)
         try:
             row: tuple[Any, ...] | None = self._conn.execute(sql, tuple(params)).fetchone()
         except sqlite3.Error as exc:
@@ -310,8 +357,7 @@ class SQLiteTransaction(SQLTransaction):
 
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         if not self._begun:
-            await self._store._begin(self._conn)
-            self._begun = True
+            self._begun = self._store._begin_now(self._conn) or await self._store._begin(self._conn)
         try:
             return self._conn.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
@@ -319,8 +365,7 @@ class SQLiteTransaction(SQLTransaction):
 
     async def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
         if not self._begun:
-            await self._store._begin(self._conn)
-            self._begun = True
+            self._begun = self._store._begin_now(self._conn) or await self._store._begin(self._conn)
         try:
             return self._conn.execute(sql, tuple(params)).rowcount
         except sqlite3.Error as exc:
@@ -559,7 +604,27 @@ class SQLiteStore:
         if self._fault_hook is not None:
             self._fault_hook(point)
 
-    async def _begin(self, conn: sqlite3.Connection) -> None:
+    def _begin_now(self, conn: sqlite3.Connection) -> bool:
+        """``BEGIN IMMEDIATE`` once, the usual case (nobody holds the lock): whether it began.
+
+        ``False`` when another process holds the lock and ``busy_timeout``
+        allows a wait: then :meth:`_begin` waits for it. Not a coroutine, so
+        a transaction that finds the lock free awaits nothing to take it.
+        """
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or self.busy_timeout <= 0:
+                raise _map_error(exc, self.path) from exc
+            return False
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self.path) from exc
+        hook = self._fault_hook
+        if hook is not None:
+            hook("begin")
+        return True
+
+    async def _begin(self, conn: sqlite3.Connection) -> bool:
         """Take the write lock (``BEGIN IMMEDIATE``), waiting up to ``busy_timeout`` for it.
 
         The connection's own busy timeout is 0, so the attempt on the event
@@ -569,18 +634,11 @@ class SQLiteStore:
         which SQLite's handler, sleeping up to 100 ms between tries, rarely
         does), then waits out the rest of ``busy_timeout`` in SQLite's busy
         handler on the store's thread, which costs no CPU while it waits.
+        Returns ``True`` (begun); statements call :meth:`_begin_now` first.
         """
         deadline = time.monotonic() + self.busy_timeout
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # the usual case: nobody holds the lock
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() >= deadline:
-                raise _map_error(exc, self.path) from exc
-        except sqlite3.Error as exc:
-            raise _map_error(exc, self.path) from exc
-        else:
-            self._hook("begin")
-            return
+        if self._begin_now(conn):
+            return True
         await asyncio.sleep(_QUICK_RETRIES[0])
         for delay in (*_QUICK_RETRIES[1:], None):
             try:
@@ -597,6 +655,7 @@ class SQLiteStore:
                 break
             await asyncio.sleep(delay)
         self._hook("begin")
+        return True
 
     @asynccontextmanager
     async def _locked(self) -> AsyncIterator[sqlite3.Connection]:
@@ -616,12 +675,6 @@ class SQLiteStore:
         closed out before any later transaction uses it.
         """
 
-        def commit_job() -> None:
-            if conn.in_transaction:
-                self._hook("before_commit")
-                conn.execute("COMMIT")
-            self._hook("after_commit")
-
         def rollback_job() -> None:
             try:
                 if conn.in_transaction:
@@ -638,14 +691,24 @@ class SQLiteStore:
                 # COMMIT with no other task in the process, which its wait on
                 # the disk could hold up (see _alone).
                 try:
-                    commit_job()
+                    self._commit(conn)
                 except sqlite3.Error as exc:
                     raise _map_error(exc, self.path) from exc
                 return
-            await self._call(commit_job)
+            await self._call(partial(self._commit, conn))
             return
         with anyio.CancelScope(shield=True):
             await self._call(rollback_job)
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
+        """``COMMIT`` with its hooks (on the store's thread, or in place: see :meth:`_finish`)."""
+        hook = self._fault_hook
+        if conn.in_transaction:
+            if hook is not None:
+                hook("before_commit")
+            conn.execute("COMMIT")
+        if hook is not None:
+            hook("after_commit")
 
     @asynccontextmanager
     async def _immediate(self) -> AsyncIterator[sqlite3.Connection]:
@@ -663,7 +726,7 @@ class SQLiteStore:
 
     def transaction(self) -> AbstractAsyncContextManager[SQLiteTransaction]:
         """One ``BEGIN IMMEDIATE`` transaction: commit on normal exit, roll back on error."""
-        return _Transaction(self)
+        return SQLiteTransaction(self)
 
     # --- schema -------------------------------------------------------------------
 
@@ -753,61 +816,6 @@ class SQLiteStore:
             )
             version = migration.version
         return version
-
-
-class _Transaction(AbstractAsyncContextManager[SQLiteTransaction]):
-    """:meth:`SQLiteStore.transaction`: the store's lock, then one transaction.
-
-    A class rather than two nested ``@asynccontextmanager`` generators (the
-    lock, the transaction): entering and leaving those cost more than a
-    short transaction's statements.
-    """
-
-    __slots__ = ("_store", "_tx")
-
-    def __init__(self, store: SQLiteStore) -> None:
-        self._store = store
-        self._tx: SQLiteTransaction | None = None
-
-    async def __aenter__(self) -> SQLiteTransaction:
-        store = self._store
-        if store._closed:
-            raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
-        await store._lock.acquire()
-        try:
-            if store._closed:
-                raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
-            conn = store._conn
-            if conn is None:
-                conn = await store._connection()
-        except BaseException:
-            store._lock.release()
-            raise
-        self._tx = SQLiteTransaction(store, conn)
-        return self._tx
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        store, tx = self._store, self._tx
-        assert tx is not None
-        tx._finished = True
-        try:
-            if exc_type is None:
-                try:
-                    await store._finish(tx._conn, commit=True)
-                except BaseException:
-                    # Shielded inside _finish: a cancelled task must still roll
-                    # back, or the connection would stay in a half-done transaction.
-                    await store._finish(tx._conn, commit=False)
-                    raise
-            else:
-                await store._finish(tx._conn, commit=False)
-        finally:
-            store._lock.release()
 
 
 def _statements(script: str) -> list[str]:

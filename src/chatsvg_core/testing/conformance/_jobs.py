@@ -149,6 +149,65 @@ class JobConformance(ConformanceBase):
         assert claimed == ["cf-1", "cf-2"], claimed
         assert coarse[0][2][:2] == ("error", "StaleLease")
 
+    def test_finish_from_the_held_job_matches_the_reference(self) -> None:
+        """``complete_job(..., held=claimed)`` on the host equals ``complete_job_reference``.
+
+        A backend's ``succeed_held`` (``HeldJobFinisher``), if it has one,
+        returns only the new version and the job is the claimed one finished:
+        after heartbeats moved the row on, for a stale holder whose job was
+        re-claimed, and for a job already finished, the same jobs, errors,
+        rows and results as the reference path.
+        """
+
+        async def scenario(store: Store, held: bool) -> tuple[list[Outcome], list[Job]]:
+            t0 = T0
+            async with store.transaction() as tx:
+                for i in range(4):
+                    await tx.insert_job(new_test_job(f"hf-{i}", now=t0))
+            claimed: list[Job] = []
+            for _ in range(4):
+                async with store.transaction() as tx:
+                    got = await claim_next(tx, now=t0, worker_id="w1", lease=LEASE)
+                    assert got is not None
+                    claimed.append(got)
+            by_id = {j.id: j for j in claimed}
+            later = t0 + timedelta(seconds=20)
+            async with store.transaction() as tx:
+                await heartbeat_jobs(tx, {"hf-0": 1, "hf-1": 1}, now=later, lease=LEASE)
+                await heartbeat_job(tx, "hf-0", token=1, now=later, lease=LEASE * 2)
+            lapsed = t0 + LEASE + timedelta(seconds=10)  # hf-0 and hf-1 still held
+            async with store.transaction() as tx:
+                await expire_leases(tx, now=lapsed)  # hf-2 and hf-3 lapsed
+                await claim_job(tx, "hf-2", now=lapsed, worker_id="w2", lease=LEASE)
+
+            async def finish(tx: StoreTransaction, job_id: str, token: int, at: Any) -> object:
+                if held:
+                    return await complete_job(
+                        tx, job_id, token=token, now=at, svg="<svg/>", metadata={"n": [1]},
+                        held=by_id[job_id],
+                    )  # fmt: skip
+                result = JobResult(job_id=job_id, svg="<svg/>", metadata={"n": [1]}, created_at=at)
+                return await complete_job_reference(tx, job_id, token=token, now=at, result=result)
+
+            at = lapsed + timedelta(seconds=1)
+            steps: list[Callable[[StoreTransaction], Awaitable[object]]] = [
+                lambda tx: finish(tx, "hf-0", 1, at),  # three heartbeats since the claim
+                lambda tx: finish(tx, "hf-1", 1, at),  # one
+                lambda tx: finish(tx, "hf-0", 1, at),  # already succeeded
+                lambda tx: finish(tx, "hf-2", 1, lapsed),  # lease lost, re-claimed
+                lambda tx: finish(tx, "hf-3", 1, lapsed),  # lease lost, QUEUED again
+            ]
+            outcomes = [await _outcome(store, step) for step in steps]
+            async with store.transaction() as tx:
+                jobs = sorted(await tx.list_jobs(limit=100), key=lambda j: j.id)
+                outcomes.append(("results", tuple([await tx.get_result(j.id) for j in jobs])))
+            return outcomes, jobs
+
+        from_held = self.run(lambda store: scenario(store, True))
+        reference = self.run(lambda store: scenario(store, False))
+        assert from_held == reference
+        assert [o[0] for o in from_held[0][:5]] == ["ok", "ok", "error", "error", "error"]
+
     def test_job_state_machine(self) -> None:
         suite = self
         # hypothesis takes any factory here, though newer stubs name only the class.
@@ -162,6 +221,12 @@ class _JobMachine(HostMachine):
     def __init__(self, suite: ConformanceBase) -> None:
         super().__init__(suite)
         self.finished: dict[str, Job] = {}
+        self.held: dict[str, Job] = {}
+        """Each job as its last claim returned it (what a worker holds)."""
+
+    def _hold(self, got: Outcome) -> None:
+        if got[0] == "ok" and isinstance(got[1], Job):
+            self.held[got[1].id] = got[1]
 
     def _step(self, op: Callable[[StoreTransaction], Awaitable[object]]) -> Outcome:
         host = self.loop.run_until_complete(_outcome(self.host, op))
@@ -203,6 +268,7 @@ class _JobMachine(HostMachine):
             key=lambda j: (j.run_at, j.created_at, j.id),
         )
         got = self._step(lambda tx: claim_next(tx, now=now, worker_id=worker, lease=LEASE))
+        self._hold(got)
         if not due:
             assert got == ("ok", None), f"nothing was due, yet claim_next gave {got}"
         else:
@@ -216,7 +282,9 @@ class _JobMachine(HostMachine):
         # The fine-primitive path on the host too (claim_next takes the
         # host's JobClaimer where it has one).
         now = self.now
-        self._step(lambda tx: claim_next_reference(tx, now=now, worker_id=worker, lease=LEASE))
+        self._hold(
+            self._step(lambda tx: claim_next_reference(tx, now=now, worker_id=worker, lease=LEASE))
+        )
 
     @rule(job_id=st.sampled_from(IDS), token=st.integers(1, 3))
     def complete_by_reference(self, job_id: str, token: int) -> None:
@@ -229,7 +297,9 @@ class _JobMachine(HostMachine):
     @rule(job_id=st.sampled_from(IDS), worker=st.sampled_from(WORKERS))
     def claim(self, job_id: str, worker: str) -> None:
         now = self.now
-        self._step(lambda tx: claim_job(tx, job_id, now=now, worker_id=worker, lease=LEASE))
+        self._hold(
+            self._step(lambda tx: claim_job(tx, job_id, now=now, worker_id=worker, lease=LEASE))
+        )
 
     @rule(job_id=st.sampled_from(IDS), token=st.integers(1, 3))
     def heartbeat(self, job_id: str, token: int) -> None:
@@ -255,6 +325,20 @@ class _JobMachine(HostMachine):
         self._step(
             lambda tx: complete_job(
                 tx, job_id, token=token, now=now, svg=f"<svg id='{job_id}'/>", metadata={"t": 1}
+            )
+        )
+
+    @rule(job_id=st.sampled_from(IDS))
+    def complete_held(self, job_id: str) -> None:
+        # As a worker finishes: from the job its claim returned, perhaps since
+        # heartbeated, expired, re-claimed or finished (HeldJobFinisher).
+        held = self.held.get(job_id)
+        if held is None or held.lease_token is None:
+            return
+        now, token = self.now, held.lease_token
+        self._step(
+            lambda tx: complete_job(
+                tx, job_id, token=token, now=now, svg=f"<svg id='{job_id}'/>", held=held
             )
         )
 
