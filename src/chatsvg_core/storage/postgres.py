@@ -224,6 +224,40 @@ class PostgresTransaction(SQLTransaction):
             kind, ref, None if account is None else account[0], row, window is not None
         )
 
+    async def _succeed(
+        self, returning: str, job_id: str, token: int, now: datetime, result: JobResult
+    ) -> tuple[tuple[Any, ...], JobResult] | None:
+        """Succeed the job and store its result in one statement.
+
+        The result's ``INSERT`` reads the job's ``UPDATE ... RETURNING``, so a
+        refused transition (no row) stores nothing. Returns the ``returning``
+        columns and the stored result (an earlier one stays if it was there).
+        """
+        self._check_open()
+        row = await self._one(
+            f"WITH done AS (UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} "
+            f"RETURNING {returning}), "
+            "stored AS (INSERT INTO chatsvg_results (job_id, svg, metadata, created_at) "
+            "SELECT id, ?, ?, ? FROM done ON CONFLICT (job_id) DO NOTHING RETURNING 1) "
+            f"SELECT {returning}, (SELECT count(*) FROM stored) FROM done",
+            (
+                utc(now),
+                job_id,
+                token,
+                result.svg,
+                _dump(result.metadata),
+                utc(result.created_at),
+            ),
+        )
+        if row is None:
+            return None
+        if row[-1] == 1:
+            return tuple(row[:-1]), result
+        stored = await self.get_result(job_id)  # one was there already: it stays
+        if stored is None:  # pragma: no cover - a result is never deleted
+            raise StorageError("result vanished after a conflicting insert", job_id=job_id)
+        return tuple(row[:-1]), stored
+
     async def succeed_job(
         self, job_id: str, *, token: int, now: datetime, result: JobResult
     ) -> tuple[Job, JobResult] | None:
@@ -232,60 +266,15 @@ class PostgresTransaction(SQLTransaction):
         The result's ``INSERT`` reads the job's ``UPDATE ... RETURNING``, so a
         refused transition (no row) stores nothing.
         """
-        self._check_open()
-        row = await self._one(
-            f"WITH done AS (UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} "
-            f"RETURNING {_JOB_COLUMNS}), "
-            "stored AS (INSERT INTO chatsvg_results (job_id, svg, metadata, created_at) "
-            "SELECT id, ?, ?, ? FROM done ON CONFLICT (job_id) DO NOTHING RETURNING 1) "
-            f"SELECT {_JOB_COLUMNS}, (SELECT count(*) FROM stored) FROM done",
-            (
-                utc(now),
-                job_id,
-                token,
-                result.svg,
-                _dump(result.metadata),
-                utc(result.created_at),
-            ),
-        )
-        if row is None:
-            return None
-        job = self._job(row)
-        if row[-1] == 1:
-            return job, result
-        stored = await self.get_result(job_id)  # one was there already: it stays
-        if stored is None:  # pragma: no cover - a result is never deleted
-            raise StorageError("result vanished after a conflicting insert", job_id=job_id)
-        return job, stored
+        done = await self._succeed(_JOB_COLUMNS, job_id, token, now, result)
+        return None if done is None else (self._job(done[0]), done[1])
 
     async def succeed_held(
         self, job_id: str, *, token: int, now: datetime, result: JobResult
     ) -> tuple[int, JobResult] | None:
         """:meth:`succeed_job` returning only the new ``version`` (``HeldJobFinisher``)."""
-        self._check_open()
-        row = await self._one(
-            f"WITH done AS (UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} "
-            "RETURNING id, version), "
-            "stored AS (INSERT INTO chatsvg_results (job_id, svg, metadata, created_at) "
-            "SELECT id, ?, ?, ? FROM done ON CONFLICT (job_id) DO NOTHING RETURNING 1) "
-            "SELECT version, (SELECT count(*) FROM stored) FROM done",
-            (
-                utc(now),
-                job_id,
-                token,
-                result.svg,
-                _dump(result.metadata),
-                utc(result.created_at),
-            ),
-        )
-        if row is None:
-            return None
-        if row[1] == 1:
-            return int(row[0]), result
-        stored = await self.get_result(job_id)  # one was there already: it stays
-        if stored is None:  # pragma: no cover - a result is never deleted
-            raise StorageError("result vanished after a conflicting insert", job_id=job_id)
-        return int(row[0]), stored
+        done = await self._succeed("id, version", job_id, token, now, result)
+        return None if done is None else (int(done[0][1]), done[1])
 
     async def extend_leases(
         self, leases: Mapping[str, int], *, now: datetime, lease: timedelta
