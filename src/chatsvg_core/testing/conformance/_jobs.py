@@ -58,6 +58,17 @@ async def _outcome(store: Store, op: Callable[[StoreTransaction], Awaitable[obje
         return ("error", "ValueError")
 
 
+async def _run_steps(
+    store: Store, steps: list[Callable[[StoreTransaction], Awaitable[object]]]
+) -> tuple[list[Outcome], list[Job]]:
+    """Each step's outcome in its own transaction, then every job and its result."""
+    outcomes: list[Outcome] = [await _outcome(store, step) for step in steps]
+    async with store.transaction() as tx:
+        jobs = sorted(await tx.list_jobs(limit=100), key=lambda j: j.id)
+        outcomes.append(("results", tuple([await tx.get_result(j.id) for j in jobs])))
+    return outcomes, jobs
+
+
 class JobConformance(ConformanceBase):
     """Every job operation, in random order, gives the reference store's answer."""
 
@@ -136,11 +147,7 @@ class JobConformance(ConformanceBase):
                 lambda tx: claim_op(tx, now=later + LEASE * 2, worker_id="w4", lease=LEASE),
                 lambda tx: finish(tx, "cf-2", 1, later + LEASE * 2),  # lease lost, re-claimed
             ]
-            outcomes = [await _outcome(store, step) for step in steps]
-            async with store.transaction() as tx:
-                jobs = sorted(await tx.list_jobs(limit=100), key=lambda j: j.id)
-                outcomes.append(("results", tuple([await tx.get_result(j.id) for j in jobs])))
-            return outcomes, jobs
+            return await _run_steps(store, steps)
 
         coarse = self.run(lambda store: scenario(store, True))
         reference = self.run(lambda store: scenario(store, False))
@@ -197,11 +204,7 @@ class JobConformance(ConformanceBase):
                 lambda tx: finish(tx, "hf-2", 1, lapsed),  # lease lost, re-claimed
                 lambda tx: finish(tx, "hf-3", 1, lapsed),  # lease lost, QUEUED again
             ]
-            outcomes = [await _outcome(store, step) for step in steps]
-            async with store.transaction() as tx:
-                jobs = sorted(await tx.list_jobs(limit=100), key=lambda j: j.id)
-                outcomes.append(("results", tuple([await tx.get_result(j.id) for j in jobs])))
-            return outcomes, jobs
+            return await _run_steps(store, steps)
 
         from_held = self.run(lambda store: scenario(store, True))
         reference = self.run(lambda store: scenario(store, False))
