@@ -88,6 +88,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "c200": {"concurrency": 200},
     "pool2": {"pq_pool": 2},
     "batch": {},
+    # Celery (``celery-redis+one``): one message per job, as before session 11, instead of
+    # one message naming the announcements that wait together.
+    "one": {},
 }
 POLL: list[float | None] = [None]  # --poll
 CELERY_POOL = ["gevent"]  # --celery-pool
@@ -775,7 +778,9 @@ async def measure_celery(
                 # Every worker's engine open and warm (see _celery_bench_app.warm)
                 # before any job exists.
                 await until(lambda: len(list(tmp.glob("ready-*"))) >= workers, limit=60)
-            queue = announcer = CeleryQueue(app, queue=queue_name)
+            queue = announcer = CeleryQueue(
+                app, queue=queue_name, **({"per_message": 1} if "+one" in mode else {})
+            )
             ids = await submit_jobs(store, jobs)
             await sql(postgres, schema, HOLD)
             warm = Engine(store, queue, OfflineSketchProvider())
@@ -797,6 +802,7 @@ async def measure_celery(
             timeline.start()
             start = time.monotonic()
             clock = time.time()
+            sent0 = queue.messages
             await announce(lambda i: queue.enqueue(ids[i]), jobs)
             await until_async(done, len(warm_ids) + len(ids))
             await waiter.close()
@@ -806,6 +812,9 @@ async def measure_celery(
             marks = worker_marks(Path(cpulog), clock, meter.begin["workers"])
             shape = "\n    ".join(t for t in (shape, marks) if t)
         meter.stop()
+        # Celery messages the announcer sent in the window: one per job, or fewer when
+        # announcements waiting together go out as one message naming several jobs.
+        meter.counts["celery_messages"] = float(jobs if noop else queue.messages - sent0)
         await asyncio.sleep(0.5)  # the last acks
         health = celery_health(tmp, redis.url if "redis" in mode else None, dropped(announcer))
         return Cell(
@@ -1057,9 +1066,9 @@ def report(results: dict[tuple[str, int], list[Cell]], modes: list[str], counts:
     print("(the whole server's: other users of the machine's PostgreSQL add to them)")
     print(
         "\n| worker processes | mode | Redis commands | Redis requests | PostgreSQL transactions"
-        " | Procrastinate messages |"
+        " | Procrastinate messages | Celery messages |"
     )
-    print("| --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for workers in counts:
         for m in modes:
             cells = results[(m, workers)]
@@ -1067,7 +1076,10 @@ def report(results: dict[tuple[str, int], list[Cell]], modes: list[str], counts:
             reads = statistics.median(c.per_job("redis_reads") for c in cells)
             pg = statistics.median(c.per_job("pg_transactions") for c in cells)
             pq = statistics.median(c.per_job("pq_messages") for c in cells)
-            print(f"| {workers} | {m} | {redis:.1f} | {reads:.1f} | {pg:.1f} | {pq:.2f} |")
+            cm = statistics.median(c.per_job("celery_messages") for c in cells)
+            print(
+                f"| {workers} | {m} | {redis:.1f} | {reads:.1f} | {pg:.1f} | {pq:.2f} | {cm:.2f} |"
+            )
 
 
 if __name__ == "__main__":

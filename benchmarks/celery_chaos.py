@@ -44,9 +44,9 @@ async def main() -> None:
     print(
         "| broker | seed | jobs | workers x threads | SIGKILLs | broker outages | "
         "PG backends terminated | lease lost (late writes refused) | succeeded | failed | "
-        "violations | seconds |"
+        "violations | seconds | submit messages |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
     for seed in range(1, args.runs + 1):
         for broker in brokers:
             r = await celery_chaos(
@@ -65,7 +65,8 @@ async def main() -> None:
                 f"| {broker} | {seed} | {r.jobs} | {r.workers} x {r.concurrency} | {r.kills} | "
                 f"{r.broker_outages} | {r.db_terminations} | {r.lease_lost} | "
                 f"{r.statuses.get('succeeded', 0)} | {r.statuses.get('failed', 0)} | "
-                f"{len(r.violations)} {r.violations[:3] or ''} | {r.seconds:.0f} |",
+                f"{len(r.violations)} {r.violations[:3] or ''} | {r.seconds:.0f} | "
+                f"{r.messages} |",
                 flush=True,
             )
 

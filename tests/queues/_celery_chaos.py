@@ -154,6 +154,7 @@ class ChaosReport:
     db_terminations: int = 0
     lease_lost: int = 0
     seconds: float = 0.0
+    messages: int = 0  # Celery messages the submitting process sent (several jobs may share one)
     statuses: dict[str, int] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
 
@@ -308,10 +309,19 @@ async def celery_chaos(
 
     start = time.monotonic()
     try:
-        ids = [
-            (await engine.submit(owners[i % 2], f"k{i}", {"prompt": f"a lighthouse {i}"})).job.id
-            for i in range(jobs)
-        ]
+        # Submitted 20 at a time, as concurrent requests would: announcements that
+        # wait together go out as messages naming several jobs, which the kills and
+        # the outage then meet as well as single-job ones.
+        ids: list[str] = []
+        for first in range(0, jobs, 20):
+            done = await asyncio.gather(
+                *(
+                    engine.submit(owners[i % 2], f"k{i}", {"prompt": f"a lighthouse {i}"})
+                    for i in range(first, min(jobs, first + 20))
+                )
+            )
+            ids += [d.job.id for d in done]
+        report.messages = host.queue.messages
         if verbose:
             print(f"{time.monotonic() - start:6.1f}s submitted {jobs}")
         # Half the jobs are held back (due in a day) until the run has been through a

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from chatsvg_core.queues._celery import (
     DEFAULT_MAX_COUNTDOWN,
+    DEFAULT_PER_MESSAGE,
+    PROCESS_MANY_TASK,
     PROCESS_TASK,
     RECOVER_TASK,
     SWEEP_TASK,
@@ -42,6 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_COUNTDOWN",
+    "DEFAULT_PER_MESSAGE",
+    "PROCESS_MANY_TASK",
     "PROCESS_TASK",
     "RECOVER_TASK",
     "SWEEP_TASK",

@@ -20,6 +20,7 @@ message is found by the periodic sweep. What Celery must be told, and why:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import logging
@@ -28,9 +29,9 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from chatsvg_core.errors import ConfigurationError
 
@@ -43,6 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_MAX_COUNTDOWN",
+    "DEFAULT_PER_MESSAGE",
+    "PROCESS_MANY_TASK",
     "PROCESS_TASK",
     "RECOVER_TASK",
     "SWEEP_TASK",
@@ -53,8 +56,12 @@ __all__ = [
 
 log = logging.getLogger("chatsvg_core.queue.celery")
 
+T = TypeVar("T")
+
 PROCESS_TASK = "chatsvg_core.process"
-"""The task whose body is ``engine.process(job_id, worker_id)``."""
+"""The task whose body is ``engine.process(job_id, worker_id)``: one job per message."""
+PROCESS_MANY_TASK = "chatsvg_core.process_many"
+"""The task whose body runs ``engine.process`` for each id of a list: one message, several jobs."""
 RECOVER_TASK = "chatsvg_core.recover"
 """The beat task that runs ``engine.recover()``."""
 SWEEP_TASK = "chatsvg_core.sweep"
@@ -63,6 +70,13 @@ SWEEP_TASK = "chatsvg_core.sweep"
 DEFAULT_MAX_COUNTDOWN = 600.0
 """Longest delay handed to the broker (s): well below RabbitMQ's 30 min ``consumer_timeout``
 and the one-hour Redis visibility timeout this module sets."""
+
+DEFAULT_PER_MESSAGE = 8
+"""Most job ids one :data:`PROCESS_MANY_TASK` message names (announcements waiting together)."""
+
+# The message header that tells a worker's consumer how many jobs a message names
+# before its body is decoded (see _window_step).
+_JOBS_HEADER = "chatsvg_jobs"
 
 # Publishing gives up fast: the job is already safe in the database, and the
 # sweep announces it later; a host's submit must not hang on a broker outage.
@@ -85,7 +99,7 @@ def _require_celery() -> None:
 
 
 class CeleryQueue:
-    """A :class:`~chatsvg_core.queues.JobQueue` that sends one Celery task per announcement.
+    """A :class:`~chatsvg_core.queues.JobQueue` that sends Celery tasks for announcements.
 
     ``enqueue(job_id, delay)`` sends :data:`PROCESS_TASK` with ``countdown=delay``
     when ``delay <= max_countdown``; a longer delay sends nothing, and the
@@ -94,6 +108,17 @@ class CeleryQueue:
     reason: the job is already committed, and the sweep finds it. Publishing
     is blocking I/O in Celery, so it runs off the loop, on a few publishing
     threads per process (see ``_Publisher``).
+
+    Announcements of jobs due now that wait for a publishing thread together
+    (concurrent submits) go out as one :data:`PROCESS_MANY_TASK` message
+    naming up to ``per_message`` job ids: Celery's own cost per message
+    (receiving, tracing, acking) is about a third of a whole job's cost, and
+    a message is only a doorbell, so naming several jobs is as safe as
+    naming one (each still reaches ``engine.process``, whose claim is
+    atomic). A lone announcement, and every delayed one, is a
+    :data:`PROCESS_TASK` message of its own, as before. ``per_message=1``
+    sends every announcement on its own (workers of a release before
+    :data:`PROCESS_MANY_TASK` existed do not know that task).
     """
 
     def __init__(
@@ -101,17 +126,25 @@ class CeleryQueue:
         app: Celery,
         *,
         task_name: str = PROCESS_TASK,
+        many_task_name: str = PROCESS_MANY_TASK,
         queue: str | None = None,
         max_countdown: float = DEFAULT_MAX_COUNTDOWN,
+        per_message: int = DEFAULT_PER_MESSAGE,
     ) -> None:
         if not (math.isfinite(max_countdown) and max_countdown >= 0):
             raise ConfigurationError("max_countdown must be a finite number of seconds >= 0")
+        if per_message < 1:
+            raise ConfigurationError("per_message must be at least 1", per_message=per_message)
         self.app = app
         self.task_name = task_name
+        self.many_task_name = many_task_name
         self.queue = queue
         self.max_countdown = max_countdown
+        self.per_message = per_message
         self.dropped = 0
         """Announcements not sent (delay over the cap, or the broker refused): the sweep's."""
+        self.messages = 0
+        """Messages published (one per message, whatever the number of jobs it names)."""
         self._publisher_lock = threading.Lock()
         self._dropped_lock = threading.Lock()
         self._publisher_of_pid: _Publisher | None = None
@@ -123,36 +156,46 @@ class CeleryQueue:
         if delay > self.max_countdown:
             self._drop()
             return False
-        return self._publish(job_id, delay, None)
+        return self._publish([job_id], delay, None)
 
     def _drop(self, count: int = 1) -> None:
         # The publishing threads count too: an unlocked += could lose one.
         with self._dropped_lock:
             self.dropped += count
 
-    def _publish(self, job_id: str, delay: float, producer: Any) -> bool:
+    def _publish(self, job_ids: list[str], delay: float, producer: Any, covers: int = 1) -> bool:
+        """One message for ``job_ids`` (one id: the single-job task); ``covers`` announcements."""
         from kombu.exceptions import KombuError
 
+        args: tuple[Any, ...]
+        if len(job_ids) == 1:
+            task, args, headers = self.task_name, (job_ids[0],), None
+        else:
+            task, args = self.many_task_name, (job_ids,)
+            headers = {_JOBS_HEADER: len(job_ids)}
         try:
             self.app.send_task(
-                self.task_name,
-                args=(job_id,),
+                task,
+                args=args,
                 countdown=delay or None,
                 queue=self.queue,
                 retry=True,
                 retry_policy=_PUBLISH_RETRY,
                 ignore_result=True,
                 producer=producer,
+                headers=headers,
             )
         except (KombuError, OSError) as exc:
-            self._drop()
+            self._drop(covers)
             log.warning(
-                "could not publish job %s (left to the sweep): %s",
-                job_id,
+                "could not publish job(s) %s (left to the sweep): %s",
+                ", ".join(job_ids),
                 exc,
-                extra={"job_id": job_id},
+                extra={"job_id": job_ids[0]},
             )
             return False
+        with self._dropped_lock:
+            self.messages += 1
         return True
 
     async def enqueue(self, job_id: str, *, delay: float = 0.0, attempt: int = 0) -> None:
@@ -196,8 +239,11 @@ class _Publisher:
     twice Celery's own publishing (0.9-1.5 ms of CPU per message against
     0.4-0.8 ms with one held producer, on this project's benchmark machine).
     Here announcements wait in one queue; a publishing thread takes up to
-    ``_BATCH`` of them, publishes them on one producer, and settles their
-    futures with one wake-up per loop.
+    ``_BATCH`` of them (or ``per_message``, if more), publishes them on one
+    producer, and settles their futures with one wake-up per loop. The due
+    ones it took go out together, ``per_message`` job ids a message
+    (``_messages``): a worker then receives, traces and acks one message for
+    several jobs, which is most of what Celery costs per job.
 
     A broker outage must not hold up ``submit``: after a publish fails, the
     announcements that come within the next second are dropped at once
@@ -229,9 +275,10 @@ class _Publisher:
         self._waiting.put(item)
 
     def _run(self) -> None:
+        take = max(self._BATCH, self._queue.per_message)
         while True:
             batch = [self._waiting.get()]
-            while len(batch) < self._BATCH:
+            while len(batch) < take:
                 try:
                     batch.append(self._waiting.get_nowait())
                 except self._empty:
@@ -243,19 +290,40 @@ class _Publisher:
             finally:
                 self._settle(batch)
 
+    def _messages(self, batch: list[_Announcement]) -> list[tuple[list[str], float, int]]:
+        """The messages for ``batch``: (job ids, delay, announcements each covers).
+
+        Due announcements together, up to ``per_message`` ids a message (a
+        job announced twice at once is named once: one delivery is all a
+        doorbell needs); each delayed one alone, with its countdown.
+        """
+        per_message = self._queue.per_message
+        due: dict[str, int] = {}
+        messages: list[tuple[list[str], float, int]] = []
+        for job_id, delay, _, _ in batch:
+            if delay or per_message == 1:
+                messages.append(([job_id], delay, 1))
+            else:
+                due[job_id] = due.get(job_id, 0) + 1
+        ids = list(due)
+        for i in range(0, len(ids), per_message):
+            chunk = ids[i : i + per_message]
+            messages.append((chunk, 0.0, sum(due[j] for j in chunk)))
+        return messages
+
     def _publish_all(self, batch: list[_Announcement]) -> None:
         queue = self._queue
         if time.monotonic() < self._down_until:
             queue._drop(len(batch))
             log.warning("broker unavailable: %d announcement(s) left to the sweep", len(batch))
             return
-        settled = 0  # published or counted as dropped
+        settled = 0  # announcements published or counted as dropped
         try:
             with queue.app.producer_or_acquire() as producer:
                 _hold_redis_client(producer.channel)
-                for job_id, delay, _, _ in batch:
-                    published = queue._publish(job_id, delay, producer)
-                    settled += 1
+                for job_ids, delay, covers in self._messages(batch):
+                    published = queue._publish(job_ids, delay, producer, covers)
+                    settled += covers
                     if not published:
                         self._down_until = time.monotonic() + self._PAUSE_AFTER_FAILURE
                         break
@@ -297,7 +365,15 @@ class CeleryWorkers:
     store (QUEUED, announced again) instead of leaving it RUNNING until its
     lease lapses. This covers the pools that run tasks in the worker's own
     process (threads, gevent, solo); a prefork child is not told of the
-    shutdown, and its job, if killed, waits for ``recover``.
+    shutdown, and its job, if killed, waits for ``recover``. A job of a
+    several-job message still waiting for a slot when the shutdown begins
+    is not started: it is announced again at once, for another worker.
+
+    Jobs in flight: at most ``max_in_flight`` jobs run at once in one
+    process (default: the worker's pool size, ``--concurrency``), whatever
+    the messages. A message of one job takes one pool slot and one of these;
+    a message of several takes one pool slot and one of these per job, so
+    the pool's slots alone no longer bound the model calls.
     """
 
     def __init__(
@@ -309,9 +385,15 @@ class CeleryWorkers:
         overdue: float,
         shutdown_grace: float = 10.0,
         close_engine: bool = True,
+        max_in_flight: int | None = None,
     ) -> None:
+        if max_in_flight is not None and max_in_flight < 1:
+            raise ConfigurationError(
+                "max_in_flight must be at least 1", max_in_flight=max_in_flight
+            )
         self.app = app
         self.queue = queue
+        self.max_in_flight = max_in_flight
         self.overdue = overdue
         self.shutdown_grace = shutdown_grace
         self.close_engine = close_engine
@@ -325,6 +407,10 @@ class CeleryWorkers:
         self._running: set[asyncio.Task[Any]] = set()
         self._hostnames: set[str] = set()
         self._stopping = threading.Event()
+        # The worker's pool size (its --concurrency), read when it starts.
+        self._pool_size: int | None = None
+        # This process's slots for jobs in flight (used only on the engine's loop).
+        self._slots = _Slots(1)
 
     def engine(self) -> SyncEngine:
         """This process's engine (opened once per process, again after ``fork``)."""
@@ -335,6 +421,7 @@ class CeleryWorkers:
                 self._pid = os.getpid()
                 self._loop = _running_asyncio_loop(self._engine)
                 self._running = set()
+                self._slots = _Slots(self.in_flight_limit())
                 # Started here, where blocking is allowed: the shutdown hook
                 # runs in a signal handler (under gevent, in the hub), where
                 # even starting a thread is refused. It only sets an event.
@@ -343,6 +430,10 @@ class CeleryWorkers:
                 )
                 watcher.start()
             return self._engine
+
+    def in_flight_limit(self) -> int:
+        """Most jobs one process runs at once: ``max_in_flight``, else the worker's pool size."""
+        return self.max_in_flight or self._pool_size or _DEFAULT_IN_FLIGHT
 
     def close(self) -> None:
         """Close this process's engine, if it opened one (and ``close_engine`` is set)."""
@@ -383,6 +474,17 @@ class CeleryWorkers:
 
     def _hand_back_on_shutdown(self) -> None:
         self._stopping.wait()
+        # Jobs waiting for a slot are not started: they are announced again now.
+        with self._lock:
+            engine = self._engine if self._pid == os.getpid() else None
+        if engine is not None:
+            try:
+                if self._loop is not None:
+                    self._loop.call_soon_threadsafe(self._slots.stop)
+                else:
+                    engine.portal.call(self._slots.stop)
+            except RuntimeError:  # the loop is already closed: nothing waits
+                pass
         time.sleep(self.shutdown_grace)
         try:
             self.hand_back()
@@ -430,8 +532,62 @@ class CeleryWorkers:
             raise Reject("worker shutting down", requeue=True)
         engine = self.engine()
         worker_id = self.worker_id()
+        job = self._call(engine, self._attempt(engine, job_id, worker_id))
+        return None if job is None else job.status.value
 
-        async def attempt() -> Job | None:
+    def process_many(self, job_ids: list[str]) -> list[str | None]:
+        """The task body of a message naming several jobs: one attempt of each, at once.
+
+        Returns (and Celery acks the message) once every job has ended its
+        attempt, been handed back, or found nothing to do; a redelivery after
+        a crash is therefore only duplicate deliveries, which the claim
+        refuses. The jobs run concurrently on the process's loop, each in one
+        of the process's in-flight slots (see the class docs); an error of one
+        job does not stop the others, and the first is raised after all end.
+        """
+        if self._stopping.is_set():
+            from celery.exceptions import Reject
+
+            raise Reject("worker shutting down", requeue=True)
+        ids = [job_ids] if isinstance(job_ids, str) else list(job_ids)
+        engine = self.engine()
+        worker_id = self.worker_id()
+
+        async def attempts() -> list[Job | BaseException | None]:
+            return await asyncio.gather(
+                *(self._attempt(engine, job_id, worker_id) for job_id in ids),
+                return_exceptions=True,
+            )
+
+        outcomes = self._call(engine, attempts())
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [None if o is None else o.status.value for o in outcomes]  # type: ignore[union-attr]
+
+    def _call(self, engine: SyncEngine, coroutine: Coroutine[Any, Any, T]) -> T:
+        """Run ``coroutine`` on the engine's loop and wait for it (from a task's thread)."""
+        loop = self._loop
+        if loop is None:
+
+            async def run() -> T:
+                return await coroutine
+
+            return engine.portal.call(run)
+        # The portal's call makes two round trips to the loop (start the
+        # task, then its result) and a cancel scope: 0.2 ms of CPU per call
+        # under gevent, against 0.08 ms for this one round trip.
+        return asyncio.run_coroutine_threadsafe(coroutine, loop).result()
+
+    async def _attempt(self, engine: SyncEngine, job_id: str, worker_id: str) -> Job | None:
+        """One attempt of ``job_id`` in one of this process's in-flight slots."""
+        slots = self._slots
+        if not await slots.take():
+            # The worker began shutting down before this job could start: hand
+            # the announcement back (another worker takes the job).
+            await _announce_again(engine, job_id)
+            return None
+        try:
             task = asyncio.ensure_future(engine.engine.process(job_id, worker_id))
             self._running.add(task)
             try:
@@ -443,16 +599,8 @@ class CeleryWorkers:
                 raise
             finally:
                 self._running.discard(task)
-
-        loop = self._loop
-        if loop is None:
-            job = engine.portal.call(attempt)
-        else:
-            # The portal's call makes two round trips to the loop (start the
-            # task, then its result) and a cancel scope: 0.2 ms of CPU per call
-            # under gevent, against 0.08 ms for this one round trip.
-            job = asyncio.run_coroutine_threadsafe(attempt(), loop).result()
-        return None if job is None else job.status.value
+        finally:
+            slots.give()
 
     def recover(self) -> dict[str, int]:
         """The recovery beat task's body."""
@@ -466,6 +614,70 @@ class CeleryWorkers:
     def sweep(self) -> int:
         """The sweep beat task's body: announce jobs overdue by ``overdue`` seconds."""
         return self.engine().sweep(overdue=self.overdue)
+
+
+_DEFAULT_IN_FLIGHT = 200
+"""Jobs in flight per process when neither ``max_in_flight`` nor a worker's pool size is known."""
+
+
+async def _announce_again(engine: SyncEngine, job_id: str) -> None:
+    queue = engine.engine.queue
+    if queue is None:
+        return  # the sweep announces it
+    try:
+        await queue.enqueue(job_id)
+    except Exception:  # the job is QUEUED in the store: the sweep announces it
+        log.warning("could not announce job %s again", job_id, exc_info=True)
+
+
+class _Slots:
+    """A process's slots for jobs in flight, on the engine's loop (first come, first served).
+
+    A semaphore that can also be stopped: :meth:`take` then returns ``False``
+    to every waiter at once (a job not yet started is not started during a
+    shutdown), which ``asyncio.Semaphore`` cannot say.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.free = size
+        self.stopped = False
+        self._waiters: collections.deque[asyncio.Future[bool]] = collections.deque()
+
+    async def take(self) -> bool:
+        """Wait for a slot; ``False`` (and no slot) once stopped."""
+        if self.stopped:
+            return False
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return True
+        waiter: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self.give()  # handed a slot just as it was cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def give(self) -> None:
+        """Return a slot: to the first waiter, if any."""
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(True)
+                return
+        self.free += 1
+
+    def stop(self) -> None:
+        """Refuse every waiting and later :meth:`take`."""
+        self.stopped = True
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(False)
 
 
 @functools.cache
@@ -825,6 +1037,8 @@ def setup_celery(
     overdue: float | None = None,
     max_countdown: float = DEFAULT_MAX_COUNTDOWN,
     visibility_timeout: float = 3600.0,
+    per_message: int = DEFAULT_PER_MESSAGE,
+    max_in_flight: int | None = None,
     storage_options: Mapping[str, Any] | None = None,
     **engine_options: Any,
 ) -> CeleryWorkers:
@@ -851,6 +1065,11 @@ def setup_celery(
             :class:`CeleryQueue`); must stay below ``visibility_timeout``.
         visibility_timeout: the Redis transport's redelivery timeout; longer
             than any job can run (a lease times its attempts).
+        per_message: most jobs one message names when announcements wait
+            together (see :class:`CeleryQueue`); 1 sends one message per job.
+        max_in_flight: most jobs one worker process runs at once (default:
+            the worker's ``--concurrency``); a message of several jobs takes
+            one pool slot but one of these per job.
         storage_options: options for
             :func:`~chatsvg_core.storage.open_storage`.
         **engine_options: options for the :class:`~chatsvg_core.engine.Engine`
@@ -920,10 +1139,13 @@ def setup_celery(
         app.conf.task_routes = {
             **dict(app.conf.task_routes or {}),
             PROCESS_TASK: route,
+            PROCESS_MANY_TASK: route,
             RECOVER_TASK: route,
             SWEEP_TASK: route,
         }
-    celery_queue = CeleryQueue(app, queue=queue, max_countdown=max_countdown)
+    celery_queue = CeleryQueue(
+        app, queue=queue, max_countdown=max_countdown, per_message=per_message
+    )
 
     def open_from_url(q: CeleryQueue) -> SyncEngine:
         from chatsvg_core.engine import SyncEngine
@@ -944,12 +1166,16 @@ def setup_celery(
         overdue=sweep_every if overdue is None else overdue,
         shutdown_grace=shutdown_grace,
         close_engine=close_engine,
+        max_in_flight=max_in_flight,
     )
 
     # Plain functions, not bound methods: Celery checks a call's arguments
     # against the function's own signature.
     def process(job_id: str) -> str | None:
         return workers.process(job_id)
+
+    def process_many(job_ids: list[str]) -> list[str | None]:
+        return workers.process_many(job_ids)
 
     def recover() -> dict[str, int]:
         return workers.recover()
@@ -970,6 +1196,18 @@ def setup_celery(
         reject_on_worker_lost=True,
         shared=False,
     )(process)
+    # Its own name, not a list accepted by PROCESS_TASK: a worker of an earlier
+    # release refuses an unknown task by name (logged, left to the sweep)
+    # instead of running a list as a job id, and messages of either form
+    # already in the broker during a rolling deploy keep working.
+    app.task(
+        name=PROCESS_MANY_TASK,
+        base=base,
+        ignore_result=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        shared=False,
+    )(process_many)
     app.task(name=RECOVER_TASK, base=base, ignore_result=True, shared=False)(recover)
     app.task(name=SWEEP_TASK, base=base, ignore_result=True, shared=False)(sweep)
 
@@ -981,6 +1219,9 @@ def setup_celery(
     def on_worker_init(sender: object = None, **_: Any) -> None:
         if ours(sender):
             workers._hostnames.add(str(getattr(sender, "hostname", "")))
+            size = getattr(sender, "concurrency", None)
+            if isinstance(size, int) and size > 0:
+                workers._pool_size = size
 
     def on_process_init(**_: Any) -> None:
         # A prefork child opens its own engine before its first task.
