@@ -346,3 +346,43 @@ async def test_concurrent_announcements_go_out_as_messages_naming_several_jobs(
     finally:
         client.delete(queue_name)
         client.close()
+
+
+# --- the prefetch window counts jobs ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("window", "jobs", "borrowed"),
+    [(50, 8, 7), (50, 1, 0), (4, 8, 3), (1, 8, 0), (0, 8, 0)],
+)
+def test_a_message_of_n_jobs_borrows_n_minus_1_from_the_window_until_it_is_settled(
+    monkeypatch: pytest.MonkeyPatch, window: int, jobs: int, borrowed: int
+) -> None:
+    from celery.worker import strategy
+    from kombu.common import QoS
+
+    from chatsvg_core.queues._celery import _window_strategy
+
+    handled: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(
+        strategy,
+        "default",
+        lambda *a, **k: lambda message, body, ack, reject, callbacks: handled.append((ack, reject)),
+    )
+    applied: list[int] = []
+    consumer = SimpleNamespace(
+        qos=QoS(lambda prefetch_count: applied.append(prefetch_count), window)
+    )
+    on_message = _window_strategy(None, None, consumer)
+    settled: list[str] = []
+    for settle in ("ack", "reject"):
+        message = SimpleNamespace(headers={"task": PROCESS_MANY_TASK, "chatsvg_jobs": jobs})
+        on_message(
+            message, None, lambda *a: settled.append("ack"), lambda *a: settled.append("reject"), []
+        )
+        assert consumer.qos.value == window - borrowed  # at most down to 1; 0 (no limit) stays
+        ack, reject = handled.pop()
+        (ack if settle == "ack" else reject)("logger", ())
+        (ack if settle == "ack" else reject)("logger", ())  # a second settle repays nothing
+        assert consumer.qos.value == window
+    assert settled == ["ack", "ack", "reject", "reject"]

@@ -698,6 +698,77 @@ async def _current_loop() -> asyncio.AbstractEventLoop:
     return asyncio.get_running_loop()
 
 
+def _window_strategy(task: Any, app: Any, consumer: Any, **options: Any) -> Any:
+    """Celery's task strategy for :data:`PROCESS_MANY_TASK`, with a prefetch window counted in jobs.
+
+    ``worker_prefetch_multiplier=1`` lets a worker hold one message per pool
+    slot, so that it never holds work it cannot start while another worker
+    could. A message naming n jobs would break that n-fold: a worker with
+    200 slots could take 200 messages, 1,600 jobs, of which only
+    ``max_in_flight`` run. So each such message borrows n - 1 from the
+    consumer's prefetch window when it arrives (as Celery itself lends one
+    to a message with an ETA) and pays it back when it is acked or
+    rejected: the window counts jobs, as with one message per job. The
+    window never drops below 1 (what could not be borrowed is not paid
+    back), and Celery's loop applies the new count on its next turn, so a
+    worker may take one message more than its window meanwhile; the
+    in-flight slots still bound what runs.
+    """
+    from celery.worker.strategy import default
+
+    handle = default(task, app, consumer, **options)
+
+    def on_message(
+        message: Any, body: Any, ack: Any, reject: Any, callbacks: Any, **kw: Any
+    ) -> Any:
+        qos = consumer.qos
+        try:
+            jobs = int((message.headers or {}).get(_JOBS_HEADER, 1))
+        except (TypeError, ValueError):
+            jobs = 1
+        if qos is not None and jobs > 1:
+            with qos._mutex:
+                # value 0: no prefetch limit at all; nothing to count.
+                debt = min(jobs - 1, qos.value - 1) if qos.value else 0
+                qos.value -= debt
+            if debt:
+                repay = _Repay(qos, debt)
+                ack, reject = repay.after(ack), repay.after(reject)
+        return handle(message, body, ack, reject, callbacks, **kw)
+
+    return on_message
+
+
+class _Repay:
+    """Gives a message's borrowed prefetch back to its consumer's window, once."""
+
+    def __init__(self, qos: Any, debt: int) -> None:
+        self.qos = qos
+        self.debt = debt
+        self._lock = threading.Lock()
+
+    def after(self, settle: Callable[..., Any]) -> Callable[..., Any]:
+        """``settle`` (the message's ack or reject), the window paid back first."""
+
+        def settle_and_repay(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                debt, self.debt = self.debt, 0
+            if debt:
+                # Before the ack: on Redis the ack's refill (see _redis_refill_step)
+                # then sees the wider window at once.
+                self.qos.increment_eventually(debt)
+            return settle(*args, **kwargs)
+
+        return settle_and_repay
+
+
+def _apply_window(consumer: Any) -> None:
+    """Apply a changed prefetch window now (Redis: a local count, no I/O) instead of next turn."""
+    qos = getattr(consumer, "qos", None)
+    if qos is not None and qos.prev != qos.value:
+        qos.update()
+
+
 def _resultless_task_base() -> type[Any]:
     """A Celery ``Task`` class whose tasks keep one result backend per process: a disabled one.
 
@@ -920,6 +991,7 @@ def _redis_refill_step() -> type[Any]:
                     tags.append(delivery_tag)
                     return
                 ack(delivery_tag)
+                _apply_window(parent)
                 _try_refill(cycle, channel)
 
             qos.ack = ack_and_refill
@@ -936,6 +1008,7 @@ def _redis_refill_step() -> type[Any]:
                     batched[0] = None
                 if tags:
                     _ack_all(qos, tags)
+                _apply_window(parent)
                 _try_refill(cycle, channel)
 
             # A restarted consumer (new connection, new channel) sets it again.
@@ -1207,6 +1280,8 @@ def setup_celery(
         acks_late=True,
         reject_on_worker_lost=True,
         shared=False,
+        # A class attribute of the task: a plain function there would be bound.
+        Strategy=staticmethod(_window_strategy),
     )(process_many)
     app.task(name=RECOVER_TASK, base=base, ignore_result=True, shared=False)(recover)
     app.task(name=SWEEP_TASK, base=base, ignore_result=True, shared=False)(sweep)
