@@ -386,3 +386,78 @@ def test_a_message_of_n_jobs_borrows_n_minus_1_from_the_window_until_it_is_settl
         (ack if settle == "ack" else reject)("logger", ())  # a second settle repays nothing
         assert consumer.qos.value == window
     assert settled == ["ack", "ack", "reject", "reject"]
+
+
+@pytest.mark.redis
+def test_a_green_worker_holds_messages_for_as_many_jobs_as_it_has_slots(
+    tmp_path: Any, redis_url: str
+) -> None:
+    # A real gevent worker with 4 slots, model calls that hang, and 4 messages of 4 jobs:
+    # it runs 4 jobs and holds at most one message beyond the one it runs (the window
+    # counts jobs; without that it would hold all 4 messages, 16 jobs, running 4).
+    # SIGTERM then hands the running jobs back and announces the waiting ones again.
+    import signal
+    import subprocess
+
+    import redis
+
+    from chatsvg_core import SyncLedger
+
+    from ._celery_chaos import APP_DIR, _env, worker_cmd
+
+    db = f"sqlite:///{tmp_path}/jobs.db"
+    queue_name = f"chatsvg-t-{secrets.token_hex(4)}"
+    broker = redis_url.rsplit("/", 1)[0] + "/3"
+    env = _env(
+        broker,
+        db,
+        "",
+        queue_name,
+        tmp_path,
+        CHATSVG_CELERY_SLEEP="300",
+        CHATSVG_CELERY_LEASE="60",
+        CHATSVG_CELERY_BEAT="30",
+        CHATSVG_CELERY_GRACE="1",
+    )
+    silent = SyncEngine.open(db, provider=_Instant())
+    client = redis.Redis.from_url(broker)
+    queue = CeleryQueue(Celery("host", broker=broker), queue=queue_name)
+    worker = None
+    try:
+        SyncLedger(silent.store).grant("u", 100)
+        ids = [silent.submit("u", f"k{i}", {"prompt": f"a kite {i}"}).job.id for i in range(16)]
+        for first in range(0, 16, 4):
+            assert queue._publish(ids[first : first + 4], 0.0, None, 4)
+        worker = subprocess.Popen(
+            worker_cmd("w1", queue_name, "gevent", 4), env=env, cwd=APP_DIR, stderr=subprocess.PIPE
+        )
+        deadline = time.monotonic() + 60
+        while sum(silent.get(i).status is JobStatus.RUNNING for i in ids) < 4:
+            assert time.monotonic() < deadline, "the worker never ran 4 jobs"
+            time.sleep(0.1)
+        time.sleep(1.0)  # time to fetch more, if it would
+        running = sum(silent.get(i).status is JobStatus.RUNNING for i in ids)
+        waiting_in_redis = client.llen(queue_name)
+        held = client.hlen("unacked")
+        assert running == 4
+        assert held <= 2, f"the worker holds {held} messages for 4 slots"
+        assert waiting_in_redis >= 2
+        worker.send_signal(signal.SIGTERM)
+        _, err = worker.communicate(timeout=30)
+        assert worker.returncode == 0, err.decode()[-2000:]
+        jobs = [silent.get(i) for i in ids]
+        assert all(j.status is JobStatus.QUEUED for j in jobs), Counter(j.status for j in jobs)
+        # Every job is announced again or still waits in the broker: none left to the sweep.
+        named = set()
+        for raw in client.lrange(queue_name, 0, -1):
+            message = json.loads(raw)
+            (args, _, _) = json.loads(__import__("base64").b64decode(message["body"]))
+            named |= set(args[0]) if isinstance(args[0], list) else {args[0]}
+        assert named == set(ids)
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.kill()
+            worker.wait()
+        silent.close()
+        client.delete(queue_name)
+        client.close()
