@@ -14,7 +14,12 @@ message is found by the periodic sweep. What Celery must be told, and why:
   default) kills the channel (celery#6760). Delays above ``max_countdown`` are
   not sent at all; the sweep announces the job once it is due;
 * recovery (expired leases, refunds) and the sweep run as beat tasks. Both are
-  compare-and-set in the database, so two beats running at once are harmless.
+  compare-and-set in the database, so two beats running at once are harmless;
+* Celery's own work per message is about a third of a whole job's cost, so
+  announcements that wait together are one message naming several jobs
+  (``PROCESS_MANY_TASK``), acked once all of them end; the jobs a process
+  runs are bounded by ``max_in_flight``, and such a message takes as much of
+  the prefetch window as its jobs would (``_window_strategy``).
 """
 
 from __future__ import annotations
@@ -75,7 +80,7 @@ DEFAULT_PER_MESSAGE = 8
 """Most job ids one :data:`PROCESS_MANY_TASK` message names (announcements waiting together)."""
 
 # The message header that tells a worker's consumer how many jobs a message names
-# before its body is decoded (see _window_step).
+# before its body is decoded (see _window_strategy).
 _JOBS_HEADER = "chatsvg_jobs"
 
 # Publishing gives up fast: the job is already safe in the database, and the
