@@ -7,6 +7,10 @@
 -- incremental sort over jobs sharing a run_at), so each claim cost time in
 -- proportion to the backlog: 3,000 index entries per claim with 3,000 jobs
 -- queued. In the claim's order the claim reads its first live entry and stops.
+-- The drop comes first and locks the table (ACCESS EXCLUSIVE, to the commit):
+-- building first would hold SHARE and then wait for the exclusive lock behind
+-- a claim that had read the table and now waits on our SHARE to write, a
+-- deadlock. Queries on the table wait for the build: one scan of the table.
 DROP INDEX chatsvg_jobs_due;
 CREATE INDEX chatsvg_jobs_due ON chatsvg_jobs (run_at, created_at, id) WHERE status = 'queued';
 
