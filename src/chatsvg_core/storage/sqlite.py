@@ -372,13 +372,17 @@ class SQLiteTransaction(SQLTransaction):
             raise _map_error(exc, self._store.path) from exc
 
     async def _append_entry(self, params: Sequence[Any]) -> bool:
-        def run(conn: sqlite3.Connection) -> bool:
+        # _run's body inline, as in the statement runners below it.
+        if not self._begun:
+            self._begun = self._store._begin_now(self._conn) or await self._store._begin(self._conn)
+        conn = self._conn
+        try:
             if conn.execute(INSERT_ENTRY, tuple(params)).rowcount != 1:
                 return False
             conn.execute(MOVE_BALANCE, (params[1], params[3], params[6]))
-            return True
-
-        return await self._run(run)
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
+        return True
 
     def _ts(self, value: datetime) -> int:
         # The last conversion is remembered by identity: one job's times are
