@@ -29,7 +29,7 @@ from chatsvg_core.errors import InvalidAmount, StorageError
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResult, LedgerEntry
-from chatsvg_core.storage._spend import SpendState
+from chatsvg_core.storage._spend import SpendState, spend_state_of
 
 __all__ = [
     "CLAIM_GUARD",
@@ -848,12 +848,12 @@ class SQLTransaction:
                 (facts[0], facts[1], _KIND_TEXT.get(kind) or EntryKind(kind).value, facts[2], ref,
                  facts[3], facts[4])
             )  # fmt: skip
-        return SpendState(
-            exists=balance is not None,
-            seen=seen,
-            other=bool(facts[5]),
-            balance=0 if balance is None else int(balance),
-            used=int(facts[6]) if with_usage else None,
+        return spend_state_of(
+            balance is not None,
+            seen,
+            bool(facts[5]),
+            0 if balance is None else int(balance),
+            int(facts[6]) if with_usage else None,
         )
 
     async def entries(
