@@ -213,6 +213,36 @@ def _dump(value: Any) -> str:
     return "".join(_C_ENCODE(value, 0))
 
 
+_REQUEST_JSON: tuple[Any, str | None] = (None, None)
+"""A new job's request dict and its JSON, handed over by the engine's submit
+(:func:`remember_request_json`) and taken by the next ``_job_params`` of that
+very dict."""
+
+
+def remember_request_json(request: dict[str, Any], text: str) -> None:
+    """Hand the next insert of ``request`` (by identity) its JSON, ``_dump(request)``.
+
+    For the engine's submit, which has this text from the request's
+    fingerprint (``request_hash_and_json``) and inserts the job right after.
+    Taken once: the insert that uses it clears it, so a later write of the
+    same dict (which its owner could have changed since) encodes it again.
+    One slot for the process, replaced whole: another thread's submit only
+    makes the insert encode its request itself.
+    """
+    global _REQUEST_JSON
+    _REQUEST_JSON = (request, text)
+
+
+def _request_json(request: Any) -> str:
+    """``_dump(request)``, or the text :func:`remember_request_json` left for this dict."""
+    global _REQUEST_JSON
+    held = _REQUEST_JSON
+    if held[0] is request and held[1] is not None:
+        _REQUEST_JSON = (None, None)
+        return held[1]
+    return _dump(request)
+
+
 _DECODER = json.JSONDecoder()
 
 
@@ -341,7 +371,7 @@ class SQLTransaction:
             None if lease_expires_at is None else ts(lease_expires_at),
             data["lease_token"],
             data["worker_id"],
-            _dump(data["request"]),
+            _request_json(data["request"]),
             data["request_hash"],
             data["idempotency_key"],
             None if last_error is None else _dump(last_error.model_dump(mode="json")),
