@@ -415,3 +415,49 @@ def _same_json(a: Any, b: Any) -> bool:
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(_same_json(x, y) for x, y in zip(a, b, strict=True))
     return type(a) is type(b) and a == b
+
+
+# --- the fingerprint's text shared with the stores' insert ------------------------
+
+_SCALARS = (
+    st.text(max_size=12)
+    | st.sampled_from(["", '"', "\\", "\x00", "\x1f", "\x7f", "\n\t", "é", "\u2028", "😀"])
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.sampled_from([2**53, 2**63, -(2**53) - 2])
+    | st.booleans()
+    | st.none()
+)
+_SHAREABLE = st.dictionaries(st.text(max_size=6), _SCALARS, max_size=7)
+_ANY_REQUEST = st.dictionaries(st.text(max_size=6), json_values(), max_size=5)
+
+
+@given(payload=_SHAREABLE | _ANY_REQUEST, scope=st.text(max_size=12))
+@settings(max_examples=400)
+def test_request_hash_and_json_text_is_the_stores_json_whenever_given(
+    payload: dict[str, Any], scope: str
+) -> None:
+    from chatsvg_core.idempotency._canonical import request_hash_and_json
+    from chatsvg_core.storage._sql import _dump
+
+    try:
+        expected = request_hash(payload, scope=scope)
+    except (UnhashablePayload, ValueError) as exc:
+        with pytest.raises(type(exc)):
+            request_hash_and_json(payload, scope=scope)
+        return
+    digest, text = request_hash_and_json(payload, scope=scope)
+    assert digest == expected
+    if text is not None:
+        assert text == _dump(payload)
+        assert text == canonical_json(payload)
+
+
+def test_request_hash_and_json_shares_a_plain_request_and_nothing_else() -> None:
+    from chatsvg_core.idempotency._canonical import request_hash_and_json
+
+    plain = {"prompt": 'a "cat"\n', "width": 512, "style": None, "x": True}
+    assert request_hash_and_json(plain, scope="s")[1] == json.dumps(
+        plain, sort_keys=True, separators=(",", ":")
+    )
+    for other in ({"p": 1.0}, {"p": "é"}, {"p": "\x7f"}, {"p": [1]}, {"p": {"a": 1}}):
+        assert request_hash_and_json(other, scope="s")[1] is None

@@ -151,3 +151,25 @@ def test_dump_refuses_nan_as_the_encoder_does() -> None:
     with pytest.raises(ValueError):
         _dump({"x": float("nan")})
     assert json.loads(_dump({"b": [1.5, None], "a": "é"})) == {"a": "é", "b": [1.5, None]}
+
+
+def test_remembered_request_json_is_used_once_and_only_for_that_dict() -> None:
+    from chatsvg_core.jobs import new_job
+    from chatsvg_core.storage._sql import SQLTransaction, _request_json, remember_request_json
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    job = new_job(job_id="j1", owner="o", request={"prompt": "x"}, request_hash="h", now=now)
+    request = job.__dict__["request"]
+    other = dict(request)
+    remember_request_json(request, "REMEMBERED")
+    assert _request_json(other) == _dump(other)  # another dict, even an equal one
+    assert _request_json(request) == "REMEMBERED"
+    assert _request_json(request) == _dump(request)  # taken once
+
+    class _Tx(SQLTransaction):
+        def _ts(self, value: datetime) -> Any:
+            return value
+
+    remember_request_json(request, "REMEMBERED")
+    assert _Tx()._job_params(job)[9] == "REMEMBERED"
+    assert _Tx()._job_params(job)[9] == _dump(request)

@@ -68,9 +68,9 @@ from chatsvg_core.generate import (
 )
 from chatsvg_core.idempotency import (
     idempotency_scope,
-    request_hash,
     validate_idempotency_key,
 )
+from chatsvg_core.idempotency._canonical import request_hash_and_json
 from chatsvg_core.idempotency._semantics import bind_key, record
 from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, claim, new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
@@ -90,6 +90,7 @@ from chatsvg_core.storage import (
     fail_job,
     retry_job,
 )
+from chatsvg_core.storage._sql import remember_request_json
 
 __all__ = [
     "Checkpoint",
@@ -526,16 +527,21 @@ class Engine:
             await self.rate_limit.check(owner, rate_key)
         scope = idempotency_scope(owner, operation=OPERATION)
         now = utc(self.clock.now())
+        # The fingerprint's JCS text is the stored JSON for a flat request:
+        # encoded once, handed to the insert below (the job's own dict).
+        fingerprint, request_json = request_hash_and_json(payload, scope=scope)
         job = new_job(
             job_id=self.new_id(),
             owner=owner,
             request=payload,
-            request_hash=request_hash(payload, scope=scope),
+            request_hash=fingerprint,
             idempotency_key=idempotency_key,
             now=now,
             max_attempts=self.policy.max_attempts,
             trace_context=observed.carrier(),
         )
+        if request_json is not None:
+            remember_request_json(job.__dict__["request"], request_json)
         reserved = None
         async with self.store.transaction() as tx:
             if idempotency_key is None:

@@ -467,6 +467,43 @@ def request_hash(
     return f"{HASH_VERSION}:{hashlib.sha256(data).hexdigest()}"
 
 
+_FLAT_SCALARS = (str, int, bool, type(None))
+
+
+def request_hash_and_json(payload: dict[str, Any], *, scope: str) -> tuple[str, str | None]:
+    """:func:`request_hash` of a request dict, and its JSON as the SQL stores write it.
+
+    The JCS text of ``payload`` is also what the stores' compact, key-sorted,
+    ASCII-escaped encoder writes for it (``storage._sql._dump``) when the
+    payload is a flat ``dict`` of ``str``/``int``/``bool``/``None`` values
+    and the text is printable-ASCII apart from escapes: both sort ASCII names
+    alike, write integers and literals alike, and escape quotes, backslashes
+    and control characters alike (lowercase ``\\u00xx``); they differ only
+    for floats, characters from U+007F up (JCS writes them as they are) and
+    nested values (not checked here). The second element is that text, or
+    ``None`` when the payload is not of that kind (then the store encodes
+    it itself). tests/idempotency holds it equal to the store's encoding.
+    """
+    scope_text = "[" + encode_basestring(scope) + ","
+    out = [scope_text]
+    _encode_top(payload, None, out)
+    out.append("]")
+    text = "".join(out)
+    try:
+        data = text.encode()
+    except UnicodeEncodeError:
+        if not _is_text(scope_text):
+            raise ValueError("scope holds a lone surrogate") from None
+        raise _lone_surrogate(payload) from None
+    digest = f"{HASH_VERSION}:{hashlib.sha256(data).hexdigest()}"
+    if type(payload) is not dict or not text.isascii() or "\x7f" in text:
+        return digest, None
+    for value in payload.values():
+        if type(value) not in _FLAT_SCALARS:
+            return digest, None
+    return digest, text[len(scope_text) : -1]
+
+
 def _is_text(value: str) -> bool:
     try:
         value.encode("utf-8")

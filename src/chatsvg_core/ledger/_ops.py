@@ -35,7 +35,7 @@ from chatsvg_core.ledger._errors import (
 )
 from chatsvg_core.ledger._policy import DayBoundary
 from chatsvg_core.storage import EntryKind, LedgerEntry, StoreTransaction
-from chatsvg_core.storage._spend import read_spend_state
+from chatsvg_core.storage._spend import SpendState, read_spend_state_reference
 
 __all__ = [
     "IdFactory",
@@ -287,8 +287,13 @@ async def _spend(
     memo = _check_memo(memo)
     window = None if cap is None else day.window(now)
     # One read of every fact below, under the account lock (one statement on
-    # the SQL backends); the decisions are made here, in order.
-    state = await read_spend_state(tx, owner, kind, other, ref, window)
+    # the SQL backends); the decisions are made here, in order. read_spend_state's
+    # dispatch inline: a coroutine less per charge.
+    fast = getattr(tx, "spend_state", None)
+    if fast is not None:
+        state: SpendState = await fast(owner, kind, other, ref, window)
+    else:
+        state = await read_spend_state_reference(tx, owner, kind, other, ref, window)
     if state.seen is not None:
         return _same(state.seen, owner, -amount)
     if not state.exists:

@@ -29,7 +29,7 @@ from chatsvg_core.errors import InvalidAmount, StorageError
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResult, LedgerEntry
-from chatsvg_core.storage._spend import SpendState
+from chatsvg_core.storage._spend import SpendState, spend_state_of
 
 __all__ = [
     "CLAIM_GUARD",
@@ -213,6 +213,36 @@ def _dump(value: Any) -> str:
     return "".join(_C_ENCODE(value, 0))
 
 
+_REQUEST_JSON: tuple[Any, str | None] = (None, None)
+"""A new job's request dict and its JSON, handed over by the engine's submit
+(:func:`remember_request_json`) and taken by the next ``_job_params`` of that
+very dict."""
+
+
+def remember_request_json(request: dict[str, Any], text: str) -> None:
+    """Hand the next insert of ``request`` (by identity) its JSON, ``_dump(request)``.
+
+    For the engine's submit, which has this text from the request's
+    fingerprint (``request_hash_and_json``) and inserts the job right after.
+    Taken once: the insert that uses it clears it, so a later write of the
+    same dict (which its owner could have changed since) encodes it again.
+    One slot for the process, replaced whole: another thread's submit only
+    makes the insert encode its request itself.
+    """
+    global _REQUEST_JSON
+    _REQUEST_JSON = (request, text)
+
+
+def _request_json(request: Any) -> str:
+    """``_dump(request)``, or the text :func:`remember_request_json` left for this dict."""
+    global _REQUEST_JSON
+    held = _REQUEST_JSON
+    if held[0] is request and held[1] is not None:
+        _REQUEST_JSON = (None, None)
+        return held[1]
+    return _dump(request)
+
+
 _DECODER = json.JSONDecoder()
 
 
@@ -240,6 +270,24 @@ _CLAIM_ONE = (
     f"RETURNING {_CLAIMED_COLUMNS}"
 )
 _SUCCEED_HELD = f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} RETURNING version"
+
+
+# spend_state's statement, with and without the usage of the cap's window.
+_SPEND_STATE_HEAD = (
+    "SELECT a.balance, s.id, s.owner, s.amount, s.memo, s.created_at, "
+    "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
+)
+_SPEND_STATE_TAIL = (
+    " FROM (SELECT 1) AS one "
+    "LEFT JOIN chatsvg_accounts a ON a.owner = ? "
+    "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?"
+)
+_SPEND_STATE = f"{_SPEND_STATE_HEAD}NULL{_SPEND_STATE_TAIL}"
+_SPEND_STATE_USAGE = f"{_SPEND_STATE_HEAD}({USAGE}){_SPEND_STATE_TAIL}"
+_KIND_TEXT: dict[Any, str] = {kind: kind.value for kind in EntryKind}
+"""An entry kind to the plain ``str`` stored (``EntryKind(x).value`` costs ten times more)."""
+_LAST_WINDOW_TS: tuple[Any, Any, tuple[Any, Any]] = (None, None, (None, None))
+"""The last cap window converted by ``_window_ts``: (window, transaction class, stamps)."""
 
 
 @functools.cache
@@ -323,7 +371,7 @@ class SQLTransaction:
             None if lease_expires_at is None else ts(lease_expires_at),
             data["lease_token"],
             data["worker_id"],
-            _dump(data["request"]),
+            _request_json(data["request"]),
             data["request_hash"],
             data["idempotency_key"],
             None if last_error is None else _dump(last_error.model_dump(mode="json")),
@@ -712,16 +760,19 @@ class SQLTransaction:
                 "amount does not fit a signed 64-bit integer", amount=str(entry.amount)
             )
         # The stored balance moves in the same transaction as the entry, so it
-        # always equals the sum of the entries (the tests check it).
+        # always equals the sum of the entries (the tests check it). Read from
+        # the entry's own dict: a pydantic attribute read costs several times
+        # a dict's subscript.
+        data = entry.__dict__
         inserted = await self._append_entry(
             (
-                entry.id,
-                entry.owner,
-                entry.kind.value,
-                entry.amount,
-                entry.ref,
-                entry.memo,
-                self._ts(entry.created_at),
+                data["id"],
+                data["owner"],
+                _KIND_TEXT[data["kind"]],
+                data["amount"],
+                data["ref"],
+                data["memo"],
+                self._ts(data["created_at"]),
             )
         )
         if inserted:
@@ -787,22 +838,29 @@ class SQLTransaction:
         the usage of :meth:`usage`: the fine primitives' SQL, as subqueries.
         """
         self._check_open()
-        usage = "NULL"
-        params: list[Any] = [EntryKind(other).value, ref]
-        if window is not None:
-            usage = f"({USAGE})"
-            params += [owner, self._ts(utc(window[0])), self._ts(utc(window[1]))]
-        params += [owner, EntryKind(kind).value, ref]
-        row = await self._one(
-            "SELECT a.balance, s.id, s.owner, s.amount, s.memo, s.created_at, "
-            "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
-            f"{usage} FROM (SELECT 1) AS one "
-            "LEFT JOIN chatsvg_accounts a ON a.owner = ? "
-            "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?",
-            params,
-        )
+        kind_text = _KIND_TEXT.get(kind) or EntryKind(kind).value
+        other_text = _KIND_TEXT.get(other) or EntryKind(other).value
+        if window is None:
+            params: tuple[Any, ...] = (other_text, ref, owner, kind_text, ref)
+            row = await self._one(_SPEND_STATE, params)
+        else:
+            since, until = self._window_ts(window)
+            params = (other_text, ref, owner, since, until, owner, kind_text, ref)
+            row = await self._one(_SPEND_STATE_USAGE, params)
         assert row is not None  # one row, whatever exists
         return self._spend_state(kind, ref, row[0], row[1:], window is not None)
+
+    def _window_ts(self, window: tuple[datetime, datetime]) -> tuple[Any, Any]:
+        # The ledger hands the same window tuple for every charge of a day
+        # (DayBoundary.window's memo), so its two stamps are remembered by
+        # identity, as _ts remembers the last datetime.
+        global _LAST_WINDOW_TS
+        last = _LAST_WINDOW_TS
+        if last[0] is window and last[1] is type(self):
+            return last[2]
+        stamps = (self._ts(utc(window[0])), self._ts(utc(window[1])))
+        _LAST_WINDOW_TS = (window, type(self), stamps)
+        return stamps
 
     def _spend_state(
         self,
@@ -817,14 +875,15 @@ class SQLTransaction:
         seen = None
         if facts[0] is not None:
             seen = self._entry(
-                (facts[0], facts[1], EntryKind(kind).value, facts[2], ref, facts[3], facts[4])
-            )
-        return SpendState(
-            exists=balance is not None,
-            seen=seen,
-            other=bool(facts[5]),
-            balance=0 if balance is None else int(balance),
-            used=int(facts[6]) if with_usage else None,
+                (facts[0], facts[1], _KIND_TEXT.get(kind) or EntryKind(kind).value, facts[2], ref,
+                 facts[3], facts[4])
+            )  # fmt: skip
+        return spend_state_of(
+            balance is not None,
+            seen,
+            bool(facts[5]),
+            0 if balance is None else int(balance),
+            int(facts[6]) if with_usage else None,
         )
 
     async def entries(
