@@ -34,6 +34,8 @@ from chatsvg_core.queues import (
 from chatsvg_core.queues._celery import _Publisher, _Slots
 from chatsvg_core.storage import MemoryStore
 
+from .test_celery import _redis_db
+
 SVG = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 4 4"><rect width="4" height="4"/></svg>'
 
 
@@ -316,7 +318,7 @@ async def test_concurrent_announcements_go_out_as_messages_naming_several_jobs(
 ) -> None:
     import redis
 
-    url = redis_url.rsplit("/", 1)[0] + "/3"
+    url = _redis_db(redis_url, 3)
     queue_name = f"chatsvg-t-{secrets.token_hex(4)}"
     app = Celery("t", broker=url)
     queue = CeleryQueue(app, queue=queue_name, per_message=4)
@@ -407,7 +409,7 @@ def test_a_green_worker_holds_messages_for_as_many_jobs_as_it_has_slots(
 
     db = f"sqlite:///{tmp_path}/jobs.db"
     queue_name = f"chatsvg-t-{secrets.token_hex(4)}"
-    broker = redis_url.rsplit("/", 1)[0] + "/3"
+    broker = _redis_db(redis_url, 3)
     env = _env(
         broker,
         db,

@@ -103,14 +103,19 @@ async def test_postgres_claim_reads_one_due_entry_in_order(
         assert len(due) == 1, kinds
         assert due[0]["Actual Rows"] == 1  # the first live entry, not the backlog
         # ...and it is the first job of the promised order, ties broken by id.
-        async with store.transaction() as tx:
-            claimed = await tx.claim_due(
-                T0 + timedelta(hours=1), worker_id="w", lease_expires_at=T0 + timedelta(hours=2)
-            )
-        assert claimed is not None and claimed.id == "j00000"
+        assert await first_claimed(store) == "j00000"
     finally:
         await store.aclose()
         drop_schema(postgres_url, schema)
+
+
+async def first_claimed(store: Any) -> str | None:
+    """The id of the job one claim takes an hour after T0 (None if it takes none)."""
+    async with store.transaction() as tx:
+        claimed = await tx.claim_due(
+            T0 + timedelta(hours=1), worker_id="w", lease_expires_at=T0 + timedelta(hours=2)
+        )
+    return None if claimed is None else claimed.id
 
 
 def reloptions(conn: psycopg.Connection[Any], schema: str) -> set[str]:
@@ -165,11 +170,7 @@ async def test_postgres_version_4_database_upgrades_to_the_claim_index(postgres_
                 conn, schema
             )
             assert reloptions(conn, schema) == VACUUM_SETTINGS
-        async with store.transaction() as tx:
-            claimed = await tx.claim_due(
-                T0 + timedelta(hours=1), worker_id="w", lease_expires_at=T0 + timedelta(hours=2)
-            )
-        assert claimed is not None and claimed.id == "j00000"
+        assert await first_claimed(store) == "j00000"
     finally:
         await store.aclose()
         drop_schema(postgres_url, schema)
@@ -190,11 +191,7 @@ async def test_sqlite_claim_walks_the_due_index_without_sorting(tmp_path: Path) 
     store = await SQLiteStore.open(path)
     try:
         await fill(store)
-        async with store.transaction() as tx:
-            claimed = await tx.claim_due(
-                T0 + timedelta(hours=1), worker_id="w", lease_expires_at=T0 + timedelta(hours=2)
-            )
-        assert claimed is not None and claimed.id == "j00000"
+        assert await first_claimed(store) == "j00000"
     finally:
         await store.aclose()
     plan = sqlite_claim_plan(path)
@@ -217,11 +214,7 @@ async def test_sqlite_version_4_database_upgrades_to_the_claim_index(tmp_path: P
     store = await SQLiteStore.open(path)
     try:
         assert await store.schema_version() == len(migrations("sqlite")) == 5
-        async with store.transaction() as tx:
-            claimed = await tx.claim_due(
-                T0 + timedelta(hours=1), worker_id="w", lease_expires_at=T0 + timedelta(hours=2)
-            )
-        assert claimed is not None and claimed.id == "j00000"
+        assert await first_claimed(store) == "j00000"
     finally:
         await store.aclose()
     assert not any("TEMP B-TREE" in step for step in sqlite_claim_plan(path))
