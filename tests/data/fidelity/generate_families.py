@@ -808,6 +808,52 @@ def inkscape() -> dict[str, str]:
     return out
 
 
+# Scripted Inkscape output for the browser's XSS proof (tests/data/xss/): what
+# Inkscape's Interactivity fields (Object Properties), its Add Link and its
+# embedded scripts (Document Properties > Scripting) write. The actions set the
+# attributes the way those dialogs do; the file is Inkscape's export.
+INKSCAPE_PAYLOADS: dict[str, tuple[str, str, str]] = {
+    # name -> (export flags, body, actions)
+    "inkscape-interactivity-handlers": (
+        "",
+        '<g inkscape:groupmode="layer" inkscape:label="Layer 1" id="layer1">'
+        '<rect style="fill:#e63946" id="button1" width="60" height="30" x="20" y="35" rx="4"/></g>',
+        "select-by-id:button1;object-set-attribute:onclick,alert(1);"
+        "object-set-attribute:onmouseover,alert(2)",
+    ),
+    "inkscape-embedded-script": (
+        "export-plain-svg;",
+        '<script id="script1" type="text/javascript">alert(1)</script>'
+        '<g inkscape:groupmode="layer" inkscape:label="Layer 1" id="layer1">'
+        '<rect style="fill:#457b9d" id="rect1" width="60" height="30" x="20" y="35"/></g>',
+        "select-by-id:rect1;transform-translate:1,0",
+    ),
+    "inkscape-javascript-link": (
+        "",
+        '<g inkscape:groupmode="layer" inkscape:label="Layer 1" id="layer1">'
+        '<a id="a1" xlink:href="https://example.org/"><rect style="fill:#2a9d8f" id="rect1"'
+        ' width="60" height="30" x="20" y="35"/></a></g>',
+        "select-by-id:a1;object-set-attribute:xlink:href,javascript:alert(1)",
+    ),
+}
+
+
+def inkscape_payloads() -> None:
+    target = HERE.parent / "xss" / "payloads"
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"HOME": tmp, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        for name, (flags, body, actions) in INKSCAPE_PAYLOADS.items():
+            source = Path(tmp) / f"{name}.svg"
+            source.write_text(_inkscape_source(name, "", body), encoding="utf-8")
+            out = target / f"{name}.svg"
+            subprocess.run(
+                ["inkscape", str(source), "--actions",
+                 f"{actions};export-type:svg;{flags}export-filename:{out};export-do"],
+                check=True, capture_output=True, env=env,
+            )  # fmt: skip
+            print(f"xss payload: {out.name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", default=None)
@@ -839,6 +885,8 @@ def main() -> None:
         for family, make in families.items():
             if args.only is None or family in args.only:
                 _write(family, make())
+        if args.only is None or "inkscape" in args.only:
+            inkscape_payloads()
 
 
 if __name__ == "__main__":
