@@ -77,6 +77,8 @@ def inputs() -> dict[str, str]:
     return {
         "corpus answers, concatenated": corpus,
         "1 MB fenced SVG (20k paths)": big,
+        # An answer that is one SVG alone takes the lone-<svg> path (one possessive match).
+        "1 MB lone SVG, no fence": f"<svg xmlns='http://www.w3.org/2000/svg'>\n{body}</svg>\n",
         "adversarial '<svg ' x 4000": "<svg " * 4000,
     }
 

@@ -117,8 +117,9 @@ def main() -> int:
         rs = [a / b for a, b in zip(t[top], t[bottom], strict=True)]
         return f"{statistics.median(rs):.2f}x ({min(rs):.2f}-{max(rs):.2f})"
 
-    print(f"# {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}  nproc={os.cpu_count()}  "
-          f"rounds={args.rounds}  load average {min(load):.1f}-{max(load):.1f}  walk: {walk}")  # fmt: skip
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"# {stamp}  nproc={os.cpu_count()}  rounds={args.rounds}  "
+          f"load average {min(load):.1f}-{max(load):.1f}  walk: {walk}")  # fmt: skip
     head = "| family | files | KB | floor ms | chatsvg ms | chatsvg / floor | cold / floor |"
     if "svg-hush" in impls:
         head += " svg-hush ms | svg-hush / chatsvg | svg-hush / cold |"

@@ -620,13 +620,16 @@ INKSCAPE_HEAD = (
 )
 ARROW_MARKER = (
     '<marker style="overflow:visible" id="Arrow1Lend" refX="0" refY="0" orient="auto"'
-    ' inkscape:stockid="Arrow1Lend" inkscape:isstock="true"><path transform="matrix(-0.8,0,0,-0.8,-10,0)"'
+    ' inkscape:stockid="Arrow1Lend" inkscape:isstock="true"><path'
+    ' transform="matrix(-0.8,0,0,-0.8,-10,0)"'
     ' style="fill:context-stroke;fill-rule:evenodd;stroke:context-stroke;stroke-width:1pt"'
     ' d="M 0,0 5,-5 -12.5,0 5,5 Z" id="pathArrow1"/></marker>'
     '<marker style="overflow:visible" id="DotM" refX="0" refY="0" orient="auto"'
-    ' inkscape:stockid="DotM" inkscape:isstock="true"><path transform="matrix(0.4,0,0,0.4,2.96,0.4)"'
+    ' inkscape:stockid="DotM" inkscape:isstock="true"><path'
+    ' transform="matrix(0.4,0,0,0.4,2.96,0.4)"'
     ' style="fill:#800000;fill-rule:evenodd;stroke:#800000;stroke-width:1pt"'
-    ' d="m -2.5,-1 c 0,2.76 -2.24,5 -5,5 -2.76,0 -5,-2.24 -5,-5 0,-2.76 2.24,-5 5,-5 2.76,0 5,2.24 5,5 z"'
+    ' d="m -2.5,-1 c 0,2.76 -2.24,5 -5,5 -2.76,0 -5,-2.24 -5,-5 0,-2.76 2.24,-5 5,-5 2.76,0 5,2.24'
+    ' 5,5 z"'
     ' id="pathDot1"/></marker>'
 )
 INKSCAPE_DRAWINGS: dict[str, tuple[str, str, str]] = {
@@ -648,14 +651,16 @@ INKSCAPE_DRAWINGS: dict[str, tuple[str, str, str]] = {
         ' sodipodi:arg1="0.52" sodipodi:arg2="1.05" inkscape:flatsided="false"'
         ' inkscape:rounded="0.2" inkscape:randomized="0" d=""'
         ' inkscape:transform-center-x="0.5" inkscape:transform-center-y="-0.3"/>'
-        '<path sodipodi:type="spiral" style="fill:none;stroke:#3d405b;stroke-width:1.2" id="spiral1"'
+        '<path sodipodi:type="spiral" style="fill:none;stroke:#3d405b;stroke-width:1.2"'
+        ' id="spiral1"'
         ' sodipodi:cx="72" sodipodi:cy="72" sodipodi:expansion="1" sodipodi:revolution="3"'
         ' sodipodi:radius="16" sodipodi:argument="-18" sodipodi:t0="0" d=""/>'
         '<path style="fill:#f2cc8f;stroke:#3d405b;stroke-width:0.8" id="blob1"'
         ' d="m 52,48 a 8,5 30 1 0 14,6 a 4,4 0 0 1 -6,-8 z"'
         ' sodipodi:nodetypes="ccc" inkscape:connector-curvature="0"/></g>'
         '<g inkscape:groupmode="layer" inkscape:label="Hidden sketch" id="layer2"'
-        ' style="display:none"><circle style="fill:#ff0000" id="circle9" cx="50" cy="50" r="40"/></g>',
+        ' style="display:none"><circle style="fill:#ff0000" id="circle9" cx="50" cy="50"'
+        ' r="40"/></g>',
         "select-by-id:pie1,arc1,star1,spiral1;transform-translate:0.5,0.5;"
         "select-clear;select-by-id:star1;duplicate;transform-rotate:20",
     ),
@@ -663,11 +668,14 @@ INKSCAPE_DRAWINGS: dict[str, tuple[str, str, str]] = {
         '<linearGradient inkscape:collect="always" id="linearGradient1">'
         '<stop style="stop-color:#3a86ff;stop-opacity:1" offset="0" id="stop1"/>'
         '<stop style="stop-color:#ff006e;stop-opacity:0.8" offset="1" id="stop2"/></linearGradient>'
-        '<linearGradient inkscape:collect="always" xlink:href="#linearGradient1" id="linearGradient2"'
+        '<linearGradient inkscape:collect="always" xlink:href="#linearGradient1"'
+        ' id="linearGradient2"'
         ' x1="10" y1="10" x2="90" y2="40" gradientUnits="userSpaceOnUse"/>'
-        '<linearGradient inkscape:collect="always" xlink:href="#linearGradient2" id="linearGradient3"'
+        '<linearGradient inkscape:collect="always" xlink:href="#linearGradient2"'
+        ' id="linearGradient3"'
         ' gradientTransform="rotate(45,50,50)" x1="10" y1="50" x2="90" y2="50"/>'
-        '<radialGradient inkscape:collect="always" xlink:href="#linearGradient1" id="radialGradient1"'
+        '<radialGradient inkscape:collect="always" xlink:href="#linearGradient1"'
+        ' id="radialGradient1"'
         ' cx="50" cy="75" fx="40" fy="70" r="22" gradientUnits="userSpaceOnUse"'
         ' gradientTransform="matrix(1.4,0,0,0.8,-20,15)"/>'
         '<linearGradient id="linearGradient4" inkscape:swatch="solid">'
@@ -677,7 +685,8 @@ INKSCAPE_DRAWINGS: dict[str, tuple[str, str, str]] = {
         ' id="rect2" width="80" height="30" x="10" y="10" ry="4"/>'
         '<rect style="fill:url(#linearGradient3);fill-opacity:1" id="rect3" width="36" height="24"'
         ' x="12" y="44"/>'
-        '<ellipse style="fill:url(#radialGradient1)" id="ellipse1" cx="50" cy="78" rx="38" ry="16"/>'
+        '<ellipse style="fill:url(#radialGradient1)" id="ellipse1" cx="50" cy="78" rx="38"'
+        ' ry="16"/>'
         '<circle style="fill:url(#linearGradient2);stroke:#222;stroke-width:0.5" id="circle2"'
         ' cx="72" cy="56" r="12"/></g>',
         # Moving a gradient-filled object makes Inkscape fork and rewrite its gradients.
@@ -723,7 +732,8 @@ INKSCAPE_DRAWINGS: dict[str, tuple[str, str, str]] = {
         ' sodipodi:r2="6" sodipodi:arg1="-1.57" sodipodi:arg2="-0.94" inkscape:flatsided="false"'
         ' inkscape:rounded="0" inkscape:randomized="0" d=""/></g>',
         # A clone, a clone of that clone (an xlink:href chain of <use>), each moved.
-        "select-by-id:star1;transform-translate:0.5,0;clone;transform-translate:90,0;clone;transform-translate:90,-20;"
+        "select-by-id:star1;transform-translate:0.5,0;clone;transform-translate:90,0;clone;transform-translate:90,-20"
+        ";"
         "transform-rotate:30",
     ),
     "text": (
@@ -731,12 +741,14 @@ INKSCAPE_DRAWINGS: dict[str, tuple[str, str, str]] = {
         ' d="M 10,88 A 40,22 0 0 1 90,88"/>'
         '<rect id="frame1" x="52" y="8" width="42" height="36" style="fill:none"/>',
         '<g inkscape:groupmode="layer" inkscape:label="Text" id="layer1">'
-        '<text xml:space="preserve" style="font-size:9px;line-height:1.25;font-family:\'DejaVu Sans\';'
+        '<text xml:space="preserve" style="font-size:9px;line-height:1.25;font-family:\'DejaVu'
+        " Sans';"
         'fill:#1d3557" x="6" y="14" id="text1"><tspan sodipodi:role="line" id="tspan1" x="6"'
         ' y="14">Title line</tspan><tspan sodipodi:role="line" id="tspan2" x="6" y="25.25"'
         ' style="font-weight:bold;fill:#e63946">bold <tspan style="font-style:italic"'
         ' id="tspan3">mixed</tspan></tspan></text>'
-        '<text xml:space="preserve" style="font-size:6px;line-height:1.25;font-family:\'DejaVu Sans\';'
+        '<text xml:space="preserve" style="font-size:6px;line-height:1.25;font-family:\'DejaVu'
+        " Sans';"
         'white-space:pre;shape-inside:url(#frame1);fill:#457b9d" id="flow1">'
         "Flowed into a frame: Inkscape wraps these words itself.</text>"
         '<text xml:space="preserve" style="font-size:5px;font-family:\'DejaVu Sans\';'
@@ -745,7 +757,8 @@ INKSCAPE_DRAWINGS: dict[str, tuple[str, str, str]] = {
         "spaced &amp; rotated</tspan></text>"
         '<use xlink:href="#textArc" id="arcShown"/>'
         '<text style="font-size:7px;font-family:\'DejaVu Sans\';fill:#6d597a" id="text3">'
-        '<textPath xlink:href="#textArc" startOffset="8%" id="textPath1">on an arc, by path</textPath>'
+        '<textPath xlink:href="#textArc" startOffset="8%" id="textPath1">on an arc, by'
+        " path</textPath>"
         "</text></g>",
         # Moving the flowed text makes Inkscape lay it out and write the SVG 1.1 fallback.
         "select-by-id:flow1;transform-translate:0.1,0",
