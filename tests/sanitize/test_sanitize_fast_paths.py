@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from chatsvg_core.errors import SVGRejected
 from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
 from chatsvg_core.sanitize import _sanitizer as sanitizer_module
+from chatsvg_core.sanitize import _repair
 from chatsvg_core.sanitize._repair import _repair_general, repair_root
 from chatsvg_core.sanitize._serialize import serialize
 from chatsvg_core.testing._svg_strategies import svg_documents
@@ -119,3 +120,107 @@ def test_serialize_keeps_a_second_declaration() -> None:
     assert serialize(root, one_declaration=True) == serialize(
         etree.fromstring(f'<svg xmlns="{NS}"><g xmlns:x="urn:x" x:a="1"/></svg>')
     )
+
+
+# The start tag's attribute text as the root regex captures it: unquoted runs
+# (no quote, no ``>``) and quoted values (any text but their own quote).
+_UNQUOTED = st.lists(
+    st.sampled_from([" ", "\t", "\n", "\r", "=", "xmlns", "xmlns:xlink", ":xlink", "x", "/", "<"]),
+    max_size=6,
+).map("".join)
+_VALUE = st.lists(
+    st.sampled_from([" ", "xmlns", "xmlns=", " xmlns:xlink=", ">", "a", "=", '"', "'"]), max_size=4
+).map("".join)
+_ATTRIBUTES = st.lists(
+    st.one_of(
+        _UNQUOTED,
+        _VALUE.map(lambda v: '"' + v.replace('"', "") + '"'),
+        _VALUE.map(lambda v: "'" + v.replace("'", "") + "'"),
+    ),
+    max_size=8,
+).map("".join)
+
+
+def _missing_by_regex(attributes: str, uses_xlink: bool) -> list[tuple[str, str]]:
+    """``_missing`` as the regexes spell it (the reference the quicker code must equal)."""
+    names = _repair._QUOTED.sub('""', attributes)
+    added = []
+    if not _repair._DEFAULT_NS.search(names):
+        added.append(("xmlns", _repair.SVG_NS))
+    if not _repair._XLINK_DECL.search(names) and uses_xlink:
+        added.append(("xmlns:xlink", _repair.XLINK_NS))
+    return added
+
+
+@settings(max_examples=1500)
+@given(_ATTRIBUTES, st.booleans())
+def test_missing_declarations_equal_the_regex_reading(attributes: str, uses_xlink: bool) -> None:
+    assert _repair._names(attributes) == _repair._QUOTED.sub('""', attributes)
+    assert _repair._missing(attributes, lambda: uses_xlink) == _missing_by_regex(
+        attributes, uses_xlink
+    )
+
+
+@pytest.mark.parametrize(
+    "attributes",
+    [
+        "",
+        ' xmlns="u"',
+        ' xmlns ="u"',
+        "\nxmlns\t=\n'u'",
+        'xmlns="u"',
+        ' data-a="xmlns=" b',
+        " data-a='xmlns=' xmlns:xlink='v'",
+        " a=\"'\" xmlns='\"'",
+        ' a="x" xmlnsx="u" xmlns:xlinkx="v"',
+        ' axmlns="u" bxmlns:xlink="v"',
+        " xmlns:xlink = 'v'",
+        " xmlns",
+        " xmlns:xlink",
+    ],
+)
+@pytest.mark.parametrize("uses_xlink", [False, True])
+def test_missing_declarations_edge_cases(attributes: str, uses_xlink: bool) -> None:
+    assert _repair._missing(attributes, lambda: uses_xlink) == _missing_by_regex(
+        attributes, uses_xlink
+    )
+
+
+def test_repair_of_the_corpus_equals_the_regex_reading() -> None:
+    for path in CORPUS:
+        raw = path.read_bytes()
+        match = _repair._ROOT_BYTES.match(raw)
+        if match is None:
+            continue
+        attributes = match.group(1).decode("latin-1")
+        uses = _repair._uses_xlink(raw)
+        assert _repair._missing(attributes, lambda: uses) == _missing_by_regex(attributes, uses)
+
+
+_XSS = sorted((Path(__file__).parents[1] / "data" / "xss").rglob("*.svg"))
+
+
+@pytest.mark.parametrize("preset", ["default", "strict"])
+def test_reports_are_what_validation_builds(preset: str) -> None:
+    """Report entries and reports are built without validation: each equals its validated self."""
+    from chatsvg_core.sanitize import ReportEntry, SanitizeReport
+
+    sanitizer = Sanitizer(SanitizePolicy.preset(preset).extend(id_prefix="p"))
+    seen = 0
+    for path in CORPUS + _XSS:
+        try:
+            report = sanitizer.sanitize(path.read_bytes()).report
+        except SVGRejected:
+            continue
+        for entry in report.entries:
+            again = ReportEntry(**dict(entry))
+            assert again == entry
+            assert again.model_fields_set == entry.model_fields_set
+            assert again.model_dump_json() == entry.model_dump_json()
+            assert list(vars(again)) == list(vars(entry))
+            seen += 1
+        if report:
+            rebuilt = SanitizeReport(entries=report.entries, omitted=report.omitted)
+            assert rebuilt == report and rebuilt.model_fields_set == report.model_fields_set
+            assert rebuilt.model_dump_json() == report.model_dump_json()
+    assert seen > 1000

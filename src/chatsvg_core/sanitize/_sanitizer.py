@@ -8,7 +8,7 @@ import threading
 import warnings
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import Any, cast, get_args
 
 from lxml import etree
 
@@ -50,6 +50,7 @@ _CLEAN_SIZE = 8192
 # A same-document reference that URL normalisation leaves as it is: allowed in
 # every context, and kept as written when ids are not prefixed.
 _PLAIN_FRAGMENT = re.compile(r"#[A-Za-z0-9_-]++")
+_NODE_KINDS = frozenset(get_args(NodeKind))
 MAX_REPORT_ENTRIES = 10_000
 """Report entries kept per document; further changes are only counted (``omitted``)."""
 
@@ -191,17 +192,29 @@ class _Run:
             # Bounded memory on hostile input (a million removed attributes).
             self.omitted += 1
             return
-        self.entries.append(
-            ReportEntry(
-                action=action,
-                kind=kind,
-                reason=reason,
-                path=self.locate(node),
-                line=node.sourceline,
-                name=name,
-                detail=None if detail is None else _short(detail),
-            )
-        )
+        fields = {
+            "action": action,
+            "kind": kind,
+            "reason": reason,
+            "path": self.locate(node),
+            "line": node.sourceline,
+            "name": name,
+            "detail": None if detail is None else _short(detail),
+        }
+        line = fields["line"]
+        if (
+            type(name) is str
+            and (detail is None or type(detail) is str)
+            and (line is None or type(line) is int)
+            and type(action) is Action
+            and type(reason) is ReasonCode
+            and kind in _NODE_KINDS
+        ):
+            # Exactly what validation would keep (the path is built here as a
+            # str): a small file's one entry cost as much as its parse.
+            self.entries.append(built(ReportEntry, fields))
+        else:
+            self.entries.append(ReportEntry.model_validate(fields))
 
     def css_issues(self, node: Any, issues: list[CssIssue]) -> None:
         for issue in issues:
@@ -404,7 +417,8 @@ class Sanitizer:
         svg = serialize(root, one_declaration=one)
         budget.check()
         report = (
-            SanitizeReport(entries=tuple(run.entries), omitted=run.omitted)
+            # Entries made above and an int: what validation would keep as they are.
+            built(SanitizeReport, {"entries": tuple(run.entries), "omitted": run.omitted})
             if run.entries or run.omitted
             else _EMPTY_REPORT  # frozen, so one instance serves every clean document
         )
