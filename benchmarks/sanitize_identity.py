@@ -35,7 +35,7 @@ def policies(policy_cls: type) -> dict[str, object]:
         "default-unconfined": default.extend(confine_styles=False),
         "default+small": default.extend(
             max_elements=50, max_attribute_length=60, max_path_length=100, max_depth=7
-        ),  # fmt: skip
+        ),
     }
 
 

@@ -17,9 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatsvg_core.errors import SVGRejected
-from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
+from chatsvg_core.sanitize import SanitizePolicy, Sanitizer, _repair
 from chatsvg_core.sanitize import _sanitizer as sanitizer_module
-from chatsvg_core.sanitize import _repair
 from chatsvg_core.sanitize._repair import _repair_general, repair_root
 from chatsvg_core.sanitize._serialize import serialize
 from chatsvg_core.testing._svg_strategies import svg_documents
@@ -194,7 +193,7 @@ def test_repair_of_the_corpus_equals_the_regex_reading() -> None:
             continue
         attributes = match.group(1).decode("latin-1")
         uses = _repair._uses_xlink(raw)
-        assert _repair._missing(attributes, lambda: uses) == _missing_by_regex(attributes, uses)
+        assert _repair._missing(attributes, lambda u=uses: u) == _missing_by_regex(attributes, uses)
 
 
 _XSS = sorted((Path(__file__).parents[1] / "data" / "xss").rglob("*.svg"))
