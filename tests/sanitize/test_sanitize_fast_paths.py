@@ -1,7 +1,8 @@
 """The sanitizer's shortcuts for the commonest answer give what the general paths give.
 
 ``repair_root`` settles a root that starts ``<svg xmlns=`` with no ``xlink:``
-anywhere without its regexes, and ``serialize`` writes a tree whose input
+anywhere without its regexes, the sanitizer parses before repairing when the
+input has no ``xlink:`` (``Sanitizer._parse``), and ``serialize`` writes a tree whose input
 declared one namespace without the namespace clean-up (keeping the text only
 when it holds one declaration). Both are checked against the general path on
 the real-world corpus, generated documents and hand-made edge cases.
@@ -39,6 +40,22 @@ EDGES = [
     f'<svg xmlns="{NS}" ',
     f"<svg xmlns='{NS}'/>",
     f'<svg xmlns="{NS}"/><!-- xlink: -->',
+    '<svg><rect width="1" height="1"/></svg>',
+    '<!-- c --><?pi x?>\n<svg viewBox="0 0 1 1"><rect width="1" height="1"/></svg>',
+    f'<svg data-a="xmlns={NS}"><rect width="1" height="1"/></svg>',
+    f'<svg><g xmlns="{NS}"><rect width="1" height="1"/></g></svg>',
+    '<svg><rect width="1" height="1"></svg>',
+    '<svg x:a="1"><rect width="1" height="1"/></svg>',
+    f'<svg xmlns="{NS}"><rect width="1" height="1"></svg>',
+    f'\ufeff<svg xmlns="{NS}"><rect width="1" height="1"/></svg>',
+    '<!DOCTYPE svg PUBLIC "-//W3C//DTD SVG 1.1//EN" '
+    '"http://www.w3.org/Graphics/SVG/1.1/DTD/svg11.dtd"><svg><rect width="1" height="1"/></svg>',
+    f'<svg xmlns="{NS}"><g xmlns:xlink="http://www.w3.org/1999/xlink"><use xlink:href="#a"/>'
+    '<rect id="a" width="1" height="1"/></g></svg>',
+    f'<svg xmlns="{NS}"><text> xlink:a</text><rect width="1" height="1"/></svg>',
+    "<svg/>",
+    "<html/>",
+    "",
 ]
 
 
@@ -49,10 +66,12 @@ def _general_outcome(sanitizer: Sanitizer, doc: str | bytes) -> Any:
     try:
         sanitizer_module.serialize = lambda root, one_declaration=False: original(root)  # type: ignore[assignment]
         sanitizer_module.repair_root = _repair_general  # type: ignore[assignment]
+        sanitizer_module._PARSE_FIRST = False
         return _outcome(sanitizer, doc)
     finally:
         sanitizer_module.serialize = original  # type: ignore[assignment]
         sanitizer_module.repair_root = repair  # type: ignore[assignment]
+        sanitizer_module._PARSE_FIRST = True
 
 
 def _outcome(sanitizer: Sanitizer, doc: str | bytes) -> Any:
@@ -110,6 +129,57 @@ def test_repair_shortcut_equals_the_general_path(tail: str, as_bytes: bool) -> N
     if as_bytes:
         doc = doc.encode()
     assert repair_root(doc) == _repair_general(doc)
+
+
+_PROLOGS = st.sampled_from(["", "\n", "<!-- c -->", "<?xml version='1.0'?>", "<?pi x?>", " \t"])
+_ROOTS = st.sampled_from(["<svg", "<s:svg", "<svg:svg", "<html", "<svg\n", "<svgx", "svg", "<SVG"])
+_ROOT_ATTRIBUTES = st.sampled_from(
+    [
+        "",
+        f' xmlns="{NS}"',
+        ' xmlns="urn:other"',
+        f' xmlns:s="{NS}"',
+        f' xmlns:svg="{NS}"',
+        ' xmlns:xlink="http://www.w3.org/1999/xlink"',
+        ' a="xmlns"',
+        " x:a='1'",
+        ' viewBox="0 0 1 1"',
+        ' a="\'"',
+        " a=>",
+    ]
+)
+_BODIES = st.sampled_from(
+    [
+        '><rect width="1" height="1"/></svg>',
+        '><s:rect width="1" height="1"/></s:svg>',
+        "/>",
+        '><rect width="1" height="1"></svg>',
+        '><use xlink:href="#a"/><rect id="a" width="1" height="1"/></svg>',
+        '><g xmlns="http://www.w3.org/2000/svg"><rect width="1" height="1"/></g></svg>',
+        "><script>x</script><rect/></svg>",
+        '><g xmlns:xlink="http://www.w3.org/1999/xlink"><use xlink:href="#a"/></g>'
+        '<rect id="a" width="1" height="1"/></svg>',
+        "><text> xlink:a</text><rect/></svg>",
+        "",
+    ]
+)
+
+
+@settings(max_examples=600, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_PROLOGS, max_size=3).map("".join),
+    _ROOTS,
+    st.lists(_ROOT_ATTRIBUTES, max_size=3).map("".join),
+    _BODIES,
+    st.booleans(),
+)
+def test_parse_first_equals_repair_first(
+    prolog: str, root: str, attributes: str, body: str, as_bytes: bool
+) -> None:
+    doc: str | bytes = prolog + root + attributes + body
+    if as_bytes:
+        doc = doc.encode()
+    _agrees(doc)
 
 
 def test_serialize_keeps_a_second_declaration() -> None:
