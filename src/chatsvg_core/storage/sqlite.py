@@ -100,6 +100,16 @@ Synchronous = Literal["full", "normal", "extra"]
 _QUICK_RETRIES = (0.0002, 0.0004, 0.0008, 0.0016)
 """Pauses (seconds) between the quick tries to take the write lock, on the event loop."""
 
+_IN_PLACE_WAIT = 0.05
+"""Longest wait (seconds) for the write lock in SQLite's busy handler on the event loop.
+
+Only a task alone in its process waits there (see ``SQLiteStore._begin``);
+the bound keeps a timer or I/O callback that is not a task (a lease keeper's
+timer, a protocol's callback) from waiting on it for all of ``busy_timeout``:
+past it the wait goes on on the store's thread. SQLite's handler sleeps 1, 2,
+5, 10, 15 ms and then the remainder between tries, so 50 ms is six tries.
+"""
+
 _LEASE_CHUNK = 400
 """Leases per heartbeat statement (two parameters each; SQLite allows 32766 at least)."""
 
@@ -653,33 +663,68 @@ class SQLiteStore:
     async def _begin(self, conn: sqlite3.Connection) -> bool:
         """Take the write lock (``BEGIN IMMEDIATE``), waiting up to ``busy_timeout`` for it.
 
-        The connection's own busy timeout is 0, so the attempt on the event
-        loop never sleeps in SQLite. When another process holds the lock, the
-        task retries a few times after short ``asyncio.sleep`` pauses (0.2 to
-        1.6 ms: that catches the gap between a busy process's transactions,
-        which SQLite's handler, sleeping up to 100 ms between tries, rarely
-        does), then waits out the rest of ``busy_timeout`` in SQLite's busy
-        handler on the store's thread, which costs no CPU while it waits.
-        Returns ``True`` (begun); statements call :meth:`_begin_now` first.
+        The connection's own busy timeout is 0, so an attempt on the event
+        loop never sleeps in SQLite unless asked to. When another process
+        holds the lock:
+
+        * a task alone in its process (:func:`_alone`) waits in SQLite's busy
+          handler in place, for up to ``_IN_PLACE_WAIT`` of the timeout, as
+          the hand-written floor does: nothing else in the process could run
+          meanwhile, and the handler's sleep costs no CPU, where the retry
+          loop below woke the loop for every try and the store's thread for
+          the rest (issue 15: ``bench_floor.py --contention``);
+        * otherwise the task retries a few times after short ``asyncio.sleep``
+          pauses (0.2 to 1.6 ms: that catches the gap between a busy
+          process's transactions, which SQLite's handler, sleeping longer and
+          longer between tries, rarely does), and other tasks run meanwhile;
+
+        then either waits out the rest of ``busy_timeout`` in SQLite's busy
+        handler on the store's thread, which costs no CPU while it waits and
+        leaves the loop free. Past the timeout: ``StorageUnavailable``, and
+        no transaction is open. Returns ``True`` (begun); statements call
+        :meth:`_begin_now` first.
         """
         deadline = time.monotonic() + self.busy_timeout
         if self._begin_now(conn):
             return True
-        await asyncio.sleep(_QUICK_RETRIES[0])
-        for delay in (*_QUICK_RETRIES[1:], None):
+        if _alone():
+            # No await between the tries and the begun transaction, so a
+            # cancellation cannot land in between: it reaches the caller's
+            # next await, inside the transaction, which rolls back.
+            wait = min(_IN_PLACE_WAIT, max(0.0, deadline - time.monotonic()))
             try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
+                _begin_waiting(conn, wait)
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or time.monotonic() >= deadline:
                     raise _map_error(exc, self.path) from exc
             except sqlite3.Error as exc:
                 raise _map_error(exc, self.path) from exc
-            if delay is None:
-                left = max(0.0, deadline - time.monotonic())
-                await self._call(partial(_begin_waiting, conn, left))
-                break
-            await asyncio.sleep(delay)
+            else:
+                self._hook("begin")
+                return True
+        else:
+            await asyncio.sleep(_QUICK_RETRIES[0])
+            for delay in (*_QUICK_RETRIES[1:], None):
+                if self._try_begin(conn, deadline):
+                    return True
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+        left = max(0.0, deadline - time.monotonic())
+        await self._call(partial(_begin_waiting, conn, left))
+        self._hook("begin")
+        return True
+
+    def _try_begin(self, conn: sqlite3.Connection, deadline: float) -> bool:
+        """One more ``BEGIN IMMEDIATE`` without waiting: whether it began (busy: ``False``)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise _map_error(exc, self.path) from exc
+            return False
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self.path) from exc
         self._hook("begin")
         return True
 
