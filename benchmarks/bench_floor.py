@@ -172,7 +172,7 @@ def _queued() -> float:
 
 
 class TimedConnection(sqlite3.Connection):
-    """Times ``BEGIN``, ``COMMIT`` and ``ROLLBACK`` sent through ``execute`` (both sides send them so).
+    """Times ``BEGIN``, ``COMMIT`` and ``ROLLBACK`` sent through ``execute`` (as both sides do).
 
     Also the time the holder spent runnable but not running while it held
     the lock (the run-queue delay from ``/proc``): with more processes than
@@ -241,7 +241,6 @@ def install_probe() -> None:
             PROBE["slow_begin_cpu_s"] += time.process_time() - cpu
 
     engine_sqlite.SQLiteStore._begin = timed_begin  # type: ignore[method-assign]
-
 
 
 def floor_sqlite(path: str, worker: int, share: int) -> int:
@@ -651,7 +650,8 @@ def contention(tmp: str, n: int, rounds: int, workers_list: list[int]) -> None:
     print(
         "| processes | side | jobs/s | CPU ms/job | busy BEGINs/job | lock wait ms/job | "
         "slow-path ms/job (CPU) | thread waits/job | transactions/job | "
-        "hold ms/txn (inside + COMMIT) | COMMITs > 5 ms per 100 txn (ms each) | holder runnable, not running, ms/txn | "
+        "hold ms/txn (inside + COMMIT) | COMMITs > 5 ms per 100 txn (ms each) | "
+        "holder runnable, not running, ms/txn | "
         "lock held % of wall |"
     )
     print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
