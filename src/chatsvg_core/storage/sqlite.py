@@ -117,7 +117,8 @@ Only a task alone in its process waits there (see ``SQLiteStore._begin``);
 the bound keeps a timer or I/O callback that is not a task (a lease keeper's
 timer, a protocol's callback) from waiting on it for all of ``busy_timeout``:
 past it the wait goes on on the store's thread. SQLite's handler sleeps 1, 2,
-5, 10, 15 ms and then the remainder between tries, so 50 ms is six tries.
+5, 10, 15 ms and then the remainder between tries: after the 3 ms of quick
+tries, six more.
 """
 
 _LEASE_CHUNK = 400
@@ -686,14 +687,15 @@ class SQLiteStore:
           between them, then SQLite's busy handler, as the hand-written floor
           waits, for up to ``_IN_PLACE_WAIT`` in all: nothing else in the
           process could run meanwhile, and it saves the loop's wake-up per
-          try and, for most waits, the store's thread's round trip (issue 15:
-          ``bench_floor.py --contention``);
+          try and, for most waits, the store's thread's round trip (issue 15,
+          ``benchmarks/bench_sqlite_wait.py``: less CPU per wait up to 40 ms,
+          somewhat more for a wait that outlasts the bound);
         * otherwise the task retries a few times after short ``asyncio.sleep``
           pauses (0.2 to 1.6 ms: that catches the gap between a busy
           process's transactions, which SQLite's handler, sleeping longer and
           longer between tries, rarely does), and other tasks run meanwhile;
 
-        then either waits out the rest of ``busy_timeout`` in SQLite's busy
+        then waits out the rest of ``busy_timeout`` in SQLite's busy
         handler on the store's thread, which costs no CPU while it waits and
         leaves the loop free. Past the timeout: ``StorageUnavailable``, and
         no transaction is open. Returns ``True`` (begun); statements call
