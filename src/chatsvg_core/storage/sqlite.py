@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import queue
 import sqlite3
@@ -234,9 +235,12 @@ def _begin_waiting(conn: sqlite3.Connection, timeout: float) -> None:
     """``BEGIN IMMEDIATE`` waiting up to ``timeout`` in SQLite's busy handler.
 
     On the store's thread, or in place for a task alone (``SQLiteStore._begin``).
-    The busy timeout is back at 0 afterwards, whatever happened.
+    The busy timeout is back at 0 afterwards, whatever happened. Milliseconds
+    rounded up: SQLite counts its sleeps, which last at least as asked, so a
+    wait up to a deadline ends at or past it, never a fraction of a
+    millisecond short (which would leave a wait of nothing to hand on).
     """
-    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    conn.execute(f"PRAGMA busy_timeout = {math.ceil(timeout * 1000)}")
     try:
         conn.execute("BEGIN IMMEDIATE")
     finally:
