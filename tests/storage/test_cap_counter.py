@@ -487,3 +487,47 @@ async def test_a_capped_charge_reads_the_stored_counter(
         async with store.transaction() as tx:
             assert (await read_spend_state(tx, "ann", C, R, "j9", other)).used == 4
             assert await tx.usage("ann", since=day[0], until=day[1]) == 4
+
+
+@pytest.mark.postgres
+async def test_postgres_version_5_database_upgrades_with_the_counter_unset(
+    postgres_url: str,
+) -> None:
+    import psycopg
+    from psycopg import sql
+
+    from chatsvg_core.storage._sql import SCHEMA_TABLE
+    from chatsvg_core.storage.postgres import PostgresStore
+
+    schema = new_schema_name()
+    day = DayBoundary().window(T0)
+
+    def run(text: str) -> list[tuple[Any, ...]]:
+        with psycopg.connect(postgres_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("SET search_path = {}").format(sql.Identifier(schema)))
+            cur = conn.execute(text.encode())
+            return cur.fetchall() if cur.description else []
+
+    try:
+        store = await PostgresStore.open(postgres_url, schema=schema, max_size=1)
+        async with store.transaction() as tx:
+            await _ops.grant(tx, "ann", 100, now=T0)
+            await _ops.charge(tx, "ann", 7, ref="j1", now=T0, daily_cap=50)
+        await store.aclose()
+        run(
+            "ALTER TABLE chatsvg_accounts DROP COLUMN cap_since, DROP COLUMN cap_until, "
+            f"DROP COLUMN cap_used; DELETE FROM {SCHEMA_TABLE} WHERE version = 6"
+        )
+        store = await PostgresStore.open(postgres_url, schema=schema, max_size=1)
+        try:
+            assert run("SELECT cap_since, cap_until, cap_used FROM chatsvg_accounts") == [
+                (None, None, None)
+            ]
+            async with store.transaction() as tx:
+                assert await tx.usage("ann", since=day[0], until=day[1]) == 7
+                await _ops.charge(tx, "ann", 5, ref="j2", now=T0, daily_cap=50)
+            assert run("SELECT cap_used FROM chatsvg_accounts") == [(12,)]
+        finally:
+            await store.aclose()
+    finally:
+        drop_schema(postgres_url, schema)
