@@ -138,6 +138,10 @@ INSERT_CHARGE = (
 
 
 SYNCHRONOUS = os.environ.get("BENCH_SQLITE_SYNCHRONOUS", "full")
+FLOOR_USAGE = os.environ.get("BENCH_FLOOR_USAGE", "sum")
+"""SQLite floor's daily usage: ``sum`` (USAGE over the owner's day, the floor before
+schema 6) or ``counter`` (the account row's stored usage, as the library reads it
+since schema 6; needs a schema-6 database)."""
 
 
 def floor_sqlite(path: str, worker: int, share: int) -> int:
@@ -181,17 +185,37 @@ def floor_sqlite(path: str, worker: int, share: int) -> int:
             conn.execute("COMMIT")
             break
         job_id, job_owner, token = claimed
-        balance, used = conn.execute(
-            f"SELECT a.balance, ({USAGE.format(p=p)}) FROM chatsvg_accounts a WHERE a.owner = ?",
-            (us(start), us(end), job_owner),
-        ).fetchone()
+        if FLOOR_USAGE == "counter":
+            balance, since, until, used = conn.execute(
+                "SELECT balance, cap_since, cap_until, cap_used FROM chatsvg_accounts "
+                "WHERE owner = ?",
+                (job_owner,),
+            ).fetchone()
+            if (since, until) != (us(start), us(end)) or used is None:
+                used = conn.execute(
+                    f"SELECT ({USAGE.format(p=p)}) FROM chatsvg_accounts a WHERE a.owner = ?",
+                    (us(start), us(end), job_owner),
+                ).fetchone()[0]
+                conn.execute(
+                    "UPDATE chatsvg_accounts SET cap_since = ?, cap_until = ?, cap_used = ? "
+                    "WHERE owner = ?",
+                    (us(start), us(end), used, job_owner),
+                )
+        else:
+            balance, used = conn.execute(
+                f"SELECT a.balance, ({USAGE.format(p=p)}) FROM chatsvg_accounts a "
+                "WHERE a.owner = ?",
+                (us(start), us(end), job_owner),
+            ).fetchone()
         assert balance >= PRICE and used + PRICE <= CAP
         if conn.execute(
             INSERT_CHARGE.format(p=p), (secrets.token_hex(16), job_owner, -PRICE, job_id, now)
         ).rowcount:
             conn.execute(
-                "UPDATE chatsvg_accounts SET balance = balance - ? WHERE owner = ?",
-                (PRICE, job_owner),
+                "UPDATE chatsvg_accounts SET balance = balance - ?"
+                + (", cap_used = cap_used + ?" if FLOOR_USAGE == "counter" else "")
+                + " WHERE owner = ?",
+                (PRICE, PRICE, job_owner) if FLOOR_USAGE == "counter" else (PRICE, job_owner),
             )
         conn.execute("COMMIT")
         now = us(datetime.now(UTC))
