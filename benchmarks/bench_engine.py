@@ -4,7 +4,8 @@ For SQLite and PostgreSQL, 1 and 4 concurrent workers, it measures in one run:
 
 * **storage**: the store operations a job needs and nothing else, through the
   library: one transaction with ``claim_next`` + ``ledger.charge``, one with
-  ``complete_job`` (the same work ``bench_storage.py`` compares with raw SQL);
+  ``complete_job`` (the work ``bench_floor.py`` compares with hand-written SQL,
+  as part of a whole job);
 * **engine (instant)**: ``Engine.process_next`` with a provider that answers
   at once with a small SVG: the engine's own cost (events, retries wrapper,
   heartbeat task, extraction, sanitizing) on top of the storage work;

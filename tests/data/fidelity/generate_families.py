@@ -6,11 +6,13 @@ Unlike the vendored icon sets (``vendor_corpus.py``), these files are *made*
 here by the tools that produce most real-world SVG, from inputs written in this
 file: graphviz (``dot -Tsvg``, Debian ``graphviz``), matplotlib, svg-term (npm
 ``svg-term-cli`` on asciicast recordings written below), mermaid (the npm
-package rendered in headless Chromium), badges (PyPI ``pybadges``) and avatars
-(npm ``@dicebear/*`` styles under CC0/MIT, and ``jdenticon``). Versions are
-pinned here and recorded in LICENSES.md; the output is committed, so CI needs
-none of these tools. Needs: ``dot``, ``npm``, ``/usr/bin/chromium``, and
-``matplotlib``, ``pybadges`` and ``playwright`` in the running Python.
+package rendered in headless Chromium), badges (PyPI ``pybadges``), avatars
+(npm ``@dicebear/*`` styles under CC0/MIT, and ``jdenticon``) and inkscape
+(Debian ``inkscape`` 1.2.2 editing and exporting drawings written below).
+Versions are pinned here and recorded in LICENSES.md; the output is committed,
+so CI needs none of these tools. Needs: ``dot``, ``npm``, ``inkscape``,
+``/usr/bin/chromium``, and ``matplotlib``, ``pybadges`` and ``playwright`` in
+the running Python (``--only inkscape`` needs ``inkscape`` alone).
 """
 
 from __future__ import annotations
@@ -584,6 +586,287 @@ process.stdout.write(JSON.stringify(out));
     return files
 
 
+# --- inkscape ----------------------------------------------------------------
+
+# Drawings written in Inkscape's own dialect (what a saved .svg holds: layers,
+# sodipodi:namedview, sodipodi:type shapes whose ``d`` Inkscape computes, RDF
+# metadata, stock markers and filters), then edited by Inkscape's command-line
+# actions (transforms, clones, clip/mask/pattern from the selection) and
+# exported twice: as Inkscape SVG (the editor's own namespaces kept) and as
+# plain SVG. What the files hold is Inkscape's serialisation, not ours.
+INKSCAPE_HEAD = (
+    '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+    ' xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape"'
+    ' xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd"'
+    ' xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#"'
+    ' xmlns:cc="http://creativecommons.org/ns#" xmlns:dc="http://purl.org/dc/elements/1.1/"'
+    ' width="100mm" height="100mm" viewBox="0 0 100 100" version="1.1" id="svg1"'
+    ' inkscape:version="1.2.2 (b0a8486541, 2022-12-01)" sodipodi:docname="{name}.svg">'
+    '<sodipodi:namedview id="namedview1" pagecolor="#ffffff" bordercolor="#000000"'
+    ' borderopacity="0.25" inkscape:showpageshadow="2" inkscape:pageopacity="0.0"'
+    ' inkscape:pagecheckerboard="0" inkscape:deskcolor="#d1d1d1" inkscape:document-units="mm"'
+    ' showgrid="true" inkscape:zoom="1.5" inkscape:cx="180" inkscape:cy="190"'
+    ' inkscape:current-layer="layer1"><inkscape:grid type="xygrid" id="grid1"'
+    ' originx="0" originy="0" spacingx="5" spacingy="5"/>'
+    '<sodipodi:guide position="50,50" orientation="0,-1" id="guide1" inkscape:locked="false"/>'
+    "</sodipodi:namedview>"
+    '<metadata id="metadata1"><rdf:RDF><cc:Work rdf:about="">'
+    "<dc:format>image/svg+xml</dc:format>"
+    '<dc:type rdf:resource="http://purl.org/dc/dcmitype/StillImage"/>'
+    "<dc:title>{name}</dc:title><dc:creator><cc:Agent><dc:title>chatsvg-core</dc:title>"
+    "</cc:Agent></dc:creator>"
+    '<cc:license rdf:resource="http://creativecommons.org/publicdomain/zero/1.0/"/>'
+    "</cc:Work></rdf:RDF></metadata>"
+)
+ARROW_MARKER = (
+    '<marker style="overflow:visible" id="Arrow1Lend" refX="0" refY="0" orient="auto"'
+    ' inkscape:stockid="Arrow1Lend" inkscape:isstock="true"><path'
+    ' transform="matrix(-0.8,0,0,-0.8,-10,0)"'
+    ' style="fill:context-stroke;fill-rule:evenodd;stroke:context-stroke;stroke-width:1pt"'
+    ' d="M 0,0 5,-5 -12.5,0 5,5 Z" id="pathArrow1"/></marker>'
+    '<marker style="overflow:visible" id="DotM" refX="0" refY="0" orient="auto"'
+    ' inkscape:stockid="DotM" inkscape:isstock="true"><path'
+    ' transform="matrix(0.4,0,0,0.4,2.96,0.4)"'
+    ' style="fill:#800000;fill-rule:evenodd;stroke:#800000;stroke-width:1pt"'
+    ' d="m -2.5,-1 c 0,2.76 -2.24,5 -5,5 -2.76,0 -5,-2.24 -5,-5 0,-2.76 2.24,-5 5,-5 2.76,0 5,2.24'
+    ' 5,5 z"'
+    ' id="pathDot1"/></marker>'
+)
+INKSCAPE_DRAWINGS: dict[str, tuple[str, str, str]] = {
+    # name -> (defs, body, actions run before export)
+    "layers-shapes": (
+        "",
+        '<g inkscape:groupmode="layer" inkscape:label="Background" id="layer0"'
+        ' sodipodi:insensitive="true"><rect style="fill:#f4f1de;stroke:none" id="rect1" width="96"'
+        ' height="96" x="2" y="2" rx="6" ry="6"/></g>'
+        '<g inkscape:groupmode="layer" inkscape:label="Shapes" id="layer1">'
+        '<path sodipodi:type="arc" style="fill:#e07a5f;stroke:#3d405b;stroke-width:1.5" id="pie1"'
+        ' sodipodi:cx="30" sodipodi:cy="30" sodipodi:rx="20" sodipodi:ry="20" sodipodi:start="0.5"'
+        ' sodipodi:end="5.8" sodipodi:arc-type="slice" d=""/>'
+        '<path sodipodi:type="arc" style="fill:none;stroke:#3d405b;stroke-width:2" id="arc1"'
+        ' sodipodi:cx="70" sodipodi:cy="30" sodipodi:rx="18" sodipodi:ry="10" sodipodi:start="3.2"'
+        ' sodipodi:end="6.1" sodipodi:open="true" sodipodi:arc-type="arc" d=""/>'
+        '<path sodipodi:type="star" style="fill:#81b29a;stroke:#3d405b;stroke-width:1" id="star1"'
+        ' sodipodi:sides="6" sodipodi:cx="30" sodipodi:cy="72" sodipodi:r1="18" sodipodi:r2="9"'
+        ' sodipodi:arg1="0.52" sodipodi:arg2="1.05" inkscape:flatsided="false"'
+        ' inkscape:rounded="0.2" inkscape:randomized="0" d=""'
+        ' inkscape:transform-center-x="0.5" inkscape:transform-center-y="-0.3"/>'
+        '<path sodipodi:type="spiral" style="fill:none;stroke:#3d405b;stroke-width:1.2"'
+        ' id="spiral1"'
+        ' sodipodi:cx="72" sodipodi:cy="72" sodipodi:expansion="1" sodipodi:revolution="3"'
+        ' sodipodi:radius="16" sodipodi:argument="-18" sodipodi:t0="0" d=""/>'
+        '<path style="fill:#f2cc8f;stroke:#3d405b;stroke-width:0.8" id="blob1"'
+        ' d="m 52,48 a 8,5 30 1 0 14,6 a 4,4 0 0 1 -6,-8 z"'
+        ' sodipodi:nodetypes="ccc" inkscape:connector-curvature="0"/></g>'
+        '<g inkscape:groupmode="layer" inkscape:label="Hidden sketch" id="layer2"'
+        ' style="display:none"><circle style="fill:#ff0000" id="circle9" cx="50" cy="50"'
+        ' r="40"/></g>',
+        "select-by-id:pie1,arc1,star1,spiral1;transform-translate:0.5,0.5;"
+        "select-clear;select-by-id:star1;duplicate;transform-rotate:20",
+    ),
+    "gradients": (
+        '<linearGradient inkscape:collect="always" id="linearGradient1">'
+        '<stop style="stop-color:#3a86ff;stop-opacity:1" offset="0" id="stop1"/>'
+        '<stop style="stop-color:#ff006e;stop-opacity:0.8" offset="1" id="stop2"/></linearGradient>'
+        '<linearGradient inkscape:collect="always" xlink:href="#linearGradient1"'
+        ' id="linearGradient2"'
+        ' x1="10" y1="10" x2="90" y2="40" gradientUnits="userSpaceOnUse"/>'
+        '<linearGradient inkscape:collect="always" xlink:href="#linearGradient2"'
+        ' id="linearGradient3"'
+        ' gradientTransform="rotate(45,50,50)" x1="10" y1="50" x2="90" y2="50"/>'
+        '<radialGradient inkscape:collect="always" xlink:href="#linearGradient1"'
+        ' id="radialGradient1"'
+        ' cx="50" cy="75" fx="40" fy="70" r="22" gradientUnits="userSpaceOnUse"'
+        ' gradientTransform="matrix(1.4,0,0,0.8,-20,15)"/>'
+        '<linearGradient id="linearGradient4" inkscape:swatch="solid">'
+        '<stop style="stop-color:#fb5607;stop-opacity:1" offset="0" id="stop4"/></linearGradient>',
+        '<g inkscape:groupmode="layer" inkscape:label="Layer 1" id="layer1">'
+        '<rect style="fill:url(#linearGradient2);stroke:url(#linearGradient4);stroke-width:2"'
+        ' id="rect2" width="80" height="30" x="10" y="10" ry="4"/>'
+        '<rect style="fill:url(#linearGradient3);fill-opacity:1" id="rect3" width="36" height="24"'
+        ' x="12" y="44"/>'
+        '<ellipse style="fill:url(#radialGradient1)" id="ellipse1" cx="50" cy="78" rx="38"'
+        ' ry="16"/>'
+        '<circle style="fill:url(#linearGradient2);stroke:#222;stroke-width:0.5" id="circle2"'
+        ' cx="72" cy="56" r="12"/></g>',
+        # Moving a gradient-filled object makes Inkscape fork and rewrite its gradients.
+        "select-by-id:rect3;transform-rotate:15;select-clear;"
+        "select-by-id:circle2;transform-scale:1.2",
+    ),
+    "filters": (
+        '<filter inkscape:collect="always" style="color-interpolation-filters:sRGB"'
+        ' id="filterBlur" x="-0.3" y="-0.3" width="1.6" height="1.6">'
+        '<feGaussianBlur inkscape:collect="always" stdDeviation="3" id="feGaussianBlur1"/></filter>'
+        '<filter style="color-interpolation-filters:sRGB" inkscape:label="Drop Shadow"'
+        ' id="filterShadow" x="-0.2" y="-0.2" width="1.5" height="1.5">'
+        '<feFlood flood-opacity="0.5" flood-color="rgb(0,0,0)" result="flood" id="feFlood1"/>'
+        '<feComposite in="flood" in2="SourceGraphic" operator="in" result="composite1"'
+        ' id="feComposite1"/><feGaussianBlur in="composite1" stdDeviation="1.5" result="blur"'
+        ' id="feGaussianBlur2"/><feOffset dx="2" dy="2.5" result="offset" id="feOffset1"/>'
+        '<feComposite in="SourceGraphic" in2="offset" operator="over" result="composite2"'
+        ' id="feComposite2"/></filter>'
+        '<filter style="color-interpolation-filters:sRGB" inkscape:label="Colorize"'
+        ' id="filterColor" x="0" y="0" width="1" height="1">'
+        '<feColorMatrix type="hueRotate" values="90" result="color1" id="feColorMatrix1"/>'
+        '<feComposite in2="SourceGraphic" operator="arithmetic" k1="0" k2="0.6" k3="0.4" k4="0"'
+        ' id="feComposite3"/></filter>',
+        '<g inkscape:groupmode="layer" inkscape:label="Layer 1" id="layer1">'
+        '<circle style="fill:#8338ec;filter:url(#filterBlur)" id="circle1" cx="28" cy="28" r="16"/>'
+        '<rect style="fill:#ffbe0b;stroke:#333;stroke-width:1;filter:url(#filterShadow)" id="rect1"'
+        ' width="36" height="28" x="52" y="14" rx="3"/>'
+        '<g id="g1" style="filter:url(#filterColor)" inkscape:label="tinted">'
+        '<rect style="fill:#3a86ff" id="rect2" width="30" height="30" x="14" y="56"/>'
+        '<path style="fill:#ff006e" id="path1" d="M 60,86 70,56 80,86 Z"/></g></g>',
+        "select-by-id:rect1;transform-translate:2,2",
+    ),
+    "clones-markers": (
+        ARROW_MARKER,
+        '<g inkscape:groupmode="layer" inkscape:label="Layer 1" id="layer1">'
+        '<path style="fill:none;stroke:#264653;stroke-width:1.2;marker-end:url(#Arrow1Lend)"'
+        ' d="M 10,20 C 30,5 50,35 80,18" id="curve1" sodipodi:nodetypes="cc"/>'
+        '<path style="fill:none;stroke:#e76f51;stroke-width:1;marker-start:url(#DotM);'
+        'marker-mid:url(#DotM);marker-end:url(#Arrow1Lend)"'
+        ' d="m 12,40 a 12,8 0 0 1 20,4 l 18,-6 a 10,10 0 1 0 30,4" id="arcs1"/>'
+        '<path sodipodi:type="star" style="fill:#2a9d8f;stroke:#264653;stroke-width:0.8"'
+        ' id="star1" sodipodi:sides="5" sodipodi:cx="25" sodipodi:cy="72" sodipodi:r1="14"'
+        ' sodipodi:r2="6" sodipodi:arg1="-1.57" sodipodi:arg2="-0.94" inkscape:flatsided="false"'
+        ' inkscape:rounded="0" inkscape:randomized="0" d=""/></g>',
+        # A clone, a clone of that clone (an xlink:href chain of <use>), each moved.
+        "select-by-id:star1;transform-translate:0.5,0;clone;transform-translate:90,0;clone;transform-translate:90,-20"
+        ";"
+        "transform-rotate:30",
+    ),
+    "text": (
+        '<path id="textArc" style="fill:none;stroke:#bbb;stroke-width:0.3"'
+        ' d="M 10,88 A 40,22 0 0 1 90,88"/>'
+        '<rect id="frame1" x="52" y="8" width="42" height="36" style="fill:none"/>',
+        '<g inkscape:groupmode="layer" inkscape:label="Text" id="layer1">'
+        '<text xml:space="preserve" style="font-size:9px;line-height:1.25;font-family:\'DejaVu'
+        " Sans';"
+        'fill:#1d3557" x="6" y="14" id="text1"><tspan sodipodi:role="line" id="tspan1" x="6"'
+        ' y="14">Title line</tspan><tspan sodipodi:role="line" id="tspan2" x="6" y="25.25"'
+        ' style="font-weight:bold;fill:#e63946">bold <tspan style="font-style:italic"'
+        ' id="tspan3">mixed</tspan></tspan></text>'
+        '<text xml:space="preserve" style="font-size:6px;line-height:1.25;font-family:\'DejaVu'
+        " Sans';"
+        'white-space:pre;shape-inside:url(#frame1);fill:#457b9d" id="flow1">'
+        "Flowed into a frame: Inkscape wraps these words itself.</text>"
+        '<text xml:space="preserve" style="font-size:5px;font-family:\'DejaVu Sans\';'
+        'letter-spacing:0.6px;word-spacing:1px;fill:#2a9d8f" x="6" y="52" id="text2"'
+        ' transform="rotate(-8,6,52)"><tspan sodipodi:role="line" id="tspan4" x="6" y="52">'
+        "spaced &amp; rotated</tspan></text>"
+        '<use xlink:href="#textArc" id="arcShown"/>'
+        '<text style="font-size:7px;font-family:\'DejaVu Sans\';fill:#6d597a" id="text3">'
+        '<textPath xlink:href="#textArc" startOffset="8%" id="textPath1">on an arc, by'
+        " path</textPath>"
+        "</text></g>",
+        # Moving the flowed text makes Inkscape lay it out and write the SVG 1.1 fallback.
+        "select-by-id:flow1;transform-translate:0.1,0",
+    ),
+    "clip-mask-pattern": (
+        '<pattern inkscape:collect="always" patternUnits="userSpaceOnUse" width="2" height="1"'
+        ' patternTransform="rotate(45) scale(2)" id="Stripes1" inkscape:stockid="Stripes 1:1"'
+        ' inkscape:isstock="true"><rect style="fill:#6a4c93;stroke:none" x="0" y="-0.5" width="1"'
+        ' height="2" id="rectStripe"/></pattern>',
+        '<g inkscape:groupmode="layer" inkscape:label="Layer 1" id="layer1">'
+        '<rect style="fill:url(#Stripes1);stroke:#6a4c93;stroke-width:0.5" id="rect1" width="40"'
+        ' height="40" x="6" y="6"/>'
+        '<g id="picture1"><rect style="fill:#ff595e" width="40" height="40" x="54" y="6" id="r1"/>'
+        '<rect style="fill:#1982c4" width="20" height="40" x="74" y="6" id="r2"/></g>'
+        '<path sodipodi:type="star" style="fill:#ffffff" id="clipStar" sodipodi:sides="5"'
+        ' sodipodi:cx="74" sodipodi:cy="26" sodipodi:r1="19" sodipodi:r2="8" sodipodi:arg1="-1.57"'
+        ' sodipodi:arg2="-0.94" inkscape:flatsided="false" inkscape:rounded="0"'
+        ' inkscape:randomized="0" d=""/>'
+        '<rect style="fill:#8ac926" width="40" height="40" x="6" y="54" id="masked1"/>'
+        '<circle style="fill:url(#maskGrad)" cx="26" cy="74" r="18" id="maskCircle"/>'
+        '<circle style="fill:#ffca3a;stroke:#333;stroke-width:0.5" cx="66" cy="66" r="5"'
+        ' id="dot1"/></g>',
+        # Clip and mask made by Inkscape from the selection (topmost object is the
+        # clip or mask), and a pattern made from an object.
+        "select-by-id:picture1,clipStar;object-set-clip;select-clear;"
+        "select-by-id:masked1,maskCircle;object-set-mask;select-clear;"
+        "select-by-id:dot1;object-to-pattern",
+    ),
+}
+
+
+def _inkscape_source(name: str, defs: str, body: str) -> str:
+    head = INKSCAPE_HEAD.replace("{name}", name)
+    grad = ""
+    if name == "clip-mask-pattern":
+        grad = (
+            '<radialGradient id="maskGrad" cx="26" cy="74" r="18" gradientUnits="userSpaceOnUse">'
+            '<stop offset="0" stop-color="#fff"/><stop offset="1" stop-color="#000"/>'
+            "</radialGradient>"
+        )
+    return f'{head}<defs id="defs1">{defs}{grad}</defs>{body}</svg>\n'
+
+
+def inkscape() -> dict[str, str]:
+    out = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        # Inkscape writes its preferences under $HOME; keep the maintainer's untouched.
+        env = {"HOME": tmp, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        for name, (defs, body, actions) in INKSCAPE_DRAWINGS.items():
+            source = Path(tmp) / f"{name}.svg"
+            source.write_text(_inkscape_source(name, defs, body), encoding="utf-8")
+            for kind, flags in (("inkscape", ""), ("plain", "export-plain-svg;")):
+                target = Path(tmp) / f"{name}-{kind}.svg"
+                subprocess.run(
+                    ["inkscape", str(source), "--actions",
+                     f"{actions};export-type:svg;{flags}export-filename:{target};export-do"],
+                    check=True, capture_output=True, env=env,
+                )  # fmt: skip
+                out[f"{name}-{kind}"] = target.read_text(encoding="utf-8")
+    return out
+
+
+# Scripted Inkscape output for the browser's XSS proof (tests/data/xss/): what
+# Inkscape's Interactivity fields (Object Properties), its Add Link and its
+# embedded scripts (Document Properties > Scripting) write. The actions set the
+# attributes the way those dialogs do; the file is Inkscape's export.
+INKSCAPE_PAYLOADS: dict[str, tuple[str, str, str]] = {
+    # name -> (export flags, body, actions)
+    "inkscape-interactivity-handlers": (
+        "",
+        '<g inkscape:groupmode="layer" inkscape:label="Layer 1" id="layer1">'
+        '<rect style="fill:#e63946" id="button1" width="60" height="30" x="20" y="35" rx="4"/></g>',
+        "select-by-id:button1;object-set-attribute:onclick,alert(1);"
+        "object-set-attribute:onmouseover,alert(2)",
+    ),
+    "inkscape-embedded-script": (
+        "export-plain-svg;",
+        '<script id="script1" type="text/javascript">alert(1)</script>'
+        '<g inkscape:groupmode="layer" inkscape:label="Layer 1" id="layer1">'
+        '<rect style="fill:#457b9d" id="rect1" width="60" height="30" x="20" y="35"/></g>',
+        "select-by-id:rect1;transform-translate:1,0",
+    ),
+    "inkscape-javascript-link": (
+        "",
+        '<g inkscape:groupmode="layer" inkscape:label="Layer 1" id="layer1">'
+        '<a id="a1" xlink:href="https://example.org/"><rect style="fill:#2a9d8f" id="rect1"'
+        ' width="60" height="30" x="20" y="35"/></a></g>',
+        "select-by-id:a1;object-set-attribute:xlink:href,javascript:alert(1)",
+    ),
+}
+
+
+def inkscape_payloads() -> None:
+    target = HERE.parent / "xss" / "payloads"
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {"HOME": tmp, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
+        for name, (flags, body, actions) in INKSCAPE_PAYLOADS.items():
+            source = Path(tmp) / f"{name}.svg"
+            source.write_text(_inkscape_source(name, "", body), encoding="utf-8")
+            out = target / f"{name}.svg"
+            subprocess.run(
+                ["inkscape", str(source), "--actions",
+                 f"{actions};export-type:svg;{flags}export-filename:{out};export-do"],
+                check=True, capture_output=True, env=env,
+            )  # fmt: skip
+            print(f"xss payload: {out.name}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--only", nargs="*", default=None)
@@ -596,10 +879,12 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         modules = args.node_modules
-        if modules is None:
+        npm_families = {"svg-term", "mermaid", "avatars"}
+        if modules is None and (args.only is None or npm_families & set(args.only)):
             subprocess.run(
                 ["npm", "install", "--no-audit", "--no-fund", "--prefix", tmp, *NPM], check=True
             )
+        if modules is None:
             modules = Path(tmp) / "node_modules"
         families: dict[str, Callable[[], dict[str, str]]] = {
             "graphviz": graphviz,
@@ -608,10 +893,13 @@ def main() -> None:
             "mermaid": lambda: mermaid(modules),
             "badges": badges,
             "avatars": lambda: avatars(modules),
+            "inkscape": inkscape,
         }
         for family, make in families.items():
             if args.only is None or family in args.only:
                 _write(family, make())
+        if args.only is None or "inkscape" in args.only:
+            inkscape_payloads()
 
 
 if __name__ == "__main__":
