@@ -36,6 +36,18 @@ into ``sqlite3`` and hops to the store's thread; PostgreSQL: statements sent
 and waits on the server, counted at psycopg's ``wait``).
 
     python benchmarks/bench_floor.py [--postgres URL] [--n 400] [--rounds 3]
+
+``--contention`` (SQLite only) instead measures where each side's time goes
+when processes compete for SQLite's write lock, per job: ``BEGIN IMMEDIATE``
+attempts that found the lock held (busy), the wall time spent taking the lock
+(SQLite's busy handler, and for the engine its retry loop on the event loop,
+the CPU that loop burned and the waits it handed to the store's thread), and
+the write lock's hold time per transaction (``BEGIN IMMEDIATE`` returned to
+``COMMIT`` returned), split into the time inside the transaction before
+``COMMIT`` (statements and the Python between them) and the ``COMMIT`` itself
+(its fsync). A connection subclass times the calls, so these rounds run a
+little slower than the timed ones; their figures are for comparing the sides,
+not for the ratios.
 """
 
 from __future__ import annotations
@@ -142,6 +154,97 @@ FLOOR_USAGE = os.environ.get("BENCH_FLOOR_USAGE", "sum")
 """SQLite floor's daily usage: ``sum`` (USAGE over the owner's day, the floor before
 schema 6) or ``counter`` (the account row's stored usage, as the library reads it
 since schema 6; needs a schema-6 database)."""
+CONTENTION = os.environ.get("BENCH_CONTENTION") == "1"
+
+# --- contention probe (--contention) -------------------------------------------------------
+
+PROBE: Counter[str] = Counter()
+"""This process's contention figures: counts, and seconds (``*_s``)."""
+
+
+def _queued() -> float:
+    """Seconds the main thread has waited on a run queue (runnable, not running) so far (Linux).
+
+    The main thread's: both sides run every statement and ``COMMIT`` there
+    (one task per process, so the engine commits in place; see ``_alone``).
+    """
+    try:
+        with open(f"/proc/self/task/{threading.main_thread().native_id}/schedstat", "rb") as f:
+            return int(f.read().split()[1]) / 1e9
+    except OSError:
+        return 0.0
+
+
+class TimedConnection(sqlite3.Connection):
+    """Times ``BEGIN``, ``COMMIT`` and ``ROLLBACK`` sent through ``execute`` (as both sides do).
+
+    Also the time the holder spent runnable but not running while it held
+    the lock (the run-queue delay from ``/proc``): with more processes than
+    cores, a holder that waits for a core holds up every other process.
+    """
+
+    _held = 0.0
+    _queued = 0.0
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        if sql.startswith("BEGIN"):
+            main = threading.current_thread() is threading.main_thread()
+            start = time.perf_counter()
+            try:
+                cur = super().execute(sql, *args)
+            except sqlite3.OperationalError:
+                PROBE["busy"] += 1
+                PROBE["busy_s"] += time.perf_counter() - start
+                raise
+            self._held = end = time.perf_counter()
+            self._queued = _queued()
+            PROBE["begins"] += 1
+            PROBE["begin_s"] += end - start
+            if not main:
+                PROBE["thread_waits"] += 1
+                PROBE["thread_wait_s"] += end - start
+            return cur
+        if sql in ("COMMIT", "ROLLBACK"):
+            start = time.perf_counter()
+            cur = super().execute(sql, *args)
+            end = time.perf_counter()
+            PROBE["transactions"] += 1
+            PROBE["inside_s"] += start - self._held
+            PROBE["commit_s"] += end - start
+            # Slow COMMITs: a checkpoint, or an fsync the disk kept waiting.
+            if end - start > 0.005:
+                PROBE["slow_commits"] += 1
+                PROBE["slow_commit_s"] += end - start
+            PROBE["hold_s"] += end - self._held
+            PROBE["hold_queued_s"] += _queued() - self._queued
+            return cur
+        return super().execute(sql, *args)
+
+
+def install_probe() -> None:
+    """Time the write lock in this process: every connection made from here is a TimedConnection."""
+    from chatsvg_core.storage import sqlite as engine_sqlite
+
+    original = sqlite3.connect
+
+    def connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        return original(*args, factory=TimedConnection, **kwargs)
+
+    sqlite3.connect = connect  # type: ignore[assignment]
+    begin = engine_sqlite.SQLiteStore._begin
+
+    async def timed_begin(self: Any, conn: sqlite3.Connection) -> bool:
+        # The engine's slow path (the lock was held at the first try): the
+        # retry loop on the event loop, then the wait on the store's thread.
+        start, cpu = time.perf_counter(), time.process_time()
+        try:
+            return await begin(self, conn)
+        finally:
+            PROBE["slow_begins"] += 1
+            PROBE["slow_begin_s"] += time.perf_counter() - start
+            PROBE["slow_begin_cpu_s"] += time.process_time() - cpu
+
+    engine_sqlite.SQLiteStore._begin = timed_begin  # type: ignore[method-assign]
 
 
 def floor_sqlite(path: str, worker: int, share: int) -> int:
@@ -371,6 +474,9 @@ def _child(
     go: Any,
     out: Any,
 ) -> None:
+    if CONTENTION:
+        install_probe()
+
     async def main() -> tuple[float, float, int, float, float]:
         store = None
         app = f"chatsvg-bench-{os.getpid()}"
@@ -378,6 +484,7 @@ def _child(
             store = await open_store(backend, where, schema, app)
         ready.release()
         go.wait()
+        PROBE.clear()  # opening the store (its schema check) is not part of the run
         cpu = time.process_time()
         start = time.perf_counter()
         server = 0.0
@@ -398,11 +505,18 @@ def _child(
             server = SERVER_CPU[app]
         return start, end, done, cpu, server
 
-    out.put(asyncio.run(main()))
+    result = asyncio.run(main())
+    out.put((*result, dict(PROBE)))
 
 
 def timed_round(
-    kind: str, backend: str, where: str, schema: str | None, n: int, workers: int
+    kind: str,
+    backend: str,
+    where: str,
+    schema: str | None,
+    n: int,
+    workers: int,
+    probe: Counter[str] | None = None,
 ) -> tuple[float, float]:
     """Jobs per second, and CPU ms per job (client + server), of one round on a fresh database.
 
@@ -433,6 +547,12 @@ def timed_round(
     done = sum(r[2] for r in results)
     assert done == n // workers * workers, (kind, done)
     cpu = sum(r[3] + r[4] for r in results)
+    if probe is not None:
+        for r in results:
+            probe.update(r[5])
+        probe["jobs"] += done
+        probe["wall_s"] += end - start
+        probe["cpu_s"] += cpu
     return done / (end - start), 1000 * cpu / done
 
 
@@ -549,6 +669,47 @@ def fresh(backend: str, tmp: str, url: str | None, schemas: list[str]) -> tuple[
     return url, schema
 
 
+def contention(tmp: str, n: int, rounds: int, workers_list: list[int]) -> None:
+    """The ``--contention`` table: SQLite rounds, interleaved, summed per side."""
+    print(
+        "| processes | side | jobs/s | CPU ms/job | busy BEGINs/job | lock wait ms/job | "
+        "slow-path ms/job (CPU) | thread waits/job | transactions/job | "
+        "hold ms/txn (inside + COMMIT) | COMMITs > 5 ms per 100 txn (ms each) | "
+        "holder runnable, not running, ms/txn | "
+        "lock held % of wall |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    for workers in workers_list:
+        probes: dict[str, Counter[str]] = {"floor": Counter(), "engine": Counter()}
+        for r in range(rounds):
+            order = ("floor", "engine") if r % 2 == 0 else ("engine", "floor")
+            for kind in order:
+                where, _ = fresh("sqlite", tmp, None, [])
+                asyncio.run(prepare("sqlite", where, None, workers, n))
+                timed_round(kind, "sqlite", where, None, n, workers, probes[kind])
+        for kind in ("floor", "engine"):
+            p = probes[kind]
+            jobs, txns = p["jobs"], max(1.0, p["transactions"])
+            ms = 1000 / jobs
+            slow = (
+                f"{p['slow_begin_s'] * ms:.3f} ({p['slow_begin_cpu_s'] * ms:.3f})"
+                if kind == "engine"
+                else "-"
+            )
+            print(
+                f"| {workers} | {kind} | {jobs / p['wall_s']:.0f} | {p['cpu_s'] * ms:.3f} | "
+                f"{p['busy'] / jobs:.2f} | {(p['begin_s'] + p['busy_s']) * ms:.3f} | {slow} | "
+                f"{p['thread_waits'] / jobs:.2f} | {txns / jobs:.2f} | "
+                f"{1000 * p['hold_s'] / txns:.3f} ({1000 * p['inside_s'] / txns:.3f} + "
+                f"{1000 * p['commit_s'] / txns:.3f}) | "
+                f"{100 * p['slow_commits'] / txns:.1f} "
+                f"({1000 * p['slow_commit_s'] / max(1, p['slow_commits']):.1f}) | "
+                f"{1000 * p['hold_queued_s'] / txns:.3f} | "
+                f"{100 * p['hold_s'] / p['wall_s']:.0f} |",
+                flush=True,
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--postgres", default=os.environ.get("CHATSVG_TEST_POSTGRES_URL"))
@@ -557,6 +718,11 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=50, help="jobs in the counting pass")
     parser.add_argument("--backends", default="sqlite,postgres")
     parser.add_argument("--workers", default="1,4")
+    parser.add_argument(
+        "--contention",
+        action="store_true",
+        help="SQLite only: where the time goes while processes compete for the write lock",
+    )
     parser.add_argument(
         "--synchronous",
         default=SYNCHRONOUS,
@@ -567,6 +733,8 @@ def main() -> None:
     # Through the environment, so the spawned worker processes see it too.
     os.environ["BENCH_SQLITE_SYNCHRONOUS"] = args.synchronous
     globals()["SYNCHRONOUS"] = args.synchronous
+    if args.contention:
+        os.environ["BENCH_CONTENTION"] = "1"
     load = os.getloadavg()
     print(
         f"# {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {platform.machine()}, {os.cpu_count()} cores, "
@@ -575,6 +743,9 @@ def main() -> None:
         f"load {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
     tmp = tempfile.mkdtemp()
+    if args.contention:
+        contention(tmp, args.n, args.rounds, [int(w) for w in args.workers.split(",")])
+        return
     schemas: list[str] = []
     backends = [b for b in args.backends.split(",") if b == "sqlite" or args.postgres]
     rows: list[str] = []

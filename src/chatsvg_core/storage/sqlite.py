@@ -22,16 +22,22 @@ How it stays correct with several writers (threads, tasks and processes):
   busy handler. (Not ``anyio.Lock``: it yields to the loop on every
   acquire, an extra loop turn per transaction, which costs more than most
   of the transaction's statements.)
-* **No waiting on the event loop**: taking the write lock never sleeps in
-  SQLite on the loop (the connection's busy timeout is 0): while another
-  process holds it, the task retries a few times within about 3 ms
-  (``asyncio.sleep`` between tries), then waits out the rest of
-  ``busy_timeout`` on the store's thread. A ``COMMIT`` that flushes to disk (``synchronous``
+* **Waiting for another process's lock**: the connection's busy timeout
+  is 0, so no statement sleeps in SQLite unless asked to. A task with other
+  tasks beside it never blocks the loop: it retries ``BEGIN IMMEDIATE`` a
+  few times within about 3 ms (``asyncio.sleep`` between tries), then waits
+  out the rest of ``busy_timeout`` in SQLite's busy handler on the store's
+  thread. A task alone in its process (see ``_alone``) waits in place, as
+  hand-written code with a busy timeout does: the same short pauses
+  (``time.sleep``), then SQLite's busy handler, for up to 50 ms in all
+  (``_IN_PLACE_WAIT``), then on the store's thread; nothing else in the
+  process could run meanwhile, and it saves a loop wake-up per try and the
+  thread's round trip. A ``COMMIT`` that flushes to disk (``synchronous``
   FULL/EXTRA) runs on the store's own thread (one connection, one thread,
-  calls in order) while the loop awaits it. Every statement once the lock is
-  held, and a NORMAL commit, takes microseconds and runs in place: a thread
-  hop per statement cost more than the statement, and on a loaded machine
-  far more.
+  calls in order) while the loop awaits it. Every statement once the lock
+  is held, and a NORMAL commit, takes microseconds and runs in place: a
+  thread hop per statement cost more than the statement, and on a loaded
+  machine far more.
 * **A task alone commits in place**: when the committing task is the
   process's only unfinished task, nothing else could run on the loop while
   a flushing ``COMMIT`` waits for the disk, so it runs in place (same flush,
@@ -50,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import queue
 import sqlite3
@@ -102,7 +109,22 @@ _MICRO = timedelta(microseconds=1)
 Synchronous = Literal["full", "normal", "extra"]
 
 _QUICK_RETRIES = (0.0002, 0.0004, 0.0008, 0.0016)
-"""Pauses (seconds) between the quick tries to take the write lock, on the event loop."""
+"""Pauses (seconds) between the quick tries to take the write lock.
+
+``asyncio.sleep`` with other tasks in the process; ``time.sleep`` for a task
+alone, which nothing else could use the loop meanwhile (``SQLiteStore._begin``).
+"""
+
+_IN_PLACE_WAIT = 0.05
+"""Longest wait (seconds) for the write lock in SQLite's busy handler on the event loop.
+
+Only a task alone in its process waits there (see ``SQLiteStore._begin``);
+the bound keeps a timer or I/O callback that is not a task (a lease keeper's
+timer, a protocol's callback) from waiting on it for all of ``busy_timeout``:
+past it the wait goes on on the store's thread. SQLite's handler sleeps 1, 2,
+5, 10, 15 ms and then the remainder between tries: after the 3 ms of quick
+tries, six more.
+"""
 
 _LEASE_CHUNK = 400
 """Leases per heartbeat statement (two parameters each; SQLite allows 32766 at least)."""
@@ -214,8 +236,15 @@ _LAST_TS: tuple[datetime, int] = (_EPOCH, 0)
 
 
 def _begin_waiting(conn: sqlite3.Connection, timeout: float) -> None:
-    """``BEGIN IMMEDIATE`` waiting up to ``timeout`` in SQLite's busy handler (store's thread)."""
-    conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+    """``BEGIN IMMEDIATE`` waiting up to ``timeout`` in SQLite's busy handler.
+
+    On the store's thread, or in place for a task alone (``SQLiteStore._begin``).
+    The busy timeout is back at 0 afterwards, whatever happened. Milliseconds
+    rounded up: SQLite counts its sleeps, which last at least as asked, so a
+    wait up to a deadline ends at or past it, never a fraction of a
+    millisecond short (which would leave a wait of nothing to hand on).
+    """
+    conn.execute(f"PRAGMA busy_timeout = {math.ceil(timeout * 1000)}")
     try:
         conn.execute("BEGIN IMMEDIATE")
     finally:
@@ -666,33 +695,85 @@ class SQLiteStore:
     async def _begin(self, conn: sqlite3.Connection) -> bool:
         """Take the write lock (``BEGIN IMMEDIATE``), waiting up to ``busy_timeout`` for it.
 
-        The connection's own busy timeout is 0, so the attempt on the event
-        loop never sleeps in SQLite. When another process holds the lock, the
-        task retries a few times after short ``asyncio.sleep`` pauses (0.2 to
-        1.6 ms: that catches the gap between a busy process's transactions,
-        which SQLite's handler, sleeping up to 100 ms between tries, rarely
-        does), then waits out the rest of ``busy_timeout`` in SQLite's busy
-        handler on the store's thread, which costs no CPU while it waits.
-        Returns ``True`` (begun); statements call :meth:`_begin_now` first.
+        The connection's own busy timeout is 0, so an attempt on the event
+        loop never sleeps in SQLite unless asked to. When another process
+        holds the lock:
+
+        * a task alone in its process (:func:`_alone`) waits in place
+          (:meth:`_begin_in_place`): the same quick tries with ``time.sleep``
+          between them, then SQLite's busy handler, as the hand-written floor
+          waits, for up to ``_IN_PLACE_WAIT`` in all: nothing else in the
+          process could run meanwhile, and it saves the loop's wake-up per
+          try and, for most waits, the store's thread's round trip (issue 15,
+          ``benchmarks/bench_sqlite_wait.py``: less CPU per wait up to 40 ms,
+          somewhat more for a wait that outlasts the bound);
+        * otherwise the task retries a few times after short ``asyncio.sleep``
+          pauses (0.2 to 1.6 ms: that catches the gap between a busy
+          process's transactions, which SQLite's handler, sleeping longer and
+          longer between tries, rarely does), and other tasks run meanwhile;
+
+        then waits out the rest of ``busy_timeout`` in SQLite's busy
+        handler on the store's thread, which costs no CPU while it waits and
+        leaves the loop free. Past the timeout: ``StorageUnavailable``, and
+        no transaction is open. Returns ``True`` (begun); statements call
+        :meth:`_begin_now` first.
         """
         deadline = time.monotonic() + self.busy_timeout
         if self._begin_now(conn):
             return True
-        await asyncio.sleep(_QUICK_RETRIES[0])
-        for delay in (*_QUICK_RETRIES[1:], None):
-            try:
-                conn.execute("BEGIN IMMEDIATE")
-                break
-            except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or time.monotonic() >= deadline:
-                    raise _map_error(exc, self.path) from exc
-            except sqlite3.Error as exc:
+        if _alone():
+            if self._begin_in_place(conn, deadline):
+                return True
+        else:
+            await asyncio.sleep(_QUICK_RETRIES[0])
+            for delay in (*_QUICK_RETRIES[1:], None):
+                if self._try_begin(conn, deadline):
+                    return True
+                if delay is None:
+                    break
+                await asyncio.sleep(delay)
+        left = max(0.0, deadline - time.monotonic())
+        await self._call(partial(_begin_waiting, conn, left))
+        self._hook("begin")
+        return True
+
+    def _begin_in_place(self, conn: sqlite3.Connection, deadline: float) -> bool:
+        """A task alone's wait for the lock, on the loop's thread: whether it began.
+
+        The quick tries with ``time.sleep`` between them, then SQLite's busy
+        handler, for up to ``_IN_PLACE_WAIT`` in all; ``False`` when the lock
+        is still held and ``deadline`` allows more (the store's thread waits
+        the rest). Not a coroutine: no cancellation can land between a try
+        that took the lock and the begun transaction; it reaches the
+        caller's next await, inside the transaction, which rolls back.
+        """
+        until = time.monotonic() + _IN_PLACE_WAIT
+        for pause in _QUICK_RETRIES:
+            time.sleep(pause)
+            if self._try_begin(conn, deadline):
+                return True
+        wait = min(until, deadline) - time.monotonic()
+        try:
+            _begin_waiting(conn, max(0.0, wait))
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
                 raise _map_error(exc, self.path) from exc
-            if delay is None:
-                left = max(0.0, deadline - time.monotonic())
-                await self._call(partial(_begin_waiting, conn, left))
-                break
-            await asyncio.sleep(delay)
+            return False
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self.path) from exc
+        self._hook("begin")
+        return True
+
+    def _try_begin(self, conn: sqlite3.Connection, deadline: float) -> bool:
+        """One more ``BEGIN IMMEDIATE`` without waiting: whether it began (busy: ``False``)."""
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if not _is_busy(exc) or time.monotonic() >= deadline:
+                raise _map_error(exc, self.path) from exc
+            return False
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self.path) from exc
         self._hook("begin")
         return True
 
