@@ -150,6 +150,10 @@ INSERT_CHARGE = (
 
 
 SYNCHRONOUS = os.environ.get("BENCH_SQLITE_SYNCHRONOUS", "full")
+FLOOR_USAGE = os.environ.get("BENCH_FLOOR_USAGE", "sum")
+"""The floor's daily usage (SQLite and PostgreSQL): ``sum`` (USAGE over the owner's
+day, the floor before schema 6) or ``counter`` (the account row's stored usage, as
+the library reads it since schema 6; needs a schema-6 database)."""
 CONTENTION = os.environ.get("BENCH_CONTENTION") == "1"
 
 # --- contention probe (--contention) -------------------------------------------------------
@@ -284,17 +288,37 @@ def floor_sqlite(path: str, worker: int, share: int) -> int:
             conn.execute("COMMIT")
             break
         job_id, job_owner, token = claimed
-        balance, used = conn.execute(
-            f"SELECT a.balance, ({USAGE.format(p=p)}) FROM chatsvg_accounts a WHERE a.owner = ?",
-            (us(start), us(end), job_owner),
-        ).fetchone()
+        if FLOOR_USAGE == "counter":
+            balance, since, until, used = conn.execute(
+                "SELECT balance, cap_since, cap_until, cap_used FROM chatsvg_accounts "
+                "WHERE owner = ?",
+                (job_owner,),
+            ).fetchone()
+            if (since, until) != (us(start), us(end)) or used is None:
+                used = conn.execute(
+                    f"SELECT ({USAGE.format(p=p)}) FROM chatsvg_accounts a WHERE a.owner = ?",
+                    (us(start), us(end), job_owner),
+                ).fetchone()[0]
+                conn.execute(
+                    "UPDATE chatsvg_accounts SET cap_since = ?, cap_until = ?, cap_used = ? "
+                    "WHERE owner = ?",
+                    (us(start), us(end), used, job_owner),
+                )
+        else:
+            balance, used = conn.execute(
+                f"SELECT a.balance, ({USAGE.format(p=p)}) FROM chatsvg_accounts a "
+                "WHERE a.owner = ?",
+                (us(start), us(end), job_owner),
+            ).fetchone()
         assert balance >= PRICE and used + PRICE <= CAP
         if conn.execute(
             INSERT_CHARGE.format(p=p), (secrets.token_hex(16), job_owner, -PRICE, job_id, now)
         ).rowcount:
             conn.execute(
-                "UPDATE chatsvg_accounts SET balance = balance - ? WHERE owner = ?",
-                (PRICE, job_owner),
+                "UPDATE chatsvg_accounts SET balance = balance - ?"
+                + (", cap_used = cap_used + ?" if FLOOR_USAGE == "counter" else "")
+                + " WHERE owner = ?",
+                (PRICE, PRICE, job_owner) if FLOOR_USAGE == "counter" else (PRICE, job_owner),
             )
         conn.execute("COMMIT")
         now = us(datetime.now(UTC))
@@ -375,20 +399,33 @@ async def floor_postgres(url: str, schema: str, worker: int, share: int, app: st
         # Lock first, then read the usage in a statement of its own: under READ
         # COMMITTED one statement reads the snapshot it started with, before it
         # waited for the lock, and would miss the previous holder's charge.
+        # With the counter (schema 6's columns), the lock's statement reads the
+        # stored usage too, and the usage is summed only for a new window.
         cur = await conn.execute(
-            "SELECT balance FROM chatsvg_accounts WHERE owner = %s FOR UPDATE", (job_owner,)
+            "SELECT balance, cap_since, cap_until, cap_used FROM chatsvg_accounts "
+            "WHERE owner = %s FOR UPDATE",
+            (job_owner,),
         )
-        (balance,) = await cur.fetchone()  # type: ignore[misc]
-        cur = await conn.execute(
-            f"SELECT ({USAGE.format(p=p)}) FROM chatsvg_accounts a WHERE a.owner = %s",
-            (start, end, job_owner),
-        )
-        (used,) = await cur.fetchone()  # type: ignore[misc]
+        balance, since, until, used = await cur.fetchone()  # type: ignore[misc]
+        counter = FLOOR_USAGE == "counter"
+        if not counter or (since, until) != (start, end) or used is None:
+            cur = await conn.execute(
+                f"SELECT ({USAGE.format(p=p)}) FROM chatsvg_accounts a WHERE a.owner = %s",
+                (start, end, job_owner),
+            )
+            (used,) = await cur.fetchone()  # type: ignore[misc]
+            if counter:
+                await conn.execute(
+                    "UPDATE chatsvg_accounts SET cap_since = %s, cap_until = %s, cap_used = %s "
+                    "WHERE owner = %s",
+                    (start, end, used, job_owner),
+                )
         assert balance >= PRICE and used + PRICE <= CAP
         await conn.execute(
             "WITH ins AS (" + INSERT_CHARGE.format(p=p) + " RETURNING amount) "
-            "UPDATE chatsvg_accounts SET balance = balance + ins.amount FROM ins "
-            "WHERE owner = %s",
+            "UPDATE chatsvg_accounts SET balance = balance + ins.amount"
+            + (", cap_used = cap_used - ins.amount" if counter else "")
+            + " FROM ins WHERE owner = %s",
             (secrets.token_hex(16), job_owner, -PRICE, job_id, now, job_owner),
         )
         await conn.commit()

@@ -32,16 +32,22 @@ from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResu
 from chatsvg_core.storage._spend import SpendState, spend_state_of
 
 __all__ = [
+    "CAP_STORE",
     "CLAIM_GUARD",
     "CLAIM_SET",
+    "GIVE_BACK",
     "INSERT_ENTRY",
     "INSERT_RESULT",
     "MOVE_BALANCE",
+    "MOVE_SPEND",
+    "ORIGINAL_TEXT",
+    "REVERSAL_TEXT",
     "SCHEMA_TABLE",
     "SUCCEED_GUARD",
     "SUCCEED_SET",
     "TABLES",
     "USAGE",
+    "USAGE_OF",
     "FaultHook",
     "Migration",
     "SQLTransaction",
@@ -143,6 +149,55 @@ MOVE_BALANCE = (
     "INSERT INTO chatsvg_accounts (owner, balance, created_at) VALUES (?, ?, ?) "
     "ON CONFLICT (owner) DO UPDATE SET balance = chatsvg_accounts.balance + excluded.balance"
 )
+
+# The cap counter (schema 6): each account row keeps the net usage of one
+# window, [cap_since, cap_until), in cap_used, so a capped charge reads it
+# instead of summing the owner's entries of the day. Every statement that
+# writes a ledger entry keeps it equal to USAGE over the stored window:
+# * a charge or reservation created inside the window adds its amount, unless
+#   its reference already has the refund or release that cancels it (USAGE's
+#   NOT EXISTS, tested in the same order as a later give-back would be);
+# * a refund or release subtracts its original's amount from the original
+#   owner's counter when the original was created inside that owner's window
+#   (whenever the give-back itself is created, as USAGE has it);
+# * grants, adjustments and captures do not count, and entries are never
+#   deleted, so nothing else moves it.
+# A window other than the stored one is summed once with USAGE and stored by
+# spend_state, under the account lock (CAP_STORE). A NULL window (an account
+# made before schema 6, or never charged under a cap) matches no entry, so
+# the CASE below leaves it NULL and costs one comparison.
+_COUNT_SPEND = (
+    "cap_used = CASE WHEN excluded.created_at >= chatsvg_accounts.cap_since "
+    "AND excluded.created_at < chatsvg_accounts.cap_until "
+    "AND NOT EXISTS (SELECT 1 FROM chatsvg_ledger r WHERE r.kind = ? AND r.ref = ?) "
+    "THEN chatsvg_accounts.cap_used - excluded.balance ELSE chatsvg_accounts.cap_used END"
+)
+MOVE_SPEND = f"{MOVE_BALANCE}, {_COUNT_SPEND}"
+"""``MOVE_BALANCE`` for a charge or reservation, counting it in the stored window
+(parameters: owner, amount, created_at, the reversing kind, ref)."""
+GIVE_BACK = (
+    "UPDATE chatsvg_accounts SET cap_used = cap_used + c.amount FROM chatsvg_ledger c "
+    "WHERE c.kind = ? AND c.ref = ? AND chatsvg_accounts.owner = c.owner "
+    "AND c.created_at >= chatsvg_accounts.cap_since AND c.created_at < chatsvg_accounts.cap_until"
+)
+"""After a refund or release: its original leaves the counter of the original's
+owner, if it was counted there (parameters: the original's kind, ref)."""
+CAP_STORE = "UPDATE chatsvg_accounts SET cap_since = ?, cap_until = ?, cap_used = ? WHERE owner = ?"
+"""Store a window's usage, summed under the account lock."""
+_STALE_USAGE = f"CASE WHEN a.cap_since = ? AND a.cap_until = ? THEN NULL ELSE ({USAGE}) END"
+"""NULL when the account's stored window is the one asked for, else USAGE over it
+(parameters: since, until, owner, since, until). A scalar subquery in an untaken
+branch is not run, on SQLite and on PostgreSQL (an InitPlan runs when first read)."""
+USAGE_OF = (
+    "SELECT CASE WHEN a.cap_since = ? AND a.cap_until = ? THEN a.cap_used "
+    f"ELSE ({USAGE}) END FROM (SELECT 1) AS one LEFT JOIN chatsvg_accounts a ON a.owner = ?"
+)
+"""``usage``: the counter when its window is the one asked for, else USAGE
+(parameters: since, until, owner, since, until, owner)."""
+REVERSAL_TEXT = {"charge": "refund", "reserve": "release"}
+"""A spend's kind to the kind that gives it back (and out of the usage)."""
+ORIGINAL_TEXT = {"refund": "charge", "release": "reserve"}
+"""A give-back's kind to the kind it gives back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +338,7 @@ _SPEND_STATE_TAIL = (
     "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?"
 )
 _SPEND_STATE = f"{_SPEND_STATE_HEAD}NULL{_SPEND_STATE_TAIL}"
-_SPEND_STATE_USAGE = f"{_SPEND_STATE_HEAD}({USAGE}){_SPEND_STATE_TAIL}"
+_SPEND_STATE_USAGE = f"{_SPEND_STATE_HEAD}{_STALE_USAGE}, a.cap_used{_SPEND_STATE_TAIL}"
 _KIND_TEXT: dict[Any, str] = {kind: kind.value for kind in EntryKind}
 """An entry kind to the plain ``str`` stored (``EntryKind(x).value`` costs ten times more)."""
 _LAST_WINDOW_TS: tuple[Any, Any, tuple[Any, Any]] = (None, None, (None, None))
@@ -334,7 +389,15 @@ class SQLTransaction:
         """
         if await self._exec(INSERT_ENTRY, params) != 1:
             return False
+        kind = params[2]
+        reversal = REVERSAL_TEXT.get(kind)
+        if reversal is not None:
+            await self._exec(MOVE_SPEND, (params[1], params[3], params[6], reversal, params[4]))
+            return True
         await self._exec(MOVE_BALANCE, (params[1], params[3], params[6]))
+        original = ORIGINAL_TEXT.get(kind)
+        if original is not None:
+            await self._exec(GIVE_BACK, (original, params[4]))
         return True
 
     def _ts(self, value: datetime) -> Any:
@@ -817,11 +880,15 @@ class SQLTransaction:
     async def usage(self, owner: str, *, since: datetime, until: datetime) -> int:
         """Credits spent in ``[since, until)``: charges and reservations not given back.
 
-        The ``NOT EXISTS`` probe is a lookup in the (kind, ref) unique index.
+        The account's cap counter when it holds this window (schema 6), else
+        ``USAGE``, whose ``NOT EXISTS`` probe is a lookup in the (kind, ref)
+        unique index. Nothing is stored: the caller may not hold the account
+        lock (``spend_state`` stores a new window, holding it).
         """
         self._check_open()
-        row = await self._one(USAGE, (owner, self._ts(utc(since)), self._ts(utc(until))))
-        return 0 if row is None else int(row[0])
+        since_ts, until_ts = self._ts(utc(since)), self._ts(utc(until))
+        row = await self._one(USAGE_OF, (since_ts, until_ts, owner, since_ts, until_ts, owner))
+        return 0 if row is None or row[0] is None else int(row[0])
 
     async def spend_state(
         self,
@@ -836,6 +903,9 @@ class SQLTransaction:
         The account row (locked, when the dialect locks rows), the entry this
         reference already has, the other mode's existence and, with a window,
         the usage of :meth:`usage`: the fine primitives' SQL, as subqueries.
+        The usage is the account's cap counter when it holds ``window``; for
+        another window it is summed in the same statement and stored (one
+        more statement, once per window).
         """
         self._check_open()
         kind_text = _KIND_TEXT.get(kind) or EntryKind(kind).value
@@ -843,12 +913,23 @@ class SQLTransaction:
         if window is None:
             params: tuple[Any, ...] = (other_text, ref, owner, kind_text, ref)
             row = await self._one(_SPEND_STATE, params)
-        else:
-            since, until = self._window_ts(window)
-            params = (other_text, ref, owner, since, until, owner, kind_text, ref)
-            row = await self._one(_SPEND_STATE_USAGE, params)
+            assert row is not None  # one row, whatever exists
+            return self._spend_state(kind, ref, row[0], row[1:], False)
+        since, until = self._window_ts(window)
+        params = (other_text, ref, since, until, owner, since, until, owner, kind_text, ref)
+        row = await self._one(_SPEND_STATE_USAGE, params)
         assert row is not None  # one row, whatever exists
-        return self._spend_state(kind, ref, row[0], row[1:], window is not None)
+        summed = row[7]
+        if summed is None:  # the stored window is this one: its counter
+            return self._spend_state(kind, ref, row[0], (*row[1:7], row[8]), True)
+        if row[0] is not None:
+            # Another window (a new day, another boundary, an account from
+            # before schema 6): summed once, stored for the charges after it.
+            # This transaction holds the account lock (SQLite: the write
+            # lock), so no entry of the owner commits between the sum and
+            # the store.
+            await self._exec(CAP_STORE, (since, until, summed, owner))
+        return self._spend_state(kind, ref, row[0], row[1:8], True)
 
     def _window_ts(self, window: tuple[datetime, datetime]) -> tuple[Any, Any]:
         # The ledger hands the same window tuple for every charge of a day

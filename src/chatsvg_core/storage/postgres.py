@@ -58,8 +58,12 @@ from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._protocol import EntryKind, JobResult
 from chatsvg_core.storage._spend import SpendState
 from chatsvg_core.storage._sql import (
+    _COUNT_SPEND,
     _JOB_COLUMNS,
+    CAP_STORE,
     INSERT_ENTRY,
+    ORIGINAL_TEXT,
+    REVERSAL_TEXT,
     SCHEMA_TABLE,
     SUCCEED_GUARD,
     SUCCEED_SET,
@@ -109,6 +113,38 @@ _APPEND_ENTRY = (
     "ON CONFLICT (owner) DO UPDATE SET balance = chatsvg_accounts.balance + excluded.balance "
     "RETURNING 1) "
     "SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM moved)"
+)
+# A charge or reservation: _APPEND_ENTRY counting it in the stored cap window
+# (_sql.MOVE_SPEND; two more parameters: the reversing kind, the ref).
+_APPEND_SPEND = (
+    "WITH ins AS ("
+    f"{INSERT_ENTRY} RETURNING owner, amount, created_at), "
+    "moved AS (INSERT INTO chatsvg_accounts (owner, balance, created_at) "
+    "SELECT owner, amount, created_at FROM ins "
+    "ON CONFLICT (owner) DO UPDATE SET balance = chatsvg_accounts.balance + excluded.balance, "
+    f"{_COUNT_SPEND} RETURNING 1) "
+    "SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM moved)"
+)
+# A refund or release: its original leaves the counter of the original's owner
+# (_sql.GIVE_BACK; one more parameter: the original's kind). One statement
+# must not update a row twice, so the give-back rides on the balance's upsert
+# when the owners are the same (always, through the ledger) and is a separate
+# UPDATE of the other row when they are not (an entry written by hand).
+_APPEND_GIVE_BACK = (
+    "WITH ins AS ("
+    f"{INSERT_ENTRY} RETURNING owner, amount, created_at, ref), "
+    "orig AS (SELECT c.owner, c.amount, c.created_at FROM chatsvg_ledger c "
+    "JOIN ins ON c.ref = ins.ref WHERE c.kind = ?), "
+    "moved AS (INSERT INTO chatsvg_accounts (owner, balance, created_at) "
+    "SELECT owner, amount, created_at FROM ins "
+    "ON CONFLICT (owner) DO UPDATE SET balance = chatsvg_accounts.balance + excluded.balance, "
+    "cap_used = chatsvg_accounts.cap_used + COALESCE((SELECT o.amount FROM orig o "
+    "WHERE o.owner = chatsvg_accounts.owner AND o.created_at >= chatsvg_accounts.cap_since "
+    "AND o.created_at < chatsvg_accounts.cap_until), 0) RETURNING 1), "
+    "given AS (UPDATE chatsvg_accounts a SET cap_used = a.cap_used + o.amount "
+    "FROM orig o, ins WHERE a.owner = o.owner AND o.owner <> ins.owner "
+    "AND o.created_at >= a.cap_since AND o.created_at < a.cap_until RETURNING 1) "
+    "SELECT (SELECT COUNT(*) FROM ins), (SELECT COUNT(*) FROM moved), (SELECT COUNT(*) FROM given)"
 )
 
 
@@ -171,8 +207,18 @@ class PostgresTransaction(SQLTransaction):
             raise _map_error(exc) from exc
 
     async def _append_entry(self, params: Sequence[Any]) -> bool:
-        # One round trip: the balance moves only for a row the INSERT wrote.
-        row = await self._one(_APPEND_ENTRY, params)
+        # One round trip: the balance (and the cap counter) moves only for a
+        # row the INSERT wrote.
+        kind = params[2]
+        reversal = REVERSAL_TEXT.get(kind)
+        if reversal is not None:
+            row = await self._one(_APPEND_SPEND, (*params, reversal, params[4]))
+        else:
+            original = ORIGINAL_TEXT.get(kind)
+            if original is None:
+                row = await self._one(_APPEND_ENTRY, params)
+            else:
+                row = await self._one(_APPEND_GIVE_BACK, (*params, original))
         return row is not None and row[0] == 1
 
     def _ts(self, value: datetime) -> datetime:
@@ -200,18 +246,32 @@ class PostgresTransaction(SQLTransaction):
         would be missing from the usage. The second statement starts after the
         first holds the lock, so it sees that charge. (Pipeline mode saved no
         time here on a local server and cost client CPU: two plain round trips,
-        as hand-written SQL makes them.)
+        as hand-written SQL makes them.) The first also reads the account's
+        cap counter (schema 6): when it holds ``window``, that is the usage;
+        otherwise the second sums it and a third stores it, once per window.
         """
         self._check_open()
+        account = await self._one(
+            "SELECT balance, cap_since, cap_until, cap_used FROM chatsvg_accounts "
+            "WHERE owner = ? FOR UPDATE",
+            (owner,),
+        )
         usage = "NULL"
         params: list[Any] = [EntryKind(other).value, ref]
+        counted = None
         if window is not None:
-            usage = f"({USAGE})"
-            params += [owner, utc(window[0]), utc(window[1])]
+            since, until = utc(window[0]), utc(window[1])
+            if (
+                account is not None
+                and account[3] is not None
+                and account[1] == since
+                and account[2] == until
+            ):
+                counted = account[3]  # the stored window is this one: its counter
+            else:
+                usage = f"({USAGE})"
+                params += [owner, since, until]
         params += [EntryKind(kind).value, ref]
-        account = await self._one(
-            "SELECT balance FROM chatsvg_accounts WHERE owner = ? FOR UPDATE", (owner,)
-        )
         row = await self._one(
             "SELECT s.id, s.owner, s.amount, s.memo, s.created_at, "
             "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
@@ -220,6 +280,14 @@ class PostgresTransaction(SQLTransaction):
             params,
         )
         assert row is not None  # one row, whatever exists
+        if window is not None:
+            if counted is not None:
+                row = (*row[:6], counted)
+            elif account is not None:
+                # Another window (a new day, another boundary, an account
+                # from before schema 6): summed once, after the lock was
+                # taken, and stored for the charges after it.
+                await self._exec(CAP_STORE, (since, until, row[6], owner))
         return self._spend_state(
             kind, ref, None if account is None else account[0], row, window is not None
         )

@@ -83,8 +83,12 @@ from chatsvg_core.errors import (
 )
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._sql import (
+    GIVE_BACK,
     INSERT_ENTRY,
     MOVE_BALANCE,
+    MOVE_SPEND,
+    ORIGINAL_TEXT,
+    REVERSAL_TEXT,
     SCHEMA_TABLE,
     TABLES,
     FaultHook,
@@ -430,7 +434,16 @@ class SQLiteTransaction(SQLTransaction):
         try:
             if cur.execute(INSERT_ENTRY, tuple(params)).rowcount != 1:
                 return False
-            cur.execute(MOVE_BALANCE, (params[1], params[3], params[6]))
+            # The balance, and the cap counter (see _sql.MOVE_SPEND): a spend
+            # counts in the same statement; a give-back takes one more.
+            reversal = REVERSAL_TEXT.get(params[2])
+            if reversal is not None:
+                cur.execute(MOVE_SPEND, (params[1], params[3], params[6], reversal, params[4]))
+            else:
+                cur.execute(MOVE_BALANCE, (params[1], params[3], params[6]))
+                original = ORIGINAL_TEXT.get(params[2])
+                if original is not None:
+                    cur.execute(GIVE_BACK, (original, params[4]))
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
         return True
