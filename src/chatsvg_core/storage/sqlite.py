@@ -752,22 +752,23 @@ class SQLiteStore:
             time.sleep(pause)
             if self._try_begin(conn, deadline):
                 return True
-        wait = min(until, deadline) - time.monotonic()
-        try:
-            _begin_waiting(conn, max(0.0, wait))
-        except sqlite3.OperationalError as exc:
-            if not _is_busy(exc) or time.monotonic() >= deadline:
-                raise _map_error(exc, self.path) from exc
-            return False
-        except sqlite3.Error as exc:
-            raise _map_error(exc, self.path) from exc
-        self._hook("begin")
-        return True
+        return self._try_begin(
+            conn, deadline, wait=max(0.0, min(until, deadline) - time.monotonic())
+        )
 
-    def _try_begin(self, conn: sqlite3.Connection, deadline: float) -> bool:
-        """One more ``BEGIN IMMEDIATE`` without waiting: whether it began (busy: ``False``)."""
+    def _try_begin(
+        self, conn: sqlite3.Connection, deadline: float, wait: float | None = None
+    ) -> bool:
+        """One more ``BEGIN IMMEDIATE``: whether it began (still busy: ``False``).
+
+        Without ``wait`` it does not wait; with it, SQLite's busy handler waits
+        up to ``wait`` seconds in place. Past ``deadline``, busy raises.
+        """
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            if wait is None:
+                conn.execute("BEGIN IMMEDIATE")
+            else:
+                _begin_waiting(conn, wait)
         except sqlite3.OperationalError as exc:
             if not _is_busy(exc) or time.monotonic() >= deadline:
                 raise _map_error(exc, self.path) from exc
