@@ -461,3 +461,56 @@ def test_request_hash_and_json_shares_a_plain_request_and_nothing_else() -> None
     )
     for other in ({"p": 1.0}, {"p": "é"}, {"p": "\x7f"}, {"p": [1]}, {"p": {"a": 1}}):
         assert request_hash_and_json(other, scope="s")[1] is None
+
+
+_FLAT_VALUES = _SCALARS | st.sampled_from(
+    [MAX_SAFE_INTEGER, -MAX_SAFE_INTEGER, MAX_SAFE_INTEGER + 1, "\ud800", "a\udfff", 1.0, [1], {}]
+)
+_FLAT_KEYS = st.text(st.characters(max_codepoint=0x7F), max_size=6) | st.sampled_from(
+    ["é", "\ue000", "😀", "\ud800"]
+)
+
+
+@given(
+    payload=st.dictionaries(_FLAT_KEYS, _FLAT_VALUES, max_size=7),
+    scope=st.text(max_size=12) | st.just("\ud800"),
+)
+@settings(max_examples=600)
+def test_the_c_encoders_flat_path_is_the_reference_encoding(
+    payload: dict[str, Any], scope: str
+) -> None:
+    # The C encoder writes flat payloads; the Python encoder (canonical_json,
+    # request_hash) is the reference for every one, refusals included.
+    from chatsvg_core.idempotency import _canonical
+    from chatsvg_core.storage._sql import _dump
+
+    assert _canonical._JCS_FLAT is not None  # this CPython has it: the test is not vacuous
+    body = _canonical._flat_jcs(payload)
+    flat = all(
+        type(v) in (str, bool, type(None))
+        or (type(v) is int and abs(v) <= MAX_SAFE_INTEGER)
+        for v in payload.values()
+    ) and all(k.isascii() for k in payload)
+    assert (body is not None) == flat
+    try:
+        expected_text = canonical_json(payload)
+    except UnhashablePayload:
+        expected_text = None
+    if body is not None and expected_text is not None:
+        assert body == expected_text
+    try:
+        expected = request_hash(payload, scope=scope)
+    except (UnhashablePayload, ValueError) as exc:
+        with pytest.raises(type(exc)) as info:
+            _canonical.request_hash_and_json(payload, scope=scope)
+        if isinstance(exc, UnhashablePayload):
+            assert isinstance(info.value, UnhashablePayload)
+            assert info.value.fields == exc.fields
+        return
+    digest, text = _canonical.request_hash_and_json(payload, scope=scope)
+    assert digest == expected
+    if text is not None:
+        assert text == _dump(payload) == expected_text
+    elif flat and expected_text is not None:
+        # Shared whenever the store would write the same text.
+        assert _dump(payload) != expected_text
