@@ -487,8 +487,7 @@ def test_the_c_encoders_flat_path_is_the_reference_encoding(
     assert _canonical._JCS_FLAT is not None  # this CPython has it: the test is not vacuous
     body = _canonical._flat_jcs(payload)
     flat = all(
-        type(v) in (str, bool, type(None))
-        or (type(v) is int and abs(v) <= MAX_SAFE_INTEGER)
+        type(v) in (str, bool, type(None)) or (type(v) is int and abs(v) <= MAX_SAFE_INTEGER)
         for v in payload.values()
     ) and all(k.isascii() for k in payload)
     assert (body is not None) == flat
@@ -498,14 +497,17 @@ def test_the_c_encoders_flat_path_is_the_reference_encoding(
         expected_text = None
     if body is not None and expected_text is not None:
         assert body == expected_text
+    refused: Exception | None = None
     try:
         expected = request_hash(payload, scope=scope)
     except (UnhashablePayload, ValueError) as exc:
-        with pytest.raises(type(exc)) as info:
+        refused = exc
+    if refused is not None:
+        with pytest.raises(type(refused)) as info:
             _canonical.request_hash_and_json(payload, scope=scope)
-        if isinstance(exc, UnhashablePayload):
+        if isinstance(refused, UnhashablePayload):
             assert isinstance(info.value, UnhashablePayload)
-            assert info.value.fields == exc.fields
+            assert info.value.fields == refused.fields
         return
     digest, text = _canonical.request_hash_and_json(payload, scope=scope)
     assert digest == expected

@@ -276,3 +276,49 @@ def test_plain_values_take_the_fast_path(
     assert {k: type(v) for k, v in job.__dict__.items()} == {
         k: type(v) for k, v in expected.__dict__.items()
     }
+
+
+@given(
+    job_id=st.text(min_size=1, max_size=128),
+    owner=st.text(min_size=1, max_size=255),
+    request=st.dictionaries(
+        st.text(max_size=8),
+        st.text(max_size=8) | st.integers() | st.booleans() | st.none(),
+        max_size=6,
+    ),
+    request_hash=st.text(max_size=70),
+    key=st.none() | st.text(min_size=1, max_size=20),
+    max_attempts=st.integers(min_value=1, max_value=10**6),
+    now=st.datetimes(timezones=st.just(UTC)),
+)
+@settings(max_examples=300)
+def test_the_engines_plain_new_job_is_new_job(
+    job_id: str,
+    owner: str,
+    request: dict[str, object],
+    request_hash: str,
+    key: str | None,
+    max_attempts: int,
+    now: datetime,
+) -> None:
+    # What the engine's submit builds for a plain request, without new_job's
+    # checks, equals the validated job (field types and order included).
+    from chatsvg_core.jobs._transitions import plain_new_job
+
+    kw: dict[str, object] = {
+        "job_id": job_id,
+        "owner": owner,
+        "request": request,
+        "request_hash": request_hash,
+        "idempotency_key": key,
+        "now": now,
+        "max_attempts": max_attempts,
+    }
+    expected = _old_new_job(**kw)
+    job = plain_new_job(job_id, owner, dict(request), request_hash, key, now, max_attempts)
+    assert job == expected
+    assert job.model_dump() == expected.model_dump()
+    assert list(job.__dict__) == list(expected.__dict__)
+    assert {k: type(v) for k, v in job.__dict__.items()} == {
+        k: type(v) for k, v in expected.__dict__.items()
+    }

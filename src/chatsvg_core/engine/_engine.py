@@ -66,13 +66,11 @@ from chatsvg_core.generate import (
     extract_answer,
     progress_reporting,
 )
-from chatsvg_core.idempotency import (
-    idempotency_scope,
-    validate_idempotency_key,
-)
+from chatsvg_core.idempotency import validate_idempotency_key
 from chatsvg_core.idempotency._canonical import request_hash_and_json
-from chatsvg_core.idempotency._semantics import bind_key, record
+from chatsvg_core.idempotency._semantics import bind_key, record, replay_or_refuse
 from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, claim, new_job
+from chatsvg_core.jobs._transitions import plain_new_job
 from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
@@ -121,6 +119,8 @@ final transition committed). Crash tests pause or kill a worker here.
 
 OPERATION = "generate"
 """The idempotency operation name submits are scoped by."""
+_SCOPE_TAIL: Final = f"/{len(OPERATION)}:{OPERATION}"
+"""What ``idempotency_scope`` appends to an owner's part for :data:`OPERATION`."""
 
 SANITIZE_INLINE_CHARS = 16 * 1024
 """Answers up to this length are sanitized on the event loop (a few ms); longer ones
@@ -494,7 +494,11 @@ class Engine:
         IP, an API key); over the limit, ``RateLimited`` (429) with
         ``retry_after``, and nothing is written.
         """
-        with self.instrumentation.submit(owner) as observed:
+        instrumentation = self.instrumentation
+        if instrumentation is NO_INSTRUMENTATION:
+            # Nobody observes: no scope to enter, no carrier, nothing done.
+            return await self._submit(owner, idempotency_key, request, None, rate_key=rate_key)
+        with instrumentation.submit(owner) as observed:
             result = await self._submit(
                 owner, idempotency_key, request, observed, rate_key=rate_key
             )
@@ -506,7 +510,7 @@ class Engine:
         owner: str,
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
-        observed: SubmitScope,
+        observed: SubmitScope | None,
         *,
         rate_key: str | None = None,
     ) -> SubmitResult:
@@ -519,49 +523,96 @@ class Engine:
             # between; the prompt rules run as check() runs them.
             payload = plain_payload(request)
         if payload is not None:
-            payload["prompt"] = self.prompt_policy.validate_prompt(payload["prompt"])
+            prompt = payload["prompt"] = self.prompt_policy.validate_prompt(payload["prompt"])
+            plain = type(prompt) is str  # a host's validate_prompt may return a str subclass
         else:
             payload = _payload(self.prepare(request))
+            plain = False
         if self.rate_limit is not None:
             # Counted before the transaction: a refused submit writes nothing.
             await self.rate_limit.check(owner, rate_key)
-        scope = idempotency_scope(owner, operation=OPERATION)
+        # idempotency_scope(owner, operation=OPERATION) without its checks:
+        # validate_owner refused what they refuse (a non-str, 0 or more than
+        # 255 characters, a lone surrogate).
+        scope = f"{len(owner)}:{owner}{_SCOPE_TAIL}"
         now = utc(self.clock.now())
         # The fingerprint's JCS text is the stored JSON for a flat request:
         # encoded once, handed to the insert below (the job's own dict).
         fingerprint, request_json = request_hash_and_json(payload, scope=scope)
-        job = new_job(
-            job_id=self.new_id(),
-            owner=owner,
-            request=payload,
-            request_hash=fingerprint,
-            idempotency_key=idempotency_key,
-            now=now,
-            max_attempts=self.policy.max_attempts,
-            trace_context=observed.carrier(),
-        )
+        job_id = self.new_id()
+        max_attempts = self.policy.max_attempts
+        trace = None if observed is None else observed.carrier()
+        if (
+            plain
+            and trace is None
+            and type(job_id) is str
+            and 0 < len(job_id) <= 128
+            and type(max_attempts) is int
+            and max_attempts > 0
+        ):
+            # plain_payload made a fresh dict of str keys and JSON scalars,
+            # and every other value was checked above: new_job's checks would
+            # pass, and its copy of the request is not needed.
+            job = plain_new_job(
+                job_id, owner, payload, fingerprint, idempotency_key, now, max_attempts
+            )
+        else:
+            job = new_job(
+                job_id=job_id,
+                owner=owner,
+                request=payload,
+                request_hash=fingerprint,
+                idempotency_key=idempotency_key,
+                now=now,
+                max_attempts=max_attempts,
+                trace_context=trace,
+            )
         if request_json is not None:
             remember_request_json(job.__dict__["request"], request_json)
+        # Nothing to admit (no in-flight limit, charged at claim): no call.
+        admits = (
+            self._max_in_flight is not None
+            or self.charge_at == "submit"
+            or type(self).max_in_flight is not _MAX_IN_FLIGHT
+        )
         reserved = None
         async with self.store.transaction() as tx:
             if idempotency_key is None:
                 await tx.insert_job(job)
                 replayed = False
-                reserved = await self._admit(tx, job, now)
+                if admits:
+                    reserved = await self._admit(tx, job, now)
             else:
-                # create_or_replay's steps without its argument checks (done
-                # above and at construction) or its outcome models.
-                proposed = record(
-                    scope=scope,
-                    key=idempotency_key,
-                    request_hash=job.request_hash,
-                    job_id=job.id,
-                    created_at=now,
-                    expires_at=now + self._idempotency_ttl,
-                )
-                job, _, created = await bind_key(tx, job, proposed, now=now)
+                expires_at = now + self._idempotency_ttl
+                keyed = getattr(tx, "_insert_keyed_job", None)
+                if keyed is not None:
+                    # The SQL stores: the claim and the insert in one call.
+                    live = await keyed(job, scope=scope, now=now, expires_at=expires_at)
+                    created = live is None
+                    if live is not None:
+                        proposed = record(
+                            scope=scope,
+                            key=idempotency_key,
+                            request_hash=fingerprint,
+                            job_id=job.id,
+                            created_at=now,
+                            expires_at=expires_at,
+                        )
+                        job = await replay_or_refuse(tx, live, proposed)
+                else:
+                    # create_or_replay's steps without its argument checks (done
+                    # above and at construction) or its outcome models.
+                    proposed = record(
+                        scope=scope,
+                        key=idempotency_key,
+                        request_hash=fingerprint,
+                        job_id=job.id,
+                        created_at=now,
+                        expires_at=expires_at,
+                    )
+                    job, _, created = await bind_key(tx, job, proposed, now=now)
                 replayed = not created
-                if created:
+                if created and admits:
                     reserved = await self._admit(tx, job, now)
         if replayed:
             self._emit(EventKind.REPLAYED, job)
@@ -1318,3 +1369,4 @@ class Engine:
 
 _PREPARE: Final = Engine.prepare
 _CHECK: Final = PromptPolicy.check
+_MAX_IN_FLIGHT: Final = Engine.max_in_flight

@@ -174,13 +174,32 @@ async def bind_key(
     if _created(existing, proposed):
         await tx.insert_job(job)
         return job, existing, True
+    return await _original(tx, existing), existing, False
+
+
+async def replay_or_refuse(
+    tx: StoreTransaction, live: IdempotencyRecord, proposed: IdempotencyRecord
+) -> Job:
+    """:func:`bind_key`'s outcome when another job's record ``live`` kept the key.
+
+    For the SQL stores' one-call claim and insert (the engine's submit), which
+    returns the live record when ``proposed`` lost: the original job (a
+    replay), or ``IdempotencyConflict`` for another fingerprint, or
+    ``JobNotFound``, as :func:`bind_key` decides.
+    """
+    if _created(live, proposed):
+        raise ValueError(f"the store kept the key for job {live.job_id} but did not insert it")
+    return await _original(tx, live)
+
+
+async def _original(tx: StoreTransaction, existing: IdempotencyRecord) -> Job:
     original = await tx.get_job(existing.job_id)
     if original is None:
         raise JobNotFound(
             f"idempotency key is bound to job {existing.job_id}, which no longer exists",
             job_id=existing.job_id,
         )
-    return original, existing, False
+    return original
 
 
 # The models of one submit, built without validation when every value is

@@ -177,6 +177,49 @@ def new_job(
     )
 
 
+def plain_new_job(
+    job_id: str,
+    owner: str,
+    request: dict[str, Any],
+    request_hash: str,
+    idempotency_key: str | None,
+    now: datetime,
+    max_attempts: int,
+) -> Job:
+    """:func:`new_job` (due ``now``, no trace context) for values the caller vouches for.
+
+    The engine's submit: each value is already what :func:`_plain` accepts
+    (exact ``str`` id of 1 to 128 and owner of 1 to 255 characters, exact
+    ``str`` hash and key, exact ``int`` attempts of at least 1, a fresh
+    ``request`` dict of ``str`` keys and JSON scalars, which the job keeps
+    without a copy) and ``now`` is aware UTC. tests/jobs holds it equal to
+    :func:`new_job`.
+    """
+    return built(
+        Job,
+        {
+            "id": job_id,
+            "owner": owner,
+            "request": request,
+            "request_hash": request_hash,
+            "idempotency_key": idempotency_key,
+            "status": Q,
+            "attempt": 0,
+            "max_attempts": max_attempts,
+            "run_at": now,
+            "lease_expires_at": None,
+            "lease_token": None,
+            "worker_id": None,
+            "last_error": None,
+            "result_ref": None,
+            "version": 0,
+            "created_at": now,
+            "updated_at": now,
+            "trace_context": None,
+        },
+    )
+
+
 _JSON_SCALARS: Final = frozenset({str, int, bool, type(None)})
 
 

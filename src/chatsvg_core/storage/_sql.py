@@ -134,6 +134,20 @@ INSERT_RESULT = (
 )
 _ENTRY_COLUMNS = "id, owner, kind, amount, ref, memo, created_at"
 _IDEM_COLUMNS = "scope, idem_key, request_hash, job_id, created_at, expires_at"
+_INSERT_JOB = (
+    f"INSERT INTO chatsvg_jobs ({_JOB_COLUMNS}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+_CLAIM_KEY = (
+    f"INSERT INTO chatsvg_idempotency ({_IDEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (scope, idem_key) DO UPDATE SET "
+    "request_hash = excluded.request_hash, job_id = excluded.job_id, "
+    "created_at = excluded.created_at, expires_at = excluded.expires_at "
+    "WHERE chatsvg_idempotency.expires_at <= ? RETURNING scope"
+)
+"""Claim (scope, key) unless a live record holds it (parameters: the record's
+columns, then now); a row back means this record is now the live one."""
 INSERT_ENTRY = (
     f"INSERT INTO chatsvg_ledger ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (kind, ref) WHERE ref IS NOT NULL DO NOTHING"
@@ -562,14 +576,50 @@ class SQLTransaction:
         self._check_open()
         # ON CONFLICT instead of catching the unique violation: on PostgreSQL
         # a failed statement would abort the caller's whole transaction.
-        changed = await self._exec(
-            f"INSERT INTO chatsvg_jobs ({_JOB_COLUMNS}) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-            "ON CONFLICT (id) DO NOTHING",
-            self._job_params(job),
-        )
-        if changed != 1:
+        if await self._exec(_INSERT_JOB, self._job_params(job)) != 1:
             raise ValueError(f"a job with id {job.id!r} already exists")
+
+    async def _insert_keyed_job(
+        self, job: Job, *, scope: str, now: datetime, expires_at: datetime
+    ) -> IdempotencyRecord | None:
+        """``bind_key``'s two store steps for a new ``job`` in one call (the engine's submit).
+
+        What :meth:`claim_idempotency` of the record (``scope``,
+        ``job.idempotency_key``, ``job.request_hash``, ``job.id``, created
+        ``now``, ``expires_at``) then, if that record won, :meth:`insert_job`
+        of ``job`` do, without the record model or a coroutine per step.
+        Returns ``None`` when the key was claimed and the job inserted, else
+        the live record (nothing written). The caller has checked the key
+        and that ``now`` is aware UTC. tests/storage holds it equal to the two
+        primitives on both SQL backends. Not part of the store protocol: a
+        host's backend gets the primitives, one at a time.
+        """
+        self._check_open()
+        ts = self._ts
+        data = job.__dict__
+        key = data["idempotency_key"]
+        until = ts(expires_at)
+        stamp = ts(now)  # last: the job's times are this same now (_ts's memo)
+        won = await self._one(
+            _CLAIM_KEY, (scope, key, data["request_hash"], data["id"], stamp, until, stamp)
+        )
+        if won is None:
+            # Lost, or (PostgreSQL) the live record was pruned between the two
+            # statements: the primitive's own loop settles which.
+            proposed = IdempotencyRecord(
+                scope=scope,
+                key=key,
+                request_hash=data["request_hash"],
+                job_id=data["id"],
+                created_at=now,
+                expires_at=expires_at,
+            )
+            live = await self.claim_idempotency(proposed, now=now)
+            if live.job_id != proposed.job_id:
+                return live
+        if await self._exec(_INSERT_JOB, self._job_params(job)) != 1:
+            raise ValueError(f"a job with id {job.id!r} already exists")
+        return None
 
     async def get_job(self, job_id: str, *, for_update: bool = False) -> Job | None:
         """The job, or ``None``. ``for_update`` locks its row until the transaction ends."""
@@ -770,14 +820,7 @@ class SQLTransaction:
             self._ts(record.expires_at),
         )
         while True:
-            row = await self._one(
-                f"INSERT INTO chatsvg_idempotency ({_IDEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (scope, idem_key) DO UPDATE SET "
-                "request_hash = excluded.request_hash, job_id = excluded.job_id, "
-                "created_at = excluded.created_at, expires_at = excluded.expires_at "
-                "WHERE chatsvg_idempotency.expires_at <= ? RETURNING scope",
-                (*params, self._ts(utc(now))),
-            )
+            row = await self._one(_CLAIM_KEY, (*params, self._ts(utc(now))))
             if row is not None:
                 return record
             live = await self._one(
