@@ -538,7 +538,9 @@ class Engine:
         now = utc(self.clock.now())
         # The fingerprint's JCS text is the stored JSON for a flat request:
         # encoded once, handed to the insert below (the job's own dict).
-        fingerprint, request_json = request_hash_and_json(payload, scope=scope)
+        # A plain payload is flat: ASCII field names, str / None / int sides
+        # within MAX_SIDE (plain_payload's checks).
+        fingerprint, request_json = request_hash_and_json(payload, scope=scope, flat=plain)
         job_id = self.new_id()
         max_attempts = self.policy.max_attempts
         trace = None if observed is None else observed.carrier()

@@ -34,10 +34,13 @@ from chatsvg_core.storage._spend import SpendState, spend_state_of
 __all__ = [
     "CAP_STORE",
     "CLAIM_GUARD",
+    "CLAIM_KEY",
     "CLAIM_SET",
     "GIVE_BACK",
     "INSERT_ENTRY",
+    "INSERT_JOB",
     "INSERT_RESULT",
+    "LIVE_KEY",
     "MOVE_BALANCE",
     "MOVE_SPEND",
     "ORIGINAL_TEXT",
@@ -134,12 +137,13 @@ INSERT_RESULT = (
 )
 _ENTRY_COLUMNS = "id, owner, kind, amount, ref, memo, created_at"
 _IDEM_COLUMNS = "scope, idem_key, request_hash, job_id, created_at, expires_at"
-_INSERT_JOB = (
+INSERT_JOB = (
     f"INSERT INTO chatsvg_jobs ({_JOB_COLUMNS}) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO NOTHING"
 )
-_CLAIM_KEY = (
+"""Insert a job (parameters: ``_job_params``); no row changed means its id exists."""
+CLAIM_KEY = (
     f"INSERT INTO chatsvg_idempotency ({_IDEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (scope, idem_key) DO UPDATE SET "
     "request_hash = excluded.request_hash, job_id = excluded.job_id, "
@@ -148,6 +152,8 @@ _CLAIM_KEY = (
 )
 """Claim (scope, key) unless a live record holds it (parameters: the record's
 columns, then now); a row back means this record is now the live one."""
+LIVE_KEY = f"SELECT {_IDEM_COLUMNS} FROM chatsvg_idempotency WHERE scope = ? AND idem_key = ?"
+"""The record of (scope, key) (parameters: scope, key)."""
 INSERT_ENTRY = (
     f"INSERT INTO chatsvg_ledger ({_ENTRY_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (kind, ref) WHERE ref IS NOT NULL DO NOTHING"
@@ -438,13 +444,18 @@ class SQLTransaction:
         lease_expires_at = data["lease_expires_at"]
         last_error = data["last_error"]
         trace_context = data["trace_context"]
+        # A new job's three times are one datetime: converted once.
+        created_at = data["created_at"]
+        created = ts(created_at)
+        run_at = data["run_at"]
+        updated_at = data["updated_at"]
         return (
             data["id"],
             data["owner"],
             _STATUS_TEXT[data["status"]],
             data["attempt"],
             data["max_attempts"],
-            ts(data["run_at"]),
+            created if run_at is created_at else ts(run_at),
             None if lease_expires_at is None else ts(lease_expires_at),
             data["lease_token"],
             data["worker_id"],
@@ -454,8 +465,8 @@ class SQLTransaction:
             None if last_error is None else _dump(last_error.model_dump(mode="json")),
             data["result_ref"],
             data["version"],
-            ts(data["created_at"]),
-            ts(data["updated_at"]),
+            created,
+            created if updated_at is created_at else ts(updated_at),
             None if trace_context is None else _dump(trace_context),
         )
 
@@ -576,7 +587,7 @@ class SQLTransaction:
         self._check_open()
         # ON CONFLICT instead of catching the unique violation: on PostgreSQL
         # a failed statement would abort the caller's whole transaction.
-        if await self._exec(_INSERT_JOB, self._job_params(job)) != 1:
+        if await self._exec(INSERT_JOB, self._job_params(job)) != 1:
             raise ValueError(f"a job with id {job.id!r} already exists")
 
     async def _insert_keyed_job(
@@ -601,7 +612,7 @@ class SQLTransaction:
         until = ts(expires_at)
         stamp = ts(now)  # last: the job's times are this same now (_ts's memo)
         won = await self._one(
-            _CLAIM_KEY, (scope, key, data["request_hash"], data["id"], stamp, until, stamp)
+            CLAIM_KEY, (scope, key, data["request_hash"], data["id"], stamp, until, stamp)
         )
         if won is None:
             # Lost, or (PostgreSQL) the live record was pruned between the two
@@ -617,7 +628,7 @@ class SQLTransaction:
             live = await self.claim_idempotency(proposed, now=now)
             if live.job_id != proposed.job_id:
                 return live
-        if await self._exec(_INSERT_JOB, self._job_params(job)) != 1:
+        if await self._exec(INSERT_JOB, self._job_params(job)) != 1:
             raise ValueError(f"a job with id {job.id!r} already exists")
         return None
 
@@ -820,13 +831,10 @@ class SQLTransaction:
             self._ts(record.expires_at),
         )
         while True:
-            row = await self._one(_CLAIM_KEY, (*params, self._ts(utc(now))))
+            row = await self._one(CLAIM_KEY, (*params, self._ts(utc(now))))
             if row is not None:
                 return record
-            live = await self._one(
-                f"SELECT {_IDEM_COLUMNS} FROM chatsvg_idempotency WHERE scope = ? AND idem_key = ?",
-                (record.scope, record.key),
-            )
+            live = await self._one(LIVE_KEY, (record.scope, record.key))
             if live is not None:
                 return self._record(live)
             # Pruned between the two statements (possible only on PostgreSQL,

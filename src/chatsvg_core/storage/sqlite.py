@@ -81,10 +81,15 @@ from chatsvg_core.errors import (
     StorageError,
     StorageUnavailable,
 )
+from chatsvg_core.jobs import Job
 from chatsvg_core.storage._errors import StoreClosed
+from chatsvg_core.storage._protocol import IdempotencyRecord
 from chatsvg_core.storage._sql import (
+    CLAIM_KEY,
     GIVE_BACK,
     INSERT_ENTRY,
+    INSERT_JOB,
+    LIVE_KEY,
     MOVE_BALANCE,
     MOVE_SPEND,
     ORIGINAL_TEXT,
@@ -447,6 +452,37 @@ class SQLiteTransaction(SQLTransaction):
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
         return True
+
+    async def _insert_keyed_job(
+        self, job: Job, *, scope: str, now: datetime, expires_at: datetime
+    ) -> IdempotencyRecord | None:
+        # SQLTransaction._insert_keyed_job with its statements run on the
+        # cursor in place, as _one and _exec run theirs. Under BEGIN IMMEDIATE
+        # nothing changes between the claim and the read of the live record.
+        self._check_open()
+        cur = self._cur
+        if cur is None:
+            cur = await self._start()
+        data = job.__dict__
+        until = self._ts(expires_at)
+        stamp = self._ts(now)  # last: the job's times are this same now (_ts's memo)
+        key = data["idempotency_key"]
+        try:
+            won = cur.execute(
+                CLAIM_KEY, (scope, key, data["request_hash"], data["id"], stamp, until, stamp)
+            ).fetchone()
+            if won is None:
+                live = cur.execute(LIVE_KEY, (scope, key)).fetchone()
+                if live is not None:
+                    return self._record(live)
+            elif cur.execute(INSERT_JOB, self._job_params(job)).rowcount == 1:
+                return None
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
+        if won is not None:
+            raise ValueError(f"a job with id {job.id!r} already exists")
+        # Not reachable while the write lock is held; the shared path settles it.
+        return await super()._insert_keyed_job(job, scope=scope, now=now, expires_at=expires_at)
 
     def _ts(self, value: datetime) -> int:
         # The last conversion is remembered by identity: one job's times are
