@@ -569,8 +569,6 @@ class Engine:
                 max_attempts=max_attempts,
                 trace_context=trace,
             )
-        if request_json is not None:
-            remember_request_json(job.__dict__["request"], request_json)
         # Nothing to admit (no in-flight limit, charged at claim): no call.
         admits = (
             self._max_in_flight is not None
@@ -580,6 +578,8 @@ class Engine:
         reserved = None
         async with self.store.transaction() as tx:
             if idempotency_key is None:
+                if request_json is not None:
+                    remember_request_json(job.__dict__["request"], request_json)
                 await tx.insert_job(job)
                 replayed = False
                 if admits:
@@ -589,7 +589,13 @@ class Engine:
                 keyed = getattr(tx, "_insert_keyed_job", None)
                 if keyed is not None:
                     # The SQL stores: the claim and the insert in one call.
-                    live = await keyed(job, scope=scope, now=now, expires_at=expires_at)
+                    live = await keyed(
+                        job,
+                        scope=scope,
+                        now=now,
+                        expires_at=expires_at,
+                        request_json=request_json,
+                    )
                     created = live is None
                     if live is not None:
                         proposed = record(
@@ -604,6 +610,8 @@ class Engine:
                 else:
                     # create_or_replay's steps without its argument checks (done
                     # above and at construction) or its outcome models.
+                    if request_json is not None:
+                        remember_request_json(job.__dict__["request"], request_json)
                     proposed = record(
                         scope=scope,
                         key=idempotency_key,

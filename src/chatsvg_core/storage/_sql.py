@@ -436,9 +436,10 @@ class SQLTransaction:
 
     # --- row codecs ---------------------------------------------------------
 
-    def _job_params(self, job: Job) -> tuple[Any, ...]:
+    def _job_params(self, job: Job, request_json: str | None = None) -> tuple[Any, ...]:
         # From the job's own dict: a pydantic attribute read costs several
         # times a dict's subscript, and this runs for every insert and update.
+        # request_json: _dump(job.request), when the caller has it.
         data = job.__dict__
         ts = self._ts
         lease_expires_at = data["lease_expires_at"]
@@ -459,7 +460,7 @@ class SQLTransaction:
             None if lease_expires_at is None else ts(lease_expires_at),
             data["lease_token"],
             data["worker_id"],
-            _request_json(data["request"]),
+            _request_json(data["request"]) if request_json is None else request_json,
             data["request_hash"],
             data["idempotency_key"],
             None if last_error is None else _dump(last_error.model_dump(mode="json")),
@@ -591,7 +592,13 @@ class SQLTransaction:
             raise ValueError(f"a job with id {job.id!r} already exists")
 
     async def _insert_keyed_job(
-        self, job: Job, *, scope: str, now: datetime, expires_at: datetime
+        self,
+        job: Job,
+        *,
+        scope: str,
+        now: datetime,
+        expires_at: datetime,
+        request_json: str | None = None,
     ) -> IdempotencyRecord | None:
         """``bind_key``'s two store steps for a new ``job`` in one call (the engine's submit).
 
@@ -601,7 +608,8 @@ class SQLTransaction:
         of ``job`` do, without the record model or a coroutine per step.
         Returns ``None`` when the key was claimed and the job inserted, else
         the live record (nothing written). The caller has checked the key
-        and that ``now`` is aware UTC. tests/storage holds it equal to the two
+        and that ``now`` is aware UTC; ``request_json`` is ``_dump(job.request)``
+        when it has it (the fingerprint's text). tests/storage holds it equal to the two
         primitives on both SQL backends. Not part of the store protocol: a
         host's backend gets the primitives, one at a time.
         """
@@ -628,7 +636,7 @@ class SQLTransaction:
             live = await self.claim_idempotency(proposed, now=now)
             if live.job_id != proposed.job_id:
                 return live
-        if await self._exec(INSERT_JOB, self._job_params(job)) != 1:
+        if await self._exec(INSERT_JOB, self._job_params(job, request_json)) != 1:
             raise ValueError(f"a job with id {job.id!r} already exists")
         return None
 

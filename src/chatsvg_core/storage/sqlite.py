@@ -454,7 +454,13 @@ class SQLiteTransaction(SQLTransaction):
         return True
 
     async def _insert_keyed_job(
-        self, job: Job, *, scope: str, now: datetime, expires_at: datetime
+        self,
+        job: Job,
+        *,
+        scope: str,
+        now: datetime,
+        expires_at: datetime,
+        request_json: str | None = None,
     ) -> IdempotencyRecord | None:
         # SQLTransaction._insert_keyed_job with its statements run on the
         # cursor in place, as _one and _exec run theirs. Under BEGIN IMMEDIATE
@@ -475,14 +481,16 @@ class SQLiteTransaction(SQLTransaction):
                 live = cur.execute(LIVE_KEY, (scope, key)).fetchone()
                 if live is not None:
                     return self._record(live)
-            elif cur.execute(INSERT_JOB, self._job_params(job)).rowcount == 1:
+            elif cur.execute(INSERT_JOB, self._job_params(job, request_json)).rowcount == 1:
                 return None
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
         if won is not None:
             raise ValueError(f"a job with id {job.id!r} already exists")
         # Not reachable while the write lock is held; the shared path settles it.
-        return await super()._insert_keyed_job(job, scope=scope, now=now, expires_at=expires_at)
+        return await super()._insert_keyed_job(
+            job, scope=scope, now=now, expires_at=expires_at, request_json=request_json
+        )
 
     def _ts(self, value: datetime) -> int:
         # The last conversion is remembered by identity: one job's times are
