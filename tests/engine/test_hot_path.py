@@ -154,6 +154,14 @@ def test_ids_have_the_form_of_uuid4_hex() -> None:
         assert parsed.hex == value
         assert parsed.version == 4
         assert parsed.variant == uuid.RFC_4122
+    # And every one of the 122 other bits is random: each is seen both set and clear.
+    numbers = [int(value, 16) for value in ids]
+    any_set = any_clear = 0
+    for n in numbers:
+        any_set |= n
+        any_clear |= ~n & ((1 << 128) - 1)
+    fixed = (0xF << 76) | (0x3 << 62)
+    assert any_set & any_clear == ((1 << 128) - 1) & ~fixed
 
 
 @pytest.mark.parametrize(

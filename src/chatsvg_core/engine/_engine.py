@@ -202,13 +202,16 @@ class _LeaseLost(Exception):
     """Raised inside a worker when its heartbeat learns the lease is gone."""
 
 
+_UUID_KEEP: Final = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
+_UUID_SET: Final = (0x4 << 76) | (0x2 << 62)
+_urandom = os.urandom
+
+
 def _uuid() -> str:
-    # uuid4().hex without the UUID object (a third of the cost): 122 random
-    # bits, version 4 and the RFC 4122 variant, as 32 hex digits.
-    raw = bytearray(os.urandom(16))
-    raw[6] = (raw[6] & 0x0F) | 0x40
-    raw[8] = (raw[8] & 0x3F) | 0x80
-    return raw.hex()
+    # uuid4().hex without the UUID object: 122 random bits, version 4 (the
+    # high nibble of byte 6) and the RFC 4122 variant (the top two bits of
+    # byte 8), as 32 hex digits, in one integer expression.
+    return f"{int.from_bytes(_urandom(16)) & _UUID_KEEP | _UUID_SET:032x}"
 
 
 def _usage(usage: TokenUsage) -> dict[str, Any]:

@@ -96,6 +96,8 @@ def plain_payload(request: object) -> dict[str, Any] | None:
     prompt = request.get("prompt")
     if type(prompt) is not str:
         return None
+    if len(request) == 1:  # the prompt alone (request is a subset of the fields)
+        return {"prompt": prompt, **_DEFAULTS}
     style = request.get("style", _DEFAULTS["style"])
     if style is not None and (type(style) is not str or _SLUG.fullmatch(style) is None):
         return None
