@@ -39,6 +39,7 @@ __all__ = [
     "GIVE_BACK",
     "INSERT_ENTRY",
     "INSERT_JOB",
+    "INSERT_NEW_JOB",
     "INSERT_RESULT",
     "LIVE_KEY",
     "MOVE_BALANCE",
@@ -143,6 +144,15 @@ INSERT_JOB = (
     "ON CONFLICT (id) DO NOTHING"
 )
 """Insert a job (parameters: ``_job_params``); no row changed means its id exists."""
+INSERT_NEW_JOB = (
+    f"INSERT INTO chatsvg_jobs ({_JOB_COLUMNS}) "
+    "VALUES (?, ?, 'queued', 0, ?, ?, NULL, NULL, NULL, ?, ?, ?, NULL, NULL, 0, ?, ?, ?) "
+    "ON CONFLICT (id) DO NOTHING"
+)
+"""``INSERT_JOB`` for a job as ``new_job`` makes it (QUEUED, attempt and version 0, no
+lease, worker, error or result), with those columns written as constants (parameters:
+id, owner, max_attempts, run_at, request, request_hash, idempotency_key, created_at,
+updated_at, trace_context)."""
 CLAIM_KEY = (
     f"INSERT INTO chatsvg_idempotency ({_IDEM_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (scope, idem_key) DO UPDATE SET "

@@ -88,7 +88,7 @@ from chatsvg_core.storage._sql import (
     CLAIM_KEY,
     GIVE_BACK,
     INSERT_ENTRY,
-    INSERT_JOB,
+    INSERT_NEW_JOB,
     LIVE_KEY,
     MOVE_BALANCE,
     MOVE_SPEND,
@@ -98,6 +98,8 @@ from chatsvg_core.storage._sql import (
     TABLES,
     FaultHook,
     SQLTransaction,
+    _dump,
+    _request_json,
     migrations,
 )
 
@@ -465,13 +467,19 @@ class SQLiteTransaction(SQLTransaction):
         # SQLTransaction._insert_keyed_job with its statements run on the
         # cursor in place, as _one and _exec run theirs. Under BEGIN IMMEDIATE
         # nothing changes between the claim and the read of the live record.
+        # The engine hands over a job new_job or plain_new_job made a line
+        # before: QUEUED, attempt and version 0, no lease, worker, error or
+        # result, so those columns are INSERT_NEW_JOB's constants
+        # (tests/engine/test_submit_paths.py compares the stored rows).
         self._check_open()
         cur = self._cur
         if cur is None:
             cur = await self._start()
         data = job.__dict__
-        until = self._ts(expires_at)
-        stamp = self._ts(now)  # last: the job's times are this same now (_ts's memo)
+        ts = self._ts
+        # _ts without its memo (these two times are used once): no call.
+        until = (expires_at - _EPOCH) // _MICRO
+        stamp = (now - _EPOCH) // _MICRO
         key = data["idempotency_key"]
         try:
             won = cur.execute(
@@ -481,8 +489,26 @@ class SQLiteTransaction(SQLTransaction):
                 live = cur.execute(LIVE_KEY, (scope, key)).fetchone()
                 if live is not None:
                     return self._record(live)
-            elif cur.execute(INSERT_JOB, self._job_params(job, request_json)).rowcount == 1:
-                return None
+            else:
+                created_at = data["created_at"]
+                created = stamp if created_at is now else ts(created_at)
+                run_at = data["run_at"]
+                updated_at = data["updated_at"]
+                trace = data["trace_context"]
+                params = (
+                    data["id"],
+                    data["owner"],
+                    data["max_attempts"],
+                    created if run_at is created_at else ts(run_at),
+                    _request_json(data["request"]) if request_json is None else request_json,
+                    data["request_hash"],
+                    key,
+                    created,
+                    created if updated_at is created_at else ts(updated_at),
+                    None if trace is None else _dump(trace),
+                )
+                if cur.execute(INSERT_NEW_JOB, params).rowcount == 1:
+                    return None
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
         if won is not None:
