@@ -511,6 +511,8 @@ def test_the_c_encoders_flat_path_is_the_reference_encoding(
         return
     digest, text = _canonical.request_hash_and_json(payload, scope=scope)
     assert digest == expected
+    if flat:  # what a caller vouching for a flat payload gets
+        assert _canonical.request_hash_and_json(payload, scope=scope, flat=True) == (digest, text)
     if text is not None:
         assert text == _dump(payload) == expected_text
     elif flat and expected_text is not None:

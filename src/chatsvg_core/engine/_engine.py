@@ -550,8 +550,7 @@ class Engine:
         if (
             plain
             and trace is None
-            and type(job_id) is str
-            and 0 < len(job_id) <= 128
+            and (self.new_id is _uuid or (type(job_id) is str and 0 < len(job_id) <= 128))
             and type(max_attempts) is int
             and max_attempts > 0
         ):
@@ -630,7 +629,10 @@ class Engine:
         if replayed:
             self._emit(EventKind.REPLAYED, job)
         else:
-            self._emit(EventKind.SUBMITTED, job)
+            if self.instrumentation is not NO_INSTRUMENTATION or wanted(
+                self.on_event, EventKind.SUBMITTED
+            ):  # _emit's own test, without the call when nobody would see the event
+                self._emit(EventKind.SUBMITTED, job)
             if reserved is not None:
                 self._emit(EventKind.CHARGED, job, amount=reserved, mode="reserve")
             if self.queue is not None:

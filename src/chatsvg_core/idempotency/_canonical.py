@@ -501,18 +501,15 @@ def _jcs_flat_encoder() -> Callable[[Any, int], Any] | None:
 _JCS_FLAT = _jcs_flat_encoder()
 
 
-def _flat_jcs(payload: dict[Any, Any], vouched: bool = False) -> str | None:
+def _flat_jcs(payload: dict[Any, Any]) -> str | None:
     """The JCS text of a flat ``payload``, written by the C encoder, or ``None``.
 
     Flat: ASCII ``str`` keys; ``str``, ``bool``, ``None`` or safe ``int``
     values (exact types). Anything else (floats, big integers, nesting,
-    subclasses, other keys) is left to :func:`_encode`. ``vouched``: the
-    caller knows ``payload`` is flat, so it is not looked at.
+    subclasses, other keys) is left to :func:`_encode`.
     """
     if _JCS_FLAT is None:
         return None
-    if vouched:
-        return "".join(_JCS_FLAT(payload, 0))
     for value in payload.values():
         kind = type(value)
         if kind is str or value is None or kind is bool:
@@ -551,7 +548,7 @@ def request_hash_and_json(
     tests/engine holds their fingerprints equal to :func:`request_hash`).
     """
     if type(payload) is dict and type(scope) is str:
-        body = _flat_jcs(payload, flat)
+        body = "".join(_JCS_FLAT(payload, 0)) if flat and _JCS_FLAT else _flat_jcs(payload)
         if body is not None:
             try:
                 data = ("[" + encode_basestring(scope) + "," + body + "]").encode()
