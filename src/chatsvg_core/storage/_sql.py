@@ -633,8 +633,11 @@ class SQLTransaction:
             CLAIM_KEY, (scope, key, data["request_hash"], data["id"], stamp, until, stamp)
         )
         if won is None:
-            # Lost, or (PostgreSQL) the live record was pruned between the two
-            # statements: the primitive's own loop settles which.
+            live = await self._one(LIVE_KEY, (scope, key))
+            if live is not None:
+                return self._record(live)
+            # Pruned between the two statements (possible only on PostgreSQL):
+            # the primitive claims again, and settles who won.
             proposed = IdempotencyRecord(
                 scope=scope,
                 key=key,
@@ -643,9 +646,9 @@ class SQLTransaction:
                 created_at=now,
                 expires_at=expires_at,
             )
-            live = await self.claim_idempotency(proposed, now=now)
-            if live.job_id != proposed.job_id:
-                return live
+            existing = await self.claim_idempotency(proposed, now=now)
+            if existing.job_id != proposed.job_id:
+                return existing
         if await self._exec(INSERT_JOB, self._job_params(job, request_json)) != 1:
             raise ValueError(f"a job with id {job.id!r} already exists")
         return None
