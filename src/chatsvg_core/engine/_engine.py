@@ -550,6 +550,8 @@ class Engine:
         if (
             plain
             and trace is None
+            and type(owner) is str  # the validators pass a str subclass through
+            and (idempotency_key is None or type(idempotency_key) is str)
             and (self.new_id is _uuid or (type(job_id) is str and 0 < len(job_id) <= 128))
             and type(max_attempts) is int
             and max_attempts > 0
