@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import json
 import logging
+import math
 import os
 import random
 import time
@@ -18,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal, Protocol
 
 from chatsvg_core._clock import Clock, SystemClock, utc
+from chatsvg_core._construct import hand_over_json
 from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit, wanted
@@ -220,6 +223,53 @@ def _usage(usage: TokenUsage) -> dict[str, Any]:
             "total_tokens": usage.total_tokens,
         }
     return usage.model_dump(mode="json")
+
+
+_text = json.encoder.encode_basestring_ascii  # the C function _sql._dump's encoder calls
+_float = float.__repr__  # how json writes a finite float
+
+
+def _metadata_json(metadata: dict[str, Any]) -> str | None:
+    """``_sql._dump(metadata)`` for the metadata :meth:`Engine._generate` builds, or ``None``.
+
+    Written directly (keys in sorted order, as ``_dump`` sorts them): the
+    generic encoder cost a fifth of the finish's Python. Only for exact
+    ``str``/``int``/``bool``/``None`` and finite ``float`` values, which is what
+    ``plain_json`` vouches for; anything else (a host's provider returning a
+    subclass, an infinite latency) is ``None``, and the store encodes it.
+    tests/engine/test_finish_fast.py holds it equal to ``_dump``.
+    """
+    reason, latency = metadata["finish_reason"], metadata["latency_s"]
+    model, provider = metadata["model"], metadata["provider"]
+    changed, usage = metadata["sanitizer_changed"], metadata["usage"]
+    if not (
+        type(model) is str
+        and type(provider) is str
+        and type(latency) is float
+        and math.isfinite(latency)
+        and type(changed) is bool
+        and (reason is None or type(reason) is str)
+        and type(usage) is dict
+        and len(usage) == 3
+        and len(metadata) == 6
+    ):
+        return None
+    counts = []
+    for name in ("completion_tokens", "prompt_tokens", "total_tokens"):
+        count = usage.get(name, usage)  # a missing key: not int, not None
+        if count is None:
+            counts.append("null")
+        elif type(count) is int:
+            counts.append(int.__repr__(count))
+        else:
+            return None
+    return (
+        f'{{"finish_reason":{"null" if reason is None else _text(reason)},'
+        f'"latency_s":{_float(latency)},"model":{_text(model)},"provider":{_text(provider)},'
+        f'"sanitizer_changed":{"true" if changed else "false"},'
+        f'"usage":{{"completion_tokens":{counts[0]},"prompt_tokens":{counts[1]},'
+        f'"total_tokens":{counts[2]}}}}}'
+    )
 
 
 _REQUEST_FIELDS = tuple(GenerationRequest.model_fields)
@@ -924,6 +974,11 @@ class Engine:
         assert job.lease_token is not None
         try:
             async with self.store.transaction() as tx:
+                # The metadata is this attempt's own (_generate made it): given up
+                # to the result with its JSON, which spares a copy and an encoding.
+                text = _metadata_json(metadata)
+                if text is not None:
+                    hand_over_json(metadata, text)
                 done, _ = await complete_job(
                     tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata, held=job
                 )

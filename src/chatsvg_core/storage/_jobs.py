@@ -17,7 +17,7 @@ from typing import NoReturn, Protocol, runtime_checkable
 from pydantic import JsonValue
 
 from chatsvg_core._clock import utc
-from chatsvg_core._construct import NOT_PLAIN, built, plain_json
+from chatsvg_core._construct import NOT_PLAIN, built, handed_json, plain_json
 from chatsvg_core.errors import InvalidTransition, JobNotFound
 from chatsvg_core.jobs import (
     Job,
@@ -313,14 +313,21 @@ def _result(
 ) -> JobResult:
     """``JobResult(...)``: built without validation when the values are plain (see
     ``chatsvg_core._construct``; tests/storage/test_construct.py holds them equal)."""
-    data = dict(metadata or {})
     if type(job_id) is str and type(svg) is str and type(now) is datetime:
+        if handed_json(metadata):
+            # Given up by its maker with its text (the engine's finish): plain, and
+            # no one else's, so no copy (tests/engine/test_finish_fast.py).
+            return built(
+                JobResult, {"job_id": job_id, "svg": svg, "metadata": metadata, "created_at": now}
+            )
+        data = dict(metadata or {})
         plain = plain_json(data)
         if plain is not NOT_PLAIN:
             return built(
                 JobResult, {"job_id": job_id, "svg": svg, "metadata": plain, "created_at": now}
             )
-    return JobResult(job_id=job_id, svg=svg, metadata=data, created_at=now)
+        return JobResult(job_id=job_id, svg=svg, metadata=data, created_at=now)
+    return JobResult(job_id=job_id, svg=svg, metadata=dict(metadata or {}), created_at=now)
 
 
 async def complete_job(
