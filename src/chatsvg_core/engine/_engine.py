@@ -26,6 +26,7 @@ from chatsvg_core._owner import validate_owner
 from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit, wanted
 from chatsvg_core.engine._instrument import (
     NO_INSTRUMENTATION,
+    NO_SCOPE,
     AttemptScope,
     Instrumentation,
     SubmitScope,
@@ -692,24 +693,23 @@ class Engine:
         current = _ATTEMPT.set(observed)
         try:
             with observed, job_log_context(claimed.id, claimed.owner, claimed.attempt):
-                done = await self._run_claimed(claimed, worker_id)
+                done = await self._run_charged(claimed, worker_id)
         except BaseException as exc:
             observed.finished(None, exc)
             raise
         finally:
             _ATTEMPT.reset(current)
+            # What the claim learned is for this attempt only.
+            self._claims.pop((claimed.id, claimed.lease_token), None)
         observed.finished(done)
         return done
 
-    async def _run_claimed(self, claimed: Job, worker_id: str) -> Job | None:
-        try:
-            return await self._run_charged(claimed, worker_id)
-        finally:
-            self._claims.pop((claimed.id, claimed.lease_token), None)
-
     async def _run_charged(self, claimed: Job, worker_id: str) -> Job | None:
         job_id = claimed.id
-        await self._step("claimed", job_id)
+        # The checkpoints inline (not _step): a coroutine per step and job
+        # costs about 1 k instructions each even when no checkpoint is set.
+        if self.checkpoint is not None:
+            await self.checkpoint("claimed", job_id)
         try:
             outcome = await self._run_with_heartbeat(claimed)
         except _LeaseLost:
@@ -725,7 +725,8 @@ class Engine:
             raise
         if isinstance(outcome, BaseException):
             return await self._finish_failure(claimed, outcome)
-        await self._step("generated", job_id)
+        if self.checkpoint is not None:
+            await self.checkpoint("generated", job_id)
         return await self._finish_success(claimed, *outcome)
 
     async def _claim_and_charge(self, job_id: str | None, worker_id: str) -> Job | None:
@@ -902,6 +903,11 @@ class Engine:
         """
         started = time.monotonic()
         try:
+            if observed is NO_SCOPE:
+                # No instrumentation: its steps would be two no-op context
+                # managers (six calls in Python); the same try without them.
+                output = await self.provider.generate(request)
+                return output, extract_answer(output)
             with observed.step("provider"):
                 output = await self.provider.generate(request)
             with observed.step("extract"):
@@ -943,14 +949,17 @@ class Engine:
 
         with progress_reporting(progress):
             output, raw = await self._call_provider(request, observed)
-        with observed.step("sanitize"):
-            if len(raw) > SANITIZE_INLINE_CHARS:
-                # Off the event loop, which keeps every lease of this worker alive
-                # and runs its other jobs meanwhile (the sanitizer is thread-safe
-                # and bounded by its policy's ``max_seconds``).
-                clean, blank = await asyncio.to_thread(self._sanitize, raw)
-            else:
-                clean, blank = self._sanitize(raw)
+        if observed is NO_SCOPE and len(raw) <= SANITIZE_INLINE_CHARS:
+            clean, blank = self._sanitize(raw)  # as below, without the no-op step
+        else:
+            with observed.step("sanitize"):
+                if len(raw) > SANITIZE_INLINE_CHARS:
+                    # Off the event loop, which keeps every lease of this worker alive
+                    # and runs its other jobs meanwhile (the sanitizer is thread-safe
+                    # and bounded by its policy's ``max_seconds``).
+                    clean, blank = await asyncio.to_thread(self._sanitize, raw)
+                else:
+                    clean, blank = self._sanitize(raw)
         if blank:
             raise SVGRejected(
                 "SVG rejected: blank: the picture draws nothing visible",
@@ -991,7 +1000,8 @@ class Engine:
             _note("lease_lost")
             return None
         self._emit(EventKind.SUCCEEDED, done)
-        await self._step("finished", job.id)
+        if self.checkpoint is not None:
+            await self.checkpoint("finished", job.id)
         return done
 
     async def _finish_failure(self, job: Job, error: BaseException) -> Job | None:
