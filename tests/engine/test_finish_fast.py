@@ -8,7 +8,9 @@ stored row must be those of the reference path (a copy, then ``_dump``).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import math
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,8 +22,11 @@ from hypothesis import strategies as st
 
 from chatsvg_core import Engine, GenerationRequest, Ledger, ProviderOutput
 from chatsvg_core._construct import hand_over_json, handed_json, take_json
+from chatsvg_core.engine import _engine as engine_module
 from chatsvg_core.engine._engine import _metadata_json, _usage
+from chatsvg_core.engine._events import EventKind, wanted
 from chatsvg_core.generate import TokenUsage
+from chatsvg_core.jobs import new_job
 from chatsvg_core.storage import MemoryStore, SQLiteStore
 from chatsvg_core.storage._jobs import _result
 from chatsvg_core.storage._sql import _dump
@@ -153,3 +158,50 @@ async def test_the_engine_stores_what_the_reference_path_stores(
             assert json.loads(raw) == expected
     finally:
         await store.aclose()
+
+
+@pytest.mark.parametrize("level", [logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR])
+@pytest.mark.parametrize("kind", list(EventKind))
+def test_an_event_is_built_exactly_when_wanted_says_so(
+    kind: EventKind, level: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Engine._emit inlines _events.wanted for an engine without hook or instrumentation.
+    built: list[EventKind] = []
+    monkeypatch.setattr(engine_module, "emit", lambda hook, event: built.append(event.kind))
+    engine = Engine(MemoryStore(), None, _Provider())
+    job = new_job(
+        job_id="j1",
+        owner="o",
+        request={"prompt": "a cat"},
+        request_hash="h",
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    logger = logging.getLogger("chatsvg_core.engine")
+    old = logger.level
+    logger.setLevel(level)
+    try:
+        engine._emit(kind, job)
+        assert (built == [kind]) == wanted(None, kind)
+    finally:
+        logger.setLevel(old)
+
+
+async def test_alone_reads_the_current_task_as_asyncio_does() -> None:
+    # storage.sqlite._alone reads asyncio's registry of current tasks directly
+    # where current_task is the Python function reading it.
+    from chatsvg_core.storage import sqlite as sqlite_module
+
+    tasks = sqlite_module._CURRENT_TASKS
+    if tasks is not None:
+        assert tasks.get(asyncio.get_running_loop()) is asyncio.current_task() is not None
+    assert sqlite_module._alone() in (True, False)
+
+    async def other() -> bool:
+        return sqlite_module._alone()
+
+    # With a second task alive, the answer is False (this task is not alone).
+    blocker = asyncio.create_task(asyncio.sleep(1))
+    try:
+        assert await asyncio.create_task(other()) is False
+    finally:
+        blocker.cancel()

@@ -23,7 +23,13 @@ from chatsvg_core._clock import Clock, SystemClock, utc
 from chatsvg_core._construct import hand_over_json
 from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
-from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit, wanted
+from chatsvg_core.engine._events import (
+    EVENT_LEVELS,
+    EngineEvent,
+    EventHook,
+    EventKind,
+    emit,
+)
 from chatsvg_core.engine._instrument import (
     NO_INSTRUMENTATION,
     NO_SCOPE,
@@ -107,13 +113,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("chatsvg_core.engine")
-
-# The attempt being run in this task (and the tasks it starts), for _generate's
-# steps. The default is the stateless no-op scope, so sharing it is safe.
-_ATTEMPT: ContextVar[AttemptScope] = ContextVar(
-    "chatsvg_attempt",
-    default=NO_INSTRUMENTATION.attempt(""),  # noqa: B039
-)
 
 Checkpoint = Callable[[str, str], Awaitable[None]]
 """``await checkpoint(step, job_id)`` at each named step of :meth:`Engine.process`.
@@ -436,8 +435,14 @@ class Engine:
     # --- helpers ------------------------------------------------------------
 
     def _emit(self, kind: EventKind, job: Job, **fields: Any) -> None:
-        if self.instrumentation is NO_INSTRUMENTATION and not wanted(self.on_event, kind):
-            return  # nobody would see it: no hook, no instrumentation, level off
+        if (
+            self.instrumentation is NO_INSTRUMENTATION
+            and self.on_event is None
+            and not log.isEnabledFor(EVENT_LEVELS.get(kind, logging.DEBUG))
+        ):
+            # Nobody would see it: no hook, no instrumentation, level off
+            # (_events.wanted, inline: four events a job with nobody listening).
+            return
         event = EngineEvent(
             kind=kind,
             job_id=job.id,
@@ -690,28 +695,30 @@ class Engine:
         if claimed is None or claimed.status is not JobStatus.RUNNING:
             observed.finished(claimed)
             return claimed
-        current = _ATTEMPT.set(observed)
         try:
             with observed, job_log_context(claimed.id, claimed.owner, claimed.attempt):
-                done = await self._run_charged(claimed, worker_id)
+                # The scope is handed down to _generate's steps as an argument
+                # (a context variable set and reset per attempt cost more).
+                done = await self._run_charged(claimed, worker_id, observed)
         except BaseException as exc:
             observed.finished(None, exc)
             raise
         finally:
-            _ATTEMPT.reset(current)
             # What the claim learned is for this attempt only.
             self._claims.pop((claimed.id, claimed.lease_token), None)
         observed.finished(done)
         return done
 
-    async def _run_charged(self, claimed: Job, worker_id: str) -> Job | None:
+    async def _run_charged(
+        self, claimed: Job, worker_id: str, observed: AttemptScope = NO_SCOPE
+    ) -> Job | None:
         job_id = claimed.id
         # The checkpoints inline (not _step): a coroutine per step and job
         # costs about 1 k instructions each even when no checkpoint is set.
         if self.checkpoint is not None:
             await self.checkpoint("claimed", job_id)
         try:
-            outcome = await self._run_with_heartbeat(claimed)
+            outcome = await self._run_with_heartbeat(claimed, observed)
         except _LeaseLost:
             self._emit(EventKind.LEASE_LOST, claimed, worker_id=worker_id)
             _note("lease_lost")
@@ -856,7 +863,9 @@ class Engine:
         self._last_keeper = (weakref.ref(loop), keeper)
         return keeper
 
-    async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
+    async def _run_with_heartbeat(
+        self, job: Job, observed: AttemptScope = NO_SCOPE
+    ) -> tuple[str, dict[str, Any]] | BaseException:
         assert job.lease_token is not None
         # Generation runs in this task (a task of its own per attempt cost two
         # loop turns per job); the lease keeper cancels this task if the lease
@@ -874,7 +883,7 @@ class Engine:
         keeper._keep(job.id, job.lease_token, None, on_lost)
         delivered = False
         try:
-            return await self._generate(job)
+            return await self._generate(job, observed)
         except asyncio.CancelledError:
             delivered = True
             # Ours alone (no shutdown cancel besides it): the lease is lost.
@@ -939,10 +948,11 @@ class Engine:
         clean, tree = sanitizer._sanitize_tree(raw)
         return clean, self.refuse_blank and is_blank(tree)
 
-    async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
+    async def _generate(
+        self, job: Job, observed: AttemptScope = NO_SCOPE
+    ) -> tuple[str, dict[str, Any]]:
         known = self._claims.get((job.id, job.lease_token))
         request = GenerationRequest.model_validate(job.request) if known is None else known[0]
-        observed = _ATTEMPT.get()
 
         def progress(tokens: int, chars: int) -> None:
             self._emit(EventKind.PROGRESS, job, tokens=tokens, chars=chars)
