@@ -408,10 +408,15 @@ class Sanitizer:
             run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root, "DOCTYPE")
         for declaration in repairs:
             run.note(Action.REWRITTEN, "attribute", ReasonCode.NAMESPACE_ADDED, root, declaration)
-        for sibling in root.itersiblings(preceding=True):
-            self._note_misc(run, sibling)
-        for sibling in root.itersiblings():
-            self._note_misc(run, sibling)
+        # Comments and processing instructions around the root (the parser
+        # keeps no other sibling). Most documents have none: a sibling
+        # iterator costs more than asking for the neighbours.
+        if root.getprevious() is not None:
+            for sibling in root.itersiblings(preceding=True):
+                self._note_misc(run, sibling)
+        if root.getnext() is not None:
+            for sibling in root.itersiblings():
+                self._note_misc(run, sibling)
         had_children = len(root) > 0
         scope = self._scope
         self._element(run, root, _SVG_ROOT, scope, 1)
