@@ -421,8 +421,9 @@ class Sanitizer:
         scope = self._scope
         self._element(run, root, _SVG_ROOT, scope, 1)
         budget.check()
-        self._bound_rendering(run, root, nodes)
-        budget.check()
+        if run.uses:  # ``_bound_rendering`` has nothing to do without a kept <use>
+            self._bound_rendering(run, root, nodes)
+            budget.check()
         if run.style_kept and scope is not None:
             self._mark_scope(run, root, scope)
         if run.removed and had_children and not _has_drawable(root):
