@@ -9,7 +9,8 @@ and ``tests/data/model_answers``, as bytes and as str, as written and with the
 root's namespace declarations taken out (so the pre-parse repair is exercised),
 under every policy shape the tests use (presets, id prefixing, unconfined
 styles, small limits). Each line records the output markup, or the refusal's
-reason, detail and limit, and the report as JSON. ``--compare`` exits non-zero
+reason, detail and limit, the report as JSON, and ``is_blank`` of the
+sanitized tree and of the markup (the engine's blank check). ``--compare`` exits non-zero
 on the first difference, naming it.
 """
 
@@ -58,7 +59,7 @@ def inputs() -> list[tuple[str, bytes]]:
 def run(src: str, out: str) -> None:
     sys.path.insert(0, src)
     from chatsvg_core.errors import SVGRejected
-    from chatsvg_core.sanitize import SanitizePolicy, Sanitizer
+    from chatsvg_core.sanitize import SanitizePolicy, Sanitizer, is_blank
 
     assert Path(sys.modules["chatsvg_core"].__file__ or "").is_relative_to(Path(src).resolve())
     with open(out, "w") as fh:
@@ -79,10 +80,12 @@ def run(src: str, out: str) -> None:
                         record: dict[str, object] = {"policy": pname, "file": name, "kind": kind,
                                                      "rep": rep}  # fmt: skip
                         try:
-                            result = sanitizer.sanitize(data)
+                            result, tree = sanitizer._sanitize_tree(data)
                         except SVGRejected as exc:
                             record["rejected"] = [exc.reason, exc.detail, exc.limit, str(exc)]
                         else:
+                            # The engine's blank check, on the tree and on the markup.
+                            record["blank"] = [is_blank(tree), is_blank(result.svg)]
                             record["svg"] = result.svg
                             record["report"] = result.report.model_dump_json()
                             record["report_repr"] = repr(result.report)

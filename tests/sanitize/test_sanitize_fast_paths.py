@@ -10,6 +10,7 @@ the real-world corpus, generated documents and hand-made edge cases.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from chatsvg_core.errors import SVGRejected
 from chatsvg_core.sanitize import SanitizePolicy, Sanitizer, _repair
 from chatsvg_core.sanitize import _sanitizer as sanitizer_module
+from chatsvg_core.sanitize._parse import _DECLARATION
 from chatsvg_core.sanitize._repair import _repair_general, repair_root
 from chatsvg_core.sanitize._serialize import serialize
 from chatsvg_core.testing._svg_strategies import svg_documents
@@ -293,3 +295,41 @@ def test_reports_are_what_validation_builds(preset: str) -> None:
             assert rebuilt == report and rebuilt.model_fields_set == report.model_fields_set
             assert rebuilt.model_dump_json() == report.model_dump_json()
     assert seen > 1000
+
+
+# The declaration scan runs only when the bytes hold ``<!`` (``parse_svg``), and
+# the root's siblings are iterated only when it has a neighbour (``_sanitize_tree``).
+_PROLOG = st.lists(
+    st.sampled_from(["<!--a-->", "<?pi x?>", "<!-- -->", "<?q?>", " ", "\n"]), max_size=3
+).map("".join)
+_DECL_PIECES = st.sampled_from(["<", "!", "<!", "DOCTYPE", "doctype", "ENTITY", "eNtItY",
+                                "<!--", " ", "svg", "[", ">", "a"])  # fmt: skip
+
+
+@settings(max_examples=300)
+@given(st.lists(_DECL_PIECES, max_size=12).map("".join))
+def test_declaration_scan_guard(text: str) -> None:
+    raw = text.encode()
+    full = _DECLARATION.search(raw)
+    guarded = _DECLARATION.search(raw) if b"<!" in raw else None
+    assert (full is None) is (guarded is None)
+    if full is not None and guarded is not None:
+        assert full.span() == guarded.span()
+
+
+@settings(max_examples=200, suppress_health_check=[HealthCheck.too_slow])
+@given(_PROLOG, _PROLOG, st.booleans())
+def test_root_siblings_are_all_reported(before: str, after: str, as_bytes: bool) -> None:
+    doc = f'{before}<svg xmlns="{NS}"><rect width="1" height="1"/></svg>{after}'
+    out = Sanitizer(SanitizePolicy.default()).sanitize(doc.encode() if as_bytes else doc)
+    kinds = [e.kind for e in out.report.entries]
+    # Nearest preceding sibling first, then the following ones in order (itersiblings).
+    expected = [
+        "comment" if piece.startswith("<!--") else "processing_instruction"
+        for piece in [*reversed(_nodes(before)), *_nodes(after)]
+    ]
+    assert kinds == expected
+
+
+def _nodes(text: str) -> list[str]:
+    return re.findall(r"<!--.*?-->|<\?.*?\?>", text)

@@ -408,16 +408,22 @@ class Sanitizer:
             run.note(Action.REMOVED, "element", ReasonCode.DOCTYPE_FORBIDDEN, root, "DOCTYPE")
         for declaration in repairs:
             run.note(Action.REWRITTEN, "attribute", ReasonCode.NAMESPACE_ADDED, root, declaration)
-        for sibling in root.itersiblings(preceding=True):
-            self._note_misc(run, sibling)
-        for sibling in root.itersiblings():
-            self._note_misc(run, sibling)
+        # Comments and processing instructions around the root (the parser
+        # keeps no other sibling). Most documents have none: a sibling
+        # iterator costs more than asking for the neighbours.
+        if root.getprevious() is not None:
+            for sibling in root.itersiblings(preceding=True):
+                self._note_misc(run, sibling)
+        if root.getnext() is not None:
+            for sibling in root.itersiblings():
+                self._note_misc(run, sibling)
         had_children = len(root) > 0
         scope = self._scope
         self._element(run, root, _SVG_ROOT, scope, 1)
         budget.check()
-        self._bound_rendering(run, root, nodes)
-        budget.check()
+        if run.uses:  # ``_bound_rendering`` has nothing to do without a kept <use>
+            self._bound_rendering(run, root, nodes)
+            budget.check()
         if run.style_kept and scope is not None:
             self._mark_scope(run, root, scope)
         if run.removed and had_children and not _has_drawable(root):
