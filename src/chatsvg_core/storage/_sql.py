@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -303,7 +303,7 @@ def _request_json(request: Any) -> str:
 _DECODER = json.JSONDecoder()
 
 
-_SCAN = _DECODER.scan_once
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
 """The decoder's scanner (C where available), which ``raw_decode`` calls at index 0."""
 
 
@@ -627,8 +627,13 @@ class SQLTransaction:
         would (PostgreSQL: ``FOR UPDATE SKIP LOCKED``); the outer ``WHERE``
         repeats the guard, so a row changed meanwhile is not claimed.
         """
-        self._check_open()
-        now, lease_expires_at = utc(now), utc(lease_expires_at)
+        if self._finished:  # _check_open, without its call on the hot path
+            self._check_open()
+        # utc() only where it has work (two calls fewer per claim).
+        if now.tzinfo is not UTC:
+            now = utc(now)
+        if lease_expires_at.tzinfo is not UTC:
+            lease_expires_at = utc(lease_expires_at)
         stamp = self._ts(now)
         if job_id is None:
             row = await self._one(
@@ -824,7 +829,8 @@ class SQLTransaction:
 
     async def insert_entry(self, entry: LedgerEntry) -> LedgerEntry:
         """Append ``entry`` (and move the stored balance); a (kind, ref) seen before wins."""
-        self._check_open()
+        if self._finished:  # _check_open, without its call on the hot path
+            self._check_open()
         if not INT64_MIN <= entry.amount <= INT64_MAX:
             raise InvalidAmount(
                 "amount does not fit a signed 64-bit integer", amount=str(entry.amount)
@@ -914,7 +920,8 @@ class SQLTransaction:
         another window it is summed in the same statement and stored (one
         more statement, once per window).
         """
-        self._check_open()
+        if self._finished:  # _check_open, without its call on the hot path
+            self._check_open()
         kind_text = _KIND_TEXT.get(kind) or EntryKind(kind).value
         other_text = _KIND_TEXT.get(other) or EntryKind(other).value
         if window is None:
