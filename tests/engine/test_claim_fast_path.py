@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -53,6 +54,16 @@ _STORED = st.fixed_dictionaries(
 """What submit stores: a validated request's JSON dump."""
 
 
+_PLAIN: dict[str, Any] = {
+    "prompt": "a",
+    "style": None,
+    "width": 16,
+    "height": 16,
+    "detail": "simple",
+    "model": None,
+}
+
+
 def _spoilt(stored: dict[str, Any], key: Any, odd: Any) -> dict[Any, Any]:
     return {**stored, key: odd}
 
@@ -70,23 +81,21 @@ def _without(stored: dict[str, Any], key: str) -> dict[str, Any]:
         st.dictionaries(st.sampled_from([*_FIELDS, "seed"]), _ODD, max_size=7),
     )
 )
-@settings(max_examples=500)
-@example({"prompt": "a", "style": None, "width": 15, "height": 16, "detail": "simple", "model": None})
-@example({"prompt": "a", "style": "Flat", "width": 16, "height": 16, "detail": "simple", "model": None})
-@example({"prompt": "a", "style": None, "width": 16, "height": 16, "detail": "Simple", "model": None})
-@example({"prompt": "a", "style": None, "width": True, "height": 16, "detail": "simple", "model": None})
-@example({"prompt": "a", "style": None, "width": 16, "height": 16, "detail": "simple", "model": "m\n"})
-@example({"prompt": "a", "style": None, "width": 16, "height": 16, "detail": ["x"], "model": None})
-@example({"prompt": "a", "style": None, "width": 16, "height": 16, "detail": "simple", "seed": None})
+@settings(max_examples=300)
+@example({**_PLAIN, "width": 15})
+@example({**_PLAIN, "style": "Flat"})
+@example({**_PLAIN, "detail": "Simple"})
+@example({**_PLAIN, "width": True})
+@example({**_PLAIN, "model": "m\n"})
+@example({**_PLAIN, "detail": ["x"]})
+@example(_without({**_PLAIN, "seed": None}, "model"))
 def test_a_stored_request_is_built_as_validation_builds_it(data: dict[Any, Any]) -> None:
     try:
         want = GenerationRequest.model_validate(data)
     except ValidationError:
-        try:
+        with pytest.raises(ValidationError):
             stored_request(data)
-        except ValidationError:
-            return
-        raise AssertionError(f"stored_request accepted what validation refuses: {data!r}")
+        return
     got = stored_request(data)
     assert got == want
     assert got.__dict__ == want.__dict__
