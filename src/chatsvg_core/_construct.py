@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["NOT_PLAIN", "built", "plain_json"]
+__all__ = ["NOT_PLAIN", "built", "hand_over_json", "handed_json", "plain_json", "take_json"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -93,3 +93,38 @@ def plain_json(value: Any, depth: int = 0) -> Any:
             items.append(copied)
         return items
     return NOT_PLAIN
+
+
+_HANDED: tuple[Any, str | None] = (None, None)
+"""A plain dict given up by its maker, and its JSON text (:func:`hand_over_json`)."""
+
+
+def hand_over_json(value: dict[str, Any], text: str) -> None:
+    """Give up ``value`` to the next result built of it, with its stored JSON text.
+
+    For the engine's finish: its result metadata is a fresh dict of exact
+    plain values (what :func:`plain_json` vouches for), which it never uses
+    again, and ``text`` is ``_sql._dump(value)``, made with the dict. The
+    result's builder then keeps the dict itself (:func:`handed_json`: no
+    copy) and the store writes ``text`` (:func:`take_json`: no encoding).
+    One slot for the process, replaced whole and matched by identity: a
+    value not handed over (or replaced meanwhile by another thread's
+    finish) takes the reference path.
+    """
+    global _HANDED
+    _HANDED = (value, text)
+
+
+def handed_json(value: Any) -> bool:
+    """Whether ``value`` is the dict :func:`hand_over_json` last gave up (it stays handed)."""
+    return _HANDED[0] is value and value is not None
+
+
+def take_json(value: Any) -> str | None:
+    """The text handed over with ``value`` (then forgotten), or ``None``."""
+    global _HANDED
+    held = _HANDED
+    if held[0] is value and value is not None:
+        _HANDED = (None, None)
+        return held[1]
+    return None

@@ -276,3 +276,26 @@ def test_plain_values_take_the_fast_path(
     assert {k: type(v) for k, v in job.__dict__.items()} == {
         k: type(v) for k, v in expected.__dict__.items()
     }
+
+
+@given(reachable_jobs(), st.integers(min_value=0, max_value=50), st.integers(0, 10**6))
+def test_a_held_jobs_success_equals_the_succeed_transition(
+    job: Job, moved: int, advance: int
+) -> None:
+    # complete_job's fast path for the lease holder (storage._jobs._succeeded):
+    # what succeed() makes, with the version the store reports.
+    from chatsvg_core.jobs import succeed
+    from chatsvg_core.storage._jobs import _succeeded
+
+    if job.status is not JobStatus.RUNNING:
+        return
+    assert job.lease_token is not None
+    now = job.updated_at + timedelta(microseconds=advance)
+    version = job.version + 1 + moved
+    reference = succeed(job, now=now, token=job.lease_token, result_ref=job.id)
+    reference = reference._step(version=version)
+    fast = _succeeded(job, now, version)
+    assert fast == reference == _validated(fast)
+    assert fast.model_dump() == reference.model_dump()
+    assert fast.model_fields_set == reference.model_fields_set
+    assert list(fast.__dict__) == list(reference.__dict__)

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import functools
 import inspect
+import json
 import logging
+import math
 import os
 import random
 import time
@@ -18,11 +20,19 @@ from datetime import datetime, timedelta
 from typing import Any, Final, Literal, Protocol
 
 from chatsvg_core._clock import Clock, SystemClock, utc
+from chatsvg_core._construct import hand_over_json
 from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
-from chatsvg_core.engine._events import EngineEvent, EventHook, EventKind, emit, wanted
+from chatsvg_core.engine._events import (
+    EVENT_LEVELS,
+    EngineEvent,
+    EventHook,
+    EventKind,
+    emit,
+)
 from chatsvg_core.engine._instrument import (
     NO_INSTRUMENTATION,
+    NO_SCOPE,
     AttemptScope,
     Instrumentation,
     SubmitScope,
@@ -109,13 +119,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("chatsvg_core.engine")
-
-# The attempt being run in this task (and the tasks it starts), for _generate's
-# steps. The default is the stateless no-op scope, so sharing it is safe.
-_ATTEMPT: ContextVar[AttemptScope] = ContextVar(
-    "chatsvg_attempt",
-    default=NO_INSTRUMENTATION.attempt(""),  # noqa: B039
-)
 
 Checkpoint = Callable[[str, str], Awaitable[None]]
 """``await checkpoint(step, job_id)`` at each named step of :meth:`Engine.process`.
@@ -234,6 +237,53 @@ def _usage(usage: TokenUsage) -> dict[str, Any]:
             "total_tokens": usage.total_tokens,
         }
     return usage.model_dump(mode="json")
+
+
+_text = json.encoder.encode_basestring_ascii  # the C function _sql._dump's encoder calls
+_float = float.__repr__  # how json writes a finite float
+
+
+def _metadata_json(metadata: dict[str, Any]) -> str | None:
+    """``_sql._dump(metadata)`` for the metadata :meth:`Engine._generate` builds, or ``None``.
+
+    Written directly (keys in sorted order, as ``_dump`` sorts them): the
+    generic encoder cost a fifth of the finish's Python. Only for exact
+    ``str``/``int``/``bool``/``None`` and finite ``float`` values, which is what
+    ``plain_json`` vouches for; anything else (a host's provider returning a
+    subclass, an infinite latency) is ``None``, and the store encodes it.
+    tests/engine/test_finish_fast.py holds it equal to ``_dump``.
+    """
+    reason, latency = metadata["finish_reason"], metadata["latency_s"]
+    model, provider = metadata["model"], metadata["provider"]
+    changed, usage = metadata["sanitizer_changed"], metadata["usage"]
+    if not (
+        type(model) is str
+        and type(provider) is str
+        and type(latency) is float
+        and math.isfinite(latency)
+        and type(changed) is bool
+        and (reason is None or type(reason) is str)
+        and type(usage) is dict
+        and len(usage) == 3
+        and len(metadata) == 6
+    ):
+        return None
+    counts = []
+    for name in ("completion_tokens", "prompt_tokens", "total_tokens"):
+        count = usage.get(name, usage)  # a missing key: not int, not None
+        if count is None:
+            counts.append("null")
+        elif type(count) is int:
+            counts.append(int.__repr__(count))
+        else:
+            return None
+    return (
+        f'{{"finish_reason":{"null" if reason is None else _text(reason)},'
+        f'"latency_s":{_float(latency)},"model":{_text(model)},"provider":{_text(provider)},'
+        f'"sanitizer_changed":{"true" if changed else "false"},'
+        f'"usage":{{"completion_tokens":{counts[0]},"prompt_tokens":{counts[1]},'
+        f'"total_tokens":{counts[2]}}}}}'
+    )
 
 
 _REQUEST_FIELDS = tuple(GenerationRequest.model_fields)
@@ -399,8 +449,14 @@ class Engine:
     # --- helpers ------------------------------------------------------------
 
     def _emit(self, kind: EventKind, job: Job, **fields: Any) -> None:
-        if self.instrumentation is NO_INSTRUMENTATION and not wanted(self.on_event, kind):
-            return  # nobody would see it: no hook, no instrumentation, level off
+        if (
+            self.instrumentation is NO_INSTRUMENTATION
+            and self.on_event is None
+            and not log.isEnabledFor(EVENT_LEVELS.get(kind, logging.DEBUG))
+        ):
+            # Nobody would see it: no hook, no instrumentation, level off
+            # (_events.wanted, inline: four events a job with nobody listening).
+            return
         event = EngineEvent(
             kind=kind,
             job_id=job.id,
@@ -653,29 +709,30 @@ class Engine:
         if claimed is None or claimed.status is not JobStatus.RUNNING:
             observed.finished(claimed)
             return claimed
-        current = _ATTEMPT.set(observed)
         try:
             with observed, job_log_context(claimed.id, claimed.owner, claimed.attempt):
-                done = await self._run_claimed(claimed, worker_id)
+                # The scope is handed down to _generate's steps as an argument
+                # (a context variable set and reset per attempt cost more).
+                done = await self._run_charged(claimed, worker_id, observed)
         except BaseException as exc:
             observed.finished(None, exc)
             raise
         finally:
-            _ATTEMPT.reset(current)
+            # What the claim learned is for this attempt only.
+            self._claims.pop((claimed.id, claimed.lease_token), None)
         observed.finished(done)
         return done
 
-    async def _run_claimed(self, claimed: Job, worker_id: str) -> Job | None:
-        try:
-            return await self._run_charged(claimed, worker_id)
-        finally:
-            self._claims.pop((claimed.id, claimed.lease_token), None)
-
-    async def _run_charged(self, claimed: Job, worker_id: str) -> Job | None:
+    async def _run_charged(
+        self, claimed: Job, worker_id: str, observed: AttemptScope = NO_SCOPE
+    ) -> Job | None:
         job_id = claimed.id
-        await self._step("claimed", job_id)
+        # The checkpoints inline (not _step): a coroutine per step and job
+        # costs about 1 k instructions each even when no checkpoint is set.
+        if self.checkpoint is not None:
+            await self.checkpoint("claimed", job_id)
         try:
-            outcome = await self._run_with_heartbeat(claimed)
+            outcome = await self._run_with_heartbeat(claimed, observed)
         except _LeaseLost:
             self._emit(EventKind.LEASE_LOST, claimed, worker_id=worker_id)
             _note("lease_lost")
@@ -689,7 +746,8 @@ class Engine:
             raise
         if isinstance(outcome, BaseException):
             return await self._finish_failure(claimed, outcome)
-        await self._step("generated", job_id)
+        if self.checkpoint is not None:
+            await self.checkpoint("generated", job_id)
         return await self._finish_success(claimed, *outcome)
 
     async def _claim_and_charge(self, job_id: str | None, worker_id: str) -> Job | None:
@@ -826,7 +884,9 @@ class Engine:
         self._last_keeper = (weakref.ref(loop), keeper)
         return keeper
 
-    async def _run_with_heartbeat(self, job: Job) -> tuple[str, dict[str, Any]] | BaseException:
+    async def _run_with_heartbeat(
+        self, job: Job, observed: AttemptScope = NO_SCOPE
+    ) -> tuple[str, dict[str, Any]] | BaseException:
         assert job.lease_token is not None
         # Generation runs in this task (a task of its own per attempt cost two
         # loop turns per job); the lease keeper cancels this task if the lease
@@ -844,7 +904,7 @@ class Engine:
         keeper._keep(job.id, job.lease_token, None, on_lost)
         delivered = False
         try:
-            return await self._generate(job)
+            return await self._generate(job, observed)
         except asyncio.CancelledError:
             delivered = True
             # Ours alone (no shutdown cancel besides it): the lease is lost.
@@ -873,6 +933,11 @@ class Engine:
         """
         started = time.monotonic()
         try:
+            if observed is NO_SCOPE:
+                # No instrumentation: its steps would be two no-op context
+                # managers (six calls in Python); the same try without them.
+                output = await self.provider.generate(request)
+                return output, extract_answer(output)
             with observed.step("provider"):
                 output = await self.provider.generate(request)
             with observed.step("extract"):
@@ -904,24 +969,28 @@ class Engine:
         clean, tree = sanitizer._sanitize_tree(raw)
         return clean, self.refuse_blank and is_blank(tree)
 
-    async def _generate(self, job: Job) -> tuple[str, dict[str, Any]]:
+    async def _generate(
+        self, job: Job, observed: AttemptScope = NO_SCOPE
+    ) -> tuple[str, dict[str, Any]]:
         known = self._claims.get((job.id, job.lease_token))
         request = GenerationRequest.model_validate(job.request) if known is None else known[0]
-        observed = _ATTEMPT.get()
 
         def progress(tokens: int, chars: int) -> None:
             self._emit(EventKind.PROGRESS, job, tokens=tokens, chars=chars)
 
         with progress_reporting(progress):
             output, raw = await self._call_provider(request, observed)
-        with observed.step("sanitize"):
-            if len(raw) > SANITIZE_INLINE_CHARS:
-                # Off the event loop, which keeps every lease of this worker alive
-                # and runs its other jobs meanwhile (the sanitizer is thread-safe
-                # and bounded by its policy's ``max_seconds``).
-                clean, blank = await asyncio.to_thread(self._sanitize, raw)
-            else:
-                clean, blank = self._sanitize(raw)
+        if observed is NO_SCOPE and len(raw) <= SANITIZE_INLINE_CHARS:
+            clean, blank = self._sanitize(raw)  # as below, without the no-op step
+        else:
+            with observed.step("sanitize"):
+                if len(raw) > SANITIZE_INLINE_CHARS:
+                    # Off the event loop, which keeps every lease of this worker alive
+                    # and runs its other jobs meanwhile (the sanitizer is thread-safe
+                    # and bounded by its policy's ``max_seconds``).
+                    clean, blank = await asyncio.to_thread(self._sanitize, raw)
+                else:
+                    clean, blank = self._sanitize(raw)
         if blank:
             raise SVGRejected(
                 "SVG rejected: blank: the picture draws nothing visible",
@@ -945,6 +1014,11 @@ class Engine:
         assert job.lease_token is not None
         try:
             async with self.store.transaction() as tx:
+                # The metadata is this attempt's own (_generate made it): given up
+                # to the result with its JSON, which spares a copy and an encoding.
+                text = _metadata_json(metadata)
+                if text is not None:
+                    hand_over_json(metadata, text)
                 done, _ = await complete_job(
                     tx, job.id, token=job.lease_token, now=now, svg=svg, metadata=metadata, held=job
                 )
@@ -957,7 +1031,8 @@ class Engine:
             _note("lease_lost")
             return None
         self._emit(EventKind.SUCCEEDED, done)
-        await self._step("finished", job.id)
+        if self.checkpoint is not None:
+            await self.checkpoint("finished", job.id)
         return done
 
     async def _finish_failure(self, job: Job, error: BaseException) -> Job | None:

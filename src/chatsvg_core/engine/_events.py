@@ -12,7 +12,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from chatsvg_core._clock import utc
 
-__all__ = ["EngineEvent", "EventHook", "EventKind", "emit", "wanted"]
+__all__ = ["EVENT_LEVELS", "EngineEvent", "EventHook", "EventKind", "emit", "wanted"]
 
 log = logging.getLogger("chatsvg_core.engine")
 
@@ -56,13 +56,14 @@ class EngineEvent(BaseModel):
 EventHook = Callable[[EngineEvent], object]
 """A callable that receives every :class:`EngineEvent`; its return value is ignored."""
 
-_LEVELS = {
+EVENT_LEVELS: dict[EventKind, int] = {
     EventKind.FAILED: logging.WARNING,
     EventKind.LEASE_EXPIRED: logging.WARNING,
     EventKind.LEASE_LOST: logging.WARNING,
     EventKind.RETRY_SCHEDULED: logging.INFO,
 }
-
+"""The level each kind is logged at (DEBUG for the kinds not named)."""
+_LEVELS = EVENT_LEVELS
 
 _MESSAGES: dict[EventKind, str] = {
     EventKind.SUBMITTED: "Job {job} was submitted for {owner}.",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NO_INSTRUMENTATION",
+    "NO_SCOPE",
     "AttemptScope",
     "Instrumentation",
     "Step",
@@ -141,5 +142,7 @@ class _NoInstrumentation:
 
 _NULL: AbstractContextManager[object] = nullcontext()
 _NO_SCOPE = _NoScope()
+NO_SCOPE: AttemptScope = _NO_SCOPE
+"""The scope :data:`NO_INSTRUMENTATION` returns (the engine skips its no-op steps)."""
 NO_INSTRUMENTATION: Instrumentation = _NoInstrumentation()
 """The engine's default instrumentation: does nothing, costs a few attribute lookups."""

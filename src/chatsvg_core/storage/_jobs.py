@@ -17,7 +17,7 @@ from typing import NoReturn, Protocol, runtime_checkable
 from pydantic import JsonValue
 
 from chatsvg_core._clock import utc
-from chatsvg_core._construct import NOT_PLAIN, built, plain_json
+from chatsvg_core._construct import NOT_PLAIN, built, handed_json, plain_json
 from chatsvg_core.errors import InvalidTransition, JobNotFound
 from chatsvg_core.jobs import (
     Job,
@@ -313,14 +313,21 @@ def _result(
 ) -> JobResult:
     """``JobResult(...)``: built without validation when the values are plain (see
     ``chatsvg_core._construct``; tests/storage/test_construct.py holds them equal)."""
-    data = dict(metadata or {})
     if type(job_id) is str and type(svg) is str and type(now) is datetime:
+        if handed_json(metadata):
+            # Given up by its maker with its text (the engine's finish): plain, and
+            # no one else's, so no copy (tests/engine/test_finish_fast.py).
+            return built(
+                JobResult, {"job_id": job_id, "svg": svg, "metadata": metadata, "created_at": now}
+            )
+        data = dict(metadata or {})
         plain = plain_json(data)
         if plain is not NOT_PLAIN:
             return built(
                 JobResult, {"job_id": job_id, "svg": svg, "metadata": plain, "created_at": now}
             )
-    return JobResult(job_id=job_id, svg=svg, metadata=data, created_at=now)
+        return JobResult(job_id=job_id, svg=svg, metadata=data, created_at=now)
+    return JobResult(job_id=job_id, svg=svg, metadata=dict(metadata or {}), created_at=now)
 
 
 async def complete_job(
@@ -358,12 +365,7 @@ async def complete_job(
                 await _refused(tx, job_id, token, now)
             else:
                 version, stored = got
-                done = _succeed(held, now=now, token=token, result_ref=job_id)
-                if done.version != version:
-                    # Heartbeats moved the version since the claim; nothing
-                    # else of a held job's row can change (see HeldJobFinisher).
-                    done = done._step(version=version)
-                return done, stored
+                return _succeeded(held, now, version), stored
     fast = getattr(tx, "succeed_job", None)
     if fast is not None:
         finished: tuple[Job, JobResult] | None = await fast(
@@ -373,6 +375,28 @@ async def complete_job(
             return finished
         await _refused(tx, job_id, token, now)
     return await complete_job_reference(tx, job_id, token=token, now=now, result=result)
+
+
+def _succeeded(held: Job, now: datetime, version: int) -> Job:
+    """``succeed(held, now=now, ...)`` with the stored ``version``, for a held job
+    the store has just succeeded (tests/jobs/test_fast_paths.py holds them equal).
+
+    ``held`` is a valid job RUNNING under the token the store's fenced write
+    matched, which is what ``succeed`` checks; the job it makes (SUCCEEDED,
+    no token or expiry, ``result_ref`` its id, the rest unchanged) keeps the
+    cross-field rules by construction, so neither is checked again. The
+    ``version`` is the store's: heartbeats move it since the claim, and
+    nothing else of a held job's row can change (see HeldJobFinisher).
+    ``now`` is aware UTC (complete_job made it so).
+    """
+    data = dict(held.__dict__)
+    data["status"] = JobStatus.SUCCEEDED
+    data["lease_token"] = None
+    data["lease_expires_at"] = None
+    data["result_ref"] = held.id
+    data["version"] = version
+    data["updated_at"] = now
+    return built(Job, data)
 
 
 async def _refused(tx: StoreTransaction, job_id: str, token: int, now: datetime) -> NoReturn:

@@ -24,7 +24,7 @@ from importlib import resources
 from typing import Any, ClassVar
 
 from chatsvg_core._clock import utc
-from chatsvg_core._construct import built
+from chatsvg_core._construct import built, take_json
 from chatsvg_core.errors import InvalidAmount, StorageError
 from chatsvg_core.jobs import Job, JobErrorInfo, JobStatus
 from chatsvg_core.storage._errors import StoreClosed
@@ -734,10 +734,14 @@ class SQLTransaction:
     async def put_result(self, result: JobResult) -> JobResult:
         """Store a job's result once; a second put returns the first one unchanged."""
         self._check_open()
+        metadata = result.metadata
+        # The text its maker handed over with the dict (the engine's finish), or encoded here.
+        text = take_json(metadata)
         changed = await self._exec(
             INSERT_RESULT,
-            (result.job_id, result.svg, _dump(result.metadata), self._ts(result.created_at)),
-        )
+            (result.job_id, result.svg, _dump(metadata) if text is None else text,
+             self._ts(result.created_at)),
+        )  # fmt: skip
         if changed == 1:
             return result
         stored = await self.get_result(result.job_id)

@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import math
 import os
 import queue
@@ -194,6 +195,16 @@ if _TASKS is None:
     _TASKS = getattr(asyncio.tasks, "_all_tasks", None)
 _EAGER: Any = getattr(asyncio.tasks, "_eager_tasks", ())
 
+# asyncio.current_task's answer without its Python frame, where it is that
+# Python function reading this dict (3.11); elsewhere (C, or kept elsewhere)
+# current_task itself is asked.
+_CURRENT_TASKS: Any = (
+    getattr(asyncio.tasks, "_current_tasks", None)
+    if inspect.isfunction(asyncio.current_task)
+    else None
+)
+_running_loop = asyncio.get_running_loop
+
 _ALONE_SCAN = 8
 """Past this many registered tasks (finished ones included), _alone does not look."""
 
@@ -211,7 +222,8 @@ def _alone() -> bool:
     registry = _TASKS
     if registry is None or _EAGER:
         return False
-    current = asyncio.current_task()
+    tasks = _CURRENT_TASKS
+    current = asyncio.current_task() if tasks is None else tasks.get(_running_loop())
     if current is None:
         return False
     refs = registry.data if type(registry) is WeakSet else None  # type: ignore[attr-defined]
