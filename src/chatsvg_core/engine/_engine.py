@@ -44,7 +44,12 @@ from chatsvg_core.engine._money import (
     give_back,
     unsettled_kinds,
 )
-from chatsvg_core.engine._validate import check_job_id, parse_request, plain_payload
+from chatsvg_core.engine._validate import (
+    check_job_id,
+    parse_request,
+    plain_payload,
+    stored_request,
+)
 from chatsvg_core.engine._wait import (
     FEED_SAFETY,
     POLL_FIRST,
@@ -81,7 +86,8 @@ from chatsvg_core.idempotency._canonical import request_hash_and_json
 from chatsvg_core.idempotency._semantics import bind_key, record, replay_or_refuse
 from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, claim, new_job
 from chatsvg_core.jobs._transitions import plain_new_job
-from chatsvg_core.ledger import DayBoundary, LedgerConflict, charge, reserve
+from chatsvg_core.ledger import DayBoundary, LedgerConflict, reserve
+from chatsvg_core.ledger._ops import charge_for_job
 from chatsvg_core.queues import JobQueue
 from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
 from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, Sanitizer, is_blank
@@ -195,6 +201,14 @@ def _note(reason: str) -> None:
     box = _REASON.get()
     if box is not None:
         box.append(reason)
+
+
+# Enum members read on every claim, as module constants: on Python 3.11 a
+# member read through its class (JobStatus.FAILED) runs a descriptor written
+# in Python, about a thousand instructions.
+_CLAIMED: Final = EventKind.CLAIMED
+_CHARGED: Final = EventKind.CHARGED
+_FAILED: Final = JobStatus.FAILED
 
 
 class _Reserved(Exception):
@@ -804,20 +818,27 @@ class Engine:
     async def _claim_and_charge(self, job_id: str | None, worker_id: str) -> Job | None:
         now = self.clock.now()
         async with self.store.transaction() as tx:
+            if not isinstance(worker_id, str):  # as claim() refuses it
+                raise ValueError(f"worker_id is a string, not {type(worker_id).__name__}")
+            # One UPDATE ... RETURNING where the store offers it (JobClaimer).
+            claim_due = getattr(tx, "claim_due", None)
             if job_id is None:
-                next_job = await claim_next(tx, now=now, worker_id=worker_id, lease=self.lease)
+                # claim_next's dispatch inline (a coroutine less; the engine's
+                # lease is positive and claim_due makes now UTC).
+                if claim_due is None:
+                    next_job = await claim_next(tx, now=now, worker_id=worker_id, lease=self.lease)
+                else:
+                    next_job = await claim_due(
+                        now, worker_id=worker_id, lease_expires_at=now + self.lease
+                    )
                 if next_job is None:
                     _note("idle")
                     return None
                 job = next_job
             else:
-                # One UPDATE ... RETURNING where the store offers it (JobClaimer);
-                # the reads below then only explain a refusal (a duplicate
-                # delivery, a job not yet due), or claim on a store without it.
-                claim_due = getattr(tx, "claim_due", None)
+                # The reads below only explain a refusal (a duplicate delivery,
+                # a job not yet due), or claim on a store without claim_due.
                 fast: Job | None = None
-                if not isinstance(worker_id, str):  # as claim() refuses it
-                    raise ValueError(f"worker_id is a string, not {type(worker_id).__name__}")
                 if claim_due is not None:
                     fast = await claim_due(
                         now, worker_id=worker_id, lease_expires_at=now + self.lease, job_id=job_id
@@ -857,14 +878,15 @@ class Engine:
                             action="claim",
                             reason="version_conflict",
                         )
-            request = GenerationRequest.model_validate(job.request)
+            request = stored_request(job.request)
             cost = self.pricing.cost(request)
-            entry_id = _uuid()
             paid: bool | None  # by a charge (True), by a reservation (False), or failed
             try:
                 if self.charge_at == "submit" and await tx.find_entry(EntryKind.RESERVE, job.id):
                     raise _Reserved
-                entry = await charge(
+                # charge() with its argument checks folded into one test, also
+                # saying whether this call wrote the charge.
+                _, charged_now = await charge_for_job(
                     tx,
                     job.owner,
                     cost,
@@ -872,7 +894,7 @@ class Engine:
                     now=now,
                     daily_cap=self.daily_cap(job.owner),
                     day=self.day,
-                    new_id=lambda: entry_id,
+                    new_id=_uuid,
                 )
             except _Reserved:
                 charged_now = False  # paid at submit: the reservation covers every attempt
@@ -893,19 +915,18 @@ class Engine:
                 )
                 charged_now = False
             else:
-                # A later attempt gets the first attempt's entry back.
-                charged_now = entry.id == entry_id
+                # A later attempt gets the first attempt's entry back (charged_now False).
                 # Paid by a charge, so it holds no reservation (the ledger
                 # refuses both for one job): its success has nothing to capture.
                 paid = True
         if paid is not None:
             self._claims[job.id, job.lease_token] = (request, paid)
-        self._emit(EventKind.CLAIMED, job, worker_id=worker_id)
-        if job.status is JobStatus.FAILED:
+        self._emit(_CLAIMED, job, worker_id=worker_id)
+        if job.status is _FAILED:
             assert job.last_error is not None
             self._emit(EventKind.FAILED, job, error_code=job.last_error.code, transient=False)
         elif charged_now:
-            self._emit(EventKind.CHARGED, job, amount=cost)
+            self._emit(_CHARGED, job, amount=cost)
         return job
 
     def _keeper(self) -> LeaseKeeper:

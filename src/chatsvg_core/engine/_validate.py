@@ -8,11 +8,12 @@ from typing import Any, Final
 
 from pydantic import ValidationError
 
+from chatsvg_core._construct import built
 from chatsvg_core.errors import InvalidRequest, JobNotFound
 from chatsvg_core.generate import Detail, GenerationRequest
 from chatsvg_core.generate._request import MAX_SIDE, MIN_SIDE, MODEL_NAME_PATTERN, SLUG_PATTERN
 
-__all__ = ["check_job_id", "invalid_request", "parse_request", "plain_payload"]
+__all__ = ["check_job_id", "invalid_request", "parse_request", "plain_payload", "stored_request"]
 
 _MAX_JOB_ID: Final = 128
 
@@ -125,3 +126,54 @@ def plain_payload(request: object) -> dict[str, Any] | None:
         "detail": detail,
         "model": model,
     }
+
+
+_DETAIL_OF: Final = {detail.value: detail for detail in Detail}
+
+
+def stored_request(data: object) -> GenerationRequest:
+    """``GenerationRequest.model_validate(data)`` for a job's stored request.
+
+    A claim rebuilds the request it charges for from the job's ``request``,
+    which submit stored as a validated request's JSON dump: every field
+    present, each value one validation keeps as it is. Such a dict is built
+    without validation (see ``chatsvg_core._construct``); anything else (a
+    row written by other code, a field added to the model) is validated as
+    before. A property test in tests/engine holds it equal to validation.
+    """
+    # Exactly the model's fields (six entries, each found): a missing one would
+    # leave it out of model_fields_set, an unknown one is refused (extra="forbid").
+    if not _KNOWN or type(data) is not dict or len(data) != 6:
+        return GenerationRequest.model_validate(data)
+    try:
+        prompt = data["prompt"]
+        style = data["style"]
+        width = data["width"]
+        height = data["height"]
+        text = data["detail"]
+        model = data["model"]
+    except KeyError:
+        return GenerationRequest.model_validate(data)
+    detail = _DETAIL_OF.get(text) if type(text) is str else None
+    if (
+        type(prompt) is str
+        and detail is not None
+        and type(width) is int
+        and MIN_SIDE <= width <= MAX_SIDE
+        and type(height) is int
+        and MIN_SIDE <= height <= MAX_SIDE
+        and (style is None or (type(style) is str and _SLUG.fullmatch(style) is not None))
+        and (model is None or (type(model) is str and _MODEL_NAME.fullmatch(model) is not None))
+    ):
+        return built(
+            GenerationRequest,
+            {
+                "prompt": prompt,
+                "style": style,
+                "width": width,
+                "height": height,
+                "detail": detail,
+                "model": model,
+            },
+        )
+    return GenerationRequest.model_validate(data)

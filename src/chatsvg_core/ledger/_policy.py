@@ -31,7 +31,8 @@ class DayBoundary:
 
     def window(self, now: datetime) -> tuple[datetime, datetime]:
         """The UTC ``[start, end)`` of the day that contains ``now``."""
-        now = utc(now)
+        if now.tzinfo is not UTC:  # utc() only where it has work: a call less per charge
+            now = utc(now)
         fixed = type(self.tz) is timezone
         if fixed:
             # A fixed offset's days are 24 hours between midnights that exist:
