@@ -93,6 +93,7 @@ from chatsvg_core.retry import GiveUp, RetryPolicy, get_on_retry_hooks
 from chatsvg_core.sanitize import SanitizedSVG, SanitizePolicy, Sanitizer, is_blank
 from chatsvg_core.storage import (
     EntryKind,
+    IdempotencyRecord,
     JobPurger,
     JobResult,
     Store,
@@ -660,6 +661,20 @@ class Engine:
                     reserved = await self._admit(tx, job, now)
             else:
                 expires_at = now + self._idempotency_ttl
+                key: str = idempotency_key
+
+                def proposed() -> IdempotencyRecord:
+                    # The record this submit offers for its key: bound when
+                    # it wins the key, compared with the live one when not.
+                    return record(
+                        scope=scope,
+                        key=key,
+                        request_hash=fingerprint,
+                        job_id=job.id,
+                        created_at=now,
+                        expires_at=expires_at,
+                    )
+
                 keyed = getattr(tx, "_insert_keyed_job", None)
                 if keyed is not None:
                     # The SQL stores: the claim and the insert in one call.
@@ -672,29 +687,13 @@ class Engine:
                     )
                     created = live is None
                     if live is not None:
-                        proposed = record(
-                            scope=scope,
-                            key=idempotency_key,
-                            request_hash=fingerprint,
-                            job_id=job.id,
-                            created_at=now,
-                            expires_at=expires_at,
-                        )
-                        job = await replay_or_refuse(tx, live, proposed)
+                        job = await replay_or_refuse(tx, live, proposed())
                 else:
                     # create_or_replay's steps without its argument checks (done
                     # above and at construction) or its outcome models.
                     if request_json is not None:
                         remember_request_json(job.__dict__["request"], request_json)
-                    proposed = record(
-                        scope=scope,
-                        key=idempotency_key,
-                        request_hash=fingerprint,
-                        job_id=job.id,
-                        created_at=now,
-                        expires_at=expires_at,
-                    )
-                    job, _, created = await bind_key(tx, job, proposed, now=now)
+                    job, _, created = await bind_key(tx, job, proposed(), now=now)
                 replayed = not created
                 if created and admits:
                     reserved = await self._admit(tx, job, now)

@@ -85,6 +85,19 @@ PLAIN_FIELDS: Final = ("prompt", "style", "width", "height", "detail", "model")
 _KNOWN: Final = tuple(GenerationRequest.model_fields) == PLAIN_FIELDS
 
 
+def _plain_values(style: object, width: object, height: object, model: object) -> bool:
+    """Whether validation keeps ``style``, ``width``, ``height`` and ``model``
+    as they are: the rules plain_payload and stored_request share, written once."""
+    return (
+        type(width) is int
+        and MIN_SIDE <= width <= MAX_SIDE
+        and type(height) is int
+        and MIN_SIDE <= height <= MAX_SIDE
+        and (style is None or (type(style) is str and _SLUG.fullmatch(style) is not None))
+        and (model is None or (type(model) is str and _MODEL_NAME.fullmatch(model) is not None))
+    )
+
+
 def plain_payload(request: object) -> dict[str, Any] | None:
     """``GenerationRequest.model_validate(request).model_dump(mode="json")`` for a
     plain ``dict`` whose every value validation keeps as it is; ``None`` (let
@@ -100,13 +113,10 @@ def plain_payload(request: object) -> dict[str, Any] | None:
     if len(request) == 1:  # the prompt alone (request is a subset of the fields)
         return {"prompt": prompt, **_DEFAULTS}
     style = request.get("style", _DEFAULTS["style"])
-    if style is not None and (type(style) is not str or _SLUG.fullmatch(style) is None):
-        return None
     width = request.get("width", _DEFAULTS["width"])
     height = request.get("height", _DEFAULTS["height"])
-    if type(width) is not int or not MIN_SIDE <= width <= MAX_SIDE:
-        return None
-    if type(height) is not int or not MIN_SIDE <= height <= MAX_SIDE:
+    model = request.get("model", _DEFAULTS["model"])
+    if not _plain_values(style, width, height, model):
         return None
     detail = request.get("detail", _DEFAULTS["detail"])
     kind = type(detail)
@@ -114,9 +124,6 @@ def plain_payload(request: object) -> dict[str, Any] | None:
         return None
     detail = _DETAILS.get(detail)
     if detail is None:
-        return None
-    model = request.get("model", _DEFAULTS["model"])
-    if model is not None and (type(model) is not str or _MODEL_NAME.fullmatch(model) is None):
         return None
     return {
         "prompt": prompt,
@@ -155,16 +162,7 @@ def stored_request(data: object) -> GenerationRequest:
     except KeyError:
         return GenerationRequest.model_validate(data)
     detail = _DETAIL_OF.get(text) if type(text) is str else None
-    if (
-        type(prompt) is str
-        and detail is not None
-        and type(width) is int
-        and MIN_SIDE <= width <= MAX_SIDE
-        and type(height) is int
-        and MIN_SIDE <= height <= MAX_SIDE
-        and (style is None or (type(style) is str and _SLUG.fullmatch(style) is not None))
-        and (model is None or (type(model) is str and _MODEL_NAME.fullmatch(model) is not None))
-    ):
+    if type(prompt) is str and detail is not None and _plain_values(style, width, height, model):
         return built(
             GenerationRequest,
             {

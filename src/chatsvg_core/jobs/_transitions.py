@@ -132,34 +132,11 @@ def new_job(
     copied = dict(request)
     trace = dict(trace_context) if trace_context else None
     if _plain(job_id, owner, copied, request_hash, idempotency_key, max_attempts, trace):
-        # Every value is already what validation would make of it: built
-        # without pydantic's per-field pass (a third of a submit's Python),
-        # in one dict in the model's field order. A fresh job keeps every
-        # cross-field rule (QUEUED, no lease, token or result, attempt 0 of at
-        # least 1), so Job._from_trusted's check has nothing to find.
+        # Every value is already what validation would make of it (the
+        # copies are fresh): plain_new_job builds it without pydantic.
         # tests/jobs/test_fast_paths.py holds it equal to model_validate.
-        return built(
-            Job,
-            {
-                "id": job_id,
-                "owner": owner,
-                "request": copied,
-                "request_hash": request_hash,
-                "idempotency_key": idempotency_key,
-                "status": Q,
-                "attempt": 0,
-                "max_attempts": max_attempts,
-                "run_at": due,
-                "lease_expires_at": None,
-                "lease_token": None,
-                "worker_id": None,
-                "last_error": None,
-                "result_ref": None,
-                "version": 0,
-                "created_at": now,
-                "updated_at": now,
-                "trace_context": trace,
-            },
+        return plain_new_job(
+            job_id, owner, copied, request_hash, idempotency_key, now, max_attempts, due, trace
         )
     return Job.model_validate(
         {
@@ -185,15 +162,22 @@ def plain_new_job(
     idempotency_key: str | None,
     now: datetime,
     max_attempts: int,
+    run_at: datetime | None = None,
+    trace_context: dict[str, str] | None = None,
 ) -> Job:
-    """:func:`new_job` (due ``now``, no trace context) for values the caller vouches for.
+    """:func:`new_job` for values the caller vouches for (due ``run_at``, default ``now``).
 
-    The engine's submit: each value is already what :func:`_plain` accepts
-    (exact ``str`` id of 1 to 128 and owner of 1 to 255 characters, exact
-    ``str`` hash and key, exact ``int`` attempts of at least 1, a fresh
-    ``request`` dict of ``str`` keys and JSON scalars, which the job keeps
-    without a copy) and ``now`` is aware UTC. tests/jobs holds it equal to
-    :func:`new_job`.
+    The engine's submit, and new_job once its checks pass: each value is
+    already what :func:`_plain` accepts (exact ``str`` id of 1 to 128 and
+    owner of 1 to 255 characters, exact ``str`` hash and key, exact ``int``
+    attempts of at least 1, a fresh ``request`` dict of ``str`` keys and JSON
+    scalars and a fresh ``trace_context``, which the job keeps without a
+    copy) and ``now`` and ``run_at`` are aware UTC. Built without pydantic's
+    per-field pass (a third of a submit's Python), in one dict in the model's
+    field order: a fresh job keeps every cross-field rule (QUEUED, no lease,
+    token or result, attempt 0 of at least 1), so Job._from_trusted's check
+    has nothing to find. tests/jobs holds it equal to :func:`new_job` and to
+    model_validate.
     """
     return built(
         Job,
@@ -206,7 +190,7 @@ def plain_new_job(
             "status": Q,
             "attempt": 0,
             "max_attempts": max_attempts,
-            "run_at": now,
+            "run_at": now if run_at is None else run_at,
             "lease_expires_at": None,
             "lease_token": None,
             "worker_id": None,
@@ -215,7 +199,7 @@ def plain_new_job(
             "version": 0,
             "created_at": now,
             "updated_at": now,
-            "trace_context": None,
+            "trace_context": trace_context,
         },
     )
 
