@@ -371,7 +371,9 @@ async def _spend_checked(
             id=entry_id, owner=owner, kind=kind, amount=-amount, ref=ref, memo=memo, created_at=now
         )
     written = await tx.insert_entry(wanted)
-    if written.id == wanted.id:
+    # The store hands back our entry itself when it wrote it (the SQL and
+    # memory stores do): no two pydantic attribute reads.
+    if written is wanted or written.id == wanted.id:
         return written, True
     # Another transaction (holding another owner's lock) took this (kind, ref)
     # first: the store handed back its entry instead of ours.

@@ -48,6 +48,7 @@ __all__ = [
     "REVERSAL_TEXT",
     "SCHEMA_TABLE",
     "SUCCEED_GUARD",
+    "SUCCEED_HELD",
     "SUCCEED_SET",
     "TABLES",
     "USAGE",
@@ -361,7 +362,8 @@ _CLAIM_ONE = (
     f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE id = ? AND {CLAIM_GUARD} "
     f"RETURNING {_CLAIMED_COLUMNS}"
 )
-_SUCCEED_HELD = f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} RETURNING version"
+SUCCEED_HELD = f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} RETURNING version"
+"""``succeed_held``'s statement (parameters: now, id, token): the new ``version``, if it matched."""
 
 
 # spend_state's statement, with and without the usage of the cap's window.
@@ -753,7 +755,7 @@ class SQLTransaction:
         The caller holds the rest of the job: the row is not decoded.
         """
         self._check_open()
-        row = await self._one(_SUCCEED_HELD, (self._ts(utc(now)), job_id, token))
+        row = await self._one(SUCCEED_HELD, (self._ts(utc(now)), job_id, token))
         if row is None:
             return None
         return int(row[0]), await self.put_result(result)
@@ -816,16 +818,21 @@ class SQLTransaction:
     async def put_result(self, result: JobResult) -> JobResult:
         """Store a job's result once; a second put returns the first one unchanged."""
         self._check_open()
-        metadata = result.metadata
+        if await self._exec(INSERT_RESULT, self._result_params(result)) == 1:
+            return result
+        return await self._first_result(result)
+
+    def _result_params(self, result: JobResult) -> tuple[Any, ...]:
+        """``INSERT_RESULT``'s parameters for ``result``, read from its own dict."""
+        data = result.__dict__
+        metadata = data["metadata"]
         # The text its maker handed over with the dict (the engine's finish), or encoded here.
         text = take_json(metadata)
-        changed = await self._exec(
-            INSERT_RESULT,
-            (result.job_id, result.svg, _dump(metadata) if text is None else text,
-             self._ts(result.created_at)),
-        )  # fmt: skip
-        if changed == 1:
-            return result
+        return (data["job_id"], data["svg"], _dump(metadata) if text is None else text,
+                self._ts(data["created_at"]))  # fmt: skip
+
+    async def _first_result(self, result: JobResult) -> JobResult:
+        """The result already stored for ``result``'s job, which ``INSERT_RESULT`` kept."""
         stored = await self.get_result(result.job_id)
         if stored is None:  # pragma: no cover - a result is never deleted
             raise StorageError("result vanished after a conflicting insert", job_id=result.job_id)
@@ -905,30 +912,34 @@ class SQLTransaction:
 
     async def insert_entry(self, entry: LedgerEntry) -> LedgerEntry:
         """Append ``entry`` (and move the stored balance); a (kind, ref) seen before wins."""
+        if await self._append_entry(self._entry_params(entry)):
+            return entry
+        return await self._first_entry(entry)
+
+    def _entry_params(self, entry: LedgerEntry) -> tuple[Any, ...]:
+        """``insert_entry``'s checks, and the entry's columns in ``_ENTRY_COLUMNS`` order."""
         if self._finished:  # _check_open, without its call on the hot path
             self._check_open()
-        if not INT64_MIN <= entry.amount <= INT64_MAX:
-            raise InvalidAmount(
-                "amount does not fit a signed 64-bit integer", amount=str(entry.amount)
-            )
-        # The stored balance moves in the same transaction as the entry, so it
-        # always equals the sum of the entries (the tests check it). Read from
-        # the entry's own dict: a pydantic attribute read costs several times
-        # a dict's subscript.
+        # Read from the entry's own dict: a pydantic attribute read costs
+        # several times a dict's subscript.
         data = entry.__dict__
-        inserted = await self._append_entry(
-            (
-                data["id"],
-                data["owner"],
-                _KIND_TEXT[data["kind"]],
-                data["amount"],
-                data["ref"],
-                data["memo"],
-                self._ts(data["created_at"]),
-            )
+        amount = data["amount"]
+        if not INT64_MIN <= amount <= INT64_MAX:
+            raise InvalidAmount("amount does not fit a signed 64-bit integer", amount=str(amount))
+        # The stored balance moves in the same transaction as the entry, so it
+        # always equals the sum of the entries (the tests check it).
+        return (
+            data["id"],
+            data["owner"],
+            _KIND_TEXT[data["kind"]],
+            amount,
+            data["ref"],
+            data["memo"],
+            self._ts(data["created_at"]),
         )
-        if inserted:
-            return entry
+
+    async def _first_entry(self, entry: LedgerEntry) -> LedgerEntry:
+        """The entry another write of ``entry``'s (kind, ref) stored first (the insert kept it)."""
         assert entry.ref is not None  # a NULL ref never conflicts
         existing = await self.find_entry(entry.kind, entry.ref)
         if existing is None:  # pragma: no cover - entries are never deleted

@@ -17,11 +17,12 @@ How it stays correct with several writers (threads, tasks and processes):
   the transaction fails with :class:`~chatsvg_core.errors.StorageUnavailable`
   (transient) and wrote nothing.
 * **In-process queueing**: inside one process the store's transactions take
-  an ``asyncio.Lock`` (FIFO, no barging past waiters) before touching the
-  database, so tasks of one process queue fairly instead of polling SQLite's
-  busy handler. (Not ``anyio.Lock``: it yields to the loop on every
-  acquire, an extra loop turn per transaction, which costs more than most
-  of the transaction's statements.)
+  a lock with ``asyncio.Lock``'s rules (FIFO, no barging past waiters;
+  ``_StoreLock``) before touching the database, so tasks of one process
+  queue fairly instead of polling SQLite's busy handler. (Not
+  ``anyio.Lock``: it yields to the loop on every acquire, an extra loop turn
+  per transaction, which costs more than most of the transaction's
+  statements.)
 * **Waiting for another process's lock**: the connection's busy timeout
   is 0, so no statement sleeps in SQLite unless asked to. A task with other
   tasks beside it never blocks the loop: it retries ``BEGIN IMMEDIATE`` a
@@ -63,6 +64,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -75,7 +77,7 @@ from weakref import ref as _ref
 
 import anyio
 
-from chatsvg_core._clock import Clock, SystemClock
+from chatsvg_core._clock import Clock, SystemClock, utc
 from chatsvg_core.errors import (
     ConfigurationError,
     IncompatibleStorage,
@@ -84,18 +86,20 @@ from chatsvg_core.errors import (
 )
 from chatsvg_core.jobs import Job
 from chatsvg_core.storage._errors import StoreClosed
-from chatsvg_core.storage._protocol import IdempotencyRecord
+from chatsvg_core.storage._protocol import IdempotencyRecord, JobResult, LedgerEntry
 from chatsvg_core.storage._sql import (
     CLAIM_KEY,
     GIVE_BACK,
     INSERT_ENTRY,
     INSERT_NEW_JOB,
+    INSERT_RESULT,
     LIVE_KEY,
     MOVE_BALANCE,
     MOVE_SPEND,
     ORIGINAL_TEXT,
     REVERSAL_TEXT,
     SCHEMA_TABLE,
+    SUCCEED_HELD,
     TABLES,
     FaultHook,
     SQLTransaction,
@@ -183,6 +187,62 @@ class _StoreThread:
             # A closed loop (RuntimeError) has nobody awaiting the answer any more.
             with contextlib.suppress(RuntimeError):
                 future.get_loop().call_soon_threadsafe(_settle, future, result, error)
+
+
+class _StoreLock:
+    """The store's lock among the tasks of one process: first come, first served.
+
+    ``asyncio.Lock`` (3.11), step for step: a free lock that no live waiter
+    queues for is taken at once, without a turn of the loop; otherwise the
+    task queues, and a release wakes the first waiter, which takes the lock
+    when it runs (no task barges past a queued one meanwhile); a waiter
+    cancelled after its wake-up passes the wake-up on. Its own class so that
+    the usual case, a free lock and nobody queued, is two slots that
+    ``SQLiteTransaction.__aenter__`` and ``__aexit__`` read and write in
+    place: ``asyncio.Lock.acquire`` is a coroutine and ``release`` two
+    Python calls, paid by every transaction (issue 15).
+    tests/storage/test_sqlite_lock.py holds both to ``asyncio.Lock``, event
+    for event, under random arrivals and cancellations.
+    """
+
+    __slots__ = ("held", "waiters")
+
+    def __init__(self) -> None:
+        self.held = False
+        self.waiters: deque[asyncio.Future[None]] = deque()
+
+    async def acquire(self) -> None:
+        """Take the lock, queueing behind the tasks already waiting for it."""
+        if not self.held and all(w.cancelled() for w in self.waiters):
+            self.held = True
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.waiters.append(waiter)
+        try:
+            try:
+                await waiter
+            finally:
+                self.waiters.remove(waiter)
+        except asyncio.CancelledError:
+            # Woken but cancelled before it ran: the next waiter gets the wake-up.
+            if not self.held:
+                self.wake()
+            raise
+        self.held = True
+
+    def release(self) -> None:
+        """Free the lock and wake the first waiter (it takes the lock when it runs)."""
+        if not self.held:
+            raise RuntimeError("the store's lock is not held")
+        self.held = False
+        if self.waiters:
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake the first waiter, unless it is already woken or cancelled."""
+        first = self.waiters[0] if self.waiters else None
+        if first is not None and not first.done():
+            first.set_result(None)
 
 
 def _settle(future: asyncio.Future[Any], result: Any, exc: BaseException | None) -> None:
@@ -348,16 +408,21 @@ class SQLiteTransaction(SQLTransaction):
         store = self._store
         if store._closed:
             raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
-        await store._lock.acquire()
-        try:
+        lock = store._lock
+        if lock.held or lock.waiters:
+            await lock.acquire()
             if store._closed:
+                lock.release()
                 raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
-            conn = store._conn
-            if conn is None:
+        else:
+            lock.held = True  # _StoreLock.acquire's free case, in place: no await
+        conn = store._conn
+        if conn is None:
+            try:
                 conn = await store._connection()
-        except BaseException:
-            store._lock.release()
-            raise
+            except BaseException:
+                lock.release()
+                raise
         self._conn = conn
         return self
 
@@ -367,47 +432,69 @@ class SQLiteTransaction(SQLTransaction):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        store, conn = self._store, self._conn
+        store, conn, cur = self._store, self._conn, self._cur
         self._finished = True
-        self._cur = None  # freed here: resets its statement (see __init__)
+        self._cur = None
         try:
             if exc_type is not None:
+                del cur  # freed here: resets its statement (see __init__)
                 await store._finish(conn, commit=False)
                 return
             try:
-                # SQLiteStore._finish(commit=True), inline (see there).
+                # SQLiteStore._finish(commit=True), inline (see there), with
+                # COMMIT on the transaction's cursor (SQLiteStore._commit).
                 if store.synchronous == "normal" or _alone():
                     try:
-                        store._commit(conn)
+                        store._commit(conn, cur)
                     except sqlite3.Error as error:
                         raise _map_error(error, store.path) from error
                 else:
-                    await store._call(partial(store._commit, conn))
+                    await store._call(partial(store._commit, conn, cur))
             except BaseException:
+                del cur
                 # Shielded inside _finish: a cancelled task must still roll
                 # back, or the connection would stay in a half-done transaction.
                 await store._finish(conn, commit=False)
                 raise
         finally:
-            store._lock.release()
+            # _StoreLock.release, in place.
+            lock = store._lock
+            lock.held = False
+            if lock.waiters:
+                lock.wake()
+
+    def _begun(self) -> sqlite3.Cursor | None:
+        """``BEGIN IMMEDIATE`` in place, on the transaction's new cursor: the cursor.
+
+        The usual case (a cursor is never false, so callers write ``_begun()
+        or await _start()``). ``None`` when another process holds the write
+        lock: then :meth:`_start` waits for it. Not a coroutine, so a
+        transaction that finds the lock free awaits nothing to begin.
+        """
+        cur = self._new_cursor()
+        if not self._store._begin_now(cur):
+            return None
+        self._cur = cur
+        return cur
 
     async def _start(self) -> sqlite3.Cursor:
-        """``BEGIN IMMEDIATE`` (waiting for another process's lock if need be), then the cursor."""
-        store, conn = self._store, self._conn
-        if not store._begin_now(conn):
-            await store._begin(conn)
-        try:
-            cur = self._cur = conn.cursor()
-        except sqlite3.Error as exc:
-            raise _map_error(exc, store.path) from exc
+        """``BEGIN IMMEDIATE``, waiting for another process's lock if need be, then the cursor."""
+        await self._store._begin(self._conn)
+        cur = self._cur = self._new_cursor()
         return cur
+
+    def _new_cursor(self) -> sqlite3.Cursor:
+        try:
+            return self._conn.cursor()
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         # Statements run on the caller's thread: once BEGIN IMMEDIATE holds the
         # write lock, no statement of this transaction waits on another
         # connection (WAL readers never block, and we are the one writer), so
         # each takes microseconds and a hop to a thread would cost more.
-        if self._cur is None:
+        if self._cur is None and self._begun() is None:
             await self._start()
         try:
             return fn(self._conn)
@@ -420,7 +507,7 @@ class SQLiteTransaction(SQLTransaction):
     async def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple[Any, ...] | None:
         cur = self._cur
         if cur is None:
-            cur = await self._start()
+            cur = self._begun() or await self._start()
         try:
             row: tuple[Any, ...] | None = cur.execute(sql, tuple(params)).fetchone()
         except sqlite3.Error as exc:
@@ -430,7 +517,7 @@ class SQLiteTransaction(SQLTransaction):
     async def _all(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
         cur = self._cur
         if cur is None:
-            cur = await self._start()
+            cur = self._begun() or await self._start()
         try:
             return cur.execute(sql, tuple(params)).fetchall()
         except sqlite3.Error as exc:
@@ -439,19 +526,34 @@ class SQLiteTransaction(SQLTransaction):
     async def _exec(self, sql: str, params: Sequence[Any] = ()) -> int:
         cur = self._cur
         if cur is None:
-            cur = await self._start()
+            cur = self._begun() or await self._start()
         try:
             return cur.execute(sql, tuple(params)).rowcount
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
 
     async def _append_entry(self, params: Sequence[Any]) -> bool:
-        # _run's body inline, as in the statement runners below it.
         cur = self._cur
         if cur is None:
-            cur = await self._start()
+            cur = self._begun() or await self._start()
+        return self._append_rows(cur, tuple(params))
+
+    async def insert_entry(self, entry: LedgerEntry) -> LedgerEntry:
+        """Append ``entry`` (and move the stored balance); a (kind, ref) seen before wins."""
+        # SQLTransaction.insert_entry with _append_entry's statements run in
+        # place: one coroutine per charge, not two.
+        params = self._entry_params(entry)
+        cur = self._cur
+        if cur is None:
+            cur = self._begun() or await self._start()
+        if self._append_rows(cur, params):
+            return entry
+        return await self._first_entry(entry)
+
+    def _append_rows(self, cur: sqlite3.Cursor, params: tuple[Any, ...]) -> bool:
+        """``_append_entry``'s statements on the transaction's cursor: whether it inserted."""
         try:
-            if cur.execute(INSERT_ENTRY, tuple(params)).rowcount != 1:
+            if cur.execute(INSERT_ENTRY, params).rowcount != 1:
                 return False
             # The balance, and the cap counter (see _sql.MOVE_SPEND): a spend
             # counts in the same statement; a give-back takes one more.
@@ -466,6 +568,31 @@ class SQLiteTransaction(SQLTransaction):
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
         return True
+
+    async def succeed_held(
+        self, job_id: str, *, token: int, now: datetime, result: JobResult
+    ) -> tuple[int, JobResult] | None:
+        """:meth:`SQLTransaction.succeed_held`, its two statements on the cursor in place.
+
+        One coroutine, not three (``succeed_held``, ``_one``, ``put_result``
+        and its ``_exec``): the same guarded ``UPDATE``, then ``put_result``'s
+        insert, only if the update matched.
+        """
+        if self._finished:  # _check_open, without its call on the hot path
+            self._check_open()
+        if now.tzinfo is not UTC:  # utc() only where it has work
+            now = utc(now)
+        cur = self._cur
+        if cur is None:
+            cur = self._begun() or await self._start()
+        try:
+            row = cur.execute(SUCCEED_HELD, (self._ts(now), job_id, token)).fetchone()
+            if row is None:
+                return None
+            inserted = cur.execute(INSERT_RESULT, self._result_params(result)).rowcount == 1
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
+        return int(row[0]), result if inserted else await self._first_result(result)
 
     async def _insert_keyed_job(
         self,
@@ -486,7 +613,7 @@ class SQLiteTransaction(SQLTransaction):
         self._check_open()
         cur = self._cur
         if cur is None:
-            cur = await self._start()
+            cur = self._begun() or await self._start()
         data = job.__dict__
         ts = self._ts
         # _ts without its memo (these two times are used once): no call.
@@ -637,7 +764,7 @@ class SQLiteStore:
         self._clock: Clock = clock or SystemClock()
         self._fault_hook = fault_hook
         self._conn: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = _StoreLock()
         self._closed = False
         # One thread per store runs every sqlite3 call, in submission order.
         self._executor: _StoreThread | None = _StoreThread()
@@ -687,13 +814,16 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        async with self._lock:
+        await self._lock.acquire()
+        try:
             conn, self._conn = self._conn, None
             if conn is not None:
                 await self._call(conn.close)
             executor, self._executor = self._executor, None
             if executor is not None:
                 executor.shutdown()
+        finally:
+            self._lock.release()
 
     async def __aenter__(self) -> SQLiteStore:
         return self
@@ -754,12 +884,14 @@ class SQLiteStore:
         if self._fault_hook is not None:
             self._fault_hook(point)
 
-    def _begin_now(self, conn: sqlite3.Connection) -> bool:
+    def _begin_now(self, conn: sqlite3.Connection | sqlite3.Cursor) -> bool:
         """``BEGIN IMMEDIATE`` once, the usual case (nobody holds the lock): whether it began.
 
         ``False`` when another process holds the lock and ``busy_timeout``
         allows a wait: then :meth:`_begin` waits for it. Not a coroutine, so
         a transaction that finds the lock free awaits nothing to take it.
+        ``conn`` may be a cursor of the connection (the transaction's own:
+        ``conn.execute`` would make and free one more).
         """
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -865,10 +997,13 @@ class SQLiteStore:
         """The store's connection, held by this task alone (FIFO among the process's tasks)."""
         if self._closed:
             raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
-        async with self._lock:
+        await self._lock.acquire()
+        try:
             if self._closed:
                 raise StoreClosed("the SQLite store is closed", store="sqlite", what="store")
             yield await self._connection()
+        finally:
+            self._lock.release()
 
     async def _finish(self, conn: sqlite3.Connection, *, commit: bool) -> None:
         """COMMIT (with its hooks) or ROLLBACK, on the store's thread, in one trip.
@@ -903,13 +1038,18 @@ class SQLiteStore:
         with anyio.CancelScope(shield=True):
             await self._call(rollback_job)
 
-    def _commit(self, conn: sqlite3.Connection) -> None:
-        """``COMMIT`` with its hooks (on the store's thread, or in place: see :meth:`_finish`)."""
+    def _commit(self, conn: sqlite3.Connection, cur: sqlite3.Cursor | None = None) -> None:
+        """``COMMIT`` with its hooks (on the store's thread, or in place: see :meth:`_finish`).
+
+        On the transaction's cursor ``cur`` when it has one (``conn.execute``
+        would make and free another): its execute resets the statement it ran
+        last first, as freeing it would (see ``SQLiteTransaction.__init__``).
+        """
         hook = self._fault_hook
         if conn.in_transaction:
             if hook is not None:
                 hook("before_commit")
-            conn.execute("COMMIT")
+            (conn if cur is None else cur).execute("COMMIT")
         if hook is not None:
             hook("after_commit")
 

@@ -1,0 +1,179 @@
+"""SQLite's in-place primitives equal the shared ones they replace, row for row.
+
+``SQLiteTransaction`` runs the hot primitives' statements on its cursor in
+one coroutine (issue 15): ``succeed_held`` with ``put_result``'s insert,
+``insert_entry`` with ``_append_entry``'s statements. The shared versions
+in ``SQLTransaction`` (the same statements through ``_one``/``_exec``) are the
+reference: on random jobs and results, and on random entries whose (kind,
+ref) collide, both give the same answers, the same errors and the same rows
+(jobs, results, ledger, the accounts' balances and cap counters).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
+
+from chatsvg_core.jobs import Job
+from chatsvg_core.storage import EntryKind, JobResult, LedgerEntry, Store
+from chatsvg_core.storage._sql import SQLTransaction
+from chatsvg_core.storage.sqlite import SQLiteTransaction
+from chatsvg_core.testing.strategies import reachable_jobs
+
+from ._sqlhelpers import fresh_sqlite
+
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+DAY = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
+_SETTINGS = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+class _Undo(Exception):
+    """Ends each run: its transaction rolls back and the store stays as it was."""
+
+
+@pytest.fixture
+def store() -> Iterator[Store]:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    context = fresh_sqlite(synchronous="normal")
+    opened = loop.run_until_complete(context.__aenter__())
+    yield opened
+    loop.run_until_complete(context.__aexit__(None, None, None))
+    loop.close()
+    asyncio.set_event_loop(None)
+
+
+def _in_rollback(store: Store, body: Callable[[SQLiteTransaction], Awaitable[Any]]) -> Any:
+    async def run() -> Any:
+        out: list[Any] = []
+        try:
+            async with store.transaction() as tx:
+                assert isinstance(tx, SQLiteTransaction)
+                out.append(await body(tx))
+                raise _Undo
+        except _Undo:
+            pass
+        return out[0]
+
+    return asyncio.get_event_loop().run_until_complete(run())
+
+
+async def _rows(tx: SQLiteTransaction) -> Any:
+    return (
+        await tx._all("SELECT * FROM chatsvg_jobs ORDER BY id"),
+        await tx._all("SELECT * FROM chatsvg_results ORDER BY job_id"),
+        await tx._all("SELECT * FROM chatsvg_ledger ORDER BY id"),
+        await tx._all("SELECT * FROM chatsvg_accounts ORDER BY owner"),
+    )
+
+
+@_SETTINGS
+@given(
+    job=reachable_jobs(),
+    seconds=st.integers(-10, 100),
+    token_shift=st.integers(-1, 1),
+    stored_first=st.booleans(),
+    metadata=st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3), max_size=3),
+)
+def test_succeed_held_in_place_equals_the_shared_path(
+    store: Store,
+    job: Job,
+    seconds: int,
+    token_shift: int,
+    stored_first: bool,
+    metadata: dict[str, Any],
+) -> None:
+    now = job.updated_at + timedelta(seconds=seconds)
+    token = max(1, (job.lease_token or job.attempt or 1) + token_shift)
+    result = JobResult(job_id=job.id, svg="<svg/>", metadata=metadata, created_at=now)
+    first = JobResult(job_id=job.id, svg="<svg id='a'/>", metadata={"first": 1}, created_at=T0)
+
+    def run(call: Callable[..., Awaitable[Any]]) -> Any:
+        async def body(tx: SQLiteTransaction) -> Any:
+            await tx.insert_job(job)
+            if stored_first:
+                await tx.put_result(first)
+            got = await call(tx, job.id, token=token, now=now, result=result)
+            return got, await _rows(tx)
+
+        return _in_rollback(store, body)
+
+    assert run(SQLiteTransaction.succeed_held) == run(SQLTransaction.succeed_held)
+
+
+_OWNERS = st.sampled_from(["alice", "bob"])
+_REFS = st.sampled_from([None, "job-1", "job-2"])
+_ENTRIES = st.builds(
+    lambda i, owner, kind, amount, ref, day: LedgerEntry(
+        id=f"e-{i}",
+        owner=owner,
+        kind=kind,
+        amount=amount,
+        ref=ref,
+        memo=None,
+        created_at=T0 + timedelta(days=day),
+    ),
+    st.integers(0, 10**6),
+    _OWNERS,
+    st.sampled_from(list(EntryKind)),
+    st.integers(-5, 5) | st.sampled_from([2**63 - 1, -(2**63), 2**63, -(2**63) - 1]),
+    _REFS,
+    st.sampled_from([-1, 0]),
+)
+
+
+@_SETTINGS
+@given(entries=st.lists(_ENTRIES, min_size=1, max_size=8, unique_by=lambda e: e.id))
+@example(
+    entries=[
+        LedgerEntry(
+            id="e-1", owner="alice", kind=EntryKind.CHARGE, amount=-2, ref="job-1", created_at=T0
+        ),
+        LedgerEntry(
+            id="e-2", owner="bob", kind=EntryKind.CHARGE, amount=-3, ref="job-1", created_at=T0
+        ),
+        LedgerEntry(
+            id="e-3", owner="bob", kind=EntryKind.REFUND, amount=2, ref="job-1", created_at=T0
+        ),
+    ]
+)
+def test_insert_entry_in_place_equals_the_shared_path(
+    store: Store, entries: list[LedgerEntry]
+) -> None:
+    def run(call: Callable[..., Awaitable[Any]]) -> Any:
+        async def body(tx: SQLiteTransaction) -> Any:
+            # Both owners count today's usage (the cap counter's window).
+            since, until = (round((t - datetime(1970, 1, 1, tzinfo=UTC)).total_seconds() * 10**6)
+                            for t in DAY)  # fmt: skip
+            for owner in ("alice", "bob"):
+                await tx.lock_account(owner, create=True)
+                await tx._exec(
+                    "UPDATE chatsvg_accounts SET cap_since = ?, cap_until = ?, cap_used = 0 "
+                    "WHERE owner = ?",
+                    (since, until, owner),
+                )
+            outcomes: list[Any] = []
+            for entry in entries:
+                try:
+                    outcomes.append(await call(tx, entry))
+                except Exception as exc:  # the same error class and message, both ways
+                    outcomes.append((type(exc), str(exc)))
+            return outcomes, await _rows(tx)
+
+        return _in_rollback(store, body)
+
+    async def reference(tx: SQLiteTransaction, entry: LedgerEntry) -> LedgerEntry:
+        # The shared insert_entry over the shared _append_entry (one _exec per statement).
+        tx._append_entry = partial(SQLTransaction._append_entry, tx)  # type: ignore[method-assign]
+        return await SQLTransaction.insert_entry(tx, entry)
+
+    assert run(SQLiteTransaction.insert_entry) == run(reference)
