@@ -72,7 +72,11 @@ async def _rows(tx: SQLiteTransaction) -> Any:
         await tx._all("SELECT * FROM chatsvg_jobs ORDER BY id"),
         await tx._all("SELECT * FROM chatsvg_results ORDER BY job_id"),
         await tx._all("SELECT * FROM chatsvg_ledger ORDER BY id"),
-        await tx._all("SELECT * FROM chatsvg_accounts ORDER BY owner"),
+        # Not created_at: lock_account stamps a new account with the store's clock.
+        await tx._all(
+            "SELECT owner, balance, cap_since, cap_until, cap_used FROM chatsvg_accounts "
+            "ORDER BY owner"
+        ),
     )
 
 
