@@ -367,8 +367,12 @@ SUCCEED_HELD = f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD} RET
 
 
 # spend_state's statement, with and without the usage of the cap's window.
+# The entry this reference already has is named by its id alone: a replay is
+# rare, and it is read whole then (find_entry); each column of a row costs
+# the driver ~0.8 k instructions (its description and its value), and the
+# usual spend has no entry to read (issue 15).
 _SPEND_STATE_HEAD = (
-    "SELECT a.balance, s.id, s.owner, s.amount, s.memo, s.created_at, "
+    "SELECT a.balance, s.id, "
     "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
 )
 _SPEND_STATE_TAIL = (
@@ -1015,30 +1019,37 @@ class SQLTransaction:
             params: tuple[Any, ...] = (other_text, ref, owner, kind_text, ref)
             row = await self._one(_SPEND_STATE, params)
             assert row is not None  # one row, whatever exists
-            return self._spend_state(kind, ref, row[0], row[1:], False)
-        last = _LAST_WINDOW_TS  # _window_ts's memo, read inline (a call less per charge)
-        if last[0] is window and last[1] is type(self):
-            since, until = last[2]
+            used = None
         else:
-            since, until = self._window_ts(window)
-        params = (other_text, ref, since, until, owner, since, until, owner, kind_text, ref)
-        row = await self._one(_SPEND_STATE_USAGE, params)
-        assert row is not None  # one row, whatever exists
-        summed = row[7]
-        if summed is None:  # the stored window is this one: its counter
-            if row[1] is None and row[0] is not None:
-                # The usual spend (an account, no entry for this reference yet):
-                # _spend_state's answer without its call and the row's slice.
-                return spend_state_of(True, None, bool(row[6]), int(row[0]), int(row[8]))
-            return self._spend_state(kind, ref, row[0], (*row[1:7], row[8]), True)
-        if row[0] is not None:
-            # Another window (a new day, another boundary, an account from
-            # before schema 6): summed once, stored for the charges after it.
-            # This transaction holds the account lock (SQLite: the write
-            # lock), so no entry of the owner commits between the sum and
-            # the store.
-            await self._exec(CAP_STORE, (since, until, summed, owner))
-        return self._spend_state(kind, ref, row[0], row[1:8], True)
+            last = _LAST_WINDOW_TS  # _window_ts's memo, read inline (a call less per charge)
+            if last[0] is window and last[1] is type(self):
+                since, until = last[2]
+            else:
+                since, until = self._window_ts(window)
+            params = (other_text, ref, since, until, owner, since, until, owner, kind_text, ref)
+            row = await self._one(_SPEND_STATE_USAGE, params)
+            assert row is not None  # one row, whatever exists
+            used = row[3]
+            if used is None:  # the stored window is this one (so the account exists): its counter
+                used = row[4]
+                if row[1] is None:
+                    # The usual spend (an account, no entry for this reference yet).
+                    return spend_state_of(True, None, bool(row[2]), int(row[0]), int(used))
+            elif row[0] is not None:
+                # Another window (a new day, another boundary, an account from
+                # before schema 6): summed once, stored for the charges after
+                # it. This transaction holds the account lock (SQLite: the
+                # write lock), so no entry of the owner commits between the
+                # sum and the store.
+                await self._exec(CAP_STORE, (since, until, used, owner))
+        balance = row[0]
+        return spend_state_of(
+            balance is not None,
+            None if row[1] is None else await self.find_entry(kind, ref),
+            bool(row[2]),
+            0 if balance is None else int(balance),
+            None if used is None else int(used),
+        )
 
     def _window_ts(self, window: tuple[datetime, datetime]) -> tuple[Any, Any]:
         # The ledger hands the same window tuple for every charge of a day
