@@ -67,7 +67,8 @@ async def _run(
             if at == turn and state.get(i) in (("waiting", "holding") if holding else ("waiting",)):
                 tasks[i].cancel()
         await asyncio.sleep(0)
-    await asyncio.gather(*tasks)
+    # Bounded: a lost wake-up would leave a waiter forever (a failure, not a hang).
+    await asyncio.wait_for(asyncio.gather(*tasks), 10)
     return log
 
 
