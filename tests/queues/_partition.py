@@ -286,7 +286,7 @@ class OwnPostgres:
                 stderr=log,
             )
         if self.record is not None:
-            self.record.add_process(self.proc.pid)
+            self.record.add_process(self.proc.pid, signal.SIGQUIT)
         _wait_listening(self.address, self.port)
 
     def stop(self) -> None:

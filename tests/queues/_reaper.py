@@ -181,7 +181,8 @@ class LabRecord:
             "tag": tag,
             "pid": os.getpid(),
             "start": _start_time(os.getpid()),
-            "processes": [],  # [pid, start time] of children outside the namespaces
+            # [pid, start time, signal to stop it] of children outside the namespaces
+            "processes": [],
             "dirs": [],
         }
         _hook_exit()
@@ -193,8 +194,8 @@ class LabRecord:
         tmp.write_text(json.dumps(self.data))
         tmp.replace(self.path)
 
-    def add_process(self, pid: int) -> None:
-        self.data["processes"].append([pid, _start_time(pid)])
+    def add_process(self, pid: int, stop: int = signal.SIGKILL) -> None:
+        self.data["processes"].append([pid, _start_time(pid), int(stop)])
         self._write()
 
     def add_dir(self, path: Path) -> None:
@@ -243,11 +244,13 @@ def _reap(data: dict[str, Any]) -> list[str]:
         pids = [int(p) for p in _ip("netns", "pids", ns).stdout.split()]
         _kill_and_wait(pids, signal.SIGKILL, 5)
         done += [f"process {p} (in {ns})" for p in pids]
-    ours = [pid for pid, start in data["processes"] if _alive(pid, start)]
-    # SIGQUIT first: PostgreSQL's immediate shutdown, which also frees its shared memory.
-    _kill_and_wait(ours, signal.SIGQUIT, 5)
-    _kill_and_wait([p for p in ours if _start_time(p) is not None], signal.SIGKILL, 5)
-    done += [f"process {p}" for p in ours]
+    ours = [(pid, stop) for pid, start, stop in data["processes"] if _alive(pid, start)]
+    # Each with its own stop first (PostgreSQL: SIGQUIT, an immediate shutdown that
+    # frees its shared memory), then SIGKILL for any still there.
+    for pid, stop in ours:
+        _kill_and_wait([pid], stop, 5)
+    _kill_and_wait([p for p, _ in ours if _start_time(p) is not None], signal.SIGKILL, 5)
+    done += [f"process {p}" for p, _ in ours]
     for ns in namespaces:
         _ip("netns", "del", ns)  # takes its end of the veth, and so the pair
         done.append(f"netns {ns}")

@@ -21,20 +21,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from . import _reaper
 from ._fleet import ROOT
 from ._partition import Network, require_lab
-from ._reaper import RECORDS, _names, _start_time, popen, reap_stale
-
-pytestmark = pytest.mark.slow
+from ._reaper import RECORDS, _names, _start_time, kill_group, popen, reap_stale
 
 CHILD = """
 import asyncio, json, os, sys, time
@@ -118,13 +119,23 @@ def _wait_gone(pids: list[int], seconds: float = 20) -> list[int]:
         left = [p for p in pids if _start_time(p) is not None]
         if not left or time.monotonic() > deadline:
             return left
+        time.sleep(0.1)
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("network_lab")
 def test_a_sigkilled_run_leaves_no_process_and_the_next_start_reaps_the_rest(
     tmp_path: Path,
 ) -> None:
     child, lab = _start_lab(tmp_path)
+    try:
+        _sigkilled(child, lab)
+    finally:
+        kill_group(child)
+        reap_stale()
+
+
+def _sigkilled(child: subprocess.Popen[str], lab: dict[str, Any]) -> None:
     tag = lab["tag"]
     # The servers' own children (PostgreSQL's backends) are in their process groups.
     pids = [*lab["pids"], *_group_members(lab["pids"])]
@@ -158,15 +169,55 @@ def test_a_sigkilled_run_leaves_no_process_and_the_next_start_reaps_the_rest(
     assert not (RECORDS / f"{live.tag}.json").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("network_lab")
 def test_a_sigtermed_run_cleans_up_after_itself(tmp_path: Path) -> None:
     child, lab = _start_lab(tmp_path)
     tag = lab["tag"]
     pids = [*lab["pids"], *_group_members(lab["pids"])]
-    # `timeout`'s first signal: the run stops as on Ctrl-C, teardown and atexit run.
-    os.kill(child.pid, signal.SIGTERM)
-    child.wait(timeout=60)
-    assert _wait_gone(pids) == []
-    assert _names(tag) == ([], [])
-    assert not any(Path(d).exists() for d in lab["dirs"])
-    assert not (RECORDS / f"{tag}.json").exists()
+    try:
+        # `timeout`'s first signal: the run stops as on Ctrl-C, teardown and atexit run.
+        os.kill(child.pid, signal.SIGTERM)
+        child.wait(timeout=60)
+        assert _wait_gone(pids) == []
+        assert _names(tag) == ([], [])
+        assert not any(Path(d).exists() for d in lab["dirs"])
+        assert not (RECORDS / f"{tag}.json").exists()
+    finally:
+        kill_group(child)
+        reap_stale()
+
+
+def test_only_the_records_of_dead_runs_are_reaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if shutil.which("ip") is None:
+        pytest.skip("needs `ip` (iproute2)")
+    monkeypatch.setattr(_reaper, "RECORDS", tmp_path / "records")
+    me, born = os.getpid(), _start_time(os.getpid())
+    folders = {}
+    for name in ("live", "reused", "dead"):
+        folders[name] = Path(tempfile.mkdtemp(prefix="chatsvg-pg-", dir=tmp_path))
+    outsider = tmp_path / "not-ours"  # a name no harness makes: never removed
+    outsider.mkdir()
+    records = {
+        # This process: alive, its lab is left alone.
+        "live": {"pid": me, "start": born},
+        # Same pid, another start time: the pid was reused, the run that wrote it is dead.
+        "reused": {"pid": me, "start": (born or 0) - 1},
+        # A pid no process can have (above Linux's largest pid_max).
+        "dead": {"pid": 2**22 + 1, "start": 1},
+    }
+    (tmp_path / "records").mkdir()
+    for name, owner in records.items():
+        data = {
+            **owner,
+            "tag": f"t{name}",
+            "processes": [],
+            "dirs": [str(folders[name]), str(outsider)],
+        }
+        (tmp_path / "records" / f"t{name}.json").write_text(json.dumps(data))
+    removed = _reaper.reap_stale()
+    assert sorted(removed) == sorted(f"dir {folders[n]}" for n in ("reused", "dead"))
+    assert folders["live"].is_dir() and outsider.is_dir()
+    assert [p.stem for p in (tmp_path / "records").glob("*.json")] == ["tlive"]
