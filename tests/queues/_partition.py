@@ -287,7 +287,23 @@ class OwnPostgres:
             )
         if self.record is not None:
             self.record.add_process(self.proc.pid, signal.SIGQUIT)
-        _wait_listening(self.address, self.port)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        # As `pg_ctl -w` did: a server that listens may still refuse ("starting up").
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = subprocess.run(
+                [f"{self.bindir}/pg_isready", "-q", "-h", self.address, "-p", str(self.port)],
+                check=False,
+            )
+            if ready.returncode == 0:
+                return
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = (self.dir / "log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"the test's PostgreSQL did not start:\n{log}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
         if self.proc is not None:
