@@ -63,7 +63,7 @@ from ._reaper import LabRecord, kill_group, popen, reap_stale
 
 
 def pg_bindir() -> str | None:
-    """The newest PostgreSQL server binaries on this machine (``initdb``, ``pg_ctl``)."""
+    """The newest PostgreSQL server binaries here (``initdb``, ``postgres``, ``pg_isready``)."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
         key=lambda p: int(re.findall(r"/(\d+)/bin", p)[0]),
