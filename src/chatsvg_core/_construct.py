@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-__all__ = ["NOT_PLAIN", "built", "fill", "hand_over_json", "handed_json", "plain_json", "take_json"]
+__all__ = ["NOT_PLAIN", "built", "hand_over_json", "handed_json", "plain_json", "take_json"]
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -37,22 +37,11 @@ def built(cls: type[M], data: dict[str, Any]) -> M:
     becomes the instance's own dict.
     """
     obj = _NEW(cls)
-    # fill()'s four sets inline: a call more per model is what this saves.
     _SET_DICT(obj, data)
     _SET_FIELDS(obj, set(data))
     _SET_EXTRA(obj, None)
     _SET_PRIVATE(obj, None)
     return obj
-
-
-def fill(obj: BaseModel, data: dict[str, Any], fields_set: set[str]) -> None:
-    """:func:`built` on an instance already made (a model's own ``__init__``):
-    ``obj``, of a model without private attributes or extras, holds ``data``
-    (every field, in the model's order), ``fields_set`` naming those given."""
-    _SET_DICT(obj, data)
-    _SET_FIELDS(obj, fields_set)
-    _SET_EXTRA(obj, None)
-    _SET_PRIVATE(obj, None)
 
 
 NOT_PLAIN: Any = object()

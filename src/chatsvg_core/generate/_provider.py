@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Annotated, Any, Final, Protocol, runtime_checkable
+from typing import Annotated, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from chatsvg_core._construct import fill
 from chatsvg_core._logctx import VarScope
 from chatsvg_core._sync import run_sync
 from chatsvg_core.generate._request import GenerationRequest
@@ -57,53 +56,6 @@ class ProviderOutput(BaseModel):
         "means a truncated SVG; ``svg_complete``: the provider closed a streamed answer "
         "itself once it held a complete SVG.",
     )
-
-    if not TYPE_CHECKING:  # type checkers keep the signature pydantic's plugin makes
-
-        def __init__(self, /, **data: Any) -> None:
-            # Every provider builds one per answer. For exact values validation
-            # keeps as they are (str, a finite float >= 0 or inf, a TokenUsage,
-            # None), the instance is filled without pydantic's validation
-            # (chatsvg_core._construct); anything else, an unknown or missing
-            # field included, is validated as before. tests/generate holds the
-            # two equal (model_validate does not come here: base init, below).
-            text = data.get("text")
-            model = data.get("model")
-            provider = data.get("provider")
-            latency = data.get("latency_s")
-            usage = data.get("usage", _DEFAULT_USAGE)
-            reason = data.get("finish_reason")
-            if (
-                type(text) is str
-                and type(model) is str
-                and type(provider) is str
-                and type(latency) is float
-                and latency >= 0.0  # NaN is not
-                and (reason is None or type(reason) is str)
-                and (usage is _DEFAULT_USAGE or type(usage) is TokenUsage)
-                and len(data) == 4 + ("usage" in data) + ("finish_reason" in data)
-            ):
-                fill(
-                    self,
-                    {
-                        "text": text,
-                        "model": model,
-                        "provider": provider,
-                        "usage": usage,
-                        "latency_s": latency,
-                        "finish_reason": reason,
-                    },
-                    set(data),
-                )
-                return
-            super().__init__(**data)
-
-        # Not a custom __init__ to pydantic: model_validate keeps its own path.
-        __init__.__pydantic_base_init__ = True
-
-
-_DEFAULT_USAGE: Final = ProviderOutput.model_fields["usage"].default
-"""The one shared usage validation gives an answer that reports none."""
 
 
 @runtime_checkable
