@@ -2,7 +2,7 @@
 
 Runs ``tests/queues/_partition.py``'s harness: worker processes in network
 namespaces of the run's own, joined by veth pairs to a bridge on which the
-run starts its own PostgreSQL cluster (``initdb`` + ``pg_ctl``) and
+run starts its own PostgreSQL cluster (``initdb`` + ``postgres``) and
 redis-server. Several times during the run, a worker that holds RUNNING jobs
 is cut off (its link taken down: packets dropped, connections stalled) until
 every job it held has been claimed by a worker on the other side; then the

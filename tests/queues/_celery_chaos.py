@@ -39,6 +39,8 @@ from chatsvg_core.jobs import JobStatus
 from chatsvg_core.ledger import Ledger
 from chatsvg_core.storage.postgres import PostgresStore
 
+from ._reaper import popen
+
 ROOT = Path(__file__).resolve().parents[2]
 APP_DIR = Path(__file__).resolve().parent
 
@@ -72,7 +74,7 @@ class OwnRedis:
         if binary is None:
             raise RuntimeError("redis-server is not installed")
         args = [binary, "--port", str(self.port), "--bind", "127.0.0.1"]
-        self.proc = subprocess.Popen(
+        self.proc = popen(
             # No persistence: the outage loses every message the broker held.
             [*args, "--save", "", "--appendonly", "no"],
             stdout=subprocess.DEVNULL,
@@ -305,7 +307,7 @@ async def celery_chaos(
         else:
             cmd = worker_cmd(name, queue_name, pool, concurrency)
         log = (tmp / f"{name}.log").open("ab") if verbose else subprocess.DEVNULL
-        procs[name] = subprocess.Popen(cmd, env=env, cwd=tmp, stdout=log, stderr=log)
+        procs[name] = popen(cmd, env=env, cwd=tmp, stdout=log, stderr=log)
 
     start = time.monotonic()
     try:

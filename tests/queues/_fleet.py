@@ -31,6 +31,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+from ._reaper import popen
+
 ROOT = Path(__file__).resolve().parents[2]
 VERBOSE = bool(os.environ.get("CHATSVG_FLEET_VERBOSE"))
 # A directory: each worker writes "claimed|succeeded <job> <wall time>" lines there
@@ -393,7 +395,8 @@ def spawn(spec: Spec, log: Path | None = None) -> subprocess.Popen[str]:
     """Start a worker process for ``spec`` (its stderr to ``log``, if given)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     with open(log, "ab") if log else open(os.devnull, "wb") as err:
-        return subprocess.Popen(
+        # Tied to this process: a killed run's workers would otherwise poll on for ever.
+        return popen(
             [sys.executable, "-m", "tests.queues._fleet", "worker", json.dumps(asdict(spec))],
             cwd=ROOT,
             env=env,
@@ -452,7 +455,7 @@ class OwnRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(
+        self.proc = popen(
             [
                 "redis-server",
                 "--port",

@@ -2,7 +2,7 @@
 
 The test builds a small network on this machine: a bridge with an address in
 a private /24, and one network namespace per worker joined to it by a veth
-pair. It starts its own PostgreSQL cluster (``initdb`` + ``pg_ctl``) and its
+pair. It starts its own PostgreSQL cluster (``initdb`` + ``postgres``) and its
 own ``redis-server``, both listening on the bridge's address, and runs real
 worker processes (arq, Procrastinate, or the database as the queue with
 ``process_next``) inside the namespaces (``ip netns exec``). To cut a worker off it takes the
@@ -23,6 +23,12 @@ checks by counting the rows left.
 ``tests/queues/test_partition.py`` runs one cut in CI; ``benchmarks/partition.py``
 runs several cuts over many jobs. Needs root, ``ip`` (iproute2), PostgreSQL's
 server binaries (``/usr/lib/postgresql/*/bin``) and ``redis-server``.
+
+Nothing outlives a run, even a killed one (``_reaper.py``): every process it
+starts gets a death signal from the kernel when the run dies, and the
+namespaces, veths and the cluster's directory are written to a record first,
+which the next run's start (:func:`reap_stale`) reads to remove them once
+the run that made them is dead.
 """
 
 from __future__ import annotations
@@ -51,12 +57,13 @@ from pathlib import Path
 from typing import Any
 
 from ._fleet import ROOT, Spec, new_schema, parent_queue
+from ._reaper import LabRecord, kill_group, popen, reap_stale
 
 # --- what the machine must offer ---------------------------------------------------------
 
 
 def pg_bindir() -> str | None:
-    """The newest PostgreSQL server binaries on this machine (``initdb``, ``pg_ctl``)."""
+    """The newest PostgreSQL server binaries here (``initdb``, ``postgres``, ``pg_isready``)."""
     found = sorted(
         glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"),
         key=lambda p: int(re.findall(r"/(\d+)/bin", p)[0]),
@@ -76,13 +83,27 @@ def missing() -> str | None:
     if not shutil.which("redis-server"):
         return "the partition test needs redis-server"
     if pg_bindir() is None:
-        return "the partition test needs PostgreSQL's server binaries (initdb, pg_ctl)"
+        return "the partition test needs PostgreSQL's server binaries (initdb, postgres)"
     probe = f"chatsvg-probe-{secrets.token_hex(3)}"
     made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, text=True)
     if made.returncode != 0:
         return f"`ip netns add` failed: {made.stderr.strip()}"
     subprocess.run(["ip", "netns", "del", probe], capture_output=True)
     return None
+
+
+def require_lab() -> None:
+    """Skip (or, under ``CHATSVG_REQUIRE_SERVICES=1``, fail) the test if :func:`missing`."""
+    import pytest
+
+    reason = missing()
+    if reason is None:
+        return
+    # The rule of tests/conftest.py's service_missing, kept here (importing
+    # 'conftest' from a test helper picks the wrong one in a whole-suite run).
+    if os.environ.get("CHATSVG_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"required service unavailable (CHATSVG_REQUIRE_SERVICES=1): {reason}")
+    pytest.skip(reason)
 
 
 def _ip(*args: str, check: bool = True) -> None:
@@ -108,6 +129,7 @@ class Network:
         self.namespaces: dict[str, str] = {}  # worker name -> namespace
         self.links: dict[str, str] = {}  # worker name -> host end of its veth
         self.cut_now: set[str] = set()
+        self.record: LabRecord | None = None
         self._closed = False
 
     @staticmethod
@@ -122,6 +144,8 @@ class Network:
 
     def __enter__(self) -> Network:
         atexit.register(self.close)
+        # Written before anything is made: a run killed from here on is reaped by the next.
+        self.record = LabRecord(self.tag)
         try:
             _ip("link", "add", self.bridge, "type", "bridge")
             _ip("addr", "add", f"{self.address}/24", "dev", self.bridge)
@@ -171,6 +195,8 @@ class Network:
         for link in self.links.values():
             _ip("link", "del", link, check=False)
         _ip("link", "del", self.bridge, check=False)
+        if self.record is not None:
+            self.record.close()
 
 
 # --- the servers ------------------------------------------------------------------------------
@@ -195,15 +221,16 @@ def _wait_listening(address: str, port: int, timeout: float = 30) -> None:
 
 
 class OwnPostgres:
-    """A PostgreSQL cluster of the test's own (``initdb`` + ``pg_ctl``), trust auth, fsync off."""
+    """A PostgreSQL cluster of the test's own (``initdb`` + ``postgres``), trust auth, fsync off."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, record: LabRecord | None = None) -> None:
         self.address = address
         self.port = free_port(address)
         self.bindir = pg_bindir()
         self.dir = Path(tempfile.mkdtemp(prefix="chatsvg-pg-"))
         self.data = self.dir / "data"
-        self.started = False
+        self.record = record
+        self.proc: subprocess.Popen[bytes] | None = None
         # initdb refuses to run as root: the cluster belongs to an ordinary user.
         self.user = "postgres" if _has_user("postgres") else "nobody"
 
@@ -217,6 +244,8 @@ class OwnPostgres:
 
     def start(self) -> None:
         atexit.register(self.stop)
+        if self.record is not None:
+            self.record.add_dir(self.dir)
         uid = pwd.getpwnam(self.user).pw_uid
         os.chown(self.dir, uid, -1)
         self._as_user(
@@ -226,32 +255,65 @@ class OwnPostgres:
         subnet = self.address.rsplit(".", 1)[0]
         with (self.data / "pg_hba.conf").open("a") as hba:
             hba.write(f"host all all {subnet}.0/24 trust\n")
-        options = (
-            f"-c listen_addresses={self.address} -p {self.port} "
-            f"-c unix_socket_directories={self.dir} -c fsync=off "
-            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
-        )
-        self._as_user(
-            f"{self.bindir}/pg_ctl",
-            "-D",
-            str(self.data),
-            "-o",
-            options,
-            "-l",
-            str(self.dir / "log"),
-            "-w",
-            "start",
-        )
-        self.started = True
-        _wait_listening(self.address, self.port)
+        # The server itself, not `pg_ctl start`: pg_ctl leaves it a daemon that outlives a
+        # killed run, where as our child it gets SIGQUIT (an immediate shutdown, which
+        # frees its shared memory) from the kernel when the run dies.
+        with (self.dir / "log").open("ab") as log:
+            self.proc = popen(
+                [
+                    f"{self.bindir}/postgres",
+                    "-D",
+                    str(self.data),
+                    "-c",
+                    f"listen_addresses={self.address}",
+                    "-p",
+                    str(self.port),
+                    "-c",
+                    f"unix_socket_directories={self.dir}",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "synchronous_commit=off",
+                    "-c",
+                    "full_page_writes=off",
+                    "-c",
+                    "max_connections=200",
+                ],
+                death_signal=signal.SIGQUIT,
+                user=self.user if os.geteuid() == 0 else None,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        if self.record is not None:
+            self.record.add_process(self.proc.pid, signal.SIGQUIT)
+        self._wait_ready()
+
+    def _wait_ready(self, timeout: float = 60) -> None:
+        # As `pg_ctl -w` did: a server that listens may still refuse ("starting up").
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = subprocess.run(
+                [f"{self.bindir}/pg_isready", "-q", "-h", self.address, "-p", str(self.port)],
+                check=False,
+            )
+            if ready.returncode == 0:
+                return
+            assert self.proc is not None
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                log = (self.dir / "log").read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"the test's PostgreSQL did not start:\n{log}")
+            time.sleep(0.05)
 
     def stop(self) -> None:
-        if self.started:
-            with contextlib.suppress(subprocess.CalledProcessError):
-                self._as_user(
-                    f"{self.bindir}/pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop"
-                )
-            self.started = False
+        if self.proc is not None:
+            # SIGQUIT: the immediate shutdown `pg_ctl -m immediate` sends.
+            kill_group(self.proc, signal.SIGQUIT)
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                kill_group(self.proc)
+            self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
@@ -266,9 +328,10 @@ def _has_user(name: str) -> bool:
 class BridgeRedis:
     """A redis-server of the test's own on the bridge's address (no persistence)."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, record: LabRecord | None = None) -> None:
         self.address = address
         self.port = free_port(address)
+        self.record = record
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -277,7 +340,7 @@ class BridgeRedis:
 
     def start(self) -> None:
         atexit.register(self.stop)
-        self.proc = subprocess.Popen(
+        self.proc = popen(
             [
                 "redis-server",
                 "--port",
@@ -294,12 +357,13 @@ class BridgeRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        if self.record is not None:
+            self.record.add_process(self.proc.pid)
         _wait_listening(self.address, self.port)
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait()
+            kill_group(self.proc)
             self.proc = None
 
 
@@ -336,7 +400,8 @@ class PartitionReport:
 def _spawn_in(ns: str, spec: Spec, log: Path) -> subprocess.Popen[str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     with open(log, "ab") as err:
-        return subprocess.Popen(
+        # `ip netns exec` execs the worker: the death signal set for `ip` is the worker's.
+        return popen(
             [
                 "ip",
                 "netns",
@@ -353,7 +418,6 @@ def _spawn_in(ns: str, spec: Spec, log: Path) -> subprocess.Popen[str]:
             stdout=subprocess.PIPE,
             stderr=err,
             text=True,
-            start_new_session=True,
         )
 
 
@@ -367,9 +431,12 @@ def _pid_in(worker_id: str | None, pids: dict[int, str]) -> str | None:
 
 @contextlib.contextmanager
 def _servers(kind: str) -> Iterator[tuple[Network, OwnPostgres, BridgeRedis | None]]:
+    # What a killed run left (its namespaces, veths, cluster) goes before this run starts.
+    for thing in reap_stale():
+        print(f"reaped from a dead run: {thing}", file=sys.stderr)
     with Network() as net:
-        pg = OwnPostgres(net.address)
-        redis = BridgeRedis(net.address) if kind == "arq" else None
+        pg = OwnPostgres(net.address, net.record)
+        redis = BridgeRedis(net.address, net.record) if kind == "arq" else None
         try:
             pg.start()
             if redis is not None:
@@ -419,6 +486,8 @@ async def partition(
     start = time.monotonic()
     try:
         with _servers(kind) as (net, pg, redis):
+            if net.record is not None and not os.environ.get("CHATSVG_PARTITION_KEEP"):
+                net.record.add_dir(workdir)
             # The chatsvg tables, and Procrastinate's in "<schema>_pq" for its workers.
             schema = await new_schema(pg.url, procrastinate=kind == "procrastinate")
             store = await PostgresStore.open(pg.url, schema=schema, min_size=1, max_size=4)
@@ -506,9 +575,7 @@ async def partition(
                     with contextlib.suppress(Exception):
                         proc.send_signal(signal.SIGTERM)
                         proc.communicate(timeout=20)
-                    if proc.poll() is None:
-                        proc.kill()
-                        proc.wait()
+                    kill_group(proc)
             if kind == "procrastinate":
                 report.queue_rows_left = _procrastinate_rows(pg.url, schema)
             try:

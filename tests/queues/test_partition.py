@@ -17,25 +17,16 @@ redis-server: skipped with the reason otherwise, a failure under
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
-from ._partition import missing, partition
+from ._partition import partition, require_lab
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def network_lab() -> None:
-    reason = missing()
-    if reason is None:
-        return
-    # The rule of tests/conftest.py's service_missing, kept here (importing
-    # 'conftest' from a test helper picks the wrong one in a whole-suite run).
-    if os.environ.get("CHATSVG_REQUIRE_SERVICES") == "1":
-        pytest.fail(f"required service unavailable (CHATSVG_REQUIRE_SERVICES=1): {reason}")
-    pytest.skip(reason)
+    require_lab()
 
 
 @pytest.mark.usefixtures("network_lab")

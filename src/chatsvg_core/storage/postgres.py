@@ -13,6 +13,9 @@ isolation, which this backend uses):
 * ``lock_account``: ``SELECT ... FOR UPDATE`` on the owner's row of
   ``chatsvg_accounts``; every transaction that checks a balance or a daily
   cap and then charges takes it first, so those checks cannot race.
+  ``spend_state`` takes it in the statement that reads the charge's facts,
+  and reads them again after it only when someone wrote for the owner while
+  it waited (see there).
 * ``insert_entry``: ``INSERT ... ON CONFLICT (kind, ref) WHERE ref IS NOT NULL
   DO NOTHING`` on a partial unique index — a second entry for the same job and
   kind is impossible whatever the application does; the loser of a race waits
@@ -148,6 +151,29 @@ _APPEND_GIVE_BACK = (
 )
 
 
+# spend_state's statements. The first locks the owner's account and returns
+# the row as it is now, the entries of the reference as the statement's
+# snapshot has them, and whether that snapshot held the row version it locked
+# (NULL: no account). The second reads the entries again, after the lock (and,
+# for a window other than the stored one, sums its usage).
+_SPEND_LOCK = (
+    "WITH a AS (SELECT balance, cap_since, cap_until, cap_used, ctid FROM chatsvg_accounts "
+    "WHERE owner = ? FOR UPDATE) "
+    "SELECT a.balance, a.cap_since, a.cap_until, a.cap_used, "
+    "a.ctid = (SELECT b.ctid FROM chatsvg_accounts b WHERE b.owner = ?), "
+    "s.id, s.owner, s.amount, s.memo, s.created_at, "
+    "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?) "
+    "FROM (SELECT 1) AS one LEFT JOIN a ON true "
+    "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?"
+)
+_SPEND_FACTS_HEAD = (
+    "SELECT s.id, s.owner, s.amount, s.memo, s.created_at, "
+    "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
+)
+_SPEND_FACTS_TAIL = " FROM (SELECT 1) AS one LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?"
+_SPEND_FACTS = f"{_SPEND_FACTS_HEAD}NULL{_SPEND_FACTS_TAIL}"
+_SPEND_FACTS_USAGE = f"{_SPEND_FACTS_HEAD}({USAGE}){_SPEND_FACTS_TAIL}"
+
 _FRESH = 5.0
 """Seconds after its last transaction in which a pooled connection is not pinged again."""
 
@@ -238,59 +264,63 @@ class PostgresTransaction(SQLTransaction):
         ref: str,
         window: tuple[datetime, datetime] | None,
     ) -> SpendState:
-        """The spend read (``SpendReader``): lock, then read.
+        """The spend read (``SpendReader``): one statement, two when it must.
 
-        Two statements, because under READ COMMITTED every part of one
-        statement reads the snapshot taken when it started, before it waited
-        for the account lock: a charge committed by the lock's previous holder
-        would be missing from the usage. The second statement starts after the
-        first holds the lock, so it sees that charge. (Pipeline mode saved no
-        time here on a local server and cost client CPU: two plain round trips,
-        as hand-written SQL makes them.) The first also reads the account's
-        cap counter (schema 6): when it holds ``window``, that is the usage;
-        otherwise the second sums it and a third stores it, once per window.
+        The first statement locks the account and reads the reference's
+        entries. Under READ COMMITTED the locked row comes back as its latest
+        version (after any wait for the lock), so the balance and the cap
+        counter (schema 6) are current; the entries, though, are read in the
+        snapshot the statement took when it started, which may predate the
+        wait: a charge or a reservation committed by the lock's previous
+        holder would be missing. So the statement also says whether its
+        snapshot already held the locked version of the account row (the
+        same ``ctid``). Every statement that writes an entry moves its
+        owner's row (``_APPEND_*``: the balance moves with the entry), so
+        when it did, nothing was written for this owner between the snapshot
+        and the lock, and the snapshot's answer is the one a read after the
+        lock gives. When it did not (the row changed while this transaction
+        waited, or was created since), when the owner has no account, or
+        when the stored counter is not ``window``'s, a second statement reads
+        the entries again after the lock (and sums the usage, which a third
+        stores, once per window), as before. (Entries of this reference
+        written under another owner's lock are not ordered by this lock, here
+        as in a read after it; the unique (kind, ref) index keeps each kind
+        once whatever the reads saw.)
         """
         self._check_open()
-        account = await self._one(
-            "SELECT balance, cap_since, cap_until, cap_used FROM chatsvg_accounts "
-            "WHERE owner = ? FOR UPDATE",
-            (owner,),
-        )
-        usage = "NULL"
-        params: list[Any] = [EntryKind(other).value, ref]
-        counted = None
+        kind_text = EntryKind(kind).value
+        other_text = EntryKind(other).value
+        row = await self._one(_SPEND_LOCK, (owner, owner, other_text, ref, kind_text, ref))
+        assert row is not None  # one row, whatever exists
+        balance = row[0]
+        since: datetime | None = None
+        until: datetime | None = None
+        counted: int | None = None
         if window is not None:
             since, until = utc(window[0]), utc(window[1])
-            if (
-                account is not None
-                and account[3] is not None
-                and account[1] == since
-                and account[2] == until
-            ):
-                counted = account[3]  # the stored window is this one: its counter
-            else:
-                usage = f"({USAGE})"
-                params += [owner, since, until]
-        params += [EntryKind(kind).value, ref]
-        row = await self._one(
-            "SELECT s.id, s.owner, s.amount, s.memo, s.created_at, "
-            "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ? AND o.ref = ?), "
-            f"{usage} FROM (SELECT 1) AS one "
-            "LEFT JOIN chatsvg_ledger s ON s.kind = ? AND s.ref = ?",
-            params,
-        )
-        assert row is not None  # one row, whatever exists
+            if row[1] == since and row[2] == until:
+                counted = row[3]  # the stored window is this one: its counter
+        if row[4]:  # the snapshot held the locked row: its entries are current
+            if window is None:
+                return self._spend_state(kind, ref, balance, (*row[5:11], None), False)
+            if counted is not None:
+                return self._spend_state(kind, ref, balance, (*row[5:11], counted), True)
+        if window is None or counted is not None:
+            facts = await self._one(_SPEND_FACTS, (other_text, ref, kind_text, ref))
+        else:
+            facts = await self._one(
+                _SPEND_FACTS_USAGE, (other_text, ref, owner, since, until, kind_text, ref)
+            )
+        assert facts is not None  # one row, whatever exists
         if window is not None:
             if counted is not None:
-                row = (*row[:6], counted)
-            elif account is not None:
+                facts = (*facts[:6], counted)
+            elif balance is not None:
                 # Another window (a new day, another boundary, an account
                 # from before schema 6): summed once, after the lock was
                 # taken, and stored for the charges after it.
-                await self._exec(CAP_STORE, (since, until, row[6], owner))
-        return self._spend_state(
-            kind, ref, None if account is None else account[0], row, window is not None
-        )
+                await self._exec(CAP_STORE, (since, until, facts[6], owner))
+        return self._spend_state(kind, ref, balance, facts, window is not None)
 
     async def _succeed(
         self, returning: str, job_id: str, token: int, now: datetime, result: JobResult
