@@ -533,8 +533,8 @@ class SQLTransaction:
         rest is decoded as :meth:`_job` decodes it (``_CLAIMED_COLUMNS``).
         tests/storage/test_coarse_sql.py holds it equal to ``claim``.
         """
-        # The row unpacked once into locals: a subscript per use cost three
-        # bytecodes each, and bytecodes are most of this decode's cost.
+        # The row unpacked once into locals (a subscript per use is three
+        # bytecodes); with the scanner called in place below, -0.4 k a claim.
         (
             job_id,
             owner,
