@@ -14,9 +14,12 @@ from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
-__all__ = ["VarScope", "job_fields", "job_log_context"]
+__all__ = ["JOB_FIELDS", "VarScope", "job_fields", "job_log_context"]
 
 _JOB: ContextVar[Mapping[str, object] | None] = ContextVar("chatsvg_job", default=None)
+JOB_FIELDS: ContextVar[Mapping[str, object] | None] = _JOB
+"""The variable :func:`job_log_context` sets, for the engine's attempt, which sets
+and resets it itself (a scope object and its two calls per job cost more)."""
 
 
 def job_fields() -> dict[str, object]:

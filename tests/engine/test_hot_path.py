@@ -20,9 +20,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from chatsvg_core import Engine, GenerationRequest, Ledger, ProviderOutput
+from chatsvg_core._logctx import job_fields
 from chatsvg_core.engine import EngineEvent, EventKind, _events
 from chatsvg_core.engine import _engine as engine_module
-from chatsvg_core.generate import TokenUsage
+from chatsvg_core.generate import TokenUsage, progress_reporting, report_progress
 from chatsvg_core.jobs import JobStatus
 from chatsvg_core.storage import MemoryStore, claim_job, expire_leases
 
@@ -412,3 +413,58 @@ async def test_a_host_prompt_policy_or_prepare_still_runs() -> None:
         "detail": "simple",
         "model": None,
     }
+
+
+class _Watching:
+    """Records what a provider sees of the attempt's context: the job's log fields
+    and whether its progress reports reach the engine."""
+
+    name = "watching"
+
+    def __init__(self) -> None:
+        self.fields: list[dict[str, object]] = []
+
+    async def generate(self, request: GenerationRequest) -> ProviderOutput:
+        self.fields.append(job_fields())
+        report_progress(3, 30)
+        return ProviderOutput(text=SVG, model="m", provider=self.name, latency_s=0.0)
+
+
+@pytest.mark.parametrize("observed", [False, True])
+async def test_an_attempt_sets_the_job_fields_and_progress_hook_and_resets_them(
+    observed: bool,
+) -> None:
+    # The default engine sets the log context and progress hook itself, not
+    # through job_log_context / progress_reporting: the same values, reset after.
+    from chatsvg_core.engine._instrument import NO_INSTRUMENTATION
+
+    class Counting:
+        def __init__(self) -> None:
+            self.events: list[EngineEvent] = []
+
+        def submit(self, owner: str) -> Any:
+            return NO_INSTRUMENTATION.submit(owner)
+
+        def attempt(self, worker_id: str) -> Any:
+            return NO_INSTRUMENTATION.attempt(worker_id)
+
+        def event(self, event: EngineEvent) -> None:
+            self.events.append(event)
+
+    store = MemoryStore()
+    await Ledger(store).grant("o", 10)
+    provider = _Watching()
+    seen: list[EngineEvent] = []
+    instrumentation = Counting() if observed else None
+    engine = Engine(store, None, provider, on_event=seen.append, instrumentation=instrumentation)
+    job = (await engine.submit("o", None, {"prompt": "a cat"})).job
+    done = await engine.process_next("w")
+    assert done is not None and done.status is JobStatus.SUCCEEDED
+    assert provider.fields == [{"job_id": job.id, "owner": "o", "attempt": 1}]
+    assert [e.fields for e in seen if e.kind is EventKind.PROGRESS] == [{"tokens": 3, "chars": 30}]
+    assert job_fields() == {}
+    assert engine._claims == {}
+    heard: list[tuple[int, int]] = []
+    with progress_reporting(lambda tokens, chars: heard.append((tokens, chars))):
+        report_progress(1, 2)  # the engine's hook is gone: the caller's own is back
+    assert heard == [(1, 2)]

@@ -12,9 +12,10 @@ job where the transition allows it, nothing written where it refuses.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -23,7 +24,7 @@ from hypothesis import strategies as st
 from chatsvg_core.errors import InvalidTransition
 from chatsvg_core.jobs import Job, claim, succeed
 from chatsvg_core.storage import JobResult, Store, claim_next, claim_next_reference
-from chatsvg_core.storage._sql import SQLTransaction
+from chatsvg_core.storage._sql import SQLTransaction, _loads
 from chatsvg_core.testing.strategies import reachable_jobs
 
 from ._sqlhelpers import fresh_postgres, fresh_sqlite
@@ -229,3 +230,54 @@ def test_claim_next_takes_the_reference_order(sqlite_store: Store) -> None:
 
     _in_rollback(sqlite_store, body)
     _ = claim_next_reference  # the specification it follows (conformance compares both)
+
+
+class _Decoder:
+    """A transaction's time decoding, for calling ``SQLTransaction._claimed`` on a row."""
+
+    def _dt(self, value: object) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(value))  # type: ignore[call-overload]
+
+
+_JSON_TEXTS = st.one_of(
+    st.builds(
+        lambda value: json.dumps(value, sort_keys=True, separators=(",", ":")),
+        st.dictionaries(st.text(max_size=4), st.none() | st.integers() | st.text(max_size=6)),
+    ),
+    st.builds(
+        lambda value, pad: pad + json.dumps(value) + pad,
+        st.dictionaries(st.text(max_size=3), st.integers(), max_size=3),
+        st.sampled_from(["", " ", "\n"]),
+    ),
+    st.text(max_size=12),
+    st.sampled_from(['{"a":1}x', '{"a":1} ', "", "{", "[1]", '"s"', "null", "NaN", '{"a":NaN}']),
+    st.sampled_from([b'{"a":1}', None, 5]),
+)
+
+
+@given(_JSON_TEXTS)
+@settings(max_examples=300)
+def test_a_claimed_rows_request_is_decoded_as_loads_decodes_it(text: object) -> None:
+    # The claim scans the request's JSON itself and hands anything the scanner
+    # does not read whole to _loads: the same value, or the same error.
+    row = ("j1", "o", 1, 3, 5, text, "h", None, None, None, 1, 5, None)
+    now = datetime(2026, 1, 1, 1, tzinfo=UTC)
+
+    def claimed() -> Job:
+        return SQLTransaction._claimed(_Decoder(), row, "w", now, now)  # type: ignore[arg-type]
+
+    try:
+        want = _loads(text)
+    except Exception as exc:
+        with pytest.raises(type(exc)):
+            claimed()
+        return
+    try:
+        got = claimed().request
+    except Exception:
+        # _loads accepted a value the Job's request cannot hold: built() does
+        # not check it, so only a dict comes back here.
+        assert not isinstance(want, dict)
+        return
+    assert repr(got) == repr(want)  # repr: NaN is not equal to itself
+    assert type(got) is type(want)

@@ -14,6 +14,7 @@ from chatsvg_core._sync import run_sync
 from chatsvg_core.generate._request import GenerationRequest
 
 __all__ = [
+    "PROGRESS_HOOK",
     "Provider",
     "ProviderOutput",
     "TokenUsage",
@@ -91,6 +92,9 @@ ProgressHook = Callable[[int, int], object]
 """``hook(tokens, chars)``: how much of the answer has streamed in so far."""
 
 _PROGRESS: ContextVar[ProgressHook | None] = ContextVar("chatsvg_progress", default=None)
+PROGRESS_HOOK: ContextVar[ProgressHook | None] = _PROGRESS
+"""The variable :func:`progress_reporting` sets, for the engine's attempt, which
+sets and resets it itself (a scope object and its two calls per job cost more)."""
 
 
 def progress_reporting(hook: ProgressHook | None) -> AbstractContextManager[None]:

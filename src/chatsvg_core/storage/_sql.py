@@ -539,30 +539,58 @@ class SQLTransaction:
         rest is decoded as :meth:`_job` decodes it (``_CLAIMED_COLUMNS``).
         tests/storage/test_coarse_sql.py holds it equal to ``claim``.
         """
-        run_at = self._dt(row[4])
-        created_at = run_at if row[11] == row[4] else self._dt(row[11])
-        attempt = int(row[2])
+        # The row unpacked once into locals (a subscript per use is three
+        # bytecodes); with the scanner called in place below, -0.4 k a claim.
+        (
+            job_id,
+            owner,
+            attempt,
+            max_attempts,
+            stored_run_at,
+            request_text,
+            request_hash,
+            idempotency_key,
+            last_error,
+            result_ref,
+            version,
+            stored_created_at,
+            trace_context,
+        ) = row
+        run_at = self._dt(stored_run_at)
+        created_at = run_at if stored_created_at == stored_run_at else self._dt(stored_created_at)
+        attempt = int(attempt)
+        # _loads's body for the usual case, without its frame: the scanner read
+        # the whole text; anything else is _loads's to answer or refuse.
+        try:
+            request, end = _SCAN(request_text, 0)
+        except (StopIteration, ValueError, TypeError):
+            request = _loads(request_text)
+        else:
+            if end != len(request_text):
+                request = _loads(request_text)
         data: dict[str, Any] = {
-            "id": row[0],
-            "owner": row[1],
-            "request": _loads(row[5]),
-            "request_hash": row[6],
-            "idempotency_key": row[7],
+            "id": job_id,
+            "owner": owner,
+            "request": request,
+            "request_hash": request_hash,
+            "idempotency_key": idempotency_key,
             "status": _RUNNING,
             "attempt": attempt,
-            "max_attempts": int(row[3]),
+            "max_attempts": int(max_attempts),
             "run_at": run_at,
             "lease_expires_at": lease_expires_at,
             "lease_token": attempt,
             "worker_id": worker_id,
-            "last_error": None if row[8] is None else JobErrorInfo.model_validate_json(row[8]),
-            "result_ref": row[9],
-            "version": int(row[10]),
+            "last_error": None
+            if last_error is None
+            else JobErrorInfo.model_validate_json(last_error),
+            "result_ref": result_ref,
+            "version": int(version),
             "created_at": created_at,
             "updated_at": now,
-            "trace_context": None if row[12] is None else _loads(row[12]),
+            "trace_context": None if trace_context is None else _loads(trace_context),
         }
-        if row[9] is None:
+        if result_ref is None:
             # Job's cross-field rules hold by construction (RUNNING, the token the
             # attempt, an expiry, no result; the guard kept attempt <= max_attempts),
             # so the check _from_trusted makes is skipped; a row with a result
