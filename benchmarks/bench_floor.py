@@ -176,17 +176,33 @@ def _queued() -> float:
 
 
 class TimedConnection(sqlite3.Connection):
-    """Times ``BEGIN``, ``COMMIT`` and ``ROLLBACK`` sent through ``execute`` (as both sides do).
+    """Times ``BEGIN``, ``COMMIT`` and ``ROLLBACK``, sent through ``execute`` or a cursor's.
 
-    Also the time the holder spent runnable but not running while it held
-    the lock (the run-queue delay from ``/proc``): with more processes than
-    cores, a holder that waits for a core holds up every other process.
+    The floor sends them through the connection, the engine's SQLite store
+    (since session 14) through the transaction's cursor: both are timed
+    (``TimedCursor``). Also the time the holder spent runnable but not
+    running while it held the lock (the run-queue delay from ``/proc``):
+    with more processes than cores, a holder that waits for a core holds up
+    every other process.
     """
 
     _held = 0.0
     _queued = 0.0
 
+    def cursor(self, factory: Any = None) -> sqlite3.Cursor:  # type: ignore[override]
+        return super().cursor(TimedCursor if factory is None else factory)
+
     def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        # Connection.execute runs on a new cursor; this one is timed.
+        return self.cursor().execute(sql, *args)
+
+
+class TimedCursor(sqlite3.Cursor):
+    """A ``TimedConnection``'s cursor: the timing, kept on the connection."""
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:  # type: ignore[override]
+        conn = self.connection
+        assert isinstance(conn, TimedConnection)
         if sql.startswith("BEGIN"):
             main = threading.current_thread() is threading.main_thread()
             start = time.perf_counter()
@@ -196,8 +212,8 @@ class TimedConnection(sqlite3.Connection):
                 PROBE["busy"] += 1
                 PROBE["busy_s"] += time.perf_counter() - start
                 raise
-            self._held = end = time.perf_counter()
-            self._queued = _queued()
+            conn._held = end = time.perf_counter()
+            conn._queued = _queued()
             PROBE["begins"] += 1
             PROBE["begin_s"] += end - start
             if not main:
@@ -209,14 +225,14 @@ class TimedConnection(sqlite3.Connection):
             cur = super().execute(sql, *args)
             end = time.perf_counter()
             PROBE["transactions"] += 1
-            PROBE["inside_s"] += start - self._held
+            PROBE["inside_s"] += start - conn._held
             PROBE["commit_s"] += end - start
             # Slow COMMITs: a checkpoint, or an fsync the disk kept waiting.
             if end - start > 0.005:
                 PROBE["slow_commits"] += 1
                 PROBE["slow_commit_s"] += end - start
-            PROBE["hold_s"] += end - self._held
-            PROBE["hold_queued_s"] += _queued() - self._queued
+            PROBE["hold_s"] += end - conn._held
+            PROBE["hold_queued_s"] += _queued() - conn._queued
             return cur
         return super().execute(sql, *args)
 
