@@ -26,6 +26,7 @@ from chatsvg_core.engine import _engine as engine_module
 from chatsvg_core.generate import TokenUsage, progress_reporting, report_progress
 from chatsvg_core.jobs import JobStatus
 from chatsvg_core.storage import MemoryStore, claim_job, expire_leases
+from chatsvg_core.storage.sqlite import _CLAIM_PICK_ONE
 
 from ._support import SVG, ScriptedProvider
 
@@ -198,15 +199,19 @@ async def test_a_delivered_job_is_claimed_in_one_statement_and_refusals_keep_the
         assert got.kind == "succeeded" and got.job is not None and got.job.attempt == 1
         if backend == "sqlite":
             conn.set_trace_callback(None)
-            # Claimed by its UPDATE ... RETURNING: no read of the job before it.
-            # (The finish reads the new version back after its UPDATE.)
+            # Claimed by the claim's own pick and UPDATE (SQLite's claim_due
+            # reads the row it claims instead of RETURNING it): no other read
+            # of the job before it. (The finish reads the new version back
+            # after its UPDATE.)
             claim = next(
                 i for i, s in enumerate(statements)
                 if s.startswith("UPDATE chatsvg_jobs SET status = 'running'")
             )  # fmt: skip
-            assert not [
+            reads = [
                 s for s in statements[:claim] if s.startswith("SELECT") and "chatsvg_jobs" in s
             ]
+            pick = _CLAIM_PICK_ONE.split(" WHERE ")[0]
+            assert len(reads) == 1 and reads[0].startswith(pick + " WHERE id = "), reads
             assert any(
                 s.startswith("UPDATE chatsvg_jobs SET status = 'running'") for s in statements
             )

@@ -25,7 +25,7 @@ from chatsvg_core.errors import IncompatibleStorage
 from chatsvg_core.jobs import new_job
 from chatsvg_core.storage._sql import SCHEMA_TABLE, _claim_next_sql, migrations
 from chatsvg_core.storage.postgres import PostgresStore, PostgresTransaction, _pg
-from chatsvg_core.storage.sqlite import SQLiteStore, SQLiteTransaction
+from chatsvg_core.storage.sqlite import _CLAIM_PICK, SQLiteStore, SQLiteTransaction
 
 from ._sqlhelpers import drop_schema, new_schema_name
 
@@ -183,13 +183,17 @@ async def test_postgres_version_4_database_upgrades_to_the_claim_index(postgres_
         drop_schema(postgres_url, schema)
 
 
-def sqlite_claim_plan(path: Path) -> list[str]:
+def sqlite_claim_plan(path: Path, *, pick: bool = False) -> list[str]:
+    """The plan of the shared claim statement, or of SQLite's own pick (``_CLAIM_PICK``)."""
     now = "2026-03-01T13:00:00"
     with sqlite3.connect(path) as conn:
-        rows = conn.execute(
-            "EXPLAIN QUERY PLAN " + _claim_next_sql(SQLiteTransaction.skip_locked),
-            (now, "w", now, now, now),
-        ).fetchall()
+        if pick:
+            rows = conn.execute("EXPLAIN QUERY PLAN " + _CLAIM_PICK, (now,)).fetchall()
+        else:
+            rows = conn.execute(
+                "EXPLAIN QUERY PLAN " + _claim_next_sql(SQLiteTransaction.skip_locked),
+                (now, "w", now, now, now),
+            ).fetchall()
     return [str(r[3]) for r in rows]
 
 
@@ -201,9 +205,10 @@ async def test_sqlite_claim_walks_the_due_index_without_sorting(tmp_path: Path) 
         assert await first_claimed(store) == "j00000"
     finally:
         await store.aclose()
-    plan = sqlite_claim_plan(path)
-    assert any("USING INDEX chatsvg_jobs_due" in step for step in plan), plan
-    assert not any("TEMP B-TREE" in step for step in plan), plan
+    for pick in (False, True):  # SQLite's store claims with the pick (see claim_due)
+        plan = sqlite_claim_plan(path, pick=pick)
+        assert any("USING INDEX chatsvg_jobs_due" in step for step in plan), plan
+        assert not any("TEMP B-TREE" in step for step in plan), plan
 
 
 async def test_sqlite_version_4_database_upgrades_to_the_claim_index(tmp_path: Path) -> None:

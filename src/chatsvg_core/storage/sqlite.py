@@ -88,7 +88,10 @@ from chatsvg_core.jobs import Job
 from chatsvg_core.storage._errors import StoreClosed
 from chatsvg_core.storage._protocol import IdempotencyRecord, JobResult, LedgerEntry
 from chatsvg_core.storage._sql import (
+    _CLAIMED_COLUMNS,
+    CLAIM_GUARD,
     CLAIM_KEY,
+    CLAIM_SET,
     GIVE_BACK,
     INSERT_ENTRY,
     INSERT_NEW_JOB,
@@ -152,6 +155,18 @@ _CLAIM_KEY_COUNTED = CLAIM_KEY.removesuffix(" RETURNING scope")
 _SUCCEED_COUNTED = f"UPDATE chatsvg_jobs SET {SUCCEED_SET} WHERE {SUCCEED_GUARD}"
 """``SUCCEED_HELD`` without ``RETURNING`` (parameters: now, id, token)."""
 _JOB_VERSION = "SELECT version FROM chatsvg_jobs WHERE id = ?"
+# The claim the same way: the job read first, then claimed by its id. The
+# pick is the subquery of _claim_next_sql (the same order and guard, so the
+# same row and the same index walk); the UPDATE repeats the guard.
+_CLAIM_PICK = (
+    f"SELECT {_CLAIMED_COLUMNS} FROM chatsvg_jobs WHERE {CLAIM_GUARD} "
+    "ORDER BY run_at, created_at, id LIMIT 1"
+)
+"""The next due job's row as it is before the claim (parameter: now)."""
+_CLAIM_PICK_ONE = f"SELECT {_CLAIMED_COLUMNS} FROM chatsvg_jobs WHERE id = ? AND {CLAIM_GUARD}"
+"""That job's row if it can be claimed now (parameters: id, now)."""
+_CLAIM_BY_ID = f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE id = ? AND {CLAIM_GUARD}"
+"""The claim of the picked job (parameters: lease expiry, worker id, now, id, now)."""
 
 _LEASE_CHUNK = 400
 """Leases per heartbeat statement (two parameters each; SQLite allows 32766 at least)."""
@@ -583,6 +598,52 @@ class SQLiteTransaction(SQLTransaction):
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
         return True
+
+    async def claim_due(
+        self,
+        now: datetime,
+        *,
+        worker_id: str,
+        lease_expires_at: datetime,
+        job_id: str | None = None,
+    ) -> Job | None:
+        """:meth:`SQLTransaction.claim_due` without ``RETURNING`` (see ``_SUCCEED_COUNTED``).
+
+        The job is read first (``_CLAIM_PICK``: the shared statement's
+        subquery), then claimed by its id under the same guard. Under BEGIN
+        IMMEDIATE no other writer runs between the two, so the row read is
+        the row claimed; ``CLAIM_SET`` adds one to ``attempt`` and
+        ``version``, which the read row is given here before it is decoded.
+        tests/storage/test_coarse_sql.py holds the answer and the stored row
+        to ``claim`` on every reachable job shape.
+        """
+        if self._finished:  # _check_open, without its call on the hot path
+            self._check_open()
+        if now.tzinfo is not UTC:
+            now = utc(now)
+        if lease_expires_at.tzinfo is not UTC:
+            lease_expires_at = utc(lease_expires_at)
+        stamp = self._ts(now)
+        cur = self._cur
+        if cur is None:
+            cur = self._begun() or await self._start()
+        try:
+            if job_id is None:
+                row = cur.execute(_CLAIM_PICK, (stamp,)).fetchone()
+            else:
+                row = cur.execute(_CLAIM_PICK_ONE, (job_id, stamp)).fetchone()
+            if row is None:
+                return None
+            claimed = cur.execute(
+                _CLAIM_BY_ID, (self._ts(lease_expires_at), worker_id, stamp, row[0], stamp)
+            ).rowcount
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
+        if claimed != 1:  # cannot happen under the write lock; refuse rather than guess
+            return None
+        # _CLAIMED_COLUMNS: attempt is the third, version the eleventh.
+        after = (*row[:2], row[2] + 1, *row[3:10], row[10] + 1, *row[11:])
+        return self._claimed(after, worker_id, lease_expires_at, now)
 
     async def succeed_held(
         self, job_id: str, *, token: int, now: datetime, result: JobResult
