@@ -258,8 +258,8 @@ _JSON_TEXTS = st.one_of(
 @given(_JSON_TEXTS)
 @settings(max_examples=300)
 def test_a_claimed_rows_request_is_decoded_as_loads_decodes_it(text: object) -> None:
-    # The claim scans the request's JSON itself and hands anything the scanner
-    # does not read whole to _loads: the same value, or the same error.
+    # The claim decodes the request's JSON as _loads does: the same value,
+    # or the same error.
     row = ("j1", "o", 1, 3, 5, text, "h", None, None, None, 1, 5, None)
     now = datetime(2026, 1, 1, 1, tzinfo=UTC)
 
