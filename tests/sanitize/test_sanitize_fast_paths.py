@@ -1,6 +1,7 @@
 """The sanitizer's shortcuts for the commonest answer give what the general paths give.
 
-``repair_root`` settles a root that starts ``<svg xmlns=`` with no ``xlink:``
+``Sanitizer._parse`` parses a ``str`` that ``parse_svg`` would parse in one call
+itself, ``repair_root`` settles a root that starts ``<svg xmlns=`` with no ``xlink:``
 anywhere without its regexes, the sanitizer parses before repairing when the
 input has no ``xlink:`` (``Sanitizer._parse``), and ``serialize`` writes a tree whose input
 declared one namespace without the namespace clean-up (keeping the text only
@@ -69,11 +70,13 @@ def _general_outcome(sanitizer: Sanitizer, doc: str | bytes) -> Any:
         sanitizer_module.serialize = lambda root, one_declaration=False: original(root)  # type: ignore[assignment]
         sanitizer_module.repair_root = _repair_general  # type: ignore[assignment]
         sanitizer_module._PARSE_FIRST = False
+        sanitizer_module._TEXT_FIRST = False
         return _outcome(sanitizer, doc)
     finally:
         sanitizer_module.serialize = original  # type: ignore[assignment]
         sanitizer_module.repair_root = repair  # type: ignore[assignment]
         sanitizer_module._PARSE_FIRST = True
+        sanitizer_module._TEXT_FIRST = True
 
 
 def _outcome(sanitizer: Sanitizer, doc: str | bytes) -> Any:
@@ -333,3 +336,107 @@ def test_root_siblings_are_all_reported(before: str, after: str, as_bytes: bool)
 
 def _nodes(text: str) -> list[str]:
     return re.findall(r"<!--.*?-->|<\?.*?\?>", text)
+
+
+# --- the text parsed in ``Sanitizer._parse`` itself (``_TEXT_FIRST``) ---------
+
+_TEXT_PIECES = st.sampled_from(
+    [
+        f'<svg xmlns="{NS}">',
+        "<svg>",
+        f'<s:svg xmlns:s="{NS}">',
+        "</svg>",
+        "</s:svg>",
+        '<rect width="1" height="1"/>',
+        "<g>",
+        "</g>",
+        f'<g xmlns="{NS}">',
+        'xmlns:a="urn:a" ',
+        "<!-- c -->",
+        "<![CDATA[x]]>",
+        "<!DOCTYPE svg>",
+        '<!ENTITY e "x">',
+        "<?pi x?>",
+        "<?xml version='1.0'?>",
+        "<?xml version='1.0' encoding='latin-1'?>",
+        "\ufeff",
+        "\ud800",
+        " ",
+        "\n",
+        "\u00e9",
+        "&amp;",
+        "&e;",
+        "xlink:",
+        "<",
+        ">",
+        "",
+    ]
+)
+
+
+def _parsed(sanitizer: Sanitizer, doc: str) -> Any:
+    from lxml import etree
+
+    try:
+        root, dropped, nodes, data, repairs = sanitizer._parse(doc)
+    except SVGRejected as exc:
+        return "rejected", exc.reason, str(exc), exc.limit
+    return etree.tostring(root), root.tag, dropped, nodes, data, repairs
+
+
+def _text_first_agrees(sanitizer: Sanitizer, doc: str) -> None:
+    fast = _parsed(sanitizer, doc)
+    try:
+        sanitizer_module._TEXT_FIRST = False
+        general = _parsed(sanitizer, doc)
+    finally:
+        sanitizer_module._TEXT_FIRST = True
+    assert fast == general
+
+
+_SMALL_LIMITS = SanitizePolicy.default().extend(
+    max_bytes=120, max_elements=60, max_namespace_declarations=4
+)
+_FEW_NAMESPACES = SanitizePolicy.default().extend(max_namespace_declarations=4)
+_FEW_BYTES = SanitizePolicy.default().extend(max_bytes=60)
+
+
+@settings(max_examples=1500, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(_TEXT_PIECES, max_size=10).map("".join),
+    st.sampled_from([None, _SMALL_LIMITS, _FEW_NAMESPACES, _FEW_BYTES]),
+)
+def test_text_parsed_first_equals_parse_svg(doc: str, policy: SanitizePolicy | None) -> None:
+    # The same root (or the same refusal, message and limit included), the same
+    # node bound and repairs, whether ``_parse`` parses the text itself or not;
+    # with small limits, texts on either side of every bound it tests.
+    _text_first_agrees(Sanitizer.prepared(policy), doc)
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [None, _SMALL_LIMITS, _FEW_NAMESPACES, _FEW_BYTES],
+    ids=["default", "small", "namespaces", "bytes"],
+)
+@pytest.mark.parametrize(
+    "doc",
+    [
+        f'<svg xmlns="{NS}" viewBox="0 0 10 10"><circle cx="5" cy="5" r="4" fill="teal"/></svg>',
+        f'<svg xmlns="{NS}">' + "<g/>" * 30 + "</svg>",  # over 60 bytes, under 60 nodes
+        f'<svg xmlns="{NS}"><g/><g/><g/>  </svg>',  # 60 bytes
+        f'<svg xmlns="{NS}"><g/><g/><g/>   </svg>',  # 61 bytes
+        f'<svg xmlns="{NS}">' + '<g xmlns:a="urn:a"/>' * 3 + "</svg>",  # 4 declarations
+        f'<svg xmlns="{NS}">' + '<g xmlns:a="urn:a"/>' * 4 + "</svg>",  # 5: one too many
+        f'<svg xmlns="{NS}">' + "<g/>" * 100 + "</svg>",  # over 120 bytes
+        f'<svg xmlns="{NS}"><rect/></svg>\ud800',
+        f'\ufeff<svg xmlns="{NS}"><rect/></svg>',
+        f'<!DOCTYPE svg><svg xmlns="{NS}"><rect/></svg>',
+        f'<svg xmlns="{NS}"><!-- <!DOCTYPE --><rect/></svg>',
+        f'<svg xmlns="{NS}"><rect/>',
+        "<svg><rect/></svg>",
+        "<html/>",
+        "",
+    ],
+)
+def test_text_parsed_first_edge_cases(doc: str, policy: SanitizePolicy | None) -> None:
+    _text_first_agrees(Sanitizer.prepared(policy), doc)
