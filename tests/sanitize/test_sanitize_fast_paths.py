@@ -378,9 +378,11 @@ def _parsed(sanitizer: Sanitizer, doc: str) -> Any:
     from lxml import etree
 
     try:
-        root, dropped, nodes, data, repairs = sanitizer._parse(doc)
+        root, dropped, nodes, data, repairs, alone = sanitizer._parse(doc)
     except SVGRejected as exc:
         return "rejected", exc.reason, str(exc), exc.limit
+    if alone:  # the root's neighbours are not looked for: it must have none
+        assert root.getprevious() is None and root.getnext() is None
     return etree.tostring(root), root.tag, dropped, nodes, data, repairs
 
 

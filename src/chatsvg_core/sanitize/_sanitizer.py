@@ -418,7 +418,7 @@ class Sanitizer:
             SVGRejected: the input cannot be made safe (reason code in ``.reason``).
         """
         run = _Run(self, self._max_seconds)
-        root, doctype_dropped, nodes, data, repairs = self._parse(data)
+        root, doctype_dropped, nodes, data, repairs, alone = self._parse(data)
         if root.tag != _SVG_ROOT:
             raise reject(ReasonCode.NOT_SVG_ROOT, f"root element is {root.tag!r}")
         run.check()
@@ -431,13 +431,15 @@ class Sanitizer:
             run.note(Action.REWRITTEN, "attribute", ReasonCode.NAMESPACE_ADDED, root, declaration)
         # Comments and processing instructions around the root (the parser
         # keeps no other sibling). Most documents have none: a sibling
-        # iterator costs more than asking for the neighbours.
-        if root.getprevious() is not None:
-            for sibling in root.itersiblings(preceding=True):
-                self._note_misc(run, sibling)
-        if root.getnext() is not None:
-            for sibling in root.itersiblings():
-                self._note_misc(run, sibling)
+        # iterator costs more than asking for the neighbours, and ``alone``
+        # (the text could hold neither) saves asking.
+        if not alone:
+            if root.getprevious() is not None:
+                for sibling in root.itersiblings(preceding=True):
+                    self._note_misc(run, sibling)
+            if root.getnext() is not None:
+                for sibling in root.itersiblings():
+                    self._note_misc(run, sibling)
         had_children = len(root) > 0
         scope = self._scope
         self._element(run, root, _SVG_ROOT, scope, 1)
@@ -465,7 +467,9 @@ class Sanitizer:
         # A str and a SanitizeReport: what validation would keep as they are.
         return built(SanitizedSVG, {"svg": svg, "report": report}), root
 
-    def _parse(self, data: str | bytes) -> tuple[Any, bool, int, str | bytes, tuple[str, ...]]:
+    def _parse(
+        self, data: str | bytes
+    ) -> tuple[Any, bool, int, str | bytes, tuple[str, ...], bool]:
         """``repair_root`` then ``parse_svg``: the parse, and the (repaired) input and its repairs.
 
         Parsed first when the input holds no ``xlink:``: then a root parsed as
@@ -493,7 +497,7 @@ class Sanitizer:
             size = len(raw)
             if (
                 0 < size <= self._one_call_bytes
-                and (b"<!" not in raw or _DECLARATION.search(raw) is None)
+                and ("<!" not in data or _DECLARATION.search(raw) is None)
                 and (size <= self._uncounted_bytes or raw.count(b"xmlns") <= self._max_namespaces)
             ):
                 try:
@@ -501,7 +505,10 @@ class Sanitizer:
                 except Exception:
                     root = None
                 if root is not None and root.tag == _SVG_ROOT and root.prefix is None:
-                    return root, False, size, data, ()
+                    # Without ``<!`` and ``<?`` no comment or processing
+                    # instruction can stand beside the root.
+                    alone = "<?" not in data and "<!" not in data
+                    return root, False, size, data, (), alone
         if _PARSE_FIRST and (kind is bytes or kind is str) and _XLINK_USE[kind] not in data:
             try:
                 root, doctype_dropped, nodes = parse_svg(data, self.policy)
@@ -511,15 +518,15 @@ class Sanitizer:
                     raise  # the repair-first order parses the same input: the same refusal
             else:
                 if root.tag == _SVG_ROOT and root.prefix is None:
-                    return root, doctype_dropped, nodes, data, ()
+                    return root, doctype_dropped, nodes, data, (), False
                 fixed, repairs = repair_root(data)
                 if not repairs:
-                    return root, doctype_dropped, nodes, data, ()
+                    return root, doctype_dropped, nodes, data, (), False
             data = fixed
         else:
             data, repairs = repair_root(data)  # adds only namespace declarations
         root, doctype_dropped, nodes = parse_svg(data, self.policy)
-        return root, doctype_dropped, nodes, data, repairs
+        return root, doctype_dropped, nodes, data, repairs, False
 
     # --- the walk -------------------------------------------------------------
     #
