@@ -17,7 +17,7 @@ from chatsvg_core.errors import ConfigurationError
 from chatsvg_core.sanitize import _tables as t
 from chatsvg_core.sanitize._budget import Budget
 from chatsvg_core.sanitize._css import CssIssue, CssSanitizer
-from chatsvg_core.sanitize._parse import _DECLARATION, _thread_parser, parse_svg, reject
+from chatsvg_core.sanitize._parse import _DECLARATION, _LOCAL, _thread_parser, parse_svg, reject
 from chatsvg_core.sanitize._policy import SanitizePolicy
 from chatsvg_core.sanitize._reasons import Action, ReasonCode
 from chatsvg_core.sanitize._repair import repair_root
@@ -501,7 +501,11 @@ class Sanitizer:
                 and (size <= self._uncounted_bytes or raw.count(b"xmlns") <= self._max_namespaces)
             ):
                 try:
-                    root = etree.fromstring(raw, _thread_parser())
+                    parser = _LOCAL.parser  # ``_thread_parser()`` without its call
+                except AttributeError:
+                    parser = _thread_parser()
+                try:
+                    root = etree.fromstring(raw, parser)
                 except Exception:
                     root = None
                 if root is not None and root.tag == _SVG_ROOT and root.prefix is None:

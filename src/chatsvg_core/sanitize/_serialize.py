@@ -66,7 +66,8 @@ def serialize(root: Any, *, one_declaration: bool = False) -> str:
     have: no other declaration was added), else written the general way.
     """
     if one_declaration and root.prefix is None:
-        text = _write(root)
+        # ``_write``'s call, in place: this is every small answer's path.
+        text: str = etree.tostring(root, encoding="unicode", with_tail=False)
         if text.count("xmlns") == 1:
             return text
     etree.cleanup_namespaces(root, top_nsmap=_CANONICAL)
