@@ -196,8 +196,10 @@ def parse_svg(data: str | bytes, policy: SanitizePolicy) -> tuple[etree._Element
     # One scan; almost every input has no declaration, and then the parsed
     # document cannot have a DOCTYPE either: its check is skipped.
     # (``<!`` found by a plain byte search first: the regex costs more than
-    # the search on a small answer, and it can only match where ``<!`` is.)
-    declared = _DECLARATION.search(raw) if b"<!" in raw else None
+    # the search on a small answer, and it can only match where ``<!`` is.
+    # ``find``, not ``in``: ``in`` on bytes first tries its operand as an int
+    # and clears the TypeError, 1 k instructions more.)
+    declared = _DECLARATION.search(raw) if raw.find(b"<!") >= 0 else None
     cleaned = raw if declared is None else _refuse_dtd(raw, declared.start(), policy)
     doctype_dropped = cleaned is not raw
     # Every node needs a ``<``, so the byte length bounds the node count as
