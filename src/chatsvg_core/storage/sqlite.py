@@ -85,10 +85,14 @@ from chatsvg_core.errors import (
     StorageUnavailable,
 )
 from chatsvg_core.jobs import Job
+from chatsvg_core.storage import _sql
 from chatsvg_core.storage._errors import StoreClosed
-from chatsvg_core.storage._protocol import IdempotencyRecord, JobResult, LedgerEntry
+from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResult, LedgerEntry
+from chatsvg_core.storage._spend import SpendState, spend_state_of
 from chatsvg_core.storage._sql import (
     _CLAIMED_COLUMNS,
+    _KIND_TEXT,
+    _SPEND_STATE_USAGE,
     CLAIM_GUARD,
     CLAIM_KEY,
     CLAIM_SET,
@@ -167,6 +171,22 @@ _CLAIM_PICK_ONE = f"SELECT {_CLAIMED_COLUMNS} FROM chatsvg_jobs WHERE id = ? AND
 """That job's row if it can be claimed now (parameters: id, now)."""
 _CLAIM_BY_ID = f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE id = ? AND {CLAIM_GUARD}"
 """The claim of the picked job (parameters: lease expiry, worker id, now, id, now)."""
+
+
+def _numbered(statement: str, numbers: Sequence[int]) -> str:
+    """``statement`` with its n-th ``?`` written ``?k`` (k = ``numbers[n]``): a value
+    used twice is bound once (SQLite's numbered parameters)."""
+    parts = statement.split("?")
+    assert len(parts) == len(numbers) + 1
+    return parts[0] + "".join(f"?{k}{part}" for k, part in zip(numbers, parts[1:], strict=True))
+
+
+# spend_state's capped read with each value bound once: its ten parameters are
+# (other kind, ref, since, until, owner, since, until, owner, kind, ref), six
+# values. Each bound value costs the driver ~0.5-1 k instructions (a text is
+# copied); the statement is the shared one, renumbered.
+_SPEND_STATE_ONCE = _numbered(_SPEND_STATE_USAGE, (1, 2, 3, 4, 5, 3, 4, 5, 6, 2))
+"""``_sql._SPEND_STATE_USAGE`` (parameters: other kind, ref, since, until, owner, kind)."""
 
 _LEASE_CHUNK = 400
 """Leases per heartbeat statement (two parameters each; SQLite allows 32766 at least)."""
@@ -599,6 +619,44 @@ class SQLiteTransaction(SQLTransaction):
             raise _map_error(exc, self._store.path) from exc
         return True
 
+    async def spend_state(
+        self,
+        owner: str,
+        kind: EntryKind,
+        other: EntryKind,
+        ref: str,
+        window: tuple[datetime, datetime] | None,
+    ) -> SpendState:
+        """:meth:`SQLTransaction.spend_state`, its usual capped read in place.
+
+        The same statement with each value bound once (``_SPEND_STATE_ONCE``),
+        run on the cursor without ``_one``'s coroutine. When it finds the usual
+        spend (the stored window is ``window``: an account, and no entry for
+        ``ref`` yet) it answers as the shared method does; anything else (no
+        cap, no account, another window, a replay) is answered by the shared
+        method, which reads again (the write lock is held: the same rows).
+        tests/storage/test_sqlite_in_place.py holds the two equal.
+        """
+        cur = self._cur
+        if window is None or cur is None or self._finished:
+            return await super().spend_state(owner, kind, other, ref, window)
+        last = _sql._LAST_WINDOW_TS  # _window_ts's memo, read inline
+        if last[0] is window and last[1] is type(self):
+            since, until = last[2]
+        else:
+            since, until = self._window_ts(window)
+        try:
+            row = cur.execute(
+                _SPEND_STATE_ONCE,
+                (_KIND_TEXT.get(other) or EntryKind(other).value, ref, since, until, owner,
+                 _KIND_TEXT.get(kind) or EntryKind(kind).value),
+            ).fetchone()  # fmt: skip
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
+        if row[3] is None and row[1] is None:
+            return spend_state_of(True, None, bool(row[2]), int(row[0]), int(row[4]))
+        return await super().spend_state(owner, kind, other, ref, window)
+
     async def claim_due(
         self,
         now: datetime,
@@ -613,7 +671,7 @@ class SQLiteTransaction(SQLTransaction):
         subquery), then claimed by its id under the same guard. Under BEGIN
         IMMEDIATE no other writer runs between the two, so the row read is
         the row claimed; ``CLAIM_SET`` adds one to ``attempt`` and
-        ``version``, which the read row is given here before it is decoded.
+        ``version``, which ``_claimed`` adds as it decodes the row.
         tests/storage/test_coarse_sql.py holds the answer and the stored row
         to ``claim`` on every reachable job shape.
         """
@@ -634,16 +692,16 @@ class SQLiteTransaction(SQLTransaction):
                 row = cur.execute(_CLAIM_PICK_ONE, (job_id, stamp)).fetchone()
             if row is None:
                 return None
-            claimed = cur.execute(
-                _CLAIM_BY_ID, (self._ts(lease_expires_at), worker_id, stamp, row[0], stamp)
-            ).rowcount
+            # The expiry stamped without _ts's memo, which keeps now's stamp
+            # for the charge's entry (one conversion less, ~2 k instructions).
+            until = (lease_expires_at - _EPOCH) // _MICRO
+            claimed = cur.execute(_CLAIM_BY_ID, (until, worker_id, stamp, row[0], stamp)).rowcount
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
         if claimed != 1:  # cannot happen under the write lock; refuse rather than guess
             return None
-        # _CLAIMED_COLUMNS: attempt is the third, version the eleventh.
-        after = (*row[:2], row[2] + 1, *row[3:10], row[10] + 1, *row[11:])
-        return self._claimed(after, worker_id, lease_expires_at, now)
+        # The row as read: CLAIM_SET added one to attempt and version.
+        return self._claimed(row, worker_id, lease_expires_at, now, 1)
 
     async def succeed_held(
         self, job_id: str, *, token: int, now: datetime, result: JobResult
