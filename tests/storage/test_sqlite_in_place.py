@@ -246,3 +246,35 @@ def test_spend_state_in_place_equals_the_shared_path(
 
     fast = run(SQLiteTransaction.spend_state)
     assert fast == run(SQLTransaction.spend_state)
+
+
+def test_claim_stores_each_lease_as_given(store: Store) -> None:
+    """``claim_due`` stamps the expiry as now's stamp plus the lease, remembered
+    by value: each lease, repeated or not, is stored and answered exactly."""
+    from chatsvg_core.jobs import new_job
+
+    leases = [
+        timedelta(seconds=30),
+        timedelta(minutes=5, microseconds=7),
+        timedelta(seconds=30),
+        timedelta(days=2, microseconds=999_999),
+        timedelta(microseconds=1),
+    ]
+
+    async def body(tx: SQLiteTransaction) -> Any:
+        for i in range(len(leases)):
+            await tx.insert_job(
+                new_job(job_id=f"j{i}", owner="o", request={}, request_hash="h", now=T0)
+            )
+        seen = []
+        for i, lease in enumerate(leases):
+            now = T0 + timedelta(seconds=i, microseconds=13 * i)
+            job = await tx.claim_due(now, worker_id="w", lease_expires_at=now + lease)
+            assert job is not None
+            stored = await tx.get_job(job.id)
+            assert stored is not None
+            seen.append((job.lease_expires_at, stored.lease_expires_at, now + lease))
+        return seen
+
+    for answered, stored, wanted in _in_rollback(store, body):
+        assert answered == stored == wanted

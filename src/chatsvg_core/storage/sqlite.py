@@ -188,6 +188,9 @@ def _numbered(statement: str, numbers: Sequence[int]) -> str:
 _SPEND_STATE_ONCE = _numbered(_SPEND_STATE_USAGE, (1, 2, 3, 4, 5, 3, 4, 5, 6, 2))
 """``_sql._SPEND_STATE_USAGE`` (parameters: other kind, ref, since, until, owner, kind)."""
 
+_LEASE_MICROS: dict[timedelta, int] = {}
+"""Lease lengths seen by ``claim_due``, in microseconds (a few values; at most 16 kept)."""
+
 _LEASE_CHUNK = 400
 """Leases per heartbeat statement (two parameters each; SQLite allows 32766 at least)."""
 
@@ -692,9 +695,18 @@ class SQLiteTransaction(SQLTransaction):
                 row = cur.execute(_CLAIM_PICK_ONE, (job_id, stamp)).fetchone()
             if row is None:
                 return None
-            # The expiry stamped without _ts's memo, which keeps now's stamp
-            # for the charge's entry (one conversion less, ~2 k instructions).
-            until = (lease_expires_at - _EPOCH) // _MICRO
+            # The expiry as now's stamp plus the lease (exact: both are whole
+            # microseconds), the lease's length remembered by value: a
+            # timedelta's conversion costs ~2 k instructions, and the engine's
+            # lease is one value. _ts's memo keeps now's stamp for the
+            # charge's entry.
+            lease = lease_expires_at - now
+            micros = _LEASE_MICROS.get(lease)
+            if micros is None:
+                micros = lease // _MICRO
+                if len(_LEASE_MICROS) < 16:
+                    _LEASE_MICROS[lease] = micros
+            until = stamp + micros
             claimed = cur.execute(_CLAIM_BY_ID, (until, worker_id, stamp, row[0], stamp)).rowcount
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
