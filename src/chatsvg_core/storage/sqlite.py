@@ -92,7 +92,6 @@ from chatsvg_core.storage._spend import SpendState, spend_state_of
 from chatsvg_core.storage._sql import (
     _CLAIMED_COLUMNS,
     _KIND_TEXT,
-    _SPEND_STATE_USAGE,
     CLAIM_GUARD,
     CLAIM_KEY,
     CLAIM_SET,
@@ -173,20 +172,21 @@ _CLAIM_BY_ID = f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE id = ? AND {CLAIM_GUA
 """The claim of the picked job (parameters: lease expiry, worker id, now, id, now)."""
 
 
-def _numbered(statement: str, numbers: Sequence[int]) -> str:
-    """``statement`` with its n-th ``?`` written ``?k`` (k = ``numbers[n]``): a value
-    used twice is bound once (SQLite's numbered parameters)."""
-    parts = statement.split("?")
-    assert len(parts) == len(numbers) + 1
-    return parts[0] + "".join(f"?{k}{part}" for k, part in zip(numbers, parts[1:], strict=True))
-
-
-# spend_state's capped read with each value bound once: its ten parameters are
-# (other kind, ref, since, until, owner, since, until, owner, kind, ref), six
-# values. Each bound value costs the driver ~0.5-1 k instructions (a text is
-# copied); the statement is the shared one, renumbered.
-_SPEND_STATE_ONCE = _numbered(_SPEND_STATE_USAGE, (1, 2, 3, 4, 5, 3, 4, 5, 6, 2))
-"""``_sql._SPEND_STATE_USAGE`` (parameters: other kind, ref, since, until, owner, kind)."""
+# spend_state's usual capped read: the account's row, whether the reference
+# has an entry of the other mode, and the cap counter only when it holds this
+# window and the reference has no entry of this kind yet (NULL otherwise, and
+# no row without an account: the shared statement answers those). Three
+# columns for the shared statement's five (the driver converts each and, on
+# 3.11, names each for the cursor's description: ~1 k instructions a column),
+# each value bound once (SQLite's numbered parameters: 6 for 10).
+_SPEND_USUAL = (
+    "SELECT a.balance, "
+    "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ?1 AND o.ref = ?2), "
+    "CASE WHEN a.cap_since = ?3 AND a.cap_until = ?4 AND s.id IS NULL THEN a.cap_used END "
+    "FROM chatsvg_accounts a LEFT JOIN chatsvg_ledger s ON s.kind = ?6 AND s.ref = ?2 "
+    "WHERE a.owner = ?5"
+)
+"""Parameters: other kind, ref, since, until, owner, kind."""
 
 _LEASE_MICROS: dict[timedelta, int] = {}
 """Lease lengths seen by ``claim_due``, in microseconds (a few values; at most 16 kept)."""
@@ -632,12 +632,12 @@ class SQLiteTransaction(SQLTransaction):
     ) -> SpendState:
         """:meth:`SQLTransaction.spend_state`, its usual capped read in place.
 
-        The same statement with each value bound once (``_SPEND_STATE_ONCE``),
+        A statement that reads only the usual spend's facts (``_SPEND_USUAL``),
         run on the cursor without ``_one``'s coroutine. When it finds the usual
-        spend (the stored window is ``window``: an account, and no entry for
-        ``ref`` yet) it answers as the shared method does; anything else (no
-        cap, no account, another window, a replay) is answered by the shared
-        method, which reads again (the write lock is held: the same rows).
+        spend (an account whose stored window is ``window``, and no entry of
+        ``kind`` for ``ref`` yet) it answers as the shared method does; anything
+        else (no cap, no account, another window, a replay) is answered by the
+        shared method, which reads again (the write lock is held: the same rows).
         tests/storage/test_sqlite_in_place.py holds the two equal.
         """
         cur = self._cur
@@ -650,14 +650,14 @@ class SQLiteTransaction(SQLTransaction):
             since, until = self._window_ts(window)
         try:
             row = cur.execute(
-                _SPEND_STATE_ONCE,
+                _SPEND_USUAL,
                 (_KIND_TEXT.get(other) or EntryKind(other).value, ref, since, until, owner,
                  _KIND_TEXT.get(kind) or EntryKind(kind).value),
             ).fetchone()  # fmt: skip
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
-        if row[3] is None and row[1] is None:
-            return spend_state_of(True, None, bool(row[2]), int(row[0]), int(row[4]))
+        if row is not None and row[2] is not None:
+            return spend_state_of(True, None, bool(row[1]), int(row[0]), int(row[2]))
         return await super().spend_state(owner, kind, other, ref, window)
 
     async def claim_due(
