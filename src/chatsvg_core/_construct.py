@@ -38,10 +38,20 @@ def built(cls: type[M], data: dict[str, Any]) -> M:
     """
     obj = _NEW(cls)
     _SET_DICT(obj, data)
-    _SET_FIELDS(obj, set(data))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(cls.model_fields)
+    # Every field given (the usual case; ``data`` holds no other key): the set
+    # copied from the class's frozenset, which needs no hashing (a Job's 18
+    # keys: ~2 k instructions less than ``set(data)``).
+    _SET_FIELDS(obj, set(names) if len(data) == len(names) else set(data))
     _SET_EXTRA(obj, None)
     _SET_PRIVATE(obj, None)
     return obj
+
+
+_FIELD_NAMES: dict[type[BaseModel], frozenset[str]] = {}
+"""Each model's field names, as :func:`built` first meets the model."""
 
 
 NOT_PLAIN: Any = object()
