@@ -109,12 +109,9 @@ def is_blank(svg: str | bytes | Any) -> bool:
     # usual answer). Only when none does, and some shape was left out for its
     # fill="none" alone, is the document searched for CSS, which could paint it.
     # ``_hidden`` and ``_draws`` inlined, one tag lookup (``_ROLE``) instead of
-    # up to five set tests, and the attribute names read once (``keys()``)
-    # instead of asking for each of ``display``, ``visibility``, ``opacity``
-    # and ``fill`` (an lxml ``get`` is about 1 k instructions, present or not):
-    # for a small answer this walk cost as much as a sixth of sanitizing it
-    # (tests/sanitize/test_sanitize_blank.py holds it to the rule written with
-    # the two helpers).
+    # up to five set tests: for a small answer this walk cost as much as a
+    # fifth of sanitizing it (tests/sanitize/test_sanitize_blank.py holds it to
+    # the rule written with the two helpers).
     unpainted = False
     roles = _ROLE
     stack: list[Any] = [root]
@@ -126,22 +123,25 @@ def is_blank(svg: str | bytes | Any) -> bool:
         role = roles.get(tag, _CONTAINER)
         if role == _SKIPPED:
             continue
-        keys = el.keys()
-        if keys:
-            # ``_hidden`` is only ever true with one of its attributes present.
-            if ("display" in keys or "visibility" in keys or "opacity" in keys) and _hidden(el):
-                continue
-            if role == _SHAPE:
-                if "fill" not in keys or el.get("fill").strip().lower() not in _NO_PAINT:
-                    return False
-                if "stroke" in keys and el.get("stroke").strip().lower() not in _NO_STROKE:
-                    return False
-                unpainted = True
-        elif role == _SHAPE:
-            return False  # no fill attribute: painted black
-        if role == _DRAWN:
+        get = el.get
+        # ``_hidden`` is only ever true with one of its attributes present.
+        if (
+            get("display") is not None
+            or get("visibility") is not None
+            or get("opacity") is not None
+        ) and _hidden(el):
+            continue
+        if role == _SHAPE:
+            fill = get("fill")
+            if fill is None or fill.strip().lower() not in _NO_PAINT:
+                return False
+            stroke = get("stroke")
+            if stroke is not None and stroke.strip().lower() not in _NO_STROKE:
+                return False
+            unpainted = True
+        elif role == _DRAWN:
             return False
-        if role == _TEXT_ROLE:
+        elif role == _TEXT_ROLE:
             if "".join(el.itertext()).strip():
                 return False
             continue  # text children are read by itertext, not walked
