@@ -201,8 +201,8 @@ async def test_a_delivered_job_is_claimed_in_one_statement_and_refusals_keep_the
             conn.set_trace_callback(None)
             # Claimed by the claim's own pick and UPDATE (SQLite's claim_due
             # reads the row it claims instead of RETURNING it): no other read
-            # of the job before it. (The finish reads the new version back
-            # after its UPDATE.)
+            # of the job before it. The finish succeeds it at the version
+            # the claim gave it (no heartbeat ran), so it reads nothing back.
             claim = next(
                 i for i, s in enumerate(statements)
                 if s.startswith("UPDATE chatsvg_jobs SET status = 'running'")
@@ -212,9 +212,12 @@ async def test_a_delivered_job_is_claimed_in_one_statement_and_refusals_keep_the
             ]
             pick = _CLAIM_PICK_ONE.split(" WHERE ")[0]
             assert len(reads) == 1 and reads[0].startswith(pick + " WHERE id = "), reads
-            assert any(
-                s.startswith("UPDATE chatsvg_jobs SET status = 'running'") for s in statements
-            )
+            after = [s for s in statements[claim + 1 :] if "chatsvg_jobs" in s]
+            assert len(after) == 1, after
+            assert after[0].startswith("UPDATE chatsvg_jobs SET status = 'succeeded'"), after
+            assert after[0].endswith(f" AND version = {got.job.version - 1}"), after
+            async with store.transaction() as tx:
+                assert await tx.get_job(job.id) == got.job
         assert (await engine.run_once(job.id, "w")).kind == "taken"
         later = await engine.submit("o", None, {"prompt": "a dog"})
         async with store.transaction() as tx:

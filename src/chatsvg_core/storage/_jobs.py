@@ -358,9 +358,15 @@ async def complete_job(
     if held is not None and held.lease_token == token and held.id == job_id:
         by_version = getattr(tx, "succeed_held", None)
         if by_version is not None:
-            got: tuple[int, JobResult] | None = await by_version(
-                job_id, token=token, now=now, result=result
-            )
+            got: tuple[int, JobResult] | None
+            if getattr(tx, "_takes_held_version", False):
+                # This library's SQLite store: at the held version it need not
+                # read the new one back (SQLiteTransaction.succeed_held).
+                got = await by_version(
+                    job_id, token=token, now=now, result=result, version=held.version
+                )
+            else:
+                got = await by_version(job_id, token=token, now=now, result=result)
             if got is None:
                 await _refused(tx, job_id, token, now)
             else:
