@@ -29,16 +29,18 @@ _SET_PRIVATE = _SLOTS["__pydantic_private__"].__set__
 _NEW = object.__new__
 
 
-def built(cls: type[M], data: dict[str, Any]) -> M:
+def built(cls: type[M], data: dict[str, Any], keys: frozenset[str] | None = None) -> M:
     """``cls(**data)`` for ``data`` that validation would accept unchanged.
 
     What ``BaseModel.model_construct`` does for a model without defaults left
     out, private attributes or extras, without its per-field loop; ``data``
-    becomes the instance's own dict.
+    becomes the instance's own dict. ``keys``, when given, is ``data``'s keys
+    (its set is copied rather than made from the dict: half the cost for a
+    ``Job``'s 18 fields, ~1.8 k instructions).
     """
     obj = _NEW(cls)
     _SET_DICT(obj, data)
-    _SET_FIELDS(obj, set(data))
+    _SET_FIELDS(obj, set(data if keys is None else keys))
     _SET_EXTRA(obj, None)
     _SET_PRIVATE(obj, None)
     return obj

@@ -184,3 +184,31 @@ def test_alone_is_false_without_a_registry(monkeypatch: pytest.MonkeyPatch) -> N
     assert asyncio.run(main()) is False
     monkeypatch.setattr(sqlite_module, "_TASKS", set())  # holds no task of ours
     assert asyncio.run(main()) is False
+
+
+def test_alone_answers_for_the_task_asking_not_the_one_asked_last() -> None:
+    # _alone keeps a weak reference to the task it was asked about last; a
+    # task asking next, alone or not, must get its own answer.
+    async def main() -> list[bool]:
+        answers = [sqlite_module._alone()]  # alone: asked the first time
+        answers.append(sqlite_module._alone())  # and again, from the kept reference
+        release = asyncio.Event()
+
+        async def other() -> bool:
+            await release.wait()
+            return sqlite_module._alone()
+
+        waiting = asyncio.create_task(other())
+        await asyncio.sleep(0)
+        answers.append(sqlite_module._alone())  # not alone: the other task waits
+        release.set()
+        answers.append(await waiting)  # the other task, while main waits for it
+        return answers
+
+    assert asyncio.run(main()) == [True, True, False, False]
+
+    async def later() -> bool:
+        return sqlite_module._alone()
+
+    # A new loop's task, alone, after the kept reference's task has finished.
+    assert asyncio.run(later()) is True
