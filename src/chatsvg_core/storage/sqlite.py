@@ -429,18 +429,24 @@ class SQLiteTransaction(SQLTransaction):
 
     dialect = "sqlite"
 
+    # SQLTransaction.__init__'s _finished, and the cursor and connection not
+    # yet had, as class defaults: the instance sets them when they change
+    # (three stores fewer per transaction, three transactions a job).
+    _finished = False
+    # The transaction's one cursor, made when BEGIN IMMEDIATE has run (so
+    # "begun" is "has a cursor"): conn.execute makes and frees a cursor per
+    # statement, about 1.3 k instructions of the ~14 statements of a job.
+    # A cursor's statement stays active until its next execute; one left
+    # open by a multi-row SELECT read with fetchone is reset when the
+    # cursor is dropped in __aexit__, before COMMIT or ROLLBACK (as the
+    # cursors conn.execute made were reset when freed).
+    _cur: sqlite3.Cursor | None = None
+    _conn: sqlite3.Connection = None  # type: ignore[assignment]  # set by __aenter__
+
     def __init__(self, store: SQLiteStore, conn: sqlite3.Connection | None = None) -> None:
-        self._finished = False  # SQLTransaction.__init__, without the call
         self._store = store
-        self._conn: sqlite3.Connection = conn  # type: ignore[assignment]  # set by __aenter__
-        # The transaction's one cursor, made when BEGIN IMMEDIATE has run (so
-        # "begun" is "has a cursor"): conn.execute makes and frees a cursor per
-        # statement, about 1.3 k instructions of the ~14 statements of a job.
-        # A cursor's statement stays active until its next execute; one left
-        # open by a multi-row SELECT read with fetchone is reset when the
-        # cursor is dropped in __aexit__, before COMMIT or ROLLBACK (as the
-        # cursors conn.execute made were reset when freed).
-        self._cur: sqlite3.Cursor | None = None
+        if conn is not None:
+            self._conn = conn
 
     # The transaction is its own context manager (SQLiteStore.transaction):
     # the store's lock, then the transaction; a second object and a nested
@@ -473,7 +479,9 @@ class SQLiteTransaction(SQLTransaction):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        store, conn, cur = self._store, self._conn, self._cur
+        store = self._store
+        conn = self._conn
+        cur = self._cur
         self._finished = True
         self._cur = None
         try:
@@ -486,7 +494,12 @@ class SQLiteTransaction(SQLTransaction):
                 # COMMIT on the transaction's cursor (SQLiteStore._commit).
                 if store.synchronous == "normal" or _alone():
                     try:
-                        store._commit(conn, cur)
+                        if cur is not None and store._fault_hook is None:
+                            # _commit's body without hooks, in place (a call less).
+                            if conn.in_transaction:
+                                cur.execute("COMMIT")
+                        else:
+                            store._commit(conn, cur)
                     except sqlite3.Error as error:
                         raise _map_error(error, store.path) from error
                 else:
@@ -512,7 +525,10 @@ class SQLiteTransaction(SQLTransaction):
         lock: then :meth:`_start` waits for it. Not a coroutine, so a
         transaction that finds the lock free awaits nothing to begin.
         """
-        cur = self._new_cursor()
+        try:
+            cur = self._conn.cursor()  # _new_cursor, in place
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
         if not self._store._begin_now(cur):
             return None
         self._cur = cur
