@@ -8,7 +8,6 @@ import functools
 import inspect
 import json
 import logging
-import math
 import os
 import random
 import time
@@ -218,6 +217,15 @@ _FAILED: Final = JobStatus.FAILED
 _RUNNING: Final = JobStatus.RUNNING
 
 
+# asyncio.current_task's dict, read without its Python frame where that is
+# what current_task does (3.11; ~0.5 k instructions a job); elsewhere it is asked.
+_TASK_OF: Final[Any] = (
+    getattr(asyncio.tasks, "_current_tasks", None)
+    if inspect.isfunction(asyncio.current_task)
+    else None
+)
+
+
 class _Reserved(Exception):
     """The claimed job was paid by a reservation at submit: nothing to charge."""
 
@@ -251,6 +259,7 @@ def _usage(usage: TokenUsage) -> dict[str, Any]:
 
 _text = json.encoder.encode_basestring_ascii  # the C function _sql._dump's encoder calls
 _float = float.__repr__  # how json writes a finite float
+_int = int.__repr__  # and an int (not a subclass's __repr__)
 
 
 def _metadata_json(metadata: dict[str, Any]) -> str | None:
@@ -270,7 +279,7 @@ def _metadata_json(metadata: dict[str, Any]) -> str | None:
         type(model) is str
         and type(provider) is str
         and type(latency) is float
-        and math.isfinite(latency)
+        and latency - latency == 0.0  # finite (inf - inf and nan - nan are nan): no call
         and type(changed) is bool
         and (reason is None or type(reason) is str)
         and type(usage) is dict
@@ -278,21 +287,24 @@ def _metadata_json(metadata: dict[str, Any]) -> str | None:
         and len(metadata) == 6
     ):
         return None
-    counts = []
-    for name in ("completion_tokens", "prompt_tokens", "total_tokens"):
-        count = usage.get(name, usage)  # a missing key: not int, not None
-        if count is None:
-            counts.append("null")
-        elif type(count) is int:
-            counts.append(int.__repr__(count))
-        else:
-            return None
+    # A missing key gives the dict itself: not int, not None. The three
+    # counts read and checked in line (a loop building a list cost ~1.5 k).
+    done = usage.get("completion_tokens", usage)
+    asked = usage.get("prompt_tokens", usage)
+    total = usage.get("total_tokens", usage)
+    if not (
+        (done is None or type(done) is int)
+        and (asked is None or type(asked) is int)
+        and (total is None or type(total) is int)
+    ):
+        return None
     return (
         f'{{"finish_reason":{"null" if reason is None else _text(reason)},'
         f'"latency_s":{_float(latency)},"model":{_text(model)},"provider":{_text(provider)},'
         f'"sanitizer_changed":{"true" if changed else "false"},'
-        f'"usage":{{"completion_tokens":{counts[0]},"prompt_tokens":{counts[1]},'
-        f'"total_tokens":{counts[2]}}}}}'
+        f'"usage":{{"completion_tokens":{"null" if done is None else _int(done)},'
+        f'"prompt_tokens":{"null" if asked is None else _int(asked)},'
+        f'"total_tokens":{"null" if total is None else _int(total)}}}}}'
     )
 
 
@@ -950,10 +962,11 @@ class Engine:
             self._emit(_CHARGED, job, amount=cost)
         return job
 
-    def _keeper(self) -> LeaseKeeper:
-        # One keeper per event loop: its task lives on the loop that runs the
-        # jobs (a SyncEngine's portal loop, or the host's own).
-        loop = asyncio.get_running_loop()
+    def _keeper(self, loop: asyncio.AbstractEventLoop | None = None) -> LeaseKeeper:
+        # One keeper per event loop (``loop``, the running one): its task lives
+        # on the loop that runs the jobs (a SyncEngine's portal loop, or the host's own).
+        if loop is None:
+            loop = asyncio.get_running_loop()
         last = self._last_keeper
         if last is not None and last[0]() is loop:
             return last[1]  # the same loop as the last job's (the weak dict builds a ref per get)
@@ -977,7 +990,8 @@ class Engine:
         # Generation runs in this task (a task of its own per attempt cost two
         # loop turns per job); the lease keeper cancels this task if the lease
         # is lost, and that one cancellation is taken back here as _LeaseLost.
-        this = asyncio.current_task()
+        loop = asyncio.get_running_loop()
+        this = asyncio.current_task(loop) if _TASK_OF is None else _TASK_OF.get(loop)
         assert this is not None
         revoked = False
 
@@ -986,7 +1000,7 @@ class Engine:
             revoked = True
             this.cancel()
 
-        keeper = self._keeper()
+        keeper = self._keeper(loop)
         keeper._keep(job.id, job.lease_token, None, on_lost)
         delivered = False
         try:
