@@ -144,6 +144,19 @@ async def test_events_are_built_only_for_someone(
             await quiet.submit("o", None, {"prompt": "a bird"})
         assert built == [EventKind.SUBMITTED]
         assert any("was submitted" in r.getMessage() for r in caplog.records)
+        # Logged at its level alone (no hook): each event is built, the
+        # attempt's too (GENERATED and SUCCEEDED test for a listener in line).
+        built.clear()
+        with caplog.at_level(logging.DEBUG, logger="chatsvg_core.engine"):
+            assert (await quiet.process_next("w")) is not None
+        assert built == kinds[1:]
+        # Only GENERATED's level logged: that one alone.
+        built.clear()
+        logging.getLogger("chatsvg_core.engine").setLevel(logging.WARNING)
+        monkeypatch.setitem(_events.EVENT_LEVELS, EventKind.GENERATED, logging.ERROR)
+        await quiet.submit("o", None, {"prompt": "a fish"})
+        assert (await quiet.process_next("w")) is not None
+        assert built == [EventKind.GENERATED]
     finally:
         logging.getLogger("chatsvg_core.engine").setLevel(logging.NOTSET)
 

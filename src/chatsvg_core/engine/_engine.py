@@ -1110,7 +1110,14 @@ class Engine:
             "finish_reason": output.finish_reason,
             "sanitizer_changed": clean.changed,
         }
-        self._emit(_GENERATED, job, model=output.model, removed=len(clean.report))
+        if (
+            self.instrumentation is not NO_INSTRUMENTATION
+            or self.on_event is not None
+            or log.isEnabledFor(EVENT_LEVELS.get(_GENERATED, logging.DEBUG))
+        ):
+            # _emit's test first, in line: with nobody listening its fields
+            # (a keyword dict, the report's length) are not made (~3 k a job).
+            self._emit(_GENERATED, job, model=output.model, removed=len(clean.report))
         return clean.svg, metadata
 
     async def _finish_success(self, job: Job, svg: str, metadata: dict[str, Any]) -> Job | None:
@@ -1134,7 +1141,12 @@ class Engine:
             self._emit(EventKind.LEASE_LOST, job)
             _note("lease_lost")
             return None
-        self._emit(_SUCCEEDED, done)
+        if (
+            self.instrumentation is not NO_INSTRUMENTATION
+            or self.on_event is not None
+            or log.isEnabledFor(EVENT_LEVELS.get(_SUCCEEDED, logging.DEBUG))
+        ):
+            self._emit(_SUCCEEDED, done)  # its test first, in line (see _generate)
         if self.checkpoint is not None:
             await self.checkpoint("finished", job.id)
         return done

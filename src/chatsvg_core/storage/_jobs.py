@@ -11,7 +11,7 @@ transaction keeps nothing of it. The store never invents a transition.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final, NoReturn, Protocol, runtime_checkable
 
 from pydantic import JsonValue
@@ -318,13 +318,17 @@ def _result(
             # Given up by its maker with its text (the engine's finish): plain, and
             # no one else's, so no copy (tests/engine/test_finish_fast.py).
             return built(
-                JobResult, {"job_id": job_id, "svg": svg, "metadata": metadata, "created_at": now}
+                JobResult,
+                {"job_id": job_id, "svg": svg, "metadata": metadata, "created_at": now},
+                _RESULT_FIELDS,
             )
         data = dict(metadata or {})
         plain = plain_json(data)
         if plain is not NOT_PLAIN:
             return built(
-                JobResult, {"job_id": job_id, "svg": svg, "metadata": plain, "created_at": now}
+                JobResult,
+                {"job_id": job_id, "svg": svg, "metadata": plain, "created_at": now},
+                _RESULT_FIELDS,
             )
         return JobResult(job_id=job_id, svg=svg, metadata=data, created_at=now)
     return JobResult(job_id=job_id, svg=svg, metadata=dict(metadata or {}), created_at=now)
@@ -352,7 +356,8 @@ async def complete_job(
     the stored ``version``. A ``held`` job that is not this job running under
     ``token`` is ignored.
     """
-    now = utc(now)
+    if now.tzinfo is not UTC:  # utc() only where it has work
+        now = utc(now)
     result = _result(job_id, svg, metadata, now)
     # A job holds a token exactly while RUNNING (Job's own rule).
     if held is not None and held.lease_token == token and held.id == job_id:
@@ -410,6 +415,7 @@ def _succeeded(held: Job, now: datetime, version: int) -> Job:
 # descriptor written in Python (~1 k instructions).
 _SUCCEEDED: Final = JobStatus.SUCCEEDED
 _JOB_FIELDS: Final = frozenset(Job.model_fields)
+_RESULT_FIELDS: Final = frozenset(JobResult.model_fields)
 
 
 async def _refused(tx: StoreTransaction, job_id: str, token: int, now: datetime) -> NoReturn:
