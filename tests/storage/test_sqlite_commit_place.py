@@ -186,7 +186,6 @@ def test_alone_is_false_without_a_registry(monkeypatch: pytest.MonkeyPatch) -> N
     assert asyncio.run(main()) is False
 
 
-
 ASKED = """
 import asyncio, json
 from chatsvg_core.storage import sqlite as sqlite_module

@@ -318,17 +318,13 @@ def _result(
             # Given up by its maker with its text (the engine's finish): plain, and
             # no one else's, so no copy (tests/engine/test_finish_fast.py).
             return built(
-                JobResult,
-                {"job_id": job_id, "svg": svg, "metadata": metadata, "created_at": now},
-                _RESULT_FIELDS,
+                JobResult, {"job_id": job_id, "svg": svg, "metadata": metadata, "created_at": now}
             )
         data = dict(metadata or {})
         plain = plain_json(data)
         if plain is not NOT_PLAIN:
             return built(
-                JobResult,
-                {"job_id": job_id, "svg": svg, "metadata": plain, "created_at": now},
-                _RESULT_FIELDS,
+                JobResult, {"job_id": job_id, "svg": svg, "metadata": plain, "created_at": now}
             )
         return JobResult(job_id=job_id, svg=svg, metadata=data, created_at=now)
     return JobResult(job_id=job_id, svg=svg, metadata=dict(metadata or {}), created_at=now)
@@ -407,15 +403,12 @@ def _succeeded(held: Job, now: datetime, version: int) -> Job:
     data["result_ref"] = held.id
     data["version"] = version
     data["updated_at"] = now
-    # A job's dict holds every field (validated or built whole), so its keys are these.
-    return built(Job, data, _JOB_FIELDS if len(data) == len(_JOB_FIELDS) else None)
+    return built(Job, data)
 
 
 # Read per job: on Python 3.11 a member read through its class runs a
 # descriptor written in Python (~1 k instructions).
 _SUCCEEDED: Final = JobStatus.SUCCEEDED
-_JOB_FIELDS: Final = frozenset(Job.model_fields)
-_RESULT_FIELDS: Final = frozenset(JobResult.model_fields)
 
 
 async def _refused(tx: StoreTransaction, job_id: str, token: int, now: datetime) -> NoReturn:
