@@ -29,16 +29,17 @@ _SET_PRIVATE = _SLOTS["__pydantic_private__"].__set__
 _NEW = object.__new__
 
 
-def built(cls: type[M], data: dict[str, Any]) -> M:
+def built(cls: type[M], data: dict[str, Any], names: frozenset[str] | None = None) -> M:
     """``cls(**data)`` for ``data`` that validation would accept unchanged.
 
     What ``BaseModel.model_construct`` does for a model without defaults left
     out, private attributes or extras, without its per-field loop; ``data``
-    becomes the instance's own dict.
+    becomes the instance's own dict. ``names``: ``data``'s keys, when the
+    caller has them as a set (copying one costs half of ``set(data)``).
     """
     obj = _NEW(cls)
     _SET_DICT(obj, data)
-    _SET_FIELDS(obj, set(data))
+    _SET_FIELDS(obj, set(data) if names is None else set(names))
     _SET_EXTRA(obj, None)
     _SET_PRIVATE(obj, None)
     return obj

@@ -48,6 +48,7 @@ from chatsvg_core.engine._money import (
 from chatsvg_core.engine._validate import (
     check_job_id,
     parse_request,
+    plain_jcs,
     plain_payload,
     stored_request,
 )
@@ -83,7 +84,7 @@ from chatsvg_core.generate import (
 )
 from chatsvg_core.generate._provider import PROGRESS_HOOK
 from chatsvg_core.idempotency import validate_idempotency_key
-from chatsvg_core.idempotency._canonical import request_hash_and_json
+from chatsvg_core.idempotency._canonical import hash_and_json_of_jcs, request_hash_and_json
 from chatsvg_core.idempotency._semantics import bind_key, record, replay_or_refuse
 from chatsvg_core.jobs import CANCELLED, Job, JobErrorInfo, JobStatus, claim, new_job
 from chatsvg_core.jobs._transitions import plain_new_job
@@ -144,6 +145,12 @@ class SubmitResult:
 
     job: Job
     replayed: bool
+
+
+# SubmitResult's slots, set as its frozen __init__ sets them (see _submit).
+_new = object.__new__
+_SET_RESULT_JOB: Final = vars(SubmitResult)["job"].__set__
+_SET_RESULT_REPLAYED: Final = vars(SubmitResult)["replayed"].__set__
 
 
 @dataclass(slots=True)
@@ -229,6 +236,21 @@ class _LeaseLost(Exception):
 _UUID_KEEP: Final = ~((0xF << 76) | (0x3 << 62)) & ((1 << 128) - 1)
 _UUID_SET: Final = (0x4 << 76) | (0x2 << 62)
 _urandom = os.urandom
+
+
+def _proposed(
+    scope: str, key: str, job: Job, now: datetime, expires_at: datetime
+) -> IdempotencyRecord:
+    """The record a submit offers for its key: bound when it wins the key,
+    compared with the live one when not."""
+    return record(
+        scope=scope,
+        key=key,
+        request_hash=job.request_hash,
+        job_id=job.id,
+        created_at=now,
+        expires_at=expires_at,
+    )
 
 
 def _uuid() -> str:
@@ -617,10 +639,12 @@ class Engine:
         scope = f"{len(owner)}:{owner}{_SCOPE_TAIL}"
         now = utc(self.clock.now())
         # The fingerprint's JCS text is the stored JSON for a flat request:
-        # encoded once, handed to the insert below (the job's own dict).
-        # A plain payload is flat: ASCII field names, str / None / int sides
-        # within MAX_SIDE (plain_payload's checks).
-        fingerprint, request_json = request_hash_and_json(payload, scope=scope, flat=plain)
+        # encoded once, handed to the insert below (the job's own dict). A
+        # plain payload's text is written by plain_jcs (its six fields, each
+        # as plain_payload let it through); anything else, or a text that
+        # cannot be hashed (a lone surrogate), by request_hash_and_json.
+        hashed = hash_and_json_of_jcs(plain_jcs(payload), scope) if plain else None
+        fingerprint, request_json = hashed or request_hash_and_json(payload, scope=scope)
         job_id = self.new_id()
         max_attempts = self.policy.max_attempts
         trace = None if observed is None else observed.carrier()
@@ -667,20 +691,6 @@ class Engine:
                     reserved = await self._admit(tx, job, now)
             else:
                 expires_at = now + self._idempotency_ttl
-                key: str = idempotency_key
-
-                def proposed() -> IdempotencyRecord:
-                    # The record this submit offers for its key: bound when
-                    # it wins the key, compared with the live one when not.
-                    return record(
-                        scope=scope,
-                        key=key,
-                        request_hash=fingerprint,
-                        job_id=job.id,
-                        created_at=now,
-                        expires_at=expires_at,
-                    )
-
                 keyed = getattr(tx, "_insert_keyed_job", None)
                 if keyed is not None:
                     # The SQL stores: the claim and the insert in one call.
@@ -693,13 +703,17 @@ class Engine:
                     )
                     created = live is None
                     if live is not None:
-                        job = await replay_or_refuse(tx, live, proposed())
+                        job = await replay_or_refuse(
+                            tx, live, _proposed(scope, idempotency_key, job, now, expires_at)
+                        )
                 else:
                     # create_or_replay's steps without its argument checks (done
                     # above and at construction) or its outcome models.
                     if request_json is not None:
                         remember_request_json(job.__dict__["request"], request_json)
-                    job, _, created = await bind_key(tx, job, proposed(), now=now)
+                    job, _, created = await bind_key(
+                        tx, job, _proposed(scope, idempotency_key, job, now, expires_at), now=now
+                    )
                 replayed = not created
                 if created and admits:
                     reserved = await self._admit(tx, job, now)
@@ -712,7 +726,13 @@ class Engine:
             if self.queue is not None:
                 # After commit: a crash here leaves a QUEUED job that sweep() finds.
                 await self._announce(job)
-        return SubmitResult(job=job, replayed=replayed)
+        # SubmitResult(job=job, replayed=replayed) without its frozen __init__'s
+        # two object.__setattr__ calls (5.5 k -> 2.4 k instructions; the
+        # fields are its slots: tests/engine/test_submit_paths.py).
+        result = _new(SubmitResult)
+        _SET_RESULT_JOB(result, job)
+        _SET_RESULT_REPLAYED(result, replayed)
+        return result
 
     # --- process ------------------------------------------------------------
 

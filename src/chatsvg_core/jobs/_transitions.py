@@ -201,8 +201,12 @@ def plain_new_job(
             "updated_at": now,
             "trace_context": trace_context,
         },
+        _JOB_FIELDS,
     )
 
+
+_JOB_FIELDS: Final = frozenset(Job.model_fields)
+"""plain_new_job's keys (tests/jobs holds them to the dict it builds)."""
 
 _JSON_SCALARS: Final = frozenset({str, int, bool, type(None)})
 
