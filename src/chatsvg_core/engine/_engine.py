@@ -16,7 +16,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Literal, Protocol
 
 from chatsvg_core._clock import Clock, SystemClock, utc
@@ -638,7 +638,9 @@ class Engine:
         # validate_owner refused what they refuse (a non-str, 0 or more than
         # 255 characters, a lone surrogate).
         scope = f"{len(owner)}:{owner}{_SCOPE_TAIL}"
-        now = utc(self.clock.now())
+        now = self.clock.now()
+        if now.tzinfo is not UTC:  # utc() only where it has work
+            now = utc(now)
         # The fingerprint's JCS text is the stored JSON for a flat request:
         # encoded once, handed to the insert below (the job's own dict). A
         # plain payload's text is written by plain_jcs (its six fields, each
