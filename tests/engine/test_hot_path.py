@@ -431,6 +431,18 @@ def test_a_plain_payloads_jcs_and_hash_are_the_general_encoders(
     assert shared == expected
 
 
+def test_event_kinds_hash_as_their_values() -> None:
+    # EventKind hashes with str's hash (no Python __hash__ per EVENT_LEVELS
+    # lookup): members still key dicts as before, and a value finds its member.
+    for kind in EventKind:
+        assert hash(kind) == hash(kind.value)
+        assert {kind: 1}[kind] == 1
+        assert {kind: 1}.get(kind.value) == 1
+    assert _events.EVENT_LEVELS.get(EventKind.FAILED) == logging.WARNING
+    assert _events.EVENT_LEVELS.get(EventKind.SUBMITTED, logging.DEBUG) == logging.DEBUG
+    assert len(set(EventKind)) == len(list(EventKind))
+
+
 def test_a_submit_result_is_its_two_fields() -> None:
     # _submit fills SubmitResult's two slots itself (not through __init__).
     import dataclasses

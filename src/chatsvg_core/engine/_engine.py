@@ -600,11 +600,9 @@ class Engine:
         instrumentation = self.instrumentation
         if instrumentation is NO_INSTRUMENTATION:
             # Nobody observes: no scope to enter, no carrier, nothing done.
-            return await self._submit(owner, idempotency_key, request, None, rate_key=rate_key)
+            return await self._submit(owner, idempotency_key, request, None, rate_key)
         with instrumentation.submit(owner) as observed:
-            result = await self._submit(
-                owner, idempotency_key, request, observed, rate_key=rate_key
-            )
+            result = await self._submit(owner, idempotency_key, request, observed, rate_key)
             observed.done(result.job, replayed=result.replayed)
         return result
 
@@ -614,7 +612,6 @@ class Engine:
         idempotency_key: str | None,
         request: GenerationRequest | Mapping[str, Any],
         observed: SubmitScope | None,
-        *,
         rate_key: str | None = None,
     ) -> SubmitResult:
         owner = validate_owner(owner)
