@@ -29,20 +29,29 @@ _SET_PRIVATE = _SLOTS["__pydantic_private__"].__set__
 _NEW = object.__new__
 
 
-def built(cls: type[M], data: dict[str, Any], names: frozenset[str] | None = None) -> M:
+def built(cls: type[M], data: dict[str, Any]) -> M:
     """``cls(**data)`` for ``data`` that validation would accept unchanged.
 
     What ``BaseModel.model_construct`` does for a model without defaults left
     out, private attributes or extras, without its per-field loop; ``data``
-    becomes the instance's own dict. ``names``: ``data``'s keys, when the
-    caller has them as a set (copying one costs half of ``set(data)``).
+    becomes the instance's own dict.
     """
     obj = _NEW(cls)
     _SET_DICT(obj, data)
-    _SET_FIELDS(obj, set(data) if names is None else set(names))
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(cls.model_fields)
+    # Every field given (the usual case; ``data`` holds no other key): the set
+    # copied from the class's frozenset, which needs no hashing (a Job's 18
+    # keys: ~2 k instructions less than ``set(data)``).
+    _SET_FIELDS(obj, set(names) if len(data) == len(names) else set(data))
     _SET_EXTRA(obj, None)
     _SET_PRIVATE(obj, None)
     return obj
+
+
+_FIELD_NAMES: dict[type[BaseModel], frozenset[str]] = {}
+"""Each model's field names, as :func:`built` first meets the model."""
 
 
 NOT_PLAIN: Any = object()

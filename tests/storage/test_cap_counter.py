@@ -311,7 +311,7 @@ async def test_sqlite_version_5_database_upgrades_with_the_counter_unset(tmp_pat
     with sqlite3.connect(path) as conn:
         for column in ("cap_since", "cap_until", "cap_used"):
             conn.execute(f"ALTER TABLE chatsvg_accounts DROP COLUMN {column}")
-        conn.execute("DELETE FROM chatsvg_schema_version WHERE version = 6")
+        conn.execute("DELETE FROM chatsvg_schema_version WHERE version >= 6")
     async with _sqlite_store(path) as store:
         with sqlite3.connect(path) as conn:
             assert conn.execute(
@@ -516,7 +516,7 @@ async def test_postgres_version_5_database_upgrades_with_the_counter_unset(
         await store.aclose()
         run(
             "ALTER TABLE chatsvg_accounts DROP COLUMN cap_since, DROP COLUMN cap_until, "
-            f"DROP COLUMN cap_used; DELETE FROM {SCHEMA_TABLE} WHERE version = 6"
+            f"DROP COLUMN cap_used; DELETE FROM {SCHEMA_TABLE} WHERE version >= 6"
         )
         store = await PostgresStore.open(postgres_url, schema=schema, max_size=1)
         try:

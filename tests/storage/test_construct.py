@@ -173,3 +173,25 @@ def test_remembered_request_json_is_used_once_and_only_for_that_dict() -> None:
     remember_request_json(request, "REMEMBERED")
     assert _Tx()._job_params(job)[9] == "REMEMBERED"
     assert _Tx()._job_params(job)[9] == _dump(request)
+
+
+def test_built_marks_the_fields_given() -> None:
+    """``built``'s fields set is the keys of ``data``: every field (the set copied
+    from the class's field names) or, given fewer, just those."""
+    from chatsvg_core._construct import built
+
+    fields = {
+        "id": "e1",
+        "owner": "o",
+        "kind": EntryKind.CHARGE,
+        "amount": -3,
+        "ref": "j1",
+        "memo": None,
+        "created_at": datetime(2026, 3, 1, tzinfo=UTC),
+    }
+    whole = built(LedgerEntry, dict(fields))
+    assert whole.model_fields_set == LedgerEntry(**fields).model_fields_set == set(fields)
+    again = built(LedgerEntry, dict(fields))
+    assert again.model_fields_set is not whole.model_fields_set  # each its own set
+    fewer = {k: v for k, v in fields.items() if k != "memo"}
+    assert built(LedgerEntry, fewer).model_fields_set == LedgerEntry(**fewer).model_fields_set

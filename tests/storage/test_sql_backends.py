@@ -301,9 +301,12 @@ async def test_postgres_refuses_foreign_and_newer_schemas(postgres_url: str) -> 
         store = await PostgresStore.open(postgres_url, schema=schema, max_size=1)
         assert await store.schema_version() == len(migrations(store.dialect))
         await store.aclose()
+        newer = len(migrations("postgres")) + 1
         with psycopg.connect(postgres_url, autocommit=True) as conn:
-            conn.execute(f"INSERT INTO {schema}.chatsvg_schema_version VALUES (7, 'x', now())")
-        with pytest.raises(IncompatibleStorage, match="version 7"):
+            conn.execute(
+                f"INSERT INTO {schema}.chatsvg_schema_version VALUES ({newer}, 'x', now())"
+            )
+        with pytest.raises(IncompatibleStorage, match=f"version {newer}"):
             await PostgresStore.open(postgres_url, schema=schema, max_size=1)
     finally:
         drop_schema(postgres_url, schema)

@@ -2,7 +2,8 @@
 
 ``SQLiteTransaction`` runs the hot primitives' statements on its cursor in
 one coroutine (issue 15): ``succeed_held`` with ``put_result``'s insert,
-``insert_entry`` with ``_append_entry``'s statements. The shared versions
+``insert_entry`` with ``_append_entry``'s statements, ``spend_state``'s usual
+capped read (each value bound once). The shared versions
 in ``SQLTransaction`` (the same statements through ``_one``/``_exec``) are the
 reference: on random jobs and results, and on random entries whose (kind,
 ref) collide, both give the same answers, the same errors and the same rows
@@ -181,3 +182,99 @@ def test_insert_entry_in_place_equals_the_shared_path(
         return await SQLTransaction.insert_entry(tx, entry)
 
     assert run(SQLiteTransaction.insert_entry) == run(reference)
+
+
+_SPEND_ENTRIES = st.builds(
+    lambda i, kind, amount, ref, day: LedgerEntry(
+        id=f"s-{i}",
+        owner="alice",
+        kind=kind,
+        amount=amount,
+        ref=ref,
+        memo=None,
+        created_at=T0 + timedelta(days=day),
+    ),
+    st.integers(0, 10**6),
+    st.sampled_from([EntryKind.CHARGE, EntryKind.RESERVE, EntryKind.REFUND, EntryKind.GRANT]),
+    st.integers(-5, 5).filter(bool),
+    st.sampled_from(["job-1", "job-2", None]),
+    st.sampled_from([-1, 0]),
+)
+
+
+@_SETTINGS
+@given(
+    account=st.sampled_from(["none", "bare", "this window", "another window"]),
+    entries=st.lists(_SPEND_ENTRIES, max_size=5, unique_by=lambda e: e.id),
+    kind=st.sampled_from([EntryKind.CHARGE, EntryKind.RESERVE]),
+    ref=st.sampled_from(["job-1", "job-2"]),
+    capped=st.booleans(),
+)
+def test_spend_state_in_place_equals_the_shared_path(
+    store: Store,
+    account: str,
+    entries: list[LedgerEntry],
+    kind: EntryKind,
+    ref: str,
+    capped: bool,
+) -> None:
+    """SQLite's ``spend_state`` (its usual capped read in place) answers and stores
+    what the shared ``SQLTransaction.spend_state`` does: accounts with and
+    without this window's counter, replays, the other mode, no account, no cap."""
+    other = EntryKind.RESERVE if kind is EntryKind.CHARGE else EntryKind.CHARGE
+    window = DAY if capped else None
+
+    def run(call: Callable[..., Awaitable[Any]]) -> Any:
+        async def body(tx: SQLiteTransaction) -> Any:
+            if account != "none":
+                await tx.lock_account("alice", create=True)
+            for entry in entries:
+                await tx.insert_entry(entry)
+            if account in ("this window", "another window"):
+                start = DAY[0] if account == "this window" else DAY[0] - timedelta(days=1)
+                since, until = (tx._ts(start), tx._ts(start + timedelta(days=1)))
+                await tx._exec(
+                    "UPDATE chatsvg_accounts SET cap_since = ?, cap_until = ?, cap_used = 4 "
+                    "WHERE owner = 'alice'",
+                    (since, until),
+                )
+            got = await call(tx, "alice", kind, other, ref, window)
+            again = await call(tx, "alice", kind, other, ref, window)  # the window stored
+            return got, again, await _rows(tx)
+
+        return _in_rollback(store, body)
+
+    fast = run(SQLiteTransaction.spend_state)
+    assert fast == run(SQLTransaction.spend_state)
+
+
+def test_claim_stores_each_lease_as_given(store: Store) -> None:
+    """``claim_due`` stamps the expiry as now's stamp plus the lease, remembered
+    by value: each lease, repeated or not, is stored and answered exactly."""
+    from chatsvg_core.jobs import new_job
+
+    leases = [
+        timedelta(seconds=30),
+        timedelta(minutes=5, microseconds=7),
+        timedelta(seconds=30),
+        timedelta(days=2, microseconds=999_999),
+        timedelta(microseconds=1),
+    ]
+
+    async def body(tx: SQLiteTransaction) -> Any:
+        for i in range(len(leases)):
+            await tx.insert_job(
+                new_job(job_id=f"j{i}", owner="o", request={}, request_hash="h", now=T0)
+            )
+        seen = []
+        for i, lease in enumerate(leases):
+            now = T0 + timedelta(seconds=i, microseconds=13 * i)
+            job = await tx.claim_due(now, worker_id="w", lease_expires_at=now + lease)
+            assert job is not None
+            stored = await tx.get_job(job.id)
+            assert stored is not None
+            seen.append((job.lease_expires_at, stored.lease_expires_at, now + lease))
+        return seen
+
+    for answered, stored, wanted in _in_rollback(store, body):
+        assert answered == stored == wanted

@@ -194,7 +194,7 @@ def plain_new_job(
     data["updated_at"] = now
     if trace_context is not None:
         data["trace_context"] = trace_context
-    return built(Job, data, _JOB_FIELDS)
+    return built(Job, data)
 
 
 _FRESH: Final[dict[str, Any]] = {
@@ -218,8 +218,6 @@ _FRESH: Final[dict[str, Any]] = {
     "trace_context": None,
 }
 """plain_new_job's dict before its values: a fresh job's constants, in the model's field order."""
-_JOB_FIELDS: Final = frozenset(_FRESH)
-"""plain_new_job's keys (tests/jobs holds them to the model's fields)."""
 
 _JSON_SCALARS: Final = frozenset({str, int, bool, type(None)})
 

@@ -530,7 +530,12 @@ class SQLTransaction:
         )
 
     def _claimed(
-        self, row: tuple[Any, ...], worker_id: str, lease_expires_at: datetime, now: datetime
+        self,
+        row: tuple[Any, ...],
+        worker_id: str,
+        lease_expires_at: datetime,
+        now: datetime,
+        bump: int = 0,
     ) -> Job:
         """:meth:`_job` of ``claim_due``'s row: what ``CLAIM_SET`` wrote is not read back.
 
@@ -538,6 +543,8 @@ class SQLTransaction:
         worker and ``updated_at`` are the statement's own parameters; the
         rest is decoded as :meth:`_job` decodes it (``_CLAIMED_COLUMNS``).
         tests/storage/test_coarse_sql.py holds it equal to ``claim``.
+        ``bump``: what ``CLAIM_SET`` adds to ``attempt`` and ``version``, for a
+        row read before the claim (1; SQLite's ``claim_due``).
         """
         # The row unpacked once into locals (a subscript per use is three
         # bytecodes).
@@ -558,7 +565,7 @@ class SQLTransaction:
         ) = row
         run_at = self._dt(stored_run_at)
         created_at = run_at if stored_created_at == stored_run_at else self._dt(stored_created_at)
-        attempt = int(attempt)
+        attempt = int(attempt) + bump
         data: dict[str, Any] = {
             "id": job_id,
             "owner": owner,
@@ -576,7 +583,7 @@ class SQLTransaction:
             if last_error is None
             else JobErrorInfo.model_validate_json(last_error),
             "result_ref": result_ref,
-            "version": int(version),
+            "version": int(version) + bump,
             "created_at": created_at,
             "updated_at": now,
             "trace_context": None if trace_context is None else _loads(trace_context),

@@ -85,10 +85,13 @@ from chatsvg_core.errors import (
     StorageUnavailable,
 )
 from chatsvg_core.jobs import Job
+from chatsvg_core.storage import _sql
 from chatsvg_core.storage._errors import StoreClosed
-from chatsvg_core.storage._protocol import IdempotencyRecord, JobResult, LedgerEntry
+from chatsvg_core.storage._protocol import EntryKind, IdempotencyRecord, JobResult, LedgerEntry
+from chatsvg_core.storage._spend import SpendState, spend_state_of
 from chatsvg_core.storage._sql import (
     _CLAIMED_COLUMNS,
+    _KIND_TEXT,
     CLAIM_GUARD,
     CLAIM_KEY,
     CLAIM_SET,
@@ -167,6 +170,26 @@ _CLAIM_PICK_ONE = f"SELECT {_CLAIMED_COLUMNS} FROM chatsvg_jobs WHERE id = ? AND
 """That job's row if it can be claimed now (parameters: id, now)."""
 _CLAIM_BY_ID = f"UPDATE chatsvg_jobs SET {CLAIM_SET} WHERE id = ? AND {CLAIM_GUARD}"
 """The claim of the picked job (parameters: lease expiry, worker id, now, id, now)."""
+
+
+# spend_state's usual capped read: the account's row, whether the reference
+# has an entry of the other mode, and the cap counter only when it holds this
+# window and the reference has no entry of this kind yet (NULL otherwise, and
+# no row without an account: the shared statement answers those). Three
+# columns for the shared statement's five (the driver converts each and, on
+# 3.11, names each for the cursor's description: ~1 k instructions a column),
+# each value bound once (SQLite's numbered parameters: 6 for 10).
+_SPEND_USUAL = (
+    "SELECT a.balance, "
+    "EXISTS (SELECT 1 FROM chatsvg_ledger o WHERE o.kind = ?1 AND o.ref = ?2), "
+    "CASE WHEN a.cap_since = ?3 AND a.cap_until = ?4 AND s.id IS NULL THEN a.cap_used END "
+    "FROM chatsvg_accounts a LEFT JOIN chatsvg_ledger s ON s.kind = ?6 AND s.ref = ?2 "
+    "WHERE a.owner = ?5"
+)
+"""Parameters: other kind, ref, since, until, owner, kind."""
+
+_LEASE_MICROS: dict[timedelta, int] = {}
+"""Lease lengths seen by ``claim_due``, in microseconds (a few values; at most 16 kept)."""
 
 _LEASE_CHUNK = 400
 """Leases per heartbeat statement (two parameters each; SQLite allows 32766 at least)."""
@@ -601,6 +624,44 @@ class SQLiteTransaction(SQLTransaction):
             raise _map_error(exc, self._store.path) from exc
         return True
 
+    async def spend_state(
+        self,
+        owner: str,
+        kind: EntryKind,
+        other: EntryKind,
+        ref: str,
+        window: tuple[datetime, datetime] | None,
+    ) -> SpendState:
+        """:meth:`SQLTransaction.spend_state`, its usual capped read in place.
+
+        A statement that reads only the usual spend's facts (``_SPEND_USUAL``),
+        run on the cursor without ``_one``'s coroutine. When it finds the usual
+        spend (an account whose stored window is ``window``, and no entry of
+        ``kind`` for ``ref`` yet) it answers as the shared method does; anything
+        else (no cap, no account, another window, a replay) is answered by the
+        shared method, which reads again (the write lock is held: the same rows).
+        tests/storage/test_sqlite_in_place.py holds the two equal.
+        """
+        cur = self._cur
+        if window is None or cur is None or self._finished:
+            return await super().spend_state(owner, kind, other, ref, window)
+        last = _sql._LAST_WINDOW_TS  # _window_ts's memo, read inline
+        if last[0] is window and last[1] is type(self):
+            since, until = last[2]
+        else:
+            since, until = self._window_ts(window)
+        try:
+            row = cur.execute(
+                _SPEND_USUAL,
+                (_KIND_TEXT.get(other) or EntryKind(other).value, ref, since, until, owner,
+                 _KIND_TEXT.get(kind) or EntryKind(kind).value),
+            ).fetchone()  # fmt: skip
+        except sqlite3.Error as exc:
+            raise _map_error(exc, self._store.path) from exc
+        if row is not None and row[2] is not None:
+            return spend_state_of(True, None, bool(row[1]), int(row[0]), int(row[2]))
+        return await super().spend_state(owner, kind, other, ref, window)
+
     async def claim_due(
         self,
         now: datetime,
@@ -615,7 +676,7 @@ class SQLiteTransaction(SQLTransaction):
         subquery), then claimed by its id under the same guard. Under BEGIN
         IMMEDIATE no other writer runs between the two, so the row read is
         the row claimed; ``CLAIM_SET`` adds one to ``attempt`` and
-        ``version``, which the read row is given here before it is decoded.
+        ``version``, which ``_claimed`` adds as it decodes the row.
         tests/storage/test_coarse_sql.py holds the answer and the stored row
         to ``claim`` on every reachable job shape.
         """
@@ -636,16 +697,25 @@ class SQLiteTransaction(SQLTransaction):
                 row = cur.execute(_CLAIM_PICK_ONE, (job_id, stamp)).fetchone()
             if row is None:
                 return None
-            claimed = cur.execute(
-                _CLAIM_BY_ID, (self._ts(lease_expires_at), worker_id, stamp, row[0], stamp)
-            ).rowcount
+            # The expiry as now's stamp plus the lease (exact: both are whole
+            # microseconds), the lease's length remembered by value: a
+            # timedelta's conversion costs ~2 k instructions, and the engine's
+            # lease is one value. _ts's memo keeps now's stamp for the
+            # charge's entry.
+            lease = lease_expires_at - now
+            micros = _LEASE_MICROS.get(lease)
+            if micros is None:
+                micros = lease // _MICRO
+                if len(_LEASE_MICROS) < 16:
+                    _LEASE_MICROS[lease] = micros
+            until = stamp + micros
+            claimed = cur.execute(_CLAIM_BY_ID, (until, worker_id, stamp, row[0], stamp)).rowcount
         except sqlite3.Error as exc:
             raise _map_error(exc, self._store.path) from exc
         if claimed != 1:  # cannot happen under the write lock; refuse rather than guess
             return None
-        # _CLAIMED_COLUMNS: attempt is the third, version the eleventh.
-        after = (*row[:2], row[2] + 1, *row[3:10], row[10] + 1, *row[11:])
-        return self._claimed(after, worker_id, lease_expires_at, now)
+        # The row as read: CLAIM_SET added one to attempt and version.
+        return self._claimed(row, worker_id, lease_expires_at, now, 1)
 
     async def succeed_held(
         self, job_id: str, *, token: int, now: datetime, result: JobResult
