@@ -398,6 +398,75 @@ def test_plain_valid_requests_take_the_fast_path(request: dict[str, Any]) -> Non
     assert plain_payload(request) is not None
 
 
+_PROMPTS = st.text(max_size=20) | st.sampled_from(
+    ['a "cat"', "back\\slash", "\x00\x1f\x7f", "caf\u00e9 \u2028", "\U0001f600", "\ud800", ""]
+)
+
+
+@given(
+    st.builds(
+        lambda valid, prompt: {**valid, "prompt": prompt},
+        _VALID,
+        _PROMPTS,
+    ),
+    st.text(max_size=12) | st.sampled_from(["7:owner-0/8:generate", "\ud800", '"\\']),
+)
+@settings(max_examples=400)
+@example({"prompt": "a", "model": '"\\x'}, "s")
+@example({"prompt": "a", "style": "a-1", "detail": "detailed", "width": 16}, "s")
+def test_a_plain_payloads_jcs_and_hash_are_the_general_encoders(
+    request: dict[str, Any], scope: str
+) -> None:
+    # The submit's plain path (plain_jcs, hash_and_json_of_jcs) against
+    # canonical_json and request_hash_and_json, lone surrogates included
+    # (then the plain path declines and the general one refuses).
+    from chatsvg_core.engine._validate import plain_jcs, plain_payload
+    from chatsvg_core.errors import UnhashablePayload
+    from chatsvg_core.idempotency._canonical import (
+        canonical_json,
+        hash_and_json_of_jcs,
+        request_hash_and_json,
+    )
+
+    payload = plain_payload(request)
+    assert payload is not None
+    body = plain_jcs(payload)
+    assert type(body) is str
+    try:
+        expected_text = canonical_json(payload)
+    except UnhashablePayload:
+        expected_text = None
+    if expected_text is not None:
+        assert body == expected_text
+    shared = hash_and_json_of_jcs(body, scope)
+    try:
+        expected = request_hash_and_json(payload, scope=scope)
+    except (UnhashablePayload, ValueError):
+        assert shared is None
+        return
+    assert shared == expected
+
+
+def test_event_kinds_hash_as_their_values() -> None:
+    # EventKind hashes with str's hash (no Python __hash__ per EVENT_LEVELS
+    # lookup): members still key dicts as before, and a value finds its member.
+    for kind in EventKind:
+        assert hash(kind) == hash(kind.value)
+        assert {kind: 1}[kind] == 1
+        assert {kind: 1}.get(kind.value) == 1
+    assert _events.EVENT_LEVELS.get(EventKind.FAILED) == logging.WARNING
+    assert _events.EVENT_LEVELS.get(EventKind.SUBMITTED, logging.DEBUG) == logging.DEBUG
+    assert len(set(EventKind)) == len(list(EventKind))
+
+
+def test_a_submit_result_is_its_two_fields() -> None:
+    # _submit fills SubmitResult's two slots itself (not through __init__).
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(engine_module.SubmitResult)] == ["job", "replayed"]
+    assert engine_module.SubmitResult.__slots__ == ("job", "replayed")
+
+
 def test_the_fast_path_knows_every_request_field() -> None:
     # A field added to GenerationRequest turns plain_payload off (every request
     # then goes through validation) until it is taught the field.

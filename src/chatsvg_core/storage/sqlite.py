@@ -376,6 +376,8 @@ def _alone() -> bool:
 
 
 _LAST_TS: tuple[datetime, int] = (_EPOCH, 0)
+_LAST_TTL: tuple[timedelta, int] = (timedelta(0), 0)
+"""The last idempotency ttl given to ``_insert_keyed_job``, and its microseconds."""
 
 
 def _begin_waiting(conn: sqlite3.Connection, timeout: float) -> None:
@@ -803,6 +805,7 @@ class SQLiteTransaction(SQLTransaction):
         now: datetime,
         expires_at: datetime,
         request_json: str | None = None,
+        ttl: timedelta | None = None,
     ) -> IdempotencyRecord | None:
         # SQLTransaction._insert_keyed_job with its statements run on the
         # cursor in place, as _one and _exec run theirs. Under BEGIN IMMEDIATE
@@ -811,15 +814,27 @@ class SQLiteTransaction(SQLTransaction):
         # before: QUEUED, attempt and version 0, no lease, worker, error or
         # result, so those columns are INSERT_NEW_JOB's constants
         # (tests/engine/test_submit_paths.py compares the stored rows).
-        self._check_open()
+        # ``ttl``: what the engine added to ``now`` to make ``expires_at``
+        # (its idempotency_ttl, one object), whose microseconds are kept:
+        # ``expires_at``'s stamp is then ``now``'s plus those, a conversion
+        # (2.9 k instructions) fewer per submit.
+        global _LAST_TTL
+        if self._finished:  # _check_open, without its call on the hot path
+            self._check_open()
         cur = self._cur
         if cur is None:
             cur = self._begun() or await self._start()
         data = job.__dict__
         ts = self._ts
         # _ts without its memo (these two times are used once): no call.
-        until = (expires_at - _EPOCH) // _MICRO
         stamp = (now - _EPOCH) // _MICRO
+        if ttl is None:
+            until = (expires_at - _EPOCH) // _MICRO
+        else:
+            held = _LAST_TTL
+            if held[0] is not ttl:
+                held = _LAST_TTL = (ttl, ttl // _MICRO)
+            until = stamp + held[1]
         key = data["idempotency_key"]
         try:
             won = (
@@ -859,7 +874,7 @@ class SQLiteTransaction(SQLTransaction):
             raise ValueError(f"a job with id {job.id!r} already exists")
         # Not reachable while the write lock is held; the shared path settles it.
         return await super()._insert_keyed_job(
-            job, scope=scope, now=now, expires_at=expires_at, request_json=request_json
+            job, scope=scope, now=now, expires_at=expires_at, request_json=request_json, ttl=ttl
         )
 
     def _ts(self, value: datetime) -> int:
