@@ -467,6 +467,18 @@ def test_a_submit_result_is_its_two_fields() -> None:
     assert engine_module.SubmitResult.__slots__ == ("job", "replayed")
 
 
+def test_a_prompt_only_payload_is_a_fresh_dict_each_time() -> None:
+    # plain_payload copies its prompt-only template: the engine writes the
+    # normalised prompt into the dict it gets, and the job keeps it.
+    from chatsvg_core.engine._validate import _PROMPT_ONLY, plain_payload
+
+    first, second = plain_payload({"prompt": "a"}), plain_payload({"prompt": "b"})
+    assert first is not None and second is not None and first is not second
+    first["prompt"] = "changed"
+    assert second["prompt"] == "b" and _PROMPT_ONLY["prompt"] is None
+    assert plain_payload({"prompt": "c"}) == {**_PROMPT_ONLY, "prompt": "c"}
+
+
 def test_the_fast_path_knows_every_request_field() -> None:
     # A field added to GenerationRequest turns plain_payload off (every request
     # then goes through validation) until it is taught the field.
