@@ -77,6 +77,9 @@ class _Str(str):
     "change",
     [
         {"latency_s": math.inf},
+        {"latency_s": -math.inf},
+        {"latency_s": math.nan},
+        {"usage": {"prompt_tokens": 1, "completion_tokens": None, "total_tokens": "3"}},
         {"latency_s": 1},
         {"model": _Str("m")},
         {"finish_reason": 3},

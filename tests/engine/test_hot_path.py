@@ -144,6 +144,19 @@ async def test_events_are_built_only_for_someone(
             await quiet.submit("o", None, {"prompt": "a bird"})
         assert built == [EventKind.SUBMITTED]
         assert any("was submitted" in r.getMessage() for r in caplog.records)
+        # Logged at its level alone (no hook): each event is built, the
+        # attempt's too (GENERATED and SUCCEEDED test for a listener in line).
+        built.clear()
+        with caplog.at_level(logging.DEBUG, logger="chatsvg_core.engine"):
+            assert (await quiet.process_next("w")) is not None
+        assert built == kinds[1:]
+        # Only GENERATED's level logged: that one alone.
+        built.clear()
+        logging.getLogger("chatsvg_core.engine").setLevel(logging.WARNING)
+        monkeypatch.setitem(_events.EVENT_LEVELS, EventKind.GENERATED, logging.ERROR)
+        await quiet.submit("o", None, {"prompt": "a fish"})
+        assert (await quiet.process_next("w")) is not None
+        assert built == [EventKind.GENERATED]
     finally:
         logging.getLogger("chatsvg_core.engine").setLevel(logging.NOTSET)
 
@@ -201,8 +214,8 @@ async def test_a_delivered_job_is_claimed_in_one_statement_and_refusals_keep_the
             conn.set_trace_callback(None)
             # Claimed by the claim's own pick and UPDATE (SQLite's claim_due
             # reads the row it claims instead of RETURNING it): no other read
-            # of the job before it. (The finish reads the new version back
-            # after its UPDATE.)
+            # of the job before it. The finish succeeds it at the version
+            # the claim gave it (no heartbeat ran), so it reads nothing back.
             claim = next(
                 i for i, s in enumerate(statements)
                 if s.startswith("UPDATE chatsvg_jobs SET status = 'running'")
@@ -212,9 +225,12 @@ async def test_a_delivered_job_is_claimed_in_one_statement_and_refusals_keep_the
             ]
             pick = _CLAIM_PICK_ONE.split(" WHERE ")[0]
             assert len(reads) == 1 and reads[0].startswith(pick + " WHERE id = "), reads
-            assert any(
-                s.startswith("UPDATE chatsvg_jobs SET status = 'running'") for s in statements
-            )
+            after = [s for s in statements[claim + 1 :] if "chatsvg_jobs" in s]
+            assert len(after) == 1, after
+            assert after[0].startswith("UPDATE chatsvg_jobs SET status = 'succeeded'"), after
+            assert after[0].endswith(f" AND version = {got.job.version - 1}"), after
+            async with store.transaction() as tx:
+                assert await tx.get_job(job.id) == got.job
         assert (await engine.run_once(job.id, "w")).kind == "taken"
         later = await engine.submit("o", None, {"prompt": "a dog"})
         async with store.transaction() as tx:
@@ -380,6 +396,87 @@ def test_plain_valid_requests_take_the_fast_path(request: dict[str, Any]) -> Non
     from chatsvg_core.engine._validate import plain_payload
 
     assert plain_payload(request) is not None
+
+
+_PROMPTS = st.text(max_size=20) | st.sampled_from(
+    ['a "cat"', "back\\slash", "\x00\x1f\x7f", "caf\u00e9 \u2028", "\U0001f600", "\ud800", ""]
+)
+
+
+@given(
+    st.builds(
+        lambda valid, prompt: {**valid, "prompt": prompt},
+        _VALID,
+        _PROMPTS,
+    ),
+    st.text(max_size=12) | st.sampled_from(["7:owner-0/8:generate", "\ud800", '"\\']),
+)
+@settings(max_examples=400)
+@example({"prompt": "a", "model": '"\\x'}, "s")
+@example({"prompt": "a", "style": "a-1", "detail": "detailed", "width": 16}, "s")
+def test_a_plain_payloads_jcs_and_hash_are_the_general_encoders(
+    request: dict[str, Any], scope: str
+) -> None:
+    # The submit's plain path (plain_jcs, hash_and_json_of_jcs) against
+    # canonical_json and request_hash_and_json, lone surrogates included
+    # (then the plain path declines and the general one refuses).
+    from chatsvg_core.engine._validate import plain_jcs, plain_payload
+    from chatsvg_core.errors import UnhashablePayload
+    from chatsvg_core.idempotency._canonical import (
+        canonical_json,
+        hash_and_json_of_jcs,
+        request_hash_and_json,
+    )
+
+    payload = plain_payload(request)
+    assert payload is not None
+    body = plain_jcs(payload)
+    assert type(body) is str
+    try:
+        expected_text = canonical_json(payload)
+    except UnhashablePayload:
+        expected_text = None
+    if expected_text is not None:
+        assert body == expected_text
+    shared = hash_and_json_of_jcs(body, scope)
+    try:
+        expected = request_hash_and_json(payload, scope=scope)
+    except (UnhashablePayload, ValueError):
+        assert shared is None
+        return
+    assert shared == expected
+
+
+def test_event_kinds_hash_as_their_values() -> None:
+    # EventKind hashes with str's hash (no Python __hash__ per EVENT_LEVELS
+    # lookup): members still key dicts as before, and a value finds its member.
+    for kind in EventKind:
+        assert hash(kind) == hash(kind.value)
+        assert {kind: 1}[kind] == 1
+        assert {kind: 1}.get(kind.value) == 1
+    assert _events.EVENT_LEVELS.get(EventKind.FAILED) == logging.WARNING
+    assert _events.EVENT_LEVELS.get(EventKind.SUBMITTED, logging.DEBUG) == logging.DEBUG
+    assert len(set(EventKind)) == len(list(EventKind))
+
+
+def test_a_submit_result_is_its_two_fields() -> None:
+    # _submit fills SubmitResult's two slots itself (not through __init__).
+    import dataclasses
+
+    assert [f.name for f in dataclasses.fields(engine_module.SubmitResult)] == ["job", "replayed"]
+    assert engine_module.SubmitResult.__slots__ == ("job", "replayed")
+
+
+def test_a_prompt_only_payload_is_a_fresh_dict_each_time() -> None:
+    # plain_payload copies its prompt-only template: the engine writes the
+    # normalised prompt into the dict it gets, and the job keeps it.
+    from chatsvg_core.engine._validate import _PROMPT_ONLY, plain_payload
+
+    first, second = plain_payload({"prompt": "a"}), plain_payload({"prompt": "b"})
+    assert first is not None and second is not None and first is not second
+    first["prompt"] = "changed"
+    assert second["prompt"] == "b" and _PROMPT_ONLY["prompt"] is None
+    assert plain_payload({"prompt": "c"}) == {**_PROMPT_ONLY, "prompt": "c"}
 
 
 def test_the_fast_path_knows_every_request_field() -> None:

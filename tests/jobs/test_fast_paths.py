@@ -322,6 +322,9 @@ def test_the_engines_plain_new_job_is_new_job(
     assert {k: type(v) for k, v in job.__dict__.items()} == {
         k: type(v) for k, v in expected.__dict__.items()
     }
+    # Its fields set comes from a shared frozenset of the names (not set(data)).
+    assert job.model_fields_set == set(job.__dict__) == set(Job.model_fields)
+    assert list(job.__dict__) == list(Job.model_fields)
 
 
 @given(reachable_jobs(), st.integers(min_value=0, max_value=50), st.integers(0, 10**6))

@@ -184,3 +184,42 @@ def test_alone_is_false_without_a_registry(monkeypatch: pytest.MonkeyPatch) -> N
     assert asyncio.run(main()) is False
     monkeypatch.setattr(sqlite_module, "_TASKS", set())  # holds no task of ours
     assert asyncio.run(main()) is False
+
+
+ASKED = """
+import asyncio, json
+from chatsvg_core.storage import sqlite as sqlite_module
+
+async def main():
+    answers = [sqlite_module._alone()]  # alone: asked the first time
+    answers.append(sqlite_module._alone())  # and again, from the kept reference
+    release = asyncio.Event()
+
+    async def other():
+        await release.wait()
+        return sqlite_module._alone()
+
+    waiting = asyncio.create_task(other())
+    await asyncio.sleep(0)
+    answers.append(sqlite_module._alone())  # not alone: the other task waits
+    release.set()
+    answers.append(await waiting)  # the other task, while main waits for it
+    return answers
+
+async def later():
+    return sqlite_module._alone()
+
+first = asyncio.run(main())
+print(json.dumps(first + [asyncio.run(later())]))
+"""
+
+
+def test_alone_answers_for_the_task_asking_not_the_one_asked_last() -> None:
+    # _alone keeps a weak reference to the task it was asked about last; a
+    # task asking next, alone or not, must get its own answer, as must a new
+    # loop's task after the kept reference's task has finished. (A fresh
+    # interpreter: see ALONE.)
+    out = subprocess.run(
+        [sys.executable, "-c", ASKED], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == [True, True, False, False, True]

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from chatsvg_core.jobs import Job
+from chatsvg_core.jobs import Job, claim, new_job
 from chatsvg_core.storage import EntryKind, JobResult, LedgerEntry, Store
 from chatsvg_core.storage._sql import SQLTransaction
 from chatsvg_core.storage.sqlite import SQLiteTransaction
@@ -34,6 +34,14 @@ T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 DAY = (datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC))
 _SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+# A job just claimed (version 2), for the examples every run tries.
+_RUNNING = claim(
+    new_job(job_id="j", owner="alice", request={}, request_hash="h", now=T0),
+    now=T0,
+    worker_id="w",
+    lease=timedelta(seconds=30),
 )
 
 
@@ -88,7 +96,10 @@ async def _rows(tx: SQLiteTransaction) -> Any:
     token_shift=st.integers(-1, 1),
     stored_first=st.booleans(),
     metadata=st.dictionaries(st.text(max_size=3), st.integers() | st.text(max_size=3), max_size=3),
+    version_shift=st.none() | st.integers(-1, 1),
 )
+@example(job=_RUNNING, seconds=1, token_shift=0, stored_first=False, metadata={}, version_shift=0)
+@example(job=_RUNNING, seconds=1, token_shift=0, stored_first=True, metadata={}, version_shift=1)
 def test_succeed_held_in_place_equals_the_shared_path(
     store: Store,
     job: Job,
@@ -96,7 +107,10 @@ def test_succeed_held_in_place_equals_the_shared_path(
     token_shift: int,
     stored_first: bool,
     metadata: dict[str, Any],
+    version_shift: int | None,
 ) -> None:
+    """With or without the held ``version`` (the held job's own, or one a
+    heartbeat has moved past, or a wrong one): the same answer and rows."""
     now = job.updated_at + timedelta(seconds=seconds)
     token = max(1, (job.lease_token or job.attempt or 1) + token_shift)
     result = JobResult(job_id=job.id, svg="<svg/>", metadata=metadata, created_at=now)
@@ -112,7 +126,9 @@ def test_succeed_held_in_place_equals_the_shared_path(
 
         return _in_rollback(store, body)
 
-    assert run(SQLiteTransaction.succeed_held) == run(SQLTransaction.succeed_held)
+    held = None if version_shift is None else job.version + version_shift
+    fast = partial(SQLiteTransaction.succeed_held, version=held)
+    assert run(fast) == run(SQLTransaction.succeed_held)
 
 
 _OWNERS = st.sampled_from(["alice", "bob"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from json.encoder import encode_basestring as _escape  # JCS's string rules (_canonical)
 from typing import Any, Final
 
 from pydantic import ValidationError
@@ -13,7 +14,14 @@ from chatsvg_core.errors import InvalidRequest, JobNotFound
 from chatsvg_core.generate import Detail, GenerationRequest
 from chatsvg_core.generate._request import MAX_SIDE, MIN_SIDE, MODEL_NAME_PATTERN, SLUG_PATTERN
 
-__all__ = ["check_job_id", "invalid_request", "parse_request", "plain_payload", "stored_request"]
+__all__ = [
+    "check_job_id",
+    "invalid_request",
+    "parse_request",
+    "plain_jcs",
+    "plain_payload",
+    "stored_request",
+]
 
 _MAX_JOB_ID: Final = 128
 
@@ -79,6 +87,8 @@ _DEFAULTS: Final = {
     for name, field in GenerationRequest.model_fields.items()
     if name != "prompt"
 }
+_PROMPT_ONLY: Final[dict[str, Any]] = {"prompt": None, **_DEFAULTS}
+"""A prompt-only request's dump, its prompt still to set (plain_payload copies it)."""
 _DETAILS: Final = {detail.value: detail.value for detail in Detail}
 PLAIN_FIELDS: Final = ("prompt", "style", "width", "height", "detail", "model")
 """The fields plain_payload knows; with any other set it leaves every request to validation."""
@@ -111,7 +121,11 @@ def plain_payload(request: object) -> dict[str, Any] | None:
     if type(prompt) is not str:
         return None
     if len(request) == 1:  # the prompt alone (request is a subset of the fields)
-        return {"prompt": prompt, **_DEFAULTS}
+        # A copy of the defaults' dict with the prompt set: 1.6 k instructions
+        # fewer than {"prompt": prompt, **_DEFAULTS} (same keys, same order).
+        payload = _PROMPT_ONLY.copy()
+        payload["prompt"] = prompt
+        return payload
     style = request.get("style", _DEFAULTS["style"])
     width = request.get("width", _DEFAULTS["width"])
     height = request.get("height", _DEFAULTS["height"])
@@ -133,6 +147,34 @@ def plain_payload(request: object) -> dict[str, Any] | None:
         "detail": detail,
         "model": model,
     }
+
+
+def plain_jcs(payload: dict[str, Any]) -> str:
+    """``canonical_json(payload)`` for a dict :func:`plain_payload` made (any ``str`` prompt).
+
+    Its six members in JCS's order, each value written as JCS writes it,
+    in one expression: CPython's C encoder with sorted keys (the general
+    flat path) cost 17.6 k instructions for it, this 5.7 k. The values are
+    what plain_payload let through: ``detail`` one of :class:`Detail`'s
+    values and ``style`` a slug or ``None`` (lowercase ASCII letters, digits
+    and ``-``: nothing to escape), ``width`` and ``height`` ``int`` in
+    range, ``model`` ``None`` or printable ASCII (``"`` and ``\\`` escaped)
+    and the prompt any exact ``str`` (escaped as ``_canonical`` escapes
+    strings). tests/engine holds it to ``canonical_json``.
+    """
+    style = payload["style"]
+    model = payload["model"]
+    # JCS orders the members by name: detail, height, model, prompt, style, width.
+    return (
+        f'{{"detail":"{payload["detail"]}","height":{payload["height"]},'
+        f'"model":{"null" if model is None else _escape(model)},'
+        f'"prompt":{_escape(payload["prompt"])},'
+        f'"style":{"null" if style is None else _quoted(style)},"width":{payload["width"]}}}'
+    )
+
+
+def _quoted(slug: str) -> str:
+    return f'"{slug}"'
 
 
 _DETAIL_OF: Final = {detail.value: detail for detail in Detail}

@@ -250,7 +250,8 @@ class PromptPolicy(BaseModel):
                 detail=f"{len(text)} characters",
                 limit=self.max_chars,
             )
-        size = len(text.encode("utf-8"))
+        # An ASCII text's UTF-8 is one byte a character: no encoded copy to count.
+        size = len(text) if text.isascii() else len(text.encode("utf-8"))
         if size > self.max_bytes:
             raise PromptRejected(
                 f"prompt larger than {self.max_bytes} bytes",

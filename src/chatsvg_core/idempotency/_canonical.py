@@ -525,6 +525,30 @@ def _flat_jcs(payload: dict[Any, Any]) -> str | None:
     return "".join(_JCS_FLAT(payload, 0))
 
 
+def hash_and_json_of_jcs(body: str, scope: str) -> tuple[str, str | None] | None:
+    """What :func:`request_hash_and_json` answers for a payload whose JCS text is ``body``.
+
+    For a caller that wrote ``body`` itself, exactly as :func:`canonical_json`
+    would (the engine's plain requests: ``engine._validate.plain_jcs``, held
+    to it by tests/engine): the fingerprint, and ``body`` as the stored JSON
+    when it is that too (see :func:`request_hash_and_json`: the caller
+    vouches for a flat payload). ``None`` when the text cannot be hashed (a
+    lone surrogate): the caller then takes :func:`request_hash_and_json`,
+    which says where.
+    """
+    try:
+        data = f"[{encode_basestring(scope)},{body}]".encode()
+    except UnicodeEncodeError:
+        return None
+    digest = f"{HASH_VERSION}:{_sha256(data).hexdigest()}"
+    if body.isascii() and "\x7f" not in body:
+        return digest, body
+    return digest, None
+
+
+_sha256 = hashlib.sha256
+
+
 def request_hash_and_json(
     payload: dict[str, Any], *, scope: str, flat: bool = False
 ) -> tuple[str, str | None]:
@@ -550,15 +574,10 @@ def request_hash_and_json(
     if type(payload) is dict and type(scope) is str:
         body = "".join(_JCS_FLAT(payload, 0)) if flat and _JCS_FLAT else _flat_jcs(payload)
         if body is not None:
-            try:
-                data = ("[" + encode_basestring(scope) + "," + body + "]").encode()
-            except UnicodeEncodeError:
-                pass  # a lone surrogate: the general path below says where
-            else:
-                digest = f"{HASH_VERSION}:{hashlib.sha256(data).hexdigest()}"
-                if body.isascii() and "\x7f" not in body:
-                    return digest, body
-                return digest, None
+            shared = hash_and_json_of_jcs(body, scope)
+            if shared is not None:
+                return shared
+            # A lone surrogate: the general path below says where.
     scope_text = "[" + encode_basestring(scope) + ","
     out = [scope_text]
     _encode_top(payload, None, out)

@@ -19,7 +19,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from importlib import resources
 from typing import Any, ClassVar
 
@@ -648,6 +648,7 @@ class SQLTransaction:
         now: datetime,
         expires_at: datetime,
         request_json: str | None = None,
+        ttl: timedelta | None = None,
     ) -> IdempotencyRecord | None:
         """``bind_key``'s two store steps for a new ``job`` in one call (the engine's submit).
 
@@ -658,7 +659,8 @@ class SQLTransaction:
         Returns ``None`` when the key was claimed and the job inserted, else
         the live record (nothing written). The caller has checked the key
         and that ``now`` is aware UTC; ``request_json`` is ``_dump(job.request)``
-        when it has it (the fingerprint's text). tests/storage holds it equal to the two
+        when it has it (the fingerprint's text), ``ttl`` ``expires_at - now`` when
+        it has it (a store may use it). tests/storage holds it equal to the two
         primitives on both SQL backends. Not part of the store protocol: a
         host's backend gets the primitives, one at a time.
         """
