@@ -190,11 +190,12 @@ def test_an_event_is_built_exactly_when_wanted_says_so(
 
 
 async def test_alone_reads_the_current_task_as_asyncio_does() -> None:
-    # storage.sqlite._alone reads asyncio's registry of current tasks directly
-    # where current_task is the Python function reading it.
+    # storage.sqlite._alone (and the engine's attempt) read asyncio's registry
+    # of current tasks directly where current_task is the Python function reading it.
+    from chatsvg_core._tasks import CURRENT_TASKS
     from chatsvg_core.storage import sqlite as sqlite_module
 
-    tasks = sqlite_module._CURRENT_TASKS
+    tasks = CURRENT_TASKS
     if tasks is not None:
         assert tasks.get(asyncio.get_running_loop()) is asyncio.current_task() is not None
     assert sqlite_module._alone() in (True, False)

@@ -23,6 +23,7 @@ from chatsvg_core._construct import hand_over_json
 from chatsvg_core._logctx import JOB_FIELDS as _JOB_FIELDS
 from chatsvg_core._logctx import job_log_context
 from chatsvg_core._owner import validate_owner
+from chatsvg_core._tasks import CURRENT_TASKS
 from chatsvg_core.engine._events import (
     EVENT_LEVELS,
     EngineEvent,
@@ -222,15 +223,6 @@ _SUCCEEDED: Final = EventKind.SUCCEEDED
 _SUBMITTED: Final = EventKind.SUBMITTED
 _FAILED: Final = JobStatus.FAILED
 _RUNNING: Final = JobStatus.RUNNING
-
-
-# asyncio.current_task's dict, read without its Python frame where that is
-# what current_task does (3.11; ~0.5 k instructions a job); elsewhere it is asked.
-_TASK_OF: Final[Any] = (
-    getattr(asyncio.tasks, "_current_tasks", None)
-    if inspect.isfunction(asyncio.current_task)
-    else None
-)
 
 
 class _Reserved(Exception):
@@ -493,14 +485,21 @@ class Engine:
 
     # --- helpers ------------------------------------------------------------
 
+    def _heard(self, kind: EventKind) -> bool:
+        """Whether anyone would see a ``kind`` event: a hook, instrumentation, or its log level.
+
+        ``_events.wanted`` for this engine. Callers whose event fields cost
+        something to make ask first (``_generate``, ``_finish_success``).
+        """
+        return (
+            self.instrumentation is not NO_INSTRUMENTATION
+            or self.on_event is not None
+            or log.isEnabledFor(EVENT_LEVELS.get(kind, logging.DEBUG))
+        )
+
     def _emit(self, kind: EventKind, job: Job, **fields: Any) -> None:
-        if (
-            self.instrumentation is NO_INSTRUMENTATION
-            and self.on_event is None
-            and not log.isEnabledFor(EVENT_LEVELS.get(kind, logging.DEBUG))
-        ):
-            # Nobody would see it: no hook, no instrumentation, level off
-            # (_events.wanted, inline: four events a job with nobody listening).
+        if not self._heard(kind):
+            # Nobody would see it: four events a job with nobody listening.
             return
         event = EngineEvent(
             kind=kind,
@@ -1013,7 +1012,7 @@ class Engine:
         # loop turns per job); the lease keeper cancels this task if the lease
         # is lost, and that one cancellation is taken back here as _LeaseLost.
         loop = asyncio.get_running_loop()
-        this = asyncio.current_task(loop) if _TASK_OF is None else _TASK_OF.get(loop)
+        this = asyncio.current_task(loop) if CURRENT_TASKS is None else CURRENT_TASKS.get(loop)
         assert this is not None
         revoked = False
 
@@ -1132,13 +1131,9 @@ class Engine:
             "finish_reason": output.finish_reason,
             "sanitizer_changed": clean.changed,
         }
-        if (
-            self.instrumentation is not NO_INSTRUMENTATION
-            or self.on_event is not None
-            or log.isEnabledFor(EVENT_LEVELS.get(_GENERATED, logging.DEBUG))
-        ):
-            # _emit's test first, in line: with nobody listening its fields
-            # (a keyword dict, the report's length) are not made (~3 k a job).
+        if self._heard(_GENERATED):
+            # Asked first: with nobody listening its fields (a keyword dict,
+            # the report's length) are not made.
             self._emit(_GENERATED, job, model=output.model, removed=len(clean.report))
         return clean.svg, metadata
 
@@ -1163,12 +1158,8 @@ class Engine:
             self._emit(EventKind.LEASE_LOST, job)
             _note("lease_lost")
             return None
-        if (
-            self.instrumentation is not NO_INSTRUMENTATION
-            or self.on_event is not None
-            or log.isEnabledFor(EVENT_LEVELS.get(_SUCCEEDED, logging.DEBUG))
-        ):
-            self._emit(_SUCCEEDED, done)  # its test first, in line (see _generate)
+        if self._heard(_SUCCEEDED):
+            self._emit(_SUCCEEDED, done)  # asked first (see _generate)
         if self.checkpoint is not None:
             await self.checkpoint("finished", job.id)
         return done

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import math
 import os
 import queue
@@ -78,6 +77,7 @@ from weakref import ref as _ref
 import anyio
 
 from chatsvg_core._clock import Clock, SystemClock, utc
+from chatsvg_core._tasks import CURRENT_TASKS
 from chatsvg_core.errors import (
     ConfigurationError,
     IncompatibleStorage,
@@ -318,14 +318,6 @@ if _TASKS is None:
     _TASKS = getattr(asyncio.tasks, "_all_tasks", None)
 _EAGER: Any = getattr(asyncio.tasks, "_eager_tasks", ())
 
-# asyncio.current_task's answer without its Python frame, where it is that
-# Python function reading this dict (3.11); elsewhere (C, or kept elsewhere)
-# current_task itself is asked.
-_CURRENT_TASKS: Any = (
-    getattr(asyncio.tasks, "_current_tasks", None)
-    if inspect.isfunction(asyncio.current_task)
-    else None
-)
 _running_loop = asyncio.get_running_loop
 
 # A weak reference to the task _alone last asked about: the same task asking
@@ -349,7 +341,7 @@ def _alone() -> bool:
     registry = _TASKS
     if registry is None or _EAGER:
         return False
-    tasks = _CURRENT_TASKS
+    tasks = CURRENT_TASKS
     current = asyncio.current_task() if tasks is None else tasks.get(_running_loop())
     if current is None:
         return False
